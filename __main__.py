@@ -1,0 +1,5 @@
+import sys
+
+from aipc.cli import main
+
+sys.exit(main())

@@ -1,0 +1,50 @@
+"""The backend registry: one module per target, each a pure function IR -> documents.
+
+A backend module defines ``DEFAULT_FILENAME``, a frozen ``Options`` dataclass,
+``add_arguments(group)`` and ``options_from(args)`` for its command-line flags,
+and ``emit(pipeline, options) -> Emitted``. It imports only the IR and the
+diagnostics module (never ``aipc.dsl``), does not re-validate the program, and
+reports what its target cannot express as diagnostics with the construct's span.
+Registering a target is one line in ``TARGETS``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass, field
+from types import ModuleType
+
+from aipc.diagnostics import Diagnostic
+
+# target name -> module; the first name is the canonical one
+TARGETS: dict[str, str] = {}
+ALIASES: dict[str, str] = {}
+
+
+@dataclass(frozen=True)
+class Emitted:
+    """What a backend produced: plain documents (dicts in output key order) and
+    the target-specific diagnostics. Any error diagnostic means nothing is written."""
+
+    documents: tuple[dict, ...]
+    diagnostics: tuple[Diagnostic, ...] = field(default=())
+
+    @property
+    def has_errors(self) -> bool:
+        return any(d.is_error for d in self.diagnostics)
+
+
+class UnknownTarget(ValueError):
+    pass
+
+
+def target_names() -> list[str]:
+    return list(TARGETS)
+
+
+def get_backend(name: str) -> ModuleType:
+    canonical = ALIASES.get(name, name)
+    if canonical not in TARGETS:
+        known = ", ".join(TARGETS) or "none yet"
+        raise UnknownTarget(f"unknown target `{name}` (known targets: {known})")
+    return importlib.import_module(TARGETS[canonical])

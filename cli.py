@@ -1,0 +1,74 @@
+"""The `aipc` command line: a thin shell over the library.
+
+Each subcommand lives in its own module under :mod:`aipc.commands` with
+``configure(parser)`` and ``run(args) -> exit code``; modules import their heavy
+dependencies inside ``run`` so that ``aipc check`` starts quickly. Exit codes:
+0 success (warnings allowed), 1 errors in the input, 2 usage, 3 internal error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from aipc import __version__
+
+# Subcommands in the order `aipc --help` lists them.
+COMMANDS = (
+    "check",
+    "compile",
+    "explain",
+)
+
+EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
+BUG_REPORT_URL = "https://github.com/aipc-dev/aipc/issues"
+
+
+class UsageError(Exception):
+    """A command line that cannot be carried out (exit 2)."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="aipc",
+        description="The AI pipeline compiler: check a .aip pipeline and compile it to "
+        "docker-compose, Kubernetes or Argo Workflows.",
+    )
+    parser.add_argument("--version", action="version", version=f"aipc {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMANDS:
+        module = importlib.import_module(f"aipc.commands.{name.replace('-', '_')}")
+        sub = subparsers.add_parser(name, help=module.HELP, description=module.DESCRIPTION,
+                                    formatter_class=argparse.RawDescriptionHelpFormatter)
+        module.configure(sub)
+        sub.set_defaults(run=module.run)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return args.run(args)
+    except UsageError as error:
+        print(f"aipc {args.command}: error: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("aipc: interrupted", file=sys.stderr)
+        return 130
+    except BrokenPipeError:
+        # stdout closed early (`aipc compile ... | head`): not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return EXIT_OK
+    except Exception as error:  # noqa: BLE001 - the one place that catches everything
+        if os.environ.get("AIPC_DEBUG"):
+            raise
+        print(f"aipc: internal error ({type(error).__name__}: {error}); this is a bug in aipc, "
+              f"please report it with the input at {BUG_REPORT_URL} (AIPC_DEBUG=1 shows a traceback)",
+              file=sys.stderr)
+        return EXIT_INTERNAL

@@ -1,0 +1,466 @@
+"""Stable diagnostic codes, each with the explanation ``aipc explain CODE`` prints.
+
+E0xx input and syntax, E1xx names, E2xx types and units, E3xx the dependency
+graph, W2xx/W3xx warnings, Bxxx what a backend cannot express. A code, once
+published, keeps its meaning; retired codes are not reused.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Code:
+    id: str
+    title: str
+    explanation: str
+    example: str
+
+
+CODES: dict[str, Code] = {}
+
+
+def _code(id: str, title: str, explanation: str, example: str) -> Code:
+    code = Code(id, title, " ".join(explanation.split()), example.strip("\n"))
+    assert id not in CODES, id
+    CODES[id] = code
+    return code
+
+
+# ----------------------------------------------------------------- input, syntax
+
+UNREADABLE = _code(
+    "E001", "the input cannot be read",
+    """The file does not exist, is a directory, or is not text: .aip files are
+    UTF-8 text without NUL bytes. Check the path, or re-save the file as UTF-8.""",
+    """
+$ aipc check pipelines/fraud.aip     # the file is really pipelines/fraud.aip.txt
+error[E001]: cannot read `pipelines/fraud.aip`: no such file
+""",
+)
+
+UNEXPECTED_TOKEN = _code(
+    "E002", "syntax error",
+    """The parser met something it did not expect at this point. The message says
+    what would have been accepted instead. Attributes are written `name = value`
+    and separated by spaces or newlines (no commas); lists `[a, b]` and maps
+    `{ k = v, ... }` separate their items with commas.""",
+    """
+data ingest {
+  image = "etl:1.0",          # error: attributes are not separated by commas
+  after = [raw clean]         # error: expected `,` or `]`
+}
+# fixed:
+data ingest {
+  image = "etl:1.0"
+  after = [raw, clean]
+}
+""",
+)
+
+UNEXPECTED_CHARACTER = _code(
+    "E003", "a character that is not part of the language",
+    """The lexer found a character that starts no token. Names are letters, digits
+    and underscores; strings are quoted with `"`; comments start with `#` or `//`.""",
+    """
+data ingest { image = 'etl:1.0' }    # error: single quotes are not strings
+data ingest { image = "etl:1.0" }    # fixed
+""",
+)
+
+UNTERMINATED_STRING = _code(
+    "E004", "unterminated string",
+    """A string opened with `"` must be closed on the same line; text over several
+    lines is written between triple quotes `\"\"\"...\"\"\"`.""",
+    '''
+data ingest { script = "python etl.py }      # error: no closing quote
+data ingest { script = "python etl.py" }     # fixed
+''',
+)
+
+INVALID_ESCAPE = _code(
+    "E005", "invalid escape sequence",
+    """Inside `"..."` a backslash starts an escape: `\\"`, `\\\\`, `\\n`, `\\t` and
+    `\\$` are known. Write `\\\\` for a literal backslash. Triple-quoted strings have
+    no escapes at all, which suits shell scripts.""",
+    r'''
+data ingest { command = ["grep", "\d+", "log.txt"] }     # error: `\d` is not an escape
+data ingest { command = ["grep", "\\d+", "log.txt"] }    # fixed
+''',
+)
+
+INVALID_INTERPOLATION = _code(
+    "E006", "invalid interpolation",
+    """`${name}` inside a string is replaced by the value of the parameter `name`;
+    `${pipeline.name}` and `${stage.name}` are built in. The braces must hold one
+    of those names and be closed. To write a literal `${` (a shell variable in a
+    script, for example) write `$${`.""",
+    '''
+data ingest { script = "echo ${HOME" }        # error: `${` is not closed
+data ingest { script = "echo $${HOME}" }      # fixed: a literal ${HOME} for the shell
+''',
+)
+
+INVALID_NAME = _code(
+    "E007", "invalid name",
+    """Declared names (stages, volumes, secrets, parameters) start with a lowercase
+    letter, continue with lowercase letters, digits and `_`, and have at most 40
+    characters, so that every target can turn them into object names.""",
+    """
+data Ingest_Raw { image = "etl:1.0" }    # error: uppercase letters
+data ingest_raw { image = "etl:1.0" }    # fixed
+""",
+)
+
+UNEXPECTED_EOF = _code(
+    "E008", "unexpected end of input",
+    """The file (or the declaration) ended while a block, list or map was still
+    open. The help line names the innermost bracket that is not closed.""",
+    """
+data ingest {
+  image = "etl:1.0"
+# error: the file ends before the `}` that closes `data ingest {`
+""",
+)
+
+# ------------------------------------------------------------------------- names
+
+DUPLICATE_NAME = _code(
+    "E101", "duplicate declaration",
+    """Names are unique per kind (two volumes cannot share a name) and across
+    stages (a `data` and a `train` stage cannot share one either), because they
+    become object names on every target.""",
+    """
+volume models { size = 20Gi }
+volume models { size = 50Gi }    # error: `models` is already declared
+""",
+)
+
+UNKNOWN_STAGE = _code(
+    "E102", "unknown stage",
+    """`after` lists the stages this stage waits for; each must be declared in the
+    same file (in any order). A close match is suggested.""",
+    """
+data ingest { image = "etl:1.0" }
+train model { image = "trainer:1.0"  after = [ingets] }    # error: did you mean `ingest`?
+""",
+)
+
+UNKNOWN_VOLUME = _code(
+    "E103", "unknown volume",
+    """`mount V at "/path"` needs a `volume V { ... }` declaration.""",
+    """
+volume models { size = 20Gi }
+train model { image = "trainer:1.0"  mount model at "/models" }    # error: did you mean `models`?
+""",
+)
+
+UNKNOWN_SECRET = _code(
+    "E104", "unknown secret",
+    """`secrets = [...]` lists `secret NAME { keys = [...] }` declarations.""",
+    """
+secret s3 { keys = ["AWS_ACCESS_KEY_ID"] }
+data ingest { image = "etl:1.0"  secrets = [s4] }    # error: did you mean `s3`?
+""",
+)
+
+UNKNOWN_PARAM = _code(
+    "E105", "unknown parameter",
+    """`${name}` in a string, and `-p name=value` on the command line, refer to a
+    `param name: TYPE = DEFAULT` declaration. In a script, write `$${VAR}` for a
+    shell variable.""",
+    """
+param epochs: int = 10
+train model { image = "trainer:1.0"  command = ["train", "--epochs", "${epoch}"] }
+# error: unknown parameter `epoch`; did you mean `epochs`?
+""",
+)
+
+UNKNOWN_ATTRIBUTE = _code(
+    "E106", "unknown attribute",
+    """Every declaration accepts a fixed set of attributes (see LANGUAGE.md). A
+    close match is suggested; `cpu`, `memory`, `gpu`... belong inside
+    `resources { }`.""",
+    """
+data ingest { image = "etl:1.0"  comand = ["etl"] }    # error: did you mean `command`?
+""",
+)
+
+ATTRIBUTE_NOT_FOR_KIND = _code(
+    "E107", "attribute not allowed on this kind of stage",
+    """`retries` and `timeout` belong to batch stages (`data`, `train`, `eval`),
+    which run to completion; `port`, `replicas` and `health` belong to `serve`
+    stages, which run until stopped.""",
+    """
+train model { image = "trainer:1.0"  port = 8080 }    # error: `port` is only for serve stages
+""",
+)
+
+DUPLICATE_ATTRIBUTE = _code(
+    "E108", "attribute set twice",
+    """Each attribute may be set once per block; the second value would silently
+    win otherwise.""",
+    """
+data ingest { image = "etl:1.0"  image = "etl:2.0" }    # error
+""",
+)
+
+DUPLICATE_HEADER = _code(
+    "E109", "more than one pipeline header",
+    """A file describes one pipeline and has at most one `pipeline "name" { }` header.""",
+    """
+pipeline "fraud" { }
+pipeline "fraud-v2" { }    # error
+""",
+)
+
+NAME_TOO_LONG = _code(
+    "E110", "generated object name too long",
+    """Kubernetes names and label values have at most 63 characters. Objects are
+    named `<pipeline>-<stage>` or `<pipeline>-<volume>` (underscores become
+    dashes), so the pipeline name plus the longest stage or volume name must fit.""",
+    """
+pipeline "nightly-fraud-detection-retraining-for-the-risk-team" { }
+data ingest_transactions_from_the_warehouse { image = "etl:1.0" }    # error: 71 characters
+""",
+)
+
+INVALID_OBJECT_NAME = _code(
+    "E111", "invalid pipeline name or namespace",
+    """The pipeline name and the namespace become Kubernetes names: lowercase
+    letters, digits and `-` (the pipeline name may also use `_`), starting with a
+    letter and ending with a letter or digit. The pipeline name defaults to the
+    file's name, cleaned the same way.""",
+    """
+pipeline "Fraud Detection" { }    # error: write "fraud-detection"
+""",
+)
+
+# --------------------------------------------------------------- types and units
+
+WRONG_UNIT = _code(
+    "E201", "wrong or unknown unit",
+    """The attribute decides what a unit means. Bytes (`memory`, `shm`, `disk`,
+    volume `size`) take `Ki Mi Gi Ti Pi` (powers of 1024) or `k M G T P` (powers of
+    1000); `cpu` takes a number of cores or millicores (`500m`); durations
+    (`timeout`, `duration` parameters) take `s m h d`, combinable as `1h30m`.""",
+    """
+train model { image = "trainer:1.0"  resources { memory = 16GB } }    # error: write 16G or 16Gi
+train model { image = "trainer:1.0"  timeout = 2Gi }                 # error: a duration needs s, m, h or d
+""",
+)
+
+WRONG_TYPE = _code(
+    "E202", "value of the wrong type",
+    """Each attribute has one type: a string, a number, a list of strings, a map, a
+    list of names... A number, quantity, duration or bool attribute also accepts a
+    string that is exactly one `${param}`; its value is checked after `-p`
+    overrides are applied.""",
+    """
+data ingest { image = etl }                 # error: expected a string, write "etl:1.0"
+serve api { image = "api:1.0"  port = "http" }    # error: expected an integer
+""",
+)
+
+MISSING_ATTRIBUTE = _code(
+    "E203", "missing required attribute",
+    """Some attributes have no default: every stage needs an `image` (unless the
+    pipeline header sets one), a serve stage needs a `port`, a volume needs a
+    `size` unless it is a `host` path or an existing `claim`, a secret needs
+    `keys`.""",
+    """
+serve api { image = "api:1.0" }             # error: a serve stage needs a `port`
+serve api { image = "api:1.0"  port = 8080 }
+""",
+)
+
+CONFLICTING_ATTRIBUTES = _code(
+    "E204", "attributes that cannot be used together",
+    """`command` (an argv list) and `script` (run with `sh -c`) are two ways to say
+    what runs, so a stage has at most one. A volume is either created (`size`,
+    `access`, `class`), a bind mount of a `host` path, or an existing `claim`.""",
+    """
+data ingest { image = "etl:1.0"  command = ["etl"]  script = "etl --all" }    # error
+""",
+)
+
+RELATIVE_PATH = _code(
+    "E205", "path must be absolute",
+    """Mount paths, the working directory and the health-check path are absolute:
+    they start with `/`.""",
+    """
+train model { image = "trainer:1.0"  mount models at "models" }    # error: write "/models"
+""",
+)
+
+DUPLICATE_MOUNT_PATH = _code(
+    "E206", "two mounts at one path",
+    """A stage cannot mount two volumes at the same path (nor at `/dev/shm`, which
+    `shm` owns, or `/tmp`, which the hardened container keeps writable).""",
+    """
+train model {
+  image = "trainer:1.0"
+  mount models at "/data"
+  mount features at "/data"    # error
+}
+""",
+)
+
+RANGE_REVERSED = _code(
+    "E207", "range whose low is above its high",
+    """`cpu = LOW..HIGH` and `memory = LOW..HIGH` mean request..limit, so the low
+    end cannot exceed the high end.""",
+    """
+train model { image = "trainer:1.0"  resources { memory = 16Gi..8Gi } }    # error: write 8Gi..16Gi
+""",
+)
+
+INVALID_GPU_COUNT = _code(
+    "E208", "invalid GPU count",
+    """`gpu` is a whole, non-negative number of devices.""",
+    """
+train model { image = "trainer:1.0"  resources { gpu = 0.5 } }    # error
+""",
+)
+
+OUT_OF_RANGE = _code(
+    "E209", "value out of range",
+    """Some numbers have bounds: `port` is 1..65535, `replicas` at least 1,
+    `retries` at least 0, `timeout`, `cpu` and sizes above zero.""",
+    """
+serve api { image = "api:1.0"  port = 80800 }    # error
+""",
+)
+
+INVALID_CHOICE = _code(
+    "E210", "value not among the choices",
+    """Enumerated attributes accept a fixed set of words: `access` is `rwo`, `rwx` or
+    `rox`; `gpu_vendor` is `nvidia`, `amd` or `intel`; `param` types are `string`,
+    `int`, `float`, `bool` and `duration`. They may be written bare or quoted.""",
+    """
+volume raw { size = 200Gi  access = shared }    # error: did you mean `rwx`?
+""",
+)
+
+INVALID_PARAM_VALUE = _code(
+    "E211", "parameter value does not fit its type",
+    """A parameter's default, and a `-p NAME=VALUE` override, must be a value of the
+    parameter's type: `int` takes `42`, `float` `3e-4`, `bool` `true` or `false`,
+    `duration` `1h30m`, `string` anything.""",
+    """
+param epochs: int = 10
+$ aipc check train.aip -p epochs=ten     # error: `ten` is not an int
+""",
+)
+
+RANGE_NOT_ALLOWED = _code(
+    "E212", "range not allowed here",
+    """Only `cpu` and `memory` take a `LOW..HIGH` range (request..limit).""",
+    """
+train model { image = "trainer:1.0"  resources { gpu = 1..2 } }    # error
+""",
+)
+
+INVALID_LABEL = _code(
+    "E213", "invalid label",
+    """Labels become Kubernetes labels: keys are an optional DNS prefix and `/`
+    then at most 63 letters, digits, `-`, `_` or `.`; values are at most 63 of
+    those characters, starting and ending with a letter or digit, or empty.""",
+    """
+pipeline "fraud" { labels = { team = "risk team" } }    # error: spaces are not allowed
+""",
+)
+
+INVALID_ENV_NAME = _code(
+    "E214", "invalid environment variable name",
+    """Environment variable names (in `env` and secret `keys`) are letters, digits
+    and `_`, not starting with a digit.""",
+    """
+secret s3 { keys = ["aws-key"] }    # error: write "AWS_KEY"
+""",
+)
+
+# ------------------------------------------------------------------------- graph
+
+DEPENDENCY_CYCLE = _code(
+    "E301", "dependency cycle",
+    """`after` edges must form a DAG: a stage cannot (even indirectly) wait for
+    itself. The message prints the cycle.""",
+    """
+data a { image = "etl:1.0"  after = [b] }
+data b { image = "etl:1.0"  after = [a] }    # error: a -> b -> a
+""",
+)
+
+BATCH_AFTER_SERVE = _code(
+    "E302", "a batch stage waits for a serve stage",
+    """A serve stage runs until it is stopped, so a batch stage that waits for it to
+    finish would never start. A serve stage may wait for another serve stage (it
+    starts once that one is healthy).""",
+    """
+serve api { image = "api:1.0"  port = 8080 }
+eval smoke { image = "tests:1.0"  after = [api] }    # error
+""",
+)
+
+# ---------------------------------------------------------------------- warnings
+
+UNPINNED_IMAGE = _code(
+    "W201", "image without a tag or with `latest`",
+    """An image without a tag means `latest`, which changes under you: two runs of
+    the same pipeline may use different code. Pin a version tag or a digest.""",
+    """
+data ingest { image = "python" }             # warning
+data ingest { image = "python:3.11-slim" }   # fixed
+""",
+)
+
+READ_BEFORE_WRITE = _code(
+    "W301", "a reader may run before the writer",
+    """A stage mounts a volume `readonly` that another stage writes, but the writer is
+    not upstream of the reader (directly or transitively), so the reader may run
+    first and see no data. Add the writer to the reader's `after`.""",
+    """
+data ingest { image = "etl:1.0"  mount raw at "/raw" }
+train model { image = "trainer:1.0"  mount raw at "/raw" readonly }    # warning: add after = [ingest]
+""",
+)
+
+CONCURRENT_WRITERS = _code(
+    "W302", "concurrent writers on a single-writer volume",
+    """Two stages that may run at the same time both mount an `rwo` volume
+    writable. Kubernetes attaches an `rwo` volume to one node at a time, and two
+    writers may corrupt each other's files. Order them with `after`, or use
+    `access = rwx`.""",
+    """
+volume scratch { size = 10Gi }
+data a { image = "etl:1.0"  mount scratch at "/s" }
+data b { image = "etl:1.0"  mount scratch at "/s" }    # warning: a and b may run together
+""",
+)
+
+# ---------------------------------------------------------------------- backends
+
+NOT_PORTABLE = _code(
+    "B001", "construct not available on this target",
+    """Some constructs only exist on some targets. A `host` volume is a bind mount
+    of a path on the Docker host: a cluster has no such path, so the Kubernetes and
+    Argo targets reject stages that mount one. Use a sized volume or a `claim`.""",
+    """
+volume scratch { host = "./scratch" }
+data ingest { image = "etl:1.0"  mount scratch at "/scratch" }
+$ aipc compile p.aip --target k8s     # error: a host volume cannot be mounted on Kubernetes
+""",
+)
+
+IGNORED_ON_TARGET = _code(
+    "B101", "attribute ignored on this target",
+    """The target has no way to express this attribute, so the compiled output runs
+    without it: docker-compose cannot select a GPU model (`gpu_model`) or stop a
+    container after a deadline (`timeout`).""",
+    """
+train model { image = "trainer:1.0"  timeout = 12h }
+$ aipc compile p.aip --target compose     # warning: compose has no timeout; it is ignored
+""",
+)

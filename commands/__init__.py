@@ -1,0 +1,1 @@
+"""Subcommands of the `aipc` command line, one module each (see aipc.cli)."""

@@ -1,0 +1,94 @@
+"""What the subcommands share: reading inputs, `-p` options, printing diagnostics."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from dataclasses import dataclass
+from typing import Iterable, TextIO
+
+from aipc import codes
+from aipc.cli import UsageError
+from aipc.diagnostics import Diagnostic, Diagnostics, Source, render_human, render_json, summary
+
+MAX_SHOWN = 200  # human output lists at most this many diagnostics and counts the rest
+
+
+def add_param_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-p", "--param", dest="params", action="append", default=[], metavar="NAME=VALUE",
+                        help="override a parameter's default (repeatable); checked against its type")
+
+
+def add_format_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=("human", "json"), default="human",
+                        help="how diagnostics are printed (default: human)")
+    parser.add_argument("--color", choices=("auto", "always", "never"), default="auto",
+                        help="colour human diagnostics (default: auto, only on a terminal)")
+
+
+def parse_params(values: Iterable[str]) -> dict[str, str]:
+    params: dict[str, str] = {}
+    for value in values:
+        name, equals, text = value.partition("=")
+        if not equals or not name.strip():
+            raise UsageError(f"`-p {value}` is not NAME=VALUE")
+        params[name.strip()] = text
+    return params
+
+
+@dataclass
+class Input:
+    """One input file: its text when it could be read, else the diagnostic saying why."""
+
+    path: str
+    data: bytes | None
+    diagnostics: list[Diagnostic]
+
+
+def read_input(path: str) -> Input:
+    """Read a file for checking; a missing file, a directory or unreadable bytes become
+    an E001 diagnostic rather than an exception."""
+    sink = Diagnostics(path)
+    if path == "-":
+        return Input("<stdin>", sys.stdin.buffer.read(), [])
+    try:
+        with open(path, "rb") as handle:
+            return Input(path, handle.read(), [])
+    except FileNotFoundError:
+        message, help = f"cannot read `{path}`: no such file", "check the path"
+    except IsADirectoryError:
+        message, help = f"cannot read `{path}`: it is a directory", "name a .aip file inside it"
+    except PermissionError:
+        message, help = f"cannot read `{path}`: permission denied", None
+    except OSError as error:
+        message, help = f"cannot read `{path}`: {error.strerror or error}", None
+    sink.error(codes.UNREADABLE, None, message, help=help)
+    return Input(path, None, sink.sorted())
+
+
+def use_color(choice: str, stream: TextIO) -> bool:
+    if choice == "always":
+        return True
+    if choice == "never" or os.environ.get("NO_COLOR"):
+        return False
+    return hasattr(stream, "isatty") and stream.isatty() and os.environ.get("TERM") != "dumb"
+
+
+def print_diagnostics(diagnostics: list[Diagnostic], sources: dict[str, Source], fmt: str,
+                      color: str, stream: TextIO) -> None:
+    if fmt == "json":
+        stream.write(render_json(diagnostics, sources))
+        return
+    if diagnostics:
+        stream.write(render_human(diagnostics, sources, color=use_color(color, stream), limit=MAX_SHOWN))
+
+
+def print_summary(path: str, diagnostics: list[Diagnostic], stream: TextIO, ok_detail: str = "") -> None:
+    counts = summary(diagnostics)
+    if any(d.is_error for d in diagnostics):
+        stream.write(f"{path}: {counts}\n")
+    elif counts:
+        stream.write(f"{path}: ok{ok_detail}, {counts}\n")
+    else:
+        stream.write(f"{path}: ok{ok_detail}\n")

@@ -1,0 +1,200 @@
+"""The backend-neutral intermediate representation.
+
+Frozen and fully resolved: every quantity is an integer in its base unit
+(bytes, millicores, seconds), every reference is the object it names, every
+``${param}`` is substituted, and ``Pipeline.stages`` is in topological order
+(ties broken by name). Backends read this and nothing else; spans are kept so a
+backend can say, with a location, what its target cannot express.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass, field
+from typing import Union
+
+from aipc.diagnostics import Span
+
+
+class StageKind(str, enum.Enum):
+    DATA = "data"
+    TRAIN = "train"
+    EVAL = "eval"
+    SERVE = "serve"
+
+    @property
+    def is_batch(self) -> bool:
+        return self is not StageKind.SERVE
+
+
+class Access(str, enum.Enum):
+    RWO = "rwo"
+    RWX = "rwx"
+    ROX = "rox"
+
+
+class GpuVendor(str, enum.Enum):
+    NVIDIA = "nvidia"
+    AMD = "amd"
+    INTEL = "intel"
+
+
+class VolumeKind(str, enum.Enum):
+    SIZED = "sized"  # created by the target (named volume, PVC)
+    HOST = "host"  # a bind mount of a path on the Docker host
+    CLAIM = "claim"  # an existing claim, referenced by name
+
+
+class ParamType(str, enum.Enum):
+    STRING = "string"
+    INT = "int"
+    FLOAT = "float"
+    BOOL = "bool"
+    DURATION = "duration"
+
+
+@dataclass(frozen=True, slots=True)
+class ParamRef:
+    """A place in a string where a parameter's value was substituted."""
+
+    name: str
+
+
+Template = tuple[Union[str, ParamRef], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Param:
+    name: str
+    type: ParamType
+    value: Union[str, int, float, bool]  # a duration is in seconds
+    text: str  # the value as substituted into strings: `3e-4`, `true`, `2h`
+    overridden: bool
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Range:
+    """``request..limit``; a single value has ``request == limit``."""
+
+    request: int
+    limit: int
+
+
+@dataclass(frozen=True, slots=True)
+class Resources:
+    cpu: Range | None = None  # millicores
+    memory: Range | None = None  # bytes
+    gpu: int = 0
+    gpu_vendor: GpuVendor = GpuVendor.NVIDIA
+    gpu_model: str | None = None
+    shm: int | None = None  # bytes
+    disk: int | None = None  # bytes
+
+
+@dataclass(frozen=True, slots=True)
+class Volume:
+    name: str
+    kind: VolumeKind
+    access: Access = Access.RWO
+    size: int | None = None  # bytes, SIZED only
+    storage_class: str | None = None
+    host_path: str | None = None
+    claim: str | None = None
+    span: Span = Span(0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Secret:
+    name: str
+    keys: tuple[str, ...]
+    span: Span = Span(0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Mount:
+    volume: Volume
+    path: str
+    readonly: bool
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    name: str
+    kind: StageKind
+    image: str
+    command: tuple[str, ...] | None = None
+    script: str | None = None
+    workdir: str | None = None
+    env: tuple[tuple[str, str], ...] = ()
+    secrets: tuple[Secret, ...] = ()
+    after: tuple[str, ...] = ()  # direct dependencies, sorted
+    mounts: tuple[Mount, ...] = ()
+    resources: Resources = field(default_factory=Resources)
+    retries: int = 0
+    timeout: int | None = None  # seconds
+    port: int | None = None
+    replicas: int = 1
+    health: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    level: int = 0  # length of the longest chain of dependencies before it
+    span: Span = Span(0, 0)
+    # Where each attribute was written, for target-specific diagnostics: ("timeout", span)
+    spans: tuple[tuple[str, Span], ...] = ()
+    # Strings that came from parameters, by field path ("command.2", "env.LR",
+    # "script", "image", "workdir"), for targets that keep parameters symbolic.
+    templates: tuple[tuple[str, Template], ...] = ()
+
+    @property
+    def is_batch(self) -> bool:
+        return self.kind.is_batch
+
+    def span_of(self, attribute: str) -> Span:
+        for name, span in self.spans:
+            if name == attribute:
+                return span
+        return self.span
+
+
+@dataclass(frozen=True, slots=True)
+class Pipeline:
+    name: str
+    file: str
+    description: str | None = None
+    namespace: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    params: tuple[Param, ...] = ()
+    volumes: tuple[Volume, ...] = ()  # by name
+    secrets: tuple[Secret, ...] = ()  # by name
+    stages: tuple[Stage, ...] = ()  # topological, ties by name
+    span: Span = Span(0, 0)
+
+    def stage(self, name: str) -> Stage:
+        for stage in self.stages:
+            if stage.name == name:
+                return stage
+        raise KeyError(name)
+
+    def object_name(self, name: str) -> str:
+        """The DNS-1123 name of one of this pipeline's objects: ``<pipeline>-<name>``."""
+        return f"{dns_label(self.name)}-{dns_label(name)}"
+
+    @property
+    def dns_name(self) -> str:
+        return dns_label(self.name)
+
+
+def dns_label(name: str) -> str:
+    """A name the checker accepted, as a DNS-1123 label (``_`` becomes ``-``)."""
+    return name.replace("_", "-")
+
+
+def clean_name(text: str) -> str:
+    """Turn arbitrary text (a file name) into a pipeline name the checker accepts."""
+    name = re.sub(r"[^a-z0-9_-]+", "-", text.lower()).strip("-_")
+    name = re.sub(r"-{2,}", "-", name)
+    if not name or not name[0].isalpha():
+        name = "p-" + name if name else "pipeline"
+    return name[:50].rstrip("-_")

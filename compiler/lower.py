@@ -1,0 +1,639 @@
+"""Lowering: the checked surface model becomes the frozen IR.
+
+Each declaration is read against its table in :mod:`aipc.compiler.schema`;
+values become typed through :class:`aipc.compiler.values.Evaluator`; the
+dependency graph orders the stages. Every problem is reported into the sink
+and lowering carries on, so one run shows every independent error; the IR is
+returned only when there is none.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import posixpath
+import re
+from dataclasses import dataclass, field
+from pathlib import PurePath
+from typing import Mapping
+
+from aipc import codes
+from aipc.compiler import graph as dag
+from aipc.compiler import ir
+from aipc.compiler.params import bind_params
+from aipc.compiler.resolve import Symbols, collect_declarations
+from aipc.compiler.schema import (
+    HEADER, RESOURCES, SECRET, STAGE, STAGE_BLOCKS, VOLUME, AttributeSpec, Type,
+)
+from aipc.compiler.values import ENV_NAME, INVALID, Evaluator, Text, did_you_mean
+from aipc.diagnostics import Diagnostics, Label, Span
+from aipc.dsl import model as m
+
+MAX_OBJECT_NAME = 63
+PIPELINE_NAME = re.compile(r"[a-z](?:[a-z0-9_-]*[a-z0-9])?")
+DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?")
+LABEL_NAME = re.compile(r"[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?")
+LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
+RESERVED_LABELS = frozenset({
+    "app.kubernetes.io/name", "app.kubernetes.io/part-of", "app.kubernetes.io/component",
+    "app.kubernetes.io/managed-by", "app.kubernetes.io/instance",
+})
+_WHERE = {"header": "the `pipeline` header", "volume": "a volume", "secret": "a secret",
+          "resources": "`resources`"}
+
+
+# ------------------------------------------------------------------ reading blocks
+
+
+@dataclass
+class _Block:
+    """A block's items, sorted out: attributes by name (first wins), mounts, nested blocks."""
+
+    attributes: dict[str, m.Attribute] = field(default_factory=dict)
+    mounts: list[m.Mount] = field(default_factory=list)
+    blocks: dict[str, tuple[Span, list]] = field(default_factory=dict)
+
+
+def _read_block(items, table: Mapping[str, AttributeSpec], sink: Diagnostics, where: str,
+                stage_kind: str | None = None) -> _Block:
+    block = _Block()
+    for item in items:
+        if isinstance(item, m.Mount):
+            if stage_kind is None:
+                sink.error(codes.UNKNOWN_ATTRIBUTE, item.span, f"`mount` is not allowed in {_WHERE[where]}",
+                           help="mounts belong in a stage: `mount VOLUME at \"/path\"`")
+            else:
+                block.mounts.append(item)
+            continue
+        if isinstance(item, m.Block) or (
+            isinstance(item, m.Attribute) and stage_kind is not None
+            and item.name in STAGE_BLOCKS and isinstance(item.value, m.MapValue)
+        ):
+            _read_nested(item, block, sink, where, stage_kind)
+            continue
+        spec = table.get(item.name)
+        if spec is None:
+            _unknown_attribute(item, table, sink, where, stage_kind)
+            continue
+        if stage_kind is not None and stage_kind not in spec.kinds:
+            allowed = "serve stages" if spec.kinds == frozenset({"serve"}) else "batch stages (data, train, eval)"
+            why = ("a serve stage runs until stopped" if "serve" not in spec.kinds
+                   else "a batch stage runs to completion and serves nothing")
+            sink.error(codes.ATTRIBUTE_NOT_FOR_KIND, item.name_span,
+                       f"`{item.name}` is only for {allowed}, not `{stage_kind}` stages",
+                       label=f"not allowed on a `{stage_kind}` stage", help=why)
+            continue
+        if item.name in block.attributes:
+            sink.error(codes.DUPLICATE_ATTRIBUTE, item.name_span, f"`{item.name}` is set twice",
+                       label="set again here",
+                       related=[Label(block.attributes[item.name].name_span, "first set here")],
+                       help="remove one of them")
+            continue
+        block.attributes[item.name] = item
+    return block
+
+
+def _read_nested(item, block: _Block, sink: Diagnostics, where: str, stage_kind: str | None) -> None:
+    if stage_kind is None or item.name not in STAGE_BLOCKS:
+        choices = list(STAGE_BLOCKS) if stage_kind is not None else []
+        sink.error(codes.UNKNOWN_ATTRIBUTE, item.name_span, f"unknown block `{item.name}` in {_WHERE.get(where, where)}",
+                   help=did_you_mean(item.name, choices) or
+                   ("the only block in a stage is `resources { ... }`" if stage_kind else None))
+        return
+    if item.name in block.blocks:
+        sink.error(codes.DUPLICATE_ATTRIBUTE, item.name_span, f"`{item.name}` is set twice",
+                   label="set again here", related=[Label(block.blocks[item.name][0], "first set here")],
+                   help="merge the two blocks")
+        return
+    if isinstance(item, m.Block):
+        inner = list(item.items)
+    else:  # `resources = { cpu = 2, memory = 4Gi }`
+        inner = [m.Attribute.model_construct(span=e.span, name=e.key, name_span=e.key_span, value=e.value)
+                 for e in item.value.entries]
+    block.blocks[item.name] = (item.name_span, inner)
+
+
+def _unknown_attribute(item: m.Attribute, table, sink: Diagnostics, where: str, stage_kind: str | None) -> None:
+    name = item.name
+    if stage_kind is not None and where == "stage" and name in RESOURCES:
+        sink.error(codes.UNKNOWN_ATTRIBUTE, item.name_span, f"`{name}` belongs inside `resources {{ }}`",
+                   label="not a stage attribute", help=f"write `resources {{ {name} = ... }}`")
+        return
+    if where == "resources" and name in STAGE:
+        sink.error(codes.UNKNOWN_ATTRIBUTE, item.name_span, f"`{name}` is a stage attribute, not a resource",
+                   help=f"move `{name}` out of `resources {{ }}`")
+        return
+    candidates = list(table) + (list(STAGE_BLOCKS) + ["mount"] if where == "stage" else [])
+    place = f"a `{stage_kind}` stage" if where == "stage" else _WHERE[where]
+    sink.error(codes.UNKNOWN_ATTRIBUTE, item.name_span, f"unknown attribute `{name}` in {place}",
+               label="unknown", help=did_you_mean(name, candidates)
+               or "known attributes: " + ", ".join(f"`{n}`" for n in candidates))
+
+
+# ----------------------------------------------------------------------- checks
+
+
+def _check_labels(pairs: list[tuple[str, Text, m.Entry]], sink: Diagnostics) -> tuple[tuple[str, str], ...]:
+    out = []
+    for key, text, entry in pairs:
+        prefix, _, name = key.rpartition("/")
+        if key in RESERVED_LABELS:
+            sink.error(codes.INVALID_LABEL, entry.key_span, f"the label `{key}` is set by aipc",
+                       help="aipc sets the app.kubernetes.io/ name, part-of, component and managed-by labels itself; "
+                       "choose another key")
+            continue
+        if (not LABEL_NAME.fullmatch(name) or len(name) > 63
+                or (prefix and (not DNS_SUBDOMAIN.fullmatch(prefix) or len(prefix) > 253))
+                or (not prefix and "/" in key)):
+            sink.error(codes.INVALID_LABEL, entry.key_span, f"`{key}` is not a valid label key",
+                       help="a key is an optional DNS prefix and `/`, then up to 63 letters, digits, `-`, `_` or `.`")
+            continue
+        if not LABEL_VALUE.fullmatch(text.value) or len(text.value) > 63:
+            suggestion = re.sub(r"[^A-Za-z0-9_.-]+", "-", text.value).strip("-_.")[:63]
+            sink.error(codes.INVALID_LABEL, entry.value.span, f"`{text.value}` is not a valid label value",
+                       help="label values are up to 63 letters, digits, `-`, `_` or `.`, "
+                       f"starting and ending with a letter or digit: `\"{suggestion}\"`")
+            continue
+        out.append((key, text.value))
+    return tuple(sorted(out))
+
+
+def _check_env_name(name: str, span: Span, sink: Diagnostics) -> bool:
+    if ENV_NAME.fullmatch(name):
+        return True
+    suggestion = re.sub(r"[^A-Za-z0-9_]", "_", name).upper()
+    if suggestion[:1].isdigit():
+        suggestion = "_" + suggestion
+    sink.error(codes.INVALID_ENV_NAME, span, f"`{name}` is not a valid environment variable name",
+               help=f"use letters, digits and `_`, not starting with a digit: `{suggestion}`")
+    return False
+
+
+def _has_registry_host(image: str) -> bool:
+    first, slash, _ = image.partition("/")
+    return bool(slash) and ("." in first or ":" in first or first == "localhost")
+
+
+def _image_tag(image: str) -> str | None:
+    if "@" in image:
+        return "@digest"
+    last = image.rsplit("/", 1)[-1]
+    return last.partition(":")[2] or None
+
+
+# ------------------------------------------------------------------------ lowering
+
+
+@dataclass
+class _Header:
+    name: str
+    description: str | None = None
+    namespace: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
+    registry: str | None = None
+    image: Text | None = None
+    image_span: Span | None = None
+
+
+class _Lowering:
+    def __init__(self, program: m.Program, overrides: Mapping[str, str], sink: Diagnostics) -> None:
+        self.program = program
+        self.sink = sink
+        self.symbols: Symbols = collect_declarations(program, sink)
+        self.header = _Header(self._pipeline_name())
+        self.params = bind_params(self.symbols, overrides, sink)
+        self.evaluator = Evaluator(sink, self.params, self.symbols.known("param"), self.header.name)
+
+    # the pipeline ---------------------------------------------------------------
+
+    def _pipeline_name(self) -> str:
+        header = self.symbols.header
+        if header is None:
+            return ir.clean_name(PurePath(self.program.path).stem)
+        if not PIPELINE_NAME.fullmatch(header.name):
+            self.sink.error(codes.INVALID_OBJECT_NAME, header.name_span,
+                            f"`{header.name}` is not a valid pipeline name",
+                            label="becomes Kubernetes names and labels",
+                            help=f'lowercase letters, digits, `-` and `_`, starting with a letter: "{ir.clean_name(header.name)}"')
+            return ir.clean_name(header.name)
+        return header.name
+
+    def lower_header(self) -> None:
+        header = self.symbols.header
+        if header is None:
+            return
+        block = _read_block(header.items, HEADER, self.sink, "header")
+        values = self._strings(block, HEADER, None)
+        if "description" in values:
+            self.header.description = values["description"].value
+        if "registry" in values:
+            self.header.registry = values["registry"].value.rstrip("/")
+        if "image" in values:
+            self.header.image = values["image"]
+            self.header.image_span = block.attributes["image"].value.span
+        if "namespace" in values:
+            namespace = values["namespace"].value
+            if not DNS_LABEL.fullmatch(namespace) or len(namespace) > 63:
+                self.sink.error(codes.INVALID_OBJECT_NAME, block.attributes["namespace"].value.span,
+                                f"`{namespace}` is not a valid namespace",
+                                help="a namespace is up to 63 lowercase letters, digits and `-`, "
+                                f'starting and ending with a letter or digit: "{ir.clean_name(namespace).replace("_", "-")}"')
+            else:
+                self.header.namespace = namespace
+        if "labels" in block.attributes:
+            pairs = self.evaluator.string_map(HEADER["labels"], block.attributes["labels"].value, None)
+            if pairs is not INVALID:
+                self.header.labels = _check_labels(pairs, self.sink)
+
+    def _strings(self, block: _Block, table, stage: str | None) -> dict[str, Text]:
+        """Every STRING/PATH attribute of a block, evaluated."""
+        out = {}
+        for name, attribute in block.attributes.items():
+            spec = table[name]
+            if spec.type in (Type.STRING, Type.PATH):
+                text = self.evaluator.string(spec, attribute.value, stage)
+                if text is not INVALID:
+                    out[name] = text
+        return out
+
+    # volumes and secrets --------------------------------------------------------------
+
+    def lower_volume(self, declaration: m.VolumeDecl) -> ir.Volume | None:
+        name = declaration.name.value
+        errors = self.sink.error_count()
+        block = _read_block(declaration.items, VOLUME, self.sink, "volume")
+        attributes = block.attributes
+        strings = self._strings(block, VOLUME, None)
+        access = ir.Access.RWO
+        if "access" in attributes:
+            choice = self.evaluator.choice(VOLUME["access"], attributes["access"].value)
+            access = ir.Access(choice) if choice else access
+        size = None
+        if "size" in attributes:
+            size = self.evaluator.quantity(VOLUME["size"], attributes["size"].value, None)
+        modes = [n for n in ("host", "claim") if n in attributes]
+        if len(modes) == 2:
+            self._conflict(attributes["claim"], attributes["host"],
+                           "a volume is either a `host` path or an existing `claim`, not both")
+            return None
+        if modes:
+            mode = modes[0]
+            for other in ("size", "class") + (("access",) if mode == "host" else ()):
+                if other in attributes:
+                    why = ("a host path has no size, access mode or storage class" if mode == "host"
+                           else "an existing claim already has its size and storage class")
+                    self._conflict(attributes[other], attributes[mode], f"`{other}` cannot be used with `{mode}`: {why}")
+        elif "size" not in attributes:
+            self.sink.error(codes.MISSING_ATTRIBUTE, declaration.name.span, f"volume `{name}` has no `size`",
+                            label="needs a size",
+                            help="add `size = 10Gi`, or use `host = \"./path\"` or `claim = \"existing-pvc\"`")
+        for attribute in ("class", "claim"):
+            if attribute in strings and not DNS_SUBDOMAIN.fullmatch(strings[attribute].value):
+                self.sink.error(codes.INVALID_OBJECT_NAME, attributes[attribute].value.span,
+                                f"`{strings[attribute].value}` is not a valid Kubernetes name",
+                                help="lowercase letters, digits, `-` and `.`, starting and ending with a letter or digit")
+        if "host" in strings and not strings["host"].value.strip():
+            self.sink.error(codes.WRONG_TYPE, attributes["host"].value.span, "`host` is an empty path",
+                            help='write a path such as "./data" or "/mnt/datasets"')
+        if self.sink.error_count() > errors:
+            return None
+        if "host" in attributes:
+            return ir.Volume(name, ir.VolumeKind.HOST, host_path=strings["host"].value, span=declaration.span)
+        if "claim" in attributes:
+            return ir.Volume(name, ir.VolumeKind.CLAIM, access=access, claim=strings["claim"].value,
+                             span=declaration.span)
+        storage_class = strings["class"].value if "class" in strings else None
+        return ir.Volume(name, ir.VolumeKind.SIZED, access=access, size=size, storage_class=storage_class,
+                         span=declaration.span)
+
+    def lower_secret(self, declaration: m.SecretDecl) -> ir.Secret | None:
+        name = declaration.name.value
+        block = _read_block(declaration.items, SECRET, self.sink, "secret")
+        if "keys" not in block.attributes:
+            self.sink.error(codes.MISSING_ATTRIBUTE, declaration.name.span, f"secret `{name}` has no `keys`",
+                            help='add `keys = ["API_TOKEN"]`: each key becomes an environment variable')
+            return None
+        attribute = block.attributes["keys"]
+        items = self.evaluator.string_list(SECRET["keys"], attribute.value, None, words=True)
+        if items is INVALID:
+            return None
+        if not items:
+            self.sink.error(codes.MISSING_ATTRIBUTE, attribute.value.span, f"secret `{name}` has no keys",
+                            help='list at least one key: `keys = ["API_TOKEN"]`')
+            return None
+        keys: list[str] = []
+        valid = True
+        for text, span in items:
+            valid = _check_env_name(text.value, span, self.sink) and valid
+            if text.value not in keys:
+                keys.append(text.value)
+        return ir.Secret(name, tuple(keys), declaration.span) if valid else None
+
+    def _conflict(self, second, first, message: str) -> None:
+        if second.span.start < first.span.start:
+            first, second = second, first
+        self.sink.error(codes.CONFLICTING_ATTRIBUTES, second.name_span if hasattr(second, "name_span") else second.span,
+                        message, label="conflicts", related=[Label(
+                            first.name_span if hasattr(first, "name_span") else first.span, "with this")],
+                        help="keep one of them")
+
+    # stages ---------------------------------------------------------------------
+
+    def lower_stage(self, declaration: m.StageDecl, volumes, secrets) -> "_LoweredStage":
+        return _StageLowering(self, declaration, volumes, secrets).run()
+
+    def run(self) -> ir.Pipeline | None:
+        sink = self.sink
+        self.lower_header()
+        volumes = {n: self.lower_volume(d) for n, d in self.symbols.volumes.items()}
+        secrets = {n: self.lower_secret(d) for n, d in self.symbols.secrets.items()}
+        lowered = {n: self.lower_stage(d, volumes, secrets) for n, d in self.symbols.stages.items()}
+        nodes = {n: result.node for n, result in lowered.items()}
+        graph = dag.dependency_graph(nodes)
+        dag.check_service_waits(graph, nodes, sink)
+        acyclic = dag.check_cycles(graph, sink)
+        self._check_object_names(volumes)
+        if not acyclic:
+            return None
+        order = dag.execution_order(graph)
+        reach = dag.Reachability(graph, order)
+        self._check_volume_use(reach, volumes, lowered)
+        if sink.has_errors:
+            return None
+        level = dag.levels(graph, order)
+        stages = tuple(dataclasses.replace(lowered[n].stage, level=level[n]) for n in order)
+        header = self.header
+        return ir.Pipeline(
+            name=header.name, file=self.program.path, description=header.description,
+            namespace=header.namespace, labels=header.labels,
+            params=tuple(self.params[n] for n in sorted(self.params)),
+            volumes=tuple(volumes[n] for n in sorted(volumes)),
+            secrets=tuple(secrets[n] for n in sorted(secrets)),
+            stages=stages,
+            span=self.symbols.header.span if self.symbols.header else Span(0, 0),
+        )
+
+    def _check_volume_use(self, reach: dag.Reachability, volumes, lowered) -> None:
+        uses: dict[str, list[dag.Use]] = {}
+        for name in sorted(lowered):
+            for volume_name, use in lowered[name].uses:
+                uses.setdefault(volume_name, []).append(use)
+        for name in sorted(uses):
+            volume = volumes.get(name)
+            if volume is None:
+                continue
+            single_writer = volume.kind is not ir.VolumeKind.HOST and volume.access is ir.Access.RWO
+            dag.check_volume_use(reach, name, self.symbols.volumes[name].name.span, uses[name],
+                                 single_writer, self.sink)
+
+    def _check_object_names(self, volumes) -> None:
+        pipeline = ir.dns_label(self.header.name)
+        declarations = [("stage", d) for d in self.symbols.stages.values()]
+        declarations += [("volume", d) for n, d in self.symbols.volumes.items()
+                         if volumes.get(n) is None or volumes[n].kind is ir.VolumeKind.SIZED]
+        for what, declaration in declarations:
+            full = f"{pipeline}-{ir.dns_label(declaration.name.value)}"
+            if len(full) > MAX_OBJECT_NAME:
+                self.sink.error(
+                    codes.NAME_TOO_LONG, declaration.name.span,
+                    f"the {what} `{declaration.name.value}` becomes `{full}`, "
+                    f"{len(full)} characters; Kubernetes allows {MAX_OBJECT_NAME}",
+                    label=f"{len(full) - MAX_OBJECT_NAME} characters too many",
+                    help="shorten the stage or volume name, or the pipeline name",
+                )
+
+
+@dataclass
+class _LoweredStage:
+    """A stage's part in the graph checks, and its IR when it has no errors."""
+
+    node: dag.Node
+    uses: list[tuple[str, dag.Use]]
+    stage: ir.Stage | None
+
+
+class _StageLowering:
+    """One stage: its attributes, resources and mounts, checked and typed."""
+
+    def __init__(self, lowering: _Lowering, declaration: m.StageDecl, volumes, secrets) -> None:
+        self.lowering = lowering
+        self.sink = lowering.sink
+        self.evaluator = lowering.evaluator
+        self.declaration = declaration
+        self.name = declaration.name.value
+        self.kind = declaration.kind
+        self.volumes = volumes
+        self.secrets = secrets
+        self.fields: dict = {"resources": ir.Resources()}
+        self.templates: list[tuple[str, ir.Template]] = []
+        self.spans: list[tuple[str, Span]] = []
+        self.after: list[tuple[str, Span]] = []
+
+    def _text(self, path: str, text: Text) -> str:
+        if text.template is not None:
+            self.templates.append((path, text.template))
+        return text.value
+
+    def _set(self, field_name: str, value) -> None:
+        if value is not INVALID:
+            self.fields[field_name] = value
+
+    def run(self) -> _LoweredStage:
+        errors = self.sink.error_count()
+        block = _read_block(self.declaration.items, STAGE, self.sink, "stage", self.kind)
+        attributes = block.attributes
+        self.spans += [(name, attribute.span) for name, attribute in attributes.items()]
+        self._image(attributes.get("image"))
+        self._program(attributes)
+        for name, attribute in attributes.items():
+            if name not in ("image", "command", "script"):
+                getattr(self, f"_{name}")(STAGE[name], attribute.value)
+        if "resources" in block.blocks:
+            self._resources(block.blocks["resources"][1])
+        mounts, uses = self._mounts(block.mounts)
+        if self.kind == "serve" and "port" not in attributes:
+            self.sink.error(codes.MISSING_ATTRIBUTE, self.declaration.name.span,
+                            f"serve stage `{self.name}` has no `port`",
+                            label="needs a port", help="add the port the service listens on: `port = 8080`")
+        node = dag.Node(self.name, self.kind != "serve", tuple(self.after), self.declaration.name.span)
+        if self.sink.error_count() > errors:
+            return _LoweredStage(node, uses, None)
+        stage = ir.Stage(
+            name=self.name, kind=ir.StageKind(self.kind), mounts=mounts,
+            after=tuple(sorted({name for name, _ in self.after})),
+            span=self.declaration.span, spans=tuple(sorted(self.spans, key=lambda s: s[1].start)),
+            templates=tuple(self.templates), **self.fields,
+        )
+        return _LoweredStage(node, uses, stage)
+
+    # attributes -----------------------------------------------------------------
+
+    def _image(self, attribute: m.Attribute | None) -> None:
+        header = self.lowering.header
+        if attribute is None:
+            if header.image is None:
+                self.sink.error(codes.MISSING_ATTRIBUTE, self.declaration.name.span,
+                                f"stage `{self.name}` has no `image`", label="needs an image",
+                                help='add `image = "python:3.11-slim"`, or set a default `image` in the `pipeline` header')
+                return
+            text, span = header.image, header.image_span
+        else:
+            text = self.evaluator.string(STAGE["image"], attribute.value, self.name)
+            if text is INVALID:
+                return
+            span = attribute.value.span
+        image, template = text.value.strip(), text.template
+        if not image:
+            self.sink.error(codes.WRONG_TYPE, span, "`image` is empty", help='write an image such as "python:3.11-slim"')
+            return
+        if header.registry and not _has_registry_host(image):
+            image = f"{header.registry}/{image}"
+            if template is not None:
+                template = (f"{header.registry}/",) + template
+        self.fields["image"] = self._text("image", Text(image, template))
+        tag = _image_tag(image)
+        if tag is None or tag == "latest":
+            self.sink.warning(codes.UNPINNED_IMAGE, span,
+                              f"image `{image}` is not pinned: {'no tag means `latest`' if tag is None else '`latest` moves'}",
+                              label="unpinned", help="pin a version tag (`:1.4.2`) or a digest (`@sha256:...`)")
+
+    def _program(self, attributes: dict[str, m.Attribute]) -> None:
+        if "command" in attributes and "script" in attributes:
+            self.lowering._conflict(attributes["script"], attributes["command"],
+                                    "`command` and `script` cannot be used together")
+            return
+        if "command" in attributes:
+            items = self.evaluator.string_list(STAGE["command"], attributes["command"].value, self.name)
+            if items is not INVALID:
+                self.fields["command"] = tuple(self._text(f"command.{i}", t) for i, (t, _) in enumerate(items))
+        if "script" in attributes:
+            text = self.evaluator.string(STAGE["script"], attributes["script"].value, self.name)
+            if text is not INVALID:
+                self.fields["script"] = self._text("script", text)
+
+    def _workdir(self, spec, value) -> None:
+        text = self.evaluator.string(spec, value, self.name)
+        if text is not INVALID:
+            self.fields["workdir"] = self._text("workdir", text)
+
+    def _health(self, spec, value) -> None:
+        text = self.evaluator.string(spec, value, self.name)
+        if text is not INVALID:
+            self.fields["health"] = self._text("health", text)
+
+    def _env(self, spec, value) -> None:
+        pairs = self.evaluator.string_map(spec, value, self.name)
+        if pairs is not INVALID:
+            self.fields["env"] = tuple(
+                (key, self._text(f"env.{key}", text)) for key, text, entry in pairs
+                if _check_env_name(key, entry.key_span, self.sink)
+            )
+
+    def _labels(self, spec, value) -> None:
+        pairs = self.evaluator.string_map(spec, value, self.name)
+        if pairs is not INVALID:
+            self.fields["labels"] = _check_labels(pairs, self.sink)
+
+    def _secrets(self, spec, value) -> None:
+        names = self.evaluator.name_list(spec, value)
+        if names is INVALID:
+            return
+        symbols = self.lowering.symbols
+        out: list[ir.Secret] = []
+        for name, span in names:
+            if name not in symbols.known("secret"):
+                self.sink.error(codes.UNKNOWN_SECRET, span, f"unknown secret `{name}`", label="not declared",
+                                help=did_you_mean(name, symbols.secrets)
+                                or f'declare it: `secret {name} {{ keys = ["..."] }}`')
+            elif self.secrets.get(name) is not None and self.secrets[name] not in out:
+                out.append(self.secrets[name])
+        self.fields["secrets"] = tuple(out)
+
+    def _after(self, spec, value) -> None:
+        names = self.evaluator.name_list(spec, value)
+        if names is INVALID:
+            return
+        symbols = self.lowering.symbols
+        for name, span in names:
+            if name not in symbols.known("stage"):
+                self.sink.error(codes.UNKNOWN_STAGE, span, f"unknown stage `{name}`", label="not declared",
+                                help=did_you_mean(name, symbols.stages)
+                                or "`after` lists stages declared in this file")
+            elif name in symbols.stages:
+                self.after.append((name, span))
+
+    def _retries(self, spec, value) -> None:
+        self._set("retries", self.evaluator.quantity(spec, value, self.name))
+
+    def _timeout(self, spec, value) -> None:
+        self._set("timeout", self.evaluator.quantity(spec, value, self.name))
+
+    def _port(self, spec, value) -> None:
+        self._set("port", self.evaluator.quantity(spec, value, self.name))
+
+    def _replicas(self, spec, value) -> None:
+        self._set("replicas", self.evaluator.quantity(spec, value, self.name))
+
+    # resources and mounts -----------------------------------------------------------
+
+    def _resources(self, items) -> None:
+        block = _read_block(items, RESOURCES, self.sink, "resources")
+        values: dict = {}
+        for name, attribute in block.attributes.items():
+            spec = RESOURCES[name]
+            self.spans.append((name, attribute.span))
+            if spec.type is Type.CHOICE:
+                choice = self.evaluator.choice(spec, attribute.value)
+                if choice is not INVALID:
+                    values[name] = ir.GpuVendor(choice)
+            elif spec.type is Type.STRING:
+                text = self.evaluator.string(spec, attribute.value, self.name)
+                if text is not INVALID:
+                    values[name] = text.value
+            else:
+                value = self.evaluator.quantity(spec, attribute.value, self.name)
+                if value is not INVALID:
+                    values[name] = value
+        self.fields["resources"] = ir.Resources(**values)
+
+    def _mounts(self, mounts: list[m.Mount]) -> tuple[tuple[ir.Mount, ...], list[tuple[str, dag.Use]]]:
+        out: list[ir.Mount] = []
+        uses: list[tuple[str, dag.Use]] = []
+        seen: dict[str, Span] = {}
+        if self.fields["resources"].shm is not None:
+            seen["/dev/shm"] = dict(self.spans)["shm"]
+        symbols = self.lowering.symbols
+        for mount in mounts:
+            volume_name = mount.volume.value
+            if volume_name not in symbols.known("volume"):
+                self.sink.error(codes.UNKNOWN_VOLUME, mount.volume.span, f"unknown volume `{volume_name}`",
+                                label="not declared", help=did_you_mean(volume_name, symbols.volumes)
+                                or f"declare it: `volume {volume_name} {{ size = 10Gi }}`")
+                continue
+            text = self.evaluator.interpolate(mount.path, self.name)
+            if text is INVALID:
+                continue
+            path = text.value
+            if not path.startswith("/"):
+                self.sink.error(codes.RELATIVE_PATH, mount.path.span, f"mount path `{path}` is not absolute",
+                                label="does not start with `/`", help=f'write "/{path.lstrip("./")}"')
+                continue
+            normal = "/" + posixpath.normpath(path).lstrip("/")
+            if normal in seen:
+                first = "`shm` owns /dev/shm" if normal == "/dev/shm" else "first mounted here"
+                self.sink.error(codes.DUPLICATE_MOUNT_PATH, mount.path.span,
+                                f"two mounts at `{normal}` in stage `{self.name}`",
+                                label="mounted again here", related=[Label(seen[normal], first)],
+                                help="give each mount its own path")
+                continue
+            seen[normal] = mount.path.span
+            uses.append((volume_name, dag.Use(self.name, mount.readonly, mount.span)))
+            volume = self.volumes.get(volume_name)
+            if volume is not None:
+                out.append(ir.Mount(volume, normal, mount.readonly, mount.span))
+        return tuple(out), uses
+
+
+def lower(program: m.Program, overrides: Mapping[str, str], sink: Diagnostics) -> ir.Pipeline | None:
+    """The IR of a parsed program, or None when it has errors (all reported to ``sink``)."""
+    return _Lowering(program, overrides, sink).run()

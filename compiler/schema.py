@@ -1,0 +1,135 @@
+"""What each declaration accepts: one table, read by the checker, the language
+server (hover, completion) and ``aipc explain``."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from aipc.compiler.units import Kind
+
+ALL_KINDS = frozenset({"data", "train", "eval", "serve"})
+BATCH = frozenset({"data", "train", "eval"})
+SERVE = frozenset({"serve"})
+
+
+class Type(enum.Enum):
+    STRING = "a string"
+    PATH = "an absolute path"
+    STRING_LIST = "a list of strings"
+    STRING_MAP = "a map of strings"
+    STAGE_LIST = "a list of stage names"
+    SECRET_LIST = "a list of secret names"
+    INT = "a whole number"
+    BYTES = "a byte quantity"
+    CPU = "a cpu quantity"
+    DURATION = "a duration"
+    CHOICE = "one of the choices"
+
+    @property
+    def quantity(self) -> Kind | None:
+        return {Type.INT: Kind.COUNT, Type.BYTES: Kind.BYTES, Type.CPU: Kind.CPU,
+                Type.DURATION: Kind.DURATION}.get(self)
+
+
+@dataclass(frozen=True, slots=True)
+class AttributeSpec:
+    name: str
+    type: Type
+    doc: str
+    kinds: frozenset[str] = ALL_KINDS
+    choices: tuple[str, ...] = ()
+    minimum: int | None = None
+    maximum: int | None = None
+    ranges: bool = False  # accepts LOW..HIGH (request..limit)
+    example: str = ""
+
+
+def _table(*specs: AttributeSpec) -> dict[str, AttributeSpec]:
+    return {spec.name: spec for spec in specs}
+
+
+HEADER = _table(
+    AttributeSpec("description", Type.STRING, "What the pipeline is for; kept as an annotation.",
+                  example='description = "Nightly retrain of the fraud model"'),
+    AttributeSpec("namespace", Type.STRING, "The Kubernetes namespace every object goes to.",
+                  example='namespace = "ml-prod"'),
+    AttributeSpec("labels", Type.STRING_MAP, "Labels added to every object the pipeline becomes.",
+                  example='labels = { team = "risk" }'),
+    AttributeSpec("registry", Type.STRING,
+                  "A registry (and path) that prefixes every image that names no registry host.",
+                  example='registry = "registry.example.com/risk"'),
+    AttributeSpec("image", Type.STRING, "The image of stages that do not set their own.",
+                  example='image = "python:3.11-slim"'),
+)
+
+VOLUME = _table(
+    AttributeSpec("size", Type.BYTES, "The size of the volume to create.", minimum=1, example="size = 200Gi"),
+    AttributeSpec("access", Type.CHOICE,
+                  "Who may mount it: `rwo` one node read-write (default), `rwx` many nodes read-write, "
+                  "`rox` many nodes read-only.", choices=("rwo", "rwx", "rox"), example="access = rwx"),
+    AttributeSpec("class", Type.STRING, "The storage class to create it in.", example='class = "fast-ssd"'),
+    AttributeSpec("host", Type.STRING, "A path on the Docker host to bind-mount (docker-compose only).",
+                  example='host = "./scratch"'),
+    AttributeSpec("claim", Type.STRING, "The name of an existing PersistentVolumeClaim to use.",
+                  example='claim = "shared-datasets"'),
+)
+
+SECRET = _table(
+    AttributeSpec("keys", Type.STRING_LIST,
+                  "The secret's keys; each becomes an environment variable of the stages that list it. "
+                  "Values never appear in any output.",
+                  example='keys = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]'),
+)
+
+STAGE = _table(
+    AttributeSpec("image", Type.STRING, "The container image.", example='image = "python:3.11-slim"'),
+    AttributeSpec("command", Type.STRING_LIST,
+                  "The argv to run, instead of the image's entrypoint. Exclusive with `script`.",
+                  example='command = ["python", "train.py", "--epochs", "${epochs}"]'),
+    AttributeSpec("script", Type.STRING, "A shell script run with `sh -c`. Exclusive with `command`.",
+                  example='script = """\n  set -eu\n  python etl.py\n"""'),
+    AttributeSpec("workdir", Type.PATH, "The working directory.", example='workdir = "/app"'),
+    AttributeSpec("env", Type.STRING_MAP, "Environment variables.", example='env = { LOG_LEVEL = "info" }'),
+    AttributeSpec("secrets", Type.SECRET_LIST, "Secrets whose keys become environment variables.",
+                  example="secrets = [s3]"),
+    AttributeSpec("after", Type.STAGE_LIST,
+                  "Stages that must complete successfully first (a serve stage: be healthy).",
+                  example="after = [ingest, featurize]"),
+    AttributeSpec("labels", Type.STRING_MAP, "Labels added to what the stage becomes.",
+                  example='labels = { tier = "gpu" }'),
+    AttributeSpec("retries", Type.INT, "Extra attempts after a failure.", kinds=BATCH, minimum=0,
+                  example="retries = 2"),
+    AttributeSpec("timeout", Type.DURATION, "The deadline for the whole stage, retries included.",
+                  kinds=BATCH, minimum=1, example="timeout = 12h"),
+    AttributeSpec("port", Type.INT, "The port the service listens on.", kinds=SERVE, minimum=1,
+                  maximum=65535, example="port = 8080"),
+    AttributeSpec("replicas", Type.INT, "How many copies of the service run.", kinds=SERVE, minimum=1,
+                  example="replicas = 3"),
+    AttributeSpec("health", Type.PATH, "The HTTP path probed for readiness and liveness.", kinds=SERVE,
+                  example='health = "/healthz"'),
+)
+
+RESOURCES = _table(
+    AttributeSpec("cpu", Type.CPU, "CPU cores: `2`, `0.5` or `500m`; `LOW..HIGH` is request..limit.",
+                  minimum=1, ranges=True, example="cpu = 2..4"),
+    AttributeSpec("memory", Type.BYTES, "Memory: `16Gi`; `LOW..HIGH` is request..limit.", minimum=1,
+                  ranges=True, example="memory = 8Gi..16Gi"),
+    AttributeSpec("gpu", Type.INT, "The number of GPUs.", minimum=0, example="gpu = 4"),
+    AttributeSpec("gpu_vendor", Type.CHOICE, "The GPU vendor: `nvidia` (default), `amd` or `intel`.",
+                  choices=("nvidia", "amd", "intel"), example="gpu_vendor = amd"),
+    AttributeSpec("gpu_model", Type.STRING, "A GPU product, matched against the node's GPU label.",
+                  example='gpu_model = "NVIDIA-A100-SXM4-80GB"'),
+    AttributeSpec("shm", Type.BYTES, "The size of /dev/shm (shared memory for data loaders, NCCL).",
+                  minimum=1, example="shm = 16Gi"),
+    AttributeSpec("disk", Type.BYTES, "Ephemeral local storage.", minimum=1, example="disk = 100Gi"),
+)
+
+STAGE_BLOCKS = {"resources": RESOURCES}
+
+PARAM_TYPES = ("string", "int", "float", "bool", "duration")
+
+MOUNT_DOC = (
+    '`mount VOLUME at "/path" [readonly]` mounts a declared volume into the stage; '
+    "paths are absolute and distinct."
+)

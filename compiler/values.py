@@ -1,0 +1,363 @@
+"""Typed values from surface values: strings with parameters substituted,
+quantities in their base unit, choices, lists and maps.
+
+Every method returns the typed value, or :data:`INVALID` after reporting why;
+callers carry on with the next attribute so that every error is reported.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from aipc import codes
+from aipc.compiler import ir, units
+from aipc.compiler.schema import AttributeSpec, Type
+from aipc.diagnostics import Diagnostics, Label, Span
+from aipc.dsl import model as m
+
+
+class _Invalid:
+    def __repr__(self) -> str:
+        return "INVALID"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+INVALID: Any = _Invalid()
+
+BUILTINS = ("pipeline.name", "stage.name")
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+def did_you_mean(name: str, candidates, *, cutoff: float = 0.6) -> str | None:
+    """``"did you mean `x`?"`` for the closest candidate, if any is close."""
+    close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=cutoff)
+    return f"did you mean `{close[0]}`?" if close else None
+
+
+def describe(value) -> str:
+    """What a surface value is, for messages: "a string", "the name `etl`"."""
+    if isinstance(value, m.Str):
+        return "a string"
+    if isinstance(value, m.Number):
+        return f"the quantity `{value.text}`" if value.unit else f"the number `{value.text}`"
+    if isinstance(value, m.Word):
+        if value.value in ("true", "false"):
+            return f"the boolean `{value.value}`"
+        return f"the name `{value.value}`"
+    if isinstance(value, m.ListValue):
+        return "a list"
+    if isinstance(value, m.MapValue):
+        return "a map"
+    if isinstance(value, m.RangeValue):
+        return "a range"
+    return "a value"
+
+
+def _alternatives(choices) -> str:
+    quoted = [f"`{c}`" for c in choices]
+    return quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+def source_text(value) -> str:
+    """A short rendering of a scalar value as it was written."""
+    if isinstance(value, m.Number):
+        return value.text
+    if isinstance(value, m.Word):
+        return value.value
+    if isinstance(value, m.Str):
+        return value.literal
+    return "..."
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """A string after substitution, and where parameters went, if any did."""
+
+    value: str
+    template: ir.Template | None = None
+
+
+class Evaluator:
+    def __init__(self, sink: Diagnostics, params: Mapping[str, ir.Param], declared_params,
+                 pipeline_name: str) -> None:
+        self.sink = sink
+        self.params = params
+        self.declared_params = frozenset(declared_params)  # including ones whose value is invalid
+        self.pipeline_name = pipeline_name
+
+    # strings ------------------------------------------------------------------
+
+    def interpolate(self, string: m.Str, stage: str | None) -> Text | Any:
+        out: list[str] = []
+        template: list = []
+        parameterised = False
+        ok = True
+        for part in string.parts:
+            if isinstance(part, str):
+                out.append(part)
+                template.append(part)
+                continue
+            value = self._substitute(part, stage)
+            if value is INVALID:
+                ok = False
+                continue
+            out.append(value)
+            if part.name in self.params:
+                template.append(ir.ParamRef(part.name))
+                parameterised = True
+            else:
+                template.append(value)
+        if not ok:
+            return INVALID
+        merged: list = []
+        for piece in template:
+            if isinstance(piece, str) and merged and isinstance(merged[-1], str):
+                merged[-1] += piece
+            elif piece != "":
+                merged.append(piece)
+        return Text("".join(out), tuple(merged) if parameterised else None)
+
+    def _substitute(self, part: m.Interpolation, stage: str | None) -> str | Any:
+        name = part.name
+        if name == "pipeline.name":
+            return self.pipeline_name
+        if name == "stage.name":
+            if stage is None:
+                self.sink.error(codes.UNKNOWN_PARAM, part.span, "`${stage.name}` is only defined inside a stage")
+                return INVALID
+            return stage
+        if name in self.params:
+            return self.params[name].text
+        if name in self.declared_params:
+            return INVALID  # its declaration is already reported
+        help = did_you_mean(name, list(self.declared_params) + list(BUILTINS))
+        if help is None and (name.isupper() or name in ("HOME", "PATH", "PWD")):
+            help = f"for a shell variable, write `$${{{name}}}`: `$${{` is a literal `${{`"
+        elif help is None:
+            help = f"declare it: `param {name}: string = \"...\"`"
+        self.sink.error(codes.UNKNOWN_PARAM, part.span, f"unknown parameter `{name}`",
+                        label="not declared", help=help)
+        return INVALID
+
+    def string(self, spec: AttributeSpec, value, stage: str | None) -> Text | Any:
+        if not isinstance(value, m.Str):
+            return self._wrong_type(spec, value)
+        text = self.interpolate(value, stage)
+        if text is INVALID:
+            return INVALID
+        if spec.type is Type.PATH and not text.value.startswith("/"):
+            self.sink.error(codes.RELATIVE_PATH, value.span, f"`{spec.name}` must be an absolute path",
+                            label="does not start with `/`", help=f'write "/{text.value.lstrip("./")}"')
+            return INVALID
+        return text
+
+    def _wrong_type(self, spec: AttributeSpec, value, expected: str | None = None) -> Any:
+        expected = expected or spec.type.value
+        help = None
+        if isinstance(value, (m.Word, m.Number)) and spec.type in (Type.STRING, Type.PATH):
+            help = f'quote it: `{spec.name} = "{source_text(value)}"`'
+        elif isinstance(value, m.Str) and spec.type.quantity is not None and value.is_literal:
+            help = f"write it without quotes: `{spec.name} = {value.literal}`"
+        elif isinstance(value, m.Str) and spec.type.quantity is not None:
+            help = "a quoted value must be exactly one `${param}`"
+        elif spec.example:
+            help = f"for example `{spec.example.splitlines()[0]}`"
+        self.sink.error(codes.WRONG_TYPE, value.span,
+                        f"`{spec.name}` expects {expected}, found {describe(value)}", help=help)
+        return INVALID
+
+    # quantities ---------------------------------------------------------------
+
+    def quantity(self, spec: AttributeSpec, value, stage: str | None) -> ir.Range | int | Any:
+        """An INT/BYTES/CPU/DURATION attribute; a ``ir.Range`` when the spec takes ranges."""
+        kind = spec.type.quantity
+        if isinstance(value, m.RangeValue):
+            if not spec.ranges:
+                self.sink.error(codes.RANGE_NOT_ALLOWED, value.span,
+                                f"`{spec.name}` does not take a range",
+                                help="only `cpu` and `memory` take `LOW..HIGH` (request..limit)")
+                return INVALID
+            low = self._scalar(spec, kind, value.low, stage)
+            high = self._scalar(spec, kind, value.high, stage)
+            if low is INVALID or high is INVALID:
+                return INVALID
+            if low > high:
+                self.sink.error(
+                    codes.RANGE_REVERSED, value.span,
+                    f"the low end of `{spec.name}` is above its high end",
+                    label=f"{units.format_value(kind, low)} > {units.format_value(kind, high)}",
+                    help=f"write `{source_text(value.high)}..{source_text(value.low)}`",
+                )
+                return INVALID
+            return ir.Range(low, high)
+        if isinstance(value, m.Str) and value.sole_interpolation is not None:
+            param = self.params.get(value.sole_interpolation.name)
+            if param is not None and ".." in param.text and spec.ranges:
+                low_text, _, high_text = param.text.partition("..")
+                low = self._parse(spec, kind, low_text, value.span, param)
+                high = self._parse(spec, kind, high_text, value.span, param)
+                if low is INVALID or high is INVALID:
+                    return INVALID
+                if low > high:
+                    self.sink.error(codes.RANGE_REVERSED, value.span,
+                                    f"parameter `{param.name}` = `{param.text}` has its low end above its high end")
+                    return INVALID
+                return ir.Range(low, high)
+        single = self._scalar(spec, kind, value, stage)
+        if single is INVALID:
+            return INVALID
+        return ir.Range(single, single) if spec.ranges else single
+
+    def _scalar(self, spec: AttributeSpec, kind: units.Kind, value, stage: str | None) -> int | Any:
+        if isinstance(value, m.Number):
+            return self._parse(spec, kind, value.text, value.span, None)
+        if isinstance(value, m.Str) and value.sole_interpolation is not None:
+            interpolation = value.sole_interpolation
+            text = self._substitute(interpolation, stage)
+            if text is INVALID:
+                return INVALID
+            return self._parse(spec, kind, text, value.span, self.params.get(interpolation.name))
+        return self._wrong_type(spec, value)
+
+    def _parse(self, spec: AttributeSpec, kind: units.Kind, text: str, span: Span,
+               param: ir.Param | None) -> int | Any:
+        origin = f"parameter `{param.name}` is `{param.text}`: " if param is not None else ""
+        if spec.name == "gpu":
+            return self._gpu_count(text, span, origin)
+        try:
+            number = units.parse(kind, text)
+        except units.UnitError as error:
+            code = codes.WRONG_TYPE if not units.is_number_like(text) else codes.WRONG_UNIT
+            self.sink.error(code, span, f"{origin}{error.message} for `{spec.name}`",
+                            label=f"expected {kind.noun}", help=error.help)
+            return INVALID
+        return self._bounded(spec, kind, number, span, origin)
+
+    def _gpu_count(self, text: str, span: Span, origin: str) -> int | Any:
+        try:
+            count = units.parse(units.Kind.COUNT, text)
+        except units.UnitError:
+            self.sink.error(codes.INVALID_GPU_COUNT, span,
+                            f"{origin}`gpu` must be a whole number of GPUs, found `{text}`",
+                            help="write a count such as `gpu = 1`; GPUs cannot be shared by fractions")
+            return INVALID
+        if count < 0:
+            self.sink.error(codes.INVALID_GPU_COUNT, span, f"{origin}`gpu` cannot be negative",
+                            help="write `gpu = 0` (or leave it out) for no GPU")
+            return INVALID
+        return count
+
+    def _bounded(self, spec: AttributeSpec, kind: units.Kind, number: int, span: Span, origin: str) -> int | Any:
+        low, high = spec.minimum, spec.maximum
+        if (low is not None and number < low) or (high is not None and number > high):
+            if low is not None and high is not None:
+                bounds = f"between {units.format_value(kind, low)} and {units.format_value(kind, high)}"
+            elif low == 1 and kind is not units.Kind.COUNT:
+                bounds = "above zero"
+            else:
+                bounds = f"at least {units.format_value(kind, low)}"
+            self.sink.error(codes.OUT_OF_RANGE, span,
+                            f"{origin}`{spec.name}` must be {bounds}, found {units.format_value(kind, number)}")
+            return INVALID
+        return number
+
+    # choices, lists, maps -----------------------------------------------------------
+
+    def choice(self, spec: AttributeSpec, value) -> str | Any:
+        if isinstance(value, m.Word):
+            word = value.value
+        elif isinstance(value, m.Str) and value.is_literal:
+            word = value.literal
+        else:
+            return self._wrong_type(spec, value, "one of " + ", ".join(f"`{c}`" for c in spec.choices))
+        if word not in spec.choices:
+            self.sink.error(
+                codes.INVALID_CHOICE, value.span, f"`{word}` is not a valid `{spec.name}`",
+                label="expected " + _alternatives(spec.choices),
+                help=did_you_mean(word.lower(), spec.choices, cutoff=0.4)
+                or "choose one of " + ", ".join(f"`{c}`" for c in spec.choices),
+            )
+            return INVALID
+        return word
+
+    def string_list(self, spec: AttributeSpec, value, stage: str | None, *, words: bool = False
+                    ) -> list[tuple[Text, Span]] | Any:
+        """Each item as text; numbers are taken as written, bare words only if ``words``."""
+        if not isinstance(value, m.ListValue):
+            return self._wrong_type(spec, value)
+        out: list[tuple[Text, Span]] = []
+        ok = True
+        for item in value.items:
+            if isinstance(item, m.Str):
+                text = self.interpolate(item, stage)
+            elif isinstance(item, m.Number) and not words:
+                text = Text(item.text)
+            elif isinstance(item, m.Word) and words:
+                text = Text(item.value)
+            else:
+                self.sink.error(codes.WRONG_TYPE, item.span,
+                                f"`{spec.name}` is a list of strings, found {describe(item)}",
+                                help=f'quote it: "{source_text(item)}"')
+                text = INVALID
+            if text is INVALID:
+                ok = False
+            else:
+                out.append((text, item.span))
+        return out if ok else INVALID
+
+    def string_map(self, spec: AttributeSpec, value, stage: str | None) -> list[tuple[str, Text, m.Entry]] | Any:
+        """Entries in order; numbers and booleans are taken as written."""
+        if not isinstance(value, m.MapValue):
+            return self._wrong_type(spec, value)
+        out = []
+        seen: dict[str, m.Entry] = {}
+        ok = True
+        for entry in value.entries:
+            if entry.key in seen:
+                self.sink.error(codes.DUPLICATE_ATTRIBUTE, entry.key_span,
+                                f"`{entry.key}` is set twice in `{spec.name}`",
+                                related=[_first(seen[entry.key].key_span)])
+                ok = False
+                continue
+            seen[entry.key] = entry
+            item = entry.value
+            if isinstance(item, m.Str):
+                text = self.interpolate(item, stage)
+            elif isinstance(item, m.Number) or (isinstance(item, m.Word) and item.value in ("true", "false")):
+                text = Text(source_text(item))
+            else:
+                self.sink.error(codes.WRONG_TYPE, item.span,
+                                f"`{spec.name}` is a map of strings, found {describe(item)} for `{entry.key}`",
+                                help=f'quote it: {entry.key} = "{source_text(item)}"')
+                text = INVALID
+            if text is INVALID:
+                ok = False
+            else:
+                out.append((entry.key, text, entry))
+        return out if ok else INVALID
+
+    def name_list(self, spec: AttributeSpec, value) -> list[tuple[str, Span]] | Any:
+        """Names, as a list (``after = [a, b]``) or a single name (``after = a``)."""
+        items = value.items if isinstance(value, m.ListValue) else (value,)
+        if not isinstance(value, (m.ListValue, m.Word)):
+            return self._wrong_type(spec, value)
+        out: list[tuple[str, Span]] = []
+        for item in items:
+            if isinstance(item, m.Word):
+                out.append((item.value, item.span))
+            elif isinstance(item, m.Str) and item.is_literal:
+                out.append((item.literal, item.span))
+            else:
+                self.sink.error(codes.WRONG_TYPE, item.span,
+                                f"`{spec.name}` is {spec.type.value}, found {describe(item)}")
+                return INVALID
+        return out
+
+
+def _first(span: Span) -> Label:
+    return Label(span, "first set here")

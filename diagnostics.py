@@ -1,0 +1,299 @@
+"""One diagnostic type for every phase, and its renderers.
+
+A diagnostic is data: a severity, a stable code (see :mod:`aipc.codes`), a
+message, a primary span with a label, secondary spans and a help line. Spans
+are character offsets into one source text; lines and columns are computed only
+when rendering, by :class:`Source`.
+
+Renderers: :func:`render_human` (rustc-style, colour only when asked),
+:func:`to_json` (1-based lines and columns, end exclusive) and, in the language
+server, LSP diagnostics (0-based, UTF-16 columns).
+"""
+
+from __future__ import annotations
+
+import bisect
+import enum
+import json
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator, NamedTuple, Sequence
+
+from aipc.codes import Code
+
+
+class Span(NamedTuple):
+    """A half-open range of character offsets ``[start, end)`` in one source."""
+
+    start: int
+    end: int
+
+    def to(self, other: "Span") -> "Span":
+        """The span from the start of this one to the end of ``other``."""
+        return Span(min(self.start, other.start), max(self.end, other.end))
+
+
+class Severity(str, enum.Enum):
+    ERROR = "error"
+    WARNING = "warning"
+
+
+@dataclass(frozen=True, slots=True)
+class Label:
+    """A secondary span, with what it shows ("first declared here")."""
+
+    span: Span
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    severity: Severity
+    code: str
+    message: str
+    file: str
+    span: Span | None = None
+    label: str = ""
+    help: str | None = None
+    related: tuple[Label, ...] = ()
+
+    @property
+    def is_error(self) -> bool:
+        return self.severity is Severity.ERROR
+
+    def sort_key(self) -> tuple:
+        start = self.span.start if self.span is not None else -1
+        return (self.file, start, self.code, self.message)
+
+
+@dataclass
+class Diagnostics:
+    """A sink that phases report into: ``sink.error(codes.X, span, "...", help=...)``.
+
+    Identical reports are kept once, so a phase may look at a construct twice
+    without repeating itself.
+    """
+
+    file: str
+    items: list[Diagnostic] = field(default_factory=list)
+    _seen: set = field(default_factory=set, repr=False)
+
+    def report(
+        self,
+        severity: Severity,
+        code: Code,
+        span: Span | None,
+        message: str,
+        *,
+        label: str = "",
+        help: str | None = None,
+        related: Sequence[Label] = (),
+    ) -> None:
+        diagnostic = Diagnostic(
+            severity, code.id, message, self.file, span, label, help, tuple(related)
+        )
+        key = (diagnostic.code, diagnostic.span, diagnostic.message)
+        if key in self._seen:
+            return
+        self._seen.add(key)
+        self.items.append(diagnostic)
+
+    def error(self, code: Code, span: Span | None, message: str, **details) -> None:
+        self.report(Severity.ERROR, code, span, message, **details)
+
+    def warning(self, code: Code, span: Span | None, message: str, **details) -> None:
+        self.report(Severity.WARNING, code, span, message, **details)
+
+    def extend(self, diagnostics: Iterable[Diagnostic]) -> None:
+        for diagnostic in diagnostics:
+            key = (diagnostic.code, diagnostic.span, diagnostic.message)
+            if key not in self._seen:
+                self._seen.add(key)
+                self.items.append(diagnostic)
+
+    @property
+    def has_errors(self) -> bool:
+        return self.error_count() > 0
+
+    def error_count(self) -> int:
+        """How many errors so far: a phase compares counts to know whether it added any."""
+        return sum(1 for d in self.items if d.is_error)
+
+    def __iter__(self) -> Iterator[Diagnostic]:
+        return iter(self.items)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def sorted(self) -> list[Diagnostic]:
+        return sorted(self.items, key=Diagnostic.sort_key)
+
+
+class Position(NamedTuple):
+    """A 1-based line and column (columns count characters)."""
+
+    line: int
+    column: int
+
+
+class Source:
+    """A source text that turns offsets into lines and columns."""
+
+    def __init__(self, path: str, text: str) -> None:
+        self.path = path
+        self.text = text
+        self._line_starts = [0]
+        index = text.find("\n")
+        while index != -1:
+            self._line_starts.append(index + 1)
+            index = text.find("\n", index + 1)
+
+    def position(self, offset: int) -> Position:
+        offset = max(0, min(offset, len(self.text)))
+        line = bisect.bisect_right(self._line_starts, offset) - 1
+        return Position(line + 1, offset - self._line_starts[line] + 1)
+
+    def line_text(self, line: int) -> str:
+        """The text of a 1-based line, without its line break."""
+        start = self._line_starts[line - 1]
+        end = self._line_starts[line] - 1 if line < len(self._line_starts) else len(self.text)
+        return self.text[start:end].rstrip("\r")
+
+    @property
+    def line_count(self) -> int:
+        return len(self._line_starts)
+
+
+# --------------------------------------------------------------------------- JSON
+
+
+def to_json(diagnostics: Iterable[Diagnostic], sources: dict[str, Source]) -> list[dict]:
+    """Plain objects for ``--format json``: 1-based lines and columns, end exclusive."""
+
+    def place(file: str, span: Span | None) -> dict:
+        source = sources.get(file)
+        if span is None or source is None:
+            return {"line": None, "column": None, "end_line": None, "end_column": None}
+        start, end = source.position(span.start), source.position(span.end)
+        return {"line": start.line, "column": start.column, "end_line": end.line, "end_column": end.column}
+
+    out = []
+    for diagnostic in diagnostics:
+        item = {"file": diagnostic.file, **place(diagnostic.file, diagnostic.span)}
+        item.update(
+            severity=diagnostic.severity.value,
+            code=diagnostic.code,
+            message=diagnostic.message,
+            help=diagnostic.help,
+        )
+        if diagnostic.related:
+            item["related"] = [
+                {"message": label.message, **place(diagnostic.file, label.span)}
+                for label in diagnostic.related
+            ]
+        out.append(item)
+    return out
+
+
+def render_json(diagnostics: Iterable[Diagnostic], sources: dict[str, Source]) -> str:
+    return json.dumps(to_json(diagnostics, sources), indent=2, ensure_ascii=False) + "\n"
+
+
+# -------------------------------------------------------------------------- human
+
+_COLOURS = {
+    "error": "\x1b[1;31m",
+    "warning": "\x1b[1;33m",
+    "bold": "\x1b[1m",
+    "blue": "\x1b[1;34m",
+    "reset": "\x1b[0m",
+}
+
+
+class _Paint:
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+
+    def __call__(self, style: str, text: str) -> str:
+        if not self.enabled:
+            return text
+        return f"{_COLOURS[style]}{text}{_COLOURS['reset']}"
+
+
+def _expand_tabs(text: str) -> str:
+    return text.replace("\t", "    ")
+
+
+def _snippet(source: Source, span: Span, label: str, mark: str, style: str,
+             paint: _Paint, gutter: int) -> list[str]:
+    start, end = source.position(span.start), source.position(span.end)
+    text = source.line_text(start.line)
+    prefix = _expand_tabs(text[: start.column - 1])
+    if end.line == start.line:
+        width = max(1, end.column - start.column)
+        marked = _expand_tabs(text[start.column - 1 : start.column - 1 + width])
+        width = max(1, len(marked))
+    else:  # a span over several lines: mark to the end of its first line
+        width = max(1, len(_expand_tabs(text)) - len(prefix))
+    number = str(start.line).rjust(gutter)
+    bar = paint("blue", " " * gutter + " |")
+    lines = [
+        paint("blue", f"{number} |") + (" " + _expand_tabs(text) if text else ""),
+        bar + " " + " " * len(prefix) + paint(style, mark * width + (f" {label}" if label else "")),
+    ]
+    return lines
+
+
+def render_one(diagnostic: Diagnostic, source: Source | None, paint: _Paint) -> str:
+    severity = diagnostic.severity.value
+    lines = [paint(severity, f"{severity}[{diagnostic.code}]") + paint("bold", f": {diagnostic.message}")]
+    spans = [diagnostic.span] if diagnostic.span is not None else []
+    spans += [label.span for label in diagnostic.related]
+    located = source is not None and bool(spans)
+    gutter = len(str(max(source.position(s.start).line for s in spans))) if located else 1
+    pad = " " * gutter
+    where = diagnostic.file
+    if located and diagnostic.span is not None:
+        start = source.position(diagnostic.span.start)
+        where = f"{diagnostic.file}:{start.line}:{start.column}"
+    lines.append(paint("blue", f"{pad}--> ") + where)
+    if located:
+        lines.append(paint("blue", f"{pad} |"))
+        if diagnostic.span is not None:
+            lines += _snippet(source, diagnostic.span, diagnostic.label, "^", severity, paint, gutter)
+        for label in diagnostic.related:
+            lines += _snippet(source, label.span, label.message, "-", "blue", paint, gutter)
+    if diagnostic.help:
+        lines.append(paint("blue", f"{pad} = ") + paint("bold", "help") + f": {diagnostic.help}")
+    return "\n".join(lines)
+
+
+def summary(diagnostics: Sequence[Diagnostic]) -> str:
+    errors = sum(1 for d in diagnostics if d.is_error)
+    warnings = len(diagnostics) - errors
+    parts = []
+    if errors:
+        parts.append(f"{errors} error{'s' if errors != 1 else ''}")
+    if warnings:
+        parts.append(f"{warnings} warning{'s' if warnings != 1 else ''}")
+    return ", ".join(parts)
+
+
+def render_human(
+    diagnostics: Sequence[Diagnostic],
+    sources: dict[str, Source],
+    *,
+    color: bool = False,
+    limit: int | None = None,
+) -> str:
+    """rustc-style text: a header, the location, the line with a caret, help.
+
+    With ``limit``, at most that many diagnostics are shown and the rest are
+    counted in one closing line, so a file with thousands of errors stays readable.
+    """
+    paint = _Paint(color)
+    shown = diagnostics if limit is None else diagnostics[:limit]
+    blocks = [render_one(d, sources.get(d.file), paint) for d in shown]
+    hidden = len(diagnostics) - len(shown)
+    if hidden > 0:
+        blocks.append(f"... and {hidden} more diagnostic{'s' if hidden != 1 else ''} not shown")
+    return "\n\n".join(blocks) + ("\n" if blocks else "")

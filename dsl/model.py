@@ -1,0 +1,205 @@
+"""The surface model: what a .aip file says, node by node, each with its span.
+
+This is the syntax, typed: declarations are distinct classes, values are
+strings (with their interpolations), numbers (with an optional unit), bare
+words, lists, maps and ranges. What an attribute *means* (which attributes a
+stage accepts, which unit fits) is the compiler's business, not this module's.
+
+Nodes are frozen pydantic models. The parser builds them with
+``model_construct`` (its output is well-typed by construction, and validation
+would double the cost of a large file); :func:`aipc.dsl.printer.print_program`
+writes any model back as source that parses to an equal model.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from aipc.diagnostics import Span
+
+
+class Node(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    span: Span
+
+
+class Name(Node):
+    """An identifier where a declaration or reference expects one."""
+
+    value: str
+
+
+# ------------------------------------------------------------------------ values
+
+
+class Interpolation(Node):
+    """``${name}`` inside a string; ``name`` may be dotted (``pipeline.name``)."""
+
+    name: str
+
+
+class Str(Node):
+    """A string: literal text and interpolations, in order.
+
+    ``parts`` never holds two adjacent literals nor an empty literal.
+    """
+
+    kind: Literal["string"] = "string"
+    parts: tuple[Union[str, Interpolation], ...]
+
+    @property
+    def is_literal(self) -> bool:
+        return all(isinstance(part, str) for part in self.parts)
+
+    @property
+    def literal(self) -> str:
+        """The text with interpolations written back as ``${name}``."""
+        return "".join(p if isinstance(p, str) else "${" + p.name + "}" for p in self.parts)
+
+    @property
+    def sole_interpolation(self) -> Interpolation | None:
+        """The interpolation, when the string is exactly one ``${param}``."""
+        if len(self.parts) == 1 and isinstance(self.parts[0], Interpolation):
+            return self.parts[0]
+        return None
+
+
+class Number(Node):
+    """A number as written, with the unit that follows it directly, if any."""
+
+    kind: Literal["number"] = "number"
+    text: str
+    value: Union[int, float]
+    unit: str | None = None
+
+
+class Word(Node):
+    """A bare word: a reference, an enumerated value or a boolean."""
+
+    kind: Literal["word"] = "word"
+    value: str
+
+
+class ListValue(Node):
+    kind: Literal["list"] = "list"
+    items: tuple["Value", ...]
+
+
+class Entry(Node):
+    key: str
+    key_span: Span
+    value: "Value"
+
+
+class MapValue(Node):
+    kind: Literal["map"] = "map"
+    entries: tuple[Entry, ...]
+
+
+class RangeValue(Node):
+    kind: Literal["range"] = "range"
+    low: "Value"
+    high: "Value"
+
+
+Value = Annotated[
+    Union[Str, Number, Word, ListValue, MapValue, RangeValue], Field(discriminator="kind")
+]
+
+
+# ------------------------------------------------------------------- block items
+
+
+class Attribute(Node):
+    item: Literal["attribute"] = "attribute"
+    name: str
+    name_span: Span
+    value: Value
+
+
+class Mount(Node):
+    item: Literal["mount"] = "mount"
+    volume: Name
+    path: Str
+    readonly: bool = False
+
+
+class Block(Node):
+    """A nested block such as ``resources { ... }``."""
+
+    item: Literal["block"] = "block"
+    name: str
+    name_span: Span
+    items: tuple["Item", ...]
+
+
+Item = Annotated[Union[Attribute, Mount, Block], Field(discriminator="item")]
+
+
+# ------------------------------------------------------------------ declarations
+
+
+class PipelineDecl(Node):
+    decl: Literal["pipeline"] = "pipeline"
+    name: str
+    name_span: Span
+    items: tuple[Item, ...]
+
+
+class ParamDecl(Node):
+    decl: Literal["param"] = "param"
+    name: Name
+    type: Name | None
+    default: Value
+
+
+class VolumeDecl(Node):
+    decl: Literal["volume"] = "volume"
+    name: Name
+    items: tuple[Item, ...]
+
+
+class SecretDecl(Node):
+    decl: Literal["secret"] = "secret"
+    name: Name
+    items: tuple[Item, ...]
+
+
+StageKind = Literal["data", "train", "eval", "serve"]
+STAGE_KINDS: tuple[str, ...] = ("data", "train", "eval", "serve")
+BATCH_KINDS: frozenset[str] = frozenset({"data", "train", "eval"})
+
+
+class StageDecl(Node):
+    decl: Literal["stage"] = "stage"
+    kind: StageKind
+    kind_span: Span
+    name: Name
+    items: tuple[Item, ...]
+
+
+Declaration = Annotated[
+    Union[PipelineDecl, ParamDecl, VolumeDecl, SecretDecl, StageDecl],
+    Field(discriminator="decl"),
+]
+
+
+class Program(BaseModel):
+    """A whole file: its declarations in source order.
+
+    ``broken`` names the declarations whose text did not parse, by kind, so that
+    references to them are not reported as unknown on top of the syntax error.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    path: str
+    declarations: tuple[Declaration, ...]
+    broken: tuple[tuple[str, str], ...] = ()
+
+
+for _model in (ListValue, Entry, MapValue, RangeValue, Attribute, Block):
+    _model.model_rebuild()

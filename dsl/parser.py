@@ -1,0 +1,597 @@
+"""Parse .aip text into the surface model, reporting every independent syntax error.
+
+``parse(text, path)`` first runs the LALR parser over the whole file, building
+model nodes while it parses (no intermediate tree). Only when that fails does
+it re-parse declaration by declaration with error recovery: the lexer skips
+characters it cannot read, the parser tries a one-token repair (a missing `,`,
+`]`, `}`...) that lets the next tokens through, and otherwise skips to the next
+declaration. Each error is reported once, in words a user knows.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import difflib
+import functools
+import re
+from typing import NamedTuple
+
+from lark import Lark, Token, Transformer
+from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+
+from aipc import codes
+from aipc.diagnostics import Diagnostics, Label, Span
+from aipc.dsl import model as m
+from aipc.dsl import strings
+
+IDENTIFIER = re.compile(r"[a-z][a-z0-9_]*")
+MAX_IDENTIFIER = 40
+MAX_NESTING = 64
+
+DECLARATION_KEYWORDS = ("pipeline", "param", "volume", "secret", "data", "train", "eval", "serve")
+_DECLARATION_TOKENS = frozenset(k.upper() for k in DECLARATION_KEYWORDS)
+_NAME_TOKENS = frozenset({"WORD", "MOUNT", "AT", "READONLY"} | _DECLARATION_TOKENS)
+_VALUE_TOKENS = _NAME_TOKENS | {"STRING", "LONG_STRING", "NUMBER", "LSQB", "LBRACE"}
+_CLOSERS = {"LBRACE": "RBRACE", "LSQB": "RSQB"}
+
+
+class ParseResult(NamedTuple):
+    program: m.Program
+    diagnostics: Diagnostics
+
+
+# The sink the model builder reports into while a parse is running. The parser
+# object is shared (building it is the expensive part), so per-parse state lives
+# here rather than on the transformer.
+_sink: contextvars.ContextVar[Diagnostics | None] = contextvars.ContextVar("aipc_parse_sink", default=None)
+
+
+def _span(token: Token) -> Span:
+    return Span(token.start_pos, token.end_pos)
+
+
+def _span_of(first, last) -> Span:
+    start = first.start_pos if isinstance(first, Token) else first.span.start
+    end = last.end_pos if isinstance(last, Token) else last.span.end
+    return Span(start, end)
+
+
+def _report(code, span, message, **details) -> None:
+    sink = _sink.get()
+    if sink is not None:
+        sink.error(code, span, message, **details)
+
+
+_NUMBER = re.compile(r"([+-]?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][+-]?\d+)?)(.*)", re.S)
+
+
+def number_value(text: str) -> tuple[int | float, str | None]:
+    """Split a NUMBER token into its value and unit (``"1h30m"`` -> ``(1, "h30m")``)."""
+    match = _NUMBER.fullmatch(text)
+    digits, unit = match.group(1), match.group(2)
+    if any(c in digits for c in ".eE"):
+        value: int | float = float(digits)
+    else:
+        value = int(digits)
+    return value, unit or None
+
+
+class _ModelBuilder(Transformer):
+    """Callbacks the LALR parser calls on each reduction; they return model nodes."""
+
+    def start(self, declarations):
+        return declarations
+
+    # names and values ---------------------------------------------------------
+
+    def name(self, children):
+        (token,) = children
+        return m.Name.model_construct(span=_span(token), value=str(token))
+
+    def string(self, children):
+        (token,) = children
+        parts, problems = strings.decode(str(token), token.start_pos)
+        for problem in problems:
+            _report(problem.code, problem.span, problem.message, help=problem.help)
+        return m.Str.model_construct(span=_span(token), parts=parts)
+
+    def number(self, children):
+        (token,) = children
+        value, unit = number_value(str(token))
+        return m.Number.model_construct(span=_span(token), text=str(token), value=value, unit=unit)
+
+    def word(self, children):
+        (name,) = children
+        return m.Word.model_construct(span=name.span, value=name.value)
+
+    def range(self, children):
+        low, _, high = children
+        return m.RangeValue.model_construct(span=_span_of(low, high), low=low, high=high)
+
+    def list(self, children):
+        items = tuple(c for c in children[1:-1] if c is not None and not isinstance(c, Token))
+        return m.ListValue.model_construct(span=_span_of(children[0], children[-1]), items=items)
+
+    def map(self, children):
+        entries = tuple(c for c in children[1:-1] if isinstance(c, m.Entry))
+        return m.MapValue.model_construct(span=_span_of(children[0], children[-1]), entries=entries)
+
+    def entry(self, children):
+        key, _, value = children
+        if isinstance(key, Token):  # a quoted key
+            parts, problems = strings.decode(str(key), key.start_pos)
+            for problem in problems:
+                _report(problem.code, problem.span, problem.message, help=problem.help)
+            text = "".join(p if isinstance(p, str) else "${" + p.name + "}" for p in parts)
+            key_span = _span(key)
+        else:
+            text, key_span = key.value, key.span
+        return m.Entry.model_construct(span=_span_of(key, value), key=text, key_span=key_span, value=value)
+
+    # block items ----------------------------------------------------------------
+
+    def body(self, children):
+        return children  # [LBRACE, *items, RBRACE]: the declaration keeps the braces' span
+
+    def attribute(self, children):
+        name, _, value = children
+        return m.Attribute.model_construct(
+            span=_span_of(name, value), name=str(name), name_span=_span(name), value=value
+        )
+
+    def block(self, children):
+        name, body = children
+        return m.Block.model_construct(
+            span=_span_of(name, body[-1]), name=str(name), name_span=_span(name),
+            items=tuple(body[1:-1]),
+        )
+
+    def mount(self, children):
+        keyword, volume, _, path, readonly = children
+        _check_identifier(volume, "volume")
+        last = readonly if readonly is not None else path
+        return m.Mount.model_construct(
+            span=_span_of(keyword, last), volume=volume, path=path, readonly=readonly is not None
+        )
+
+    # declarations -------------------------------------------------------------
+
+    def pipeline_decl(self, children):
+        keyword, name, body = children
+        if isinstance(name, Token):
+            parts, problems = strings.decode(str(name), name.start_pos)
+            for problem in problems:
+                _report(problem.code, problem.span, problem.message, help=problem.help)
+            text = "".join(p if isinstance(p, str) else "${" + p.name + "}" for p in parts)
+            name_span = _span(name)
+        else:
+            text, name_span = name.value, name.span
+        return m.PipelineDecl.model_construct(
+            span=_span_of(keyword, body[-1]), name=text, name_span=name_span, items=tuple(body[1:-1])
+        )
+
+    def param_decl(self, children):
+        keyword, name, _colon, type_name, _, default = children
+        _check_identifier(name, "parameter")
+        return m.ParamDecl.model_construct(
+            span=_span_of(keyword, default), name=name, type=type_name, default=default
+        )
+
+    def volume_decl(self, children):
+        keyword, name, body = children
+        _check_identifier(name, "volume")
+        return m.VolumeDecl.model_construct(span=_span_of(keyword, body[-1]), name=name, items=tuple(body[1:-1]))
+
+    def secret_decl(self, children):
+        keyword, name, body = children
+        _check_identifier(name, "secret")
+        return m.SecretDecl.model_construct(span=_span_of(keyword, body[-1]), name=name, items=tuple(body[1:-1]))
+
+    def stage_kind(self, children):
+        return children[0]
+
+    def stage_decl(self, children):
+        kind, name, body = children
+        _check_identifier(name, "stage")
+        return m.StageDecl.model_construct(
+            span=_span_of(kind, body[-1]), kind=str(kind), kind_span=_span(kind),
+            name=name, items=tuple(body[1:-1]),
+        )
+
+
+def _check_identifier(name: m.Name, what: str) -> None:
+    value = name.value
+    if len(value) > MAX_IDENTIFIER:
+        _report(codes.INVALID_NAME, name.span,
+                f"{what} name `{value}` is {len(value)} characters long",
+                help=f"names have at most {MAX_IDENTIFIER} characters")
+    elif not IDENTIFIER.fullmatch(value):
+        suggestion = re.sub(r"[^a-z0-9_]", "_", value.lower())
+        if not suggestion[:1].isalpha():
+            suggestion = "s_" + suggestion
+        _report(codes.INVALID_NAME, name.span,
+                f"`{value}` is not a valid {what} name",
+                help=f"names are lowercase letters, digits and `_`, starting with a letter: `{suggestion}`")
+
+
+@functools.lru_cache(maxsize=1)
+def _parser() -> Lark:
+    return Lark.open_from_package(
+        "aipc", "grammar.lark", parser="lalr", lexer="basic",
+        start=["start", "declaration"], transformer=_ModelBuilder(),
+        cache=True, maybe_placeholders=True,
+    )
+
+
+# ------------------------------------------------------------------ entry point
+
+
+def parse(text: str, path: str) -> ParseResult:
+    """Parse a whole file. Never raises for bad input: problems are diagnostics."""
+    sink = Diagnostics(path)
+    deepest = _deep_nesting(text)
+    if deepest is not None:
+        sink.error(codes.UNEXPECTED_TOKEN, deepest,
+                   f"brackets nested more than {MAX_NESTING} levels deep",
+                   help="no pipeline needs this much nesting; flatten the value")
+        return ParseResult(m.Program(path=path, declarations=()), sink)
+    reset = _sink.set(sink)
+    try:
+        try:
+            declarations = _parser().parse(text, start="start")
+            return ParseResult(m.Program(path=path, declarations=tuple(declarations)), sink)
+        except UnexpectedInput:
+            pass
+        sink = Diagnostics(path)  # the fast attempt stopped half-way; start over
+        _sink.set(sink)
+        declarations, broken = _Recovery(text, sink).run()
+        program = m.Program(path=path, declarations=tuple(declarations), broken=tuple(broken))
+        return ParseResult(program, sink)
+    finally:
+        _sink.reset(reset)
+
+
+_BRACKETS = re.compile(r'"""[\s\S]*?"""|"(?:\\.|[^"\\\n])*"|(?:#|//)[^\n]*|[\[\]{}]')
+
+
+def _deep_nesting(text: str) -> Span | None:
+    """The first bracket nested deeper than MAX_NESTING, if any (one linear scan)."""
+    if text.count("[") + text.count("{") <= MAX_NESTING:
+        return None
+    depth = 0
+    for match in _BRACKETS.finditer(text):
+        char = match.group()
+        if char in "[{":
+            depth += 1
+            if depth > MAX_NESTING:
+                return Span(match.start(), match.end())
+        elif char in "]}":
+            depth = max(0, depth - 1)
+    return None
+
+
+# --------------------------------------------------------------- error recovery
+
+_DESCRIBE = {
+    "RSQB": "`]`", "RBRACE": "`}`", "COMMA": "`,`", "EQUAL": "`=`", "COLON": "`:`",
+    "LBRACE": "`{`", "LSQB": "`[`", "DOTDOT": "`..`", "AT": "`at`", "READONLY": "`readonly`",
+    "MOUNT": "`mount`", "NUMBER": "a number", "$END": "end of file",
+}
+_ORDER = ["RSQB", "RBRACE", "COMMA", "EQUAL", "LBRACE", "AT", "READONLY", "COLON", "LSQB", "DOTDOT"]
+
+
+def describe_expected(expected: set[str]) -> str:
+    """Words for what the parser would have accepted: "`]` or `,`", "a value"."""
+    words: list[str] = []
+    rest = set(expected)
+    if _VALUE_TOKENS <= rest:
+        words.append("a value")
+        rest -= _VALUE_TOKENS
+    if {"WORD", "MOUNT", "RBRACE"} <= rest and not (_NAME_TOKENS - {"MOUNT"}) <= rest:
+        words.append("an attribute")
+        rest -= {"WORD"}
+    if _NAME_TOKENS <= rest:
+        words.append("a name")
+        rest -= _NAME_TOKENS
+    elif _DECLARATION_TOKENS <= rest:
+        words.append("a declaration (`pipeline`, `param`, `volume`, `secret`, `data`, `train`, `eval` or `serve`)")
+        rest -= _DECLARATION_TOKENS
+    if "WORD" in rest:
+        words.append("a name")
+        rest.discard("WORD")
+    if {"STRING", "LONG_STRING"} & rest:
+        words.append("a string")
+        rest -= {"STRING", "LONG_STRING"}
+    if len(rest) > 1:
+        rest.discard("DOTDOT")  # `..` is possible after any number; naming it is noise
+    ordered = [t for t in _ORDER if t in rest] + sorted(rest - set(_ORDER))
+    words += [_DESCRIBE.get(t, f"`{t.lower()}`") for t in ordered]
+    if not words:
+        return "nothing more"
+    if len(words) == 1:
+        return words[0]
+    return ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def describe_token(token: Token) -> str:
+    if token.type == "$END":
+        return "end of file"
+    if token.type in ("STRING", "LONG_STRING"):
+        return "a string"
+    if token.type == "NUMBER":
+        return f"`{token}`"
+    text = str(token)
+    return f"`{text}`"
+
+
+def _hint(token: Token, expected: set[str]) -> str | None:
+    """A context-aware help line for the usual mistakes."""
+    if token.type == "COMMA" and "RBRACE" in expected and "WORD" in expected:
+        return "attributes are separated by spaces or newlines, not commas; remove the `,`"
+    if token.type == "COLON" and "EQUAL" in expected:
+        return "attributes are set with `=`, as in `image = \"python:3.11\"`"
+    if token.type in ("STRING", "LONG_STRING", "NUMBER", "LSQB") and "EQUAL" in expected:
+        return "write `=` between the attribute's name and its value"
+    if token.type in _VALUE_TOKENS and "COMMA" in expected and "RSQB" in expected:
+        return "separate list items with `,`"
+    if token.type == "WORD" and _DECLARATION_TOKENS <= expected:
+        close = difflib.get_close_matches(str(token), DECLARATION_KEYWORDS, n=1)
+        if close:
+            return f"did you mean `{close[0]}`?"
+        return "a file holds declarations: `pipeline`, `param`, `volume`, `secret` and the stages `data`, `train`, `eval`, `serve`"
+    if token.type == "EQUAL" and "LBRACE" in expected:
+        return "blocks are written without `=`: `resources { cpu = 2 }`"
+    return None
+
+
+class _Recovery:
+    """Declaration-by-declaration parsing that reports and repairs syntax errors."""
+
+    MAX_ERRORS_PER_DECLARATION = 4
+    LOOKAHEAD = 3
+
+    def __init__(self, text: str, sink: Diagnostics) -> None:
+        self.text = text
+        self.sink = sink
+        self.parser = _parser()
+        self.tokens = self._lex()
+        end = len(text.rstrip())
+        self.eof = Token("$END", "", end, 0, 0, end_pos=end)
+
+    # lexing -------------------------------------------------------------------
+
+    def _lex(self) -> list[Token]:
+        tokens: list[Token] = []
+        offset = 0
+        text = self.text
+        while offset <= len(text):
+            try:
+                for token in self.parser.lex(text[offset:]):
+                    if offset:
+                        token.start_pos += offset
+                        token.end_pos += offset
+                    tokens.append(token)
+                break
+            except UnexpectedCharacters as error:
+                position = offset + error.pos_in_stream
+                offset = self._lex_error(position)
+        return tokens
+
+    def _lex_error(self, position: int) -> int:
+        """Report the unreadable text at ``position``; return where lexing resumes."""
+        text = self.text
+        line_end = text.find("\n", position)
+        line_end = len(text) if line_end == -1 else line_end
+        if text.startswith('"""', position):
+            self.sink.error(codes.UNTERMINATED_STRING, Span(position, position + 3),
+                            "this triple-quoted string is never closed",
+                            label="opened here", help='close it with `"""`')
+            return len(text) + 1
+        if text[position] == '"':
+            self.sink.error(codes.UNTERMINATED_STRING, Span(position, line_end),
+                            "unterminated string", label="no closing `\"` on this line",
+                            help='close the string on the same line, or use """...""" for text over several lines')
+            return line_end
+        end = position + 1
+        while end < len(text) and text[end] == text[position]:
+            end += 1
+        char = text[position]
+        shown = repr(char)[1:-1] if not char.isprintable() else char
+        hint = None
+        if char == "'":
+            hint = 'strings are written with double quotes: "..."'
+        elif char in "();":
+            hint = "attributes are written `name = value`, one after another"
+        elif char == "\x00":
+            hint = "the file holds NUL bytes; is it a binary file?"
+        self.sink.error(codes.UNEXPECTED_CHARACTER, Span(position, end),
+                        f"unexpected character `{shown}`", help=hint)
+        return end
+
+    # parsing ------------------------------------------------------------------
+
+    def _starts_line(self, index: int) -> bool:
+        token = self.tokens[index]
+        start = self.text.rfind("\n", 0, token.start_pos) + 1
+        return not self.text[start : token.start_pos].strip()
+
+    def _next_declaration(self, index: int) -> int:
+        while index < len(self.tokens):
+            if self.tokens[index].type in _DECLARATION_TOKENS and self._starts_line(index):
+                return index
+            index += 1
+        return index
+
+    def _token(self, index: int) -> Token:
+        return self.tokens[index] if index < len(self.tokens) else self.eof
+
+    def run(self) -> tuple[list, list[tuple[str, str]]]:
+        declarations: list = []
+        broken: list[tuple[str, str]] = []
+        index = 0
+        while index < len(self.tokens):
+            token = self.tokens[index]
+            if token.type not in _DECLARATION_TOKENS:
+                expected = set(_DECLARATION_TOKENS)
+                self.sink.error(codes.UNEXPECTED_TOKEN, _span(token),
+                                f"expected {describe_expected(expected)}, found {describe_token(token)}",
+                                help=_hint(token, expected))
+                index = self._next_declaration(index + 1)
+                continue
+            index_before = index
+            index, declaration = self._declaration(index)
+            if declaration is None:
+                broken.append(self._identify(index_before))
+            else:
+                declarations.append(declaration)
+        return declarations, broken
+
+    def _identify(self, index: int) -> tuple[str, str]:
+        kind = str(self.tokens[index])
+        category = "stage" if kind in ("data", "train", "eval", "serve") else kind
+        following = self._token(index + 1)
+        name = str(following) if following.type in _NAME_TOKENS else ""
+        return category, name
+
+    @staticmethod
+    def _virtual(kind: str, at: Token) -> Token:
+        """A token the recovery pretends was written, at the position of ``at``."""
+        text = {"COMMA": ",", "RSQB": "]", "RBRACE": "}", "EQUAL": "="}[kind]
+        return Token(kind, text, at.start_pos, 0, 0, end_pos=at.start_pos)
+
+    def _fresh_state(self):
+        return self.parser.parse_interactive("", start="declaration").parser_state
+
+    def _feeds(self, state, tokens: list[Token]) -> int:
+        """How many of ``tokens`` a copy of ``state`` accepts (finishing the declaration counts)."""
+        trial = state.copy(deepcopy_values=False)
+        for fed, token in enumerate(tokens):
+            saved = trial.copy(deepcopy_values=False)
+            try:
+                trial.feed_token(token, token.type == "$END")
+            except UnexpectedToken:
+                return fed + (1 if self._can_finish(saved) else 0)
+            if token.type == "$END":
+                return fed + 1
+        return len(tokens)
+
+    def _can_finish(self, state) -> bool:
+        try:
+            state.copy(deepcopy_values=False).feed_token(self.eof, True)
+            return True
+        except UnexpectedToken:
+            return False
+
+    def _declaration(self, index: int):
+        state = self._fresh_state()
+        openers: list[Token] = []
+        errors = 0
+        previous_error = -10
+        with_muted = _Muted()
+        while True:
+            token = self._token(index)
+            saved = state.copy(deepcopy_values=False)
+            try:
+                result = state.feed_token(token, token.type == "$END")
+            except UnexpectedToken as error:
+                state = saved
+                if token.type != "$END" and self._can_finish(state):
+                    return index, state.feed_token(self.eof, True)
+                expected = {t for t in error.expected if t.isupper()}
+                errors += 1
+                self._report_syntax(index, token, expected, openers)
+                if errors > self.MAX_ERRORS_PER_DECLARATION or index - previous_error <= 1:
+                    return self._next_declaration(index + 1 if index < len(self.tokens) else index), None
+                previous_error = index
+                with with_muted:
+                    repaired = self._repair(state, index, expected, openers)
+                if repaired is None:
+                    return self._next_declaration(index + 1 if index < len(self.tokens) else index), None
+                state, index = repaired
+                continue
+            if token.type == "$END":
+                return index, result
+            if token.type in _CLOSERS:
+                openers.append(token)
+            elif token.type in ("RBRACE", "RSQB") and openers:
+                openers.pop()
+            index += 1
+
+    def _report_syntax(self, index: int, token: Token, expected: set[str], openers: list[Token]) -> None:
+        declaration_start = token.type in _DECLARATION_TOKENS and self._starts_line(index)
+        if (token.type == "$END" or declaration_start) and openers:
+            opener = openers[-1]
+            closer = "}" if opener.type == "LBRACE" else "]"
+            where = "the file ends" if token.type == "$END" else "the next declaration starts"
+            self.sink.error(
+                codes.UNEXPECTED_EOF, _span(opener),
+                f"`{opener}` is not closed: {where} before its `{closer}`",
+                label="this bracket is never closed",
+                help=f"add `{closer}` to close it",
+                related=[Label(_span(token), f"expected `{closer}` before this")],
+            )
+            return
+        self.sink.error(
+            codes.UNEXPECTED_TOKEN, _span(token),
+            f"expected {describe_expected(expected)}, found {describe_token(token)}",
+            label="unexpected here", help=_hint(token, expected),
+        )
+
+    def _repair(self, state, index: int, expected: set[str], openers: list[Token]):
+        """Try one-token repairs; return the repaired state and index, or None."""
+        token = self._token(index)
+        ahead = [self._token(i) for i in range(index, index + self.LOOKAHEAD)]
+        candidates = []
+        # the next declaration starts inside an open block: close everything and finish
+        if openers and (token.type == "$END" or token.type in _DECLARATION_TOKENS):
+            closing = [self._virtual(_CLOSERS[o.type], token) for o in reversed(openers)]
+            trial = state.copy(deepcopy_values=False)
+            try:
+                for extra in closing:
+                    trial.feed_token(extra)
+            except UnexpectedToken:
+                pass
+            else:
+                if token.type == "$END" or self._can_finish(trial):
+                    openers.clear()
+                    return trial, index
+        for kind in ("COMMA", "RSQB", "RBRACE", "EQUAL"):
+            if kind in expected:
+                candidates.append(([self._virtual(kind, token)], index))  # insert it
+                if token.type != "$END":
+                    candidates.append(([self._virtual(kind, token)], index + 1))  # or replace
+        if token.type != "$END":
+            candidates.append(([], index + 1))  # drop the offending token
+        best = None
+        for inserted, resume in candidates:
+            trial = state.copy(deepcopy_values=False)
+            try:
+                for extra in inserted:
+                    trial.feed_token(extra)
+            except UnexpectedToken:
+                continue
+            rest = [self._token(i) for i in range(resume, resume + self.LOOKAHEAD)]
+            score = self._feeds(trial, rest)
+            if score and (best is None or score > best[0]):
+                best = (score, inserted, resume)
+            if score >= len(ahead):
+                break
+        if best is None:
+            return None
+        _, inserted, resume = best
+        for extra in inserted:
+            state.feed_token(extra)
+            if extra.type in ("RBRACE", "RSQB") and openers:
+                openers.pop()
+        return state, resume
+
+
+class _Muted:
+    """Silence the model builder while the recovery tries repairs on copies."""
+
+    def __enter__(self):
+        self._reset = _sink.set(None)
+
+    def __exit__(self, *exc):
+        _sink.reset(self._reset)
+        return False

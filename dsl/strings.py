@@ -1,0 +1,206 @@
+"""String literals: escapes, triple-quote indentation removal, ``${...}``.
+
+Pure functions from a string token's raw text to the parts of a
+:class:`aipc.dsl.model.Str` and a list of problems; the parser reports the
+problems. Offsets in problems are absolute positions in the source.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from aipc import codes
+from aipc.codes import Code
+from aipc.diagnostics import Span
+from aipc.dsl.model import Interpolation
+
+ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "r": "\r", "$": "$"}
+_INTERPOLATION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
+
+
+class Problem(NamedTuple):
+    code: Code
+    span: Span
+    message: str
+    help: str | None = None
+
+
+Parts = tuple  # tuple[str | Interpolation, ...]
+
+
+def decode(raw: str, start: int) -> tuple[Parts, list[Problem]]:
+    """Decode a string token (``"..."`` or ``\"\"\"...\"\"\"``) found at offset ``start``."""
+    if raw.startswith('"""'):
+        text, offsets = _dedent(raw[3:-3], start + 3)
+        return _split(text, offsets, escapes=False)
+    body = raw[1:-1]
+    return _split(body, range(start + 1, start + 1 + len(body)), escapes=True)
+
+
+def _dedent(content: str, base: int) -> tuple[str, list[int]]:
+    """Triple-quoted text: drop a blank first and last line, then the common indentation.
+
+    Returns the text and, for each of its characters, its offset in the source.
+    """
+    lines = content.split("\n")
+    starts = []
+    offset = base
+    for line in lines:
+        starts.append(offset)
+        offset += len(line) + 1
+    first, last = 0, len(lines)
+    if len(lines) > 1 and not lines[0].strip():
+        first = 1
+    if last - first > 1 and not lines[-1].strip():
+        last -= 1
+        trailing_newline = True
+    else:
+        trailing_newline = False
+    kept = list(range(first, last))
+    indent = _common_indent([lines[i] for i in kept if lines[i].strip()])
+    text: list[str] = []
+    offsets: list[int] = []
+    for position, index in enumerate(kept):
+        line = lines[index]
+        cut = len(indent) if line.startswith(indent) else len(line) - len(line.lstrip(" \t"))
+        text.append(line[cut:])
+        offsets.extend(range(starts[index] + cut, starts[index] + len(line)))
+        if position < len(kept) - 1 or trailing_newline:
+            text.append("\n")
+            offsets.append(starts[index] + len(line))
+    return "".join(text), offsets
+
+
+def _common_indent(lines: list[str]) -> str:
+    if not lines:
+        return ""
+    prefixes = [line[: len(line) - len(line.lstrip(" \t"))] for line in lines]
+    common = prefixes[0]
+    for prefix in prefixes[1:]:
+        while not prefix.startswith(common):
+            common = common[:-1]
+    return common
+
+
+def _split(text: str, offsets, *, escapes: bool) -> tuple[Parts, list[Problem]]:
+    """Split text into literal runs and interpolations, decoding escapes if asked."""
+    parts: list = []
+    literal: list[str] = []
+    problems: list[Problem] = []
+    i, n = 0, len(text)
+    while i < n:
+        char = text[i]
+        if escapes and char == "\\":
+            if i + 1 < n and text[i + 1] in ESCAPES:
+                literal.append(ESCAPES[text[i + 1]])
+            else:
+                shown = text[i : i + 2]
+                span = Span(offsets[i], offsets[min(i + 1, n - 1)] + 1)
+                problems.append(Problem(
+                    codes.INVALID_ESCAPE, span, f"invalid escape sequence `{shown}`",
+                    "known escapes are \\\" \\\\ \\n \\t \\r \\$; write \\\\ for a backslash",
+                ))
+                literal.append(text[i + 1] if i + 1 < n else "")
+            i += 2
+            continue
+        if char == "$" and text.startswith("$${", i):
+            literal.append("${")
+            i += 3
+            continue
+        if char == "$" and text.startswith("${", i):
+            close = text.find("}", i + 2)
+            newline = text.find("\n", i + 2)
+            if close == -1 or (newline != -1 and newline < close):
+                end = n if newline == -1 else newline
+                problems.append(Problem(
+                    codes.INVALID_INTERPOLATION, Span(offsets[i], offsets[end - 1] + 1),
+                    "`${` is not closed by `}`",
+                    "write `${name}` for a parameter, or `$${` for a literal `${`",
+                ))
+                literal.append(text[i:end])
+                i = end
+                continue
+            name = text[i + 2 : close].strip()
+            span = Span(offsets[i], offsets[close] + 1)
+            if not _INTERPOLATION_NAME.fullmatch(name):
+                problems.append(Problem(
+                    codes.INVALID_INTERPOLATION, span,
+                    f"`{text[i:close + 1]}` is not a parameter reference",
+                    "write `${name}` for a parameter, or `$${` for a literal `${`",
+                ))
+                literal.append(text[i : close + 1])
+            else:
+                if literal:
+                    parts.append("".join(literal))
+                    literal = []
+                parts.append(Interpolation.model_construct(span=span, name=name))
+            i = close + 1
+            continue
+        literal.append(char)
+        i += 1
+    if literal:
+        parts.append("".join(literal))
+    merged: list = []
+    for part in parts:
+        if isinstance(part, str) and merged and isinstance(merged[-1], str):
+            merged[-1] += part
+        elif part != "":
+            merged.append(part)
+    return tuple(merged), problems
+
+
+# ------------------------------------------------------------------- printing
+
+
+def quote(parts: Parts, indent: str = "") -> str:
+    """Source text for a string with these parts.
+
+    Text of several lines becomes a triple-quoted block indented one level
+    deeper than ``indent`` when it can be written so and read back unchanged;
+    anything else becomes ``"..."`` with escapes.
+    """
+    return _quote_long(parts, indent) or _quote_short(parts)
+
+
+_SHORT_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def _quote_short(parts: Parts) -> str:
+    out = []
+    for index, part in enumerate(parts):
+        if not isinstance(part, str):
+            out.append("${" + part.name + "}")
+            continue
+        text = "".join(_SHORT_ESCAPES.get(char, char) for char in part).replace("${", "$${")
+        if text.endswith("$") and index + 1 < len(parts):
+            text = text[:-1] + "\\$"  # a `$` right before `${name}` would read as `$${`
+        out.append(text)
+    return '"' + "".join(out) + '"'
+
+
+def _quote_long(parts: Parts, indent: str) -> str | None:
+    pieces = []
+    for index, part in enumerate(parts):
+        if isinstance(part, str):
+            if "\r" in part or '"""' in part or (part.endswith("$") and index + 1 < len(parts)):
+                return None
+            pieces.append(part.replace("${", "$${"))
+        else:
+            pieces.append("${" + part.name + "}")
+    text = "".join(pieces)
+    if "\n" not in text or text.endswith('"') or '"""' in text:
+        return None
+    lines = text.split("\n")
+    trailing_newline = lines[-1] == ""
+    if trailing_newline:
+        lines.pop()
+    elif not lines[-1].strip():
+        return None  # a blank last line is dropped when read back
+    written = [line for line in lines if line.strip()]
+    if not written or all(line[:1] in (" ", "\t") for line in written):
+        return None  # the common indentation would be removed when read back
+    inner = indent + "  "
+    body = "\n".join(inner + line if line else "" for line in lines)
+    closing = "\n" + indent + '"""' if trailing_newline else '"""'
+    return '"""\n' + body + closing
