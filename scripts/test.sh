@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Install what the test suite needs on a fresh Debian machine, start it, and run
+# the whole suite. Extra arguments go to pytest. `.ci/run` calls this script.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$(pwd)
+
+as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+
+# 1. System packages: a Docker engine and docker-compose 1.29 for the end-to-end
+#    tests, busybox-static to build test images offline, graphviz for `aipc graph`.
+packages=()
+command -v dockerd >/dev/null 2>&1 || packages+=(docker.io)
+command -v docker-compose >/dev/null 2>&1 || packages+=(docker-compose)
+[ -x /bin/busybox ] || packages+=(busybox-static)
+command -v iptables >/dev/null 2>&1 || packages+=(iptables)
+command -v dot >/dev/null 2>&1 || packages+=(graphviz)
+python3 -c "import ensurepip, venv" >/dev/null 2>&1 || packages+=(python3-venv)
+if [ ${#packages[@]} -gt 0 ]; then
+  echo "test.sh: installing ${packages[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${packages[@]}" >/dev/null
+fi
+
+# 2. The Docker engine (vfs storage works without kernel overlay support).
+if ! docker info >/dev/null 2>&1; then
+  echo "test.sh: starting dockerd"
+  as_root sh -c 'nohup dockerd --storage-driver=vfs >/tmp/aipc-dockerd.log 2>&1 &'
+  for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
+  docker info >/dev/null 2>&1 || { echo "test.sh: dockerd did not start:"; tail -20 /tmp/aipc-dockerd.log; exit 1; }
+fi
+
+# 3. The project and its test dependencies, in their own virtual environment.
+python3 -m venv .venv
+.venv/bin/python -m pip install -q --upgrade pip >/dev/null
+.venv/bin/python -m pip install -q -e ".[test]"
+
+# 4. Run everything. Docker is required here: tests that need it fail, not skip.
+export AIPC_REQUIRE_DOCKER=1
+exec .venv/bin/python -m pytest "$@"
