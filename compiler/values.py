@@ -34,7 +34,13 @@ ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
 def did_you_mean(name: str, candidates, *, cutoff: float = 0.6) -> str | None:
-    """``"did you mean `x`?"`` for the closest candidate, if any is close."""
+    """``"did you mean `x`?"`` for the closest candidate, if any is close.
+
+    Short names differ by a larger share when one character changes (`s3`/`s4`),
+    so the bar is lower for them.
+    """
+    if len(name) <= 3:
+        cutoff = min(cutoff, 0.5)
     close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=cutoff)
     return f"did you mean `{close[0]}`?" if close else None
 

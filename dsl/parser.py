@@ -277,7 +277,7 @@ _DESCRIBE = {
     "LBRACE": "`{`", "LSQB": "`[`", "DOTDOT": "`..`", "AT": "`at`", "READONLY": "`readonly`",
     "MOUNT": "`mount`", "NUMBER": "a number", "$END": "end of file",
 }
-_ORDER = ["RSQB", "RBRACE", "COMMA", "EQUAL", "LBRACE", "AT", "READONLY", "COLON", "LSQB", "DOTDOT"]
+_ORDER = ["MOUNT", "RSQB", "RBRACE", "COMMA", "EQUAL", "LBRACE", "AT", "READONLY", "COLON", "LSQB", "DOTDOT"]
 
 
 def describe_expected(expected: set[str]) -> str:
@@ -354,6 +354,7 @@ class _Recovery:
         self.text = text
         self.sink = sink
         self.parser = _parser()
+        self.truncated = False  # an unterminated triple-quoted string swallowed the rest
         self.tokens = self._lex()
         end = len(text.rstrip())
         self.eof = Token("$END", "", end, 0, 0, end_pos=end)
@@ -373,29 +374,47 @@ class _Recovery:
                     tokens.append(token)
                 break
             except UnexpectedCharacters as error:
-                position = offset + error.pos_in_stream
-                offset = self._lex_error(position)
+                offset, stand_in = self._lex_error(offset + error.pos_in_stream)
+                if stand_in is not None:
+                    tokens.append(stand_in)
         return tokens
 
-    def _lex_error(self, position: int) -> int:
-        """Report the unreadable text at ``position``; return where lexing resumes."""
+    def _lex_error(self, position: int) -> tuple[int, Token | None]:
+        """Report the unreadable text at ``position``. Returns where lexing resumes
+        and, when the intent is clear, a string token standing in for the bad text
+        so that the parser carries on as the user meant."""
         text = self.text
         line_end = text.find("\n", position)
         line_end = len(text) if line_end == -1 else line_end
+        char = text[position]
         if text.startswith('"""', position):
             self.sink.error(codes.UNTERMINATED_STRING, Span(position, position + 3),
                             "this triple-quoted string is never closed",
                             label="opened here", help='close it with `"""`')
-            return len(text) + 1
-        if text[position] == '"':
-            self.sink.error(codes.UNTERMINATED_STRING, Span(position, line_end),
+            self.truncated = True
+            return len(text) + 1, None
+        if char == '"':
+            # The string most likely ends before the brackets and commas that close the line.
+            content = text[position + 1 : line_end].rstrip()
+            body = content.rstrip("]}, \t")
+            if body.endswith("\\") and not body.endswith("\\\\"):
+                body = body[:-1]
+            end = position + 1 + len(body)
+            self.sink.error(codes.UNTERMINATED_STRING, Span(position, position + 1 + len(content)),
                             "unterminated string", label="no closing `\"` on this line",
                             help='close the string on the same line, or use """...""" for text over several lines')
-            return line_end
+            return end, self._stand_in(body, position, end)
+        if char == "'":
+            close = text.find("'", position + 1, line_end)
+            if close != -1:
+                body = text[position + 1 : close]
+                self.sink.error(codes.UNEXPECTED_CHARACTER, Span(position, close + 1),
+                                "strings are written with double quotes",
+                                label="single quotes", help=f'write "{body}"')
+                return close + 1, self._stand_in(body, position, close + 1)
         end = position + 1
-        while end < len(text) and text[end] == text[position]:
+        while end < len(text) and text[end] == char:
             end += 1
-        char = text[position]
         shown = repr(char)[1:-1] if not char.isprintable() else char
         hint = None
         if char == "'":
@@ -406,7 +425,13 @@ class _Recovery:
             hint = "the file holds NUL bytes; is it a binary file?"
         self.sink.error(codes.UNEXPECTED_CHARACTER, Span(position, end),
                         f"unexpected character `{shown}`", help=hint)
-        return end
+        return end, None
+
+    @staticmethod
+    def _stand_in(body: str, start: int, end: int) -> Token:
+        """A STRING token for text the user evidently meant as a string."""
+        escaped = body.replace('"', '\\"')
+        return Token("STRING", f'"{escaped}"', start, 0, 0, end_pos=end)
 
     # parsing ------------------------------------------------------------------
 
@@ -519,6 +544,8 @@ class _Recovery:
 
     def _report_syntax(self, index: int, token: Token, expected: set[str], openers: list[Token]) -> None:
         declaration_start = token.type in _DECLARATION_TOKENS and self._starts_line(index)
+        if token.type == "$END" and self.truncated:
+            return  # the unterminated string already explains the missing brackets
         if (token.type == "$END" or declaration_start) and openers:
             opener = openers[-1]
             closer = "}" if opener.type == "LBRACE" else "]"

@@ -1,0 +1,59 @@
+"""Every rejection LANGUAGE.md lists has a case file here.
+
+Each case file states what it must produce in `# expect: CODE LINE:COLUMN`
+comments (and `# params: NAME=VALUE` for `-p` overrides). The test asserts
+exactly those diagnostics at exactly those places, then snapshots the rendered
+human and JSON output so that a change in wording is reviewed like code.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from aipc.compiler import check_source
+from aipc.diagnostics import Source, render_human, render_json
+
+CASES = sorted((Path(__file__).parent / "cases").glob("*.aip"))
+EXPECT = re.compile(r"#\s*expect:\s*([EWB]\d{3})\s+(\d+):(\d+)")
+PARAMS = re.compile(r"#\s*params:\s*(\S+)=(\S*)")
+
+
+def run_case(path: Path):
+    text = path.read_text()
+    params = dict(PARAMS.findall(text))
+    name = f"cases/{path.name}"
+    checked = check_source(text, name, params)
+    return text, name, checked
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)
+def test_case_reports_exactly_what_it_expects(case: Path) -> None:
+    text, name, checked = run_case(case)
+    expected = sorted((code, int(line), int(column)) for code, line, column in EXPECT.findall(text))
+    assert expected, f"{case.name} states no `# expect:` line"
+    source = Source(name, text)
+    actual = sorted(
+        (d.code, *source.position(d.span.start)) if d.span is not None else (d.code, 0, 0)
+        for d in checked.diagnostics
+    )
+    assert actual == expected
+    if any(code.startswith("E") for code, _, _ in expected):
+        assert checked.ir is None
+    else:
+        assert checked.ir is not None
+
+
+@pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)
+def test_case_rendering(case: Path, text_snapshot, json_snapshot) -> None:
+    text, name, checked = run_case(case)
+    sources = {name: Source(name, text)}
+    assert render_human(checked.diagnostics, sources) == text_snapshot
+    rendered = render_json(checked.diagnostics, sources)
+    for item in json.loads(rendered):
+        assert set(item) >= {"file", "line", "column", "end_line", "end_column", "severity", "code",
+                             "message", "help"}
+    assert rendered == json_snapshot
