@@ -374,7 +374,8 @@ class _Recovery:
                     tokens.append(token)
                 break
             except UnexpectedCharacters as error:
-                offset, stand_in = self._lex_error(offset + error.pos_in_stream)
+                position = offset + error.pos_in_stream
+                offset, stand_in = self._dashed_name(tokens, position) or self._lex_error(position)
                 if stand_in is not None:
                     tokens.append(stand_in)
         return tokens
@@ -426,6 +427,23 @@ class _Recovery:
         self.sink.error(codes.UNEXPECTED_CHARACTER, Span(position, end),
                         f"unexpected character `{shown}`", help=hint)
         return end, None
+
+    def _dashed_name(self, tokens: list[Token], position: int) -> tuple[int, Token] | None:
+        """`in-gest`: a name written with dashes is one mistake, not two."""
+        text = self.text
+        if (text[position] != "-" or not tokens or tokens[-1].end_pos != position
+                or tokens[-1].type not in _NAME_TOKENS):
+            return None
+        match = re.compile(r"-[A-Za-z0-9_-]*[A-Za-z0-9_]").match(text, position)
+        if match is None:
+            return None
+        word = tokens.pop()
+        written = text[word.start_pos : match.end()]
+        name = written.replace("-", "_")
+        self.sink.error(codes.INVALID_NAME, Span(word.start_pos, match.end()),
+                        f"`{written}` is not a valid name", label="`-` is not allowed in names",
+                        help=f"names use `_` between words: `{name}`")
+        return match.end(), Token("WORD", name, word.start_pos, 0, 0, end_pos=match.end())
 
     @staticmethod
     def _stand_in(body: str, start: int, end: int) -> Token:

@@ -1,0 +1,180 @@
+"""What the IR holds: resolved, normalised, ordered."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+
+from aipc.compiler import check_source, ir
+from tests.conftest import EXAMPLES, ROOT
+from tests.helpers import codes_of, compile_ok
+
+
+def language_page_programs() -> list[str]:
+    text = (ROOT.parent / "shared" / "LANGUAGE.md").read_text() if (ROOT.parent / "shared").exists() else ""
+    return re.findall(r"```aip\n(.*?)```", text, re.S)
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_every_example_checks_clean(path: Path):
+    checked = check_source(path.read_text(), str(path))
+    assert checked.diagnostics == []
+    assert checked.ir is not None and checked.ir.stages
+
+
+def test_the_language_page_example_is_an_example():
+    programs = language_page_programs()
+    if programs:  # the contract's example is kept verbatim in examples/
+        assert (ROOT / "examples" / "fraud-detection.aip").read_text() == programs[0]
+
+
+def test_fraud_detection_lowers_as_the_language_page_says():
+    pipeline = compile_ok((ROOT / "examples" / "fraud-detection.aip").read_text(), path="fraud.aip")
+    assert pipeline.name == "fraud-detection"
+    assert pipeline.namespace == "ml-prod"
+    assert pipeline.labels == (("cost_center", "4711"), ("team", "risk"))
+    assert [s.name for s in pipeline.stages] == ["ingest", "featurize", "model", "evaluate", "api"]
+    assert [s.level for s in pipeline.stages] == [0, 1, 2, 3, 4]
+    ingest = pipeline.stage("ingest")
+    assert ingest.command[4] == "2024-12-22"
+    assert ingest.retries == 2 and ingest.timeout == 1800
+    assert [k for s in ingest.secrets for k in s.keys] == ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
+    model = pipeline.stage("model")
+    assert model.command == ("python", "train.py", "--epochs", "10", "--lr", "3e-4", "--amp=true")
+    assert model.resources == ir.Resources(
+        cpu=ir.Range(8000, 8000), memory=ir.Range(64 * 2**30, 64 * 2**30), gpu=4,
+        gpu_model="NVIDIA-A100-SXM4-80GB", shm=16 * 2**30)
+    assert model.timeout == 12 * 3600
+    assert [(m.volume.name, m.path, m.readonly) for m in model.mounts] == [
+        ("features", "/data/features", True), ("models", "/models", False)]
+    api = pipeline.stage("api")
+    assert (api.kind, api.port, api.replicas, api.health) == (ir.StageKind.SERVE, 8080, 3, "/healthz")
+    raw = next(v for v in pipeline.volumes if v.name == "raw")
+    assert (raw.kind, raw.size, raw.access, raw.storage_class) == (
+        ir.VolumeKind.SIZED, 200 * 2**30, ir.Access.RWX, "fast-ssd")
+    scratch = next(v for v in pipeline.volumes if v.name == "scratch")
+    assert (scratch.kind, scratch.host_path) == (ir.VolumeKind.HOST, "./scratch")
+
+
+def test_templates_record_where_parameters_went():
+    pipeline = compile_ok((ROOT / "examples" / "fraud-detection.aip").read_text())
+    templates = dict(pipeline.stage("model").templates)
+    assert templates["command.3"] == (ir.ParamRef("epochs"),)
+    assert templates["command.6"] == ("--amp=", ir.ParamRef("use_amp"))
+    assert "command.0" not in templates
+
+
+def test_overrides_change_values_and_are_marked():
+    pipeline = compile_ok((ROOT / "examples" / "fraud-detection.aip").read_text(), {"epochs": "20", "lr": "1e-3"})
+    assert pipeline.stage("model").command[3] == "20"
+    assert pipeline.stage("model").command[5] == "1e-3"
+    params = {p.name: p for p in pipeline.params}
+    assert params["epochs"].overridden and params["epochs"].value == 20
+    assert not params["run_date"].overridden
+
+
+def test_pipeline_name_defaults_to_the_file_stem():
+    assert compile_ok('data a { image = "e:1" }', path="pipelines/My_Pipeline.v2.aip").name == "my_pipeline-v2"
+
+
+def test_header_image_and_registry():
+    pipeline = compile_ok('''
+pipeline "p" { registry = "registry.example.com/team/"  image = "python:3.11-slim" }
+data a { }
+data b { image = "ghcr.io/org/tool:1.0" }
+data c { image = "localhost:5000/tool:1.0" }
+data d { image = "org/tool:2.0" }
+''')
+    images = {s.name: s.image for s in pipeline.stages}
+    assert images == {
+        "a": "registry.example.com/team/python:3.11-slim",
+        "b": "ghcr.io/org/tool:1.0",
+        "c": "localhost:5000/tool:1.0",
+        "d": "registry.example.com/team/org/tool:2.0",
+    }
+
+
+def test_topological_order_breaks_ties_by_name():
+    pipeline = compile_ok('''
+data z { image = "e:1" }
+data b { image = "e:1"  after = [z] }
+data a { image = "e:1"  after = [z] }
+data m { image = "e:1"  after = [a, b] }
+''')
+    assert [s.name for s in pipeline.stages] == ["z", "a", "b", "m"]
+    assert {s.name: s.level for s in pipeline.stages} == {"z": 0, "a": 1, "b": 1, "m": 2}
+    assert pipeline.stage("m").after == ("a", "b")
+
+
+def test_resources_map_form_is_accepted():
+    stage = compile_ok('train t { image = "t:1"  resources = { cpu = 2, memory = 4Gi } }').stages[0]
+    assert stage.resources.cpu == ir.Range(2000, 2000)
+
+
+def test_after_accepts_a_single_name_and_quoted_names():
+    pipeline = compile_ok('data a { image = "e:1" }\ndata b { image = "e:1" after = a }\n'
+                          'data c { image = "e:1" after = ["a", b] }')
+    assert pipeline.stage("b").after == ("a",) and pipeline.stage("c").after == ("a", "b")
+
+
+def test_numbers_in_env_and_command_are_taken_as_written():
+    stage = compile_ok('data a { image = "e:1"  command = ["run", 3, 0.5]  env = { N = 4, ON = true } }').stages[0]
+    assert stage.command == ("run", "3", "0.5")
+    assert stage.env == (("N", "4"), ("ON", "true"))
+
+
+def test_serve_after_serve_is_allowed():
+    pipeline = compile_ok('serve a { image = "e:1"  port = 80 }\nserve b { image = "e:1"  port = 81  after = [a] }')
+    assert pipeline.stage("b").after == ("a",)
+
+
+def test_host_and_claim_volumes():
+    pipeline = compile_ok('volume h { host = "./data" }\nvolume c { claim = "team-data"  access = rwx }')
+    volumes = {v.name: v for v in pipeline.volumes}
+    assert volumes["h"].kind is ir.VolumeKind.HOST
+    assert (volumes["c"].kind, volumes["c"].claim, volumes["c"].access) == (ir.VolumeKind.CLAIM, "team-data",
+                                                                            ir.Access.RWX)
+
+
+@pytest.mark.parametrize("text, code", [
+    ('volume v { host = "./x"  claim = "pvc" }', "E204"),
+    ('volume v { host = "./x"  size = 1Gi }', "E204"),
+    ('volume v { claim = "pvc"  class = "fast" }', "E204"),
+    ('volume v { size = 0 }', "E209"),
+    ('volume v { size = 1Gi  class = "Fast SSD" }', "E111"),
+    ('secret s { keys = [] }', "E203"),
+    ('secret s { keys = [AWS_KEY, "OTHER"] }', None),
+    ('serve a { image = "e:1"  port = 80  health = "healthz" }', "E205"),
+    ('data a { image = "e:1"  workdir = "app" }', "E205"),
+    ('data a { image = ""  }', "E202"),
+    ('data a { image = "e:1"  env = { "A-B" = "1" } }', "E214"),
+    ('data a { image = "e:1"  labels = { "app.kubernetes.io/name" = "x" } }', "E213"),
+    ('data a { image = "e:1"  resources { cpu = 0.0001 } }', "E201"),
+    ('data a { image = "e:1"  resources { cpu = 0 } }', "E209"),
+    ('data a { image = "e:1"  resources { memory = 512 } }', "E201"),
+    ('data a { image = "e:1"  timeout = 0s }', "E209"),
+    ('data a { image = "e:1"  resources { gpu = 1  shm = 1Gi }  mount v at "/dev/shm" }\nvolume v { size = 1Gi }', "E206"),
+    ('data a { image = "e:1"  script = "${stage.name}" }', None),
+    ('pipeline "p" { description = "${stage.name}" }', "E105"),
+    ('data a { image = "e:1"  mount v at "/x" }\nvolume v { size = 1Gi  bogus = 1 }', "E106"),
+    ('data a { image = "e:1"  other { } }', "E106"),
+    ('data a { image = "e:1"  resources { image = "x" } }', "E106"),
+    ('param p: string = "${q}"', "E006"),
+    ('param p = [1, 2]', "E210"),
+    ('data a { image = "e:1"  resources { } resources { } }', "E108"),
+])
+def test_checks(text, code):
+    codes = codes_of(text)
+    assert codes == ([code] if code else [])
+
+
+def test_errors_in_several_declarations_are_all_reported():
+    codes = codes_of('''
+volume v { size = 10GB }
+secret s { keys = ["a-b"] }
+data a { image = "e:1"  after = [nope]  mount v at "rel" }
+serve b { image = "e:1" }
+''')
+    assert sorted(codes) == ["E102", "E201", "E203", "E205", "E214"]

@@ -1,0 +1,28 @@
+"""Small helpers the tests share (imported as `from tests.helpers import ...`)."""
+
+from __future__ import annotations
+
+from aipc.compiler import check_source
+from aipc.compiler import ir
+
+
+def strip_spans(value):
+    """A model dump without positions, for comparing models from different texts."""
+    if isinstance(value, dict):
+        return {k: strip_spans(v) for k, v in value.items() if not k.endswith("span")}
+    if isinstance(value, (list, tuple)):
+        return [strip_spans(v) for v in value]
+    return value
+
+
+def compile_ok(text: str, params: dict | None = None, path: str = "test.aip") -> ir.Pipeline:
+    """The IR of a program that must check without errors."""
+    checked = check_source(text, path, params or {})
+    errors = [d for d in checked.diagnostics if d.is_error]
+    assert not errors, [f"{d.code} {d.message}" for d in errors]
+    assert checked.ir is not None
+    return checked.ir
+
+
+def codes_of(text: str, params: dict | None = None) -> list[str]:
+    return [d.code for d in check_source(text, "test.aip", params or {}).diagnostics]
