@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
-ROOT = Path(__file__).resolve().parent.parent
-EXAMPLES = sorted((ROOT / "examples").glob("*.aip"))
+from tests.helpers import EXAMPLES, ROOT  # noqa: F401 - re-exported for test modules
 
 
 class YamlSnapshot(SingleFileSnapshotExtension):

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from aipc.compiler import check_source
 from aipc.compiler import ir
+
+
+ROOT = Path(__file__).resolve().parent.parent
+EXAMPLES = sorted((ROOT / "examples").glob("*.aip"))
 
 
 def strip_spans(value):

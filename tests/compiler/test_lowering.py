@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from aipc.compiler import check_source, ir
-from tests.conftest import EXAMPLES, ROOT
-from tests.helpers import codes_of, compile_ok
+from tests.helpers import EXAMPLES, ROOT, codes_of, compile_ok
 
 
 def language_page_programs() -> list[str]:
