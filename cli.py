@@ -19,6 +19,8 @@ from aipc import __version__
 COMMANDS = (
     "check",
     "compile",
+    "graph",
+    "plan",
     "explain",
 )
 

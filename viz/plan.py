@@ -1,0 +1,341 @@
+"""The execution plan: what runs together, and what it costs in GPUs, CPU and memory.
+
+Levels
+    A stage's level is the length of the longest chain of dependencies before
+    it (``Stage.level`` in the IR): stages without ``after`` are level 0, and a
+    stage is one level after the latest of its dependencies. No stage of a
+    level depends on another stage of the same level, so each level's stages
+    can run together once the earlier levels are done. A level is not a
+    barrier, though: ``aipc run`` and ``aipc apply`` start a stage as soon as
+    its own dependencies have finished, so a stage may overlap stages of other
+    levels when one branch of the graph is quicker than another (see *worst
+    case* below).
+
+Serve stages
+    A serve stage starts at its level and keeps running: its resources count
+    in its own level and in every later level (as ``serving``). A serve stage
+    needs its resources once per replica.
+
+Totals
+    Per level, the sum of requests and of limits of every stage running in it.
+    A stage that sets no ``cpu`` (or ``memory``) reserves nothing and has no
+    limit; it is not counted, and the level lists it as ``unset``. GPUs are
+    counted per vendor: they are not interchangeable.
+
+Peak GPU demand
+    The largest GPU total of any level (the first such level on a tie).
+
+Worst case
+    The most GPUs that stages could hold at the same instant with no barrier
+    between levels: the heaviest set of stages of which no one must finish
+    before another starts (a maximum-weight antichain of "finishes before"),
+    computed exactly with a minimum cut. It is at least the level peak and is
+    reported when it is larger.
+
+Writes
+    The volumes mounted without ``readonly`` by a stage running in the level.
+"""
+
+from __future__ import annotations
+
+import json
+import textwrap
+from dataclasses import dataclass
+
+import networkx as nx
+
+from aipc.compiler import ir
+from aipc.compiler.units import format_bytes, format_cpu
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    """What a set of running stages asks for, requests and limits apart."""
+
+    gpus: tuple[tuple[ir.GpuVendor, int], ...] = ()  # per vendor, in the vendor enum's order
+    cpu_request: int = 0  # millicores
+    cpu_limit: int = 0
+    memory_request: int = 0  # bytes
+    memory_limit: int = 0
+    cpu_unset: tuple[str, ...] = ()  # stages that set no cpu
+    memory_unset: tuple[str, ...] = ()
+
+    @property
+    def gpu_total(self) -> int:
+        return sum(count for _, count in self.gpus)
+
+
+@dataclass(frozen=True, slots=True)
+class Level:
+    index: int
+    stages: tuple[ir.Stage, ...]  # the stages that start at this level
+    serving: tuple[ir.Stage, ...]  # serve stages started earlier, still running
+    demand: Demand
+    writes: tuple[str, ...]  # volume names, sorted
+
+    @property
+    def running(self) -> tuple[ir.Stage, ...]:
+        return self.stages + self.serving
+
+
+@dataclass(frozen=True, slots=True)
+class GpuPeak:
+    gpus: int
+    level: int | None  # None for the worst case, which spans levels
+    stages: tuple[str, ...]
+    by_vendor: tuple[tuple[ir.GpuVendor, int], ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    pipeline: str
+    levels: tuple[Level, ...]
+    peak: GpuPeak
+    worst_case: GpuPeak
+
+
+def replicas(stage: ir.Stage) -> int:
+    return stage.replicas if stage.kind is ir.StageKind.SERVE else 1
+
+
+def stage_gpus(stage: ir.Stage) -> int:
+    return stage.resources.gpu * replicas(stage)
+
+
+def demand_of(stages: tuple[ir.Stage, ...]) -> Demand:
+    gpus = {vendor: 0 for vendor in ir.GpuVendor}
+    cpu_request = cpu_limit = memory_request = memory_limit = 0
+    cpu_unset: list[str] = []
+    memory_unset: list[str] = []
+    for stage in stages:
+        count = replicas(stage)
+        resources = stage.resources
+        gpus[resources.gpu_vendor] += resources.gpu * count
+        if resources.cpu is None:
+            cpu_unset.append(stage.name)
+        else:
+            cpu_request += resources.cpu.request * count
+            cpu_limit += resources.cpu.limit * count
+        if resources.memory is None:
+            memory_unset.append(stage.name)
+        else:
+            memory_request += resources.memory.request * count
+            memory_limit += resources.memory.limit * count
+    return Demand(tuple((v, n) for v, n in gpus.items() if n), cpu_request, cpu_limit,
+                  memory_request, memory_limit, tuple(cpu_unset), tuple(memory_unset))
+
+
+def plan_pipeline(pipeline: ir.Pipeline) -> Plan:
+    by_level: dict[int, list[ir.Stage]] = {}
+    for stage in pipeline.stages:  # topological, ties by name: the order within a level
+        by_level.setdefault(stage.level, []).append(stage)
+    levels: list[Level] = []
+    serving: list[ir.Stage] = []
+    for index in sorted(by_level):
+        stages = tuple(by_level[index])
+        running = stages + tuple(serving)
+        writes = sorted({m.volume.name for s in running for m in s.mounts if not m.readonly})
+        levels.append(Level(index, stages, tuple(serving), demand_of(running), tuple(writes)))
+        serving += [s for s in stages if s.kind is ir.StageKind.SERVE]
+    peak = GpuPeak(0, None, ())
+    for level in levels:
+        if level.demand.gpu_total > peak.gpus:
+            names = tuple(s.name for s in level.running if s.resources.gpu)
+            peak = GpuPeak(level.demand.gpu_total, level.index, names, level.demand.gpus)
+    return Plan(pipeline.name, tuple(levels), peak, worst_case_gpus(pipeline))
+
+
+def finishes_before(pipeline: ir.Pipeline) -> dict[str, set[str]]:
+    """For each stage, the stages that must have finished before it starts: its
+    batch ancestors (a serve stage never finishes, so it never counts)."""
+    before: dict[str, set[str]] = {}
+    for stage in pipeline.stages:
+        names: set[str] = set()
+        for dependency in stage.after:
+            names |= before[dependency]
+            if pipeline.stage(dependency).is_batch:
+                names.add(dependency)
+        before[stage.name] = names
+    return before
+
+
+def worst_case_gpus(pipeline: ir.Pipeline) -> GpuPeak:
+    """The heaviest set of GPU stages that may all run at one instant.
+
+    Weighted Dilworth: with a source edge to ``L(x)`` and a sink edge from
+    ``R(x)`` of capacity ``gpus(x)``, and an unbounded edge ``L(x) -> R(y)``
+    whenever ``x`` finishes before ``y`` starts, the heaviest antichain weighs
+    the total minus the maximum flow, and is the set of stages whose ``L`` is on
+    the source side of a minimum cut and whose ``R`` is on the sink side.
+    """
+    weighted = [s for s in pipeline.stages if stage_gpus(s)]
+    if not weighted:
+        return GpuPeak(0, None, ())
+    before = finishes_before(pipeline)
+    network = nx.DiGraph()
+    network.add_node("source")
+    network.add_node("sink")
+    for stage in weighted:
+        network.add_edge("source", ("L", stage.name), capacity=stage_gpus(stage))
+        network.add_edge(("R", stage.name), "sink", capacity=stage_gpus(stage))
+    for later in weighted:
+        for earlier in weighted:
+            if earlier.name in before[later.name]:
+                network.add_edge(("L", earlier.name), ("R", later.name))  # no capacity: unbounded
+    flow, (source_side, _) = nx.minimum_cut(network, "source", "sink")
+    chosen = tuple(s for s in weighted
+                   if ("L", s.name) in source_side and ("R", s.name) not in source_side)
+    total = sum(stage_gpus(s) for s in weighted) - flow
+    assert total == sum(stage_gpus(s) for s in chosen), "aipc bug: the minimum cut is not an antichain"
+    return GpuPeak(total, None, tuple(s.name for s in chosen), demand_of(chosen).gpus)
+
+
+# ------------------------------------------------------------------ rendering
+
+
+def gpu_text(gpus: tuple[tuple[ir.GpuVendor, int], ...]) -> str:
+    return ", ".join(f"{count} {vendor.value}" for vendor, count in gpus) or "-"
+
+
+def _pair(request: int, limit: int, unset: tuple[str, ...], running: int, fmt) -> str:
+    if len(unset) == running:
+        return "-"
+    text = fmt(request) if request == limit else f"{fmt(request)} / {fmt(limit)}"
+    return text + (" *" if unset else "")
+
+
+def cpu_text(level: Level) -> str:
+    d = level.demand
+    return _pair(d.cpu_request, d.cpu_limit, d.cpu_unset, len(level.running), format_cpu)
+
+
+def memory_text(level: Level) -> str:
+    d = level.demand
+    return _pair(d.memory_request, d.memory_limit, d.memory_unset, len(level.running), format_bytes)
+
+
+def stage_text(stage: ir.Stage, serving: bool = False) -> str:
+    if serving:
+        return f"{stage.name} (serving)"
+    if stage.kind is ir.StageKind.SERVE and stage.replicas > 1:
+        return f"{stage.name} (serve x{stage.replicas})"
+    return f"{stage.name} ({stage.kind.value})"
+
+
+NOTE_WIDTH = 100
+HEADERS = ("level", "stages", "GPU", "CPU", "memory", "writes")
+
+
+def rows(plan: Plan) -> list[tuple[str, ...]]:
+    """One row per level; multi-line cells are joined with newlines."""
+    out = []
+    for level in plan.levels:
+        names = [stage_text(s) for s in level.stages] + [stage_text(s, serving=True) for s in level.serving]
+        out.append((str(level.index), "\n".join(names), gpu_text(level.demand.gpus), cpu_text(level),
+                    memory_text(level), "\n".join(level.writes) or "-"))
+    return out
+
+
+def summary_lines(plan: Plan) -> list[str]:
+    stages = sum(len(level.stages) for level in plan.levels)
+    lines = [f"{plan.pipeline}: {stages} stage{'s' if stages != 1 else ''} in "
+             f"{len(plan.levels)} level{'s' if len(plan.levels) != 1 else ''}"]
+    return lines
+
+
+def gpu_count_text(gpus: int, by_vendor: tuple[tuple[ir.GpuVendor, int], ...]) -> str:
+    if len(by_vendor) == 1:
+        return f"{gpus} {by_vendor[0][0].value} GPU{'s' if gpus != 1 else ''}"
+    return f"{gpus} GPUs ({gpu_text(by_vendor)})"
+
+
+def note_lines(plan: Plan) -> list[str]:
+    peak = plan.peak
+    if peak.gpus:
+        lines = [f"peak GPU demand: {gpu_count_text(peak.gpus, peak.by_vendor)} at level {peak.level} "
+                 f"({', '.join(peak.stages)})"]
+    else:
+        lines = ["peak GPU demand: none (no stage asks for a GPU)"]
+    worst = plan.worst_case
+    if worst.gpus > peak.gpus:
+        lines.append(f"worst case: {gpu_count_text(worst.gpus, worst.by_vendor)} at once if "
+                     + ", ".join(worst.stages) + " overlap: a stage starts as soon as its own "
+                     "dependencies finish, so stages of different levels can run together")
+    lines.append("CPU and memory: request / limit (one value when equal), summed over the stages "
+                 "running in the level; a serve stage counts once per replica.")
+    if any(level.serving for level in plan.levels):
+        lines.append("serve stages keep running once started: they count in every later level (serving).")
+    unset = _unset_stages(plan)
+    if unset:
+        lines.append("not counted, as they set no request or limit (a total with * leaves some out; "
+                     "- when no stage of the level sets one): " + ", ".join(unset))
+    return lines
+
+
+def _unset_stages(plan: Plan) -> list[str]:
+    missing: dict[str, set[str]] = {}
+    for level in plan.levels:
+        for name in level.demand.cpu_unset:
+            missing.setdefault(name, set()).add("cpu")
+        for name in level.demand.memory_unset:
+            missing.setdefault(name, set()).add("memory")
+    order = [s.name for level in plan.levels for s in level.stages]
+    return [name + " (" + " and ".join(r for r in ("cpu", "memory") if r in missing[name]) + ")"
+            for name in order if name in missing]
+
+
+def render_text(plan: Plan) -> str:
+    """A plain, deterministic table for pipes, files and tests."""
+    table = [HEADERS, *rows(plan)]
+    cells = [[cell.split("\n") for cell in row] for row in table]
+    widths = [max(len(line) for row in cells for line in row[i]) for i in range(len(HEADERS))]
+    out = summary_lines(plan) + [""]
+    for number, row in enumerate(cells):
+        height = max(len(cell) for cell in row)
+        for line in range(height):
+            parts = [(cell[line] if line < len(cell) else "").ljust(widths[i]) for i, cell in enumerate(row)]
+            out.append("  ".join(parts).rstrip())
+        if number == 0:
+            out.append("  ".join("-" * width for width in widths))
+    out.append("")
+    for line in note_lines(plan):
+        out += textwrap.wrap(line, width=NOTE_WIDTH, subsequent_indent="  ", break_on_hyphens=False)
+    return "\n".join(out) + "\n"
+
+
+def render_rich(plan: Plan, console) -> None:
+    """The same table drawn by rich, for a terminal."""
+    from rich.table import Table
+
+    table = Table(title=summary_lines(plan)[0], title_justify="left", show_lines=True)
+    for header in HEADERS:
+        justify = "right" if header in ("level", "GPU", "CPU", "memory") else "left"
+        table.add_column(header, justify=justify, no_wrap=header != "stages")
+    for row, level in zip(rows(plan), plan.levels):
+        style = "bold" if plan.peak.gpus and level.index == plan.peak.level else None
+        table.add_row(*row, style=style)
+    console.print(table)
+    for line in note_lines(plan):
+        console.print(line, highlight=False, markup=False)
+
+
+def to_json(plan: Plan) -> str:
+    def peak(p: GpuPeak, **level) -> dict:
+        return {"gpus": p.gpus, **level, "by_vendor": {v.value: n for v, n in p.by_vendor},
+                "stages": list(p.stages)}
+
+    levels = []
+    for level in plan.levels:
+        d = level.demand
+        levels.append({
+            "level": level.index,
+            "stages": [s.name for s in level.stages],
+            "serving": [s.name for s in level.serving],
+            "gpus": {"total": d.gpu_total, **{v.value: n for v, n in d.gpus}},
+            "cpu_millicores": {"request": d.cpu_request, "limit": d.cpu_limit, "unset": list(d.cpu_unset)},
+            "memory_bytes": {"request": d.memory_request, "limit": d.memory_limit, "unset": list(d.memory_unset)},
+            "writes": list(level.writes),
+        })
+    data = {"pipeline": plan.pipeline, "levels": levels, "peak_gpu": peak(plan.peak, level=plan.peak.level),
+            "worst_case_gpu": peak(plan.worst_case)}
+    return json.dumps(data, indent=2) + "\n"
