@@ -149,7 +149,10 @@ train model { image = "trainer:1.0"  after = [ingets] }    # error: did you mean
 
 UNKNOWN_VOLUME = _code(
     "E103", "unknown volume",
-    """`mount V at "/path"` needs a `volume V { ... }` declaration.""",
+    """`mount V at "/path"` mounts a declared volume into a stage, so `V` must be
+    declared with `volume V { ... }` somewhere in the same file (in any order): a
+    sized volume the target creates, a `host` path, or an existing `claim`. A close
+    match among the declared volumes is suggested.""",
     """
 volume models { size = 20Gi }
 train model { image = "trainer:1.0"  mount model at "/models" }    # error: did you mean `models`?
@@ -158,7 +161,10 @@ train model { image = "trainer:1.0"  mount model at "/models" }    # error: did 
 
 UNKNOWN_SECRET = _code(
     "E104", "unknown secret",
-    """`secrets = [...]` lists `secret NAME { keys = [...] }` declarations.""",
+    """`secrets = [...]` names `secret NAME { keys = [...] }` declarations of the
+    same file. A secret only declares which environment variables a stage receives;
+    the values come from the caller's environment or the cluster, never from the
+    file. A close match among the declared secrets is suggested.""",
     """
 secret s3 { keys = ["AWS_ACCESS_KEY_ID"] }
 data ingest { image = "etl:1.0"  secrets = [s4] }    # error: did you mean `s3`?
@@ -199,8 +205,9 @@ train model { image = "trainer:1.0"  port = 8080 }    # error: `port` is only fo
 
 DUPLICATE_ATTRIBUTE = _code(
     "E108", "attribute set twice",
-    """Each attribute may be set once per block; the second value would silently
-    win otherwise.""",
+    """Each attribute may be set once per block (and each key once per map): with
+    two values one would silently win, and which one is rarely what the author of
+    the second line meant. Remove one, or merge two `resources` blocks into one.""",
     """
 data ingest { image = "etl:1.0"  image = "etl:2.0" }    # error
 """,
@@ -208,7 +215,9 @@ data ingest { image = "etl:1.0"  image = "etl:2.0" }    # error
 
 DUPLICATE_HEADER = _code(
     "E109", "more than one pipeline header",
-    """A file describes one pipeline and has at most one `pipeline "name" { }` header.""",
+    """A file describes one pipeline, so it has at most one `pipeline "name" { }`
+    header. The header is optional: without it the pipeline is named after the file.
+    Merge the attributes of both headers into one.""",
     """
 pipeline "fraud" { }
 pipeline "fraud-v2" { }    # error
@@ -288,7 +297,8 @@ data ingest { image = "etl:1.0"  command = ["etl"]  script = "etl --all" }    # 
 RELATIVE_PATH = _code(
     "E205", "path must be absolute",
     """Mount paths, the working directory and the health-check path are absolute:
-    they start with `/`.""",
+    they start with `/`. A relative path would depend on the image's working
+    directory, which differs between images and targets.""",
     """
 train model { image = "trainer:1.0"  mount models at "models" }    # error: write "/models"
 """,
@@ -318,7 +328,9 @@ train model { image = "trainer:1.0"  resources { memory = 16Gi..8Gi } }    # err
 
 INVALID_GPU_COUNT = _code(
     "E208", "invalid GPU count",
-    """`gpu` is a whole, non-negative number of devices.""",
+    """`gpu` is a whole, non-negative number of devices: schedulers hand out GPUs
+    whole, so `0.5` cannot be honoured, and a negative count means nothing. Leave
+    `gpu` out (or write `gpu = 0`) for a stage without GPUs.""",
     """
 train model { image = "trainer:1.0"  resources { gpu = 0.5 } }    # error
 """,
@@ -356,7 +368,9 @@ $ aipc check train.aip -p epochs=ten     # error: `ten` is not an int
 
 RANGE_NOT_ALLOWED = _code(
     "E212", "range not allowed here",
-    """Only `cpu` and `memory` take a `LOW..HIGH` range (request..limit).""",
+    """Only `cpu` and `memory` take a `LOW..HIGH` range, meaning request..limit:
+    the scheduler reserves the low end and the container may burst to the high end.
+    GPUs, shared memory, disk, ports and counts are single values.""",
     """
 train model { image = "trainer:1.0"  resources { gpu = 1..2 } }    # error
 """,
@@ -374,8 +388,9 @@ pipeline "fraud" { labels = { team = "risk team" } }    # error: spaces are not 
 
 INVALID_ENV_NAME = _code(
     "E214", "invalid environment variable name",
-    """Environment variable names (in `env` and secret `keys`) are letters, digits
-    and `_`, not starting with a digit.""",
+    """Environment variable names (the keys of `env` and the `keys` of a secret) are
+    letters, digits and `_`, not starting with a digit, so that every shell and every
+    target accepts them. Secret keys become variables of the same name.""",
     """
 secret s3 { keys = ["aws-key"] }    # error: write "AWS_KEY"
 """,
@@ -386,7 +401,9 @@ secret s3 { keys = ["aws-key"] }    # error: write "AWS_KEY"
 DEPENDENCY_CYCLE = _code(
     "E301", "dependency cycle",
     """`after` edges must form a DAG: a stage cannot (even indirectly) wait for
-    itself. The message prints the cycle.""",
+    itself, or nothing in the cycle would ever start. The message prints the cycle in
+    `after` order (each stage waits for the next) and points at every edge of it;
+    remove the one that is wrong.""",
     """
 data a { image = "etl:1.0"  after = [b] }
 data b { image = "etl:1.0"  after = [a] }    # error: a -> b -> a
@@ -457,10 +474,25 @@ $ aipc compile p.aip --target k8s     # error: a host volume cannot be mounted o
 IGNORED_ON_TARGET = _code(
     "B101", "attribute ignored on this target",
     """The target has no way to express this attribute, so the compiled output runs
-    without it: docker-compose cannot select a GPU model (`gpu_model`) or stop a
-    container after a deadline (`timeout`).""",
+    without it: docker-compose cannot select a GPU model (`gpu_model`), stop a
+    container after a deadline (`timeout`), limit its local storage (`disk`) or
+    reserve a number of Intel GPUs (it passes every GPU under /dev/dri).""",
     """
 train model { image = "trainer:1.0"  timeout = 12h }
 $ aipc compile p.aip --target compose     # warning: compose has no timeout; it is ignored
+""",
+)
+
+HOST_PORTS_OVERLAP = _code(
+    "B102", "host ports overlap on docker-compose",
+    """On docker-compose a serve stage publishes its port on the host, one host port
+    per replica: `port = 8080  replicas = 3` takes 8080-8082 (the engine gives each
+    replica one of them, so 8080 always answers). Two serve stages whose host ports
+    overlap cannot all start: the later one fails with `port is already allocated`.
+    Keep the ports of serve stages at least as far apart as their replicas.""",
+    """
+serve candidates { image = "retrieval:2.0"  port = 8081  replicas = 2 }   # host ports 8081-8082
+serve ranker     { image = "ranking:2.0"    port = 8080  replicas = 3 }   # warning: 8080-8082 overlap
+# fixed: port = 8090 for ranker (8090-8092)
 """,
 )
