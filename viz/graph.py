@@ -69,15 +69,20 @@ def stage_lines(stage: ir.Stage) -> list[str]:
     return lines
 
 
-def volume_lines(volume: ir.Volume) -> list[str]:
+def volume_lines(volume: ir.Volume, mounted: bool = True) -> list[str]:
     if volume.kind is ir.VolumeKind.HOST:
-        return [volume.name, f"host {volume.host_path}"]
-    if volume.kind is ir.VolumeKind.CLAIM:
-        return [volume.name, f"claim {volume.claim}"]
-    detail = f"{format_bytes(volume.size or 0)} {volume.access.value}"
-    if volume.storage_class:
-        detail += f" {volume.storage_class}"
-    return [volume.name, detail]
+        detail = f"host {volume.host_path}"
+    elif volume.kind is ir.VolumeKind.CLAIM:
+        detail = f"claim {volume.claim}"
+    else:
+        detail = f"{format_bytes(volume.size or 0)} {volume.access.value}"
+        if volume.storage_class:
+            detail += f" {volume.storage_class}"
+    return [volume.name, detail] + ([] if mounted else ["not mounted"])
+
+
+def mounted_volumes(pipeline: ir.Pipeline) -> set[str]:
+    return {mount.volume.name for stage in pipeline.stages for mount in stage.mounts}
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,8 +112,10 @@ def dot_string(text: str) -> str:
 
 
 def dot_label(lines: list[str]) -> str:
-    """Lines joined with DOT's centred line break."""
-    escaped = [line.replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ") for line in lines]
+    """Lines joined with DOT's centred line break. ``&`` is escaped too: Graphviz
+    decodes HTML entities in labels, and ``&amp;`` in a GPU model must stay as written."""
+    escaped = [line.replace("&", "&amp;").replace("\\", "\\\\").replace('"', '\\"').replace("\n", " ")
+               for line in lines]
     return '"' + "\\n".join(escaped) + '"'
 
 
@@ -138,9 +145,11 @@ def to_dot(pipeline: ir.Pipeline) -> str:
         out.append(f"  {dot_string('stage:' + stage.name)} {_dot_attributes(attributes)};")
     if pipeline.volumes:
         out += ["", "  // volumes"]
+    mounted = mounted_volumes(pipeline)
     for volume in pipeline.volumes:
-        attributes = [("label", dot_label(volume_lines(volume))), ("shape", "cylinder"),
-                      ("style", dot_string("filled")), ("fillcolor", dot_string(VOLUME_FILL)),
+        used = volume.name in mounted
+        attributes = [("label", dot_label(volume_lines(volume, used))), ("shape", "cylinder"),
+                      ("style", dot_string("filled" if used else "filled,dashed")), ("fillcolor", dot_string(VOLUME_FILL)),
                       ("color", dot_string(VOLUME_STROKE))]
         out.append(f"  {dot_string('volume:' + volume.name)} {_dot_attributes(attributes)};")
     dependencies = dependency_edges(pipeline)
@@ -153,7 +162,7 @@ def to_dot(pipeline: ir.Pipeline) -> str:
         out += ["", "  // mounts: a writer points at its volume (solid), a readonly reader is pointed at (dashed)"]
     for edge in mounts:
         stage, volume = dot_string("stage:" + edge.stage), dot_string("volume:" + edge.volume)
-        common = [("label", dot_string(edge.path)), ("color", dot_string(VOLUME_STROKE)),
+        common = [("label", dot_label([edge.path])), ("color", dot_string(VOLUME_STROKE)),
                   ("fontcolor", dot_string(VOLUME_STROKE))]
         if edge.readonly:
             out.append(f"  {volume} -> {stage} {_dot_attributes([*common, ('style', 'dashed')])};")
@@ -211,8 +220,9 @@ def to_mermaid(pipeline: ir.Pipeline, fenced: bool = False) -> str:
         style = KIND_STYLES[stage.kind]
         out.append(f"  {stage_id(stage.name)}{style.mermaid_open}{mermaid_label(stage_lines(stage))}"
                    f"{style.mermaid_close}")
+    mounted = mounted_volumes(pipeline)
     for volume in pipeline.volumes:
-        out.append(f"  {volume_id(volume.name)}[({mermaid_label(volume_lines(volume))})]")
+        out.append(f"  {volume_id(volume.name)}[({mermaid_label(volume_lines(volume, volume.name in mounted))})]")
     for dependency, stage in dependency_edges(pipeline):
         out.append(f"  {stage_id(dependency)} ==> {stage_id(stage)}")
     for edge in mount_edges(pipeline):
