@@ -1,0 +1,190 @@
+"""aipc plan: levels, per-level totals, serve stages carried, the GPU peak and worst case."""
+
+from __future__ import annotations
+
+import itertools
+import json
+
+import networkx as nx
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from rich.console import Console
+
+from aipc import cli
+from aipc.compiler import ir
+from aipc.viz.plan import plan_pipeline, render_rich, render_text, to_json, worst_case_gpus
+from tests.helpers import EXAMPLES, compile_ok
+
+GiB = 2**30
+
+
+def example(stem: str) -> ir.Pipeline:
+    return compile_ok(next(p for p in EXAMPLES if p.stem == stem).read_text())
+
+
+def plan_cli(capsys, *argv: str) -> tuple[int, str, str]:
+    code = cli.main(["plan", *argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_table_for_each_example(path, capsys, text_snapshot):
+    code, out, err = plan_cli(capsys, str(path))
+    assert code == 0, err
+    assert out == text_snapshot
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
+def test_json_for_each_example(path, capsys, json_snapshot):
+    code, out, err = plan_cli(capsys, str(path), "--format", "json")
+    assert code == 0, err
+    json.loads(out)
+    assert out == json_snapshot
+
+
+def test_fraud_detection_peak_and_serve_replicas():
+    plan = plan_pipeline(example("fraud-detection"))
+    assert [[s.name for s in level.stages] for level in plan.levels] == [
+        ["ingest"], ["featurize"], ["model"], ["evaluate"], ["api"]]
+    assert (plan.peak.gpus, plan.peak.level, plan.peak.stages) == (4, 2, ("model",))
+    api = plan.levels[4].demand
+    assert api.gpu_total == 3  # 1 GPU x 3 replicas
+    assert (api.cpu_request, api.memory_request) == (3000, 6 * GiB)
+    featurize = plan.levels[1].demand
+    assert (featurize.cpu_request, featurize.cpu_limit) == (1000, 4000)
+    assert (featurize.memory_request, featurize.memory_limit) == (8 * GiB, 16 * GiB)
+    assert plan.levels[3].demand.cpu_unset == ("evaluate",)
+    assert [level.writes for level in plan.levels] == [("raw",), ("features",), ("models",), (), ()]
+
+
+def test_recommender_groups_the_diamond_and_carries_services():
+    plan = plan_pipeline(example("recommender"))
+    assert [s.name for s in plan.levels[1].stages] == ["item_features", "user_features"]
+    assert plan.levels[1].writes == ("features",)
+    assert plan.levels[1].demand.memory_limit == 96 * GiB
+    last = plan.levels[-1]
+    assert [s.name for s in last.stages] == ["ranker"] and [s.name for s in last.serving] == ["candidates"]
+    # ranker 1..2 cpu x 3 replicas + candidates 2 cpu x 2 replicas, still running
+    assert (last.demand.cpu_request, last.demand.cpu_limit) == (7000, 10000)
+    assert (last.demand.memory_request, last.demand.memory_limit) == (22 * GiB, 28 * GiB)
+    assert "candidates (serving)" in render_text(plan)
+
+
+SERVE_EARLY = '''
+data prep { image = "e:1"  resources { cpu = 1  memory = 1Gi } }
+serve api { image = "e:1"  after = [prep]  port = 80  replicas = 2  resources { gpu = 1  cpu = 1 } }
+data a { image = "e:1"  after = [prep]  mount out at "/o" }
+train b { image = "e:1"  after = [a]  resources { gpu = 4  gpu_vendor = amd  memory = 2Gi } }
+volume out { size = 1Gi }
+'''
+
+
+def test_a_serve_stage_counts_in_every_later_level():
+    plan = plan_pipeline(compile_ok(SERVE_EARLY))
+    assert [([s.name for s in lv.stages], [s.name for s in lv.serving]) for lv in plan.levels] == [
+        (["prep"], []), (["a", "api"], []), (["b"], ["api"])]
+    assert plan.levels[2].demand.gpus == ((ir.GpuVendor.NVIDIA, 2), (ir.GpuVendor.AMD, 4))
+    assert (plan.peak.gpus, plan.peak.level) == (6, 2)
+    text = render_text(plan)
+    assert "peak GPU demand: 6 GPUs (2 nvidia, 4 amd) at level 2 (b, api)" in text
+    assert "serve stages keep running once started" in text
+    # a sets no cpu: its level total leaves it out and says so
+    assert "2 *" in text.splitlines()[5]  # api: 1 cpu x 2 replicas
+    assert "not counted" in text and "a (cpu and memory)" in text
+
+
+OVERLAP = '''
+train long { image = "e:1"  resources { gpu = 4 } }
+data quick { image = "e:1" }
+train next { image = "e:1"  after = [quick]  resources { gpu = 4 } }
+'''
+
+
+def test_worst_case_when_levels_overlap():
+    plan = plan_pipeline(compile_ok(OVERLAP))
+    assert [[s.name for s in level.stages] for level in plan.levels] == [["long", "quick"], ["next"]]
+    assert plan.peak.gpus == 4
+    assert (plan.worst_case.gpus, plan.worst_case.stages) == (8, ("long", "next"))
+    text = render_text(plan)
+    assert "worst case: 8 nvidia GPUs at once if long, next overlap" in text
+    data = json.loads(to_json(plan))
+    assert data["worst_case_gpu"] == {"gpus": 8, "by_vendor": {"nvidia": 8}, "stages": ["long", "next"]}
+    assert data["peak_gpu"]["level"] == 0
+
+
+def test_no_gpus():
+    plan = plan_pipeline(example("laptop"))
+    assert plan.peak.gpus == 0 and plan.worst_case.gpus == 0
+    assert "peak GPU demand: none" in render_text(plan)
+    assert json.loads(to_json(plan))["peak_gpu"] == {"gpus": 0, "level": None, "by_vendor": {}, "stages": []}
+
+
+def test_rich_table_on_a_terminal():
+    console = Console(record=True, width=120, force_terminal=True)
+    render_rich(plan_pipeline(example("recommender")), console)
+    text = console.export_text()
+    assert "candidates (serving)" in text and "64Gi / 96Gi" in text
+    assert "peak GPU demand: 2 nvidia GPUs at level 2 (two_tower)" in text
+
+
+def test_params_change_the_plan(capsys):
+    path = next(p for p in EXAMPLES if p.stem == "llm-finetune")
+    code, out, _ = plan_cli(capsys, str(path), "-p", "gpus=4", "--format", "json")
+    assert code == 0
+    assert json.loads(out)["peak_gpu"]["gpus"] == 4
+
+
+def test_errors_exit_1(tmp_path, capsys):
+    source = tmp_path / "bad.aip"
+    source.write_text('data a { image = "e:1"  after = [a] }\n')
+    code, out, err = plan_cli(capsys, str(source))
+    assert code == 1 and out == "" and "dependency cycle" in err
+    assert plan_cli(capsys, str(tmp_path / "missing.aip"))[0] == 1
+
+
+# ------------------------------------------------------------------ the worst case, checked by brute force
+
+
+@st.composite
+def pipelines(draw) -> ir.Pipeline:
+    count = draw(st.integers(1, 7))
+    stages: list[ir.Stage] = []
+    for index in range(count):
+        serve = draw(st.booleans()) if index else False
+        candidates = [s.name for s in stages if serve or s.is_batch]
+        after = tuple(sorted(draw(st.sets(st.sampled_from(candidates), max_size=3)) if candidates else ()))
+        stages.append(ir.Stage(
+            name=f"s{index}", kind=ir.StageKind.SERVE if serve else ir.StageKind.TRAIN, image="e:1",
+            after=after, replicas=draw(st.integers(1, 3)) if serve else 1,
+            resources=ir.Resources(gpu=draw(st.integers(0, 8))),
+        ))
+    return ir.Pipeline(name="p", file="p.aip", stages=tuple(stages))
+
+
+def brute_force_worst_case(pipeline: ir.Pipeline) -> int:
+    graph = nx.DiGraph()
+    graph.add_nodes_from(s.name for s in pipeline.stages)
+    graph.add_edges_from((d, s.name) for s in pipeline.stages for d in s.after)
+    stages = {s.name: s for s in pipeline.stages}
+
+    def sequential(x: str, y: str) -> bool:
+        return (stages[x].is_batch and x in nx.ancestors(graph, y)) or \
+            (stages[y].is_batch and y in nx.ancestors(graph, x))
+
+    best = 0
+    for size in range(1, len(stages) + 1):
+        for group in itertools.combinations(stages, size):
+            if not any(sequential(x, y) for x, y in itertools.combinations(group, 2)):
+                best = max(best, sum(stages[n].resources.gpu * stages[n].replicas for n in group))
+    return best
+
+
+@settings(max_examples=150, deadline=None)
+@given(pipelines())
+def test_worst_case_is_the_heaviest_set_that_can_overlap(pipeline):
+    worst = worst_case_gpus(pipeline)
+    assert worst.gpus == brute_force_worst_case(pipeline)
+    chosen = {s.name: s for s in pipeline.stages if s.name in worst.stages}
+    assert sum(s.resources.gpu * s.replicas for s in chosen.values()) == worst.gpus
