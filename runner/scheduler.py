@@ -1,0 +1,368 @@
+"""The order a run follows, independent of how a stage is executed.
+
+Batch stages start once every selected dependency has succeeded, at most
+``jobs`` at a time, in the pipeline's topological order. A stage that fails
+(after its retries) or passes its timeout marks every stage downstream of it
+skipped; stages already running finish. Serve stages start last: once every
+selected batch stage has finished and none failed, each after its own
+dependencies (a serve stage after a serve stage waits until that one is healthy).
+
+All state changes happen on the thread that calls :meth:`Scheduler.run`;
+workers only execute stages through the :class:`Driver` and post what happened.
+Interrupting :meth:`Scheduler.run` (Ctrl-C) aborts the driver, waits for the
+workers, and re-raises.
+"""
+
+from __future__ import annotations
+
+import enum
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Protocol, Sequence
+
+from aipc.compiler import ir
+
+
+class Status(str, enum.Enum):
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed out"
+    SKIPPED = "skipped"
+    CANCELLED = "cancelled"
+    STARTING = "starting"  # a serve stage waiting to be healthy
+    SERVING = "serving"
+    STOPPED = "stopped"  # a serve stage that ended (stopped or exited)
+
+    @property
+    def is_failure(self) -> bool:
+        return self in (Status.FAILED, Status.TIMED_OUT)
+
+    @property
+    def is_active(self) -> bool:
+        return self in (Status.RUNNING, Status.STARTING)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What one execution of a stage ended with.
+
+    ``error`` is set when the engine refused to run the container at all (a
+    missing GPU driver, a port in use): such a stage fails without retries.
+    """
+
+    exit_code: int | None = None
+    timed_out: bool = False
+    error: str | None = None
+    cancelled: bool = False
+    detail: str | None = None  # an explanation to show with a failure (killed: out of memory)
+
+    @property
+    def ok(self) -> bool:
+        return self.exit_code == 0 and not (self.timed_out or self.error or self.cancelled)
+
+
+class Driver(Protocol):
+    """Executes stages. Methods other than :meth:`abort` are called from worker threads."""
+
+    def run_batch(self, stage: ir.Stage, attempt: int, deadline: float | None) -> Attempt:
+        """Run one attempt to completion; kill it at ``deadline`` (a ``time.monotonic``
+        value) and return ``timed_out``."""
+
+    def start_service(self, stage: ir.Stage) -> Attempt:
+        """Start every replica and return once they are healthy (exit code 0) or
+        have failed to become so."""
+
+    def abort(self) -> None:
+        """Stop and remove everything started so far; called from the scheduling
+        thread while workers may still be inside the methods above."""
+
+
+@dataclass
+class StageResult:
+    name: str
+    kind: ir.StageKind
+    status: Status = Status.PENDING
+    attempts: int = 0
+    max_attempts: int = 1
+    exit_code: int | None = None
+    started: float | None = None
+    ended: float | None = None
+    message: str | None = None
+
+    @property
+    def is_batch(self) -> bool:
+        return self.kind.is_batch
+
+    def duration(self, now: float | None = None) -> float | None:
+        if self.started is None:
+            return None
+        end = self.ended if self.ended is not None else (now if now is not None else time.monotonic())
+        return max(0.0, end - self.started)
+
+
+class Reporter(Protocol):
+    def stage_changed(self, result: StageResult) -> None: ...
+
+    def note(self, text: str) -> None: ...
+
+
+@dataclass
+class RunResult:
+    stages: list[StageResult] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def failed(self) -> list[StageResult]:
+        return [result for result in self.stages if result.status.is_failure]
+
+    @property
+    def serving(self) -> list[StageResult]:
+        return [result for result in self.stages if result.status is Status.SERVING]
+
+    def get(self, name: str) -> StageResult:
+        for result in self.stages:
+            if result.name == name:
+                return result
+        raise KeyError(name)
+
+
+# Messages a worker posts to the scheduling thread.
+@dataclass(frozen=True)
+class _AttemptStarted:
+    name: str
+    attempt: int
+
+
+@dataclass(frozen=True)
+class _AttemptFailed:
+    name: str
+    attempt: int
+    outcome: Attempt
+
+
+@dataclass(frozen=True)
+class _Finished:
+    name: str
+    outcome: Attempt
+    attempts: int
+
+
+class Scheduler:
+    """Runs the selected stages of a pipeline through a driver. Use once."""
+
+    POLL = 0.1  # seconds between checks for Ctrl-C while waiting for workers
+    ABORT_GRACE = 60.0  # seconds to wait for workers after an abort
+
+    def __init__(self, pipeline: ir.Pipeline, selected: Sequence[str], driver: Driver, reporter: Reporter,
+                 jobs: int, clock: Callable[[], float] = time.monotonic) -> None:
+        if jobs < 1:
+            raise ValueError("jobs must be at least 1")
+        self.pipeline = pipeline
+        self.driver = driver
+        self.reporter = reporter
+        self.jobs = jobs
+        self.clock = clock
+        chosen = set(selected)
+        self.stages = [stage for stage in pipeline.stages if stage.name in chosen]
+        self.by_name = {stage.name: stage for stage in self.stages}
+        # Dependencies outside the selection are taken as done (`--only`, `--from`).
+        self.needs = {stage.name: tuple(d for d in stage.after if d in chosen) for stage in self.stages}
+        self.results = {
+            stage.name: StageResult(stage.name, stage.kind,
+                                    max_attempts=1 + (stage.retries if stage.is_batch else 0))
+            for stage in self.stages
+        }
+        self._events: queue.Queue = queue.Queue()
+        self._workers: dict[str, threading.Thread] = {}
+        self._aborting = threading.Event()
+
+    # -- the scheduling loop ------------------------------------------------------------
+
+    def run(self) -> RunResult:
+        try:
+            while True:
+                self._start_ready()
+                if not any(result.status.is_active for result in self.results.values()):
+                    break
+                try:
+                    event = self._events.get(timeout=self.POLL)
+                except queue.Empty:
+                    continue
+                self._handle(event)
+        except BaseException:
+            self._abort()
+            raise
+        self._skip_unstarted()
+        return RunResult([self.results[stage.name] for stage in self.stages])
+
+    def _running(self) -> int:
+        return sum(1 for result in self.results.values() if result.status.is_active)
+
+    def _dependencies_done(self, stage: ir.Stage) -> bool:
+        return all(self.results[d].status in (Status.SUCCEEDED, Status.SERVING) for d in self.needs[stage.name])
+
+    def _batch_settled(self) -> bool:
+        return all(self.results[stage.name].status not in (Status.PENDING, Status.RUNNING)
+                   for stage in self.stages if stage.is_batch)
+
+    def _run_failed(self) -> bool:
+        return any(result.status.is_failure for result in self.results.values())
+
+    def _start_ready(self) -> None:
+        if self._batch_settled() and self._run_failed():
+            return  # services do not start after a failure; _skip_unstarted says why
+        for stage in self.stages:
+            if self._running() >= self.jobs:
+                return
+            result = self.results[stage.name]
+            if result.status is not Status.PENDING or not self._dependencies_done(stage):
+                continue
+            if not stage.is_batch and not self._batch_settled():
+                continue
+            self._launch(stage)
+
+    def _launch(self, stage: ir.Stage) -> None:
+        result = self.results[stage.name]
+        result.status = Status.RUNNING if stage.is_batch else Status.STARTING
+        result.started = self.clock()
+        result.attempts = 0 if stage.is_batch else 1
+        target = self._run_batch if stage.is_batch else self._start_service
+        worker = threading.Thread(target=target, args=(stage,), name=f"aipc-{stage.name}", daemon=True)
+        self._workers[stage.name] = worker
+        if not stage.is_batch:
+            self.reporter.stage_changed(result)
+        worker.start()
+
+    def _handle(self, event) -> None:
+        result = self.results[event.name]
+        if isinstance(event, _AttemptStarted):
+            result.attempts = event.attempt
+            self.reporter.stage_changed(result)
+        elif isinstance(event, _AttemptFailed):
+            result.exit_code = event.outcome.exit_code
+            result.message = _describe(event.outcome, retrying=True)
+            self.reporter.stage_changed(result)
+            result.message = None
+        elif isinstance(event, _Finished):
+            self._workers.pop(event.name, None)
+            self._finish(result, event.outcome)
+
+    def _finish(self, result: StageResult, outcome: Attempt) -> None:
+        result.exit_code = outcome.exit_code
+        if not (outcome.ok and not result.is_batch):
+            result.ended = self.clock()  # a service's time runs on while it serves
+        if outcome.ok:
+            result.status = Status.SUCCEEDED if result.is_batch else Status.SERVING
+        elif outcome.cancelled:
+            result.status = Status.CANCELLED
+        elif outcome.timed_out:
+            result.status = Status.TIMED_OUT
+        else:
+            result.status = Status.FAILED
+        if not outcome.ok:
+            result.message = _describe(outcome, retrying=False)
+            stage = self.by_name[result.name]
+            if outcome.timed_out and stage.timeout:
+                result.message = f"killed: its timeout of {stage.timeout}s passed"
+        self.reporter.stage_changed(result)
+        if result.status.is_failure:
+            self._skip_downstream(result.name)
+
+    def _skip_downstream(self, failed: str) -> None:
+        blocked = {failed}
+        for stage in self.stages:
+            if any(d in blocked for d in self.needs[stage.name]):
+                blocked.add(stage.name)
+                result = self.results[stage.name]
+                if result.status is Status.PENDING:
+                    result.status = Status.SKIPPED
+                    result.message = f"not started: upstream stage `{failed}` did not succeed"
+                    self.reporter.stage_changed(result)
+
+    def _skip_unstarted(self) -> None:
+        failed = [result.name for result in self.results.values() if result.status.is_failure]
+        for result in self.results.values():
+            if result.status is Status.PENDING:
+                result.status = Status.SKIPPED
+                result.message = (f"not started: the run failed at {_names(failed)}" if failed
+                                  else "not started")
+                self.reporter.stage_changed(result)
+
+    # -- workers --------------------------------------------------------------------------
+
+    def _run_batch(self, stage: ir.Stage) -> None:
+        deadline = self.clock() + stage.timeout if stage.timeout else None
+        attempts = 1 + stage.retries
+        outcome = Attempt(cancelled=True)
+        number = 0
+        try:
+            for number in range(1, attempts + 1):
+                if self._aborting.is_set():
+                    outcome = Attempt(cancelled=True)
+                    break
+                if deadline is not None and self.clock() >= deadline:
+                    outcome = Attempt(timed_out=True, exit_code=outcome.exit_code)
+                    break
+                self._events.put(_AttemptStarted(stage.name, number))
+                outcome = self.driver.run_batch(stage, number, deadline)
+                if outcome.ok or outcome.timed_out or outcome.cancelled or outcome.error:
+                    break
+                if number < attempts:
+                    self._events.put(_AttemptFailed(stage.name, number, outcome))
+        except Exception as error:  # noqa: BLE001 - a driver bug must not hang the run
+            outcome = Attempt(error=f"internal error in the runner: {type(error).__name__}: {error}")
+        if self._aborting.is_set() and not outcome.ok:
+            outcome = Attempt(cancelled=True, exit_code=outcome.exit_code)
+        self._events.put(_Finished(stage.name, outcome, number))
+
+    def _start_service(self, stage: ir.Stage) -> None:
+        try:
+            outcome = self.driver.start_service(stage)
+        except Exception as error:  # noqa: BLE001
+            outcome = Attempt(error=f"internal error in the runner: {type(error).__name__}: {error}")
+        if self._aborting.is_set() and not outcome.ok:
+            outcome = Attempt(cancelled=True)
+        self._events.put(_Finished(stage.name, outcome, 1))
+
+    # -- Ctrl-C -------------------------------------------------------------------------
+
+    def _abort(self) -> None:
+        self._aborting.set()
+        self.driver.abort()
+        deadline = time.monotonic() + self.ABORT_GRACE
+        for worker in list(self._workers.values()):
+            worker.join(timeout=max(0.0, deadline - time.monotonic()))
+
+    def interrupted_result(self) -> RunResult:
+        """The state after Ctrl-C (during :meth:`run` or while services were serving),
+        for the summary."""
+        now = self.clock()
+        for result in self.results.values():
+            if result.status.is_active:
+                result.status, result.ended, result.message = Status.CANCELLED, now, "interrupted"
+            elif result.status is Status.SERVING:
+                result.status, result.ended, result.message = Status.STOPPED, now, "stopped by Ctrl-C"
+            elif result.status is Status.PENDING:
+                result.status, result.message = Status.SKIPPED, "not started: interrupted"
+        return RunResult([self.results[stage.name] for stage in self.stages], interrupted=True)
+
+
+def _describe(outcome: Attempt, retrying: bool) -> str:
+    if outcome.cancelled:
+        return "interrupted"
+    if outcome.error:
+        return outcome.error
+    if outcome.timed_out:
+        return "killed: the stage's timeout passed"
+    text = f"exited with code {outcome.exit_code}"
+    if outcome.detail:
+        text += f" ({outcome.detail})"
+    return text + ("; retrying" if retrying else "")
+
+
+def _names(names: Sequence[str]) -> str:
+    return ", ".join(f"`{name}`" for name in names)

@@ -1,0 +1,151 @@
+"""What one run includes and what it is called: stage selection, secrets from the
+environment, and the names and labels of the containers, volumes and network.
+
+Pure functions over the IR; nothing here talks to Docker.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import os
+import secrets as _random
+from dataclasses import dataclass
+from typing import Iterable, Mapping
+
+from aipc.compiler import ir
+
+LABEL_PREFIX = "dev.aipc"
+LABEL_FILE = f"{LABEL_PREFIX}.file"  # realpath of the .aip file: what `aipc down FILE` looks for
+LABEL_PIPELINE = f"{LABEL_PREFIX}.pipeline"  # the pipeline key (name and path hash)
+LABEL_RUN = f"{LABEL_PREFIX}.run"  # one `aipc run`
+LABEL_STAGE = f"{LABEL_PREFIX}.stage"
+LABEL_VOLUME = f"{LABEL_PREFIX}.volume"
+LABEL_ROLE = f"{LABEL_PREFIX}.role"  # "batch" or "serve"
+
+
+class SelectionError(ValueError):
+    """``--only`` or ``--from`` names a stage the pipeline does not have."""
+
+
+def _unknown(name: str, pipeline: ir.Pipeline, option: str) -> SelectionError:
+    names = [stage.name for stage in pipeline.stages]
+    close = difflib.get_close_matches(name, names, n=1)
+    hint = f"; did you mean `{close[0]}`?" if close else f"; the stages are: {', '.join(names)}"
+    return SelectionError(f"{option}: `{name}` is not a stage of `{pipeline.name}`{hint}")
+
+
+def downstream(pipeline: ir.Pipeline, name: str) -> set[str]:
+    """``name`` and every stage that depends on it, directly or transitively."""
+    reached = {name}
+    for stage in pipeline.stages:  # topological: a stage comes after all it depends on
+        if any(dependency in reached for dependency in stage.after):
+            reached.add(stage.name)
+    return reached
+
+
+def select_stages(pipeline: ir.Pipeline, only: Iterable[str] = (), start: str | None = None) -> tuple[str, ...]:
+    """The stages a run includes, in the pipeline's topological order.
+
+    ``only``: exactly these stages (their dependencies outside the selection are
+    assumed to have produced their data already). ``start``: that stage and
+    everything downstream of it. Neither: every stage.
+    """
+    known = {stage.name for stage in pipeline.stages}
+    chosen = set(known)
+    only = list(only)
+    if only:
+        for name in only:
+            if name not in known:
+                raise _unknown(name, pipeline, "--only")
+        chosen = set(only)
+    if start is not None:
+        if start not in known:
+            raise _unknown(start, pipeline, "--from")
+        chosen &= downstream(pipeline, start)
+    return tuple(stage.name for stage in pipeline.stages if stage.name in chosen)
+
+
+def required_secrets(pipeline: ir.Pipeline, selected: Iterable[str]) -> tuple[str, ...]:
+    """Every environment variable the selected stages' secrets need, sorted."""
+    wanted = set(selected)
+    return tuple(sorted({key for stage in pipeline.stages if stage.name in wanted
+                         for secret in stage.secrets for key in secret.keys}))
+
+
+def missing_secrets(pipeline: ir.Pipeline, selected: Iterable[str], environ: Mapping[str, str]) -> tuple[str, ...]:
+    return tuple(key for key in required_secrets(pipeline, selected) if key not in environ)
+
+
+@dataclass(frozen=True)
+class RunNames:
+    """Names and labels of one run's Docker objects.
+
+    The pipeline key joins the pipeline's name and a hash of the .aip file's real
+    path, so two pipelines with the same name in different places never share
+    volumes. Named volumes belong to the pipeline (they persist between runs);
+    containers and the network belong to one run.
+    """
+
+    pipeline: str  # the pipeline's name
+    file: str  # real path of the .aip file
+    run_id: str
+
+    @classmethod
+    def new(cls, pipeline: ir.Pipeline, path: str, run_id: str | None = None) -> "RunNames":
+        return cls(pipeline.name, os.path.realpath(path), run_id or _random.token_hex(4))
+
+    @property
+    def key(self) -> str:
+        return f"{ir.dns_label(self.pipeline)}-{file_hash(self.file)}"
+
+    def volume(self, volume: ir.Volume) -> str:
+        """The Docker volume behind an .aip volume (a claim names an existing volume)."""
+        if volume.kind is ir.VolumeKind.CLAIM and volume.claim:
+            return volume.claim
+        return f"aipc-{self.key}-{ir.dns_label(volume.name)}"
+
+    @property
+    def network(self) -> str:
+        return f"aipc-{self.key}-{self.run_id}"
+
+    def container(self, stage: str, number: int) -> str:
+        """``number`` is the attempt of a batch stage or the replica of a serve stage."""
+        return f"aipc-{ir.dns_label(self.pipeline)}-{ir.dns_label(stage)}-{self.run_id}-{number}"
+
+    def base_labels(self) -> dict[str, str]:
+        return {
+            LABEL_FILE: self.file,
+            LABEL_PIPELINE: self.key,
+            "app.kubernetes.io/part-of": self.pipeline,
+            "app.kubernetes.io/managed-by": "aipc",
+        }
+
+    def run_labels(self) -> dict[str, str]:
+        return {**self.base_labels(), LABEL_RUN: self.run_id}
+
+    def volume_labels(self, volume: ir.Volume) -> dict[str, str]:
+        return {**self.base_labels(), LABEL_VOLUME: volume.name}
+
+    def stage_labels(self, pipeline: ir.Pipeline, stage: ir.Stage) -> dict[str, str]:
+        """The labels DESIGN.md gives every object, the user's labels (pipeline,
+        then stage), and ours last so that no user label can hide a container
+        from ``aipc down``."""
+        return {
+            "app.kubernetes.io/name": stage.name,
+            "app.kubernetes.io/component": stage.kind.value,
+            **dict(pipeline.labels),
+            **dict(stage.labels),
+            **self.run_labels(),
+            LABEL_STAGE: stage.name,
+            LABEL_ROLE: "batch" if stage.is_batch else "serve",
+        }
+
+
+def file_hash(path: str) -> str:
+    return hashlib.sha256(os.path.realpath(path).encode("utf-8", "surrogateescape")).hexdigest()[:8]
+
+
+def label_filter(name: str, value: str) -> dict[str, list[str]]:
+    """A Docker list filter for one label."""
+    return {"label": [f"{name}={value}"]}

@@ -1,0 +1,295 @@
+"""The scheduler with a fake driver: order, the --jobs bound, retries, timeouts,
+failure propagation, serve stages, Ctrl-C, and --only/--from selection."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from aipc.runner.scheduler import Attempt, Scheduler, Status
+from aipc.runner.selection import SelectionError, missing_secrets, select_stages
+from tests.helpers import compile_ok
+
+IMAGE = 'pipeline "fake" { image = "busybox:1.36" }\n'
+
+
+class FakeDriver:
+    """Each stage sleeps ``durations[name]`` seconds and exits with the next code of
+    ``codes[name]`` (0 when absent); records what ran when."""
+
+    def __init__(self, durations=None, codes=None, errors=None, unhealthy=()):
+        self.durations = durations or {}
+        self.codes = {name: list(values) for name, values in (codes or {}).items()}
+        self.errors = errors or {}
+        self.unhealthy = set(unhealthy)
+        self.lock = threading.Lock()
+        self.spans: dict[str, list[tuple[float, float]]] = {}
+        self.services: list[str] = []
+        self.running = 0
+        self.peak = 0
+        self.aborted = threading.Event()
+        self.abort_calls = 0
+
+    def _sleep(self, seconds: float, deadline: float | None) -> str:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            if self.aborted.is_set():
+                return "cancelled"
+            if deadline is not None and time.monotonic() >= deadline:
+                return "timeout"
+            time.sleep(0.005)
+        return "done"
+
+    def run_batch(self, stage, attempt, deadline):
+        with self.lock:
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        started = time.monotonic()
+        try:
+            if stage.name in self.errors:
+                return Attempt(error=self.errors[stage.name])
+            how = self._sleep(self.durations.get(stage.name, 0.02), deadline)
+            if how == "cancelled":
+                return Attempt(cancelled=True)
+            if how == "timeout":
+                return Attempt(timed_out=True, exit_code=137)
+            codes = self.codes.get(stage.name) or [0]
+            code = codes.pop(0) if len(codes) > 1 else codes[0]
+            return Attempt(exit_code=code)
+        finally:
+            with self.lock:
+                self.running -= 1
+                self.spans.setdefault(stage.name, []).append((started, time.monotonic()))
+
+    def start_service(self, stage):
+        with self.lock:
+            self.services.append(stage.name)
+            self.spans.setdefault(stage.name, []).append((time.monotonic(), time.monotonic()))
+        if stage.name in self.unhealthy:
+            return Attempt(error="not healthy after 1s")
+        return Attempt(exit_code=0)
+
+    def abort(self):
+        self.abort_calls += 1
+        self.aborted.set()
+
+    def first_start(self, name):
+        return self.spans[name][0][0]
+
+    def last_end(self, name):
+        return self.spans[name][-1][1]
+
+
+class Events:
+    def __init__(self):
+        self.changes: list[tuple[str, Status, int]] = []
+        self.notes: list[str] = []
+
+    def stage_changed(self, result):
+        self.changes.append((result.name, result.status, result.attempts))
+
+    def note(self, text):
+        self.notes.append(text)
+
+
+def schedule(source: str, driver: FakeDriver, jobs: int = 4, only=(), start=None):
+    pipeline = compile_ok(IMAGE + source)
+    selected = select_stages(pipeline, only, start)
+    events = Events()
+    result = Scheduler(pipeline, selected, driver, events, jobs).run()
+    return result, events
+
+
+def statuses(result) -> dict[str, Status]:
+    return {stage.name: stage.status for stage in result.stages}
+
+
+DIAMOND = """
+data a { command = ["a"] }
+data b { after = [a] command = ["b"] }
+data c { after = [a] command = ["c"] }
+train d { after = [b, c] command = ["d"] }
+"""
+
+
+def test_dependencies_run_in_order_and_independent_stages_overlap():
+    driver = FakeDriver(durations={"a": 0.05, "b": 0.2, "c": 0.2, "d": 0.05})
+    result, _ = schedule(DIAMOND, driver)
+    assert statuses(result) == dict.fromkeys("abcd", Status.SUCCEEDED)
+    assert driver.first_start("b") >= driver.last_end("a")
+    assert driver.first_start("c") >= driver.last_end("a")
+    assert driver.first_start("d") >= max(driver.last_end("b"), driver.last_end("c"))
+    # b and c overlap
+    assert driver.first_start("c") < driver.last_end("b") and driver.first_start("b") < driver.last_end("c")
+    assert driver.peak == 2
+
+
+def test_jobs_bounds_how_many_stages_run_at_once():
+    source = "\n".join(f'data s{i} {{ command = ["x"] }}' for i in range(6))
+    driver = FakeDriver(durations={f"s{i}": 0.05 for i in range(6)})
+    result, _ = schedule(source, driver, jobs=2)
+    assert all(status is Status.SUCCEEDED for status in statuses(result).values())
+    assert driver.peak == 2
+    driver = FakeDriver(durations={f"s{i}": 0.05 for i in range(6)})
+    schedule(source, driver, jobs=1)
+    assert driver.peak == 1
+    spans = sorted(span for name in driver.spans for span in driver.spans[name])
+    assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:]))
+
+
+def test_a_failure_skips_everything_downstream_and_lets_siblings_finish():
+    source = """
+    data a { command = ["a"] }
+    data slow { command = ["slow"] }
+    data b { after = [a] command = ["b"] }
+    train c { after = [b] command = ["c"] }
+    train d { after = [slow] command = ["d"] }
+    """
+    driver = FakeDriver(durations={"a": 0.02, "slow": 0.3}, codes={"a": [4]})
+    result, events = schedule(source, driver)
+    assert statuses(result) == {"a": Status.FAILED, "slow": Status.SUCCEEDED, "b": Status.SKIPPED,
+                                "c": Status.SKIPPED, "d": Status.SUCCEEDED}
+    assert "b" not in driver.spans and "c" not in driver.spans
+    assert result.get("a").exit_code == 4
+    assert [stage.name for stage in result.failed] == ["a"]
+    assert "upstream stage `a`" in result.get("c").message
+    assert ("b", Status.SKIPPED, 0) in events.changes
+
+
+def test_retries_run_until_success_and_count_attempts():
+    source = 'data flaky { command = ["x"] retries = 3 }\ndata broken { command = ["x"] retries = 1 }'
+    driver = FakeDriver(codes={"flaky": [1, 1, 0], "broken": [2]})
+    result, events = schedule(source, driver)
+    assert result.get("flaky").status is Status.SUCCEEDED
+    assert result.get("flaky").attempts == 3 and result.get("flaky").max_attempts == 4
+    assert len(driver.spans["flaky"]) == 3
+    assert result.get("broken").status is Status.FAILED and result.get("broken").attempts == 2
+    assert [change for change in events.changes if change[0] == "flaky" and change[1] is Status.RUNNING] == [
+        ("flaky", Status.RUNNING, 1), ("flaky", Status.RUNNING, 1),
+        ("flaky", Status.RUNNING, 2), ("flaky", Status.RUNNING, 2), ("flaky", Status.RUNNING, 3)]
+
+
+def test_an_engine_error_is_not_retried():
+    driver = FakeDriver(errors={"gpu": "could not select device driver"})
+    result, _ = schedule('train gpu { command = ["x"] retries = 2 }', driver)
+    stage = result.get("gpu")
+    assert stage.status is Status.FAILED and stage.attempts == 1
+    assert stage.message == "could not select device driver"
+
+
+def test_a_timeout_kills_the_stage_and_is_not_retried():
+    driver = FakeDriver(durations={"slow": 5.0})
+    started = time.monotonic()
+    result, _ = schedule('data slow { command = ["x"] timeout = 1s retries = 2 }\n'
+                         'train after_slow { after = [slow] command = ["y"] }', driver)
+    assert time.monotonic() - started < 3
+    assert result.get("slow").status is Status.TIMED_OUT
+    assert result.get("slow").exit_code == 137
+    assert "timeout of 1s" in result.get("slow").message
+    assert len(driver.spans["slow"]) == 1
+    assert result.get("after_slow").status is Status.SKIPPED
+
+
+SERVICES = """
+data prep { command = ["p"] }
+data other { command = ["o"] }
+serve api { after = [prep] command = ["s"] port = 8080 }
+serve ui { after = [api] command = ["u"] port = 8081 }
+"""
+
+
+def test_serve_stages_start_after_every_batch_stage_and_after_their_services():
+    driver = FakeDriver(durations={"prep": 0.02, "other": 0.3})
+    result, _ = schedule(SERVICES, driver)
+    assert statuses(result) == {"prep": Status.SUCCEEDED, "other": Status.SUCCEEDED,
+                                "api": Status.SERVING, "ui": Status.SERVING}
+    assert driver.services == ["api", "ui"]
+    assert driver.first_start("api") >= driver.last_end("other")
+    assert [stage.name for stage in result.serving] == ["api", "ui"]
+
+
+def test_no_service_starts_after_a_failure():
+    driver = FakeDriver(codes={"other": [1]})
+    result, _ = schedule(SERVICES, driver)
+    assert driver.services == []
+    assert result.get("api").status is Status.SKIPPED
+    assert "the run failed at `other`" in result.get("api").message
+
+
+def test_an_unhealthy_service_fails_and_skips_the_services_after_it():
+    driver = FakeDriver(unhealthy={"api"})
+    result, _ = schedule(SERVICES, driver)
+    assert result.get("api").status is Status.FAILED
+    assert result.get("ui").status is Status.SKIPPED
+    assert driver.services == ["api"]
+
+
+def test_ctrl_c_aborts_the_driver_and_marks_the_stages():
+    pipeline = compile_ok(IMAGE + DIAMOND)
+    driver = FakeDriver(durations={"a": 10.0})
+    events = Events()
+    scheduler = Scheduler(pipeline, select_stages(pipeline), driver, events, jobs=2)
+    timer = threading.Timer(0.2, _interrupt_main)
+    timer.start()
+    started = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        scheduler.run()
+    assert time.monotonic() - started < 5
+    assert driver.abort_calls == 1
+    result = scheduler.interrupted_result()
+    assert result.interrupted
+    assert statuses(result) == {"a": Status.CANCELLED, "b": Status.SKIPPED, "c": Status.SKIPPED,
+                                "d": Status.SKIPPED}
+
+
+def _interrupt_main():
+    import _thread
+
+    _thread.interrupt_main()
+
+
+def test_only_runs_exactly_the_named_stages_without_their_dependencies():
+    driver = FakeDriver()
+    result, _ = schedule(DIAMOND, driver, only=["b", "d"])
+    assert [stage.name for stage in result.stages] == ["b", "d"]
+    assert set(driver.spans) == {"b", "d"}
+    assert driver.first_start("d") >= driver.last_end("b")  # order among the selected stays
+
+
+def test_from_runs_a_stage_and_everything_downstream():
+    driver = FakeDriver()
+    result, _ = schedule(DIAMOND, driver, start="b")
+    assert [stage.name for stage in result.stages] == ["b", "d"]
+    pipeline = compile_ok(IMAGE + DIAMOND)
+    assert select_stages(pipeline, start="a") == ("a", "b", "c", "d")
+    assert select_stages(pipeline, start="d") == ("d",)
+    assert select_stages(pipeline) == ("a", "b", "c", "d")
+
+
+def test_unknown_stage_names_suggest_the_closest():
+    pipeline = compile_ok(IMAGE + DIAMOND + 'data ingest { command = ["i"] }')
+    with pytest.raises(SelectionError, match=r"--only: `ingets` is not a stage of `fake`; did you mean `ingest`"):
+        select_stages(pipeline, only=["ingets"])
+    with pytest.raises(SelectionError, match=r"--from: `zzz` .* the stages are: a, b, c, d, ingest"):
+        select_stages(pipeline, start="zzz")
+
+
+def test_missing_secrets_are_listed_for_the_selected_stages_only():
+    pipeline = compile_ok(IMAGE + """
+    secret s3 { keys = ["AWS_KEY", "AWS_SECRET"] }
+    secret hf { keys = ["HF_TOKEN"] }
+    data a { command = ["a"] secrets = [s3] }
+    train b { after = [a] command = ["b"] secrets = [hf, s3] }
+    """)
+    environ = {"AWS_KEY": "x"}
+    assert missing_secrets(pipeline, ("a", "b"), environ) == ("AWS_SECRET", "HF_TOKEN")
+    assert missing_secrets(pipeline, ("a",), environ) == ("AWS_SECRET",)
+    assert missing_secrets(pipeline, ("a",), {"AWS_KEY": "", "AWS_SECRET": ""}) == ()
+
+
+def test_jobs_must_be_positive():
+    pipeline = compile_ok(IMAGE + DIAMOND)
+    with pytest.raises(ValueError):
+        Scheduler(pipeline, select_stages(pipeline), FakeDriver(), Events(), jobs=0)
