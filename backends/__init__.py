@@ -17,8 +17,12 @@ from types import ModuleType
 from aipc.diagnostics import Diagnostic
 
 # target name -> module; the first name is the canonical one
-TARGETS: dict[str, str] = {}
-ALIASES: dict[str, str] = {}
+TARGETS: dict[str, str] = {
+    "compose": "aipc.backends.compose",
+}
+ALIASES: dict[str, str] = {
+    "docker-compose": "compose",
+}
 
 
 @dataclass(frozen=True)

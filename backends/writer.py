@@ -9,6 +9,7 @@ even when one object appears twice.
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 from typing import Iterable
 
@@ -22,8 +23,19 @@ class _Dumper(_Base):  # type: ignore[misc, valid-type]
         return True
 
 
+# Plain scalars that YAML 1.1 (PyYAML) reads as strings but YAML 1.2 readers (Go's
+# yaml.v3 in compose v2 and kubectl, ruamel) read as numbers, booleans or null:
+# `3e-4`, `0o17`. PyYAML already quotes what YAML 1.1 would not read as a string.
+_YAML12_NON_STRING = re.compile(
+    r"[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?|0o[0-7]+|0x[0-9a-fA-F]+"
+    r"|[-+]?\.(inf|Inf|INF)|\.(nan|NaN|NAN)|null|Null|NULL|~|true|True|TRUE|false|False|FALSE"
+)
+
+
 def _represent_str(dumper: yaml.SafeDumper, value: str):
     style = "|" if "\n" in value else None
+    if style is None and _YAML12_NON_STRING.fullmatch(value):
+        style = "'"
     return dumper.represent_scalar("tag:yaml.org,2002:str", value, style=style)
 
 
