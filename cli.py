@@ -22,6 +22,8 @@ COMMANDS = (
     "graph",
     "plan",
     "explain",
+    "run",
+    "down",
 )
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3

@@ -1,0 +1,51 @@
+"""aipc down: remove what `aipc run` started from a .aip file."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from aipc.cli import UsageError
+
+HELP = "stop and remove the containers `aipc run` started from a file"
+DESCRIPTION = """\
+Stop and remove every container and network that `aipc run` started from this
+.aip file (serve stages left running by `aipc run --detach`, and anything an
+interrupted run left behind). Named volumes are kept unless -v is given. The
+file is not checked: it only identifies the run, and may have changed since.
+
+exit status: 0 done (also when nothing was running), 1 no Docker engine or a
+removal failed, 2 usage"""
+
+
+def configure(parser) -> None:
+    parser.add_argument("file", metavar="FILE", help="the .aip file given to `aipc run`")
+    parser.add_argument("-v", "--volumes", action="store_true",
+                        help="also remove the pipeline's named volumes (their data is lost)")
+
+
+def run(args) -> int:
+    if args.file == "-":
+        raise UsageError("aipc down needs the file given to `aipc run`, not stdin")
+    try:
+        from aipc.runner.docker_driver import EngineUnavailable, connect, down
+    except ImportError as missing_module:
+        print(f"aipc down: error: it needs the `run` extra ({missing_module.name} is not installed): "
+              "pip install 'aipc[run]'", file=sys.stderr)
+        return 1
+    try:
+        client = connect()
+    except EngineUnavailable as problem:
+        print(f"aipc down: error: {problem}", file=sys.stderr)
+        return 1
+    removed = down(client, args.file, volumes=args.volumes)
+    for kind, names in (("container", removed.containers), ("network", removed.networks),
+                        ("volume", removed.volumes)):
+        for name in names:
+            print(f"removed {kind} {name}")
+    for problem in removed.problems:
+        print(f"aipc down: error: {problem}", file=sys.stderr)
+    if not (removed.containers or removed.networks or removed.volumes or removed.problems):
+        where = "" if os.path.exists(args.file) else " (the file does not exist either)"
+        print(f"nothing of `{args.file}` is running{where}")
+    return 1 if removed.problems else 0

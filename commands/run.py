@@ -1,0 +1,199 @@
+"""aipc run: run a pipeline on the local Docker engine."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import sys
+import threading
+
+from aipc.cli import UsageError
+from aipc.commands.common import add_param_option
+from aipc.commands.loading import load_pipeline
+
+HELP = "run a pipeline on the local Docker engine"
+DESCRIPTION = """\
+Check a .aip file, then run it on the local Docker engine (the `run` extra:
+pip install 'aipc[run]'). Batch stages run in dependency order, independent ones
+in parallel (at most --jobs at a time), with their retries and timeouts; each
+line of output is prefixed with its stage. A failed stage stops the stages after
+it, lets running ones finish, and the run exits 1 naming it. Serve stages start
+last, once the batch stages succeeded, and keep running: in the foreground until
+Ctrl-C, or with --detach until `aipc down FILE`. Ctrl-C stops and removes the
+run's containers. Named volumes persist between runs (`aipc down -v` removes them);
+host volumes are relative to the .aip file. Secrets come from the environment:
+every key of every secret a selected stage uses must be set.
+
+exit status: 0 success, 1 errors in the input, a failed stage or no Docker
+engine, 2 usage, 130 interrupted"""
+
+
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a whole number") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
+def positive_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a number of seconds") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return value
+
+
+def configure(parser) -> None:
+    parser.add_argument("file", metavar="FILE", help="the .aip file")
+    add_param_option(parser)
+    selection = parser.add_mutually_exclusive_group()
+    selection.add_argument("--only", nargs="+", action="extend", default=[], metavar="STAGE",
+                           help="run just these stages (also comma-separated); stages they depend on are "
+                                "not run and must have produced their data already")
+    selection.add_argument("--from", dest="from_stage", metavar="STAGE",
+                           help="run this stage and everything downstream of it")
+    parser.add_argument("-j", "--jobs", type=positive_int, default=max(1, os.cpu_count() or 1), metavar="N",
+                        help="run at most N stages at a time (default: the number of CPUs)")
+    parser.add_argument("-d", "--detach", action="store_true",
+                        help="return once the serve stages are up, leaving them running (stop: aipc down FILE)")
+    parser.add_argument("--progress", choices=("auto", "live", "plain"), default="auto",
+                        help="live status table or plain lines (default: live on a terminal)")
+    parser.add_argument("--bind", default="127.0.0.1", metavar="ADDRESS",
+                        help="host address serve stages publish their port on (default: 127.0.0.1)")
+    parser.add_argument("--health-timeout", type=positive_seconds, default=300.0, metavar="SECONDS",
+                        help="how long a serve stage may take to answer its health path (default: 300)")
+
+
+def error(text: str) -> None:
+    print(f"aipc run: error: {text}", file=sys.stderr)
+
+
+class Interrupts:
+    """SIGINT and SIGTERM raise KeyboardInterrupt once; later ones are ignored so the
+    clean-up that follows the first cannot itself be cut short."""
+
+    def __init__(self, note) -> None:
+        self.note = note
+        self.fired = False
+        self.previous: dict[int, object] = {}
+
+    def _handle(self, signum, frame) -> None:
+        if self.fired:
+            self.note("still stopping and removing the run's containers...")
+            return
+        self.fired = True
+        raise KeyboardInterrupt
+
+    def __enter__(self) -> "Interrupts":
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                self.previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for signum, handler in self.previous.items():
+            signal.signal(signum, handler)
+
+
+def run(args) -> int:
+    if args.file == "-":
+        raise UsageError("aipc run needs a file, not stdin: host volumes are relative to it and "
+                         "`aipc down FILE` finds the run's containers by it")
+    pipeline = load_pipeline(args.file, args.params)  # diagnostics, warnings too, go to stderr
+    if pipeline is None:
+        return 1
+
+    from aipc.runner.selection import RunNames, SelectionError, missing_secrets, select_stages
+
+    only = [name.strip() for value in args.only for name in value.split(",") if name.strip()]
+    try:
+        selected = select_stages(pipeline, only, args.from_stage)
+    except SelectionError as problem:
+        raise UsageError(str(problem)) from None
+    missing = missing_secrets(pipeline, selected, os.environ)
+    if missing:
+        error("secrets need these environment variables, which are not set: " + ", ".join(missing))
+        return 1
+
+    try:
+        from aipc.runner.docker_driver import DockerDriver, EngineUnavailable, PreflightError, connect
+        from aipc.runner.report import make_reporter
+        from aipc.runner.scheduler import Scheduler
+    except ImportError as missing_module:
+        error(f"`aipc run` needs the `run` extra ({missing_module.name} is not installed): "
+              "pip install 'aipc[run]'")
+        return 1
+    try:
+        client = connect()
+    except EngineUnavailable as problem:
+        error(str(problem))
+        return 1
+
+    names = RunNames.new(pipeline, args.file)
+    reporter = make_reporter(args.progress, selected)
+    driver = DockerDriver(client, pipeline, names, reporter.log, reporter.note, environ=dict(os.environ),
+                          base_dir=os.path.dirname(os.path.realpath(args.file)), bind_address=args.bind,
+                          health_timeout=args.health_timeout)
+    scheduler = Scheduler(pipeline, selected, driver, reporter, args.jobs)
+    keep_services = False
+    with Interrupts(reporter.note):
+        try:
+            try:
+                driver.prepare([pipeline.stage(name) for name in selected])
+            except PreflightError as problem:
+                for text in problem.problems:
+                    error(text)
+                return 1
+            reporter.note(f"run {names.run_id} of `{pipeline.name}`: {len(selected)} stage"
+                          f"{'s' if len(selected) != 1 else ''}, at most {args.jobs} at a time")
+            reporter.start([scheduler.results[name] for name in selected])
+            result = scheduler.run()
+            if result.failed or not result.serving:
+                reporter.summary(result)
+                return 1 if result.failed else 0
+            for replica in driver.services():
+                if replica.url:
+                    reporter.note(f"{replica.stage} (replica {replica.number}) is serving at {replica.url}")
+            if args.detach:
+                keep_services = True
+                reporter.summary(result)
+                reporter.note(f"the serve stages keep running; stop them with `aipc down {args.file}`")
+                return 0
+            reporter.note("serving; press Ctrl-C to stop and remove the services")
+            return serve_in_foreground(driver, reporter, result)
+        except KeyboardInterrupt:
+            with contextlib.suppress(KeyboardInterrupt):
+                reporter.note("interrupted: stopping and removing the run's containers")
+                driver.abort()
+            reporter.summary(scheduler.interrupted_result())
+            return 130
+        finally:
+            reporter.stop()
+            driver.close(keep_services=keep_services)
+
+
+def serve_in_foreground(driver, reporter, result) -> int:
+    """Stream the services' logs until they all exit on their own (Ctrl-C, the usual
+    end, is handled by the caller)."""
+    import time
+
+    from aipc.runner.scheduler import Status
+
+    def exited(replica) -> None:
+        reporter.note(f"{replica.stage} (replica {replica.number}) exited with code {replica.exit_code}")
+
+    replicas = driver.wait_services(exited)
+    for stage in result.serving:
+        codes = [r.exit_code for r in replicas if r.stage == stage.name]
+        stage.status = Status.STOPPED
+        stage.exit_code = next((code for code in codes if code), codes[0] if codes else None)
+        stage.ended = time.monotonic()
+    reporter.summary(result)
+    return 1 if any(r.exit_code for r in replicas) else 0

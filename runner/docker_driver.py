@@ -1,0 +1,576 @@
+"""The scheduler's :class:`~aipc.runner.scheduler.Driver` on the Docker SDK.
+
+What a stage becomes follows DESIGN.md's compose column: the same hardening
+(every capability dropped, no new privileges, a read-only root with a ``/tmp``
+tmpfs), named volumes for sized volumes, bind mounts for host volumes (relative
+to the .aip file), external volumes for claims, GPUs as device requests, ``shm``
+as the shm size, cpu and memory as limits and reservations. Containers also get
+``--init`` so that stopping them is prompt. Every container, volume and network
+carries the labels of :mod:`aipc.runner.selection`, which is how ``aipc down``
+and the Ctrl-C clean-up find them.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass, field
+from typing import Callable, Iterable, Mapping
+
+import docker
+import docker.errors
+import docker.types
+import requests.exceptions
+from docker.utils import parse_repository_tag
+
+from aipc.compiler import ir
+from aipc.runner.scheduler import Attempt
+from aipc.runner.selection import LABEL_FILE, LABEL_RUN, RunNames, label_filter
+
+WAIT_SLICE = 30.0  # seconds per `docker wait` call; a deadline is checked between them
+LOG_DRAIN = 10.0  # seconds to wait for the last log lines of a container that ended
+STOP_GRACE = 5  # seconds between SIGTERM and SIGKILL when a service is stopped
+SETTLE = 1.0  # a service without `health` counts as started when still running after this
+
+
+class EngineUnavailable(Exception):
+    """No Docker engine answers."""
+
+
+class PreflightError(Exception):
+    """Something the run needs is missing; nothing has been started."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+def connect() -> docker.DockerClient:
+    """A client for the engine of the environment (``DOCKER_HOST`` or the local socket)."""
+    try:
+        client = docker.from_env()
+        client.ping()
+    except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as error:
+        where = os.environ.get("DOCKER_HOST") or "the local socket (unix:///var/run/docker.sock)"
+        raise EngineUnavailable(
+            f"no Docker engine answers at {where}: {engine_message(error)}; "
+            "start Docker (or set DOCKER_HOST) and try again") from None
+    return client
+
+
+def engine_message(error: BaseException) -> str:
+    """The engine's own words for an error, on one line."""
+    text = getattr(error, "explanation", None) or str(error) or type(error).__name__
+    if isinstance(text, bytes):
+        text = text.decode("utf-8", "replace")
+    return " ".join(str(text).split())
+
+
+# -- what a stage becomes ------------------------------------------------------------------
+
+def host_path(volume: ir.Volume, base_dir: str) -> str:
+    """A host volume's path: relative paths are relative to the .aip file's directory."""
+    return os.path.normpath(os.path.join(base_dir, os.path.expanduser(volume.host_path or ".")))
+
+
+def stage_environment(stage: ir.Stage, environ: Mapping[str, str]) -> dict[str, str]:
+    """The stage's env, then each key of its secrets taken from ``environ``."""
+    environment = dict(stage.env)
+    for secret in stage.secrets:
+        for key in secret.keys:
+            environment[key] = environ[key]
+    return environment
+
+
+def gpu_options(resources: ir.Resources) -> dict:
+    if resources.gpu <= 0:
+        return {}
+    if resources.gpu_vendor is ir.GpuVendor.NVIDIA:
+        return {"device_requests": [docker.types.DeviceRequest(driver="nvidia", count=resources.gpu,
+                                                                capabilities=[["gpu"]])]}
+    # AMD (ROCm) and Intel GPUs are passed as device nodes; Docker cannot count them.
+    nodes = ["/dev/kfd", "/dev/dri"] if resources.gpu_vendor is ir.GpuVendor.AMD else ["/dev/dri"]
+    return {"devices": [f"{node}:{node}:rwm" for node in nodes]}
+
+
+def resource_options(resources: ir.Resources) -> dict:
+    options: dict = gpu_options(resources)
+    if resources.cpu is not None:
+        options["nano_cpus"] = resources.cpu.limit * 1_000_000
+        options["cpu_shares"] = max(2, resources.cpu.request * 1024 // 1000)
+    if resources.memory is not None:
+        options["mem_limit"] = resources.memory.limit
+        if resources.memory.request < resources.memory.limit:
+            options["mem_reservation"] = resources.memory.request
+    if resources.shm is not None:
+        options["shm_size"] = resources.shm
+    return options
+
+
+def container_options(pipeline: ir.Pipeline, stage: ir.Stage, names: RunNames, number: int, *,
+                      environ: Mapping[str, str], base_dir: str, network: str | None,
+                      bind_address: str = "127.0.0.1") -> dict:
+    """Keyword arguments of ``client.containers.create`` for one attempt or replica."""
+    options: dict = {
+        "image": stage.image,
+        "name": names.container(stage.name, number),
+        "labels": names.stage_labels(pipeline, stage),
+        "environment": stage_environment(stage, environ),
+        "mounts": [],
+        "cap_drop": ["ALL"],
+        "security_opt": ["no-new-privileges:true"],
+        "read_only": True,
+        "init": True,
+    }
+    if stage.command is not None:
+        # `command` is the whole argv (as in Kubernetes): it replaces the entrypoint.
+        options["entrypoint"] = list(stage.command[:1])
+        options["command"] = list(stage.command[1:])
+    elif stage.script is not None:
+        options["entrypoint"] = ["sh", "-c"]
+        options["command"] = [stage.script]
+    if stage.workdir:
+        options["working_dir"] = stage.workdir
+    for mount in stage.mounts:
+        volume = mount.volume
+        readonly = mount.readonly or volume.access is ir.Access.ROX
+        if volume.kind is ir.VolumeKind.HOST:
+            options["mounts"].append(docker.types.Mount(mount.path, host_path(volume, base_dir), type="bind",
+                                                        read_only=readonly))
+        else:
+            options["mounts"].append(docker.types.Mount(mount.path, names.volume(volume), type="volume",
+                                                        read_only=readonly))
+    if not any(mount.path == "/tmp" for mount in stage.mounts):
+        options["tmpfs"] = {"/tmp": ""}
+    options.update(resource_options(stage.resources))
+    if network:
+        options["network"] = network
+        aliases = sorted({stage.name, ir.dns_label(stage.name)})
+        options["networking_config"] = {network: docker.types.EndpointConfig("1.41", aliases=aliases)}
+    if not stage.is_batch and stage.port:
+        # One replica takes the stage's own port on the host; several take free ones.
+        host_port = stage.port if stage.replicas == 1 else None
+        options["ports"] = {f"{stage.port}/tcp": (bind_address, host_port)}
+    return options
+
+
+def used_volumes(stages: Iterable[ir.Stage]) -> list[ir.Volume]:
+    seen: dict[str, ir.Volume] = {}
+    for stage in stages:
+        for mount in stage.mounts:
+            seen.setdefault(mount.volume.name, mount.volume)
+    return [seen[name] for name in sorted(seen)]
+
+
+# -- the driver ----------------------------------------------------------------------------
+
+@dataclass
+class Replica:
+    stage: str
+    number: int
+    container: object
+    url: str | None = None
+    exit_code: int | None = None
+    log_thread: threading.Thread | None = None
+
+
+@dataclass
+class DockerDriver:
+    """Runs one pipeline's stages as containers; remembers every container it made."""
+
+    client: docker.DockerClient
+    pipeline: ir.Pipeline
+    names: RunNames
+    log: Callable[[str, str], None]  # (source, line): a stage's output
+    note: Callable[[str], None]  # a status message
+    environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
+    base_dir: str = "."
+    bind_address: str = "127.0.0.1"
+    health_timeout: float = 300.0
+    _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
+    _live: dict = field(default_factory=dict, init=False)  # container id -> (container, is_service)
+    _replicas: list[Replica] = field(default_factory=list, init=False)
+    _aborted: bool = field(default=False, init=False)
+    _network: str | None = field(default=None, init=False)
+
+    # -- before anything starts ----------------------------------------------------------
+
+    def prepare(self, stages: list[ir.Stage]) -> None:
+        """Images, volumes and the network; raises PreflightError listing every problem."""
+        problems = self._check_images(sorted({stage.image for stage in stages}))
+        volumes = used_volumes(stages)
+        problems += self._check_claims(volumes)
+        if problems:
+            raise PreflightError(problems)
+        problems = self._create_volumes(volumes)
+        if problems:
+            raise PreflightError(problems)
+        self._create_network()
+
+    def _check_images(self, images: list[str]) -> list[str]:
+        problems = []
+        for image in images:
+            try:
+                self.client.images.get(image)
+                continue
+            except docker.errors.ImageNotFound:
+                pass
+            except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+                problems.append(f"image `{image}`: {engine_message(error)}")
+                continue
+            self.note(f"pulling image {image} (not on this machine)")
+            repository, tag = parse_repository_tag(image)
+            try:
+                self.client.images.pull(repository, tag=tag or "latest")
+            except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+                problems.append(f"image `{image}` is not on this machine and cannot be pulled: "
+                                f"{engine_message(error)}")
+        return problems
+
+    def _check_claims(self, volumes: list[ir.Volume]) -> list[str]:
+        problems = []
+        for volume in volumes:
+            if volume.kind is not ir.VolumeKind.CLAIM:
+                continue
+            name = self.names.volume(volume)
+            try:
+                self.client.volumes.get(name)
+            except docker.errors.NotFound:
+                problems.append(f"volume `{volume.name}` claims the Docker volume `{name}`, which does not "
+                                f"exist; create it with `docker volume create {name}`")
+            except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+                problems.append(f"volume `{volume.name}`: {engine_message(error)}")
+        return problems
+
+    def _create_volumes(self, volumes: list[ir.Volume]) -> list[str]:
+        problems = []
+        for volume in volumes:
+            if volume.kind is ir.VolumeKind.HOST:
+                path = host_path(volume, self.base_dir)
+                try:
+                    os.makedirs(path, exist_ok=True)
+                except OSError as error:
+                    problems.append(f"volume `{volume.name}`: cannot create `{path}`: {error.strerror or error}")
+            elif volume.kind is ir.VolumeKind.SIZED:
+                name = self.names.volume(volume)
+                try:
+                    self.client.volumes.get(name)
+                except docker.errors.NotFound:
+                    try:
+                        self.client.volumes.create(name, driver="local", labels=self.names.volume_labels(volume))
+                        self.note(f"created volume {name}")
+                    except docker.errors.APIError as error:
+                        problems.append(f"volume `{volume.name}`: cannot create `{name}`: {engine_message(error)}")
+        return problems
+
+    def _create_network(self) -> None:
+        try:
+            self.client.networks.create(self.names.network, driver="bridge", labels=self.names.run_labels())
+        except docker.errors.APIError as error:
+            raise PreflightError([f"cannot create the network `{self.names.network}`: "
+                                  f"{engine_message(error)}"]) from None
+        self._network = self.names.network
+
+    # -- containers ----------------------------------------------------------------------
+
+    def _create(self, stage: ir.Stage, number: int, is_service: bool):
+        """A created (not started) container, or None when the run was aborted meanwhile."""
+        options = container_options(self.pipeline, stage, self.names, number, environ=self.environ,
+                                    base_dir=self.base_dir, network=self._network,
+                                    bind_address=self.bind_address)
+        container = self.client.containers.create(**options)
+        with self._lock:
+            aborted = self._aborted
+            if not aborted:
+                self._live[container.id] = (container, is_service)
+        if aborted:
+            self._discard(container, graceful=False)
+            return None
+        return container
+
+    def _discard(self, container, graceful: bool) -> None:
+        """Stop (SIGTERM first when graceful) and remove; a container already gone is fine."""
+        try:
+            if graceful:
+                container.stop(timeout=STOP_GRACE)
+            container.remove(force=True)
+        except docker.errors.NotFound:
+            pass
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+            message = engine_message(error)
+            if "already in progress" not in message and "No such container" not in message:
+                self.note(f"could not remove container {container.name}: {message}")
+        with self._lock:
+            self._live.pop(container.id, None)
+
+    def _follow(self, container, source: str) -> threading.Thread:
+        thread = threading.Thread(target=self._pump_logs, args=(container, source),
+                                  name=f"logs-{source}", daemon=True)
+        thread.start()
+        return thread
+
+    def _pump_logs(self, container, source: str) -> None:
+        pending = b""
+        try:
+            for chunk in container.logs(stream=True, follow=True):
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                for line in lines:
+                    self.log(source, line.rstrip(b"\r").decode("utf-8", "replace"))
+        except Exception:  # noqa: BLE001 - the container went away mid-stream (Ctrl-C, timeout)
+            pass
+        if pending:
+            self.log(source, pending.rstrip(b"\r").decode("utf-8", "replace"))
+
+    def _wait(self, container, deadline: float | None) -> int | None:
+        """The exit code, or None when ``deadline`` passes first."""
+        while True:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                return None
+            window = WAIT_SLICE if remaining is None else max(0.05, min(WAIT_SLICE, remaining))
+            try:
+                return container.wait(timeout=window).get("StatusCode")
+            except (requests.exceptions.ReadTimeout, requests.exceptions.ConnectionError):
+                container.reload()  # raises if the engine itself went away
+
+    # -- Driver: batch stages --------------------------------------------------------------
+
+    def run_batch(self, stage: ir.Stage, attempt: int, deadline: float | None) -> Attempt:
+        try:
+            container = self._create(stage, attempt, is_service=False)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+            return Attempt(error=f"cannot create the container: {engine_message(error)}")
+        if container is None:
+            return Attempt(cancelled=True)
+        try:
+            return self._execute(stage, container, attempt, deadline)
+        except docker.errors.NotFound:
+            return Attempt(cancelled=True) if self._aborted else Attempt(error="the container disappeared")
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+            if self._aborted:
+                return Attempt(cancelled=True)
+            return Attempt(error=engine_message(error))
+        finally:
+            self._discard(container, graceful=False)
+
+    def _execute(self, stage: ir.Stage, container, attempt: int, deadline: float | None) -> Attempt:
+        try:
+            container.start()
+        except docker.errors.APIError as error:
+            return Attempt(error=f"Docker cannot start it: {engine_message(error)}")
+        source = stage.name if attempt == 1 else f"{stage.name}#{attempt}"
+        logs = self._follow(container, source)
+        exit_code = self._wait(container, deadline)
+        timed_out = exit_code is None
+        if timed_out:
+            try:
+                container.kill()
+            except docker.errors.APIError:
+                pass  # it ended just now
+            exit_code = self._wait(container, time.monotonic() + WAIT_SLICE)
+        logs.join(timeout=LOG_DRAIN)
+        detail = None
+        container.reload()
+        if container.attrs.get("State", {}).get("OOMKilled"):
+            detail = "killed: out of memory"
+        if self._aborted:
+            return Attempt(cancelled=True, exit_code=exit_code)
+        return Attempt(exit_code=exit_code, timed_out=timed_out, detail=detail)
+
+    # -- Driver: serve stages --------------------------------------------------------------
+
+    def start_service(self, stage: ir.Stage) -> Attempt:
+        replicas: list[Replica] = []
+        try:
+            for number in range(1, stage.replicas + 1):
+                container = self._create(stage, number, is_service=True)
+                if container is None:
+                    return Attempt(cancelled=True)
+                replica = Replica(stage.name, number, container)
+                replicas.append(replica)
+                try:
+                    container.start()
+                except docker.errors.APIError as error:
+                    outcome = Attempt(error=f"Docker cannot start it: {engine_message(error)}")
+                    break
+                source = stage.name if stage.replicas == 1 else f"{stage.name}#{number}"
+                replica.log_thread = self._follow(container, source)
+                replica.url = self._url(container, stage)
+            else:
+                outcome = self._await_ready(stage, replicas)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+            outcome = Attempt(cancelled=True) if self._aborted else Attempt(error=engine_message(error))
+        if outcome.ok:
+            with self._lock:
+                self._replicas.extend(replicas)
+        else:
+            for replica in replicas:
+                self._discard(replica.container, graceful=False)
+        return outcome
+
+    def _probe_host(self) -> str:
+        base = urllib.parse.urlparse(self.client.api.base_url)
+        if base.scheme in ("http", "https") and base.hostname not in (None, "localhost", "127.0.0.1"):
+            return base.hostname  # a remote engine: its published ports are on that host
+        return "127.0.0.1" if self.bind_address in ("0.0.0.0", "::", "") else self.bind_address
+
+    def _url(self, container, stage: ir.Stage) -> str | None:
+        if not stage.port:
+            return None
+        container.reload()
+        bindings = (container.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{stage.port}/tcp")
+        if not bindings:
+            return None
+        host = self._probe_host()
+        host = f"[{host}]" if ":" in host else host
+        return f"http://{host}:{bindings[0]['HostPort']}"
+
+    def _await_ready(self, stage: ir.Stage, replicas: list[Replica]) -> Attempt:
+        deadline = time.monotonic() + (self.health_timeout if stage.health else SETTLE)
+        waiting = list(replicas)
+        pause = 0.1
+        while True:
+            if self._aborted:
+                return Attempt(cancelled=True)
+            for replica in list(waiting):
+                replica.container.reload()
+                state = replica.container.attrs.get("State", {})
+                if state.get("Status") in ("exited", "dead"):
+                    code = state.get("ExitCode")
+                    return Attempt(exit_code=code, error=f"replica {replica.number} exited with code {code} "
+                                                          "before it was ready")
+                if stage.health and replica.url and _healthy(replica.url + stage.health):
+                    waiting.remove(replica)
+            if not waiting:
+                return Attempt(exit_code=0)
+            if time.monotonic() >= deadline:
+                if not stage.health:
+                    return Attempt(exit_code=0)  # still running after SETTLE: started
+                where = waiting[0].url + stage.health if waiting[0].url else stage.health
+                return Attempt(error=f"not healthy after {self.health_timeout:g}s (GET {where})")
+            time.sleep(pause)
+            pause = min(1.0, pause * 1.5)
+
+    def services(self) -> list[Replica]:
+        with self._lock:
+            return list(self._replicas)
+
+    def wait_services(self, on_exit: Callable[[Replica], None]) -> list[Replica]:
+        """Block until every service replica has exited (Ctrl-C interrupts this)."""
+        running = self.services()
+        while running:
+            time.sleep(0.5)
+            for replica in list(running):
+                try:
+                    replica.container.reload()
+                    state = replica.container.attrs.get("State", {})
+                    if state.get("Status") not in ("exited", "dead"):
+                        continue
+                    replica.exit_code = state.get("ExitCode")
+                except docker.errors.NotFound:
+                    pass
+                running.remove(replica)
+                on_exit(replica)
+        return self.services()
+
+    # -- ending a run ----------------------------------------------------------------------
+
+    def abort(self) -> None:
+        """Remove every container of this run: batch ones at once, services with a short
+        grace period. Safe to call several times and from any thread."""
+        with self._lock:
+            self._aborted = True
+            victims = list(self._live.values())
+        _in_parallel([lambda c=c, s=s: self._discard(c, graceful=s) for c, s in victims])
+        self.sweep()
+
+    def sweep(self) -> None:
+        """Remove what a label search still finds of this run (containers being created
+        while ``abort`` ran)."""
+        try:
+            leftovers = self.client.containers.list(all=True, filters=label_filter(LABEL_RUN, self.names.run_id))
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            return
+        _in_parallel([lambda c=c: self._discard(c, graceful=False) for c in leftovers])
+
+    def close(self, keep_services: bool) -> None:
+        """Finish the run: without ``keep_services`` remove the services and the network."""
+        if keep_services:
+            return
+        self.abort()
+        if self._network:
+            try:
+                self.client.networks.get(self._network).remove()
+            except docker.errors.NotFound:
+                pass
+            except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+                self.note(f"could not remove network {self._network}: {engine_message(error)}")
+
+
+def _healthy(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own service
+            return 200 <= response.status < 400
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+
+
+def _in_parallel(tasks: list[Callable[[], None]]) -> None:
+    threads = [threading.Thread(target=task, daemon=True) for task in tasks]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=STOP_GRACE + 30)
+
+
+# -- aipc down -----------------------------------------------------------------------------
+
+@dataclass
+class Removed:
+    containers: list[str] = field(default_factory=list)
+    networks: list[str] = field(default_factory=list)
+    volumes: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+
+
+def down(client: docker.DockerClient, file: str, volumes: bool = False) -> Removed:
+    """Remove every container and network ``aipc run`` made from ``file`` (and with
+    ``volumes`` its named volumes too)."""
+    removed = Removed()
+    labels = label_filter(LABEL_FILE, os.path.realpath(file))
+
+    def remove_container(container) -> None:
+        try:
+            container.stop(timeout=STOP_GRACE)
+            container.remove(force=True)
+            removed.containers.append(container.name)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as error:
+            removed.problems.append(f"container {container.name}: {engine_message(error)}")
+
+    _in_parallel([lambda c=c: remove_container(c) for c in client.containers.list(all=True, filters=labels)])
+    for network in client.networks.list(filters=labels):
+        try:
+            network.remove()
+            removed.networks.append(network.name)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as error:
+            removed.problems.append(f"network {network.name}: {engine_message(error)}")
+    if volumes:
+        for volume in client.volumes.list(filters=labels):
+            try:
+                volume.remove()
+                removed.volumes.append(volume.name)
+            except docker.errors.NotFound:
+                pass
+            except docker.errors.APIError as error:
+                removed.problems.append(f"volume {volume.name}: {engine_message(error)}")
+    removed.containers.sort()
+    return removed

@@ -1,0 +1,203 @@
+"""What a stage becomes as Docker container options (no engine needed), names and
+labels, and the summary a run prints."""
+
+from __future__ import annotations
+
+import io
+import os
+
+from aipc.runner.docker_driver import container_options, used_volumes
+from aipc.runner.report import LiveReporter, PlainReporter, summary_text
+from aipc.runner.scheduler import RunResult, StageResult, Status
+from aipc.runner.selection import LABEL_FILE, LABEL_PIPELINE, LABEL_RUN, LABEL_STAGE, RunNames
+from aipc.compiler import ir
+from tests.helpers import compile_ok
+
+SOURCE = """
+pipeline "fraud" { image = "busybox:1.36" labels = { team = "risk" } }
+volume raw { size = 10Gi }
+volume models { size = 1Gi access = rox }
+volume local { host = "./data" }
+volume shared { claim = "existing-volume" }
+secret s3 { keys = ["AWS_KEY", "AWS_SECRET"] }
+
+data ingest {
+  command = ["python", "-m", "etl", "--out", "/raw"]
+  workdir = "/work"
+  env = { LOG_LEVEL = "info" }
+  secrets = [s3]
+  mount raw at "/raw"
+  mount local at "/local" readonly
+  mount shared at "/shared"
+  labels = { tier = "etl" }
+  resources { cpu = 1..2  memory = 1Gi..2Gi  shm = 64Mi }
+}
+train model {
+  after = [ingest]
+  script = "echo training"
+  mount raw at "/raw" readonly
+  mount models at "/models"
+  resources { gpu = 2 }
+}
+eval rocm { after = [model] command = ["eval"] resources { gpu = 1 gpu_vendor = amd } }
+serve api { after = [rocm] command = ["serve"] port = 8080 health = "/healthz" }
+serve many { after = [rocm] command = ["serve"] port = 9000 replicas = 3 }
+"""
+
+
+def build(stage: str, network: str | None = "net", number: int = 1):
+    pipeline = compile_ok(SOURCE, path="/srv/pipelines/fraud.aip")
+    names = RunNames.new(pipeline, "/srv/pipelines/fraud.aip", run_id="abcd1234")
+    options = container_options(pipeline, pipeline.stage(stage), names, number,
+                                environ={"AWS_KEY": "k", "AWS_SECRET": "s", "UNRELATED": "x"},
+                                base_dir="/srv/pipelines", network=network)
+    return pipeline, names, options
+
+
+def test_every_container_is_hardened():
+    for stage in ("ingest", "model", "api"):
+        _, _, options = build(stage)
+        assert options["cap_drop"] == ["ALL"]
+        assert options["security_opt"] == ["no-new-privileges:true"]
+        assert options["read_only"] is True
+        assert options["tmpfs"] == {"/tmp": ""}
+        assert options["init"] is True
+
+
+def test_command_replaces_the_entrypoint_and_script_runs_with_sh():
+    _, _, ingest = build("ingest")
+    assert ingest["entrypoint"] == ["python"] and ingest["command"] == ["-m", "etl", "--out", "/raw"]
+    assert ingest["working_dir"] == "/work"
+    _, _, model = build("model")
+    assert model["entrypoint"] == ["sh", "-c"] and model["command"] == ["echo training"]
+    assert "working_dir" not in model
+
+
+def test_env_and_secrets_from_the_callers_environment():
+    _, _, options = build("ingest")
+    assert options["environment"] == {"LOG_LEVEL": "info", "AWS_KEY": "k", "AWS_SECRET": "s"}
+
+
+def test_resources_become_limits_and_reservations():
+    _, _, options = build("ingest")
+    assert options["nano_cpus"] == 2_000_000_000
+    assert options["cpu_shares"] == 1024
+    assert options["mem_limit"] == 2 * 1024**3
+    assert options["mem_reservation"] == 1024**3
+    assert options["shm_size"] == 64 * 1024**2
+
+
+def test_gpus_are_device_requests_or_device_nodes():
+    _, _, model = build("model")
+    [request] = model["device_requests"]
+    assert request["Driver"] == "nvidia" and request["Count"] == 2 and request["Capabilities"] == [["gpu"]]
+    _, _, rocm = build("rocm")
+    assert rocm["devices"] == ["/dev/kfd:/dev/kfd:rwm", "/dev/dri:/dev/dri:rwm"]
+    assert "device_requests" not in rocm
+
+
+def test_mounts_named_volumes_binds_and_claims():
+    pipeline, names, ingest = build("ingest")
+    mounts = {mount["Target"]: mount for mount in ingest["mounts"]}
+    assert mounts["/raw"]["Type"] == "volume" and mounts["/raw"]["Source"] == names.volume(pipeline.volumes[2])
+    assert mounts["/raw"]["Source"].startswith("aipc-fraud-") and mounts["/raw"]["Source"].endswith("-raw")
+    assert mounts["/raw"]["ReadOnly"] is False
+    assert mounts["/local"] == {**mounts["/local"], "Type": "bind", "Source": "/srv/pipelines/data", "ReadOnly": True}
+    assert mounts["/shared"]["Source"] == "existing-volume"
+    _, _, model = build("model")
+    mounts = {mount["Target"]: mount for mount in model["mounts"]}
+    assert mounts["/raw"]["ReadOnly"] is True
+    assert mounts["/models"]["ReadOnly"] is True  # an rox volume is mounted read-only
+    assert [volume.name for volume in used_volumes([pipeline.stage("ingest"), pipeline.stage("model")])] == [
+        "local", "models", "raw", "shared"]
+
+
+def test_labels_let_down_and_ctrl_c_find_the_containers():
+    _, names, options = build("ingest")
+    labels = options["labels"]
+    assert labels[LABEL_FILE] == os.path.realpath("/srv/pipelines/fraud.aip")
+    assert labels[LABEL_RUN] == "abcd1234" and labels[LABEL_STAGE] == "ingest"
+    assert labels[LABEL_PIPELINE] == names.key and names.key.startswith("fraud-")
+    assert labels["app.kubernetes.io/part-of"] == "fraud"
+    assert labels["app.kubernetes.io/component"] == "data"
+    assert labels["app.kubernetes.io/managed-by"] == "aipc"
+    assert labels["team"] == "risk" and labels["tier"] == "etl"
+    assert options["name"] == "aipc-fraud-ingest-abcd1234-1"
+
+
+def test_volume_names_differ_between_pipelines_of_the_same_name_in_different_files():
+    pipeline = compile_ok(SOURCE)
+    here = RunNames.new(pipeline, "/a/fraud.aip")
+    there = RunNames.new(pipeline, "/b/fraud.aip")
+    raw = pipeline.volumes[2]
+    assert raw.name == "raw"
+    assert here.volume(raw) != there.volume(raw)
+    assert here.volume(raw) == RunNames.new(pipeline, "/a/fraud.aip").volume(raw)  # stable between runs
+    assert here.run_id != RunNames.new(pipeline, "/a/fraud.aip").run_id
+
+
+def test_services_publish_their_port_and_join_the_run_network():
+    _, _, api = build("api")
+    assert api["ports"] == {"8080/tcp": ("127.0.0.1", 8080)}
+    assert api["network"] == "net"
+    assert api["networking_config"]["net"]["Aliases"] == ["api"]
+    _, _, many = build("many", number=2)
+    assert many["ports"] == {"9000/tcp": ("127.0.0.1", None)}  # replicas take free host ports
+    assert many["name"].endswith("-2")
+    _, _, batch = build("ingest", network=None)
+    assert "ports" not in batch and "network" not in batch
+
+
+def result(name, status, duration=None, exit_code=None, attempts=1, max_attempts=1, message=None):
+    stage = StageResult(name, ir.StageKind.DATA, status, attempts, max_attempts, exit_code, message=message)
+    if duration is not None:
+        stage.started, stage.ended = 100.0, 100.0 + duration
+    return stage
+
+
+def test_summary_table_and_outcome():
+    run = RunResult([
+        result("ingest", Status.SUCCEEDED, 2.04, 0),
+        result("train", Status.FAILED, 75, 3, 2, 2, message="exited with code 3"),
+        result("evaluate", Status.SKIPPED, attempts=0),
+    ])
+    assert summary_text(run) == (
+        "stage     status     duration  exit code  attempts\n"
+        "--------  ---------  --------  ---------  --------\n"
+        "ingest    succeeded  2.0s      0          1/1\n"
+        "train     failed     1m15s     3          2/2\n"
+        "evaluate  skipped    -         -          -\n"
+    )
+    stream = io.StringIO()
+    PlainReporter(["ingest", "train", "evaluate"], stream).summary(run)
+    assert stream.getvalue().endswith("run failed: stage `train` failed (exited with code 3)\n")
+
+
+def test_plain_log_lines_carry_an_aligned_stage_prefix():
+    stream = io.StringIO()
+    reporter = PlainReporter(["ingest", "train"], stream)
+    reporter.log("train", "epoch 1")
+    reporter.log("ingest#2", "retrying")
+    reporter.stage_changed(result("train", Status.RUNNING, attempts=2, max_attempts=3))
+    assert stream.getvalue() == ("train  | epoch 1\n"
+                                 "ingest#2 | retrying\n"
+                                 "aipc: train: running (attempt 2 of 3)\n")
+
+
+def test_live_view_renders_a_status_table_and_the_summary_on_a_terminal():
+    from rich.console import Console
+
+    stream = io.StringIO()
+    reporter = LiveReporter(["ingest", "train"], Console(file=stream, force_terminal=True, width=100))
+    stages = [result("ingest", Status.SUCCEEDED, 1.0, 0), result("train", Status.RUNNING)]
+    stages[1].started = 0.0
+    reporter.start(stages)
+    reporter.log("train", "epoch [1/3]")  # output that looks like markup is printed as is
+    stages[1].status, stages[1].exit_code, stages[1].message = Status.FAILED, 1, "device [[gpu]] missing"
+    reporter.stage_changed(stages[1])
+    reporter.summary(RunResult(stages))
+    text = stream.getvalue()
+    assert "train  | epoch [1/3]" in text
+    assert "train: failed: device [[gpu]] missing" in text
+    assert "run failed: stage `train` failed (device [[gpu]] missing)" in text
+    assert "succeeded" in text and "exit code" in text

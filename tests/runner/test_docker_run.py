@@ -1,0 +1,380 @@
+"""`aipc run` and `aipc down` against the real Docker engine, with the offline
+busybox image. Every test writes its pipeline into its own temporary directory
+(so the labels that find its containers, network and volumes are its own) and
+removes all of them afterwards."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import pytest
+
+from aipc.cli import main
+
+pytestmark = pytest.mark.docker
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class Pipeline:
+    """One .aip file in a temporary directory, and what `aipc run` made of it."""
+
+    def __init__(self, directory: Path, image: str) -> None:
+        self.directory = directory
+        self.image = image
+        self.name = f"t-{uuid.uuid4().hex[:8]}"
+        self.path = directory / "pipeline.aip"
+
+    def write(self, body: str) -> "Pipeline":
+        self.path.write_text(f'pipeline "{self.name}" {{ image = "{self.image}" }}\n{body}')
+        return self
+
+    def labels(self) -> str:
+        return f"label=dev.aipc.file={os.path.realpath(self.path)}"
+
+    def containers(self) -> list[str]:
+        out = subprocess.run(["docker", "ps", "-a", "--filter", self.labels(), "--format", "{{.Names}}"],
+                             capture_output=True, text=True, check=True).stdout
+        return out.split()
+
+    def volumes(self) -> list[str]:
+        out = subprocess.run(["docker", "volume", "ls", "-q", "--filter", self.labels()],
+                             capture_output=True, text=True, check=True).stdout
+        return out.split()
+
+    def networks(self) -> list[str]:
+        out = subprocess.run(["docker", "network", "ls", "-q", "--filter", self.labels()],
+                             capture_output=True, text=True, check=True).stdout
+        return out.split()
+
+
+@pytest.fixture
+def pipeline(tmp_path, busybox_image):
+    made = Pipeline(tmp_path, busybox_image)
+    yield made
+    # Tear down whatever the test left, then make sure nothing is left.
+    if made.containers() or made.volumes() or made.networks():
+        from aipc.runner.docker_driver import connect, down
+
+        down(connect(), str(made.path), volumes=True)
+    assert made.containers() == [] and made.volumes() == [] and made.networks() == []
+
+
+def aipc(capsys, *args: str) -> tuple[int, str, str]:
+    capsys.readouterr()
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def lines_of(out: str, stage: str) -> list[str]:
+    """What a stage printed (the part after its `name | ` prefix)."""
+    return [line.split("| ", 1)[1] for line in out.splitlines() if re.match(rf"{re.escape(stage)}(#\d+)? +\| ", line)]
+
+
+def summary_row(out: str, stage: str) -> list[str]:
+    """The cells of a stage's row in the summary table printed at the end."""
+    lines = out.splitlines()
+    header = max(i for i, line in enumerate(lines) if line.split()[:3] == ["stage", "status", "duration"])
+    for line in lines[header + 2:]:
+        cells = line.split()
+        if cells and cells[0] == stage:
+            return cells
+    raise AssertionError(f"no summary row for {stage} in:\n{out}")
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def test_three_stages_pass_data_through_a_volume_and_leave_no_container(pipeline, capsys):
+    pipeline.write("""
+volume work { size = 1Gi }
+data make { script = "echo 42 > /work/raw" mount work at "/work" }
+train transform {
+  after = [make]
+  script = "echo \\"$(cat /work/raw)-$SUFFIX\\" > /work/model"
+  env = { SUFFIX = "trained" }
+  mount work at "/work"
+}
+eval report { after = [transform] script = "echo result: $(cat /work/model)" mount work at "/work" readonly }
+""")
+    code, out, err = aipc(capsys, "run", str(pipeline.path), "--progress", "plain")
+    assert code == 0, out + err
+    assert lines_of(out, "report") == ["result: 42-trained"]
+    assert [summary_row(out, name)[1] for name in ("make", "transform", "report")] == ["succeeded"] * 3
+    assert out.rstrip().endswith("run succeeded")
+    assert pipeline.containers() == []
+    assert pipeline.networks() == []
+    [volume] = pipeline.volumes()
+    assert volume.startswith(f"aipc-{pipeline.name}-") and volume.endswith("-work")
+
+    # The volume persists: a later run of one stage reads what the first run wrote.
+    code, out, err = aipc(capsys, "run", str(pipeline.path), "--only", "report", "--progress", "plain")
+    assert code == 0, out + err
+    assert lines_of(out, "report") == ["result: 42-trained"]
+    assert "make" not in out and "transform" not in out
+    assert pipeline.containers() == []
+
+
+def test_a_failing_stage_is_named_its_dependant_never_starts_and_siblings_finish(pipeline, capsys):
+    pipeline.write("""
+data broken { script = "echo about to fail; exit 3" }
+data sibling { script = "sleep 1; echo sibling done" }
+train dependant { after = [broken] script = "echo dependant ran" }
+""")
+    code, out, err = aipc(capsys, "run", str(pipeline.path), "--progress", "plain", "--jobs", "2")
+    assert code == 1
+    assert lines_of(out, "broken") == ["about to fail"]
+    assert lines_of(out, "sibling") == ["sibling done"]
+    assert lines_of(out, "dependant") == [] and "dependant: running" not in out
+    row = summary_row(out, "broken")
+    assert row[1] == "failed" and row[3] == "3"
+    assert summary_row(out, "dependant")[1] == "skipped"
+    assert summary_row(out, "sibling")[1] == "succeeded"
+    assert "run failed: stage `broken` failed (exited with code 3)" in out
+    assert pipeline.containers() == []
+
+
+def test_independent_stages_really_run_at_the_same_time(pipeline, capsys):
+    # Each stage announces itself, then waits for the other's announcement: both
+    # succeed only if they run at the same time.
+    wait_for = 'touch /sync/{me}; for i in $(seq 1 150); do [ -e /sync/{other} ] && exit 0; sleep 0.1; done; exit 1'
+    pipeline.write(f"""
+volume sync {{ size = 1Gi access = rwx }}
+data left {{ script = "{wait_for.format(me='left', other='right')}" mount sync at "/sync" }}
+data right {{ script = "{wait_for.format(me='right', other='left')}" mount sync at "/sync" }}
+""")
+    code, out, err = aipc(capsys, "run", str(pipeline.path), "--progress", "plain", "--jobs", "2")
+    assert code == 0, out + err
+    assert summary_row(out, "left")[1] == summary_row(out, "right")[1] == "succeeded"
+    running = [line for line in out.splitlines() if line.endswith(": running")]
+    succeeded = [i for i, line in enumerate(out.splitlines()) if ": succeeded" in line]
+    assert len(running) == 2 and out.splitlines().index(running[1]) < succeeded[0]
+
+
+def test_a_timeout_kills_its_stage(pipeline, capsys):
+    pipeline.write("""
+data slow { script = "echo sleeping; sleep 60" timeout = 2s }
+train next { after = [slow] script = "echo never" }
+""")
+    started = time.monotonic()
+    code, out, err = aipc(capsys, "run", str(pipeline.path), "--progress", "plain")
+    assert code == 1
+    assert time.monotonic() - started < 30
+    assert summary_row(out, "slow")[1:3] == ["timed", "out"]
+    assert "137" in summary_row(out, "slow")
+    assert "killed: its timeout of 2s passed" in out
+    assert summary_row(out, "next")[1] == "skipped"
+    assert pipeline.containers() == []
+
+
+def test_retries_run_the_stage_again(pipeline, capsys):
+    pipeline.write("""
+volume state { size = 1Gi }
+data flaky {
+  script = "n=$(cat /state/n 2>/dev/null || echo 0); n=$((n + 1)); echo $n > /state/n; echo attempt $n; [ $n -ge 3 ]"
+  mount state at "/state"
+  retries = 2
+}
+""")
+    code, out, err = aipc(capsys, "run", str(pipeline.path), "--progress", "plain")
+    assert code == 0, out + err
+    assert lines_of(out, "flaky") == ["attempt 1", "attempt 2", "attempt 3"]
+    assert "flaky: attempt 1 of 3 exited with code 1; retrying" in out
+    assert summary_row(out, "flaky")[1] == "succeeded" and summary_row(out, "flaky")[-1] == "3/3"
+    assert pipeline.containers() == []
+
+
+def test_missing_secret_variables_fail_before_anything_starts(pipeline, capsys, monkeypatch):
+    pipeline.write("""
+volume out { size = 1Gi }
+secret cloud { keys = ["AIPC_TEST_KEY_ID", "AIPC_TEST_SECRET"] }
+secret hub { keys = ["AIPC_TEST_TOKEN"] }
+data fetch { script = "echo $AIPC_TEST_KEY_ID" secrets = [cloud, hub] mount out at "/out" }
+""")
+    for name in ("AIPC_TEST_KEY_ID", "AIPC_TEST_SECRET", "AIPC_TEST_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AIPC_TEST_SECRET", "s3cr3t")
+    code, out, err = aipc(capsys, "run", str(pipeline.path), "--progress", "plain")
+    assert code == 1
+    assert "environment variables, which are not set: AIPC_TEST_KEY_ID, AIPC_TEST_TOKEN" in err
+    assert out == ""
+    assert pipeline.containers() == [] and pipeline.volumes() == []
+
+    monkeypatch.setenv("AIPC_TEST_KEY_ID", "key-from-env")
+    monkeypatch.setenv("AIPC_TEST_TOKEN", "t")
+    code, out, err = aipc(capsys, "run", str(pipeline.path), "--progress", "plain")
+    assert code == 0, out + err
+    assert lines_of(out, "fetch") == ["key-from-env"]
+    assert "s3cr3t" not in out + err
+
+
+def test_stages_are_hardened_and_mounts_limits_and_host_volumes_apply(pipeline, capsys):
+    (pipeline.directory / "inputs").mkdir()
+    (pipeline.directory / "inputs" / "in.txt").write_text("from the host\n")
+    pipeline.write("""
+volume inputs { host = "./inputs" }
+volume shared { size = 1Gi }
+data probe {
+  script = \"\"\"
+    grep -E '^(CapEff|NoNewPrivs)' /proc/self/status
+    touch /root-write 2>/dev/null && echo root writable || echo root read-only
+    touch /tmp/t && echo tmp writable
+    touch /in/x 2>/dev/null && echo in writable || echo in read-only
+    cat /in/in.txt
+    cat /sys/fs/cgroup/memory/memory.limit_in_bytes /sys/fs/cgroup/memory.max 2>/dev/null | head -1
+    df -k /dev/shm | tail -1 | awk '{print "shm", $2}'
+    echo out > /host/out.txt
+  \"\"\"
+  mount inputs at "/in" readonly
+  mount inputs at "/host"
+  mount shared at "/shared"
+  resources { cpu = 0.5  memory = 64Mi  shm = 32Mi }
+}
+""")
+    code, out, err = aipc(capsys, "run", str(pipeline.path), "--progress", "plain")
+    assert code == 0, out + err
+    printed = lines_of(out, "probe")
+    assert printed[:2] == ["CapEff:\t0000000000000000", "NoNewPrivs:\t1"]
+    assert printed[2:7] == ["root read-only", "tmp writable", "in read-only", "from the host", str(64 * 1024 * 1024)]
+    assert printed[7] == f"shm {32 * 1024}"
+    assert (pipeline.directory / "inputs" / "out.txt").read_text() == "out\n"
+
+
+def test_a_gpu_stage_fails_cleanly_without_gpus(pipeline, capsys):
+    pipeline.write("""
+train gpu { script = "nvidia-smi" resources { gpu = 1 } retries = 2 }
+eval after_gpu { after = [gpu] script = "echo never" }
+""")
+    code, out, err = aipc(capsys, "run", str(pipeline.path), "--progress", "plain")
+    assert code == 1
+    assert "gpu: failed: Docker cannot start it: could not select device driver" in out
+    assert summary_row(out, "gpu")[-1] == "1/3"  # the engine's refusal is not retried
+    assert summary_row(out, "after_gpu")[1] == "skipped"
+    assert pipeline.containers() == []
+
+
+def test_a_missing_image_is_a_clear_error_before_anything_starts(pipeline, capsys):
+    pipeline.write(f"""
+data fine {{ script = "echo fine" }}
+data missing {{ image = "aipc-test/not-here-{uuid.uuid4().hex[:6]}:1.0" script = "true" }}
+""")
+    code, out, err = aipc(capsys, "run", str(pipeline.path), "--progress", "plain")
+    assert code == 1
+    assert re.search(r"image `aipc-test/not-here-\w+:1.0` is not on this machine and cannot be pulled", err)
+    assert "fine" not in out
+    assert pipeline.containers() == []
+
+
+def test_detach_leaves_a_healthy_service_running_until_down(pipeline, capsys):
+    port = free_port()
+    pipeline.write(f"""
+data prep {{ script = "echo prepared" }}
+serve web {{
+  after   = [prep]
+  command = ["httpd", "-f", "-p", "{port}", "-h", "/www"]
+  port    = {port}
+  health  = "/healthz"
+}}
+""")
+    code, out, err = aipc(capsys, "run", str(pipeline.path), "--detach", "--progress", "plain")
+    assert code == 0, out + err
+    assert f"web (replica 1) is serving at http://127.0.0.1:{port}" in out
+    assert summary_row(out, "web")[1] == "serving"
+    assert f"aipc down {pipeline.path}" in out
+    [container] = pipeline.containers()
+    assert container.startswith(f"aipc-{pipeline.name}-web-")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
+        assert response.read() == b"ok\n"
+
+    code, out, err = aipc(capsys, "down", str(pipeline.path))
+    assert code == 0, out + err
+    assert f"removed container {container}" in out
+    assert pipeline.containers() == [] and pipeline.networks() == []
+    assert pipeline.volumes() == []  # this pipeline has none; down -v is covered by the teardown
+
+    code, out, err = aipc(capsys, "down", str(pipeline.path))
+    assert code == 0 and "nothing of" in out
+
+
+def start_run(pipeline: Pipeline, *args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "aipc", "run", str(pipeline.path), "--progress", "plain", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=ROOT)
+
+
+def read_until(process: subprocess.Popen, wanted: list[str], timeout: float = 60) -> list[str]:
+    seen: list[str] = []
+    deadline = time.monotonic() + timeout
+    while wanted and time.monotonic() < deadline:
+        line = process.stdout.readline()
+        if not line:
+            break
+        seen.append(line.rstrip("\n"))
+        wanted = [text for text in wanted if text not in line]
+    assert not wanted, f"never saw {wanted} in:\n" + "\n".join(seen)
+    return seen
+
+
+def test_ctrl_c_stops_and_removes_the_run_containers(pipeline):
+    pipeline.write("""
+data one { script = "echo one started; sleep 60" }
+data two { script = "echo two started; sleep 60" }
+train three { after = [one, two] script = "echo never" }
+""")
+    process = start_run(pipeline, "--jobs", "2")
+    try:
+        read_until(process, ["one started", "two started"])
+        assert len(pipeline.containers()) == 2
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, out
+    assert "run interrupted" in out
+    assert "three: running" not in out
+    assert pipeline.containers() == [] and pipeline.networks() == []
+
+
+def test_ctrl_c_ends_a_foreground_service(pipeline):
+    port = free_port()
+    pipeline.write(f"""
+serve web {{ command = ["httpd", "-f", "-v", "-p", "{port}", "-h", "/www"] port = {port} health = "/healthz" }}
+""")
+    process = start_run(pipeline)
+    try:
+        read_until(process, ["press Ctrl-C"])
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=5) as response:
+            assert response.status == 200
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, out
+    assert re.search(r"web +\| .*GET /index.html|web +\| .*response:200", out), out
+    assert pipeline.containers() == [] and pipeline.networks() == []
+
+
+def test_no_docker_engine_is_a_clear_error(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "p.aip"
+    path.write_text('data a { image = "busybox:1.36" command = ["true"] }\n')
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-such.sock")
+    code, out, err = aipc(capsys, "run", str(path))
+    assert code == 1
+    assert f"aipc run: error: no Docker engine answers at unix://{tmp_path}/no-such.sock" in err
+    assert "Traceback" not in err
+    code, out, err = aipc(capsys, "down", str(path))
+    assert code == 1 and "no Docker engine answers" in err
