@@ -38,7 +38,7 @@ def print_declaration(declaration) -> str:
         type_part = f": {declaration.type.value}" if declaration.type is not None else ""
         return f"param {declaration.name.value}{type_part} = {print_value(declaration.default, '')}"
     if isinstance(declaration, m.PipelineDecl):
-        head = f"pipeline {quote((declaration.name,) if declaration.name else ())}"
+        head = f"pipeline {quote((declaration.name,) if declaration.name else (), multiline=False)}"
     elif isinstance(declaration, m.VolumeDecl):
         head = f"volume {declaration.name.value}"
     elif isinstance(declaration, m.SecretDecl):
@@ -90,7 +90,7 @@ def print_value(value, indent: str) -> str:
 
 
 def print_key(key: str) -> str:
-    return key if _BARE_KEY.fullmatch(key) else quote((key,) if key else ())
+    return key if _BARE_KEY.fullmatch(key) else quote((key,) if key else (), multiline=False)
 
 
 def _bracketed(open_: str, close: str, items: list[str], indent: str, inner: str, separator: str,

@@ -153,14 +153,14 @@ def _split(text: str, offsets, *, escapes: bool) -> tuple[Parts, list[Problem]]:
 # ------------------------------------------------------------------- printing
 
 
-def quote(parts: Parts, indent: str = "") -> str:
+def quote(parts: Parts, indent: str = "", *, multiline: bool = True) -> str:
     """Source text for a string with these parts.
 
     Text of several lines becomes a triple-quoted block indented one level
-    deeper than ``indent`` when it can be written so and read back unchanged;
-    anything else becomes ``"..."`` with escapes.
+    deeper than ``indent`` when ``multiline`` allows it and it can be written so
+    and read back unchanged; anything else becomes ``"..."`` with escapes.
     """
-    return _quote_long(parts, indent) or _quote_short(parts)
+    return (multiline and _quote_long(parts, indent)) or _quote_short(parts)
 
 
 _SHORT_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}

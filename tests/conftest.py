@@ -8,9 +8,16 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 from syrupy.extensions.single_file import SingleFileSnapshotExtension, WriteMode
 
 from tests.helpers import EXAMPLES, ROOT  # noqa: F401 - re-exported for test modules
+
+# In CI, property tests draw the same examples on every run: a red build is
+# reproducible, and a new failure comes from a change, not from luck.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI") == "true":
+    settings.load_profile("ci")
 
 
 class YamlSnapshot(SingleFileSnapshotExtension):
@@ -65,6 +72,19 @@ def docker_engine() -> None:
     if docker_available():
         return
     message = "no Docker engine answers `docker info`"
+    if os.environ.get("AIPC_REQUIRE_DOCKER") == "1":
+        pytest.fail(message + " (AIPC_REQUIRE_DOCKER=1)")
+    pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def docker_compose() -> str:
+    """The docker-compose 1.29 command (Debian's). With AIPC_REQUIRE_DOCKER=1 (the
+    test command installs it) a missing one fails the test instead of skipping it."""
+    path = shutil.which("docker-compose")
+    if path is not None:
+        return path
+    message = "docker-compose is not installed"
     if os.environ.get("AIPC_REQUIRE_DOCKER") == "1":
         pytest.fail(message + " (AIPC_REQUIRE_DOCKER=1)")
     pytest.skip(message)
