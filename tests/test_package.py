@@ -1,0 +1,67 @@
+"""The wheel: what it holds, and that it works installed outside the repository."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import ROOT
+
+ROOT_MODULES = {"__init__.py", "__main__.py", "cli.py", "codes.py", "diagnostics.py"}
+NOT_SHIPPED = {"tests", "benchmarks", "examples", "editors", "scripts", "build", "dist", ".venv", ".tools"}
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+                    "-w", str(out), str(ROOT)], check=True, capture_output=True, timeout=300)
+    (path,) = out.glob("aipc-*.whl")
+    return path
+
+
+def shipped_sources() -> set[str]:
+    """Every module and data file of every package directory in the repository."""
+    expected = {f"aipc/{name}" for name in ROOT_MODULES} | {"aipc/grammar.lark", "aipc/py.typed"}
+    for init in ROOT.glob("*/**/__init__.py"):
+        package = init.parent
+        if package.relative_to(ROOT).parts[0] in NOT_SHIPPED:
+            continue
+        for module in package.glob("*.py"):
+            expected.add("aipc/" + module.relative_to(ROOT).as_posix())
+    return expected
+
+
+def test_wheel_holds_the_package_and_nothing_else(wheel: Path):
+    names = {n for n in zipfile.ZipFile(wheel).namelist() if not n.startswith("aipc-")}
+    assert names == shipped_sources()
+    stray = {n for n in names if n.count("/") == 1 and n.endswith(".py")} - {f"aipc/{m}" for m in ROOT_MODULES}
+    assert not stray
+    assert not any(n.startswith(("aipc/tests/", "aipc/examples/", "aipc/conftest")) for n in names)
+
+
+def test_root_holds_no_stray_modules():
+    assert {p.name for p in ROOT.glob("*.py")} == ROOT_MODULES
+
+
+def test_installed_wheel_checks_an_example_outside_the_repository(wheel: Path, tmp_path: Path):
+    venv = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
+    pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(wheel)], capture_output=True, text=True,
+                         timeout=600)
+    assert pip.returncode == 0, pip.stderr
+    example = tmp_path / "fraud.aip"
+    example.write_text((ROOT / "examples" / "fraud-detection.aip").read_text())
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
+    result = subprocess.run([str(venv / "bin" / "aipc"), "check", str(example)], cwd=tmp_path, env=env,
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == f"{example}: ok (5 stages)"
+    where = subprocess.run([str(venv / "bin" / "python"), "-c", "import aipc; print(aipc.__file__)"], cwd=tmp_path,
+                           env=env, capture_output=True, text=True, timeout=60)
+    assert str(venv) in where.stdout
