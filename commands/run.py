@@ -65,8 +65,9 @@ def configure(parser) -> None:
                         help="return once the serve stages are up, leaving them running (stop: aipc down FILE)")
     parser.add_argument("--progress", choices=("auto", "live", "plain"), default="auto",
                         help="live status table or plain lines (default: live on a terminal)")
-    parser.add_argument("--bind", default="127.0.0.1", metavar="ADDRESS",
-                        help="host address serve stages publish their port on (default: 127.0.0.1)")
+    parser.add_argument("--publish-address", default="127.0.0.1", metavar="ADDRESS",
+                        help="host address serve stages publish their port on (replica n on PORT+n-1); "
+                             "default 127.0.0.1, 0.0.0.0 for every interface")
     parser.add_argument("--health-timeout", type=positive_seconds, default=300.0, metavar="SECONDS",
                         help="how long a serve stage may take to answer its health path (default: 300)")
 
@@ -139,7 +140,7 @@ def run(args) -> int:
     names = RunNames.new(pipeline, args.file)
     reporter = make_reporter(args.progress, selected)
     driver = DockerDriver(client, pipeline, names, reporter.log, reporter.note, environ=dict(os.environ),
-                          base_dir=os.path.dirname(os.path.realpath(args.file)), bind_address=args.bind,
+                          base_dir=os.path.dirname(os.path.realpath(args.file)), bind_address=args.publish_address,
                           health_timeout=args.health_timeout)
     scheduler = Scheduler(pipeline, selected, driver, reporter, args.jobs)
     keep_services = False

@@ -78,23 +78,25 @@ def host_path(volume: ir.Volume, base_dir: str) -> str:
 
 
 def stage_environment(stage: ir.Stage, environ: Mapping[str, str]) -> dict[str, str]:
-    """The stage's env, then each key of its secrets taken from ``environ``."""
+    """The stage's env, then each key of its secrets taken from ``environ``; an env
+    entry of the same name wins (as in the compose and Kubernetes backends)."""
     environment = dict(stage.env)
     for secret in stage.secrets:
         for key in secret.keys:
-            environment[key] = environ[key]
+            environment.setdefault(key, environ[key] if key in environ else "")
     return environment
 
 
 def gpu_options(resources: ir.Resources) -> dict:
     if resources.gpu <= 0:
         return {}
-    if resources.gpu_vendor is ir.GpuVendor.NVIDIA:
-        return {"device_requests": [docker.types.DeviceRequest(driver="nvidia", count=resources.gpu,
-                                                                capabilities=[["gpu"]])]}
-    # AMD (ROCm) and Intel GPUs are passed as device nodes; Docker cannot count them.
-    nodes = ["/dev/kfd", "/dev/dri"] if resources.gpu_vendor is ir.GpuVendor.AMD else ["/dev/dri"]
-    return {"devices": [f"{node}:{node}:rwm" for node in nodes]}
+    if resources.gpu_vendor is ir.GpuVendor.INTEL:
+        # Docker has no device driver for Intel GPUs: every render node is passed.
+        return {"devices": ["/dev/dri:/dev/dri:rwm"]}
+    # `nvidia`, or `amd` (the driver Docker Engine 28.3+ registers with the AMD
+    # Container Toolkit), as the compose backend reserves them.
+    return {"device_requests": [docker.types.DeviceRequest(driver=resources.gpu_vendor.value, count=resources.gpu,
+                                                            capabilities=[["gpu"]])]}
 
 
 def resource_options(resources: ir.Resources) -> dict:
@@ -152,9 +154,8 @@ def container_options(pipeline: ir.Pipeline, stage: ir.Stage, names: RunNames, n
         aliases = sorted({stage.name, ir.dns_label(stage.name)})
         options["networking_config"] = {network: docker.types.EndpointConfig("1.41", aliases=aliases)}
     if not stage.is_batch and stage.port:
-        # One replica takes the stage's own port on the host; several take free ones.
-        host_port = stage.port if stage.replicas == 1 else None
-        options["ports"] = {f"{stage.port}/tcp": (bind_address, host_port)}
+        # Replica n answers on host port PORT+n-1, as with the compose backend.
+        options["ports"] = {f"{stage.port}/tcp": (bind_address, stage.port + number - 1)}
     return options
 
 

@@ -67,10 +67,12 @@ def select_stages(pipeline: ir.Pipeline, only: Iterable[str] = (), start: str | 
 
 
 def required_secrets(pipeline: ir.Pipeline, selected: Iterable[str]) -> tuple[str, ...]:
-    """Every environment variable the selected stages' secrets need, sorted."""
+    """Every environment variable the selected stages' secrets need, sorted (a key
+    the stage's own ``env`` sets is not needed: that entry wins)."""
     wanted = set(selected)
     return tuple(sorted({key for stage in pipeline.stages if stage.name in wanted
-                         for secret in stage.secrets for key in secret.keys}))
+                         for secret in stage.secrets for key in secret.keys
+                         if key not in dict(stage.env)}))
 
 
 def missing_secrets(pipeline: ir.Pipeline, selected: Iterable[str], environ: Mapping[str, str]) -> tuple[str, ...]:

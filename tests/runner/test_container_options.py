@@ -9,7 +9,7 @@ import os
 from aipc.runner.docker_driver import container_options, used_volumes
 from aipc.runner.report import LiveReporter, PlainReporter, summary_text
 from aipc.runner.scheduler import RunResult, StageResult, Status
-from aipc.runner.selection import LABEL_FILE, LABEL_PIPELINE, LABEL_RUN, LABEL_STAGE, RunNames
+from aipc.runner.selection import LABEL_FILE, LABEL_PIPELINE, LABEL_RUN, LABEL_STAGE, RunNames, missing_secrets
 from aipc.compiler import ir
 from tests.helpers import compile_ok
 
@@ -40,6 +40,7 @@ train model {
   resources { gpu = 2 }
 }
 eval rocm { after = [model] command = ["eval"] resources { gpu = 1 gpu_vendor = amd } }
+eval arc { after = [model] command = ["eval"] resources { gpu = 1 gpu_vendor = intel } }
 serve api { after = [rocm] command = ["serve"] port = 8080 health = "/healthz" }
 serve many { after = [rocm] command = ["serve"] port = 9000 replicas = 3 }
 """
@@ -76,6 +77,14 @@ def test_command_replaces_the_entrypoint_and_script_runs_with_sh():
 def test_env_and_secrets_from_the_callers_environment():
     _, _, options = build("ingest")
     assert options["environment"] == {"LOG_LEVEL": "info", "AWS_KEY": "k", "AWS_SECRET": "s"}
+    pipeline = compile_ok('''
+    secret s3 { keys = ["AWS_KEY", "AWS_SECRET"] }
+    data a { image = "busybox:1.36" command = ["a"] secrets = [s3] env = { AWS_KEY = "from-env" } }
+    ''')
+    options = container_options(pipeline, pipeline.stage("a"), RunNames.new(pipeline, "p.aip"), 1,
+                                environ={"AWS_KEY": "k", "AWS_SECRET": "s"}, base_dir=".", network=None)
+    assert options["environment"] == {"AWS_KEY": "from-env", "AWS_SECRET": "s"}  # env wins, as in compose
+    assert missing_secrets(pipeline, ["a"], {}) == ("AWS_SECRET",)
 
 
 def test_resources_become_limits_and_reservations():
@@ -92,8 +101,10 @@ def test_gpus_are_device_requests_or_device_nodes():
     [request] = model["device_requests"]
     assert request["Driver"] == "nvidia" and request["Count"] == 2 and request["Capabilities"] == [["gpu"]]
     _, _, rocm = build("rocm")
-    assert rocm["devices"] == ["/dev/kfd:/dev/kfd:rwm", "/dev/dri:/dev/dri:rwm"]
-    assert "device_requests" not in rocm
+    [request] = rocm["device_requests"]
+    assert request["Driver"] == "amd" and request["Count"] == 1
+    _, _, arc = build("arc")
+    assert arc["devices"] == ["/dev/dri:/dev/dri:rwm"] and "device_requests" not in arc
 
 
 def test_mounts_named_volumes_binds_and_claims():
@@ -142,7 +153,7 @@ def test_services_publish_their_port_and_join_the_run_network():
     assert api["network"] == "net"
     assert api["networking_config"]["net"]["Aliases"] == ["api"]
     _, _, many = build("many", number=2)
-    assert many["ports"] == {"9000/tcp": ("127.0.0.1", None)}  # replicas take free host ports
+    assert many["ports"] == {"9000/tcp": ("127.0.0.1", 9001)}  # replica n: host port PORT+n-1
     assert many["name"].endswith("-2")
     _, _, batch = build("ingest", network=None)
     assert "ports" not in batch and "network" not in batch

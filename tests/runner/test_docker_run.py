@@ -92,10 +92,22 @@ def summary_row(out: str, stage: str) -> list[str]:
     raise AssertionError(f"no summary row for {stage} in:\n{out}")
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+def free_port(count: int = 1) -> int:
+    """The first of ``count`` consecutive free ports on 127.0.0.1."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            first = probe.getsockname()[1]
+        if first + count - 1 > 65535:
+            continue
+        try:
+            for port in range(first + 1, first + count):
+                with socket.socket() as probe:
+                    probe.bind(("127.0.0.1", port))
+        except OSError:
+            continue
+        return first
+    raise AssertionError("no free ports")
 
 
 def test_three_stages_pass_data_through_a_volume_and_leave_no_container(pipeline, capsys):
@@ -278,35 +290,66 @@ data missing {{ image = "aipc-test/not-here-{uuid.uuid4().hex[:6]}:1.0" script =
     assert pipeline.containers() == []
 
 
-def test_detach_leaves_a_healthy_service_running_until_down(pipeline, capsys):
-    port = free_port()
+def test_detach_leaves_healthy_services_running_until_down(pipeline, capsys):
+    port = free_port(2)
     pipeline.write(f"""
 data prep {{ script = "echo prepared" }}
 serve web {{
-  after   = [prep]
-  command = ["httpd", "-f", "-p", "{port}", "-h", "/www"]
-  port    = {port}
-  health  = "/healthz"
+  after    = [prep]
+  command  = ["httpd", "-f", "-p", "{port}", "-h", "/www"]
+  port     = {port}
+  replicas = 2
+  health   = "/healthz"
 }}
 """)
     code, out, err = aipc(capsys, "run", str(pipeline.path), "--detach", "--progress", "plain")
     assert code == 0, out + err
     assert f"web (replica 1) is serving at http://127.0.0.1:{port}" in out
+    assert f"web (replica 2) is serving at http://127.0.0.1:{port + 1}" in out
     assert summary_row(out, "web")[1] == "serving"
     assert f"aipc down {pipeline.path}" in out
-    [container] = pipeline.containers()
-    assert container.startswith(f"aipc-{pipeline.name}-web-")
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as response:
-        assert response.read() == b"ok\n"
+    containers = sorted(pipeline.containers())
+    assert len(containers) == 2 and all(name.startswith(f"aipc-{pipeline.name}-web-") for name in containers)
+    for replica_port in (port, port + 1):
+        with urllib.request.urlopen(f"http://127.0.0.1:{replica_port}/healthz", timeout=5) as response:
+            assert response.read() == b"ok\n"
 
     code, out, err = aipc(capsys, "down", str(pipeline.path))
     assert code == 0, out + err
-    assert f"removed container {container}" in out
+    assert all(f"removed container {container}" in out for container in containers)
     assert pipeline.containers() == [] and pipeline.networks() == []
     assert pipeline.volumes() == []  # this pipeline has none; down -v is covered by the teardown
 
     code, out, err = aipc(capsys, "down", str(pipeline.path))
     assert code == 0 and "nothing of" in out
+
+
+def test_a_service_that_never_gets_healthy_fails_the_run(pipeline, capsys):
+    port = free_port()
+    pipeline.write(f"""
+serve web {{ command = ["httpd", "-f", "-p", "{port}", "-h", "/www"] port = {port} health = "/missing" }}
+serve front {{ after = [web] command = ["httpd", "-f", "-p", "{port + 1}", "-h", "/www"] port = {port + 1} }}
+""")
+    started = time.monotonic()
+    code, out, err = aipc(capsys, "run", str(pipeline.path), "--progress", "plain", "--health-timeout", "2")
+    assert code == 1
+    assert time.monotonic() - started < 30
+    assert f"web: failed: not healthy after 2s (GET http://127.0.0.1:{port}/missing)" in out
+    assert summary_row(out, "front")[1] == "skipped"
+    assert pipeline.containers() == [] and pipeline.networks() == []
+
+
+def test_a_foreground_service_that_exits_ends_the_run_with_its_code(pipeline, capsys):
+    port = free_port()
+    pipeline.write(f"""
+serve web {{ script = "echo up; sleep 2; echo bye; exit 5" port = {port} }}
+""")
+    code, out, err = aipc(capsys, "run", str(pipeline.path), "--progress", "plain")
+    assert code == 1, out + err
+    assert lines_of(out, "web") == ["up", "bye"]
+    assert "web (replica 1) exited with code 5" in out
+    assert summary_row(out, "web")[1:2] == ["stopped"] and "5" in summary_row(out, "web")
+    assert pipeline.containers() == [] and pipeline.networks() == []
 
 
 def start_run(pipeline: Pipeline, *args: str) -> subprocess.Popen:

@@ -1,0 +1,80 @@
+"""`aipc run` and `aipc down` refusals that come before any engine is asked."""
+
+from __future__ import annotations
+
+import pytest
+
+from aipc.cli import main
+
+PIPELINE = """
+pipeline "cmd" { image = "busybox:1.36" }
+secret hub { keys = ["AIPC_TEST_UNSET_TOKEN"] }
+data ingest { command = ["true"] }
+train model { after = [ingest] command = ["true"] secrets = [hub] }
+"""
+
+
+@pytest.fixture
+def aip(tmp_path):
+    path = tmp_path / "cmd.aip"
+    path.write_text(PIPELINE)
+    return path
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_errors_in_the_file_are_printed_as_by_check(tmp_path, capsys):
+    path = tmp_path / "bad.aip"
+    path.write_text('data a { image = "busybox:1.36" after = [ingets] }\n')
+    code, out, err = run(capsys, "run", str(path))
+    assert code == 1
+    assert "error[E" in err and "ingets" in err
+    assert out == ""
+
+
+def test_a_missing_file_is_an_error_not_a_traceback(tmp_path, capsys):
+    code, out, err = run(capsys, "run", str(tmp_path / "nope.aip"))
+    assert code == 1 and "no such file" in err and "Traceback" not in err
+
+
+def test_unknown_stages_in_only_and_from_are_usage_errors(aip, capsys):
+    code, out, err = run(capsys, "run", str(aip), "--only", "ingets")
+    assert code == 2
+    assert "--only: `ingets` is not a stage of `cmd`; did you mean `ingest`?" in err
+    code, out, err = run(capsys, "run", str(aip), "--only", "ingest,modle")
+    assert code == 2 and "did you mean `model`?" in err
+    code, out, err = run(capsys, "run", str(aip), "--from", "nothing")
+    assert code == 2 and "the stages are: ingest, model" in err
+
+
+def test_only_and_from_exclude_each_other(aip, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(["run", str(aip), "--only", "ingest", "--from", "ingest"])
+    assert exit.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("jobs", ["0", "-1", "two"])
+def test_jobs_must_be_a_positive_number(aip, capsys, jobs):
+    with pytest.raises(SystemExit) as exit:
+        main(["run", str(aip), "--jobs", jobs])
+    assert exit.value.code == 2
+
+
+def test_stdin_is_refused(capsys):
+    code, out, err = run(capsys, "run", "-")
+    assert code == 2 and "needs a file" in err
+    code, out, err = run(capsys, "down", "-")
+    assert code == 2
+
+
+def test_missing_secrets_only_count_for_selected_stages(aip, capsys, monkeypatch):
+    monkeypatch.delenv("AIPC_TEST_UNSET_TOKEN", raising=False)
+    code, out, err = run(capsys, "run", str(aip), "--from", "model")
+    assert code == 1
+    assert "aipc run: error: secrets need these environment variables, which are not set: " \
+           "AIPC_TEST_UNSET_TOKEN" in err
