@@ -19,9 +19,11 @@ from aipc.diagnostics import Diagnostic
 # target name -> module; the first name is the canonical one
 TARGETS: dict[str, str] = {
     "compose": "aipc.backends.compose",
+    "k8s": "aipc.backends.kubernetes",
 }
 ALIASES: dict[str, str] = {
     "docker-compose": "compose",
+    "kubernetes": "k8s",
 }
 
 

@@ -35,6 +35,17 @@ python3 -m venv .venv
 .venv/bin/python -m pip install -q --upgrade pip >/dev/null
 .venv/bin/python -m pip install -q -e ".[test]"
 
+# 3b. checkov, which the Kubernetes and Argo tests run, pins old versions of
+#     networkx and other libraries: it gets a virtual environment of its own.
+CHECKOV_VERSION=3.3.30
+if ! .tools/checkov/bin/checkov --version 2>/dev/null | grep -qx "$CHECKOV_VERSION"; then
+  echo "test.sh: installing checkov $CHECKOV_VERSION into .tools/checkov"
+  python3 -m venv .tools/checkov
+  .tools/checkov/bin/python -m pip install -q --upgrade pip >/dev/null
+  .tools/checkov/bin/python -m pip install -q "checkov==$CHECKOV_VERSION"
+fi
+export AIPC_CHECKOV="$ROOT/.tools/checkov/bin/checkov"
+
 # 4. Run everything. Docker is required here: tests that need it fail, not skip.
 export AIPC_REQUIRE_DOCKER=1
 exec .venv/bin/python -m pytest "$@"

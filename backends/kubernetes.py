@@ -1,0 +1,555 @@
+"""Kubernetes manifests: one multi-document YAML stream a cluster accepts as is.
+
+One builder per emitted kind (``build_job``, ``build_deployment``,
+``build_service``, ``build_pvc``, ``build_network_policies``,
+``build_namespace``), and the pieces they share (``build_container``,
+``build_pod_parts``, ``build_resources``...), which the Argo backend reuses
+so that a stage runs the same way on both targets.
+
+What a program becomes
+----------------------
+- a batch stage: a ``batch/v1`` Job (``restartPolicy: Never``, ``backoffLimit``
+  = retries, ``activeDeadlineSeconds`` = timeout, ``ttlSecondsAfterFinished``);
+- a serve stage: an ``apps/v1`` Deployment and a ``v1`` Service (port named
+  ``http``; startup, readiness and liveness probes: ``httpGet`` on ``health``,
+  or ``tcpSocket`` on the port when the stage has no ``health``);
+- a sized volume: a PersistentVolumeClaim ``<pipeline>-<volume>``; a ``claim``
+  volume references the existing claim and creates nothing; mounting a
+  ``host`` volume is an error (B001) on this target;
+- a secret: ``envFrom: [{secretRef: {name: <secret>}}]`` to a Secret named after
+  the secret (``_`` becomes ``-``), created by the user; no Secret is generated.
+  Workloads that read secrets carry a ``checkov.io/skip1`` annotation for
+  CKV_K8S_35 ("prefer secrets as files"), with the reason: the language defines
+  secret keys as environment variables;
+- hardening: pod ``runAsNonRoot``, ``runAsUser``/``runAsGroup``/``fsGroup``
+  65532 (``fsGroup`` makes volumes writable), ``seccompProfile: RuntimeDefault``,
+  ``automountServiceAccountToken: false``; container
+  ``allowPrivilegeEscalation: false``, ``capabilities.drop: [ALL]``,
+  ``readOnlyRootFilesystem: true`` with an ``emptyDir`` at ``/tmp`` (and
+  ``HOME=/tmp`` unless the stage sets ``HOME``); a default-deny-ingress
+  NetworkPolicy named after the pipeline for all of its pods, and one per serve
+  stage admitting TCP traffic to its port;
+- a container that declares no cpu or memory gets ``Options.default_cpu`` /
+  ``default_memory`` (500m..2 cores, 512Mi..2Gi) so every container has
+  requests and limits.
+
+Strings reach the cluster verbatim: ``$`` is doubled where Kubernetes would
+otherwise expand ``$(VAR)`` or ``$$`` in ``command``, ``args`` and ``env``.
+
+Annotations (the contract with ``aipc apply``)
+----------------------------------------------
+Every Job and Deployment carries:
+
+- ``aipc.dev/stage``: the stage's name as written in the .aip file;
+- ``aipc.dev/depends-on``: its direct dependencies as comma-separated
+  ``Kind/name`` references to objects of this stream in the same namespace
+  (``Job/fraud-detection-ingest,Deployment/recommender-candidates``), sorted;
+  the empty string when the stage has no dependencies. A Job dependency is met
+  when the Job has completed; a Deployment dependency when it is available;
+- ``aipc.dev/level``: the length of the longest dependency chain before the
+  stage (``0`` for roots), a decimal string: stages of one level can start
+  together once the previous levels are done.
+
+Documents come in a fixed order: the Namespace (with ``--namespace-object``),
+the default-deny NetworkPolicy, the PersistentVolumeClaims by volume name, then
+each stage in topological order (Job; or Deployment, Service, NetworkPolicy).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from aipc import codes
+from aipc.backends import Emitted
+from aipc.compiler import ir
+from aipc.compiler.units import format_bytes, format_cpu
+from aipc.diagnostics import Diagnostics
+
+STAGE_ANNOTATION = "aipc.dev/stage"
+DEPENDS_ON_ANNOTATION = "aipc.dev/depends-on"
+LEVEL_ANNOTATION = "aipc.dev/level"
+SECRETS_AS_ENV_SKIP = {
+    "checkov.io/skip1": "CKV_K8S_35=the .aip language injects secret keys as environment variables",
+}
+
+MANAGED_BY = "aipc"
+PORT_NAME = "http"
+NON_ROOT_ID = 65532  # the conventional `nonroot` user: above 10000, outside host ranges
+
+GPU_RESOURCE = {
+    ir.GpuVendor.NVIDIA: "nvidia.com/gpu",
+    ir.GpuVendor.AMD: "amd.com/gpu",
+    ir.GpuVendor.INTEL: "gpu.intel.com/i915",
+}
+GPU_PRODUCT_LABEL = {  # node labels set by each vendor's feature discovery
+    ir.GpuVendor.NVIDIA: "nvidia.com/gpu.product",
+    ir.GpuVendor.AMD: "amd.com/gpu.product-name",
+    ir.GpuVendor.INTEL: "gpu.intel.com/product",
+}
+ACCESS_MODE = {
+    ir.Access.RWO: "ReadWriteOnce",
+    ir.Access.RWX: "ReadWriteMany",
+    ir.Access.ROX: "ReadOnlyMany",
+}
+GIB = 2**30
+MIB = 2**20
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the Kubernetes target lets a user choose (flags in ``add_arguments``)."""
+
+    namespace_object: bool = False  # also emit the Namespace named in the header
+    ttl_seconds_after_finished: int = 86400  # finished Jobs are cleaned up after a day
+    run_as: int = NON_ROOT_ID  # uid, gid and fsGroup of every pod
+    default_cpu: ir.Range = field(default_factory=lambda: ir.Range(500, 2000))
+    default_memory: ir.Range = field(default_factory=lambda: ir.Range(512 * MIB, 2 * GIB))
+
+
+def default_filename(pipeline: ir.Pipeline) -> str:
+    return f"{pipeline.dns_name}.k8s.yaml"
+
+
+def add_arguments(group) -> None:
+    group.add_argument("--namespace-object", action="store_true",
+                       help="k8s: also emit the Namespace object named by the pipeline header")
+
+
+def options_from(args) -> Options:
+    return Options(namespace_object=bool(getattr(args, "namespace_object", False)))
+
+
+# ----------------------------------------------------------------- strings
+
+
+# How a string attribute is written: the Kubernetes target writes the value the
+# parameters gave it; the Argo target writes parameters as `{{workflow.parameters.x}}`.
+Render = Callable[[ir.Stage, str, str], str]
+
+
+def literal(stage: ir.Stage, path: str, value: str) -> str:
+    return value
+
+
+def no_expansion(text: str) -> str:
+    """``text`` as Kubernetes passes it on: it expands ``$(VAR)`` and turns ``$$``
+    into ``$`` in command, args and env values, so ``$`` is doubled when either
+    appears (``$$`` always yields one ``$``)."""
+    if "$(" in text or "$$" in text:
+        return text.replace("$", "$$")
+    return text
+
+
+# ------------------------------------------------------------------ metadata
+
+
+def label_value(text: str) -> str:
+    """A label value: at most 63 characters, starting and ending alphanumeric."""
+    return text[:63].strip("-_.")
+
+
+def labels_for(pipeline: ir.Pipeline, name: str, component: str,
+               extra: tuple[tuple[str, str], ...] = ()) -> dict:
+    labels = {
+        "app.kubernetes.io/name": label_value(name),
+        "app.kubernetes.io/part-of": label_value(pipeline.name),
+        "app.kubernetes.io/component": component,
+        "app.kubernetes.io/managed-by": MANAGED_BY,
+    }
+    for key, value in (*pipeline.labels, *extra):
+        labels[key] = value
+    return labels
+
+
+def stage_labels(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
+    return labels_for(pipeline, stage.name, stage.kind.value, stage.labels)
+
+
+def selector_labels(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
+    """The labels that pick one stage's pods (a subset of ``stage_labels``)."""
+    return {
+        "app.kubernetes.io/name": label_value(stage.name),
+        "app.kubernetes.io/part-of": label_value(pipeline.name),
+    }
+
+
+def metadata(pipeline: ir.Pipeline, name: str, labels: dict, annotations: dict | None = None) -> dict:
+    meta: dict = {"name": name}
+    if pipeline.namespace:
+        meta["namespace"] = pipeline.namespace
+    meta["labels"] = labels
+    if annotations:
+        meta["annotations"] = annotations
+    return meta
+
+
+def workload_kind(stage: ir.Stage) -> str:
+    return "Job" if stage.is_batch else "Deployment"
+
+
+def stage_annotations(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
+    depends_on = ",".join(
+        f"{workload_kind(pipeline.stage(name))}/{pipeline.object_name(name)}" for name in stage.after
+    )
+    annotations = {
+        STAGE_ANNOTATION: stage.name,
+        DEPENDS_ON_ANNOTATION: depends_on,
+        LEVEL_ANNOTATION: str(stage.level),
+    }
+    if stage.secrets:
+        annotations.update(SECRETS_AS_ENV_SKIP)
+    return annotations
+
+
+# ------------------------------------------------------------------ volumes
+
+
+def volume_name(volume: ir.Volume) -> str:
+    """The name of a pipeline volume inside a pod."""
+    return ir.dns_label(volume.name)
+
+
+def claim_name(pipeline: ir.Pipeline, volume: ir.Volume) -> str:
+    """The PersistentVolumeClaim a sized or claimed volume is."""
+    if volume.kind is ir.VolumeKind.CLAIM:
+        return volume.claim or volume.name
+    return pipeline.object_name(volume.name)
+
+
+@dataclass(frozen=True)
+class ScratchNames:
+    """Names of the emptyDir volumes the compiler adds, clear of every pipeline volume."""
+
+    tmp: str
+    shm: str
+
+
+def scratch_names(pipeline: ir.Pipeline) -> ScratchNames:
+    taken = {volume_name(v) for v in pipeline.volumes}
+
+    def free(base: str) -> str:
+        name, number = base, 1
+        while name in taken:
+            number += 1
+            name = f"{base}-{number}"
+        taken.add(name)
+        return name
+
+    return ScratchNames(tmp=free("tmp"), shm=free("dshm"))
+
+
+def pvc_spec(volume: ir.Volume) -> dict:
+    spec: dict = {"accessModes": [ACCESS_MODE[volume.access]]}
+    if volume.storage_class:
+        spec["storageClassName"] = volume.storage_class
+    spec["resources"] = {"requests": {"storage": format_bytes(volume.size or 0)}}
+    return spec
+
+
+def build_pvc(pipeline: ir.Pipeline, volume: ir.Volume) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": metadata(pipeline, claim_name(pipeline, volume), labels_for(pipeline, volume.name, "volume")),
+        "spec": pvc_spec(volume),
+    }
+
+
+# --------------------------------------------------------------- containers
+
+
+def build_resources(resources: ir.Resources, options: Options) -> dict:
+    cpu = resources.cpu or options.default_cpu
+    memory = resources.memory or options.default_memory
+    requests = {"cpu": format_cpu(cpu.request), "memory": format_bytes(memory.request)}
+    limits = {"cpu": format_cpu(cpu.limit), "memory": format_bytes(memory.limit)}
+    if resources.disk is not None:
+        requests["ephemeral-storage"] = limits["ephemeral-storage"] = format_bytes(resources.disk)
+    if resources.gpu > 0:
+        limits[GPU_RESOURCE[resources.gpu_vendor]] = resources.gpu
+    return {"requests": requests, "limits": limits}
+
+
+def build_tolerations(resources: ir.Resources) -> list[dict]:
+    """GPU nodes are usually tainted with their resource name; GPU stages tolerate it."""
+    if resources.gpu <= 0 and resources.gpu_model is None:
+        return []
+    return [{"key": GPU_RESOURCE[resources.gpu_vendor], "operator": "Exists", "effect": "NoSchedule"}]
+
+
+def build_node_selector(resources: ir.Resources) -> dict:
+    if resources.gpu_model is None:
+        return {}
+    return {GPU_PRODUCT_LABEL[resources.gpu_vendor]: resources.gpu_model}
+
+
+def container_security_context() -> dict:
+    return {
+        "allowPrivilegeEscalation": False,
+        "privileged": False,
+        "readOnlyRootFilesystem": True,
+        "runAsNonRoot": True,
+        "capabilities": {"drop": ["ALL"]},
+    }
+
+
+def pod_security_context(options: Options) -> dict:
+    return {
+        "runAsNonRoot": True,
+        "runAsUser": options.run_as,
+        "runAsGroup": options.run_as,
+        "fsGroup": options.run_as,
+        "fsGroupChangePolicy": "OnRootMismatch",
+        "seccompProfile": {"type": "RuntimeDefault"},
+    }
+
+
+def build_program(stage: ir.Stage, render: Render) -> dict:
+    """``command`` is the whole argv (it replaces the image's entrypoint); a
+    ``script`` runs with ``sh -c``; with neither the image's own entrypoint runs."""
+    if stage.script is not None:
+        return {"command": ["sh", "-c"], "args": [no_expansion(render(stage, "script", stage.script))]}
+    if stage.command:
+        return {"command": [no_expansion(render(stage, f"command.{i}", argument))
+                            for i, argument in enumerate(stage.command)]}
+    return {}
+
+
+def build_env(stage: ir.Stage, render: Render) -> list[dict]:
+    env = [{"name": name, "value": no_expansion(render(stage, f"env.{name}", value))} for name, value in stage.env]
+    if not any(name == "HOME" for name, _ in stage.env):
+        env.append({"name": "HOME", "value": "/tmp"})  # the root filesystem is read-only
+    return env
+
+
+def build_probes(stage: ir.Stage, render: Render) -> dict:
+    if stage.health is not None:
+        handler: dict = {"httpGet": {"path": render(stage, "health", stage.health), "port": PORT_NAME}}
+    else:
+        handler = {"tcpSocket": {"port": PORT_NAME}}
+    return {
+        "startupProbe": {**handler, "periodSeconds": 10, "failureThreshold": 60},
+        "readinessProbe": {**handler, "periodSeconds": 10, "failureThreshold": 3},
+        "livenessProbe": {**handler, "periodSeconds": 20, "failureThreshold": 3},
+    }
+
+
+def build_volume_mounts(stage: ir.Stage, scratch: ScratchNames) -> list[dict]:
+    mounts = []
+    for mount in stage.mounts:
+        item: dict = {"name": volume_name(mount.volume), "mountPath": mount.path}
+        if mount.readonly:
+            item["readOnly"] = True
+        mounts.append(item)
+    if not any(m.path == "/tmp" for m in stage.mounts):
+        mounts.append({"name": scratch.tmp, "mountPath": "/tmp"})
+    if stage.resources.shm is not None:
+        mounts.append({"name": scratch.shm, "mountPath": "/dev/shm"})
+    return mounts
+
+
+def build_container(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render = literal) -> dict:
+    container: dict = {
+        "name": ir.dns_label(stage.name),
+        "image": render(stage, "image", stage.image),
+        **build_program(stage, render),
+    }
+    if stage.workdir is not None:
+        container["workingDir"] = render(stage, "workdir", stage.workdir)
+    container["env"] = build_env(stage, render)
+    if stage.secrets:
+        container["envFrom"] = [{"secretRef": {"name": ir.dns_label(s.name)}} for s in stage.secrets]
+    if not stage.is_batch and stage.port is not None:
+        container["ports"] = [{"name": PORT_NAME, "containerPort": stage.port, "protocol": "TCP"}]
+        container.update(build_probes(stage, render))
+    container["resources"] = build_resources(stage.resources, options)
+    container["securityContext"] = container_security_context()
+    container["volumeMounts"] = build_volume_mounts(stage, scratch_names(pipeline))
+    return container
+
+
+def scratch_volumes(pipeline: ir.Pipeline, stage: ir.Stage) -> list[dict]:
+    """The emptyDirs every pod gets: a writable /tmp, and /dev/shm sized by `shm`."""
+    scratch = scratch_names(pipeline)
+    volumes: list[dict] = []
+    if not any(m.path == "/tmp" for m in stage.mounts):
+        volumes.append({"name": scratch.tmp, "emptyDir": {}})
+    if stage.resources.shm is not None:
+        volumes.append({"name": scratch.shm, "emptyDir": {"medium": "Memory", "sizeLimit": format_bytes(stage.resources.shm)}})
+    return volumes
+
+
+def claim_volumes(pipeline: ir.Pipeline, stage: ir.Stage) -> list[dict]:
+    """The stage's pipeline volumes as PersistentVolumeClaim references."""
+    volumes = []
+    for mount in stage.mounts:
+        source = {"claimName": claim_name(pipeline, mount.volume)}
+        volumes.append({"name": volume_name(mount.volume), "persistentVolumeClaim": source})
+    return volumes
+
+
+@dataclass(frozen=True)
+class PodParts:
+    """What one stage's pod is made of, for a pod spec here or an Argo template."""
+
+    container: dict
+    scratch_volumes: list
+    claim_volumes: list
+    node_selector: dict
+    tolerations: list
+
+
+def build_pod_parts(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render = literal) -> PodParts:
+    return PodParts(
+        container=build_container(pipeline, stage, options, render),
+        scratch_volumes=scratch_volumes(pipeline, stage),
+        claim_volumes=claim_volumes(pipeline, stage),
+        node_selector=build_node_selector(stage.resources),
+        tolerations=build_tolerations(stage.resources),
+    )
+
+
+def build_pod_spec(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render = literal) -> dict:
+    parts = build_pod_parts(pipeline, stage, options, render)
+    spec: dict = {}
+    if stage.is_batch:
+        spec["restartPolicy"] = "Never"
+    spec["automountServiceAccountToken"] = False
+    spec["securityContext"] = pod_security_context(options)
+    if parts.node_selector:
+        spec["nodeSelector"] = parts.node_selector
+    if parts.tolerations:
+        spec["tolerations"] = parts.tolerations
+    spec["containers"] = [parts.container]
+    spec["volumes"] = parts.claim_volumes + parts.scratch_volumes
+    return spec
+
+
+# ---------------------------------------------------------------- workloads
+
+
+def build_job(pipeline: ir.Pipeline, stage: ir.Stage, options: Options) -> dict:
+    labels = stage_labels(pipeline, stage)
+    spec: dict = {"backoffLimit": stage.retries}
+    if stage.timeout is not None:
+        spec["activeDeadlineSeconds"] = stage.timeout
+    spec["ttlSecondsAfterFinished"] = options.ttl_seconds_after_finished
+    spec["template"] = {
+        "metadata": {"labels": labels},
+        "spec": build_pod_spec(pipeline, stage, options),
+    }
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": metadata(pipeline, pipeline.object_name(stage.name), labels, stage_annotations(pipeline, stage)),
+        "spec": spec,
+    }
+
+
+def build_deployment(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render = literal) -> dict:
+    labels = stage_labels(pipeline, stage)
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": metadata(pipeline, pipeline.object_name(stage.name), labels, stage_annotations(pipeline, stage)),
+        "spec": {
+            "replicas": stage.replicas,
+            "selector": {"matchLabels": selector_labels(pipeline, stage)},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": build_pod_spec(pipeline, stage, options, render),
+            },
+        },
+    }
+
+
+def build_service(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
+    """A ClusterIP Service named like the Deployment (the pipeline prefix starts
+    with a letter, so the name is also a DNS-1035 label)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(pipeline, pipeline.object_name(stage.name), stage_labels(pipeline, stage)),
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector_labels(pipeline, stage),
+            "ports": [{"name": PORT_NAME, "port": stage.port, "targetPort": PORT_NAME, "protocol": "TCP"}],
+        },
+    }
+
+
+# ----------------------------------------------------------------- network
+
+
+def build_default_deny(pipeline: ir.Pipeline) -> dict:
+    """No ingress to any of the pipeline's pods unless another policy admits it."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(pipeline, pipeline.dns_name, labels_for(pipeline, pipeline.name, "network-policy")),
+        "spec": {
+            "podSelector": {"matchLabels": {"app.kubernetes.io/part-of": label_value(pipeline.name)}},
+            "policyTypes": ["Ingress"],
+        },
+    }
+
+
+def build_allow_port(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
+    """Admit TCP traffic to a serve stage's port, from anywhere."""
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(pipeline, pipeline.object_name(stage.name), stage_labels(pipeline, stage)),
+        "spec": {
+            "podSelector": {"matchLabels": selector_labels(pipeline, stage)},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"ports": [{"protocol": "TCP", "port": stage.port}]}],
+        },
+    }
+
+
+def build_namespace(pipeline: ir.Pipeline) -> dict:
+    return {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": pipeline.namespace, "labels": labels_for(pipeline, pipeline.namespace or "", "namespace")},
+    }
+
+
+# -------------------------------------------------------------------- emit
+
+
+def check_host_mounts(pipeline: ir.Pipeline, sink: Diagnostics, target: str) -> None:
+    """A host path exists on one Docker host, not on a cluster's nodes (B001)."""
+    for stage in pipeline.stages:
+        for mount in stage.mounts:
+            if mount.volume.kind is ir.VolumeKind.HOST:
+                sink.error(
+                    codes.NOT_PORTABLE, mount.span,
+                    f"stage `{stage.name}` mounts the host volume `{mount.volume.name}`, which {target} cannot provide",
+                    label="a host path exists only on one Docker host",
+                    help=f"give `{mount.volume.name}` a `size` (a new claim) or a `claim` (an existing one); "
+                    "host volumes are for --target compose",
+                )
+
+
+def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
+    options = options or Options()
+    sink = Diagnostics(pipeline.file)
+    check_host_mounts(pipeline, sink, "Kubernetes")
+    if sink.has_errors:
+        return Emitted((), tuple(sink.sorted()))
+    documents: list[dict] = []
+    if options.namespace_object and pipeline.namespace:
+        documents.append(build_namespace(pipeline))
+    if pipeline.stages:
+        documents.append(build_default_deny(pipeline))
+    documents += [build_pvc(pipeline, v) for v in pipeline.volumes if v.kind is ir.VolumeKind.SIZED]
+    for stage in pipeline.stages:
+        if stage.is_batch:
+            documents.append(build_job(pipeline, stage, options))
+        else:
+            documents += [build_deployment(pipeline, stage, options), build_service(pipeline, stage),
+                          build_allow_port(pipeline, stage)]
+    return Emitted(tuple(documents), tuple(sink.sorted()))
