@@ -21,6 +21,7 @@ COMMANDS = (
     "compile",
     "graph",
     "plan",
+    "apply",
     "explain",
     "run",
     "down",
