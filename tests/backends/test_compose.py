@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import http.server
 import os
-import shutil
 import subprocess
 import sys
 import threading
@@ -52,18 +51,6 @@ def compile_example(path: Path) -> str:
     checked = check_source(path.read_text(), str(path.relative_to(ROOT)))
     assert checked.ir is not None
     return to_yaml(compose.emit(checked.ir).documents)
-
-
-@pytest.fixture(scope="session")
-def docker_compose() -> str:
-    """docker-compose 1.29 (Debian's); like the Docker fixtures, missing it fails the
-    test when AIPC_REQUIRE_DOCKER=1 (the test command installs it)."""
-    path = shutil.which("docker-compose")
-    if path is not None:
-        return path
-    if os.environ.get("AIPC_REQUIRE_DOCKER") == "1":
-        pytest.fail("docker-compose is not installed (AIPC_REQUIRE_DOCKER=1)")
-    pytest.skip("docker-compose is not installed")
 
 
 def compose_config(docker_compose: str, directory: Path, text: str) -> subprocess.CompletedProcess:

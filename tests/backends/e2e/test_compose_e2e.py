@@ -1,0 +1,291 @@
+"""Compiled pipelines run for real: `docker-compose up` (Debian's 1.29) on the local
+engine, with the offline busybox image. Each test has its own project, brought
+down with its volumes afterwards; no container is left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import urllib.request
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from aipc.cli import main
+
+pytestmark = pytest.mark.docker
+
+IMAGE = "aipc-test/busybox:1.0"  # tests/conftest.py builds it (busybox_image)
+UP_TIMEOUT = 120  # seconds; every pipeline here finishes in a few
+
+
+@dataclass
+class Project:
+    """One compiled pipeline and the docker-compose project that runs it."""
+
+    name: str
+    directory: Path
+    docker_compose: str
+
+    @property
+    def file(self) -> Path:
+        return self.directory / "compose.yaml"
+
+    def compile(self, text: str, *options: str) -> str:
+        source = self.directory / "pipeline.aip"
+        source.write_text(text.replace("IMAGE", IMAGE))
+        status = main(["compile", str(source), "--target", "compose", "-o", str(self.file), *options])
+        assert status == 0
+        return self.file.read_text()
+
+    def compose(self, *args: str, timeout: int = UP_TIMEOUT, env: dict | None = None) -> subprocess.CompletedProcess:
+        return subprocess.run([self.docker_compose, "-p", self.name, "-f", str(self.file), *args],
+                              capture_output=True, text=True, timeout=timeout,
+                              env={**os.environ, **(env or {})})
+
+    def containers(self, service: str | None = None) -> list[dict]:
+        """`docker inspect` of the project's containers (of one service), by number."""
+        filters = ["--filter", f"label=com.docker.compose.project={self.name}"]
+        if service is not None:
+            filters += ["--filter", f"label=com.docker.compose.service={service}"]
+        ids = subprocess.run(["docker", "ps", "-a", "-q", *filters], capture_output=True, text=True,
+                             check=True, timeout=30).stdout.split()
+        if not ids:
+            return []
+        inspected = json.loads(subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True,
+                                              check=True, timeout=30).stdout)
+        return sorted(inspected, key=lambda c: c["Config"]["Labels"]["com.docker.compose.container-number"])
+
+    def one(self, service: str) -> dict:
+        (container,) = self.containers(service)
+        return container
+
+
+@pytest.fixture
+def project(tmp_path, docker_engine, busybox_image, docker_compose):
+    project = Project(f"aipc-e2e-{uuid.uuid4().hex[:10]}", tmp_path, docker_compose)
+    yield project
+    if project.file.exists():
+        down = project.compose("down", "--volumes", "--remove-orphans", "--timeout", "1", timeout=120)
+        assert down.returncode == 0, down.stderr
+    assert project.containers() == [], "containers left behind"
+
+
+def started(container: dict) -> datetime:
+    return moment(container["State"]["StartedAt"])
+
+
+def finished(container: dict) -> datetime:
+    return moment(container["State"]["FinishedAt"])
+
+
+def moment(text: str) -> datetime:
+    """Docker's RFC 3339 times have up to nine fractional digits; keep microseconds."""
+    stamp, _, fraction = text.rstrip("Z").partition(".")
+    return datetime.fromisoformat(f"{stamp}.{(fraction + '000000')[:6]}").replace(tzinfo=timezone.utc)
+
+
+def never_started(container: dict) -> bool:
+    return container["State"]["StartedAt"].startswith("0001-01-01")
+
+
+def free_ports(count: int) -> int:
+    """The first of `count` consecutive ports that nothing listens on."""
+    for _ in range(200):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            first = probe.getsockname()[1]
+        if first + count > 60000:
+            continue
+        sockets = []
+        try:
+            for port in range(first, first + count):
+                sockets.append(socket.socket())
+                sockets[-1].bind(("0.0.0.0", port))
+            return first
+        except OSError:
+            continue
+        finally:
+            for s in sockets:
+                s.close()
+    raise AssertionError("no free ports")
+
+
+CHAIN = '''
+pipeline "e2e-chain" { labels = { suite = "e2e" } }
+volume work { size = 16Mi }
+secret token { keys = ["AIPC_E2E_TOKEN"] }
+
+data first {
+  image  = "IMAGE"
+  env    = { PRICE = "$5 and $${HOME}" }
+  script = """
+    set -eu
+    sleep 4  # longer than docker-compose 1.29 takes to start the next container
+    echo "first $PRICE" >> /work/log
+  """
+  mount work at "/work"
+}
+
+train second {
+  image   = "IMAGE"
+  after   = [first]
+  command = ["sh", "-c", "set -eu; grep -q first /work/log; echo second >> /work/log"]
+  mount work at "/work"
+}
+
+eval third {
+  image   = "IMAGE"
+  after   = [second]
+  secrets = [token]
+  script  = """
+    set -eu
+    printf 'first $5 and $${HOME}\\nsecond\\n' | cmp - /work/log
+    echo "the token is <$AIPC_E2E_TOKEN>"
+    if touch /work/x 2>/dev/null; then echo "readonly mount is writable"; exit 1; fi
+    if touch /etc/x 2>/dev/null; then echo "root file system is writable"; exit 1; fi
+    touch /tmp/x
+    grep -q '^CapEff:[[:space:]]*0000000000000000$' /proc/self/status
+    grep -q '^NoNewPrivs:[[:space:]]*1$' /proc/self/status
+    echo "third saw the data"
+  """
+  mount work at "/work" readonly
+}
+'''
+
+
+def test_three_batch_stages_pass_data_through_a_volume_in_order(project):
+    text = project.compile(CHAIN)
+    assert "from-the-caller" not in text
+    up = project.compose("up", env={"AIPC_E2E_TOKEN": "from-the-caller"})
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert "third saw the data" in up.stdout
+    assert "the token is <from-the-caller>" in up.stdout  # passed through, never written down
+    first, second, third = (project.one(name) for name in ("first", "second", "third"))
+    assert [c["State"]["ExitCode"] for c in (first, second, third)] == [0, 0, 0]
+    assert finished(first) <= started(second) and finished(second) <= started(third)
+    assert third["Config"]["Labels"]["app.kubernetes.io/part-of"] == "e2e-chain"
+    assert third["Config"]["Labels"]["suite"] == "e2e"
+
+
+FAILING = '''
+data first  { image = "IMAGE"  command = ["true"] }
+data middle { image = "IMAGE"  after = [first]   command = ["sh", "-c", "echo middle fails; exit 3"] }
+data last   { image = "IMAGE"  after = [middle]  command = ["sh", "-c", "echo last ran"] }
+'''
+
+
+def test_a_failing_stage_fails_the_run_and_its_dependant_never_starts(project):
+    project.compile(FAILING)
+    up = project.compose("up")
+    assert up.returncode != 0
+    assert "last ran" not in up.stdout
+    assert project.one("first")["State"]["ExitCode"] == 0
+    assert project.one("middle")["State"]["ExitCode"] == 3
+    assert all(never_started(c) for c in project.containers("last"))
+
+
+RETRIED = '''
+volume state { size = 16Mi }
+data flaky {
+  image   = "IMAGE"
+  retries = 2
+  script  = """
+    if [ ! -e /state/tried ]; then touch /state/tried; echo "first attempt fails"; exit 1; fi
+    sleep 1
+    echo "second attempt works" > /state/done
+  """
+  mount state at "/state"
+}
+data next {
+  image   = "IMAGE"
+  after   = [flaky]
+  command = ["sh", "-c", "cat /state/done && echo next ran"]
+  mount state at "/state" readonly
+}
+'''
+
+
+def test_retries_run_a_failed_stage_again_before_its_dependant(project):
+    project.compile(RETRIED)
+    up = project.compose("up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    flaky = project.one("flaky")
+    assert flaky["RestartCount"] == 1 and flaky["State"]["ExitCode"] == 0
+    assert project.one("next")["State"]["ExitCode"] == 0
+    assert "second attempt works" in up.stdout and "next ran" in up.stdout
+
+
+SERVING = '''
+param port: int = 8080
+param front_port: int = 9090
+volume site { size = 16Mi }
+
+data publish {
+  image  = "IMAGE"
+  script = "echo ready > /www/ready"
+  mount site at "/www"
+}
+
+serve web {
+  image    = "IMAGE"
+  after    = [publish]
+  command  = ["httpd", "-f", "-p", "${port}", "-h", "/www"]
+  mount site at "/www" readonly
+  port     = "${port}"
+  replicas = 2
+  health   = "/ready"
+}
+
+serve front {
+  image   = "IMAGE"
+  after   = [web]
+  command = ["httpd", "-f", "-p", "${front_port}", "-h", "/www"]
+  port    = "${front_port}"
+}
+'''
+
+
+def http_get(url: str) -> str:
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # straight to 127.0.0.1
+    with opener.open(url, timeout=10) as response:
+        return response.read().decode()
+
+
+def test_a_service_becomes_healthy_after_its_batch_dependency(project):
+    port = free_ports(3)
+    project.compile(SERVING, "-p", f"port={port}", "-p", f"front_port={port + 2}",
+                    "--compose-publish-address", "127.0.0.1")
+    up = project.compose("up", "--detach")
+    assert up.returncode == 0, up.stdout + up.stderr
+    publish = project.one("publish")
+    web = project.containers("web")
+    assert publish["State"]["ExitCode"] == 0
+    assert len(web) == 2
+    for replica in web:
+        # `front` waits for `web` to be healthy, so `up` returned only once it was.
+        assert replica["State"]["Health"]["Status"] == "healthy"
+        assert finished(publish) <= started(replica)
+    assert project.one("front")["State"]["Running"]
+    assert http_get(f"http://127.0.0.1:{port}/ready") == "ready\n"
+    assert http_get(f"http://127.0.0.1:{port + 1}/ready") == "ready\n"  # the second replica's host port
+
+
+GPU = '''
+train gpu_stage { image = "IMAGE"  command = ["true"]  resources { gpu = 1 } }
+eval after_gpu  { image = "IMAGE"  after = [gpu_stage]  command = ["echo", "after the GPU stage"] }
+'''
+
+
+def test_a_gpu_stage_without_a_gpu_fails_with_dockers_device_error(project):
+    project.compile(GPU)
+    up = project.compose("up", timeout=60)
+    assert up.returncode != 0
+    assert 'could not select device driver "nvidia" with capabilities: [[gpu]]' in up.stderr
+    assert "after the GPU stage" not in up.stdout
+    assert all(never_started(c) for c in project.containers("after_gpu"))
