@@ -38,7 +38,16 @@ def run(args) -> int:
     except EngineUnavailable as problem:
         print(f"aipc down: error: {problem}", file=sys.stderr)
         return 1
-    removed = down(client, args.file, volumes=args.volumes)
+    import docker.errors
+    import requests.exceptions
+
+    from aipc.runner.docker_driver import engine_message
+
+    try:
+        removed = down(client, args.file, volumes=args.volumes)
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as problem:
+        print(f"aipc down: error: the Docker engine failed: {engine_message(problem)}", file=sys.stderr)
+        return 1
     for kind, names in (("container", removed.containers), ("network", removed.networks),
                         ("volume", removed.volumes)):
         for name in names:

@@ -202,15 +202,18 @@ class DockerDriver:
 
     def prepare(self, stages: list[ir.Stage]) -> None:
         """Images, volumes and the network; raises PreflightError listing every problem."""
-        problems = self._check_images(sorted({stage.image for stage in stages}))
-        volumes = used_volumes(stages)
-        problems += self._check_claims(volumes)
-        if problems:
-            raise PreflightError(problems)
-        problems = self._create_volumes(volumes)
-        if problems:
-            raise PreflightError(problems)
-        self._create_network()
+        try:
+            problems = self._check_images(sorted({stage.image for stage in stages}))
+            volumes = used_volumes(stages)
+            problems += self._check_claims(volumes)
+            if problems:
+                raise PreflightError(problems)
+            problems = self._create_volumes(volumes)
+            if problems:
+                raise PreflightError(problems)
+            self._create_network()
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+            raise PreflightError([f"the Docker engine failed: {engine_message(error)}"]) from None
 
     def _check_images(self, images: list[str]) -> list[str]:
         problems = []
@@ -252,8 +255,10 @@ class DockerDriver:
         for volume in volumes:
             if volume.kind is ir.VolumeKind.HOST:
                 path = host_path(volume, self.base_dir)
+                if os.path.exists(path):
+                    continue  # a directory, or a file to bind
                 try:
-                    os.makedirs(path, exist_ok=True)
+                    os.makedirs(path)
                 except OSError as error:
                     problems.append(f"volume `{volume.name}`: cannot create `{path}`: {error.strerror or error}")
             elif volume.kind is ir.VolumeKind.SIZED:
@@ -473,8 +478,8 @@ class DockerDriver:
                     if state.get("Status") not in ("exited", "dead"):
                         continue
                     replica.exit_code = state.get("ExitCode")
-                except docker.errors.NotFound:
-                    pass
+                except (docker.errors.DockerException, requests.exceptions.RequestException):
+                    pass  # removed meanwhile (`aipc down`), or the engine went away
                 running.remove(replica)
                 on_exit(replica)
         return self.services()
