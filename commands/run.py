@@ -77,8 +77,9 @@ def error(text: str) -> None:
 
 
 class Interrupts:
-    """SIGINT and SIGTERM raise KeyboardInterrupt once; later ones are ignored so the
-    clean-up that follows the first cannot itself be cut short."""
+    """SIGINT, SIGTERM and SIGHUP (the terminal closed) raise KeyboardInterrupt once;
+    later ones are ignored so the clean-up that follows the first cannot itself be
+    cut short."""
 
     def __init__(self, note) -> None:
         self.note = note
@@ -94,7 +95,7 @@ class Interrupts:
 
     def __enter__(self) -> "Interrupts":
         if threading.current_thread() is threading.main_thread():
-            for signum in (signal.SIGINT, signal.SIGTERM):
+            for signum in (signal.SIGINT, signal.SIGTERM, getattr(signal, "SIGHUP", signal.SIGTERM)):
                 self.previous[signum] = signal.signal(signum, self._handle)
         return self
 

@@ -391,7 +391,8 @@ train three { after = [one, two] script = "echo never" }
     assert pipeline.containers() == [] and pipeline.networks() == []
 
 
-def test_ctrl_c_ends_a_foreground_service(pipeline):
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_ends_a_foreground_service(pipeline, signum):
     port = free_port()
     pipeline.write(f"""
 serve web {{ command = ["httpd", "-f", "-v", "-p", "{port}", "-h", "/www"] port = {port} health = "/healthz" }}
@@ -401,7 +402,7 @@ serve web {{ command = ["httpd", "-f", "-v", "-p", "{port}", "-h", "/www"] port 
         read_until(process, ["press Ctrl-C"])
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/index.html", timeout=5) as response:
             assert response.status == 200
-        process.send_signal(signal.SIGINT)
+        process.send_signal(signum)
         out, _ = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
