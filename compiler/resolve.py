@@ -23,12 +23,16 @@ class Symbols:
     secrets: dict[str, m.SecretDecl] = field(default_factory=dict)
     stages: dict[str, m.StageDecl] = field(default_factory=dict)
     broken: dict[str, set[str]] = field(default_factory=dict)  # kind -> names that did not parse
+    _known: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)  # filled once collected
 
-    def known(self, kind: str) -> set[str]:
+    def known(self, kind: str) -> frozenset[str]:
         """Names of this kind that exist, parsed or not (for "unknown name" checks)."""
-        table = {"param": self.params, "volume": self.volumes, "secret": self.secrets,
-                 "stage": self.stages}[kind]
-        return set(table) | self.broken.get(kind, set())
+        cached = self._known.get(kind)
+        if cached is None:
+            table = {"param": self.params, "volume": self.volumes, "secret": self.secrets,
+                     "stage": self.stages}[kind]
+            cached = self._known[kind] = frozenset(table) | self.broken.get(kind, set())
+        return cached
 
 
 _WHAT = {"param": "parameter", "volume": "volume", "secret": "secret", "stage": "stage"}

@@ -76,11 +76,45 @@ def number_value(text: str) -> tuple[int | float, str | None]:
     return value, unit or None
 
 
+class _Linked(NamedTuple):
+    """One link of a repetition under construction: the links before, and an item.
+
+    Immutable, so the error recovery may try repairs on shallow copies of the
+    parser's value stack without disturbing the real parse.
+    """
+
+    before: "_Linked | None"
+    item: object
+
+
+def _unlink(links: _Linked | None) -> tuple:
+    out = []
+    while links is not None:
+        out.append(links.item)
+        links = links.before
+    out.reverse()
+    return tuple(out)
+
+
 class _ModelBuilder(Transformer):
     """Callbacks the LALR parser calls on each reduction; they return model nodes."""
 
-    def start(self, declarations):
-        return declarations
+    def start(self, children):
+        return list(_unlink(children[0]))
+
+    # repetitions: `rule: | rule item` (or `rule: item | rule SEP item`)
+
+    def declarations(self, children):
+        return _Linked(children[0], children[1]) if children else None
+
+    def items(self, children):
+        return _Linked(children[0], children[1]) if children else None
+
+    def values(self, children):
+        return _Linked(children[0] if len(children) > 1 else None, children[-1])
+
+    def entries(self, children):
+        return _Linked(children[0] if len(children) > 1 else None, children[-1])
 
     # names and values ---------------------------------------------------------
 
@@ -93,28 +127,30 @@ class _ModelBuilder(Transformer):
         parts, problems = strings.decode(str(token), token.start_pos)
         for problem in problems:
             _report(problem.code, problem.span, problem.message, help=problem.help)
-        return m.Str.model_construct(span=_span(token), parts=parts)
+        return m.Str.model_construct(span=_span(token), parts=parts, kind="string")
 
     def number(self, children):
         (token,) = children
         value, unit = number_value(str(token))
-        return m.Number.model_construct(span=_span(token), text=str(token), value=value, unit=unit)
+        return m.Number.model_construct(span=_span(token), text=str(token), value=value, unit=unit,
+                                       kind="number")
 
     def word(self, children):
         (name,) = children
-        return m.Word.model_construct(span=name.span, value=name.value)
+        return m.Word.model_construct(span=name.span, value=name.value, kind="word")
 
     def range(self, children):
         low, _, high = children
-        return m.RangeValue.model_construct(span=_span_of(low, high), low=low, high=high)
+        return m.RangeValue.model_construct(span=_span_of(low, high), low=low, high=high, kind="range")
 
     def list(self, children):
-        items = tuple(c for c in children[1:-1] if c is not None and not isinstance(c, Token))
-        return m.ListValue.model_construct(span=_span_of(children[0], children[-1]), items=items)
+        items = _unlink(children[1]) if len(children) > 2 else ()
+        return m.ListValue.model_construct(span=_span_of(children[0], children[-1]), items=items, kind="list")
 
     def map(self, children):
-        entries = tuple(c for c in children[1:-1] if isinstance(c, m.Entry))
-        return m.MapValue.model_construct(span=_span_of(children[0], children[-1]), entries=entries)
+        entries = _unlink(children[1]) if len(children) > 2 else ()
+        return m.MapValue.model_construct(span=_span_of(children[0], children[-1]), entries=entries,
+                                         kind="map")
 
     def entry(self, children):
         key, _, value = children
@@ -131,19 +167,20 @@ class _ModelBuilder(Transformer):
     # block items ----------------------------------------------------------------
 
     def body(self, children):
-        return children  # [LBRACE, *items, RBRACE]: the declaration keeps the braces' span
+        opening, items, closing = children
+        return [opening, *_unlink(items), closing]  # the declaration keeps the braces' span
 
     def attribute(self, children):
         name, _, value = children
         return m.Attribute.model_construct(
-            span=_span_of(name, value), name=str(name), name_span=_span(name), value=value
+            span=_span_of(name, value), name=str(name), name_span=_span(name), value=value, item="attribute",
         )
 
     def block(self, children):
         name, body = children
         return m.Block.model_construct(
             span=_span_of(name, body[-1]), name=str(name), name_span=_span(name),
-            items=tuple(body[1:-1]),
+            items=tuple(body[1:-1]), item="block",
         )
 
     def mount(self, children):
@@ -151,7 +188,8 @@ class _ModelBuilder(Transformer):
         _check_identifier(volume, "volume")
         last = readonly if readonly is not None else path
         return m.Mount.model_construct(
-            span=_span_of(keyword, last), volume=volume, path=path, readonly=readonly is not None
+            span=_span_of(keyword, last), volume=volume, path=path, readonly=readonly is not None,
+            item="mount",
         )
 
     # declarations -------------------------------------------------------------
@@ -167,25 +205,28 @@ class _ModelBuilder(Transformer):
         else:
             text, name_span = name.value, name.span
         return m.PipelineDecl.model_construct(
-            span=_span_of(keyword, body[-1]), name=text, name_span=name_span, items=tuple(body[1:-1])
+            span=_span_of(keyword, body[-1]), name=text, name_span=name_span, items=tuple(body[1:-1]),
+            decl="pipeline",
         )
 
     def param_decl(self, children):
         keyword, name, _colon, type_name, _, default = children
         _check_identifier(name, "parameter")
         return m.ParamDecl.model_construct(
-            span=_span_of(keyword, default), name=name, type=type_name, default=default
+            span=_span_of(keyword, default), name=name, type=type_name, default=default, decl="param"
         )
 
     def volume_decl(self, children):
         keyword, name, body = children
         _check_identifier(name, "volume")
-        return m.VolumeDecl.model_construct(span=_span_of(keyword, body[-1]), name=name, items=tuple(body[1:-1]))
+        return m.VolumeDecl.model_construct(span=_span_of(keyword, body[-1]), name=name, items=tuple(body[1:-1]),
+                                           decl="volume")
 
     def secret_decl(self, children):
         keyword, name, body = children
         _check_identifier(name, "secret")
-        return m.SecretDecl.model_construct(span=_span_of(keyword, body[-1]), name=name, items=tuple(body[1:-1]))
+        return m.SecretDecl.model_construct(span=_span_of(keyword, body[-1]), name=name, items=tuple(body[1:-1]),
+                                           decl="secret")
 
     def stage_kind(self, children):
         return children[0]
@@ -195,7 +236,7 @@ class _ModelBuilder(Transformer):
         _check_identifier(name, "stage")
         return m.StageDecl.model_construct(
             span=_span_of(kind, body[-1]), kind=str(kind), kind_span=_span(kind),
-            name=name, items=tuple(body[1:-1]),
+            name=name, items=tuple(body[1:-1]), decl="stage",
         )
 
 

@@ -1,0 +1,65 @@
+"""Benchmark pipelines of a fixed shape, for any number of stages.
+
+A chain of N/10 data stages, then the rest as parallel training stages with one
+GPU each, all joined by one evaluation stage. Every stage has an image, a
+command, cpu and memory, and a mounted volume.
+
+    python benchmarks/generate.py 1000 > /tmp/p1000.aip
+"""
+
+from __future__ import annotations
+
+import sys
+
+
+def pipeline(stages: int) -> str:
+    if stages < 3:
+        raise ValueError("the shape needs at least 3 stages")
+    chain = max(1, stages // 10)
+    trainers = stages - chain - 1
+    out = [
+        f'pipeline "bench-{stages}" {{',
+        '  description = "generated benchmark pipeline"',
+        '  namespace   = "bench"',
+        "}",
+        "",
+        "param epochs: int = 3",
+        'param lr: float = 3e-4',
+        "",
+        'volume data   { size = 100Gi  access = rwx }',
+        'volume models { size = 50Gi   access = rwx }',
+        "",
+    ]
+    for i in range(chain):
+        after = f"\n  after   = [prep_{i - 1}]" if i else ""
+        out.append(f'''data prep_{i} {{
+  image   = "registry.example.com/etl:1.{i % 10}.0"{after}
+  command = ["python", "-m", "etl.step", "--index", "{i}", "--out", "/data/step-{i}"]
+  mount data at "/data"
+  resources {{ cpu = 2  memory = 4Gi }}
+}}
+''')
+    for i in range(trainers):
+        out.append(f'''train model_{i} {{
+  image   = "registry.example.com/trainer:2.{i % 10}.0"
+  after   = [prep_{chain - 1}]
+  command = ["python", "train.py", "--shard", "{i}", "--epochs", "${{epochs}}", "--lr", "${{lr}}"]
+  mount data   at "/data" readonly
+  mount models at "/models"
+  resources {{ cpu = 4..8  memory = 16Gi..32Gi  gpu = 1 }}
+}}
+''')
+    after = ", ".join(f"model_{i}" for i in range(trainers))
+    out.append(f'''eval evaluate {{
+  image   = "registry.example.com/trainer:2.0.0"
+  after   = [{after}]
+  command = ["python", "evaluate.py", "--models", "/models"]
+  mount models at "/models" readonly
+  resources {{ cpu = 2  memory = 8Gi }}
+}}
+''')
+    return "\n".join(out)
+
+
+if __name__ == "__main__":
+    sys.stdout.write(pipeline(int(sys.argv[1]) if len(sys.argv) > 1 else 10))
