@@ -109,6 +109,10 @@ def run(args) -> int:
     except ClusterError as error:
         print(f"aipc apply: error: {error}", file=sys.stderr)
         return 1
+    except KeyboardInterrupt:
+        print("aipc apply: interrupted: what was applied stays in the cluster, and its Jobs keep running",
+              file=sys.stderr)
+        raise
     report.line(run.summary())
     return 0
 

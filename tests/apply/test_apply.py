@@ -301,6 +301,15 @@ def test_the_context_namespace_is_the_default(stub, capsys, tmp_path):
     assert server.cluster.patches[-1].path == "/apis/batch/v1/namespaces/default/jobs/plain-b"
 
 
+def test_kubeconfig_from_the_environment(stub, capsys, tmp_path, monkeypatch):
+    server = stub()
+    monkeypatch.setenv("KUBECONFIG", f"{tmp_path / 'absent'}:{server.kubeconfig}")
+    code, out, err = apply(capsys, str(example("fraud-detection")), "--dry-run")
+    assert code == 0, err
+    assert f"at {server.url} (context stub)" in out
+    assert len(server.cluster.patches) == len(expected_documents(example("fraud-detection")))
+
+
 def test_second_apply_finds_completed_jobs(stub, capsys):
     server = stub()
     path = str(example("vision-amd"))
@@ -366,3 +375,34 @@ def test_input_errors_and_usage(stub, capsys, tmp_path):
     assert apply(capsys, str(laptop), "--dry-run", "--wait")[0] == 2
     code, _, err = apply(capsys, str(laptop), "--timeout", "soon")
     assert code == 2 and "--timeout soon" in err
+
+
+def test_ctrl_c_stops_creating_jobs(stub, tmp_path):
+    """`aipc apply` as a process: SIGINT while it waits for a Job ends it (exit 130)
+    with a note that applied objects stay, and nothing more is applied."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    server = stub(job_delay=30)
+    source = tmp_path / "two.aip"
+    source.write_text(TWO_STAGES)
+    process = subprocess.Popen([sys.executable, "-m", "aipc", "apply", str(source), "--kubeconfig",
+                                str(server.kubeconfig)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    try:
+        deadline = time.monotonic() + 60
+        while not [r for r in server.cluster.patches if r.path.endswith("/jobs/two-first")]:
+            assert process.poll() is None and time.monotonic() < deadline, process.communicate()
+            time.sleep(0.05)
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == 130, err
+    assert b"interrupted: what was applied stays in the cluster" in err
+    assert b"Traceback" not in err
+    assert not [r for r in server.cluster.patches if r.path.endswith("/jobs/two-second")]
