@@ -127,7 +127,7 @@ def run(args) -> int:
     try:
         from aipc.runner.docker_driver import DockerDriver, EngineUnavailable, PreflightError, connect
         from aipc.runner.report import make_reporter
-        from aipc.runner.scheduler import Scheduler
+        from aipc.runner.scheduler import Scheduler, Status
     except ImportError as missing_module:
         error(f"`aipc run` needs the `run` extra ({missing_module.name} is not installed): "
               "pip install 'aipc[run]'")
@@ -158,6 +158,8 @@ def run(args) -> int:
             reporter.start([scheduler.results[name] for name in selected])
             result = scheduler.run()
             if result.failed or not result.serving:
+                for stage in result.serving:  # a failed run does not leave services behind
+                    stage.status, stage.message = Status.STOPPED, "stopped: the run failed"
                 reporter.summary(result)
                 return 1 if result.failed else 0
             for replica in driver.services():
