@@ -496,3 +496,15 @@ serve ranker     { image = "ranking:2.0"    port = 8080  replicas = 3 }   # warn
 # fixed: port = 8090 for ranker (8090-8092)
 """,
 )
+
+OUTPUT_TOO_LARGE = _code(
+    "B103", "the compiled object is larger than the target stores",
+    """Argo Workflows keeps a Workflow in one Kubernetes object, and the API server
+    (etcd) refuses objects over about 1 MiB; Argo itself rejects larger workflows.
+    Long inline scripts and many stages add up. Move long scripts into the image
+    (run them with `command`), or split the pipeline into several files.""",
+    '''
+data prepare { image = "etl:1.0"  script = """ ... 2 MB of shell ... """ }
+$ aipc compile p.aip --target argo     # warning: the Workflow is 2.1 MB; Argo stores at most 1 MiB
+''',
+)

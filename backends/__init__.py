@@ -20,6 +20,7 @@ from aipc.diagnostics import Diagnostic
 TARGETS: dict[str, str] = {
     "compose": "aipc.backends.compose",
     "k8s": "aipc.backends.kubernetes",
+    "argo": "aipc.backends.argo",
 }
 ALIASES: dict[str, str] = {
     "docker-compose": "compose",

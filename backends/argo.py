@@ -1,0 +1,314 @@
+"""Argo Workflows: one ``argoproj.io/v1alpha1`` Workflow that runs the whole DAG
+inside the cluster, built from the Kubernetes backend's builders so that a stage
+runs the same way on both targets.
+
+What a program becomes
+----------------------
+- the pipeline: a Workflow (``generateName: <pipeline>-``, or ``name:
+  <pipeline>`` with ``--stable-name``) whose entrypoint is a DAG template
+  (``main``); ``podGC: OnPodSuccess`` (failed pods stay for their logs),
+  ``ttlStrategy.secondsAfterCompletion`` one day, the pod
+  ``securityContext`` of the Kubernetes backend, and ``serviceAccountName``
+  (``--service-account``, default ``argo-workflow``: the service account the
+  Argo Helm chart creates for workflows). The Argo executor needs that
+  account's token, so ``automountServiceAccountToken`` is left on here;
+- a parameter: a Workflow ``arguments.parameters`` entry whose value is the
+  default (``-p`` at compile time changes it); strings that came from a
+  parameter (command, script, env, image, workdir, health) refer to it as
+  ``{{workflow.parameters.NAME}}``, so ``argo submit -p epochs=20`` works.
+  Numbers, sizes and durations (gpu, memory, timeout...) are fixed when
+  compiling;
+- a batch stage: a container template (the same container, resources, GPUs,
+  tolerations, node selector, shm, mounts, env, secret references and
+  hardening as the Kubernetes Job, with ``retryStrategy.limit`` = retries and
+  ``activeDeadlineSeconds`` = timeout) and a DAG task whose ``dependencies``
+  are the stage's ``after``;
+- a serve stage: a DAG task running a steps template that applies, side by
+  side, the Deployment (a ``resource`` template that succeeds once every
+  replica is updated and available, so a dependant waits for a healthy service)
+  and the Service the Kubernetes backend builds. Its RBAC: the workflow's
+  service account may get, create and patch Deployments and Services;
+- a sized volume: a ``volumeClaimTemplates`` entry, created for the run and
+  removed with it, unless a serve stage mounts it: the Deployment outlives the
+  Workflow, so that volume is the Kubernetes backend's PersistentVolumeClaim
+  ``<pipeline>-<volume>``, applied by a DAG task ``<volume>-volume`` that the
+  first stages mounting it depend on (the only dependencies besides ``after``);
+- a ``claim`` volume: the existing claim, in ``spec.volumes``; a mounted
+  ``host`` volume is an error (B001), as on Kubernetes.
+
+A Workflow over 1 MiB (Argo's and etcd's limit) gets a B103 warning.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from aipc import codes
+from aipc.backends import Emitted
+from aipc.backends import kubernetes as k8s
+from aipc.compiler import ir
+from aipc.diagnostics import Diagnostics
+
+MAX_WORKFLOW_BYTES = 1024 * 1024
+DEFAULT_SERVICE_ACCOUNT = "argo-workflow"
+ENTRYPOINT = "main"
+
+
+@dataclass(frozen=True)
+class Options:
+    """What the Argo target lets a user choose (flags in ``add_arguments``)."""
+
+    stable_name: bool = False  # metadata.name instead of generateName
+    service_account: str = DEFAULT_SERVICE_ACCOUNT
+    ttl_seconds_after_completion: int = 86400
+    kubernetes: k8s.Options = field(default_factory=k8s.Options)  # uid, default resources
+
+
+def default_filename(pipeline: ir.Pipeline) -> str:
+    return f"{pipeline.dns_name}.argo.yaml"
+
+
+def add_arguments(group) -> None:
+    group.add_argument("--stable-name", action="store_true",
+                       help="argo: name the Workflow after the pipeline instead of generating a name per run")
+    group.add_argument("--service-account", metavar="NAME", default=DEFAULT_SERVICE_ACCOUNT,
+                       help=f"argo: the service account the workflow's pods use (default {DEFAULT_SERVICE_ACCOUNT})")
+
+
+def options_from(args) -> Options:
+    return Options(stable_name=bool(getattr(args, "stable_name", False)),
+                   service_account=getattr(args, "service_account", None) or DEFAULT_SERVICE_ACCOUNT)
+
+
+# -------------------------------------------------------------------- strings
+
+
+def parameter_text(stage: ir.Stage, path: str, value: str) -> str:
+    """A string as Argo should see it: parts that came from a parameter refer to
+    the Workflow's parameter, so a value given at submission reaches the stage."""
+    for template_path, template in stage.templates:
+        if template_path == path:
+            return "".join(part if isinstance(part, str) else "{{workflow.parameters.%s}}" % part.name
+                           for part in template)
+    return value
+
+
+# ---------------------------------------------------------------------- names
+
+
+class TemplateNames:
+    """Template and task names: each stage keeps its own (``_`` becomes ``-``);
+    the templates the compiler adds take the first free name from a base."""
+
+    def __init__(self, pipeline: ir.Pipeline) -> None:
+        self.taken = {ir.dns_label(stage.name) for stage in pipeline.stages}
+
+    def add(self, base: str) -> str:
+        name, number = base, 1
+        while name in self.taken:
+            number += 1
+            name = f"{base}-{number}"
+        self.taken.add(name)
+        return name
+
+
+def task_name(stage: ir.Stage) -> str:
+    return ir.dns_label(stage.name)
+
+
+# -------------------------------------------------------------------- volumes
+
+
+def mounted_volumes(pipeline: ir.Pipeline) -> list[ir.Volume]:
+    used = {mount.volume.name for stage in pipeline.stages for mount in stage.mounts}
+    return [volume for volume in pipeline.volumes if volume.name in used]
+
+
+def served_volumes(pipeline: ir.Pipeline) -> list[ir.Volume]:
+    """Sized volumes a serve stage mounts: they must outlive the Workflow."""
+    served = {mount.volume.name for stage in pipeline.stages if not stage.is_batch for mount in stage.mounts}
+    return [v for v in pipeline.volumes if v.name in served and v.kind is ir.VolumeKind.SIZED]
+
+
+def first_users(pipeline: ir.Pipeline, volume: ir.Volume) -> list[ir.Stage]:
+    """The stages that mount ``volume`` with no ancestor that mounts it: waiting
+    for the volume there makes every later user wait too."""
+    ancestors: dict[str, set[str]] = {}
+    for stage in pipeline.stages:  # topological
+        ancestors[stage.name] = set(stage.after).union(*(ancestors[name] for name in stage.after))
+    users = {stage.name for stage in pipeline.stages if any(m.volume.name == volume.name for m in stage.mounts)}
+    return [stage for stage in pipeline.stages if stage.name in users and not ancestors[stage.name] & users]
+
+
+def build_volume_claim_template(pipeline: ir.Pipeline, volume: ir.Volume) -> dict:
+    return {
+        "metadata": {"name": k8s.volume_name(volume), "labels": k8s.labels_for(pipeline, volume.name, "volume")},
+        "spec": k8s.pvc_spec(volume),
+    }
+
+
+def build_claim_reference(pipeline: ir.Pipeline, volume: ir.Volume) -> dict:
+    return {"name": k8s.volume_name(volume),
+            "persistentVolumeClaim": {"claimName": k8s.claim_name(pipeline, volume)}}
+
+
+def build_apply_template(name: str, document: dict, success: str | None = None) -> dict:
+    """A ``resource`` template that applies one object (Argo applies one per template)."""
+    from aipc.backends.writer import to_yaml  # YAML only when compiling: `aipc check` stays light
+
+    resource: dict = {"action": "apply", "manifest": to_yaml([document])}
+    if success is not None:
+        resource["successCondition"] = success
+    return {"name": name, "resource": resource}
+
+
+# ------------------------------------------------------------------ templates
+
+
+def build_container_template(pipeline: ir.Pipeline, stage: ir.Stage, options: Options) -> dict:
+    parts = k8s.build_pod_parts(pipeline, stage, options.kubernetes, parameter_text)
+    container = {**parts.container, "name": "main"}  # Argo's name for the stage's container
+    template: dict = {"name": task_name(stage), "metadata": {"labels": k8s.stage_labels(pipeline, stage)}}
+    if stage.retries > 0:
+        template["retryStrategy"] = {"limit": stage.retries}
+    if stage.timeout is not None:
+        template["activeDeadlineSeconds"] = stage.timeout
+    if parts.node_selector:
+        template["nodeSelector"] = parts.node_selector
+    if parts.tolerations:
+        template["tolerations"] = parts.tolerations
+    if parts.scratch_volumes:
+        template["volumes"] = parts.scratch_volumes
+    template["container"] = container
+    return template
+
+
+def serve_manifests(pipeline: ir.Pipeline, stage: ir.Stage, options: Options) -> tuple[dict, dict]:
+    """The Kubernetes backend's Deployment and Service, parameters kept symbolic.
+    The dependency annotations name Jobs of the Kubernetes output, so they go."""
+    deployment = k8s.build_deployment(pipeline, stage, options.kubernetes, parameter_text)
+    annotations = deployment["metadata"]["annotations"]
+    for key in (k8s.DEPENDS_ON_ANNOTATION, k8s.LEVEL_ANNOTATION):
+        annotations.pop(key, None)
+    return deployment, k8s.build_service(pipeline, stage)
+
+
+def build_serve_templates(pipeline: ir.Pipeline, stage: ir.Stage, options: Options,
+                          names: TemplateNames) -> list[dict]:
+    deployment, service = serve_manifests(pipeline, stage, options)
+    base = task_name(stage)
+    deployment_template, service_template = names.add(f"{base}-deployment"), names.add(f"{base}-service")
+    ready = stage.replicas - 1
+    success = f"status.updatedReplicas > {ready},status.availableReplicas > {ready}"
+    return [
+        {"name": base,
+         "steps": [[{"name": "deployment", "template": deployment_template},
+                    {"name": "service", "template": service_template}]]},
+        build_apply_template(deployment_template, deployment, success),
+        build_apply_template(service_template, service),
+    ]
+
+
+def build_dag(pipeline: ir.Pipeline, volume_tasks: dict[str, str]) -> dict:
+    """The entrypoint: one task per stage, its dependencies the stage's `after`
+    (plus the task creating a served volume, for the first stages that mount it)."""
+    waits: dict[str, list[str]] = {}
+    tasks: list[dict] = []
+    for volume_name, task in volume_tasks.items():
+        tasks.append({"name": task, "template": task})
+        for stage in first_users(pipeline, pipeline_volume(pipeline, volume_name)):
+            waits.setdefault(stage.name, []).append(task)
+    for stage in pipeline.stages:
+        task: dict = {"name": task_name(stage), "template": task_name(stage)}
+        dependencies = [task_name(pipeline.stage(name)) for name in stage.after] + waits.get(stage.name, [])
+        if dependencies:
+            task["dependencies"] = dependencies
+        tasks.append(task)
+    return {"name": ENTRYPOINT, "dag": {"tasks": tasks}}
+
+
+def pipeline_volume(pipeline: ir.Pipeline, name: str) -> ir.Volume:
+    return next(volume for volume in pipeline.volumes if volume.name == name)
+
+
+# ------------------------------------------------------------------- workflow
+
+
+def build_parameters(pipeline: ir.Pipeline) -> list[dict]:
+    parameters = []
+    for param in pipeline.params:
+        item: dict = {"name": param.name, "value": param.text}
+        if param.type is ir.ParamType.BOOL:
+            item["enum"] = ["true", "false"]
+        parameters.append(item)
+    return parameters
+
+
+def build_workflow_metadata(pipeline: ir.Pipeline, options: Options) -> dict:
+    meta: dict = {}
+    if options.stable_name:
+        meta["name"] = pipeline.dns_name
+    else:
+        meta["generateName"] = f"{pipeline.dns_name}-"
+    if pipeline.namespace:
+        meta["namespace"] = pipeline.namespace
+    meta["labels"] = k8s.labels_for(pipeline, pipeline.name, "workflow")
+    if pipeline.description:
+        meta["annotations"] = {"workflows.argoproj.io/description": pipeline.description}
+    return meta
+
+
+def build_workflow(pipeline: ir.Pipeline, options: Options) -> dict:
+    names = TemplateNames(pipeline)
+    entrypoint = names.add(ENTRYPOINT)
+    served = served_volumes(pipeline)
+    volume_tasks = {volume.name: names.add(f"{k8s.volume_name(volume)}-volume") for volume in served}
+    templates = [{**build_dag(pipeline, volume_tasks), "name": entrypoint}]
+    templates += [build_apply_template(volume_tasks[v.name], k8s.build_pvc(pipeline, v)) for v in served]
+    for stage in pipeline.stages:
+        if stage.is_batch:
+            templates.append(build_container_template(pipeline, stage, options))
+        else:
+            templates += build_serve_templates(pipeline, stage, options, names)
+
+    spec: dict = {"entrypoint": entrypoint}
+    if pipeline.params:
+        spec["arguments"] = {"parameters": build_parameters(pipeline)}
+    spec["serviceAccountName"] = options.service_account
+    spec["securityContext"] = k8s.pod_security_context(options.kubernetes)
+    spec["podGC"] = {"strategy": "OnPodSuccess"}
+    spec["ttlStrategy"] = {"secondsAfterCompletion": options.ttl_seconds_after_completion}
+    mounted = mounted_volumes(pipeline)
+    claim_templates = [build_volume_claim_template(pipeline, v) for v in mounted
+                       if v.kind is ir.VolumeKind.SIZED and v not in served]
+    if claim_templates:
+        spec["volumeClaimTemplates"] = claim_templates
+    references = [build_claim_reference(pipeline, v) for v in mounted
+                  if v.kind is ir.VolumeKind.CLAIM or v in served]
+    if references:
+        spec["volumes"] = references
+    spec["templates"] = templates
+    return {
+        "apiVersion": "argoproj.io/v1alpha1",
+        "kind": "Workflow",
+        "metadata": build_workflow_metadata(pipeline, options),
+        "spec": spec,
+    }
+
+
+def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
+    options = options or Options()
+    sink = Diagnostics(pipeline.file)
+    k8s.check_host_mounts(pipeline, sink, "Argo Workflows")
+    if sink.has_errors:
+        return Emitted((), tuple(sink.sorted()))
+    workflow = build_workflow(pipeline, options)
+    size = len(json.dumps(workflow, separators=(",", ":")).encode("utf-8"))
+    if size > MAX_WORKFLOW_BYTES:
+        sink.warning(
+            codes.OUTPUT_TOO_LARGE, pipeline.span if pipeline.span.end > 0 else None,
+            f"the Workflow is {size / 1024 / 1024:.1f} MiB; Argo and the API server store at most 1 MiB",
+            help="move long scripts into the image and run them with `command`, or split the pipeline",
+        )
+    return Emitted((workflow,), tuple(sink.sorted()))
