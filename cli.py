@@ -23,6 +23,7 @@ COMMANDS = (
     "plan",
     "apply",
     "explain",
+    "fmt",
     "run",
     "down",
 )
