@@ -236,11 +236,10 @@ def rows(plan: Plan) -> list[tuple[str, ...]]:
     return out
 
 
-def summary_lines(plan: Plan) -> list[str]:
+def title(plan: Plan) -> str:
     stages = sum(len(level.stages) for level in plan.levels)
-    lines = [f"{plan.pipeline}: {stages} stage{'s' if stages != 1 else ''} in "
-             f"{len(plan.levels)} level{'s' if len(plan.levels) != 1 else ''}"]
-    return lines
+    return (f"{plan.pipeline}: {stages} stage{'s' if stages != 1 else ''} in "
+            f"{len(plan.levels)} level{'s' if len(plan.levels) != 1 else ''}")
 
 
 def gpu_count_text(gpus: int, by_vendor: tuple[tuple[ir.GpuVendor, int], ...]) -> str:
@@ -267,8 +266,9 @@ def note_lines(plan: Plan) -> list[str]:
         lines.append("serve stages keep running once started: they count in every later level (serving).")
     unset = _unset_stages(plan)
     if unset:
-        lines.append("not counted, as they set no request or limit (a total with * leaves some out; "
-                     "- when no stage of the level sets one): " + ", ".join(unset))
+        lines.append("not counted, as they set no request or limit: " + ", ".join(unset)
+                     + " (a total with * leaves some out, - when no stage of the level sets one; the "
+                       "Kubernetes target gives them a default, which `aipc compile -t k8s` shows)")
     return lines
 
 
@@ -289,7 +289,7 @@ def render_text(plan: Plan) -> str:
     table = [HEADERS, *rows(plan)]
     cells = [[cell.split("\n") for cell in row] for row in table]
     widths = [max(len(line) for row in cells for line in row[i]) for i in range(len(HEADERS))]
-    out = summary_lines(plan) + [""]
+    out = [title(plan), ""]
     for number, row in enumerate(cells):
         height = max(len(cell) for cell in row)
         for line in range(height):
@@ -307,7 +307,7 @@ def render_rich(plan: Plan, console) -> None:
     """The same table drawn by rich, for a terminal."""
     from rich.table import Table
 
-    table = Table(title=summary_lines(plan)[0], title_justify="left", show_lines=True)
+    table = Table(title=title(plan), title_justify="left", show_lines=True)
     for header in HEADERS:
         justify = "right" if header in ("level", "GPU", "CPU", "memory") else "left"
         table.add_column(header, justify=justify, no_wrap=header != "stages")

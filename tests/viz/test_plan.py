@@ -92,7 +92,8 @@ def test_a_serve_stage_counts_in_every_later_level():
     assert "serve stages keep running once started" in text
     # a sets no cpu: its level total leaves it out and says so
     assert "2 *" in text.splitlines()[5]  # api: 1 cpu x 2 replicas
-    assert "not counted" in text and "a (cpu and memory)" in text
+    flat = " ".join(text.split())  # notes are wrapped
+    assert "not counted" in flat and ": a (cpu and memory), api (memory), b (cpu)" in flat
 
 
 OVERLAP = '''
