@@ -24,6 +24,7 @@ COMMANDS = (
     "apply",
     "explain",
     "fmt",
+    "lsp",
     "run",
     "down",
 )
@@ -36,7 +37,20 @@ class UsageError(Exception):
     """A command line that cannot be carried out (exit 2)."""
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _requested(argv: list[str]) -> str | None:
+    """The subcommand named on the command line, if any (the first word that is one)."""
+    for word in argv:
+        if word in COMMANDS:
+            return word
+        if not word.startswith("-"):
+            return None
+    return None
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser; only the requested subcommand's options are set up, so that
+    `aipc check` does not import what `aipc compile` needs for its flags."""
+    requested = _requested(sys.argv[1:] if argv is None else argv)
     parser = argparse.ArgumentParser(
         prog="aipc",
         description="The AI pipeline compiler: check a .aip pipeline and compile it to "
@@ -48,13 +62,14 @@ def build_parser() -> argparse.ArgumentParser:
         module = importlib.import_module(f"aipc.commands.{name.replace('-', '_')}")
         sub = subparsers.add_parser(name, help=module.HELP, description=module.DESCRIPTION,
                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-        module.configure(sub)
+        if name == requested:
+            module.configure(sub)
         sub.set_defaults(run=module.run)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(argv)
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help(sys.stderr)

@@ -503,12 +503,20 @@ class _StageLowering:
                                     "`command` and `script` cannot be used together")
             return
         if "command" in attributes:
-            items = self.evaluator.string_list(STAGE["command"], attributes["command"].value, self.name)
-            if items is not INVALID:
+            value = attributes["command"].value
+            items = self.evaluator.string_list(STAGE["command"], value, self.name)
+            if items == []:
+                self.sink.error(codes.WRONG_TYPE, value.span, "`command` is empty",
+                                help="leave `command` out to run the image's own entrypoint")
+            elif items is not INVALID:
                 self.fields["command"] = tuple(self._text(f"command.{i}", t) for i, (t, _) in enumerate(items))
         if "script" in attributes:
-            text = self.evaluator.string(STAGE["script"], attributes["script"].value, self.name)
-            if text is not INVALID:
+            value = attributes["script"].value
+            text = self.evaluator.string(STAGE["script"], value, self.name)
+            if text is not INVALID and not text.value.strip():
+                self.sink.error(codes.WRONG_TYPE, value.span, "`script` is empty",
+                                help="leave `script` out to run the image's own entrypoint")
+            elif text is not INVALID:
                 self.fields["script"] = self._text("script", text)
 
     def _workdir(self, spec, value) -> None:

@@ -21,7 +21,7 @@ from aipc.diagnostics import Span
 
 
 class Node(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     span: Span
 
@@ -194,7 +194,7 @@ class Program(BaseModel):
     references to them are not reported as unknown on top of the syntax error.
     """
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
 
     path: str
     declarations: tuple[Declaration, ...]

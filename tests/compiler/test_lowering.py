@@ -161,6 +161,8 @@ def test_host_and_claim_volumes():
     ('param p: string = "${q}"', "E006"),
     ('param p = [1, 2]', "E210"),
     ('data a { image = "e:1"  resources { } resources { } }', "E108"),
+    ('data a { image = "e:1"  command = [] }', "E202"),
+    ('data a { image = "e:1"  script = """\n  """ }', "E202"),
 ])
 def test_checks(text, code):
     codes = codes_of(text)
