@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -142,7 +141,3 @@ def write_outputs(directory: Path, outputs: dict[str, str]) -> Path:
     for name, text in outputs.items():
         (directory / f"{name}.yaml").write_text(text, encoding="utf-8")
     return directory
-
-
-def which(program: str) -> str | None:
-    return shutil.which(program)

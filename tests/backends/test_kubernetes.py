@@ -12,9 +12,8 @@ import pytest
 
 from aipc.backends import get_backend
 from aipc.backends import kubernetes as k8s
-from aipc.compiler import ir
 from tests.backends.clusters import (
-    CLUSTER_EXAMPLES, EDGE_PROGRAM, ROOT, by_kind, compile_ir, emit, emit_yaml, example_ir, pod_spec,
+    CLUSTER_EXAMPLES, EDGE_PROGRAM, ROOT, by_kind, compile_ir, emit_yaml, example_ir, pod_spec,
     read_back, run_checkov, write_outputs,
 )
 
