@@ -279,9 +279,11 @@ def build_tolerations(resources: ir.Resources) -> list[dict]:
 
 
 def build_node_selector(resources: ir.Resources) -> dict:
+    """``gpu_model`` as the product label GPU feature discovery sets, which writes
+    the product name with ``-`` for spaces (``Tesla T4`` is ``Tesla-T4``)."""
     if resources.gpu_model is None:
         return {}
-    return {GPU_PRODUCT_LABEL[resources.gpu_vendor]: resources.gpu_model}
+    return {GPU_PRODUCT_LABEL[resources.gpu_vendor]: "-".join(resources.gpu_model.split())}
 
 
 def container_security_context() -> dict:

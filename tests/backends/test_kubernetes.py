@@ -129,6 +129,12 @@ def test_nvidia_gpus_model_and_shm():
     assert container(evaluate)["resources"]["limits"]["nvidia.com/gpu"] == 1
 
 
+def test_gpu_model_is_written_as_the_product_label():
+    pipeline = compile_ir('train t { image = "x:1"  resources { gpu = 1  gpu_model = "Tesla T4" } }')
+    (job,) = by_kind(read_back(emit_yaml("k8s", pipeline)), "Job").values()
+    assert pod_spec(job)["nodeSelector"] == {"nvidia.com/gpu.product": "Tesla-T4"}
+
+
 def test_amd_and_intel_gpus():
     jobs = by_kind(example("vision-amd"), "Job")
     classifier = jobs["vision-amd-classifier"]
