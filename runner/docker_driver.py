@@ -202,6 +202,11 @@ class DockerDriver:
 
     def prepare(self, stages: list[ir.Stage]) -> None:
         """Images, volumes and the network; raises PreflightError listing every problem."""
+        for stage in stages:
+            ignored = [name for name, value in (("disk", stage.resources.disk), ("gpu_model", stage.resources.gpu_model))
+                       if value is not None]
+            if ignored:
+                self.note(f"{stage.name}: {' and '.join(ignored)} cannot be enforced by Docker and are ignored")
         try:
             problems = self._check_images(sorted({stage.image for stage in stages}))
             volumes = used_volumes(stages)
