@@ -206,7 +206,8 @@ class DockerDriver:
             ignored = [name for name, value in (("disk", stage.resources.disk), ("gpu_model", stage.resources.gpu_model))
                        if value is not None]
             if ignored:
-                self.note(f"{stage.name}: {' and '.join(ignored)} cannot be enforced by Docker and are ignored")
+                verb = "are" if len(ignored) > 1 else "is"
+                self.note(f"{stage.name}: {' and '.join(ignored)} {verb} ignored (Docker cannot enforce it)")
         try:
             problems = self._check_images(sorted({stage.image for stage in stages}))
             volumes = used_volumes(stages)
