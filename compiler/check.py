@@ -9,7 +9,7 @@ from aipc import codes
 from aipc.compiler import ir
 from aipc.compiler.lower import lower
 from aipc.diagnostics import Diagnostic, Diagnostics
-from aipc.dsl.parser import parse
+from aipc.dsl.parser import ParseResult, parse
 
 
 class Checked(NamedTuple):
@@ -55,11 +55,16 @@ def source_text(data: str | bytes, path: str) -> tuple[str | None, list[Diagnost
 
 def check_source(text: str | bytes, path: str, params: Mapping[str, str] | None = None) -> Checked:
     """Parse, check and lower one .aip source. Never raises for any input."""
-    sink = Diagnostics(path)
     text, problems = source_text(text, path)
     if text is None:
         return Checked(None, problems)
-    parsed = parse(text, path)
+    return check_parsed(parse(text, path), path, params)
+
+
+def check_parsed(parsed: ParseResult, path: str, params: Mapping[str, str] | None = None) -> Checked:
+    """What ``check_source`` does after parsing, for a caller that parsed the text
+    itself (the language server re-parses only the declarations that changed)."""
+    sink = Diagnostics(path)
     sink.extend(parsed.diagnostics)
     pipeline = lower(parsed.program, params or {}, sink)
     if sink.has_errors:
@@ -77,4 +82,4 @@ def normalize_newlines(text: str) -> str:
     return text
 
 
-__all__ = ["Checked", "check_source", "source_text"]
+__all__ = ["Checked", "check_parsed", "check_source", "source_text"]

@@ -1,0 +1,414 @@
+"""What the editor asks about a document: names, their uses, hover text, outline.
+
+Pure functions over a :class:`~aipc.lsp.incremental.ParsedDocument`; they take
+and return real character offsets and know nothing of the protocol. The
+server turns their answers into LSP objects.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aipc.compiler import schema, units
+from aipc.compiler.schema import AttributeSpec, Type
+from aipc.diagnostics import Span
+from aipc.dsl import model as m
+from aipc.lsp.incremental import ParsedDocument
+
+STAGE_KIND_DOCS = {
+    "data": "a batch stage that prepares data; it runs to completion",
+    "train": "a batch stage that trains a model; it runs to completion",
+    "eval": "a batch stage that evaluates a model; it runs to completion",
+    "serve": "a service: it runs until stopped, on `port`, probed at `health`",
+}
+KEYWORD_DOCS = {
+    "pipeline": '`pipeline "name" { ... }`: the optional header (description, namespace, labels, '
+                "registry, a default image)",
+    "param": "`param NAME: TYPE = DEFAULT`: a parameter, used as `${NAME}` and overridable with "
+             "`aipc compile -p NAME=VALUE`",
+    "volume": "`volume NAME { size, access, class }`, `{ host = \"path\" }` or `{ claim = \"pvc\" }`: "
+              "storage that stages mount",
+    "secret": "`secret NAME { keys = [...] }`: keys that become environment variables of the stages "
+              "listing the secret; values never appear in any output",
+    "mount": schema.MOUNT_DOC,
+    **{kind: f"`{kind} NAME {{ ... }}`: {doc}" for kind, doc in STAGE_KIND_DOCS.items()},
+}
+BLOCK_DOCS = {"resources": "`resources { cpu, memory, gpu, gpu_vendor, gpu_model, shm, disk }`: "
+                           "what the stage requests and is limited to"}
+REFERENCE_KINDS = ("stage", "volume", "secret", "param")
+_WHAT = {"stage": "stage", "volume": "volume", "secret": "secret", "param": "parameter",
+         "pipeline": "pipeline"}
+
+
+@dataclass(frozen=True)
+class Declared:
+    kind: str  # stage, volume, secret, param, pipeline
+    name: str
+    name_span: Span  # real offsets
+    span: Span
+    node: object
+    detail: str = ""
+
+
+@dataclass(frozen=True)
+class Use:
+    kind: str
+    name: str
+    span: Span  # real offsets
+
+
+@dataclass(frozen=True)
+class Place:
+    """The innermost thing under the cursor that hover cares about."""
+
+    declaration: object | None = None
+    block: str | None = None  # a nested block's name (resources)
+    attribute: object | None = None  # m.Attribute or m.Entry (in `resources = { ... }`)
+    spec: AttributeSpec | None = None
+    on_name: bool = False
+    value: object | None = None  # the scalar under the cursor
+
+
+@dataclass
+class Index:
+    """Every declared name and every use of one, in real offsets."""
+
+    document: ParsedDocument
+    declared: list[Declared] = field(default_factory=list)
+    uses: list[Use] = field(default_factory=list)
+
+    def first(self, kind: str, name: str) -> Declared | None:
+        for item in self.declared:
+            if item.kind == kind and item.name == name:
+                return item
+        return None
+
+    def names(self, kind: str) -> list[Declared]:
+        seen, out = set(), []
+        for item in self.declared:
+            if item.kind == kind and item.name not in seen:
+                seen.add(item.name)
+                out.append(item)
+        return out
+
+    def known_names(self, kind: str) -> list[tuple[str, str]]:
+        """(name, detail) of every declared name of a kind, those whose declaration
+        does not parse right now included."""
+        out = [(d.name, d.detail) for d in self.names(kind)]
+        seen = {name for name, _ in out}
+        for broken_kind, name in self.document.program.broken:
+            if broken_kind == kind and name and name not in seen:
+                seen.add(name)
+                out.append((name, f"{kind} (being edited)"))
+        return out
+
+    def name_at(self, offset: int) -> tuple[str, str, Span] | None:
+        """The (kind, name, span) of a declared name or a use under the cursor."""
+        for use in self.uses:
+            if use.span.start <= offset <= use.span.end:
+                return use.kind, use.name, use.span
+        for item in self.declared:
+            if item.kind in REFERENCE_KINDS and item.name_span.start <= offset <= item.name_span.end:
+                return item.kind, item.name, item.name_span
+        return None
+
+    def definition(self, offset: int) -> Declared | None:
+        found = self.name_at(offset)
+        return self.first(found[0], found[1]) if found else None
+
+    def references(self, offset: int, include_declaration: bool = True) -> list[Span]:
+        found = self.name_at(offset)
+        if found is None:
+            return []
+        kind, name, _ = found
+        spans = [u.span for u in self.uses if u.kind == kind and u.name == name]
+        if include_declaration:
+            spans += [d.name_span for d in self.declared if d.kind == kind and d.name == name]
+        return sorted(set(spans))
+
+
+def build_index(document: ParsedDocument) -> Index:
+    index = Index(document)
+    real = document.real_span
+    for declaration in document.program.declarations:
+        if isinstance(declaration, m.PipelineDecl):
+            index.declared.append(Declared("pipeline", declaration.name, real(declaration.name_span),
+                                           real(declaration.span), declaration, "pipeline"))
+        elif isinstance(declaration, m.ParamDecl):
+            detail = declaration.type.value if declaration.type is not None else "param"
+            index.declared.append(Declared("param", declaration.name.value, real(declaration.name.span),
+                                           real(declaration.span), declaration, detail))
+        else:
+            kind = "stage" if isinstance(declaration, m.StageDecl) else declaration.decl
+            detail = f"{declaration.kind} stage" if kind == "stage" else kind
+            index.declared.append(Declared(kind, declaration.name.value, real(declaration.name.span),
+                                           real(declaration.span), declaration, detail))
+        _collect_uses(declaration, index)
+    return index
+
+
+def _collect_uses(declaration, index: Index) -> None:
+    document = index.document
+    real = document.real_span
+    for node in _walk(declaration):
+        if isinstance(node, m.Mount):
+            index.uses.append(Use("volume", node.volume.value, real(node.volume.span)))
+        elif isinstance(node, m.Attribute) and isinstance(declaration, m.StageDecl) \
+                and node.name in ("after", "secrets"):
+            kind = "stage" if node.name == "after" else "secret"
+            words = node.value.items if isinstance(node.value, m.ListValue) else (node.value,)
+            for word in words:
+                if isinstance(word, m.Word):
+                    index.uses.append(Use(kind, word.value, real(word.span)))
+        elif isinstance(node, m.Interpolation) and "." not in node.name:
+            span = real(node.span)
+            inside = document.text[span.start:span.end]
+            at = inside.find(node.name, 2)
+            if at != -1:
+                index.uses.append(Use("param", node.name, Span(span.start + at, span.start + at + len(node.name))))
+
+
+def _walk(node):
+    """Every model node under ``node`` (strings' interpolations included)."""
+    yield node
+    if isinstance(node, m.Str):
+        for part in node.parts:
+            if isinstance(part, m.Interpolation):
+                yield part
+        return
+    if isinstance(node, (m.Number, m.Word, m.Name, m.Interpolation)):
+        return
+    for name in type(node).model_fields:
+        value = getattr(node, name)
+        if isinstance(value, tuple) and not isinstance(value, Span):
+            for item in value:
+                if isinstance(item, m.Node):
+                    yield from _walk(item)
+        elif isinstance(value, m.Node):
+            yield from _walk(value)
+
+
+# --------------------------------------------------------------------------- places
+
+
+def _contains(span: Span, offset: int) -> bool:
+    return span.start <= offset <= span.end
+
+
+def place_at(document: ParsedDocument, offset: int) -> Place | None:
+    """Where ``offset`` (real) is: which declaration, block, attribute and value."""
+    virtual = document.virtual(offset)
+    for declaration in document.program.declarations:
+        if _contains(declaration.span, virtual):
+            return _place_in(declaration, virtual)
+    return None
+
+
+def _table(declaration, block: str | None) -> dict[str, AttributeSpec]:
+    if block is not None:
+        return schema.STAGE_BLOCKS.get(block, {})
+    return {m.PipelineDecl: schema.HEADER, m.VolumeDecl: schema.VOLUME, m.SecretDecl: schema.SECRET,
+            m.StageDecl: schema.STAGE}.get(type(declaration), {})
+
+
+def _place_in(declaration, offset: int) -> Place:
+    items = getattr(declaration, "items", ())
+    block = None
+    for item in items:
+        if isinstance(item, m.Block) and _contains(item.span, offset):
+            if _contains(item.name_span, offset):
+                return Place(declaration, item.name, on_name=True)
+            block, items = item.name, item.items
+            break
+    for item in items:
+        if isinstance(item, m.Attribute) and _contains(item.span, offset):
+            table = _table(declaration, block)
+            if block is None and isinstance(item.value, m.MapValue) and item.name in schema.STAGE_BLOCKS \
+                    and isinstance(declaration, m.StageDecl) and not _contains(item.name_span, offset):
+                for entry in item.value.entries:
+                    if _contains(entry.span, offset):
+                        spec = schema.STAGE_BLOCKS[item.name].get(entry.key)
+                        return Place(declaration, item.name, entry, spec,
+                                     _contains(entry.key_span, offset), _scalar_at(entry.value, offset))
+            return Place(declaration, block, item, table.get(item.name),
+                         _contains(item.name_span, offset), _scalar_at(item.value, offset))
+    return Place(declaration, block)
+
+
+def _scalar_at(value, offset: int):
+    if isinstance(value, m.RangeValue):
+        return _scalar_at(value.low, offset) or _scalar_at(value.high, offset)
+    if isinstance(value, (m.ListValue,)):
+        for item in value.items:
+            found = _scalar_at(item, offset)
+            if found is not None:
+                return found
+        return None
+    if isinstance(value, (m.Number, m.Word, m.Str)) and _contains(value.span, offset):
+        return value
+    return None
+
+
+# ---------------------------------------------------------------------------- hover
+
+
+def hover(document: ParsedDocument, index: Index, offset: int) -> tuple[str, Span] | None:
+    """Markdown for what is under the cursor, and the span it describes."""
+    found = index.name_at(offset)
+    if found is not None:
+        kind, name, span = found
+        declared = index.first(kind, name)
+        if declared is not None:
+            return _describe_declaration(document, declared), span
+        return f"unknown {_WHAT[kind]} `{name}`", span
+    word = _word_at(document.text, offset)
+    place = place_at(document, offset)
+    if place is not None and place.attribute is not None and (place.on_name or place.value is not None):
+        return _describe_attribute(document, place), _attribute_span(document, place)
+    if place is not None and place.on_name and place.block in BLOCK_DOCS:
+        return BLOCK_DOCS[place.block], word[1] if word else Span(offset, offset)
+    if word is not None and word[0] in KEYWORD_DOCS and _is_keyword_use(document, word[1]):
+        return KEYWORD_DOCS[word[0]], word[1]
+    return None
+
+
+def _attribute_span(document: ParsedDocument, place: Place) -> Span:
+    if place.value is not None and not place.on_name:
+        return document.real_span(place.value.span)
+    attribute = place.attribute
+    return document.real_span(attribute.key_span if isinstance(attribute, m.Entry) else attribute.name_span)
+
+
+def _describe_attribute(document: ParsedDocument, place: Place) -> str:
+    attribute = place.attribute
+    name = attribute.key if isinstance(attribute, m.Entry) else attribute.name
+    spec = place.spec
+    lines = []
+    value = place.value
+    if spec is not None and value is not None and not place.on_name:
+        normalised = describe_quantity(spec, value)
+        if normalised:
+            lines += [normalised, ""]
+    if spec is None:
+        where = f"`{place.block}`" if place.block else "here"
+        lines.append(f"**`{name}`**: not an attribute {where}")
+        return "\n".join(lines)
+    where = _applies_to(spec, place)
+    what = "one of " + ", ".join(f"`{c}`" for c in spec.choices) if spec.choices else spec.type.value
+    lines.append(f"**`{name}`**: {what}" + (f" ({where})" if where else ""))
+    lines += ["", spec.doc]
+    if spec.ranges:
+        lines += ["", "`LOW..HIGH` is the request..limit range; a single value sets both."]
+    if spec.example:
+        lines += ["", "```aip", spec.example, "```"]
+    return "\n".join(lines)
+
+
+def _applies_to(spec: AttributeSpec, place: Place) -> str:
+    if not isinstance(place.declaration, m.StageDecl) or place.block is not None:
+        return ""
+    kind = place.declaration.kind
+    if kind not in spec.kinds:
+        allowed = "serve stages" if spec.kinds == schema.SERVE else "batch stages"
+        return f"only for {allowed}, not `{kind}`"
+    if spec.kinds == schema.SERVE:
+        return "serve stages"
+    if spec.kinds == schema.BATCH:
+        return "batch stages"
+    return ""
+
+
+def describe_quantity(spec: AttributeSpec, value) -> str | None:
+    """``16Gi = 17179869184 bytes``: a quantity in its base unit, or why it is not one."""
+    kind = spec.type.quantity
+    if kind is None or kind is units.Kind.COUNT or not isinstance(value, m.Number):
+        return None
+    try:
+        amount = units.parse(kind, value.text)
+    except units.UnitError as error:
+        return f"`{value.text}`: {error.message}" + (f" ({error.help})" if error.help else "")
+    if kind is units.Kind.BYTES:
+        canonical = units.format_bytes(amount)
+        extra = f" ({canonical})" if canonical != value.text else ""
+        return f"`{value.text}` = {amount} bytes{extra}"
+    if kind is units.Kind.CPU:
+        cores = amount / 1000
+        shown = f"{cores:g} core" + ("" if cores == 1 else "s")
+        return f"`{value.text}` = {shown} ({amount} millicores)"
+    return f"`{value.text}` = {amount} seconds ({units.format_duration(amount)})"
+
+
+def _describe_declaration(document: ParsedDocument, declared: Declared) -> str:
+    text = document.text[declared.span.start:declared.span.end]
+    lines = text.split("\n")
+    if len(lines) > 12:
+        lines = lines[:1] + ["  ..."]
+    head = {"stage": f"**{declared.detail}** `{declared.name}`",
+            "volume": f"**volume** `{declared.name}`", "secret": f"**secret** `{declared.name}`",
+            "param": f"**parameter** `{declared.name}`",
+            "pipeline": f"**pipeline** `{declared.name}`"}[declared.kind]
+    out = [head, "", "```aip", *lines, "```"]
+    if declared.kind == "stage":
+        out += ["", STAGE_KIND_DOCS[declared.node.kind].capitalize() + "."]
+    return "\n".join(out)
+
+
+def _word_at(text: str, offset: int) -> tuple[str, Span] | None:
+    start = offset
+    while start > 0 and (text[start - 1].isalnum() or text[start - 1] == "_"):
+        start -= 1
+    end = offset
+    while end < len(text) and (text[end].isalnum() or text[end] == "_"):
+        end += 1
+    return (text[start:end], Span(start, end)) if end > start else None
+
+
+def _is_keyword_use(document: ParsedDocument, span: Span) -> bool:
+    """Whether a keyword-looking word is used as the keyword (not as a name)."""
+    virtual = document.virtual(span.start)
+    for declaration in document.program.declarations:
+        if isinstance(declaration, m.StageDecl) and declaration.kind_span.start == virtual:
+            return True
+        if declaration.span.start == virtual:
+            return True
+        for node in _walk(declaration):
+            if isinstance(node, m.Mount) and node.span.start == virtual:
+                return True
+    return False
+
+
+# -------------------------------------------------------------------------- outline
+
+
+@dataclass(frozen=True)
+class Symbol:
+    name: str
+    kind: str  # pipeline, param, volume, secret, stage, attribute, block, mount
+    detail: str
+    span: Span
+    selection: Span
+    children: tuple["Symbol", ...] = ()
+
+
+def outline(document: ParsedDocument, index: Index) -> list[Symbol]:
+    """The declarations, each with its attributes, mounts and blocks."""
+    out = []
+    for declared in index.declared:
+        children = tuple(_item_symbol(document, item) for item in getattr(declared.node, "items", ()))
+        out.append(Symbol(declared.name, declared.kind, declared.detail, declared.span, declared.name_span,
+                          children))
+    return out
+
+
+def _item_symbol(document: ParsedDocument, item) -> Symbol:
+    real = document.real_span
+    if isinstance(item, m.Mount):
+        detail = document.text[real(item.path.span).start:real(item.path.span).end]
+        return Symbol(f"mount {item.volume.value}", "mount", detail + (" readonly" if item.readonly else ""),
+                      real(item.span), real(item.volume.span))
+    if isinstance(item, m.Block):
+        children = tuple(_item_symbol(document, inner) for inner in item.items)
+        return Symbol(item.name, "block", "", real(item.span), real(item.name_span), children)
+    value = real(item.value.span)
+    detail = document.text[value.start:value.end].split("\n")[0]
+    return Symbol(item.name, "attribute", detail[:60], real(item.span), real(item.name_span))

@@ -1,0 +1,332 @@
+"""Completion: what may be written at the cursor, found from the tokens before it.
+
+The line being typed rarely parses, so the context comes from a tolerant scan
+of the declaration around the cursor (unterminated strings and stray
+characters are fine) and a small state machine over its brackets: inside
+`after = [` only stage names fit, after `mount` only volumes, at the start of a
+stage's item the attributes of that stage kind, inside `${` the parameters.
+Declared names come from the last parse of the document.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from dataclasses import dataclass, field
+
+from aipc.compiler import schema
+from aipc.diagnostics import Span
+from aipc.lsp.analysis import BLOCK_DOCS, KEYWORD_DOCS, Index
+
+DECLARATIONS = ("pipeline", "param", "volume", "secret", "data", "train", "eval", "serve")
+STAGE_KINDS = ("data", "train", "eval", "serve")
+BUILTIN_INTERPOLATIONS = {"pipeline.name": "the pipeline's name", "stage.name": "this stage's name"}
+
+_TOKEN = re.compile(r"""
+    (?P<space>[ \t\f\r\n\ufeff]+)
+  | (?P<long>\"\"\"(?:[\s\S]*?\"\"\"|[\s\S]*\Z))
+  | (?P<string>"(?:\\.|[^"\\\n])*(?:"|(?=\n)|\Z))
+  | (?P<comment>(?:\#|//)[^\n]*)
+  | (?P<number>[+-]?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][+-]?\d+)?[A-Za-z0-9.]*)
+  | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
+  | (?P<range>\.\.)
+  | (?P<punct>[{}\[\],=:])
+  | (?P<other>.)
+""", re.VERBOSE)
+
+
+@dataclass(frozen=True)
+class Token:
+    kind: str  # long, string, comment, number, word, range, punct, other
+    text: str
+    start: int
+    end: int
+
+    @property
+    def closed(self) -> bool:
+        if self.kind == "long":
+            return len(self.text) >= 6 and self.text.endswith('"""')
+        if self.kind == "string":
+            return len(self.text) >= 2 and self.text.endswith('"') and not self.text.endswith('\\"')
+        return True
+
+
+def tokens(text: str, start: int = 0, end: int | None = None) -> list[Token]:
+    """Every token of ``text[start:end]``; never fails."""
+    end = len(text) if end is None else end
+    out = []
+    position = start
+    while position < end:
+        match = _TOKEN.match(text, position, end)
+        kind = match.lastgroup
+        if kind != "space":
+            out.append(Token(kind, match.group(), match.start(), match.end()))
+        position = match.end()
+    return out
+
+
+@dataclass(frozen=True)
+class Candidate:
+    label: str
+    kind: str  # keyword, attribute, block, stage, volume, secret, param, value, type
+    detail: str = ""
+    documentation: str = ""
+    insert: str | None = None
+
+
+@dataclass
+class Completions:
+    items: list[Candidate]
+    replace: Span  # the partial word the choice replaces
+
+
+@dataclass
+class _Frame:
+    """One open bracket: a declaration's or block's body, a list, or a map."""
+
+    kind: str  # body, list, map
+    table: str = ""  # body: stage, pipeline, volume, secret, resources, unknown
+    stage_kind: str | None = None
+    stage_name: str | None = None
+    owner: str | None = None  # list/map: the attribute it is the value of
+    state: str = "item"
+    name: str | None = None  # the attribute being written
+    seen: list[str] = field(default_factory=list)  # attributes set, or items listed
+    last: str = ""  # the previous token's text
+
+
+def complete(text: str, offset: int, chunk_start: int, index: Index) -> Completions:
+    """Candidates at ``offset``; ``chunk_start`` is where its declaration's text starts."""
+    scanned = tokens(text, chunk_start, offset)
+    prefix_start = offset
+    if scanned and scanned[-1].end == offset:
+        last = scanned[-1]
+        if last.kind == "comment":
+            return Completions([], Span(offset, offset))
+        if last.kind in ("string", "long") and not last.closed:
+            return _in_string(last, offset, text, index)
+        if last.kind == "word":
+            prefix_start = last.start
+            scanned = scanned[:-1]
+    frames, top = _run(scanned)
+    previous_end = scanned[-1].end if scanned else chunk_start
+    if frames and frames[-1].kind == "body" and "\n" in text[previous_end:prefix_start] \
+            and frames[-1].state in ("name", "mount_volume", "mount_at", "mount_path"):
+        frames[-1].state = "item"  # a new line below an unfinished item starts another
+    items = _candidates(frames, top, index)
+    line_end = text.find("\n", offset)
+    rest = text[offset:line_end if line_end != -1 else len(text)].lstrip(" \t")
+    if rest[:1] in ("=", "{"):  # the name is being edited: insert only the name
+        items = [Candidate(c.label, c.kind, c.detail, c.documentation) for c in items]
+    return Completions(items, Span(prefix_start, offset))
+
+
+def _run(scanned: list[Token]) -> tuple[list[_Frame], list[str]]:
+    """Feed the tokens through the bracket machine; return the open frames and the
+    top-level tokens of the declaration being written (empty between declarations)."""
+    frames: list[_Frame] = []
+    top: list[str] = []
+    for token in scanned:
+        if token.kind in ("comment", "other"):
+            continue
+        text = token.text if token.kind in ("word", "punct", "range") else token.kind
+        if not frames:
+            if text == "{":
+                frames.append(_open_declaration(top))
+                top = []
+            elif text in DECLARATIONS and _complete_param(top):
+                top = [text]
+            else:
+                top.append(text)
+            continue
+        frame = frames[-1]
+        frame.last = text
+        if text in ("}", "]"):
+            frames.pop()
+            continue
+        if frame.kind == "body":
+            _step_body(frame, token, frames)
+        elif frame.kind == "map":
+            _step_map(frame, token, frames)
+        elif text in ("[", "{"):
+            frames.append(_Frame("list" if text == "[" else "map", owner=frame.owner))
+        elif token.kind == "word":
+            frame.seen.append(text)
+    return frames, top
+
+
+def _complete_param(top: list[str]) -> bool:
+    """Whether ``top`` holds a finished `param NAME[: TYPE] = VALUE`."""
+    return len(top) >= 4 and top[0] == "param" and "=" in top and top[-1] != "="
+
+
+def _open_declaration(words: list[str]) -> _Frame:
+    if len(words) >= 2 and words[-2] in STAGE_KINDS:
+        return _Frame("body", "stage", stage_kind=words[-2], stage_name=words[-1])
+    if len(words) >= 2 and words[-2] in ("volume", "secret", "pipeline"):
+        return _Frame("body", words[-2])
+    if words and words[-1] == "pipeline":
+        return _Frame("body", "pipeline")
+    return _Frame("body", "unknown")
+
+
+def _step_body(frame: _Frame, token: Token, frames: list[_Frame]) -> None:
+    text, state = token.text, frame.state
+    if state in ("item", "after_value", "mount_end"):
+        if text == "mount":
+            frame.state = "mount_volume"
+        elif state == "mount_end" and text == "readonly":
+            frame.state = "item"
+        elif token.kind == "word":
+            frame.state, frame.name = "name", text
+            frame.seen.append(text)
+        elif text == ".." and state == "after_value":
+            frame.state = "value"
+        else:
+            frame.state = "item"
+    elif state == "name":
+        if text == "=":
+            frame.state = "value"
+        elif text == "{":
+            table = frame.name if frame.table == "stage" and frame.name in schema.STAGE_BLOCKS else "unknown"
+            frame.state = "item"
+            frames.append(_Frame("body", table))
+        else:
+            frame.state = "item"
+    elif state == "value":
+        if text in ("[", "{"):
+            frames.append(_Frame("list" if text == "[" else "map", owner=frame.name))
+        frame.state = "after_value"
+    elif state == "mount_volume":
+        frame.state = "mount_at" if token.kind == "word" else "item"
+    elif state == "mount_at":
+        frame.state = "mount_path" if text == "at" else "item"
+    elif state == "mount_path":
+        frame.state = "mount_end" if token.kind in ("string", "long") else "item"
+
+
+def _step_map(frame: _Frame, token: Token, frames: list[_Frame]) -> None:
+    text = token.text
+    if frame.state == "item":
+        if token.kind in ("word", "string"):
+            frame.state, frame.name = "key", text
+            frame.seen.append(text)
+    elif frame.state == "key":
+        frame.state = "value" if text == "=" else "item"
+    elif frame.state == "value":
+        if text in ("[", "{"):
+            frames.append(_Frame("list" if text == "[" else "map", owner=frame.name))
+        frame.state = "after_value"
+    elif frame.state == "after_value":
+        if text == "..":
+            frame.state = "value"
+        elif text == ",":
+            frame.state = "item"
+        elif token.kind in ("word", "string"):
+            frame.state, frame.name = "key", text
+            frame.seen.append(text)
+
+
+# ------------------------------------------------------------------------ candidates
+
+
+def _candidates(frames: list[_Frame], top: list[str], index: Index) -> list[Candidate]:
+    if not frames:
+        return _top_level(top, index)
+    frame = frames[-1]
+    if frame.kind == "list":
+        if frame.last not in ("[", ",", ""):
+            return []
+        stage = next((f for f in reversed(frames) if f.kind == "body" and f.table == "stage"), None)
+        if frame.owner == "after" and stage is not None:
+            return [_named(name, detail, "stage") for name, detail in index.known_names("stage")
+                    if name != stage.stage_name and name not in frame.seen]
+        if frame.owner == "secrets" and stage is not None:
+            return [_named(name, detail, "secret") for name, detail in index.known_names("secret")
+                    if name not in frame.seen]
+        return []
+    if frame.kind == "map":
+        if frame.state == "item" and frame.owner in schema.STAGE_BLOCKS:
+            return [_attribute(spec) for name, spec in schema.STAGE_BLOCKS[frame.owner].items()
+                    if name not in frame.seen]
+        return []
+    if frame.state in ("item", "after_value", "mount_end"):
+        out = _attributes(frame)
+        if frame.state == "mount_end":
+            out.insert(0, Candidate("readonly", "keyword", "mount it read-only"))
+        return out
+    if frame.state == "mount_volume":
+        return [_named(name, detail, "volume") for name, detail in index.known_names("volume")]
+    if frame.state == "mount_at":
+        return [Candidate("at", "keyword", 'mount VOLUME at "/path"')]
+    if frame.state == "value":
+        spec = _table(frame).get(frame.name or "")
+        if spec is not None and spec.choices:
+            return [Candidate(choice, "value", f"{frame.name}") for choice in spec.choices]
+    return []
+
+
+def _table(frame: _Frame) -> dict:
+    return {"stage": schema.STAGE, "pipeline": schema.HEADER, "volume": schema.VOLUME,
+            "secret": schema.SECRET, **schema.STAGE_BLOCKS}.get(frame.table, {})
+
+
+def _attributes(frame: _Frame) -> list[Candidate]:
+    seen = set(frame.seen)
+    table = _table(frame)
+    out = [_attribute(spec) for name, spec in table.items()
+           if name not in seen and (frame.stage_kind is None or frame.stage_kind in spec.kinds)]
+    if frame.table == "stage":
+        out.append(Candidate("mount", "keyword", 'mount VOLUME at "/path" [readonly]', KEYWORD_DOCS["mount"],
+                             "mount "))
+        for name, doc in BLOCK_DOCS.items():
+            if name not in seen:
+                out.append(Candidate(name, "block", "block", doc, name + " { "))
+    return out
+
+
+def _attribute(spec: schema.AttributeSpec) -> Candidate:
+    detail = "one of " + ", ".join(spec.choices) if spec.choices else spec.type.value
+    return Candidate(spec.name, "attribute", detail, spec.doc + (f"\n\n    {spec.example}" if spec.example else ""),
+                     spec.name + " = ")
+
+
+def _named(name: str, detail: str, kind: str) -> Candidate:
+    return Candidate(name, kind, detail)
+
+
+def _top_level(top: list[str], index: Index) -> list[Candidate]:
+    if top[:1] == ["param"] and len(top) >= 2 and top[-1] == ":":
+        return [Candidate(name, "type", "parameter type") for name in schema.PARAM_TYPES]
+    if top and not _complete_param(top):
+        return []
+    has_header = any(d.kind == "pipeline" for d in index.declared)
+    out = []
+    for keyword in DECLARATIONS:
+        if keyword == "pipeline" and has_header:
+            continue
+        detail = "stage" if keyword in STAGE_KINDS else "declaration"
+        out.append(Candidate(keyword, "keyword", detail, KEYWORD_DOCS[keyword], keyword + " "))
+    return out
+
+
+# --------------------------------------------------------------------------- strings
+
+
+_OPEN_INTERPOLATION = re.compile(r"(?<!\$)\$\{\s*([A-Za-z0-9_.]*)$")
+
+
+def _in_string(token: Token, offset: int, text: str, index: Index) -> Completions:
+    before = text[token.start:offset]
+    match = _OPEN_INTERPOLATION.search(before)
+    if match is None:
+        return Completions([], Span(offset, offset))
+    start = token.start + match.start(1)
+    closing = "" if text[offset:offset + 1] == "}" else "}"
+    items = [Candidate(name, "param", detail, insert=name + closing) for name, detail in index.known_names("param")]
+    items += [Candidate(name, "param", doc, insert=name + closing) for name, doc in BUILTIN_INTERPOLATIONS.items()]
+    return Completions(items, Span(start, offset))
+
+
+def chunk_start_at(starts: list[int], offset: int) -> int:
+    return starts[max(0, bisect.bisect_right(starts, offset) - 1)]

@@ -1,0 +1,141 @@
+"""Completion, hover, navigation and outline on the engine side, broken text included."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aipc.lsp.analysis import build_index, hover, outline
+from aipc.lsp.completion import chunk_start_at, complete
+from aipc.lsp.incremental import IncrementalParser
+from tests.helpers import EXAMPLES
+
+FRAUD = (EXAMPLES[[p.stem for p in EXAMPLES].index("fraud-detection")]).read_text()
+STAGES = {"ingest", "featurize", "model", "evaluate", "api"}
+
+
+def complete_at(text: str, marker: str = "|"):
+    offset = text.index(marker)
+    text = text.replace(marker, "", 1)
+    document = IncrementalParser("t.aip").parse(text)
+    starts = [c.start for c in document.chunks]
+    result = complete(text, offset, chunk_start_at(starts, offset), build_index(document))
+    return [c.label for c in result.items], result
+
+
+@pytest.mark.parametrize("typed, expected", [
+    ("data x {\n  after = [|", STAGES),
+    ("data x {\n  after = [ingest, |", STAGES - {"ingest"}),
+    ("data x {\n  after = [mo|", STAGES),
+    ("data x {\n  after = [\n    ingest,\n    |\n  ]\n}", STAGES - {"ingest"}),
+    ("data x {\n  secrets = [|]\n}", {"s3"}),
+    ("data x {\n  mount |", {"raw", "features", "models", "scratch"}),
+    ("data x {\n  mount raw |", {"at"}),
+    ("volume q { access = |", {"rwo", "rwx", "rox"}),
+    ("data x {\n  resources { gpu_vendor = |", {"nvidia", "amd", "intel"}),
+    ("param q: |", {"string", "int", "float", "bool", "duration"}),
+    ('data x {\n  command = ["${|"]', {"epochs", "lr", "run_date", "use_amp", "pipeline.name", "stage.name"}),
+    ('data x {\n  script = """\n    run ${ru|\n  """', {"epochs", "lr", "run_date", "use_amp",
+                                                         "pipeline.name", "stage.name"}),
+    ("data x {\n  # a comment |", set()),
+    ('data x {\n  image = "no completion in |', set()),
+    ("data x {\n  after = [ingest] |", None),
+])
+def test_completion_contexts(typed, expected):
+    labels, _ = complete_at(FRAUD + "\n" + typed)
+    if expected is None:  # attribute names of a data stage, minus the one already set
+        assert "after" not in labels and {"image", "retries", "timeout", "mount", "resources"} <= set(labels)
+        assert not {"port", "replicas", "health"} & set(labels)
+    else:
+        assert set(labels) == expected
+
+
+def test_top_level_offers_declarations_but_no_second_header():
+    labels, _ = complete_at(FRAUD + "\n|")
+    assert labels == ["param", "volume", "secret", "data", "train", "eval", "serve"]
+    labels, _ = complete_at("|")
+    assert labels[0] == "pipeline"
+
+
+def test_completion_replaces_the_word_being_typed():
+    labels, result = complete_at("data x {\n  ima|\n}")
+    assert "image" in labels
+    (image,) = [c for c in result.items if c.label == "image"]
+    assert image.insert == "image = " and result.replace == (11, 14)
+    labels, result = complete_at("data x {\n  ima| = \"a\"\n}")
+    assert [c.insert for c in result.items if c.label == "image"] == [None]  # `=` is already there
+
+
+def test_completion_inside_resources_and_map_forms():
+    labels, _ = complete_at("train t {\n  resources {\n    cpu = 2\n    |\n  }\n}")
+    assert set(labels) == {"memory", "gpu", "gpu_vendor", "gpu_model", "shm", "disk"}
+    labels, _ = complete_at("train t {\n  resources = { cpu = 2, |")
+    assert "memory" in labels and "cpu" not in labels
+
+
+def test_hover_on_units_attributes_and_names():
+    document = IncrementalParser("t.aip").parse(FRAUD)
+    index = build_index(document)
+
+    def at(needle: str, shift: int = 0) -> str:
+        answer = hover(document, index, FRAUD.index(needle) + shift)
+        assert answer is not None, needle
+        return answer[0]
+
+    assert at("memory = 8Gi..16Gi", 15).startswith("`16Gi` = 17179869184 bytes")
+    assert at("memory = 8Gi..16Gi", 10).startswith("`8Gi` = 8589934592 bytes")
+    assert at("size = 200Gi", 8).startswith("`200Gi` = 214748364800 bytes")
+    assert "Who may mount it" in at("access = rwx")
+    assert at("replicas = 3").startswith("**`replicas`**: a whole number (serve stages)")
+    assert "**volume** `raw`" in at("mount raw ", 7)
+    assert "stage that trains" in at("train model")
+
+
+def test_hover_on_an_attribute_a_stage_kind_does_not_take():
+    text = 'serve s {\n  image = "i:1"\n  retries = 2\n}\n'
+    document = IncrementalParser("t.aip").parse(text)
+    answer = hover(document, build_index(document), text.index("retries"))
+    assert "only for batch stages, not `serve`" in answer[0]
+
+
+def test_definition_and_references_of_every_kind():
+    document = IncrementalParser("t.aip").parse(FRAUD)
+    index = build_index(document)
+    use = FRAUD.index("secrets = [s3]") + 11
+    assert index.definition(use).name_span.start == FRAUD.index("s3 {")
+    assert index.references(FRAUD.index("s3 {"), include_declaration=False) == [(use, use + 2)]
+    uses = index.references(FRAUD.index("epochs: int"), include_declaration=True)
+    assert [FRAUD[s.start:s.end] for s in uses] == ["epochs", "epochs"]
+
+
+def test_outline_of_a_file_with_a_broken_declaration():
+    text = FRAUD.replace("data featurize {", "data featurize {{{")
+    document = IncrementalParser("t.aip").parse(text)
+    names = [s.name for s in outline(document, build_index(document)) if s.kind == "stage"]
+    assert "ingest" in names and "api" in names
+
+
+NOISE = st.lists(st.sampled_from(list('{}[]=,:."\n #$/') + ["data ", "mount ", "after", " x", "1Gi", '"""', "${",
+                                                          "\t", "\U0001F642"]), max_size=20).map("".join)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.floats(0, 1), NOISE)
+def test_no_text_and_no_position_breaks_the_features(where, noise):
+    at = int(where * len(FRAUD))
+    text = FRAUD[:at] + noise + FRAUD[at:]
+    document = IncrementalParser("t.aip").parse(text)
+    index = build_index(document)
+    starts = [c.start for c in document.chunks]
+    outline(document, index)
+    for offset in range(max(0, at - 3), min(len(text), at + len(noise) + 3) + 1):
+        complete(text, offset, chunk_start_at(starts, offset), index)
+        hover(document, index, offset)
+        index.definition(offset)
+        index.references(offset)
+
+
+def test_stages_being_edited_are_still_offered():
+    labels, _ = complete_at('data a { image = "i:1" }\ndata b {\n  image = \n}\ndata c {\n  after = [|')
+    assert set(labels) == {"a", "b"}
