@@ -148,7 +148,7 @@ def _check_labels(pairs: list[tuple[str, Text, m.Entry]], sink: Diagnostics) -> 
             sink.error(codes.INVALID_LABEL, entry.key_span, f"`{key}` is not a valid label key",
                        help="a key is an optional DNS prefix and `/`, then up to 63 letters, digits, `-`, `_` or `.`")
             continue
-        if not LABEL_VALUE.fullmatch(text.value) or len(text.value) > 63:
+        if not _label_value(text.value):
             suggestion = re.sub(r"[^A-Za-z0-9_.-]+", "-", text.value).strip("-_.")[:63]
             sink.error(codes.INVALID_LABEL, entry.value.span, f"`{text.value}` is not a valid label value",
                        help="label values are up to 63 letters, digits, `-`, `_` or `.`, "
@@ -156,6 +156,10 @@ def _check_labels(pairs: list[tuple[str, Text, m.Entry]], sink: Diagnostics) -> 
             continue
         out.append((key, text.value))
     return tuple(sorted(out))
+
+
+def _label_value(text: str) -> bool:
+    return len(text) <= 63 and LABEL_VALUE.fullmatch(text) is not None
 
 
 def _check_env_name(name: str, span: Span, sink: Diagnostics) -> bool:
@@ -388,6 +392,15 @@ class _Lowering:
 
     def _check_object_names(self, volumes) -> None:
         pipeline = ir.dns_label(self.header.name)
+        for what, table in (("stage", self.symbols.stages), ("volume", self.symbols.volumes),
+                            ("secret", self.symbols.secrets)):
+            for declaration in table.values():
+                name = declaration.name.value
+                if name.endswith("_"):
+                    self.sink.error(codes.INVALID_OBJECT_NAME, declaration.name.span,
+                                    f"the {what} name `{name}` ends with `_`",
+                                    label="becomes a Kubernetes name, which must end with a letter or digit",
+                                    help=f"write `{name.rstrip('_')}`")
         declarations = [("stage", d) for d in self.symbols.stages.values()]
         declarations += [("volume", d) for n, d in self.symbols.volumes.items()
                          if volumes.get(n) is None or volumes[n].kind is ir.VolumeKind.SIZED]
@@ -596,7 +609,12 @@ class _StageLowering:
                     values[name] = ir.GpuVendor(choice)
             elif spec.type is Type.STRING:
                 text = self.evaluator.string(spec, attribute.value, self.name)
-                if text is not INVALID:
+                if text is not INVALID and name == "gpu_model" and not _label_value("-".join(text.value.split())):
+                    self.sink.error(codes.INVALID_LABEL, attribute.value.span,
+                                    f"`{text.value}` cannot be a GPU model: it is matched against a node label",
+                                    help="write the product as the node label shows it, e.g. "
+                                    '"NVIDIA-A100-SXM4-80GB" (letters, digits, `-`, `_`, `.`; at most 63)')
+                elif text is not INVALID:
                     values[name] = text.value
             else:
                 value = self.evaluator.quantity(spec, attribute.value, self.name)

@@ -162,6 +162,10 @@ def test_host_and_claim_volumes():
     ('param p = [1, 2]', "E210"),
     ('data a { image = "e:1"  resources { } resources { } }', "E108"),
     ('data a { image = "e:1"  command = [] }', "E202"),
+    ('data a_ { image = "e:1" }', "E111"),
+    ('volume v_ { size = 1Gi }', "E111"),
+    ('train t { image = "e:1"  resources { gpu = 1  gpu_model = "A100 (80GB)" } }', "E213"),
+    ('train t { image = "e:1"  resources { gpu = 1  gpu_model = "NVIDIA A100 80GB" } }', None),
     ('data a { image = "e:1"  script = """\n  """ }', "E202"),
 ])
 def test_checks(text, code):
