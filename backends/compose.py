@@ -17,6 +17,8 @@ the current compose specification, so it uses only keys both know (no top-level
   Docker Engine 28.3+ registers with the AMD Container Toolkit); Intel GPUs have
   no such driver, so ``/dev/dri`` is passed through and the count is reported as
   not expressible;
+- a serve stage is reachable from the other services as ``<stage>`` and as
+  ``<pipeline>-<stage>``, the name of its Service on Kubernetes (a network alias);
 - a serve stage publishes its port: ``PORT:PORT`` for one replica and the host
   range ``PORT-(PORT+replicas-1):PORT`` for several, so each replica gets its own
   host port (the engine hands them out) and the declared port always answers;
@@ -125,6 +127,7 @@ def build_service(pipeline: ir.Pipeline, stage: ir.Stage, host_ports: tuple[int,
         service["volumes"] = [build_mount(mount) for mount in stage.mounts]
     if not stage.is_batch:
         service["ports"] = [build_port(stage, host_ports, options)]
+        service["networks"] = build_networks(pipeline, stage)
         if stage.health is not None:
             service["healthcheck"] = build_healthcheck(stage)
     deploy = build_deploy(stage)
@@ -236,6 +239,12 @@ def plan_host_ports(pipeline: ir.Pipeline, sink: Diagnostics) -> dict[str, tuple
                              f"for `{other}`)")
         planned[stage.name] = (first, last)
     return planned
+
+
+def build_networks(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
+    """A serve stage also answers to the name its Service has on Kubernetes, so
+    `http://<pipeline>-<stage>:PORT` reaches it from other stages on every target."""
+    return {"default": {"aliases": [pipeline.object_name(stage.name)]}}
 
 
 def port_range(first: int, last: int) -> str:

@@ -151,7 +151,9 @@ def container_options(pipeline: ir.Pipeline, stage: ir.Stage, names: RunNames, n
     options.update(resource_options(stage.resources))
     if network:
         options["network"] = network
-        aliases = sorted({stage.name, ir.dns_label(stage.name)})
+        # The stage's own name, and the name its Service has on Kubernetes, so that
+        # `http://<pipeline>-<stage>:PORT` reaches a service on every target.
+        aliases = sorted({stage.name, ir.dns_label(stage.name), pipeline.object_name(stage.name)})
         options["networking_config"] = {network: docker.types.EndpointConfig("1.41", aliases=aliases)}
     if not stage.is_batch and stage.port:
         # Replica n answers on host port PORT+n-1, as with the compose backend.

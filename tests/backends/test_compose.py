@@ -195,8 +195,8 @@ def test_keys_come_in_a_readable_fixed_order():
     assert list(service)[:4] == ["image", "entrypoint", "command", "working_dir"]
     assert list(service) == ["image", "entrypoint", "command", "working_dir", "depends_on", "volumes", "deploy",
                              "shm_size", "restart", "read_only", "cap_drop", "security_opt", "labels"]
-    assert list(services(EVERYTHING)["api"])[-9:] == ["ports", "healthcheck", "deploy", "restart", "read_only",
-                                                       "tmpfs", "cap_drop", "security_opt", "labels"]
+    assert list(services(EVERYTHING)["api"])[-10:] == ["ports", "networks", "healthcheck", "deploy", "restart",
+                                                        "read_only", "tmpfs", "cap_drop", "security_opt", "labels"]
     assert list(services(EVERYTHING)) == ["prep", "fit", "amd", "intel", "api", "ui", "edge"]
 
 
@@ -210,6 +210,13 @@ def test_command_replaces_the_entrypoint_and_script_runs_with_sh():
     assert svc["fit"]["working_dir"] == "/work"
     assert svc["prep"]["entrypoint"] == ["sh", "-c"]
     assert svc["prep"]["command"] == ['echo "$${HOME} costs $$5" > /data/out\n']
+
+
+def test_a_serve_stage_answers_to_its_kubernetes_service_name():
+    svc = services('pipeline "shop" { }\nserve web_api { image = "api:1.0"  port = 80 }\n'
+                   'serve front { image = "ui:1.0"  port = 81  after = [web_api] }')
+    assert svc["web_api"]["networks"] == {"default": {"aliases": ["shop-web-api"]}}
+    assert svc["front"]["networks"] == {"default": {"aliases": ["shop-front"]}}
 
 
 def test_a_stage_without_command_runs_the_image_as_built():

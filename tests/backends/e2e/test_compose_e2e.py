@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import subprocess
+import time
 import urllib.request
 import uuid
 from dataclasses import dataclass
@@ -222,6 +223,7 @@ def test_retries_run_a_failed_stage_again_before_its_dependant(project):
 
 
 SERVING = '''
+pipeline "e2e-serving" { }
 param port: int = 8080
 param front_port: int = 9090
 volume site { size = 16Mi }
@@ -245,7 +247,12 @@ serve web {
 serve front {
   image   = "IMAGE"
   after   = [web]
-  command = ["httpd", "-f", "-p", "${front_port}", "-h", "/www"]
+  # reaches `web` by the name its Service has on Kubernetes: <pipeline>-<stage>
+  script  = """
+    mkdir -p /tmp/www
+    wget -q -O /tmp/www/upstream http://${pipeline.name}-web:${port}/ready
+    exec httpd -f -p ${front_port} -h /tmp/www
+  """
   port    = "${front_port}"
 }
 '''
@@ -274,6 +281,19 @@ def test_a_service_becomes_healthy_after_its_batch_dependency(project):
     assert project.one("front")["State"]["Running"]
     assert http_get(f"http://127.0.0.1:{port}/ready") == "ready\n"
     assert http_get(f"http://127.0.0.1:{port + 1}/ready") == "ready\n"  # the second replica's host port
+    assert eventually(lambda: http_get(f"http://127.0.0.1:{port + 2}/upstream")) == "ready\n"
+
+
+def eventually(probe, seconds: float = 20):
+    """The probe's result once it stops failing (a service may take a moment to listen)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            return probe()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
 
 
 GPU = '''
