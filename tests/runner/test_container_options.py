@@ -151,7 +151,8 @@ def test_services_publish_their_port_and_join_the_run_network():
     _, _, api = build("api")
     assert api["ports"] == {"8080/tcp": ("127.0.0.1", 8080)}
     assert api["network"] == "net"
-    assert api["networking_config"]["net"]["Aliases"] == ["api"]
+    # its own name, and its Service's name on Kubernetes: <pipeline>-<stage>
+    assert api["networking_config"]["net"]["Aliases"] == ["api", "fraud-api"]
     _, _, many = build("many", number=2)
     assert many["ports"] == {"9000/tcp": ("127.0.0.1", 9001)}  # replica n: host port PORT+n-1
     assert many["name"].endswith("-2")
