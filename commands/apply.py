@@ -69,7 +69,7 @@ def run(args) -> int:
 
     from aipc.backends import get_backend
     from aipc.commands.common import print_diagnostics
-    from aipc.commands.loading import load_pipeline
+    from aipc.commands.common import load_pipeline
     from aipc.diagnostics import Diagnostic
 
     timeout = parse_timeout(args.timeout)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import sys
 
+from aipc.cli import UsageError
 from aipc.commands.common import (
-    add_format_option, add_param_option, parse_params, print_diagnostics, print_summary, read_input,
+    add_format_option, add_param_option, check_file, parse_params, print_diagnostics, print_summary,
 )
 
 HELP = "check .aip files and report every problem"
@@ -25,40 +26,37 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from aipc.compiler.check import check_source, source_text
-    from aipc.diagnostics import Diagnostic, Source
+    from aipc.diagnostics import Diagnostic
 
     params = parse_params(args.params)
     backend = None
     if args.target:
-        from aipc.backends import get_backend
+        from aipc.backends import UnknownTarget, get_backend
 
-        backend = get_backend(args.target)
+        try:
+            backend = get_backend(args.target)
+        except UnknownTarget as error:
+            raise UsageError(str(error)) from None
     all_diagnostics = []
     sources = {}
     failed = False
     for path in args.files:
-        source = read_input(path)
-        diagnostics, detail = list(source.diagnostics), ""
-        if source.data is not None:
-            text, diagnostics = source_text(source.data, source.path)
-        if source.data is not None and text is not None:
-            sources[source.path] = Source(source.path, text)
-            checked = check_source(text, source.path, params)
-            diagnostics = checked.diagnostics
-            if checked.ir is not None:
-                count = len(checked.ir.stages)
-                detail = f" ({count} stage{'s' if count != 1 else ''})"
-                if backend is not None:
-                    diagnostics = sorted([*diagnostics, *backend.emit(checked.ir).diagnostics],
-                                         key=Diagnostic.sort_key)
+        checked = check_file(path, params)
+        diagnostics, detail = checked.diagnostics, ""
+        sources.update(checked.sources)
+        if checked.pipeline is not None:
+            count = len(checked.pipeline.stages)
+            detail = f" ({count} stage{'s' if count != 1 else ''})"
+            if backend is not None:
+                diagnostics = sorted([*diagnostics, *backend.emit(checked.pipeline).diagnostics],
+                                     key=Diagnostic.sort_key)
         failed = failed or any(d.is_error for d in diagnostics)
         all_diagnostics += diagnostics
         if args.format == "human":
             print_diagnostics(diagnostics, sources, "human", args.color, sys.stdout)
             if diagnostics:
                 sys.stdout.write("\n")
-            print_summary(source.path, diagnostics, sys.stdout, detail)
+            print_summary(checked.path, diagnostics, sys.stdout, detail)
     if args.format == "json":
         print_diagnostics(all_diagnostics, sources, "json", args.color, sys.stdout)
     return 1 if failed else 0

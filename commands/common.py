@@ -1,4 +1,4 @@
-"""What the subcommands share: reading inputs, `-p` options, printing diagnostics."""
+"""What the subcommands share: reading and checking inputs, `-p` options, printing diagnostics."""
 
 from __future__ import annotations
 
@@ -6,11 +6,14 @@ import argparse
 import os
 import sys
 from dataclasses import dataclass
-from typing import Iterable, TextIO
+from typing import TYPE_CHECKING, Iterable, TextIO
 
 from aipc import codes
 from aipc.cli import UsageError
 from aipc.diagnostics import Diagnostic, Diagnostics, Source, render_human, render_json, summary
+
+if TYPE_CHECKING:
+    from aipc.compiler.ir import Pipeline
 
 MAX_SHOWN = 200  # human output lists at most this many diagnostics and counts the rest
 
@@ -65,6 +68,46 @@ def read_input(path: str) -> Input:
         message, help = f"cannot read `{path}`: {error.strerror or error}", None
     sink.error(codes.UNREADABLE, None, message, help=help)
     return Input(path, None, sink.sorted())
+
+
+@dataclass
+class CheckedFile:
+    """One input, checked: its text (when readable), its IR (when it has no errors)
+    and its diagnostics in source order."""
+
+    path: str
+    source: Source | None
+    pipeline: "Pipeline | None"
+    diagnostics: list[Diagnostic]
+
+    @property
+    def sources(self) -> dict[str, Source]:
+        return {self.path: self.source} if self.source is not None else {}
+
+
+def check_file(path: str, params: dict[str, str]) -> CheckedFile:
+    """Read and check one file (`-` is stdin); unreadable input is a diagnostic."""
+    from aipc.compiler.check import check_source, source_text
+
+    read = read_input(path)
+    if read.data is None:
+        return CheckedFile(read.path, None, None, read.diagnostics)
+    text, problems = source_text(read.data, read.path)
+    if text is None:
+        return CheckedFile(read.path, None, None, problems)
+    pipeline, diagnostics = check_source(text, read.path, params)
+    return CheckedFile(read.path, Source(read.path, text), pipeline, diagnostics)
+
+
+def load_pipeline(path: str, param_options: list[str], stream: TextIO | None = None,
+                  color: str = "auto") -> "Pipeline | None":
+    """For the commands that act on one pipeline (run, graph, plan, apply): the
+    checked IR, or None when the file cannot be read or has errors. Every
+    diagnostic, warnings too, is printed to ``stream`` (stderr)."""
+    stream = stream or sys.stderr
+    checked = check_file(path, parse_params(param_options))
+    print_diagnostics(checked.diagnostics, checked.sources, "human", color, stream)
+    return checked.pipeline
 
 
 def use_color(choice: str, stream: TextIO) -> bool:

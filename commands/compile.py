@@ -6,9 +6,7 @@ import os
 import sys
 
 from aipc.cli import UsageError
-from aipc.commands.common import (
-    add_format_option, add_param_option, parse_params, print_diagnostics, read_input,
-)
+from aipc.commands.common import add_format_option, add_param_option, check_file, parse_params, print_diagnostics
 
 HELP = "compile a .aip file to docker-compose, Kubernetes or Argo YAML"
 DESCRIPTION = """\
@@ -45,23 +43,14 @@ def output_path(output: str, default_name: str) -> str:
 def run(args) -> int:
     from aipc.backends import UnknownTarget, get_backend
     from aipc.backends.writer import to_yaml, write_atomic
-    from aipc.compiler.check import check_source, source_text
-    from aipc.diagnostics import Diagnostic, Source
+    from aipc.diagnostics import Diagnostic
 
     try:
         backend = get_backend(args.target)
     except UnknownTarget as error:
         raise UsageError(str(error)) from None
-    params = parse_params(args.params)
-    source = read_input(args.file)
-    sources = {}
-    diagnostics = list(source.diagnostics)
-    pipeline = None
-    if source.data is not None:
-        text, diagnostics = source_text(source.data, source.path)
-        if text is not None:
-            sources[source.path] = Source(source.path, text)
-            pipeline, diagnostics = check_source(text, source.path, params)
+    checked = check_file(args.file, parse_params(args.params))
+    pipeline, diagnostics, sources = checked.pipeline, checked.diagnostics, checked.sources
     emitted = None
     if pipeline is not None:
         options = backend.options_from(args) if hasattr(backend, "options_from") else None

@@ -92,7 +92,7 @@ def write_output(path: str, data: bytes) -> None:
 
 
 def run(args) -> int:
-    from aipc.commands.loading import load_pipeline
+    from aipc.commands.common import load_pipeline
     from aipc.viz.graph import to_dot, to_mermaid
 
     fmt = output_format(args)

@@ -34,7 +34,7 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from aipc.commands.loading import load_pipeline
+    from aipc.commands.common import load_pipeline
     from aipc.viz.plan import plan_pipeline, render_rich, render_text, to_json
 
     pipeline = load_pipeline(args.file, args.params)

@@ -11,7 +11,7 @@ import threading
 
 from aipc.cli import UsageError
 from aipc.commands.common import add_param_option
-from aipc.commands.loading import load_pipeline
+from aipc.commands.common import load_pipeline
 
 HELP = "run a pipeline on the local Docker engine"
 DESCRIPTION = """\

@@ -139,3 +139,14 @@ def test_help_lists_the_commands():
     assert result.returncode == 0
     for command in cli.COMMANDS:
         assert command in result.stdout.decode()
+
+
+def test_check_with_a_target_adds_what_the_target_cannot_express():
+    laptop = str(ROOT / "examples" / "laptop.aip")
+    assert aipc("check", laptop).returncode == 0
+    result = aipc("check", laptop, "--target", "k8s")
+    assert result.returncode == 1
+    assert result.stdout.decode().count("error[B001]") == 4
+    warned = aipc("check", EXAMPLE, "--target", "compose")
+    assert warned.returncode == 0 and b"warning[B101]" in warned.stdout
+    assert aipc("check", EXAMPLE, "--target", "nomad").returncode == 2
