@@ -16,9 +16,12 @@ Exactness: when every chunk parses without a syntax error, the chunks' tokens
 and declarations are exactly those of a whole-file parse (no token crosses a
 line that starts with a declaration keyword, and every chunk ends where a
 declaration ends), so the diagnostics equal `aipc check`'s. A chunk with a
-syntax error was recovered on its own, which can differ from a whole-file
-recovery near its end; such a document is marked ``exact = False`` and the
-server follows up with a whole-file check.
+syntax error is parsed again together with the chunks after it, until its
+error recovery is over before the last of them starts: from there on the
+whole-file recovery is in step with the chunks again, so this too is exact.
+Two cases stay inexact (``exact = False``), and the server follows them with a
+whole-file check: an unclosed triple quote (it runs on to the next triple quote,
+anywhere) and brackets nested past the parser's depth limit.
 """
 
 from __future__ import annotations
@@ -30,10 +33,11 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
+from aipc import codes
 from aipc.diagnostics import Diagnostic, Label, Span
 from aipc.dsl import model as m
 from aipc.dsl.format import SYNTAX_CODES
-from aipc.dsl.parser import ParseResult, parse
+from aipc.dsl.parser import ParseResult, _deep_nesting, parse
 
 _KEYWORD_LINE = r"^(?=(?:pipeline|param|volume|secret|data|train|eval|serve)[ \t]+[A-Za-z_\"])"
 _SCAN = re.compile(
@@ -126,6 +130,8 @@ class ParsedDocument:
 class IncrementalParser:
     """Parses successive versions of one document, re-using unchanged chunks."""
 
+    MAX_GROUP = 8  # chunks re-parsed together around a syntax error before giving up on exactness
+
     def __init__(self, path: str) -> None:
         self.path = path
         self._cache: dict[str, list[ChunkParse]] = {}
@@ -134,19 +140,62 @@ class IncrementalParser:
     def parse(self, text: str) -> ParsedDocument:
         starts = chunk_starts(text)
         bounds = list(zip(starts, starts[1:] + [len(text)]))
-        seen: dict[str, int] = {}
-        cache: dict[str, list[ChunkParse]] = {}
-        chunks = []
-        for start, end in bounds:
+        self._seen: dict[str, int] = {}
+        self._fresh: dict[str, list[ChunkParse]] = {}
+        units: list[Chunk] = []
+        broken = False
+        index = 0
+        while index < len(bounds):
+            start, end = bounds[index]
+            unit = self._unit(text[start:end])
+            if not unit.exact:
+                broken = True
+                index, grouped = self._group(text, bounds, index, unit)
+                units.append(grouped)
+            else:
+                units.append(Chunk(start, text[start:end], unit))
+            index += 1
+        self._cache = self._fresh
+        document = ParsedDocument(text, self.path, units)
+        if not broken or _deep_nesting(text) is None:
+            return document
+        # brackets left open by a broken chunk nest the chunks after it: the whole
+        # file's parse stops at the depth limit, so only its answer is right
+        return ParsedDocument(text, self.path, [Chunk(c.start, c.text, dataclasses.replace(c.parsed, exact=False))
+                                                for c in units])
+
+    def _group(self, text: str, bounds, index: int, first: ChunkParse) -> tuple[int, Chunk]:
+        """A chunk with a syntax error, parsed together with the chunks after it until
+        its recovery ends where the next chunk begins, as the whole file's would. Returns
+        the index of the group's last chunk and the group."""
+        start = bounds[index][0]
+        if _unclosed_triple_quote(first, text[start:bounds[index][1]]):
+            # `"""` without its closing quotes swallows text up to the next `"""` anywhere
+            return index, Chunk(start, text[start:bounds[index][1]], first)
+        last = index
+        while True:
+            if last + 1 >= len(bounds) or last - index >= self.MAX_GROUP:
+                end = bounds[last][1]
+                parsed = self._unit(text[start:end])
+                exact = last + 1 >= len(bounds) and not _unclosed_triple_quote(parsed, text[start:end])
+                return last, Chunk(start, text[start:end], dataclasses.replace(parsed, exact=exact))
+            last += 1
+            end = bounds[last][1]
             piece = text[start:end]
-            occurrence = seen.get(piece, 0)
-            seen[piece] = occurrence + 1
-            previous = self._cache.get(piece, [])
-            parsed = previous[occurrence] if occurrence < len(previous) else self._parse_chunk(piece)
-            cache.setdefault(piece, []).append(parsed)
-            chunks.append(Chunk(start, piece, parsed))
-        self._cache = cache
-        return ParsedDocument(text, self.path, chunks)
+            parsed = self._unit(piece)
+            tail = parsed.base + (bounds[last][0] - start)  # where the last chunk starts, virtually
+            if _unclosed_triple_quote(parsed, piece):
+                return last, Chunk(start, piece, parsed)
+            if _in_step(parsed, tail):
+                return last, Chunk(start, piece, dataclasses.replace(parsed, exact=True))
+
+    def _unit(self, piece: str) -> ChunkParse:
+        occurrence = self._seen.get(piece, 0)
+        self._seen[piece] = occurrence + 1
+        previous = self._cache.get(piece, [])
+        parsed = previous[occurrence] if occurrence < len(previous) else self._parse_chunk(piece)
+        self._fresh.setdefault(piece, []).append(parsed)
+        return parsed
 
     def _parse_chunk(self, piece: str) -> ChunkParse:
         base = self._next_base
@@ -156,6 +205,25 @@ class IncrementalParser:
         diagnostics = tuple(_shift_diagnostic(d, base) for d in result.diagnostics)
         exact = not any(d.code in SYNTAX_CODES for d in diagnostics)
         return ChunkParse(base, len(piece), declarations, result.program.broken, diagnostics, exact)
+
+
+def _in_step(parsed: ChunkParse, tail: int) -> bool:
+    """Whether a group's recovery was over when its last chunk began at ``tail``: a
+    declaration starts right there, and nothing in the last chunk is reported (but
+    a label pointing at its first token, "expected `}` before this")."""
+    if not any(declaration.span.start == tail for declaration in parsed.declarations):
+        return False
+    for diagnostic in parsed.diagnostics:
+        if diagnostic.span is not None and diagnostic.span.end > tail:
+            return False
+        if any(label.span.start > tail for label in diagnostic.related):
+            return False
+    return True
+
+
+def _unclosed_triple_quote(parsed: ChunkParse, piece: str) -> bool:
+    return any(d.code == codes.UNTERMINATED_STRING.id and d.span is not None
+               and piece.startswith('"""', d.span.start - parsed.base) for d in parsed.diagnostics)
 
 
 def shift(node, delta: int):

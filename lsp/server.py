@@ -15,8 +15,10 @@ from __future__ import annotations
 import asyncio
 import difflib
 import logging
+import gc
 import os
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlparse
@@ -35,7 +37,7 @@ from aipc.lsp.incremental import IncrementalParser, ParsedDocument
 logger = logging.getLogger("aipc.lsp")
 
 DEBOUNCE = 0.02  # seconds between a change and its check
-EXACT_DELAY = 0.3  # seconds of quiet before a whole-file check confirms an inexact result
+EXACT_DELAY = 0.3  # seconds of quiet before a whole-file check replaces an inexact result
 
 COMPLETION_KINDS = {
     "keyword": types.CompletionItemKind.Keyword, "attribute": types.CompletionItemKind.Property,
@@ -78,11 +80,17 @@ class Document:
         self.text = normalize_newlines(source)
         self.parsed = self.index = None
 
-    def current(self) -> tuple[ParsedDocument, analysis.Index]:
+    def current(self) -> ParsedDocument:
         if self.parsed is None:
             self.parsed = self.parser.parse(self.text)
-            self.index = analysis.build_index(self.parsed)
-        return self.parsed, self.index
+        return self.parsed
+
+    def current_index(self) -> tuple[ParsedDocument, analysis.Index]:
+        """The parse and its names, for the requests that need them."""
+        parsed = self.current()
+        if self.index is None:
+            self.index = analysis.build_index(parsed)
+        return parsed, self.index
 
 
 class AipcLanguageServer(LanguageServer):
@@ -90,6 +98,7 @@ class AipcLanguageServer(LanguageServer):
         super().__init__("aipc", __version__)
         self.documents: dict[str, Document] = {}
         self.checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aipc-check")
+        self.whole_checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aipc-check-whole")
         self.debounce = DEBOUNCE
         self.exact_delay = EXACT_DELAY
         self.tasks: set[asyncio.Task] = set()
@@ -138,32 +147,40 @@ class AipcLanguageServer(LanguageServer):
         async with document.lock:  # one check at a time; later versions wait here
             if not self._current(document, version):
                 return  # a newer change has its own check coming
+            started = time.perf_counter()
             try:
-                parsed, _ = document.current()
+                parsed = document.current()
+                parsed_at = time.perf_counter()
                 found = await asyncio.get_running_loop().run_in_executor(self.checker, _check, parsed)
             except Exception:  # noqa: BLE001 - the server must outlive any bug
                 self.internal_error(f"checking {document.uri} failed")
                 return
+            checked_at = time.perf_counter()
             if not self._current(document, version):
-                return  # stale: dropped
+                logger.debug("version %d of %s: result dropped, a newer version exists", version, document.uri)
+                return
             self.publish(document, version, found)
+            logger.debug("version %d of %s: parsed in %.1f ms, checked in %.1f ms, published in %.1f ms",
+                         version, document.uri, 1000 * (parsed_at - started), 1000 * (checked_at - parsed_at),
+                         1000 * (time.perf_counter() - checked_at))
             if not parsed.exact:
                 self._spawn(self._check_whole_later(document, version, parsed.text))
 
     async def _check_whole_later(self, document: Document, version: int, text: str) -> None:
-        """Confirm an incremental result that may differ from `aipc check` near a syntax error."""
+        """Replace an inexact incremental result (an unclosed triple quote) with the
+        whole file's, once the typing has paused. It runs on its own thread and holds
+        no lock: the quick checks of newer versions never wait for it."""
         await asyncio.sleep(self.exact_delay)
-        async with document.lock:
-            if not self._current(document, version):
-                return
-            try:
-                checked = await asyncio.get_running_loop().run_in_executor(
-                    self.checker, check_source, text, document.parser.path)
-            except Exception:  # noqa: BLE001
-                self.internal_error(f"checking {document.uri} failed")
-                return
-            if self._current(document, version) and checked.diagnostics != document.published:
-                self.publish(document, version, checked.diagnostics)
+        if not self._current(document, version):
+            return
+        try:
+            checked = await asyncio.get_running_loop().run_in_executor(
+                self.whole_checker, check_source, text, document.parser.path)
+        except Exception:  # noqa: BLE001
+            self.internal_error(f"checking {document.uri} failed")
+            return
+        if self._current(document, version) and checked.diagnostics != document.published:
+            self.publish(document, version, checked.diagnostics)
 
     def internal_error(self, what: str) -> None:
         """Log a bug in aipc; with AIPC_DEBUG=1 also show it in the editor."""
@@ -253,7 +270,7 @@ def hover(ls: AipcLanguageServer, params: types.HoverParams) -> types.Hover | No
     if found is None:
         return None
     document, offset = found
-    parsed, index = document.current()
+    parsed, index = document.current_index()
     answer = analysis.hover(parsed, index, offset)
     if answer is None:
         return None
@@ -270,7 +287,7 @@ def complete(ls: AipcLanguageServer, params: types.CompletionParams) -> types.Co
     if found is None:
         return None
     document, offset = found
-    parsed, index = document.current()
+    parsed, index = document.current_index()
     starts = [chunk.start for chunk in parsed.chunks]
     result = completion.complete(document.text, offset, completion.chunk_start_at(starts, offset), index)
     lines = ls.line_index(document)
@@ -294,7 +311,7 @@ def definition(ls: AipcLanguageServer, params: types.DefinitionParams) -> types.
     if found is None:
         return None
     document, offset = found
-    _, index = document.current()
+    _, index = document.current_index()
     declared = index.definition(offset)
     if declared is None:
         return None
@@ -308,7 +325,7 @@ def references(ls: AipcLanguageServer, params: types.ReferenceParams) -> list[ty
     if found is None:
         return None
     document, offset = found
-    _, index = document.current()
+    _, index = document.current_index()
     lines = ls.line_index(document)
     spans = index.references(offset, params.context.include_declaration)
     return [types.Location(uri=document.uri, range=lines.range(span)) for span in spans]
@@ -321,7 +338,7 @@ def highlight(ls: AipcLanguageServer, params: types.DocumentHighlightParams):
     if found is None:
         return None
     document, offset = found
-    _, index = document.current()
+    _, index = document.current_index()
     lines = ls.line_index(document)
     return [types.DocumentHighlight(range=lines.range(span)) for span in index.references(offset)]
 
@@ -333,7 +350,7 @@ def prepare_rename(ls: AipcLanguageServer, params: types.PrepareRenameParams):
     if found is None:
         return None
     document, offset = found
-    _, index = document.current()
+    _, index = document.current_index()
     name = index.name_at(offset)
     if name is None or index.first(name[0], name[1]) is None:
         return None
@@ -347,7 +364,7 @@ def rename(ls: AipcLanguageServer, params: types.RenameParams) -> types.Workspac
     if found is None:
         return None
     document, offset = found
-    _, index = document.current()
+    _, index = document.current_index()
     new_name = params.new_name.strip()
     if not IDENTIFIER.fullmatch(new_name) or len(new_name) > MAX_IDENTIFIER:
         ls.window_show_message(types.ShowMessageParams(
@@ -366,7 +383,7 @@ def symbols(ls: AipcLanguageServer, params: types.DocumentSymbolParams) -> list[
     document = ls.document(params.text_document.uri)
     if document is None:
         return None
-    parsed, index = document.current()
+    parsed, index = document.current_index()
     lines = ls.line_index(document)
 
     def convert_symbol(symbol: analysis.Symbol) -> types.DocumentSymbol:
@@ -435,4 +452,8 @@ def serve(verbose: bool = False, log_file: str | None = None) -> None:
     root = logging.getLogger()
     root.addHandler(handler)
     root.setLevel(logging.DEBUG if verbose else logging.WARNING)
+    logging.getLogger("pygls").setLevel(logging.INFO if verbose else logging.WARNING)
+    # A parsed 300-stage file is some 100,000 objects; the default thresholds run a
+    # full collection over them every few edits, a pause longer than a check.
+    gc.set_threshold(50_000, 20, 100)
     server.start_io(sys.stdin.buffer, protocol_out)
