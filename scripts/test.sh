@@ -16,6 +16,7 @@ command -v docker-compose >/dev/null 2>&1 || packages+=(docker-compose)
 command -v iptables >/dev/null 2>&1 || packages+=(iptables)
 command -v dot >/dev/null 2>&1 || packages+=(graphviz)
 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || packages+=(python3-venv)
+command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)  # the VS Code extension's tests
 if [ ${#packages[@]} -gt 0 ]; then
   echo "test.sh: installing ${packages[*]}"
   as_root apt-get update -qq
@@ -45,6 +46,15 @@ if ! .tools/checkov/bin/checkov --version 2>/dev/null | grep -qx "$CHECKOV_VERSI
   .tools/checkov/bin/python -m pip install -q "checkov==$CHECKOV_VERSION"
 fi
 export AIPC_CHECKOV="$ROOT/.tools/checkov/bin/checkov"
+
+# 3c. vscode-tmgrammar-test, which checks the VS Code extension's TextMate grammar
+#     against the annotated samples in editors/vscode/tests.
+TMGRAMMAR_VERSION=0.1.3
+if ! grep -qs "\"version\": \"$TMGRAMMAR_VERSION\"" .tools/npm/node_modules/vscode-tmgrammar-test/package.json; then
+  echo "test.sh: installing vscode-tmgrammar-test $TMGRAMMAR_VERSION into .tools/npm"
+  npm install --prefix .tools/npm --no-audit --no-fund --silent "vscode-tmgrammar-test@$TMGRAMMAR_VERSION" >/dev/null
+fi
+export AIPC_TMGRAMMAR_TEST="$ROOT/.tools/npm/node_modules/.bin/vscode-tmgrammar-test"
 
 # 4. Run everything. Docker is required here: tests that need it fail, not skip.
 export AIPC_REQUIRE_DOCKER=1

@@ -1,0 +1,98 @@
+"""The VS Code extension: its TextMate grammar against annotated samples, its manifest, its client."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from tests.helpers import EXAMPLES, ROOT
+
+EXTENSION = ROOT / "editors" / "vscode"
+SAMPLES = sorted((EXTENSION / "tests").glob("*.aip"))
+
+
+def tool(name: str, installed: str | None = None) -> str:
+    """A command the test command installs: its path, else a failure under
+    AIPC_REQUIRE_DOCKER=1 (the test command's setting) or a skip."""
+    for candidate in (installed, shutil.which(name)):
+        if candidate and os.access(candidate, os.X_OK):
+            return candidate
+    message = f"`{name}` is not installed (scripts/test.sh installs it)"
+    if os.environ.get("AIPC_REQUIRE_DOCKER") == "1":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def tmgrammar_test() -> str:
+    return tool("vscode-tmgrammar-test", os.environ.get("AIPC_TMGRAMMAR_TEST")
+                or str(ROOT / ".tools" / "npm" / "node_modules" / ".bin" / "vscode-tmgrammar-test"))
+
+
+def test_the_grammar_scopes_the_annotated_samples():
+    assert len(SAMPLES) >= 2
+    result = subprocess.run([tmgrammar_test(), "--config", "package.json", *[str(s.relative_to(EXTENSION))
+                                                                             for s in SAMPLES]],
+                            cwd=EXTENSION, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    for sample in SAMPLES:
+        assert f"{sample.relative_to(EXTENSION)} run successfuly" in result.stdout
+
+
+def annotate_nothing_invalid(text: str, title: str) -> str:
+    """``text`` as a syntax test asserting that no character of it is scoped invalid
+    (the grammar's one invalid scope is a bad escape)."""
+    out = [f'# SYNTAX TEST "source.aip" "{title}"']
+    for line in text.splitlines():
+        out.append(line)
+        if line:
+            out.append("# <- - invalid.illegal.escape.aip")
+        if len(line) > 1:
+            out.append("#" + "^" * (len(line) - 1) + " - invalid.illegal.escape.aip")
+    return "\n".join(out) + "\n"
+
+
+def test_the_grammar_sees_no_invalid_text_in_the_examples(tmp_path):
+    (tmp_path / "control.aip").write_text(annotate_nothing_invalid('data x { image = "\\q" }', "control"))
+    control = subprocess.run([tmgrammar_test(), "--config", str(EXTENSION / "package.json"),
+                              str(tmp_path / "control.aip")], cwd=EXTENSION, capture_output=True, text=True)
+    assert control.returncode != 0 and "invalid.illegal.escape.aip" in control.stdout  # the check can fail
+    for example in EXAMPLES:
+        (tmp_path / example.name).write_text(annotate_nothing_invalid(example.read_text(), example.stem))
+    result = subprocess.run([tmgrammar_test(), "--config", str(EXTENSION / "package.json"),
+                             *[str(tmp_path / e.name) for e in EXAMPLES]],
+                            cwd=EXTENSION, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_manifest_ties_language_grammar_and_configuration_together():
+    manifest = json.loads((EXTENSION / "package.json").read_text())
+    (language,) = manifest["contributes"]["languages"]
+    assert language["id"] == "aip" and language["extensions"] == [".aip"]
+    (grammar,) = manifest["contributes"]["grammars"]
+    assert grammar["language"] == "aip" and grammar["scopeName"] == "source.aip"
+    tm = json.loads((EXTENSION / grammar["path"]).read_text())
+    assert tm["scopeName"] == "source.aip"
+    for rule in re.findall(r'"include": "#([^"]+)"', (EXTENSION / grammar["path"]).read_text()):
+        assert rule in tm["repository"], rule
+    configuration = json.loads((EXTENSION / language["configuration"]).read_text())
+    assert configuration["comments"] == {"lineComment": "#"}
+    assert ["{", "}"] in configuration["brackets"] and ["[", "]"] in configuration["brackets"]
+    assert {p["open"] for p in configuration["autoClosingPairs"]} == {"{", "[", '"'}
+    settings = manifest["contributes"]["configuration"]["properties"]
+    assert settings["aip.server.path"]["default"] == "aipc"
+    assert settings["aip.server.args"]["default"] == ["lsp"]
+    assert "vscode-languageclient" in manifest["dependencies"]
+    assert (EXTENSION / manifest["main"]).exists()
+
+
+def test_the_client_starts_aipc_lsp_and_restarts_it():
+    """extension.js run by node against stand-ins for the VS Code API (tests/extension.test.js)."""
+    result = subprocess.run([tool("node"), "tests/extension.test.js"], cwd=EXTENSION, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == "extension.js: ok"
