@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from aipc.compiler import schema, units
-from aipc.compiler.schema import AttributeSpec, Type
+from aipc.compiler.schema import AttributeSpec
 from aipc.diagnostics import Span
 from aipc.dsl import model as m
 from aipc.lsp.incremental import ParsedDocument

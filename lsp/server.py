@@ -14,8 +14,8 @@ from __future__ import annotations
 
 import asyncio
 import difflib
-import logging
 import gc
+import logging
 import os
 import sys
 import time
@@ -107,9 +107,10 @@ class AipcLanguageServer(LanguageServer):
 
     def line_index(self, document: Document) -> convert.LineIndex:
         try:
-            encoding = str(self.workspace.position_encoding or convert.UTF16)
+            encoding = self.workspace.position_encoding  # what initialize agreed with the client
         except RuntimeError:
-            encoding = convert.UTF16
+            encoding = None
+        encoding = getattr(encoding, "value", encoding) or convert.UTF16
         return convert.LineIndex(document.text, encoding, document.bom)
 
     def document(self, uri: str) -> Document | None:

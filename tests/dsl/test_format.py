@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from aipc.compiler import ir, schema
+from aipc.compiler import schema
 from aipc.compiler.check import check_source
 from aipc.diagnostics import Span
 from aipc.dsl.format import SYNTAX_CODES, collect_comments, format_text, reindent_long_string, without_spans

@@ -244,3 +244,27 @@ async def test_any_request_on_broken_text_gets_an_answer(client: LanguageClient)
     symbols = await client.text_document_document_symbol_async(types.DocumentSymbolParams(text_document=document))
     assert symbols is not None
     assert not client.messages  # no "Error in server" shown to the user
+
+
+@pytest_lsp.fixture(
+    scope="module",
+    config=ClientServerConfig(server_command=[sys.executable, "-m", "aipc", "lsp"],
+                              server_env={**os.environ, "AIPC_DEBUG": "1"}),
+)
+async def utf8_client(lsp_client: LanguageClient):
+    capabilities = client_capabilities("visual-studio-code")
+    capabilities.general = types.GeneralClientCapabilities(position_encodings=[types.PositionEncodingKind.Utf8])
+    result = await lsp_client.initialize_session(types.InitializeParams(capabilities=capabilities))
+    assert result.capabilities.position_encoding == types.PositionEncodingKind.Utf8
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_a_client_that_counts_utf8_bytes_gets_byte_columns(utf8_client: LanguageClient):
+    uri = open_document(utf8_client, "utf8", BROKEN_AFTER)
+    diagnostics = await wait_for(utf8_client, uri, lambda d: any(x.code == "E102" for x in d))
+    (unknown,) = [d for d in diagnostics if d.code == "E102"]
+    assert unknown.range.start == types.Position(line=5, character=31)  # two 4-byte emoji
+    found = await utf8_client.text_document_definition_async(types.DefinitionParams(
+        text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=5, character=12)))
+    assert found is None  # inside the emoji string: not a name
