@@ -13,8 +13,9 @@ HELP = "format .aip files in the canonical layout"
 DESCRIPTION = """\
 Rewrite .aip files in place in the one canonical layout: two-space indentation,
 `=` aligned inside a block, one attribute per line in multi-line blocks,
-comments kept. Formatting never changes what a file means; a file with syntax
-errors is left alone and its errors are printed. `-` formats stdin to stdout.
+comments kept, LF line ends. Formatting never changes what a file means; a
+file with syntax errors is left alone and its errors are printed. `-` formats
+stdin to stdout.
 
 exit status: 0 done (or, with --check, nothing to reformat), 1 syntax errors or
 (with --check) files that would be reformatted, 2 usage"""
