@@ -76,6 +76,7 @@ class Diagnostics:
     file: str
     items: list[Diagnostic] = field(default_factory=list)
     _seen: set = field(default_factory=set, repr=False)
+    _errors_reported: int = field(default=0, repr=False)  # repeats included
 
     def report(
         self,
@@ -91,6 +92,8 @@ class Diagnostics:
         diagnostic = Diagnostic(
             severity, code.id, message, self.file, span, label, help, tuple(related)
         )
+        if severity is Severity.ERROR:
+            self._errors_reported += 1
         key = (diagnostic.code, diagnostic.span, diagnostic.message)
         if key in self._seen:
             return
@@ -106,6 +109,8 @@ class Diagnostics:
     def extend(self, diagnostics: Iterable[Diagnostic]) -> None:
         for diagnostic in diagnostics:
             key = (diagnostic.code, diagnostic.span, diagnostic.message)
+            if diagnostic.is_error:
+                self._errors_reported += 1
             if key not in self._seen:
                 self._seen.add(key)
                 self.items.append(diagnostic)
@@ -115,8 +120,9 @@ class Diagnostics:
         return self.error_count() > 0
 
     def error_count(self) -> int:
-        """How many errors so far: a phase compares counts to know whether it added any."""
-        return sum(1 for d in self.items if d.is_error)
+        """How many errors have been reported, repeats included: a phase compares
+        counts to know whether a construct had any, even one already listed."""
+        return self._errors_reported
 
     def __iter__(self) -> Iterator[Diagnostic]:
         return iter(self.items)

@@ -181,3 +181,11 @@ data a { image = "e:1"  after = [nope]  mount v at "rel" }
 serve b { image = "e:1" }
 ''')
     assert sorted(codes) == ["E102", "E201", "E203", "E205", "E214"]
+
+
+def test_a_repeated_error_still_marks_each_stage_invalid():
+    # both stages inherit the empty default image: one diagnostic, two broken stages
+    checked = check_source('pipeline "p" { image = "" }\ndata a { command = ["x"] }\ndata b { command = ["y"] }',
+                           "t.aip")
+    assert checked.ir is None
+    assert [d.code for d in checked.diagnostics] == ["E202"]
