@@ -18,7 +18,13 @@ def configure(parser) -> None:
 
 
 def run(args) -> int:
-    from aipc.lsp.server import serve
+    import sys
 
+    try:
+        from aipc.lsp.server import serve
+    except ImportError as missing:
+        print(f"aipc lsp: error: the language server needs the `lsp` extra ({missing.name} is not installed): "
+              "pip install 'aipc[lsp]'", file=sys.stderr)
+        return 1
     serve(verbose=args.verbose, log_file=args.log_file)
     return 0

@@ -150,3 +150,18 @@ def test_check_with_a_target_adds_what_the_target_cannot_express():
     warned = aipc("check", EXAMPLE, "--target", "compose")
     assert warned.returncode == 0 and b"warning[B101]" in warned.stdout
     assert aipc("check", EXAMPLE, "--target", "nomad").returncode == 2
+
+
+@pytest.mark.parametrize("command, blocked, extra", [
+    (["run", EXAMPLE], "docker", "aipc[run]"),
+    (["apply", EXAMPLE, "--dry-run"], "kubernetes", "aipc[k8s]"),
+    (["lsp"], "pygls", "aipc[lsp]"),
+])
+def test_a_missing_extra_is_a_clear_error(command, blocked, extra):
+    # A module set to None in sys.modules cannot be imported: as if the extra were not installed.
+    probe = f"import sys; sys.modules[{blocked!r}] = None; from aipc.cli import main; sys.exit(main({command!r}))"
+    secrets = {"AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "y"}  # the example's secret keys
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60,
+                            stdin=subprocess.DEVNULL, env={**os.environ, **secrets})
+    assert result.returncode == 1, result.stderr
+    assert extra in result.stderr and "Traceback" not in result.stderr
