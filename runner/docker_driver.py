@@ -552,6 +552,18 @@ class Removed:
     problems: list[str] = field(default_factory=list)
 
 
+def _remove_all(objects, kind: str, removed: list[str], problems: list[str]) -> None:
+    """Remove networks or volumes, noting what went and why any could not."""
+    for item in objects:
+        try:
+            item.remove()
+            removed.append(item.name)
+        except docker.errors.NotFound:
+            pass
+        except docker.errors.APIError as error:
+            problems.append(f"{kind} {item.name}: {engine_message(error)}")
+
+
 def down(client: docker.DockerClient, file: str, volumes: bool = False) -> Removed:
     """Remove every container and network ``aipc run`` made from ``file`` (and with
     ``volumes`` its named volumes too)."""
@@ -569,22 +581,8 @@ def down(client: docker.DockerClient, file: str, volumes: bool = False) -> Remov
             removed.problems.append(f"container {container.name}: {engine_message(error)}")
 
     _in_parallel([lambda c=c: remove_container(c) for c in client.containers.list(all=True, filters=labels)])
-    for network in client.networks.list(filters=labels):
-        try:
-            network.remove()
-            removed.networks.append(network.name)
-        except docker.errors.NotFound:
-            pass
-        except docker.errors.APIError as error:
-            removed.problems.append(f"network {network.name}: {engine_message(error)}")
+    _remove_all(client.networks.list(filters=labels), "network", removed.networks, removed.problems)
     if volumes:
-        for volume in client.volumes.list(filters=labels):
-            try:
-                volume.remove()
-                removed.volumes.append(volume.name)
-            except docker.errors.NotFound:
-                pass
-            except docker.errors.APIError as error:
-                removed.problems.append(f"volume {volume.name}: {engine_message(error)}")
+        _remove_all(client.volumes.list(filters=labels), "volume", removed.volumes, removed.problems)
     removed.containers.sort()
     return removed
