@@ -18,6 +18,9 @@ from typing import NamedTuple
 
 from lark import Lark, Token, Transformer
 from lark.exceptions import UnexpectedCharacters, UnexpectedInput, UnexpectedToken
+from lark.lexer import PatternStr, UnlessCallback
+from lark.parse_tree_builder import ExpandSingleChild
+from lark.parsers.lalr_analysis import Shift
 
 from aipc import codes
 from aipc.diagnostics import Diagnostics, Label, Span
@@ -46,14 +49,18 @@ class ParseResult(NamedTuple):
 _sink: contextvars.ContextVar[Diagnostics | None] = contextvars.ContextVar("aipc_parse_sink", default=None)
 
 
+_construct = m.construct
+_tuple_new = tuple.__new__  # Span(a, b) without NamedTuple's Python-level __new__
+
+
 def _span(token: Token) -> Span:
-    return Span(token.start_pos, token.end_pos)
+    return _tuple_new(Span, (token.start_pos, token.end_pos))
 
 
 def _span_of(first, last) -> Span:
     start = first.start_pos if isinstance(first, Token) else first.span.start
     end = last.end_pos if isinstance(last, Token) else last.span.end
-    return Span(start, end)
+    return _tuple_new(Span, (start, end))
 
 
 def _report(code, span, message, **details) -> None:
@@ -120,37 +127,35 @@ class _ModelBuilder(Transformer):
 
     def name(self, children):
         (token,) = children
-        return m.Name.model_construct(span=_span(token), value=str(token))
+        return _construct(m.Name, span=_span(token), value=str(token))
 
     def string(self, children):
         (token,) = children
         parts, problems = strings.decode(str(token), token.start_pos)
         for problem in problems:
             _report(problem.code, problem.span, problem.message, help=problem.help)
-        return m.Str.model_construct(span=_span(token), parts=parts, kind="string")
+        return _construct(m.Str, span=_span(token), kind="string", parts=parts)
 
     def number(self, children):
         (token,) = children
         value, unit = number_value(str(token))
-        return m.Number.model_construct(span=_span(token), text=str(token), value=value, unit=unit,
-                                       kind="number")
+        return _construct(m.Number, span=_span(token), kind="number", text=str(token), value=value, unit=unit)
 
     def word(self, children):
         (name,) = children
-        return m.Word.model_construct(span=name.span, value=name.value, kind="word")
+        return _construct(m.Word, span=name.span, kind="word", value=name.value)
 
     def range(self, children):
         low, _, high = children
-        return m.RangeValue.model_construct(span=_span_of(low, high), low=low, high=high, kind="range")
+        return _construct(m.RangeValue, span=_span_of(low, high), kind="range", low=low, high=high)
 
     def list(self, children):
         items = _unlink(children[1]) if len(children) > 2 else ()
-        return m.ListValue.model_construct(span=_span_of(children[0], children[-1]), items=items, kind="list")
+        return _construct(m.ListValue, span=_span_of(children[0], children[-1]), kind="list", items=items)
 
     def map(self, children):
         entries = _unlink(children[1]) if len(children) > 2 else ()
-        return m.MapValue.model_construct(span=_span_of(children[0], children[-1]), entries=entries,
-                                         kind="map")
+        return _construct(m.MapValue, span=_span_of(children[0], children[-1]), kind="map", entries=entries)
 
     def entry(self, children):
         key, _, value = children
@@ -162,7 +167,7 @@ class _ModelBuilder(Transformer):
             key_span = _span(key)
         else:
             text, key_span = key.value, key.span
-        return m.Entry.model_construct(span=_span_of(key, value), key=text, key_span=key_span, value=value)
+        return _construct(m.Entry, span=_span_of(key, value), key=text, key_span=key_span, value=value)
 
     # block items ----------------------------------------------------------------
 
@@ -172,24 +177,25 @@ class _ModelBuilder(Transformer):
 
     def attribute(self, children):
         name, _, value = children
-        return m.Attribute.model_construct(
-            span=_span_of(name, value), name=str(name), name_span=_span(name), value=value, item="attribute",
+        return _construct(
+            m.Attribute, span=_span_of(name, value), item="attribute", name=str(name), name_span=_span(name),
+            value=value,
         )
 
     def block(self, children):
         name, body = children
-        return m.Block.model_construct(
-            span=_span_of(name, body[-1]), name=str(name), name_span=_span(name),
-            items=tuple(body[1:-1]), item="block",
+        return _construct(
+            m.Block, span=_span_of(name, body[-1]), item="block", name=str(name), name_span=_span(name),
+            items=tuple(body[1:-1]),
         )
 
     def mount(self, children):
         keyword, volume, _, path, readonly = children
         _check_identifier(volume, "volume")
         last = readonly if readonly is not None else path
-        return m.Mount.model_construct(
-            span=_span_of(keyword, last), volume=volume, path=path, readonly=readonly is not None,
-            item="mount",
+        return _construct(
+            m.Mount, span=_span_of(keyword, last), item="mount", volume=volume, path=path,
+            readonly=readonly is not None,
         )
 
     # declarations -------------------------------------------------------------
@@ -204,29 +210,29 @@ class _ModelBuilder(Transformer):
             name_span = _span(name)
         else:
             text, name_span = name.value, name.span
-        return m.PipelineDecl.model_construct(
-            span=_span_of(keyword, body[-1]), name=text, name_span=name_span, items=tuple(body[1:-1]),
-            decl="pipeline",
+        return _construct(
+            m.PipelineDecl, span=_span_of(keyword, body[-1]), decl="pipeline", name=text, name_span=name_span,
+            items=tuple(body[1:-1]),
         )
 
     def param_decl(self, children):
         keyword, name, _colon, type_name, _, default = children
         _check_identifier(name, "parameter")
-        return m.ParamDecl.model_construct(
-            span=_span_of(keyword, default), name=name, type=type_name, default=default, decl="param"
+        return _construct(
+            m.ParamDecl, span=_span_of(keyword, default), decl="param", name=name, type=type_name, default=default
         )
 
     def volume_decl(self, children):
         keyword, name, body = children
         _check_identifier(name, "volume")
-        return m.VolumeDecl.model_construct(span=_span_of(keyword, body[-1]), name=name, items=tuple(body[1:-1]),
-                                           decl="volume")
+        return _construct(m.VolumeDecl, span=_span_of(keyword, body[-1]), decl="volume", name=name,
+                          items=tuple(body[1:-1]))
 
     def secret_decl(self, children):
         keyword, name, body = children
         _check_identifier(name, "secret")
-        return m.SecretDecl.model_construct(span=_span_of(keyword, body[-1]), name=name, items=tuple(body[1:-1]),
-                                           decl="secret")
+        return _construct(m.SecretDecl, span=_span_of(keyword, body[-1]), decl="secret", name=name,
+                          items=tuple(body[1:-1]))
 
     def stage_kind(self, children):
         return children[0]
@@ -234,9 +240,9 @@ class _ModelBuilder(Transformer):
     def stage_decl(self, children):
         kind, name, body = children
         _check_identifier(name, "stage")
-        return m.StageDecl.model_construct(
-            span=_span_of(kind, body[-1]), kind=str(kind), kind_span=_span(kind),
-            name=name, items=tuple(body[1:-1]), decl="stage",
+        return _construct(
+            m.StageDecl, span=_span_of(kind, body[-1]), decl="stage", kind=str(kind), kind_span=_span(kind),
+            name=name, items=tuple(body[1:-1]),
         )
 
 
@@ -264,6 +270,158 @@ def _parser() -> Lark:
     )
 
 
+# ------------------------------------------------------------ the fast path
+#
+# A file without syntax errors goes through lark's own terminals and LALR table
+# but not through lark's per-token machinery, which costs more than the parse
+# itself: one regular expression skips ignored text and matches the next token
+# (no token objects for whitespace, no line and column counting: spans are
+# offsets), and a tight loop runs the LALR table, passing a reduction of one
+# symbol through without a call. The model builder's callbacks are lark's, so
+# both ways build the same model; the tests compare them on every example and
+# on generated programs. Any lexing or parsing error leaves the fast path, and
+# the recovery below reports it.
+
+
+class _FastToken(Token):
+    """A lark token from the fast lexer: type, value and offsets (no lines or columns)."""
+
+    __slots__ = ()
+
+
+class _FastPath(NamedTuple):
+    master: re.Pattern  # ignored text, then one token as a named group
+    ignored: re.Pattern  # ignored text only (what may follow the last token)
+    keywords: dict  # terminal -> {text: the keyword terminal lark retypes it to}
+    table: dict  # state -> {symbol: next state (shift) | (size, rule name, callback or None)}
+    start: int
+    end: int
+
+
+@functools.lru_cache(maxsize=1)
+def _fast_path() -> _FastPath | None:
+    """Built from the cached parser; None if lark's internals are not the ones
+    this was written for (lark < 2 is required), and the plain path is used."""
+    try:
+        return _build_fast_path(_parser())
+    except (AttributeError, AssertionError, KeyError, TypeError, re.error):
+        return None
+
+
+def _build_fast_path(lark: Lark) -> _FastPath:
+    lexer = lark.parser.lexer
+    terminals = lexer.scanner.terminals  # lark's matching order, keywords already folded into WORD
+    ignore = lexer.ignore_types
+    assert not lexer.user_callbacks and lark.options.postlex is None
+    skip = "|".join(t.pattern.to_regexp() for t in terminals if t.name in ignore)
+    tokens = "|".join(f"(?P<{t.name}>{t.pattern.to_regexp()})" for t in terminals if t.name not in ignore)
+    ignored = f"(?:{skip})*+" if skip else ""  # possessive: no backtracking into whitespace runs
+    keywords: dict[str, dict[str, str]] = {}
+    for name, callback in lexer.callback.items():
+        assert isinstance(callback, UnlessCallback)
+        folded = callback.scanner.terminals
+        assert all(isinstance(t.pattern, PatternStr) and not t.pattern.flags for t in folded)
+        keywords[name] = {t.pattern.value: t.name for t in folded}
+
+    lalr = lark.parser.parser.parser
+    reductions = {}
+    for rule, callback in lalr.callbacks.items():
+        size = len(rule.expansion)
+        passthrough = size == 1 and isinstance(callback, ExpandSingleChild)  # `?rule` of one symbol
+        reductions[rule] = (size, rule.origin.name, None if passthrough else callback)
+    table: dict = {}
+    for state, actions in lalr.parse_table.states.items():
+        assert isinstance(state, int)
+        row = table[state] = {}
+        for symbol, (action, target) in actions.items():
+            row[symbol] = target if action is Shift else reductions[target]
+            assert (action is Shift) == isinstance(row[symbol], int)
+    return _FastPath(
+        master=re.compile(f"{ignored}(?:{tokens})", lexer.g_regex_flags),
+        ignored=re.compile(ignored, lexer.g_regex_flags),
+        keywords=keywords, table=table,
+        start=lalr.parse_table.start_states["start"], end=lalr.parse_table.end_states["start"],
+    )
+
+
+_str_new = str.__new__
+
+
+_UNREADABLE = "$UNREADABLE"  # a token type no parser state accepts
+
+
+def _fast_tokens(fast: _FastPath, text: str):
+    """The tokens of ``text`` as lark's lexer makes them, one at a time (a large
+    file's tokens are not all alive at once); where lark's lexer would stop, a
+    last token of a type no parser state accepts."""
+    match = fast.master.match
+    keywords = fast.keywords
+    position = 0
+    while True:
+        found = match(text, position)
+        if found is None:
+            break
+        kind = found.lastgroup
+        start, position = found.span(kind)
+        value = text[start:position]
+        retype = keywords.get(kind)
+        if retype is not None:
+            kind = retype.get(value, kind)
+        token = _str_new(_FastToken, value)
+        token.type = kind
+        token.value = value
+        token.start_pos = start
+        token.end_pos = position
+        yield token
+    position = fast.ignored.match(text, position).end()
+    if position != len(text):
+        yield Token(_UNREADABLE, text[position : position + 1], position, end_pos=position + 1)
+
+
+def _fast_parse(fast: _FastPath, text: str) -> list | None:
+    """The declarations of ``text`` built by the model builder, or None on any syntax error."""
+    tokens = _fast_tokens(fast, text)
+    table = fast.table
+    states = [fast.start]
+    values: list = []
+    try:
+        for token in tokens:
+            symbol = token.type
+            while True:
+                action = table[states[-1]][symbol]
+                if action.__class__ is int:  # shift
+                    states.append(action)
+                    values.append(token)
+                    break
+                size, origin, callback = action
+                if callback is None:  # the one child is the value
+                    del states[-1]
+                elif size:
+                    children = values[-size:]
+                    del states[-size:]
+                    del values[-size:]
+                    values.append(callback(children))
+                else:
+                    values.append(callback([]))
+                states.append(table[states[-1]][origin])
+        while True:  # end of input: reduce until the start rule is done
+            size, origin, callback = table[states[-1]]["$END"]
+            if callback is None:
+                del states[-1]
+            elif size:
+                children = values[-size:]
+                del states[-size:]
+                del values[-size:]
+                values.append(callback(children))
+            else:
+                values.append(callback([]))
+            states.append(table[states[-1]][origin])
+            if states[-1] == fast.end:
+                return values[-1]
+    except KeyError:  # no action for this symbol: a syntax error
+        return None
+
+
 # ------------------------------------------------------------------ entry point
 
 
@@ -275,18 +433,24 @@ def parse(text: str, path: str) -> ParseResult:
         sink.error(codes.UNEXPECTED_TOKEN, deepest,
                    f"brackets nested more than {MAX_NESTING} levels deep",
                    help="no pipeline needs this much nesting; flatten the value")
-        return ParseResult(m.Program(path=path, declarations=()), sink)
+        return ParseResult(_construct(m.Program, path=path, declarations=(), broken=()), sink)
     reset = _sink.set(sink)
     try:
-        try:
-            declarations = _parser().parse(text, start="start")
-            return ParseResult(m.Program(path=path, declarations=tuple(declarations)), sink)
-        except UnexpectedInput:
-            pass
+        fast = _fast_path()
+        if fast is not None:
+            declarations = _fast_parse(fast, text)
+            if declarations is not None:
+                return ParseResult(_construct(m.Program, path=path, declarations=tuple(declarations), broken=()), sink)
+        else:
+            try:
+                declarations = _parser().parse(text, start="start")
+                return ParseResult(_construct(m.Program, path=path, declarations=tuple(declarations), broken=()), sink)
+            except UnexpectedInput:
+                pass
         sink = Diagnostics(path)  # the fast attempt stopped half-way; start over
         _sink.set(sink)
         declarations, broken = _Recovery(text, sink).run()
-        program = m.Program(path=path, declarations=tuple(declarations), broken=tuple(broken))
+        program = _construct(m.Program, path=path, declarations=tuple(declarations), broken=tuple(broken))
         return ParseResult(program, sink)
     finally:
         _sink.reset(reset)

@@ -13,7 +13,7 @@ from typing import NamedTuple
 from aipc import codes
 from aipc.codes import Code
 from aipc.diagnostics import Span
-from aipc.dsl.model import Interpolation
+from aipc.dsl.model import Interpolation, construct
 
 ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "r": "\r", "$": "$"}
 _INTERPOLATION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
@@ -35,6 +35,8 @@ def decode(raw: str, start: int) -> tuple[Parts, list[Problem]]:
         text, offsets = _dedent(raw[3:-3], start + 3)
         return _split(text, offsets, escapes=False)
     body = raw[1:-1]
+    if "\\" not in body and "$" not in body:  # most strings: the text as written
+        return ((body,) if body else ()), []
     return _split(body, range(start + 1, start + 1 + len(body)), escapes=True)
 
 
@@ -81,6 +83,15 @@ def _common_indent(lines: list[str]) -> str:
         while not prefix.startswith(common):
             common = common[:-1]
     return common
+
+
+_SPECIAL = re.compile(r"[\\$]")  # where an escape or an interpolation may start
+_DOLLAR = re.compile(r"\$")
+
+
+def _next_special(text: str, start: int, escapes: bool) -> int:
+    found = (_SPECIAL if escapes else _DOLLAR).search(text, start)
+    return found.start() if found else len(text)
 
 
 def _split(text: str, offsets, *, escapes: bool) -> tuple[Parts, list[Problem]]:
@@ -134,11 +145,13 @@ def _split(text: str, offsets, *, escapes: bool) -> tuple[Parts, list[Problem]]:
                 if literal:
                     parts.append("".join(literal))
                     literal = []
-                parts.append(Interpolation.model_construct(span=span, name=name))
+                parts.append(construct(Interpolation, span=span, name=name))
             i = close + 1
             continue
-        literal.append(char)
-        i += 1
+        # an ordinary run of text, up to the next character that may start something
+        end = _next_special(text, i + 1, escapes)
+        literal.append(text[i:end])
+        i = end
     if literal:
         parts.append("".join(literal))
     merged: list = []
