@@ -158,7 +158,7 @@ class Stage:
         return self.span
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True)  # not slotted: `stage()` keeps its index of stages in the instance's __dict__
 class Pipeline:
     name: str
     file: str
@@ -172,10 +172,15 @@ class Pipeline:
     span: Span = Span(0, 0)
 
     def stage(self, name: str) -> Stage:
-        for stage in self.stages:
-            if stage.name == name:
-                return stage
-        raise KeyError(name)
+        # Backends look up every dependency of every stage: an index built on
+        # first use keeps that linear (it is not a field; equality ignores it).
+        index = self.__dict__.get("_stage_index")
+        if index is None:
+            index = {}
+            for stage in self.stages:
+                index.setdefault(stage.name, stage)
+            object.__setattr__(self, "_stage_index", index)
+        return index[name]
 
     def object_name(self, name: str) -> str:
         """The DNS-1123 name of one of this pipeline's objects: ``<pipeline>-<name>``."""

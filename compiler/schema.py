@@ -28,8 +28,10 @@ class Type(enum.Enum):
 
     @property
     def quantity(self) -> Kind | None:
-        return {Type.INT: Kind.COUNT, Type.BYTES: Kind.BYTES, Type.CPU: Kind.CPU,
-                Type.DURATION: Kind.DURATION}.get(self)
+        return _QUANTITIES.get(self)
+
+
+_QUANTITIES = {Type.INT: Kind.COUNT, Type.BYTES: Kind.BYTES, Type.CPU: Kind.CPU, Type.DURATION: Kind.DURATION}
 
 
 @dataclass(frozen=True, slots=True)

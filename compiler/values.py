@@ -99,6 +99,11 @@ class Evaluator:
     # strings ------------------------------------------------------------------
 
     def interpolate(self, string: m.Str, stage: str | None) -> Text | Any:
+        parts = string.parts
+        if not parts:
+            return Text("")
+        if len(parts) == 1 and parts[0].__class__ is str:  # most strings: literal text
+            return Text(parts[0])
         out: list[str] = []
         template: list = []
         parameterised = False
