@@ -229,6 +229,22 @@ def _expand_tabs(text: str) -> str:
     return text.replace("\t", "    ")
 
 
+_MAX_SHOWN_LINE = 160  # a longer source line is shown cut around the span, with "..."
+_BEFORE_SPAN = 40  # columns kept before the span when a line is cut
+
+
+def _cut(line: str, column: int, width: int) -> tuple[str, int, int]:
+    """At most ``_MAX_SHOWN_LINE`` columns of a long line, around the marked ones:
+    a line of megabytes is not repeated under each of its errors."""
+    if len(line) <= _MAX_SHOWN_LINE:
+        return line, column, width
+    first = max(0, min(column - _BEFORE_SPAN, len(line) - _MAX_SHOWN_LINE))
+    last = first + _MAX_SHOWN_LINE
+    lead = "..." if first > 0 else ""
+    shown = lead + line[first:last] + ("..." if last < len(line) else "")
+    return shown, len(lead) + column - first, max(1, min(width, last - column))
+
+
 def _snippet(source: Source, span: Span, label: str, mark: str, style: str,
              paint: _Paint, gutter: int) -> list[str]:
     start, end = source.position(span.start), source.position(span.end)
@@ -240,11 +256,12 @@ def _snippet(source: Source, span: Span, label: str, mark: str, style: str,
         width = max(1, len(marked))
     else:  # a span over several lines: mark to the end of its first line
         width = max(1, len(_expand_tabs(text)) - len(prefix))
+    shown, column, width = _cut(_expand_tabs(text), len(prefix), width)
     number = str(start.line).rjust(gutter)
     bar = paint("blue", " " * gutter + " |")
     lines = [
-        paint("blue", f"{number} |") + (" " + _expand_tabs(text) if text else ""),
-        bar + " " + " " * len(prefix) + paint(style, mark * width + (f" {label}" if label else "")),
+        paint("blue", f"{number} |") + (" " + shown if shown else ""),
+        bar + " " + " " * column + paint(style, mark * width + (f" {label}" if label else "")),
     ]
     return lines
 

@@ -9,6 +9,7 @@ from typing import Mapping, NamedTuple
 from aipc import codes
 from aipc.compiler import ir
 from aipc.compiler.lower import lower
+from aipc.compiler.values import suggestions_limited
 from aipc.diagnostics import Diagnostic, Diagnostics
 from aipc.dsl.parser import ParseResult, parse
 
@@ -78,7 +79,8 @@ def check_parsed(parsed: ParseResult, path: str, params: Mapping[str, str] | Non
     itself (the language server re-parses only the declarations that changed)."""
     sink = Diagnostics(path)
     sink.extend(parsed.diagnostics)
-    pipeline = lower(parsed.program, params or {}, sink)
+    with suggestions_limited():
+        pipeline = lower(parsed.program, params or {}, sink)
     if sink.has_errors:
         pipeline = None
     return Checked(pipeline, sink.sorted())

@@ -7,6 +7,7 @@ callers carry on with the next attribute so that every error is reported.
 
 from __future__ import annotations
 
+import contextvars
 import difflib
 import re
 from dataclasses import dataclass
@@ -33,12 +34,37 @@ BUILTINS = ("pipeline.name", "stage.name")
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
+# A suggestion compares the name with every candidate (difflib, in Python): a
+# file with thousands of unknown names among thousands of stages would take
+# minutes. Within `suggestions_limited()`, one check spends at most this many
+# comparisons on suggestions; errors after that get their plain help line.
+SUGGESTION_COMPARISONS = 100_000
+_comparisons_left: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar(
+    "aipc_suggestion_comparisons", default=None)
+
+
+class suggestions_limited:
+    """A fresh budget of ``SUGGESTION_COMPARISONS`` for the checks inside."""
+
+    def __enter__(self) -> None:
+        self._reset = _comparisons_left.set([SUGGESTION_COMPARISONS])
+
+    def __exit__(self, *exc) -> bool:
+        _comparisons_left.reset(self._reset)
+        return False
+
+
 def did_you_mean(name: str, candidates, *, cutoff: float = 0.6) -> str | None:
     """``"did you mean `x`?"`` for the closest candidate, if any is close.
 
     Short names differ by a larger share when one character changes (`s3`/`s4`),
     so the bar is lower for them.
     """
+    budget = _comparisons_left.get()
+    if budget is not None:
+        if budget[0] < len(candidates):
+            return None
+        budget[0] -= len(candidates)
     if len(name) <= 3:
         cutoff = min(cutoff, 0.5)
     close = difflib.get_close_matches(name, sorted(candidates), n=1, cutoff=cutoff)

@@ -350,13 +350,13 @@ _str_new = str.__new__
 _UNREADABLE = "$UNREADABLE"  # a token type no parser state accepts
 
 
-def _fast_tokens(fast: _FastPath, text: str):
-    """The tokens of ``text`` as lark's lexer makes them, one at a time (a large
-    file's tokens are not all alive at once); where lark's lexer would stop, a
-    last token of a type no parser state accepts."""
+def _fast_tokens(fast: _FastPath, text: str, position: int = 0):
+    """The tokens of ``text`` from ``position`` on as lark's lexer makes them, one
+    at a time (a large file's tokens are not all alive at once). Where lark's
+    lexer would stop, the last token has the type ``_UNREADABLE`` and starts at
+    the character that cannot be read."""
     match = fast.master.match
     keywords = fast.keywords
-    position = 0
     while True:
         found = match(text, position)
         if found is None:
@@ -549,8 +549,15 @@ def _hint(token: Token, expected: set[str]) -> str | None:
     return None
 
 
+MAX_SYNTAX_ERRORS = 1000  # after this many, a file is not worth reading further
+
+
 class _Recovery:
-    """Declaration-by-declaration parsing that reports and repairs syntax errors."""
+    """Declaration-by-declaration parsing that reports and repairs syntax errors.
+
+    It stops after ``MAX_SYNTAX_ERRORS`` errors, with one more saying so: a line
+    of two megabytes of garbage would otherwise be a million errors.
+    """
 
     MAX_ERRORS_PER_DECLARATION = 4
     LOOKAHEAD = 3
@@ -559,14 +566,50 @@ class _Recovery:
         self.text = text
         self.sink = sink
         self.parser = _parser()
-        self.truncated = False  # an unterminated triple-quoted string swallowed the rest
+        self.truncated = False  # an unterminated triple-quoted string (or the error limit) ended lexing
+        self.stopped = False  # the error limit was reached
         self.tokens = self._lex()
         end = len(text.rstrip())
         self.eof = Token("$END", "", end, 0, 0, end_pos=end)
 
     # lexing -------------------------------------------------------------------
 
+    def _too_many(self, position: int) -> bool:
+        """Whether the error limit is reached; if so, the last error says so."""
+        if len(self.sink.items) < MAX_SYNTAX_ERRORS:
+            return False
+        if not self.stopped:
+            self.stopped = True
+            self.sink.error(codes.UNEXPECTED_TOKEN, Span(position, position),
+                            f"too many syntax errors: stopped reading after {MAX_SYNTAX_ERRORS}",
+                            help="fix the errors above and check again")
+        return True
+
     def _lex(self) -> list[Token]:
+        fast = _fast_path()
+        if fast is None:
+            return self._lex_with_lark()
+        tokens: list[Token] = []
+        text = self.text
+        position = 0
+        while position <= len(text):
+            unreadable = None
+            for token in _fast_tokens(fast, text, position):
+                if token.type == _UNREADABLE:
+                    unreadable = token.start_pos
+                    break
+                tokens.append(token)
+            if unreadable is None:
+                break
+            position, stand_in = self._dashed_name(tokens, unreadable) or self._lex_error(unreadable)
+            if stand_in is not None:
+                tokens.append(stand_in)
+            if self._too_many(position):
+                self.truncated = True
+                break
+        return tokens
+
+    def _lex_with_lark(self) -> list[Token]:
         tokens: list[Token] = []
         offset = 0
         text = self.text
@@ -679,6 +722,8 @@ class _Recovery:
         index = 0
         while index < len(self.tokens):
             token = self.tokens[index]
+            if self._too_many(token.start_pos):
+                break
             if token.type not in _DECLARATION_TOKENS:
                 expected = set(_DECLARATION_TOKENS)
                 self.sink.error(codes.UNEXPECTED_TOKEN, _span(token),
@@ -692,6 +737,8 @@ class _Recovery:
                 broken.append(self._identify(index_before))
             else:
                 declarations.append(declaration)
+        if self.stopped:  # what was read is not the program: checking it would only add noise
+            return [], []
         return declarations, broken
 
     def _identify(self, index: int) -> tuple[str, str]:
