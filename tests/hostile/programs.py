@@ -104,7 +104,7 @@ class Program:
     stages: dict[str, str] = field(default_factory=dict)  # name -> kind
     volumes: dict[str, str] = field(default_factory=dict)  # name -> sized | claim | host
     host_mounted: bool = False
-    planted: list[str] = field(default_factory=list)  # YAML look-alikes, as they must come out
+    planted: list[str] = field(default_factory=list)  # YAML look-alikes in commands and env values
 
 
 _PARAM_DEFAULTS = {"string": '"hello"', "int": "3", "float": "3e-4", "bool": "true", "duration": "2h"}
@@ -124,7 +124,8 @@ def valid_programs(draw) -> Program:
         planted.append(text)
         return aip_string(text)
 
-    header = [f'  description = {plant()}'] if draw(st.booleans()) else []
+    description = aip_string(draw(st.sampled_from(YAML_LOOKALIKES)))
+    header = [f'  description = {description}'] if draw(st.booleans()) else []
     if draw(st.booleans()):
         header.append('  namespace = "ml-fuzz"')
     if draw(st.booleans()):
