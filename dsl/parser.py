@@ -293,7 +293,7 @@ class _FastPath(NamedTuple):
     master: re.Pattern  # ignored text, then one token as a named group
     ignored: re.Pattern  # ignored text only (what may follow the last token)
     keywords: dict  # terminal -> {text: the keyword terminal lark retypes it to}
-    table: dict  # state -> {symbol: next state (shift) | (size, rule name, callback or None)}
+    table: list[dict]  # state -> {symbol: next state (shift) | (size, rule name, callback or None)}
     start: int
     end: int
 
@@ -329,10 +329,11 @@ def _build_fast_path(lark: Lark) -> _FastPath:
         size = len(rule.expansion)
         passthrough = size == 1 and isinstance(callback, ExpandSingleChild)  # `?rule` of one symbol
         reductions[rule] = (size, rule.origin.name, None if passthrough else callback)
-    table: dict = {}
-    for state, actions in lalr.parse_table.states.items():
-        assert isinstance(state, int)
-        row = table[state] = {}
+    states = lalr.parse_table.states
+    assert set(states) == set(range(len(states)))
+    table: list[dict] = [{} for _ in states]
+    for state, actions in states.items():
+        row = table[state]
         for symbol, (action, target) in actions.items():
             row[symbol] = target if action is Shift else reductions[target]
             assert (action is Shift) == isinstance(row[symbol], int)
@@ -380,42 +381,42 @@ def _fast_tokens(fast: _FastPath, text: str, position: int = 0):
 
 def _fast_parse(fast: _FastPath, text: str) -> list | None:
     """The declarations of ``text`` built by the model builder, or None on any syntax error."""
-    tokens = _fast_tokens(fast, text)
     table = fast.table
     states = [fast.start]
     values: list = []
     try:
-        for token in tokens:
+        for token in _fast_tokens(fast, text):
             symbol = token.type
-            while True:
-                action = table[states[-1]][symbol]
-                if action.__class__ is int:  # shift
-                    states.append(action)
-                    values.append(token)
-                    break
+            action = table[states[-1]][symbol]
+            while action.__class__ is not int:  # reduce until the token can be shifted
                 size, origin, callback = action
-                if callback is None:  # the one child is the value
-                    del states[-1]
-                elif size:
-                    children = values[-size:]
-                    del states[-size:]
-                    del values[-size:]
-                    values.append(callback(children))
+                if callback is None:  # the one child is the value: only the state changes
+                    states[-1] = table[states[-2]][origin]
                 else:
-                    values.append(callback([]))
-                states.append(table[states[-1]][origin])
+                    if size:
+                        children = values[-size:]
+                        del states[-size:]
+                        del values[-size:]
+                    else:
+                        children = []
+                    values.append(callback(children))
+                    states.append(table[states[-1]][origin])
+                action = table[states[-1]][symbol]
+            states.append(action)
+            values.append(token)
         while True:  # end of input: reduce until the start rule is done
             size, origin, callback = table[states[-1]]["$END"]
             if callback is None:
-                del states[-1]
-            elif size:
-                children = values[-size:]
-                del states[-size:]
-                del values[-size:]
-                values.append(callback(children))
+                states[-1] = table[states[-2]][origin]
             else:
-                values.append(callback([]))
-            states.append(table[states[-1]][origin])
+                if size:
+                    children = values[-size:]
+                    del states[-size:]
+                    del values[-size:]
+                else:
+                    children = []
+                values.append(callback(children))
+                states.append(table[states[-1]][origin])
             if states[-1] == fast.end:
                 return values[-1]
     except KeyError:  # no action for this symbol: a syntax error
