@@ -209,7 +209,8 @@ def report(results: dict, sizes: list[int]) -> tuple[str, list[tuple[str, str, b
                                          ("parse", "check", "emit k8s", "write k8s", "emit argo", "write argo",
                                           "emit compose", "write compose")]
                           + [f"{entry['peak check bytes'] / 2**20:.1f} MiB"])
-    text += ["", "### In one warm process (median CPU time per phase; Python's peak allocation for a check)", "",
+    text += ["", "### In one warm process (median CPU time per phase, collector off as in the CLI; "
+             "Python's peak allocation for a check)", "",
              table(["stages", "parse", "check (parse + lower)", "emit k8s", "write k8s", "emit argo", "write argo",
                     "emit compose", "write compose", "check peak"], phase_rows)]
 
