@@ -79,7 +79,13 @@ def venv(name: str, requirements: list[str], fresh: bool = False) -> Path:
 def aipc_venv() -> Path:
     """A venv with a wheel of the working tree (byte-compiled at install, as for a user)."""
     wheels = Path(tempfile.mkdtemp(prefix="aipc-wheel-"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-qq", "-w", str(wheels), str(ROOT)],
+    # Built from a copy: an in-tree build would leave build/ behind, whose stale
+    # files (of modules since deleted) later builds would put in the wheel.
+    source = wheels / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".tools", ".hypothesis", ".pytest_cache", "build", "dist", "*.egg-info", "tests",
+        "node_modules", "__pycache__"))
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-qq", "-w", str(wheels), str(source)],
                    check=True)
     (wheel,) = wheels.glob("aipc-*.whl")
     directory = TOOLS / "aipc"
