@@ -39,7 +39,7 @@ from aipc import codes
 from aipc.diagnostics import Diagnostic, Span
 from aipc.dsl import model as m
 from aipc.dsl import strings
-from aipc.dsl.parser import _parser, parse
+from aipc.dsl.parser import lark_parser, parse
 
 WIDTH = 100
 INDENT = "  "
@@ -76,7 +76,7 @@ def _scan(text: str) -> tuple[list[Comment], list[int]]:
     """The comments and the offsets of every `{`, from one pass of the lexer."""
     comments: list[Comment] = []
     braces: list[int] = []
-    for token in _parser().lex(text, dont_ignore=True):
+    for token in lark_parser().lex(text, dont_ignore=True):
         if token.type == "COMMENT":
             comments.append(Comment(token.start_pos, token.end_pos, str(token).rstrip()))
         elif token.type == "LBRACE":

@@ -37,7 +37,7 @@ from aipc import codes
 from aipc.diagnostics import Diagnostic, Label, Span
 from aipc.dsl import model as m
 from aipc.dsl.format import SYNTAX_CODES
-from aipc.dsl.parser import ParseResult, _deep_nesting, parse
+from aipc.dsl.parser import ParseResult, deep_nesting, parse
 
 _KEYWORD_LINE = r"^(?=(?:pipeline|param|volume|secret|data|train|eval|serve)[ \t]+[A-Za-z_\"])"
 _SCAN = re.compile(
@@ -157,7 +157,7 @@ class IncrementalParser:
             index += 1
         self._cache = self._fresh
         document = ParsedDocument(text, self.path, units)
-        if not broken or _deep_nesting(text) is None:
+        if not broken or deep_nesting(text) is None:
             return document
         # brackets left open by a broken chunk nest the chunks after it: the whole
         # file's parse stops at the depth limit, so only its answer is right

@@ -21,7 +21,7 @@ from aipc.backends import TARGETS, get_backend, writer
 from aipc.compiler.check import check_source
 from aipc.diagnostics import Diagnostics
 from aipc.dsl import model as m
-from aipc.dsl import parser
+from aipc.dsl import fastpath, parser
 from tests.helpers import EXAMPLES, ROOT
 from tests.hostile.programs import YAML_LOOKALIKES, grammar_programs, valid_programs
 
@@ -43,7 +43,7 @@ def lark_tokens(text: str) -> tuple[list[tuple], bool]:
     """lark's own tokens as (type, text, start, end), and whether it stopped at a character."""
     out = []
     try:
-        for token in parser._parser().lex(text):
+        for token in parser.lark_parser().lex(text):
             out.append((token.type, str(token), token.start_pos, token.end_pos))
     except UnexpectedCharacters:
         return out, True
@@ -51,32 +51,32 @@ def lark_tokens(text: str) -> tuple[list[tuple], bool]:
 
 
 def fast_tokens(text: str) -> tuple[list[tuple], bool]:
-    out = [(t.type, str(t), t.start_pos, t.end_pos) for t in parser._fast_tokens(parser._fast_path(), text)]
-    stopped = bool(out) and out[-1][0] == parser._UNREADABLE
+    out = [(t.type, str(t), t.start_pos, t.end_pos) for t in fastpath.fast_tokens(fastpath.fast_path(), text)]
+    stopped = bool(out) and out[-1][0] == fastpath.UNREADABLE
     return (out[:-1] if stopped else out), stopped
 
 
 def both_parses(text: str):
     """(declarations, diagnostics) from lark's parser and from the fast path."""
     results = []
-    for run in (lambda: parser._parser().parse(text, start="start"),
-                lambda: parser._fast_parse(parser._fast_path(), text)):
+    for run in (lambda: parser.lark_parser().parse(text, start="start"),
+                lambda: fastpath.fast_parse(fastpath.fast_path(), text)):
         sink = Diagnostics("t.aip")
-        token = parser._sink.set(sink)
+        token = parser.building_sink.set(sink)
         try:
             try:
                 declarations = run()
             except Exception:  # lark raises on a syntax error; the fast path returns None
                 declarations = None
         finally:
-            parser._sink.reset(token)
+            parser.building_sink.reset(token)
         results.append((declarations, [(d.code, d.span, d.message) for d in sink]))
     return results
 
 
 def test_the_fast_path_is_available():
     """Built from lark's internals: a lark release that changes them must be noticed."""
-    assert parser._fast_path() is not None
+    assert fastpath.fast_path() is not None
 
 
 @pytest.mark.parametrize("text", TEXTS, ids=[p.stem for p in EXAMPLES] + ["benchmark"])

@@ -21,7 +21,7 @@ from aipc.backends import get_backend
 from aipc.backends.writer import to_yaml
 from aipc.compiler.check import check_source
 from aipc.diagnostics import _MAX_SHOWN_LINE
-from aipc.dsl.parser import MAX_SYNTAX_ERRORS
+from aipc.dsl.recovery import MAX_SYNTAX_ERRORS
 from tests.helpers import EXAMPLES
 from tests.hostile.programs import YAML_LOOKALIKES, aip_string
 
