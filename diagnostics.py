@@ -119,6 +119,11 @@ class Diagnostics:
     def has_errors(self) -> bool:
         return self.error_count() > 0
 
+    def count_reported_error(self) -> None:
+        """Count an error that is already listed (an earlier phase reported its
+        cause), so that the construct it breaks is known to be invalid."""
+        self._errors_reported += 1
+
     def error_count(self) -> int:
         """How many errors have been reported, repeats included: a phase compares
         counts to know whether a construct had any, even one already listed."""

@@ -288,9 +288,9 @@ class _Lowering:
                            else "an existing claim already has its size and storage class")
                     self._conflict(attributes[other], attributes[mode], f"`{other}` cannot be used with `{mode}`: {why}")
         elif "size" not in attributes:
-            self.sink.error(codes.MISSING_ATTRIBUTE, declaration.name.span, f"volume `{name}` has no `size`",
-                            label="needs a size",
-                            help="add `size = 10Gi`, or use `host = \"./path\"` or `claim = \"existing-pvc\"`")
+            self.missing("volume", name, "size", declaration.name.span, f"volume `{name}` has no `size`",
+                         label="needs a size",
+                         help="add `size = 10Gi`, or use `host = \"./path\"` or `claim = \"existing-pvc\"`")
         for attribute in ("class", "claim"):
             if attribute in strings and not DNS_SUBDOMAIN.fullmatch(strings[attribute].value):
                 self.sink.error(codes.INVALID_OBJECT_NAME, attributes[attribute].value.span,
@@ -314,8 +314,8 @@ class _Lowering:
         name = declaration.name.value
         block = _read_block(declaration.items, SECRET, self.sink, "secret")
         if "keys" not in block.attributes:
-            self.sink.error(codes.MISSING_ATTRIBUTE, declaration.name.span, f"secret `{name}` has no `keys`",
-                            help='add `keys = ["API_TOKEN"]`: each key becomes an environment variable')
+            self.missing("secret", name, "keys", declaration.name.span, f"secret `{name}` has no `keys`",
+                         help='add `keys = ["API_TOKEN"]`: each key becomes an environment variable')
             return None
         attribute = block.attributes["keys"]
         items = self.evaluator.string_list(SECRET["keys"], attribute.value, None, words=True)
@@ -332,6 +332,14 @@ class _Lowering:
             if text.value not in keys:
                 keys.append(text.value)
         return ir.Secret(name, tuple(keys), declaration.span) if valid else None
+
+    def missing(self, kind: str, name: str, attribute: str, span: Span, message: str, **details) -> None:
+        """A required attribute is not there. When a syntax error lost its value the
+        syntax error says so already; the construct is invalid all the same."""
+        if self.symbols.written(kind, name, attribute):
+            self.sink.count_reported_error()
+        else:
+            self.sink.error(codes.MISSING_ATTRIBUTE, span, message, **details)
 
     def _conflict(self, second, first, message: str) -> None:
         if second.span.start < first.span.start:
@@ -465,9 +473,9 @@ class _StageLowering:
             self._resources(block.blocks["resources"][1])
         mounts, uses = self._mounts(block.mounts)
         if self.kind == "serve" and "port" not in attributes:
-            self.sink.error(codes.MISSING_ATTRIBUTE, self.declaration.name.span,
-                            f"serve stage `{self.name}` has no `port`",
-                            label="needs a port", help="add the port the service listens on: `port = 8080`")
+            self.lowering.missing("stage", self.name, "port", self.declaration.name.span,
+                                  f"serve stage `{self.name}` has no `port`",
+                                  label="needs a port", help="add the port the service listens on: `port = 8080`")
         node = dag.Node(self.name, self.kind != "serve", tuple(self.after), self.declaration.name.span)
         if self.sink.error_count() > errors:
             return _LoweredStage(node, uses, None)
@@ -485,9 +493,10 @@ class _StageLowering:
         header = self.lowering.header
         if attribute is None:
             if header.image is None:
-                self.sink.error(codes.MISSING_ATTRIBUTE, self.declaration.name.span,
-                                f"stage `{self.name}` has no `image`", label="needs an image",
-                                help='add `image = "python:3.11-slim"`, or set a default `image` in the `pipeline` header')
+                self.lowering.missing("stage", self.name, "image", self.declaration.name.span,
+                                      f"stage `{self.name}` has no `image`", label="needs an image",
+                                      help='add `image = "python:3.11-slim"`, or set a default `image` in the '
+                                      '`pipeline` header')
                 return
             text, span = header.image, header.image_span
         else:

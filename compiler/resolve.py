@@ -23,7 +23,12 @@ class Symbols:
     secrets: dict[str, m.SecretDecl] = field(default_factory=dict)
     stages: dict[str, m.StageDecl] = field(default_factory=dict)
     broken: dict[str, set[str]] = field(default_factory=dict)  # kind -> names that did not parse
+    incomplete: set[tuple[str, str, str]] = field(default_factory=set)  # attributes dropped by the recovery
     _known: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)  # filled once collected
+
+    def written(self, kind: str, name: str, attribute: str) -> bool:
+        """Whether the source set this attribute, though its value was lost to a syntax error."""
+        return (kind, name, attribute) in self.incomplete
 
     def known(self, kind: str) -> frozenset[str]:
         """Names of this kind that exist, parsed or not (for "unknown name" checks)."""
@@ -42,6 +47,7 @@ def collect_declarations(program: m.Program, sink: Diagnostics) -> Symbols:
     symbols = Symbols()
     for kind, name in program.broken:
         symbols.broken.setdefault(kind, set()).add(name)
+    symbols.incomplete = set(program.incomplete)
     for declaration in program.declarations:
         if isinstance(declaration, m.PipelineDecl):
             if symbols.header is not None:

@@ -191,7 +191,10 @@ class Program(BaseModel):
     """A whole file: its declarations in source order.
 
     ``broken`` names the declarations whose text did not parse, by kind, so that
-    references to them are not reported as unknown on top of the syntax error.
+    references to them are not reported as unknown on top of the syntax error;
+    ``incomplete`` names the attributes the error recovery dropped for want of a
+    value, as ``(kind, declaration, attribute)``, so that they are not reported as
+    missing on top of it.
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", defer_build=True)
@@ -199,6 +202,7 @@ class Program(BaseModel):
     path: str
     declarations: tuple[Declaration, ...]
     broken: tuple[tuple[str, str], ...] = ()
+    incomplete: tuple[tuple[str, str, str], ...] = ()
 
 
 # No `model_rebuild()` here: the forward references (`"Value"`, `"Item"`) are

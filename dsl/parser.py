@@ -279,7 +279,7 @@ def parse(text: str, path: str) -> ParseResult:
         sink.error(codes.UNEXPECTED_TOKEN, deepest,
                    f"brackets nested more than {MAX_NESTING} levels deep",
                    help="no pipeline needs this much nesting; flatten the value")
-        return ParseResult(_construct(m.Program, path=path, declarations=(), broken=()), sink)
+        return ParseResult(_construct(m.Program, path=path, declarations=(), broken=(), incomplete=()), sink)
     from aipc.dsl.fastpath import fast_parse, fast_path
     from aipc.dsl.recovery import Recovery
 
@@ -289,17 +289,20 @@ def parse(text: str, path: str) -> ParseResult:
         if fast is not None:
             declarations = fast_parse(fast, text)
             if declarations is not None:
-                return ParseResult(_construct(m.Program, path=path, declarations=tuple(declarations), broken=()), sink)
+                return ParseResult(_construct(m.Program, path=path, declarations=tuple(declarations), broken=(),
+                                                  incomplete=()), sink)
         else:
             try:
                 declarations = lark_parser().parse(text, start="start")
-                return ParseResult(_construct(m.Program, path=path, declarations=tuple(declarations), broken=()), sink)
+                return ParseResult(_construct(m.Program, path=path, declarations=tuple(declarations), broken=(),
+                                                  incomplete=()), sink)
             except UnexpectedInput:
                 pass
         sink = Diagnostics(path)  # the fast attempt stopped half-way; start over
         building_sink.set(sink)
-        declarations, broken = Recovery(text, sink).run()
-        program = _construct(m.Program, path=path, declarations=tuple(declarations), broken=tuple(broken))
+        recovered = Recovery(text, sink).run()
+        program = _construct(m.Program, path=path, declarations=tuple(recovered.declarations),
+                             broken=tuple(recovered.broken), incomplete=tuple(recovered.incomplete))
         return ParseResult(program, sink)
     finally:
         building_sink.reset(reset)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import difflib
 import re
+from typing import NamedTuple
 
 from lark import Token
 from lark.exceptions import UnexpectedCharacters, UnexpectedToken
@@ -99,6 +100,12 @@ def _hint(token: Token, expected: set[str]) -> str | None:
 MAX_SYNTAX_ERRORS = 1000  # after this many, a file is not worth reading further
 
 
+class Recovered(NamedTuple):
+    declarations: list
+    broken: list[tuple[str, str]]  # (kind, name) of declarations that did not parse
+    incomplete: list[tuple[str, str, str]]  # (kind, name, attribute) dropped for want of a value
+
+
 class Recovery:
     """Declaration-by-declaration parsing that reports and repairs syntax errors.
 
@@ -113,6 +120,10 @@ class Recovery:
         self.text = text
         self.sink = sink
         self.parser = lark_parser()
+        self._terminals: list[str] | None = None
+        self.incomplete: list[tuple[str, str, str]] = []  # attributes dropped for want of a value
+        self._dropped: set[tuple[int, Token]] = set()
+        self.declaration_start = 0
         self.truncated = False  # an unterminated triple-quoted string (or the error limit) ended lexing
         self.stopped = False  # the error limit was reached
         self.tokens = self._lex()
@@ -263,7 +274,7 @@ class Recovery:
     def _token(self, index: int) -> Token:
         return self.tokens[index] if index < len(self.tokens) else self.eof
 
-    def run(self) -> tuple[list, list[tuple[str, str]]]:
+    def run(self) -> "Recovered":
         declarations: list = []
         broken: list[tuple[str, str]] = []
         index = 0
@@ -279,14 +290,15 @@ class Recovery:
                 index = self._next_declaration(index + 1)
                 continue
             index_before = index
+            self.declaration_start = index
             index, declaration = self._declaration(index)
             if declaration is None:
                 broken.append(self._identify(index_before))
             else:
                 declarations.append(declaration)
         if self.stopped:  # what was read is not the program: checking it would only add noise
-            return [], []
-        return declarations, broken
+            return Recovered([], [], [])
+        return Recovered(declarations, broken, self.incomplete)
 
     def _identify(self, index: int) -> tuple[str, str]:
         kind = str(self.tokens[index])
@@ -301,6 +313,31 @@ class Recovery:
         text = {"COMMA": ",", "RSQB": "]", "RBRACE": "}", "EQUAL": "="}[kind]
         return Token(kind, text, at.start_pos, 0, 0, end_pos=at.start_pos)
 
+    # a stand-in text per token type, for asking the parser what it would accept
+    _SAMPLES = {"WORD": "x", "NUMBER": "0", "STRING": '""', "LONG_STRING": '""""""', "$END": ""}
+
+    def _acceptable(self, state) -> set[str]:
+        """The token types ``state`` can take next, tried one by one on copies.
+
+        An LALR table's own list for a state is wider: states merged by LALR
+        accept, for a reduction, lookaheads that only some of their contexts allow.
+        """
+        if self._terminals is None:
+            self._terminals = sorted({t.name for t in self.parser.terminals} - set(self.parser.lexer_conf.ignore))
+        accepted = set()
+        with _Muted():
+            for kind in [*self._terminals, "$END"]:
+                sample = self._SAMPLES.get(kind)
+                if sample is None:
+                    sample = self.parser.get_terminal(kind).pattern.value
+                try:
+                    state.copy(deepcopy_values=False).feed_token(Token(kind, sample, 0, 0, 0, end_pos=0),
+                                                                 kind == "$END")
+                except UnexpectedToken:
+                    continue
+                accepted.add(kind)
+        return accepted
+
     def _fresh_state(self):
         return self.parser.parse_interactive("", start="declaration").parser_state
 
@@ -312,7 +349,8 @@ class Recovery:
             try:
                 trial.feed_token(token, token.type == "$END")
             except UnexpectedToken:
-                return fed + (1 if self._can_finish(saved) else 0)
+                finishes = self._can_finish(saved) and token.type in _DECLARATION_TOKENS
+                return fed + (1 if finishes else 0)
             if token.type == "$END":
                 return fed + 1
         return len(tokens)
@@ -330,16 +368,25 @@ class Recovery:
         errors = 0
         previous_error = -10
         with_muted = _Muted()
+        words: dict[int, tuple] = {}  # token index -> (state, openers) before a WORD: where attributes start
         while True:
             token = self._token(index)
             saved = state.copy(deepcopy_values=False)
+            if token.type == "WORD":
+                words[index] = (saved, list(openers))
             try:
                 result = state.feed_token(token, token.type == "$END")
-            except UnexpectedToken as error:
+            except UnexpectedToken:
                 state = saved
                 if token.type != "$END" and self._can_finish(state):
                     return index, state.feed_token(self.eof, True)
-                expected = {t for t in error.expected if t.isupper()}
+                bare = self._valueless_attribute(index, words)
+                if bare is not None:  # `retries =` with no value: drop it, read on after its `=`
+                    state, openers = words[bare][0].copy(deepcopy_values=False), list(words[bare][1])
+                    index = bare + 2
+                    errors += 1
+                    continue
+                expected = self._acceptable(state)
                 errors += 1
                 self._report_syntax(index, token, expected, openers)
                 if errors > self.MAX_ERRORS_PER_DECLARATION or index - previous_error <= 1:
@@ -358,6 +405,41 @@ class Recovery:
             elif token.type in ("RBRACE", "RSQB") and openers:
                 openers.pop()
             index += 1
+
+    def _valueless_attribute(self, index: int, words: dict) -> int | None:
+        """An attribute left without a value (`retries =`) explains an error at
+        ``index`` when the error comes right after its `=` (`{ size = }`) or on the
+        next line, whose first word was read as the value (`retries =` then
+        `timeout = 1h`). Reports it at the bare `=` and returns the index of the
+        attribute's name, from where the parse can resume without it."""
+        tokens = self.tokens
+        if index - 2 in words and tokens[index - 1].type == "EQUAL" and self._token(index).type in (
+                "RBRACE", "RSQB", "COMMA", "EQUAL", "$END"):
+            name = index - 2
+        else:
+            first = index
+            while first > 0 and first < len(tokens) and not self._starts_line(first):
+                first -= 1
+            name = first - 2
+            if (name not in words or first >= len(tokens) or tokens[first - 1].type != "EQUAL"
+                    or tokens[first].type not in _NAME_TOKENS or first == index and tokens[index].type != "WORD"):
+                return None
+        attribute, equals = tokens[name], tokens[name + 1]
+        if equals.type != "EQUAL":
+            return None
+        if (name, attribute) in self._dropped:
+            return None  # dropping it once did not help
+        resume = self._token(name + 2)
+        try:  # without the bare attribute, the parse must go on from what follows its `=`
+            words[name][0].copy(deepcopy_values=False).feed_token(resume, resume.type == "$END")
+        except UnexpectedToken:
+            return None
+        self._dropped.add((name, attribute))
+        self.incomplete.append((*self._identify(self.declaration_start), str(attribute)))
+        self.sink.error(codes.UNEXPECTED_TOKEN, _span(equals), f"`{attribute}` has no value",
+                        label="expected a value after `=`",
+                        help=f"write a value after `{attribute} =`, or remove it")
+        return name
 
     def _report_syntax(self, index: int, token: Token, expected: set[str], openers: list[Token]) -> None:
         declaration_start = token.type in _DECLARATION_TOKENS and self._starts_line(index)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import signal
+
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from aipc.compiler import check_source
@@ -123,3 +125,23 @@ def test_arbitrary_text_never_raises(text):
     for diagnostic in checked.diagnostics:
         if diagnostic.span is not None:
             assert 0 <= diagnostic.span.start <= diagnostic.span.end <= len(text) + 1
+
+
+SOUP = ["data", "serve", "volume", "param", "x", "image", "=", "{", "}", "[", "]", ",", "..", ":", "\n",
+        '"s"', '"""\n t\n"""', "1Gi", "mount", "at", "readonly", "resources", "# c\n", "'", "-", "@"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.sampled_from(SOUP), max_size=60))
+def test_recovery_ends_on_any_token_soup(words):
+    text = " ".join(words)
+    signal.signal(signal.SIGALRM, _too_slow)
+    signal.alarm(10)  # the recovery must end: each repair moves on or gives up
+    try:
+        check_source(text, "soup.aip", {})
+    finally:
+        signal.alarm(0)
+
+
+def _too_slow(*_):
+    raise AssertionError("check_source did not end within 10 s")
