@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -18,9 +19,14 @@ NOT_SHIPPED = {"tests", "benchmarks", "examples", "editors", "scripts", "build",
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
+    # Built from a copy: setuptools builds in-tree, and a stale build/ of an earlier
+    # build would otherwise put modules that no longer exist into the wheel.
+    tree = tmp_path_factory.mktemp("tree") / "aipc"
+    shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".tools", "build", "dist", "*.egg-info", "__pycache__", ".hypothesis", "node_modules"))
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
-                    "-w", str(out), str(ROOT)], check=True, capture_output=True, timeout=300)
+                    "-w", str(out), str(tree)], check=True, capture_output=True, timeout=300)
     (path,) = out.glob("aipc-*.whl")
     return path
 
