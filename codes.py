@@ -472,11 +472,13 @@ $ aipc compile p.aip --target k8s     # error: a host volume cannot be mounted o
 )
 
 IGNORED_ON_TARGET = _code(
-    "B101", "attribute ignored on this target",
-    """The target has no way to express this attribute, so the compiled output runs
-    without it: docker-compose cannot select a GPU model (`gpu_model`), stop a
-    container after a deadline (`timeout`), limit its local storage (`disk`) or
-    reserve a number of Intel GPUs (it passes every GPU under /dev/dri).""",
+    "B101", "attribute ignored or changed on this target",
+    """The target has no way to express this attribute as written, so the compiled
+    output runs without it: docker-compose cannot select a GPU model (`gpu_model`),
+    stop a container after a deadline (`timeout`), limit its local storage (`disk`)
+    or reserve a number of Intel GPUs (it passes every GPU under /dev/dri); Argo
+    Workflows evaluates `{{...}}` in a template's text as its own expression, with
+    no way to write the braces literally.""",
     """
 train model { image = "trainer:1.0"  timeout = 12h }
 $ aipc compile p.aip --target compose     # warning: compose has no timeout; it is ignored

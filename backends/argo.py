@@ -297,12 +297,29 @@ def build_workflow(pipeline: ir.Pipeline, options: Options) -> dict:
     }
 
 
+def report_template_braces(pipeline: ir.Pipeline, sink: Diagnostics) -> None:
+    """Argo reads `{{...}}` in a template as its own expression when the workflow
+    runs, and has no way to write the braces literally: say so where they are."""
+    for stage in pipeline.stages:
+        texts = [("image", stage.image), ("workdir", stage.workdir), ("script", stage.script),
+                 *(("command", part) for part in stage.command or ()),
+                 *(("env", value) for _, value in stage.env)]
+        for attribute in dict.fromkeys(name for name, text in texts if text and "{{" in text):
+            sink.warning(codes.IGNORED_ON_TARGET, stage.span_of(attribute),
+                         f"Argo reads `{{{{...}}}}` in `{attribute}` of `{stage.name}` as a template expression "
+                         "when the workflow runs",
+                         label="evaluated by Argo, not passed as written",
+                         help="avoid `{{` in text for the argo target (e.g. split it as `{ {`), or use the "
+                         "kubernetes target, which passes it through")
+
+
 def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     options = options or Options()
     sink = Diagnostics(pipeline.file)
     k8s.check_host_mounts(pipeline, sink, "Argo Workflows")
     if sink.has_errors:
         return Emitted((), tuple(sink.sorted()))
+    report_template_braces(pipeline, sink)
     workflow = build_workflow(pipeline, options)
     size = len(json.dumps(workflow, separators=(",", ":")).encode("utf-8"))
     if size > MAX_WORKFLOW_BYTES:

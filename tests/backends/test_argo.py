@@ -370,3 +370,11 @@ def test_checkov_argo_workflows(tmp_path):
         result = results[f"{name}.yaml"]
         assert result["failed_checks"] == [], name
         assert {check for check, _ in result["passed_checks"]} >= {"CKV_ARGO_1", "CKV_ARGO_2"}
+
+
+def test_double_braces_are_reported_where_argo_would_evaluate_them():
+    text = 'data a {\n  image = "e:1"\n  command = ["echo", "{{workflow.name}}"]\n}\n'
+    emitted = get_backend("argo").emit(compile_ir(text), argo.Options())
+    (warning,) = emitted.diagnostics
+    assert warning.code == "B101" and not warning.is_error
+    assert text[warning.span.start:warning.span.end].startswith("command = ")
