@@ -63,6 +63,7 @@ class ChunkParse:
     length: int
     declarations: tuple
     broken: tuple
+    incomplete: tuple
     diagnostics: tuple[Diagnostic, ...]
     exact: bool
 
@@ -84,7 +85,8 @@ class ParsedDocument:
         self.exact = all(c.parsed.exact for c in chunks)
         declarations = tuple(d for c in chunks for d in c.parsed.declarations)
         broken = tuple(b for c in chunks for b in c.parsed.broken)
-        self.program = m.Program(path=path, declarations=declarations, broken=broken)
+        incomplete = tuple(i for c in chunks for i in c.parsed.incomplete)
+        self.program = m.Program(path=path, declarations=declarations, broken=broken, incomplete=incomplete)
         self.diagnostics = [d for c in chunks for d in c.parsed.diagnostics]
         self._starts = [c.start for c in chunks]
         by_base = sorted(range(len(chunks)), key=lambda i: chunks[i].parsed.base)
@@ -204,7 +206,8 @@ class IncrementalParser:
         declarations = tuple(shift(d, base) for d in result.program.declarations)
         diagnostics = tuple(_shift_diagnostic(d, base) for d in result.diagnostics)
         exact = not any(d.code in SYNTAX_CODES for d in diagnostics)
-        return ChunkParse(base, len(piece), declarations, result.program.broken, diagnostics, exact)
+        return ChunkParse(base, len(piece), declarations, result.program.broken, result.program.incomplete,
+                          diagnostics, exact)
 
 
 def _in_step(parsed: ChunkParse, tail: int) -> bool:
