@@ -14,6 +14,7 @@ the recovery (:mod:`aipc.dsl.recovery`) reports it.
 from __future__ import annotations
 
 import functools
+import itertools
 import re
 from typing import NamedTuple
 
@@ -91,6 +92,7 @@ _str_new = str.__new__
 
 
 UNREADABLE = "$UNREADABLE"  # a token type no parser state accepts
+_END = Token("$END", "")  # the end of input, which the table reduces the start rule on
 
 
 def fast_tokens(fast: FastPath, text: str, position: int = 0):
@@ -127,7 +129,7 @@ def fast_parse(fast: FastPath, text: str) -> list | None:
     states = [fast.start]
     values: list = []
     try:
-        for token in fast_tokens(fast, text):
+        for token in itertools.chain(fast_tokens(fast, text), (_END,)):
             symbol = token.type
             action = table[states[-1]][symbol]
             while action.__class__ is not int:  # reduce until the token can be shifted
@@ -143,23 +145,10 @@ def fast_parse(fast: FastPath, text: str) -> list | None:
                         children = []
                     values.append(callback(children))
                     states.append(table[states[-1]][origin])
+                if states[-1] == fast.end:  # only the end of input reduces the start rule
+                    return values[-1]
                 action = table[states[-1]][symbol]
             states.append(action)
             values.append(token)
-        while True:  # end of input: reduce until the start rule is done
-            size, origin, callback = table[states[-1]]["$END"]
-            if callback is None:
-                states[-1] = table[states[-2]][origin]
-            else:
-                if size:
-                    children = values[-size:]
-                    del states[-size:]
-                    del values[-size:]
-                else:
-                    children = []
-                values.append(callback(children))
-                states.append(table[states[-1]][origin])
-            if states[-1] == fast.end:
-                return values[-1]
     except KeyError:  # no action for this symbol: a syntax error
         return None

@@ -463,6 +463,17 @@ class Recovery:
             label="unexpected here", help=_hint(token, expected),
         )
 
+    @staticmethod
+    def _with(state, tokens: list[Token]):
+        """A copy of ``state`` fed ``tokens``, or None when it does not take them."""
+        trial = state.copy(deepcopy_values=False)
+        try:
+            for token in tokens:
+                trial.feed_token(token)
+        except UnexpectedToken:
+            return None
+        return trial
+
     def _repair(self, state, index: int, expected: set[str], openers: list[Token]):
         """Try one-token repairs; return the repaired state and index, or None."""
         token = self._token(index)
@@ -470,17 +481,10 @@ class Recovery:
         candidates = []
         # the next declaration starts inside an open block: close everything and finish
         if openers and (token.type == "$END" or token.type in _DECLARATION_TOKENS):
-            closing = [self._virtual(_CLOSERS[o.type], token) for o in reversed(openers)]
-            trial = state.copy(deepcopy_values=False)
-            try:
-                for extra in closing:
-                    trial.feed_token(extra)
-            except UnexpectedToken:
-                pass
-            else:
-                if token.type == "$END" or self._can_finish(trial):
-                    openers.clear()
-                    return trial, index
+            trial = self._with(state, [self._virtual(_CLOSERS[o.type], token) for o in reversed(openers)])
+            if trial is not None and (token.type == "$END" or self._can_finish(trial)):
+                openers.clear()
+                return trial, index
         for kind in ("COMMA", "RSQB", "RBRACE", "EQUAL"):
             if kind in expected:
                 candidates.append(([self._virtual(kind, token)], index))  # insert it
@@ -490,11 +494,8 @@ class Recovery:
             candidates.append(([], index + 1))  # drop the offending token
         best = None
         for inserted, resume in candidates:
-            trial = state.copy(deepcopy_values=False)
-            try:
-                for extra in inserted:
-                    trial.feed_token(extra)
-            except UnexpectedToken:
+            trial = self._with(state, inserted)
+            if trial is None:
                 continue
             rest = [self._token(i) for i in range(resume, resume + self.LOOKAHEAD)]
             score = self._feeds(trial, rest)
