@@ -227,11 +227,18 @@ def _guarded(handler):
     return run
 
 
-def _at(ls: AipcLanguageServer, params) -> tuple[Document, int] | None:
-    document = ls.document(params.text_document.uri)
-    if document is None:
-        return None
-    return document, ls.line_index(document).offset(params.position)
+def _at_position(handler):
+    """A request about a place in a document: the handler also gets the document and
+    the offset of ``params.position``, and is not called for an unknown document."""
+
+    def run(ls: AipcLanguageServer, params):
+        document = ls.document(params.text_document.uri)
+        if document is None:
+            return None
+        return handler(ls, params, document, ls.line_index(document).offset(params.position))
+
+    run.__name__ = handler.__name__
+    return run
 
 
 # ------------------------------------------------------------------- lifecycle
@@ -266,11 +273,8 @@ def did_close(ls: AipcLanguageServer, params: types.DidCloseTextDocumentParams) 
 
 @server.feature(types.TEXT_DOCUMENT_HOVER)
 @_guarded
-def hover(ls: AipcLanguageServer, params: types.HoverParams) -> types.Hover | None:
-    found = _at(ls, params)
-    if found is None:
-        return None
-    document, offset = found
+@_at_position
+def hover(ls: AipcLanguageServer, params: types.HoverParams, document: Document, offset: int) -> types.Hover | None:
     parsed, index = document.current_index()
     answer = analysis.hover(parsed, index, offset)
     if answer is None:
@@ -283,11 +287,8 @@ def hover(ls: AipcLanguageServer, params: types.HoverParams) -> types.Hover | No
 @server.feature(types.TEXT_DOCUMENT_COMPLETION,
                 types.CompletionOptions(trigger_characters=["[", ",", "{", "=", "$"]))
 @_guarded
-def complete(ls: AipcLanguageServer, params: types.CompletionParams) -> types.CompletionList | None:
-    found = _at(ls, params)
-    if found is None:
-        return None
-    document, offset = found
+@_at_position
+def complete(ls: AipcLanguageServer, params: types.CompletionParams, document: Document, offset: int) -> types.CompletionList | None:
     parsed, index = document.current_index()
     starts = [chunk.start for chunk in parsed.chunks]
     result = completion.complete(document.text, offset, completion.chunk_start_at(starts, offset), index)
@@ -307,11 +308,8 @@ def complete(ls: AipcLanguageServer, params: types.CompletionParams) -> types.Co
 
 @server.feature(types.TEXT_DOCUMENT_DEFINITION)
 @_guarded
-def definition(ls: AipcLanguageServer, params: types.DefinitionParams) -> types.Location | None:
-    found = _at(ls, params)
-    if found is None:
-        return None
-    document, offset = found
+@_at_position
+def definition(ls: AipcLanguageServer, params: types.DefinitionParams, document: Document, offset: int) -> types.Location | None:
     _, index = document.current_index()
     declared = index.definition(offset)
     if declared is None:
@@ -321,11 +319,8 @@ def definition(ls: AipcLanguageServer, params: types.DefinitionParams) -> types.
 
 @server.feature(types.TEXT_DOCUMENT_REFERENCES)
 @_guarded
-def references(ls: AipcLanguageServer, params: types.ReferenceParams) -> list[types.Location] | None:
-    found = _at(ls, params)
-    if found is None:
-        return None
-    document, offset = found
+@_at_position
+def references(ls: AipcLanguageServer, params: types.ReferenceParams, document: Document, offset: int) -> list[types.Location] | None:
     _, index = document.current_index()
     lines = ls.line_index(document)
     spans = index.references(offset, params.context.include_declaration)
@@ -334,11 +329,8 @@ def references(ls: AipcLanguageServer, params: types.ReferenceParams) -> list[ty
 
 @server.feature(types.TEXT_DOCUMENT_DOCUMENT_HIGHLIGHT)
 @_guarded
-def highlight(ls: AipcLanguageServer, params: types.DocumentHighlightParams):
-    found = _at(ls, params)
-    if found is None:
-        return None
-    document, offset = found
+@_at_position
+def highlight(ls: AipcLanguageServer, params: types.DocumentHighlightParams, document: Document, offset: int):
     _, index = document.current_index()
     lines = ls.line_index(document)
     return [types.DocumentHighlight(range=lines.range(span)) for span in index.references(offset)]
@@ -346,11 +338,8 @@ def highlight(ls: AipcLanguageServer, params: types.DocumentHighlightParams):
 
 @server.feature(types.TEXT_DOCUMENT_PREPARE_RENAME)
 @_guarded
-def prepare_rename(ls: AipcLanguageServer, params: types.PrepareRenameParams):
-    found = _at(ls, params)
-    if found is None:
-        return None
-    document, offset = found
+@_at_position
+def prepare_rename(ls: AipcLanguageServer, params: types.PrepareRenameParams, document: Document, offset: int):
     _, index = document.current_index()
     name = index.name_at(offset)
     if name is None or index.first(name[0], name[1]) is None:
@@ -360,11 +349,8 @@ def prepare_rename(ls: AipcLanguageServer, params: types.PrepareRenameParams):
 
 @server.feature(types.TEXT_DOCUMENT_RENAME)
 @_guarded
-def rename(ls: AipcLanguageServer, params: types.RenameParams) -> types.WorkspaceEdit | None:
-    found = _at(ls, params)
-    if found is None:
-        return None
-    document, offset = found
+@_at_position
+def rename(ls: AipcLanguageServer, params: types.RenameParams, document: Document, offset: int) -> types.WorkspaceEdit | None:
     _, index = document.current_index()
     new_name = params.new_name.strip()
     if not IDENTIFIER.fullmatch(new_name) or len(new_name) > MAX_IDENTIFIER:
