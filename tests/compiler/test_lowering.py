@@ -27,6 +27,12 @@ def test_the_language_page_example_is_an_example():
     assert (ROOT / "examples" / "fraud-detection.aip").read_text() == program
 
 
+def test_the_readme_tour_checks_clean():
+    (program,) = re.findall(r"```aip\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    checked = check_source(program, "tour.aip")
+    assert checked.diagnostics == [] and checked.ir is not None
+
+
 def test_fraud_detection_lowers_as_the_language_page_says():
     pipeline = compile_ok((ROOT / "examples" / "fraud-detection.aip").read_text(), path="fraud.aip")
     assert pipeline.name == "fraud-detection"
