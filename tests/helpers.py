@@ -32,3 +32,16 @@ def compile_ok(text: str, params: dict | None = None, path: str = "test.aip") ->
 
 def codes_of(text: str, params: dict | None = None) -> list[str]:
     return [d.code for d in check_source(text, "test.aip", params or {}).diagnostics]
+
+
+def strings_in(value):
+    """Every key and string of a YAML document read back, depth first."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            yield key
+            yield from strings_in(item)
+    elif isinstance(value, list):
+        for item in value:
+            yield from strings_in(item)
+    elif isinstance(value, str):
+        yield value

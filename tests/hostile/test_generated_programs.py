@@ -13,6 +13,7 @@ from aipc.backends import TARGETS, get_backend
 from aipc.backends.writer import to_yaml
 from aipc.compiler import ir
 from aipc.compiler.check import check_source
+from tests.helpers import strings_in
 from tests.hostile.programs import Program, grammar_programs, valid_programs
 
 SYNTAX_ERRORS = {"E002", "E003", "E004", "E008"}
@@ -39,18 +40,6 @@ def test_programs_from_the_grammar_have_no_syntax_errors_and_break_nothing(text)
         for target in TARGETS:
             emitted = get_backend(target).emit(checked.ir)
             written_and_read_back(emitted.documents)
-
-
-def strings_in(value):
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield key
-            yield from strings_in(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from strings_in(item)
-    elif isinstance(value, str):
-        yield value
 
 
 def asked_for(target: str, program: Program, pipeline: ir.Pipeline, documents: list[dict]) -> None:

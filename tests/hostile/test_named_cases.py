@@ -22,7 +22,7 @@ from aipc.backends.writer import to_yaml
 from aipc.compiler.check import check_source
 from aipc.diagnostics import _MAX_SHOWN_LINE
 from aipc.dsl.recovery import MAX_SYNTAX_ERRORS
-from tests.helpers import EXAMPLES
+from tests.helpers import EXAMPLES, strings_in
 from tests.hostile.programs import YAML_LOOKALIKES, aip_string
 
 TARGETS = ("compose", "k8s", "argo")
@@ -172,18 +172,6 @@ def test_five_thousand_errors(tmp_path):
     assert listed[-1]["help"] == "`after` lists stages declared in this file"
 
 
-def yaml_strings(value):
-    if isinstance(value, dict):
-        for key, item in value.items():
-            yield key
-            yield from yaml_strings(item)
-    elif isinstance(value, list):
-        for item in value:
-            yield from yaml_strings(item)
-    elif isinstance(value, str):
-        yield value
-
-
 def test_strings_that_look_like_yaml_stay_data(tmp_path):
     """Each look-alike goes in a command argument, an environment value and a
     script; every target's output reads back (safe loader: no tags, no objects)
@@ -201,7 +189,7 @@ def test_strings_that_look_like_yaml_stay_data(tmp_path):
         assert result.returncode == 0, result.stderr.decode()
         documents = list(yaml.safe_load_all(result.stdout))
         assert all(isinstance(d, dict) for d in documents)
-        found = set(yaml_strings(documents))
+        found = set(strings_in(documents))
         for text in lookalikes:
             expected = text.replace("$", "$$") if target == "compose" else text
             assert expected in found or any(f"={expected}" in s for s in found), (target, text)
