@@ -39,7 +39,7 @@ Lookup rule: a portable name matches case-insensitively and exactly (``h100-80gb
 is ``H100-80GB``); there are no aliases and no other normalisation, so every
 other string stays what it was in v0, a label value written as is. No label value
 of the table is another model's portable name (the tests check it), so a v0
-program never changes meaning.
+program that wrote a real label value keeps its meaning.
 """
 
 from __future__ import annotations
