@@ -341,8 +341,8 @@ OUT_OF_RANGE = _code(
     """Some numbers have bounds: `port` is 1..65535, `replicas` at least 1,
     `retries` at least 0, `timeout`, `cpu` and sizes above zero. Every number
     also has a largest value, what the targets can store: `retries` and
-    `replicas` at most 2147483647 and `timeout` at most 2147483647 seconds
-    (32-bit fields on Kubernetes and Argo), sizes and `gpu` at most 2^63-1 (a
+    `replicas` at most 2147483647 (32-bit fields on Kubernetes and Argo),
+    `timeout` at most 2147483647 seconds (Argo's), sizes and `gpu` at most 2^63-1 (a
     Kubernetes quantity), `cpu` at most 9223372036854m (Docker's int64 of
     billionths of a CPU). Beyond that no target could run the stage as written.""",
     """
