@@ -70,6 +70,11 @@ unit, so its value is never computed (a 4,400-digit literal would cost time, and
 Python refuses to print it)."""
 
 
+_SHORT = Context(prec=40, Emin=MIN_EMIN, Emax=MAX_EMAX)
+"""Exact for what most quantities are: up to 20 characters times a unit of up to
+16 digits (the default context keeps 28 digits, and its exponents stop at 10^6)."""
+
+
 class UnitError(Exception):
     """A quantity that does not fit; ``help`` says what to write instead."""
 
@@ -138,7 +143,8 @@ def _scaled(number: Decimal, factor: int, text: str) -> Decimal:
         return Decimal(0)
     if number.adjusted() >= _LARGEST_DIGITS:
         raise TooLarge(text, number < 0)
-    context = Context(prec=len(number.as_tuple().digits) + 20, Emin=MIN_EMIN, Emax=MAX_EMAX)
+    context = _SHORT if len(text) <= 20 else Context(prec=len(number.as_tuple().digits) + 20,
+                                                    Emin=MIN_EMIN, Emax=MAX_EMAX)
     return context.multiply(number, factor)
 
 
@@ -204,8 +210,10 @@ def parse_duration(text: str) -> int:
         position = match.end()
     if position != len(body) or not body:
         raise UnitError(f"`{abbreviate(text)}` is not a duration", _EXAMPLES[Kind.DURATION])
-    context, total = Context(prec=len(body) + 40), Decimal(0)
-    for part in parts:  # exactly: each part is below 10^36, with no more decimals than written
+    # exactly: each part is below 10^36, with no more decimals than written
+    context = _SHORT if len(body) <= 20 else Context(prec=len(body) + 40)
+    total = Decimal(0)
+    for part in parts:
         total = context.add(total, part)
     if total != total.to_integral_value():
         raise UnitError(f"`{abbreviate(text)}` is not a whole number of seconds")
