@@ -133,12 +133,23 @@ def hardened_argo(batch=(), serve=()) -> list:
 NVIDIA_TAINT = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 AMD_TAINT = {"key": "amd.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
 INTEL_TAINT = {"key": "gpu.intel.com/i915", "operator": "Exists", "effect": "NoSchedule"}
+A100 = {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}  # the node labels a `gpu_model` selects
+MI250X = {"amd.com/gpu.product-name": "AMD-Instinct-MI250X"}
+ARC = {"gpu.intel.com/product": "Arc-A770"}
 COMPLETED = {"condition": "service_completed_successfully"}
 
 
 def gpus_compose(stage: str, driver: str, count: int) -> tuple:
     return (f"{svc(stage)}.deploy.resources.reservations.devices",
             [{"driver": driver, "count": count, "capabilities": ["gpu"]}])
+
+
+def gpus_pod(spec: str, container: str, resource: str, count: int, taint: dict, model: dict | None = None) -> list:
+    """``count`` GPUs of ``resource``, a toleration of the vendor's taint, and the
+    model's node selector, or none (Kubernetes and Argo)."""
+    return [(f"{container}.resources.limits[{resource}]", count),
+            (f"{spec}.tolerations", [taint]),
+            (f"{spec}.nodeSelector", ABSENT if model is None else model)]
 
 
 def shm_pod(spec: str, container: str, size: str) -> list:
@@ -204,14 +215,13 @@ EXAMPLE_CASES = {
             (f"{ctr('Job', FRAUD + '-featurize')}.resources",
              {"requests": {"cpu": "1", "memory": "8Gi"}, "limits": {"cpu": "4", "memory": "16Gi"}}),
             (f"{obj('Job', FRAUD + '-featurize')}.spec.activeDeadlineSeconds", ABSENT),
-            (f"{ctr('Job', FRAUD + '-model')}.resources.limits[nvidia.com/gpu]", 4),
-            (f"{pod('Job', FRAUD + '-model')}.tolerations", [NVIDIA_TAINT]),
-            (f"{pod('Job', FRAUD + '-model')}.nodeSelector", {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}),
+            *gpus_pod(pod("Job", FRAUD + "-model"), ctr("Job", FRAUD + "-model"), "nvidia.com/gpu", 4, NVIDIA_TAINT,
+                      A100),
             *shm_pod(pod("Job", FRAUD + "-model"), ctr("Job", FRAUD + "-model"), "16Gi"),
             (f"{obj('Job', FRAUD + '-model')}.spec.activeDeadlineSeconds", 43200),
             (f"{obj('Job', FRAUD + '-model')}.spec.backoffLimit", 0),
-            (f"{ctr('Job', FRAUD + '-evaluate')}.resources.limits[nvidia.com/gpu]", 1),
-            (f"{pod('Job', FRAUD + '-evaluate')}.nodeSelector", ABSENT),
+            *gpus_pod(pod("Job", FRAUD + "-evaluate"), ctr("Job", FRAUD + "-evaluate"), "nvidia.com/gpu", 1,
+                      NVIDIA_TAINT),
             (f"{obj('Deployment', FRAUD + '-api')}.spec.replicas", 3),
             (f"{obj('Deployment', FRAUD + '-api')}.metadata.annotations[aipc.dev/depends-on]",
              f"Job/{FRAUD}-evaluate"),
@@ -235,9 +245,7 @@ EXAMPLE_CASES = {
             (f"{tpl('featurize')}.container.volumeMounts[name=raw].readOnly", True),
             (f"{tpl('featurize')}.retryStrategy", ABSENT),
             (f"{task('model')}.dependencies", Has("featurize")),
-            (f"{tpl('model')}.container.resources.limits[nvidia.com/gpu]", 4),
-            (f"{tpl('model')}.tolerations", [NVIDIA_TAINT]),
-            (f"{tpl('model')}.nodeSelector", {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}),
+            *gpus_pod(tpl("model"), f"{tpl('model')}.container", "nvidia.com/gpu", 4, NVIDIA_TAINT, A100),
             *shm_pod(tpl("model"), f"{tpl('model')}.container", "16Gi"),
             (f"{tpl('model')}.activeDeadlineSeconds", 43200),
             (f"{task('evaluate')}.dependencies", ["model"]),
@@ -303,8 +311,8 @@ EXAMPLE_CASES = {
             (f"{ctr('Job', LLM + '-finetune')}.resources",
              {"requests": {"cpu": "32", "memory": "480Gi", "ephemeral-storage": "200Gi"},
               "limits": {"cpu": "64", "memory": "640Gi", "ephemeral-storage": "200Gi", "nvidia.com/gpu": 8}}),
-            (f"{pod('Job', LLM + '-finetune')}.nodeSelector", {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}),
-            (f"{pod('Job', LLM + '-finetune')}.tolerations", [NVIDIA_TAINT]),
+            *gpus_pod(pod("Job", LLM + "-finetune"), ctr("Job", LLM + "-finetune"), "nvidia.com/gpu", 8, NVIDIA_TAINT,
+                      {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}),
             *shm_pod(pod("Job", LLM + "-finetune"), ctr("Job", LLM + "-finetune"), "64Gi"),
             *shm_pod(pod("Job", LLM + "-benchmark"), ctr("Job", LLM + "-benchmark"), "8Gi"),
             (f"{obj('Job', LLM + '-benchmark')}.metadata.annotations[aipc.dev/depends-on]", f"Job/{LLM}-finetune"),
@@ -406,10 +414,9 @@ EXAMPLE_CASES = {
         ],
         "k8s": [
             Quiet(),
-            (f"{ctr('Job', AMD + '-classifier')}.resources.limits[amd.com/gpu]", 4),
+            *gpus_pod(pod("Job", AMD + "-classifier"), ctr("Job", AMD + "-classifier"), "amd.com/gpu", 4, AMD_TAINT,
+                      MI250X),
             (f"{ctr('Job', AMD + '-classifier')}.resources.limits[nvidia.com/gpu]", ABSENT),
-            (f"{pod('Job', AMD + '-classifier')}.tolerations", [AMD_TAINT]),
-            (f"{pod('Job', AMD + '-classifier')}.nodeSelector", {"amd.com/gpu.product-name": "AMD-Instinct-MI250X"}),
             (f"{obj('Job', AMD + '-classifier')}.spec.activeDeadlineSeconds", 172800),
             *shm_pod(pod("Job", AMD + "-classifier"), ctr("Job", AMD + "-classifier"), "32Gi"),
             (f"{ctr('Job', AMD + '-accuracy')}.resources.limits[amd.com/gpu]", 1),
@@ -418,9 +425,7 @@ EXAMPLE_CASES = {
             *hardened_k8s(AMD, jobs=("fetch", "shard", "classifier", "accuracy", "export")),
         ],
         "argo": [
-            (f"{tpl('classifier')}.container.resources.limits[amd.com/gpu]", 4),
-            (f"{tpl('classifier')}.tolerations", [AMD_TAINT]),
-            (f"{tpl('classifier')}.nodeSelector", {"amd.com/gpu.product-name": "AMD-Instinct-MI250X"}),
+            *gpus_pod(tpl("classifier"), f"{tpl('classifier')}.container", "amd.com/gpu", 4, AMD_TAINT, MI250X),
             (f"{tpl('fetch')}.retryStrategy.limit", 2),
             (f"{tpl('fetch')}.activeDeadlineSeconds", 21600),
             (f"{task('export')}.dependencies", ["accuracy"]),
@@ -532,26 +537,16 @@ CASES = {
             (f"{svc('plain')}.deploy", ABSENT),
         ],
         "k8s": [
-            (f"{ctr('Job', 't-cuda')}.resources.limits[nvidia.com/gpu]", 2),
-            (f"{pod('Job', 't-cuda')}.tolerations", [NVIDIA_TAINT]),
-            (f"{pod('Job', 't-cuda')}.nodeSelector", {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}),
-            (f"{ctr('Job', 't-rocm')}.resources.limits[amd.com/gpu]", 1),
-            (f"{pod('Job', 't-rocm')}.tolerations", [AMD_TAINT]),
-            (f"{ctr('Job', 't-arc')}.resources.limits[gpu.intel.com/i915]", 1),
-            (f"{pod('Job', 't-arc')}.tolerations", [INTEL_TAINT]),
-            (f"{pod('Job', 't-arc')}.nodeSelector", {"gpu.intel.com/product": "Arc-A770"}),
+            *gpus_pod(pod("Job", "t-cuda"), ctr("Job", "t-cuda"), "nvidia.com/gpu", 2, NVIDIA_TAINT, A100),
+            *gpus_pod(pod("Job", "t-rocm"), ctr("Job", "t-rocm"), "amd.com/gpu", 1, AMD_TAINT),
+            *gpus_pod(pod("Job", "t-arc"), ctr("Job", "t-arc"), "gpu.intel.com/i915", 1, INTEL_TAINT, ARC),
             (f"{pod('Job', 't-plain')}.tolerations", ABSENT),
             (f"{ctr('Job', 't-plain')}.resources.limits[nvidia.com/gpu]", ABSENT),
         ],
         "argo": [
-            (f"{tpl('cuda')}.container.resources.limits[nvidia.com/gpu]", 2),
-            (f"{tpl('cuda')}.tolerations", [NVIDIA_TAINT]),
-            (f"{tpl('cuda')}.nodeSelector", {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}),
-            (f"{tpl('rocm')}.container.resources.limits[amd.com/gpu]", 1),
-            (f"{tpl('rocm')}.tolerations", [AMD_TAINT]),
-            (f"{tpl('arc')}.container.resources.limits[gpu.intel.com/i915]", 1),
-            (f"{tpl('arc')}.tolerations", [INTEL_TAINT]),
-            (f"{tpl('arc')}.nodeSelector", {"gpu.intel.com/product": "Arc-A770"}),
+            *gpus_pod(tpl("cuda"), f"{tpl('cuda')}.container", "nvidia.com/gpu", 2, NVIDIA_TAINT, A100),
+            *gpus_pod(tpl("rocm"), f"{tpl('rocm')}.container", "amd.com/gpu", 1, AMD_TAINT),
+            *gpus_pod(tpl("arc"), f"{tpl('arc')}.container", "gpu.intel.com/i915", 1, INTEL_TAINT, ARC),
             (f"{tpl('plain')}.tolerations", ABSENT),
         ],
     }),
