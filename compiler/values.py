@@ -284,7 +284,7 @@ class Evaluator:
         except units.TooLarge as error:
             if not error.negative:
                 return self._out_of_range(spec, units.Kind.COUNT, span, origin, f"`{units.abbreviate(text)}`", False)
-            count = -1
+            count = -1  # below every bound: a negative count, reported as one
         except units.UnitError:
             self.sink.error(codes.INVALID_GPU_COUNT, span,
                             f"{origin}`gpu` must be a whole number of GPUs, found `{units.abbreviate(text)}`",
