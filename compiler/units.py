@@ -107,7 +107,11 @@ def parse(kind: Kind, text: str) -> int:
     match = _SIMPLE.fullmatch(text)
     if match is None:
         raise UnitError(f"`{abbreviate(text)}` is not {kind.noun}", _EXAMPLES[kind])
-    number, unit = _decimal(match.group(1), text), match.group(2)
+    number_text, unit = match.groups()
+    try:
+        number = Decimal(number_text)
+    except InvalidOperation:  # an exponent beyond what decimal holds
+        number = _extreme(number_text, text)
     if kind is Kind.BYTES:
         return _bytes(number, unit, text)
     if kind is Kind.CPU:
@@ -121,30 +125,28 @@ def parse(kind: Kind, text: str) -> int:
     return int(count)
 
 
-def _decimal(number: str, text: str) -> Decimal:
-    """The exact value of a number as written. An exponent beyond what `decimal`
-    holds (|e| > 10^18) is a number too large, or a non-zero one too small, for anything."""
-    try:
-        return Decimal(number)
-    except InvalidOperation:
-        mantissa, _, exponent = number.lower().partition("e")
-        negative = mantissa.startswith("-")
-        if not any(c in "123456789" for c in mantissa):
-            return Decimal(0)
-        if exponent.startswith("-"):
-            return Decimal(f"{'-' if negative else ''}1e-999999999")  # as close to zero as to matter
-        raise TooLarge(text, negative) from None
+def _extreme(number: str, text: str) -> Decimal:
+    """A number whose exponent is beyond what `decimal` holds (|e| > 10^18): too
+    large for anything, or, if non-zero, as close to zero as makes no difference."""
+    mantissa, _, exponent = number.lower().partition("e")
+    negative = mantissa.startswith("-")
+    if not any(c in "123456789" for c in mantissa):
+        return Decimal(0)
+    if exponent.startswith("-"):
+        return Decimal(f"{'-' if negative else ''}1e-999999999")
+    raise TooLarge(text, negative)
 
 
 def _scaled(number: Decimal, factor: int, text: str) -> Decimal:
     """``number * factor``, exactly: the default context would round to 28 digits,
     and `1.0000000000000000000000000001` cores is not a whole number of millicores."""
+    if len(text) <= 20 and -_LARGEST_DIGITS < number.adjusted() < _LARGEST_DIGITS:
+        return _SHORT.multiply(number, factor)  # what most quantities are
     if number.is_zero():
         return Decimal(0)
     if number.adjusted() >= _LARGEST_DIGITS:
         raise TooLarge(text, number < 0)
-    context = _SHORT if len(text) <= 20 else Context(prec=len(number.as_tuple().digits) + 20,
-                                                    Emin=MIN_EMIN, Emax=MAX_EMAX)
+    context = Context(prec=len(number.as_tuple().digits) + 20, Emin=MIN_EMIN, Emax=MAX_EMAX)
     return context.multiply(number, factor)
 
 
