@@ -197,6 +197,8 @@ class Workbench:
 
     def open(self, name: str) -> None:
         """Open a file of the workspace from the Explorer, as a user clicks it."""
+        self.page.keyboard.press("Escape")  # whatever a failed test may have left open
+        self.page.keyboard.press("Control+Shift+E")  # View: Show Explorer
         self.page.get_by_role("treeitem", name=name, exact=True).click()
         self.expect(self.page.locator(".tab.active")).to_contain_text(name)
         self.page.locator(".monaco-editor .view-lines").first.click()
@@ -214,6 +216,7 @@ class Workbench:
         self.page.keyboard.type(title)
         self.expect(self.page.locator(".quick-input-list .monaco-list-row").first).to_contain_text(title)
         self.page.keyboard.press("Enter")
+        self.expect(self.page.locator(".quick-input-widget")).to_be_hidden()
 
     def editor_lines(self) -> list[str]:
         """The lines the active editor shows, top to bottom."""
@@ -440,11 +443,11 @@ def test_format_document_gives_the_layout_of_aipc_fmt(workbench, tmp_path):
 
 def test_the_restart_command_starts_a_new_server(workbench):
     page, expect = workbench.page, workbench.expect
+    workbench.open("pipeline.aip")
     (before,) = workbench.language_servers()
     workbench.command("aip: Restart the language server")
     wait_for(lambda: len(workbench.language_servers()) == 1 and before not in workbench.language_servers(),
              f"the server (pid {before}) to be replaced by a new one")
-    workbench.open("pipeline.aip")
     workbench.go_to(15, 12)  # `after = [ingest]`
     page.keyboard.type("x")
     squiggles = page.locator(".editor-instance .squiggly-error")
