@@ -93,9 +93,9 @@ command = ["true"]
 
 WORKSPACE = {"pipeline.aip": PIPELINE, "broken.aip": BROKEN, "completion.aip": COMPLETION, "messy.aip": MESSY}
 
+# The user settings, besides `aip.server.path` (this tree's aipc): no network, no tours,
+# no panels nobody asked for.
 SETTINGS = {
-    "aip.server.path": None,  # filled in: this tree's aipc
-    # no network, no tours, no panels that are not asked for
     "telemetry.telemetryLevel": "off",
     "update.mode": "none",
     "extensions.autoCheckUpdates": False,
