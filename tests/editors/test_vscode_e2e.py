@@ -307,6 +307,8 @@ def workbench(tmp_path_factory, node_path, vsix):
                        or str(TOOLS / "code-server" / "node_modules" / ".bin" / "code-server"))
     aipc = this_aipc()
 
+    for stale in ARTIFACTS.glob("failed-*.png"):  # the folder shows the last run only
+        stale.unlink()
     root = tmp_path_factory.mktemp("code-server")
     env = code_server_environment(root, node_path)
     user_data, extensions, workspace = root / "user-data", root / "extensions", root / "workspace"
