@@ -421,7 +421,7 @@ def test_completion_offers_the_other_stages_inside_after(workbench):
     page.keyboard.press("Enter")
     page.keyboard.type("after = [")  # `[` asks the server for completions; the editor closes the bracket
     suggestions = page.locator(".suggest-widget .monaco-list-row .label-name")
-    workbench.expect(suggestions.first).to_be_visible()
+    workbench.expect(suggestions).to_have_count(2)
     offered = suggestions.all_inner_texts()
     assert sorted(offered) == ["featurize", "ingest"], offered
     page.keyboard.press("Enter")
@@ -446,7 +446,9 @@ def test_format_document_gives_the_layout_of_aipc_fmt(workbench, tmp_path):
 def test_the_restart_command_starts_a_new_server(workbench):
     page, expect = workbench.page, workbench.expect
     workbench.open("pipeline.aip")
-    (before,) = workbench.language_servers()
+    servers = workbench.language_servers()
+    assert len(servers) == 1, f"{len(servers)} `aipc lsp` processes under code-server, not 1"
+    (before,) = servers
     workbench.command("aip: Restart the language server")
     wait_for(lambda: len(workbench.language_servers()) == 1 and before not in workbench.language_servers(),
              f"the server (pid {before}) to be replaced by a new one")
