@@ -74,6 +74,8 @@ def test_the_manifest_ties_language_grammar_and_configuration_together():
     assert settings["aip.server.args"]["default"] == ["lsp"]
     assert "vscode-languageclient" in manifest["dependencies"]
     # a server command from a workspace's own settings runs only once the workspace is trusted
+    # (VS Code's Workspace Trust extension guide: with `supported: "limited"`, Restricted Mode
+    # reads the restrictedConfigurations from the user's settings, never the workspace's)
     restricted = manifest["capabilities"]["untrustedWorkspaces"]["restrictedConfigurations"]
     assert sorted(restricted) == ["aip.server.args", "aip.server.path"]
     assert [c["command"] for c in manifest["contributes"]["commands"]] == ["aip.restartServer"]

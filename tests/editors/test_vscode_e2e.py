@@ -260,6 +260,8 @@ def code_server_environment(root: Path, node_path: str) -> dict[str, str]:
     for variable, name in folders.items():
         (root / name).mkdir(mode=0o700)
         env[variable] = str(root / name)
+    # code-server takes its marketplace from EXTENSIONS_GALLERY (lib/vscode/out/server-main.js;
+    # Open VSX otherwise); its own requests go through HTTPS_PROXY or HTTP_PROXY (out/node/constants.js)
     gallery = {"serviceUrl": f"{DEAD_ADDRESS}/gallery", "itemUrl": f"{DEAD_ADDRESS}/item",
                "resourceUrlTemplate": f"{DEAD_ADDRESS}/resource"}
     env.update(PATH=node_path, EXTENSIONS_GALLERY=json.dumps(gallery), HTTP_PROXY=DEAD_ADDRESS,
