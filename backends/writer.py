@@ -83,7 +83,8 @@ class _Unusual(Exception):
 _ONE_LINE = re.compile(r"[\x20-\x7e]*")  # printable ASCII, no line break
 # Printable ASCII lines written as a literal block with a `|` or `|-` header: the
 # first line not indented, no line ending in a space.
-_LITERAL_TEXT = re.compile(r"(?![ \n])(?:[\x20-\x7e]*[\x21-\x7e])?(?:\n(?:[\x20-\x7e]*[\x21-\x7e])?)*")
+# (`*+`: the regex engine keeps no backtracking point per line, which cost ~150 bytes a line.)
+_LITERAL_TEXT = re.compile(r"(?![ \n])(?:[\x20-\x7e]*[\x21-\x7e])?(?:\n(?:[\x20-\x7e]*[\x21-\x7e])?)*+")
 _INDICATORS = frozenset("#,[]{}&*!|>'\"%@`")
 _MAX_KEY = 128  # a longer key is not a simple key: `? key`
 _MAX_SPACED = 1024  # far below the line width (4096) past which scalars are folded at a space
@@ -138,7 +139,11 @@ def _fast_yaml(documents: list[dict]) -> str | None:
         if value.endswith("\n\n") or not _LITERAL_TEXT.fullmatch(value):
             raise _Unusual
         body = value[:-1] if value.endswith("\n") else value
-        lines = "\n".join(indent + line if line else "" for line in body.split("\n"))
+        # Every line indented, empty ones left empty; in whole-string operations, not
+        # a string per line. Twice: one pass skips every other line of a blank run.
+        lines = indent + body.replace("\n", "\n" + indent)
+        blank = "\n" + indent + "\n"
+        lines = lines.replace(blank, "\n\n").replace(blank, "\n\n")
         return ("|\n" if value.endswith("\n") else "|-\n") + lines
 
     def mapping(node: dict, indent: str) -> None:
