@@ -20,10 +20,12 @@ import yaml
 
 from aipc.backends import get_backend
 from aipc.backends.writer import to_yaml
+from aipc.codes import CODES
+from aipc.commands.common import MAX_INPUT_BYTES, MAX_INPUT_MIB
 from aipc.compiler.check import check_source
 from aipc.diagnostics import _MAX_SHOWN_LINE
 from aipc.dsl.recovery import MAX_SYNTAX_ERRORS
-from tests.helpers import EXAMPLES, strings_in
+from tests.helpers import EXAMPLES, ROOT, strings_in
 from tests.hostile.programs import YAML_LOOKALIKES, aip_string
 
 TARGETS = ("compose", "k8s", "argo")
@@ -236,3 +238,24 @@ def test_twelve_megabytes_of_strings_compile_in_bounded_memory(tmp_path):
     for target in TARGETS:
         result = aipc(tmp_path, "compile", "-t", target, name, seconds=60, memory=512 * MiB)
         assert result.returncode == 0 and result.stdout.count(plain.encode()) == 1
+
+
+def test_reading_stops_at_the_limit(tmp_path):
+    """An input is read up to MAX_INPUT_BYTES and one byte more: a larger file, an
+    endless device or stdin is one E001, quickly, in little memory."""
+    at_limit = write(tmp_path, "at.aip", b"#" * MAX_INPUT_BYTES)
+    assert aipc(tmp_path, "check", at_limit, seconds=60).returncode == 0
+    over = write(tmp_path, "over.aip", b"#" * (MAX_INPUT_BYTES + 1))
+    for args in (["check", "--format", "json", over], ["check", "--format", "json", "/dev/zero"]):
+        result = aipc(tmp_path, *args, seconds=30, memory=256 * MiB)
+        (found,) = json.loads(result.stdout)
+        assert found["code"] == "E001" and f"larger than {MAX_INPUT_MIB} MiB" in found["message"]
+    with open(tmp_path / over, "rb") as stdin:
+        piped = subprocess.run([sys.executable, "-m", "aipc", "check", "--format", "json", "-"], stdin=stdin,
+                               capture_output=True, timeout=30)
+    assert piped.returncode == 1 and json.loads(piped.stdout)[0]["message"].startswith("`<stdin>` is larger")
+
+
+def test_the_limit_is_documented():
+    assert f"larger than {MAX_INPUT_MIB} MiB" in " ".join(CODES["E001"].explanation.split())
+    assert f"{MAX_INPUT_MIB} MiB" in (ROOT / "README.md").read_text()
