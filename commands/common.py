@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Iterable, TextIO
 
 from aipc import codes
 from aipc.cli import UsageError
-from aipc.diagnostics import Diagnostic, Diagnostics, Source, render_human, render_json, summary
+from aipc.diagnostics import Diagnostic, Diagnostics, Source, render_human, render_json, summary, visible
 
 if TYPE_CHECKING:
     from aipc.compiler.ir import Pipeline
@@ -144,6 +144,7 @@ def print_diagnostics(diagnostics: list[Diagnostic], sources: dict[str, Source],
 
 
 def print_summary(path: str, diagnostics: list[Diagnostic], stream: TextIO, ok_detail: str = "") -> None:
+    path = visible(path)
     counts = summary(diagnostics)
     if any(d.is_error for d in diagnostics):
         stream.write(f"{path}: {counts}\n")
