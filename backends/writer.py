@@ -1,4 +1,4 @@
-"""The one writer: documents to YAML text, and files written atomically.
+"""The one writer: documents to YAML text (files are written by :mod:`aipc.output`).
 
 YAML comes from PyYAML's C emitter when it is available. Keys keep the order
 the backend built them in (no sorting here: backends choose a readable order),
@@ -18,9 +18,7 @@ tests hold both paths to the same bytes.
 from __future__ import annotations
 
 import gc
-import os
 import re
-import tempfile
 from typing import Iterable
 
 import yaml
@@ -202,23 +200,3 @@ def _fast_yaml(documents: list[dict]) -> str | None:
     except _Unusual:
         return None
     return "".join(out)
-
-
-def write_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new one,
-    never half of either; on any failure the temporary file is removed."""
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=".aipc-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
