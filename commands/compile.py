@@ -16,7 +16,8 @@ or /dev/stdout is written to, a symbolic link keeps pointing at the new file).
 `-o DIR/` writes the target's usual file name in DIR, creating it. Diagnostics
 go to stderr.
 
-exit status: 0 compiled (warnings allowed), 1 errors, 2 usage"""
+exit status: 0 compiled (warnings allowed), 1 errors (or output that could not be
+written), 2 usage"""
 
 
 def configure(parser) -> None:

@@ -13,8 +13,9 @@ Rewrite .aip files in place in the one canonical layout: two-space indentation,
 `=` aligned inside a block, one attribute per line in multi-line blocks,
 comments kept, LF line ends. Formatting never changes what a file means; a
 file with syntax errors is left alone and its errors are printed. `-` formats
-stdin to stdout. A file is replaced atomically, keeping its mode, its hard links
-and the symbolic links to it; a read-only file is an error, not rewritten.
+stdin to stdout. A file keeps its mode, its hard links and the symbolic links to
+it (it is replaced atomically unless it has other hard links); a read-only file
+is an error, not rewritten.
 
 exit status: 0 done (or, with --check, nothing to reformat), 1 syntax errors or
 (with --check) files that would be reformatted, 2 usage"""

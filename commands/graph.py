@@ -25,7 +25,8 @@ to a stage that mounts it readonly).
 Without --format, the format follows the extension of -o (.dot/.gv, .mmd,
 .md, .svg, .png). PNG is binary: it is not written to a terminal.
 
-exit status: 0 drawn (warnings allowed), 1 errors in the input or no `dot`, 2 usage"""
+exit status: 0 drawn (warnings allowed), 1 errors in the input, no `dot` or
+output that could not be written, 2 usage"""
 
 FORMATS = ("dot", "mermaid", "svg", "png")
 EXTENSIONS = {".dot": "dot", ".gv": "dot", ".mmd": "mermaid", ".mermaid": "mermaid", ".md": "mermaid",
