@@ -15,6 +15,7 @@ import os
 import sys
 
 from aipc import __version__
+from aipc.output import OutputError, install_streams, report_output_error
 
 # Subcommands in the order `aipc --help` lists them.
 COMMANDS = (
@@ -79,7 +80,10 @@ BRIEF_COMMANDS = frozenset({"check", "compile"})
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; ``argv`` None means the process's own command line."""
-    brief = argv is None and _requested(sys.argv[1:]) in BRIEF_COMMANDS
+    requested = _requested(sys.argv[1:] if argv is None else argv)
+    brief = argv is None and requested in BRIEF_COMMANDS
+    if requested != "lsp":  # the language server speaks its own protocol on stdio
+        install_streams()
     if brief:
         gc.disable()
     code = _dispatch(argv)
@@ -107,7 +111,12 @@ def _dispatch(argv: list[str] | None) -> int:
         parser.print_help(sys.stderr)
         return EXIT_USAGE
     try:
-        return args.run(args)
+        code = args.run(args)
+        sys.stdout.flush()  # where a full disk shows, if nothing wrote past the buffer
+        return code
+    except OutputError as error:  # an I/O error, not a bug: exit 1 naming what was not written
+        report_output_error(f"aipc {args.command}", error)
+        return EXIT_ERRORS
     except UsageError as error:
         print(f"aipc {args.command}: error: {error}", file=sys.stderr)
         return EXIT_USAGE

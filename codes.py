@@ -32,7 +32,8 @@ def _code(id: str, title: str, explanation: str, example: str) -> Code:
 
 UNREADABLE = _code(
     "E001", "the input cannot be read",
-    """The file does not exist, is a directory, or is not text: .aip files are
+    """The file does not exist, is a directory, is larger than 16 MiB (the most
+    aipc reads, from a file, a device or stdin), or is not text: .aip files are
     UTF-8 text without NUL bytes. Check the path, or re-save the file as UTF-8.""",
     """
 $ aipc check pipelines/fraud.aip     # the file is really pipelines/fraud.aip.txt

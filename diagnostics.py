@@ -15,6 +15,7 @@ from __future__ import annotations
 import bisect
 import enum
 import json
+import re
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
@@ -230,8 +231,28 @@ class _Paint:
         return f"{_COLOURS[style]}{text}{_COLOURS['reset']}"
 
 
+# What a terminal must not receive raw from the input: C0 controls but the tab (ESC
+# starts the sequences that recolour, retitle or rewrite a terminal), DEL, C1
+# controls, the bidirectional controls that reorder what is shown ("trojan
+# source"), line and paragraph separators, and lone surrogates (from file names
+# that are not UTF-8).
+_UNSHOWN = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff]")
+
+
+def _escape(found: re.Match) -> str:
+    code = ord(found.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def visible(text: str) -> str:
+    """``text`` for a terminal: control characters written as escapes (``\\x1b``)."""
+    return _UNSHOWN.sub(_escape, text) if _UNSHOWN.search(text) else text
+
+
 def _expand_tabs(text: str) -> str:
-    return text.replace("\t", "    ")
+    """A source line as shown: tabs as four spaces, control characters escaped
+    (per character, so a shown prefix is as wide as the prefix it shows)."""
+    return visible(text).replace("\t", "    ")
 
 
 _MAX_SHOWN_LINE = 160  # a longer source line is shown cut around the span, with "..."
@@ -273,25 +294,25 @@ def _snippet(source: Source, span: Span, label: str, mark: str, style: str,
 
 def render_one(diagnostic: Diagnostic, source: Source | None, paint: _Paint) -> str:
     severity = diagnostic.severity.value
-    lines = [paint(severity, f"{severity}[{diagnostic.code}]") + paint("bold", f": {diagnostic.message}")]
+    lines = [paint(severity, f"{severity}[{diagnostic.code}]") + paint("bold", f": {visible(diagnostic.message)}")]
     spans = [diagnostic.span] if diagnostic.span is not None else []
     spans += [label.span for label in diagnostic.related]
     located = source is not None and bool(spans)
     gutter = len(str(max(source.position(s.start).line for s in spans))) if located else 1
     pad = " " * gutter
-    where = diagnostic.file
+    where = visible(diagnostic.file)
     if located and diagnostic.span is not None:
         start = source.position(diagnostic.span.start)
-        where = f"{diagnostic.file}:{start.line}:{start.column}"
+        where = f"{where}:{start.line}:{start.column}"
     lines.append(paint("blue", f"{pad}--> ") + where)
     if located:
         lines.append(paint("blue", f"{pad} |"))
         if diagnostic.span is not None:
-            lines += _snippet(source, diagnostic.span, diagnostic.label, "^", severity, paint, gutter)
+            lines += _snippet(source, diagnostic.span, visible(diagnostic.label), "^", severity, paint, gutter)
         for label in diagnostic.related:
-            lines += _snippet(source, label.span, label.message, "-", "blue", paint, gutter)
+            lines += _snippet(source, label.span, visible(label.message), "-", "blue", paint, gutter)
     if diagnostic.help:
-        lines.append(paint("blue", f"{pad} = ") + paint("bold", "help") + f": {diagnostic.help}")
+        lines.append(paint("blue", f"{pad} = ") + paint("bold", "help") + f": {visible(diagnostic.help)}")
     return "\n".join(lines)
 
 

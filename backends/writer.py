@@ -1,4 +1,4 @@
-"""The one writer: documents to YAML text, and files written atomically.
+"""The one writer: documents to YAML text (files are written by :mod:`aipc.output`).
 
 YAML comes from PyYAML's C emitter when it is available. Keys keep the order
 the backend built them in (no sorting here: backends choose a readable order),
@@ -18,9 +18,7 @@ tests hold both paths to the same bytes.
 from __future__ import annotations
 
 import gc
-import os
 import re
-import tempfile
 from typing import Iterable
 
 import yaml
@@ -83,7 +81,8 @@ class _Unusual(Exception):
 _ONE_LINE = re.compile(r"[\x20-\x7e]*")  # printable ASCII, no line break
 # Printable ASCII lines written as a literal block with a `|` or `|-` header: the
 # first line not indented, no line ending in a space.
-_LITERAL_TEXT = re.compile(r"(?![ \n])(?:[\x20-\x7e]*[\x21-\x7e])?(?:\n(?:[\x20-\x7e]*[\x21-\x7e])?)*")
+# (`*+`: the regex engine keeps no backtracking point per line, which cost ~150 bytes a line.)
+_LITERAL_TEXT = re.compile(r"(?![ \n])(?:[\x20-\x7e]*[\x21-\x7e])?(?:\n(?:[\x20-\x7e]*[\x21-\x7e])?)*+")
 _INDICATORS = frozenset("#,[]{}&*!|>'\"%@`")
 _MAX_KEY = 128  # a longer key is not a simple key: `? key`
 _MAX_SPACED = 1024  # far below the line width (4096) past which scalars are folded at a space
@@ -138,7 +137,11 @@ def _fast_yaml(documents: list[dict]) -> str | None:
         if value.endswith("\n\n") or not _LITERAL_TEXT.fullmatch(value):
             raise _Unusual
         body = value[:-1] if value.endswith("\n") else value
-        lines = "\n".join(indent + line if line else "" for line in body.split("\n"))
+        # Every line indented, empty ones left empty; in whole-string operations, not
+        # a string per line. Twice: one pass skips every other line of a blank run.
+        lines = indent + body.replace("\n", "\n" + indent)
+        blank = "\n" + indent + "\n"
+        lines = lines.replace(blank, "\n\n").replace(blank, "\n\n")
         return ("|\n" if value.endswith("\n") else "|-\n") + lines
 
     def mapping(node: dict, indent: str) -> None:
@@ -197,23 +200,3 @@ def _fast_yaml(documents: list[dict]) -> str | None:
     except _Unusual:
         return None
     return "".join(out)
-
-
-def write_atomic(path: str, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new one,
-    never half of either; on any failure the temporary file is removed."""
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=".aipc-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(text)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise

@@ -4,6 +4,7 @@
     python benchmarks/run.py --quick          # 3 runs, peers up to 100 stages (about 1 minute)
     python benchmarks/run.py --runs 9 --sizes 10,1000 --peer-sizes 1000
     python benchmarks/run.py --markdown results.md --json results.json
+    python benchmarks/run.py --quick --no-peers --baseline main   # this tree against main, side by side
 
 Pipelines of 10, 100, 1000 and 10000 stages come from generate.py (a chain of
 N/10 data stages, parallel training stages with one GPU each, one evaluation
@@ -20,16 +21,30 @@ then times aipc's phases in one warm process (inprocess.py), profiles the
 imports of a cold `aipc check`, prints the results with the ratios to Hera,
 and checks the goals of issue 8. Exit status 1 when a goal is missed.
 
+With --baseline REF (a branch, tag or commit), a wheel of that commit is built
+too (from `git archive`, into .tools/bench/aipc-COMMIT, kept for later runs:
+a commit does not change) and its `aipc check` and `aipc compile` run in the
+same rounds as this tree's, on the same files (the order reversed every other
+round); the report gives, for each measurement, this tree's median CPU time
+over REF's (and the wall-time ratios), flags every CPU ratio above 1.10 and
+exits 1 if any is.
+
 Each tool runs from its own virtual environment under .tools/bench/, made on
 first use (pip needs the package index): aipc from a wheel of this working
-tree, rebuilt on every run, so its modules are byte-compiled at install as
-for a user; Hera with PyYAML; kfp with kfp-kubernetes (they pin versions that
-conflict with aipc's test dependencies, hence a venv of their own).
+tree, rebuilt on every run (in a venv named after the tree's path, so that
+trees sharing .tools do not install over each other), so its modules are
+byte-compiled at install as for a user; Hera with PyYAML; kfp with
+kfp-kubernetes (they pin versions that conflict with aipc's test dependencies,
+hence a venv of their own).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import fcntl
+import hashlib
+import io
 import json
 import os
 import platform
@@ -37,6 +52,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
@@ -55,6 +71,7 @@ GOALS = {
     "linear_10000_vs_1000": 12,  # 10000 stages at most this many times 1000
 }
 TARGETS = ("k8s", "argo", "compose")
+BASELINE_LIMIT = 1.10  # this tree's median at most this many times the baseline's (issue 11)
 
 
 # ------------------------------------------------------------------ environments
@@ -76,28 +93,75 @@ def venv(name: str, requirements: list[str], fresh: bool = False) -> Path:
     return python
 
 
+@contextlib.contextmanager
+def locked(directory: Path):
+    """An exclusive lock on ``directory`` (a file next to it) while it is set up:
+    two runs sharing .tools/bench wait for each other instead of mixing installs."""
+    directory.parent.mkdir(parents=True, exist_ok=True)
+    with open(directory.with_name(directory.name + ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def install_aipc(source: Path, directory: Path) -> Path:
+    """Build a wheel of the aipc tree at ``source`` and install it, with its
+    dependencies, into the venv ``directory``; its Python."""
+    wheels = Path(tempfile.mkdtemp(prefix="aipc-wheel-"))
+    try:
+        subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-qq", "-w", str(wheels), str(source)],
+                       check=True)
+        (wheel,) = wheels.glob("aipc-*.whl")
+        python = directory / "bin" / "python"
+        if not python.exists():
+            print(f"setting up {directory}", file=sys.stderr)
+            subprocess.run([sys.executable, "-m", "venv", "--clear", str(directory)], check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-qq", "--force-reinstall", "--no-deps", str(wheel)],
+                       check=True)
+        subprocess.run([str(python), "-m", "pip", "install", "-qq", str(wheel)], check=True)  # its dependencies
+    finally:
+        shutil.rmtree(wheels)
+    return python
+
+
 def aipc_venv() -> Path:
     """A venv with a wheel of the working tree (byte-compiled at install, as for a user)."""
-    wheels = Path(tempfile.mkdtemp(prefix="aipc-wheel-"))
-    # Built from a copy: an in-tree build would leave build/ behind, whose stale
-    # files (of modules since deleted) later builds would put in the wheel.
-    source = wheels / "source"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
-        ".git", ".venv", ".tools", ".hypothesis", ".pytest_cache", "build", "dist", "*.egg-info", "tests",
-        "node_modules", "__pycache__"))
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-qq", "-w", str(wheels), str(source)],
-                   check=True)
-    (wheel,) = wheels.glob("aipc-*.whl")
-    directory = TOOLS / "aipc"
-    python = directory / "bin" / "python"
-    if not python.exists():
-        print(f"setting up {directory}", file=sys.stderr)
-        subprocess.run([sys.executable, "-m", "venv", "--clear", str(directory)], check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-qq", "--force-reinstall", "--no-deps", str(wheel)],
-                   check=True)
-    subprocess.run([str(python), "-m", "pip", "install", "-qq", str(wheel)], check=True)  # its dependencies
-    shutil.rmtree(wheels)
-    return python
+    # Named after the tree's path: worktrees share .tools, and one tree's run must
+    # not measure the wheel another tree installed a moment before.
+    tree = hashlib.sha256(str(ROOT).encode()).hexdigest()[:10]
+    directory = TOOLS / f"aipc-tree-{tree}"
+    with locked(directory), tempfile.TemporaryDirectory(prefix="aipc-source-") as copy:
+        # Built from a copy: an in-tree build would leave build/ behind, whose stale
+        # files (of modules since deleted) later builds would put in the wheel.
+        source = Path(copy) / "source"
+        shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+            ".git", ".venv", ".tools", ".hypothesis", ".pytest_cache", "build", "dist", "*.egg-info", "tests",
+            "node_modules", "__pycache__"))
+        return install_aipc(source, directory)
+
+
+def baseline_venv(ref: str) -> tuple[Path, str]:
+    """A venv with a wheel of git ``ref`` (exported with `git archive`, so the
+    working tree and its worktrees are untouched), and the commit it names.
+    Kept between runs: a commit's wheel does not change."""
+    found = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}"],
+                           capture_output=True, text=True)
+    if found.returncode != 0:
+        raise SystemExit(f"--baseline {ref}: not a commit of this repository")
+    commit = found.stdout.strip()
+    directory = TOOLS / f"aipc-{commit[:12]}"
+    marker = directory / "aipc-commit.txt"
+    with locked(directory):
+        if marker.exists() and marker.read_text() == commit and (directory / "bin" / "python").exists():
+            return directory / "bin" / "python", commit
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", commit],
+                                 capture_output=True, check=True).stdout
+        with tempfile.TemporaryDirectory(prefix="aipc-baseline-") as export:
+            source = Path(export) / "source"
+            with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+                tar.extractall(source, filter="data")
+            python = install_aipc(source, directory)
+        marker.write_text(commit)
+    return python, commit
 
 
 def versions(python: Path, packages: list[str]) -> dict[str, str]:
@@ -130,7 +194,8 @@ def measure(commands: dict[tuple, list[str]], runs: dict[tuple, int], work: Path
     for key, command in commands.items():  # warm-up: disk cache, lark's grammar cache
         run_once(command, work / "warmup.out")
     for round_ in range(max(runs.values())):
-        for key, command in commands.items():
+        order = list(commands.items())
+        for key, command in (order if round_ % 2 == 0 else reversed(order)):  # no one always goes first
             if round_ < runs[key]:
                 samples[key].append(run_once(command, work / f"{'-'.join(map(str, key))}.out"))
         print(f"  round {round_ + 1}/{max(runs.values())} done", file=sys.stderr)
@@ -247,6 +312,31 @@ def report(results: dict, sizes: list[int]) -> tuple[str, list[tuple[str, str, b
     return "\n".join(text), goals
 
 
+def baseline_report(results: dict, sizes: list[int], ref: str) -> tuple[str, list[str]]:
+    """This tree against the baseline, measurement by measurement: the ratios of
+    the median CPU time (user + system of the process: what the tree costs,
+    little moved by other work on a shared machine; it decides the flag), of the
+    median and of the fastest wall time, and both peaks; the measurements whose
+    CPU ratio is over BASELINE_LIMIT."""
+    whole, commit = results["whole"], results["machine"]["baseline"]
+    rows, over = [], []
+    for size in sizes:
+        for tool in ("check", *TARGETS):
+            mine, base = whole[f"{tool}/{size}"], whole[f"baseline-{tool}/{size}"]
+            ratio = mine["cpu"] / base["cpu"]
+            name = "aipc check" if tool == "check" else f"compile {tool}"
+            if ratio > BASELINE_LIMIT:
+                over.append(f"{name} {size}")
+            rows.append([name, str(size), seconds(mine["cpu"]), seconds(base["cpu"]), f"{ratio:.2f}x",
+                         f"{mine['wall'] / base['wall']:.2f}x", f"{mine['wall_min'] / base['wall_min']:.2f}x",
+                         f"{mine['peak_kib'] / 1024:.0f} / {base['peak_kib'] / 1024:.0f} MiB",
+                         f"**over {BASELINE_LIMIT}x**" if ratio > BASELINE_LIMIT else ""])
+    text = [f"### This tree against {ref} ({commit[:12]}), in the same rounds", "",
+            table(["command", "stages", "CPU", f"CPU {ref}", "CPU ratio", "wall ratio (median)",
+                   "wall ratio (fastest)", f"peak, this / {ref}", ""], rows)]
+    return "\n".join(text), over
+
+
 # ------------------------------------------------------------------------ main
 
 
@@ -261,6 +351,9 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="--runs 3 --peer-sizes 10,100 --sizes 10,100,1000")
     parser.add_argument("--json", type=Path, help="write the raw results here")
     parser.add_argument("--markdown", type=Path, help="write the tables here")
+    parser.add_argument("--baseline", metavar="REF",
+                        help=f"also measure git REF's aipc in the same rounds; exit 1 if this tree takes more "
+                             f"than {BASELINE_LIMIT}x its time anywhere (and only then)")
     args = parser.parse_args()
     if args.quick:
         args.runs, args.kfp_runs, args.sizes, args.peer_sizes = 3, 1, "10,100,1000", "10,100"
@@ -278,6 +371,10 @@ def main() -> int:
         info["versions"] |= versions(pythons["hera"], ["hera", "pydantic"]) | versions(pythons["kfp"],
                                                                                        ["kfp", "kfp-kubernetes"])
     aipc_script = str(aipc_python.parent / "aipc")
+    baseline_script = None
+    if args.baseline:
+        baseline_python, info["baseline"] = baseline_venv(args.baseline)
+        baseline_script = str(baseline_python.parent / "aipc")
 
     with tempfile.TemporaryDirectory(prefix="aipc-bench-") as directory:
         work = Path(directory)
@@ -289,11 +386,13 @@ def main() -> int:
         runs: dict[tuple, int] = {}
         for size in sizes:
             many = args.big_runs if size >= 10000 else args.runs
-            commands[("check", size)] = [aipc_script, "check", str(files[size])]
-            runs[("check", size)] = many
-            for target in TARGETS:
-                commands[(target, size)] = [aipc_script, "compile", "-t", target, str(files[size])]
-                runs[(target, size)] = many
+            for tool in ("check", *TARGETS):
+                arguments = ["check"] if tool == "check" else ["compile", "-t", tool]
+                commands[(tool, size)] = [aipc_script, *arguments, str(files[size])]
+                runs[(tool, size)] = many
+                if baseline_script:  # right after this tree's: the two meet the same load
+                    commands[(f"baseline-{tool}", size)] = [baseline_script, *arguments, str(files[size])]
+                    runs[(f"baseline-{tool}", size)] = many
         for size in peer_sizes:
             commands[("hera", size)] = [str(pythons["hera"]), str(HERE / "peers" / "hera_pipeline.py"), str(size)]
             runs[("hera", size)] = args.runs
@@ -315,6 +414,10 @@ def main() -> int:
         "imports": imports,
     }
     text, goals = report(results, sizes)
+    over = None
+    if args.baseline:
+        compared, over = baseline_report(results, sizes, args.baseline)
+        text += "\n\n" + compared
     header = (f"Machine: {info.get('cpu', '?')}, {info['cpus']} CPUs, {info.get('memory', '?')}; "
               f"{info['platform']}; Python {info['python']}; load average {info['load_before'][0]:.2f} before, "
               f"{info['load_after'][0]:.2f} after.\nVersions: "
@@ -324,6 +427,10 @@ def main() -> int:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     if args.markdown:
         args.markdown.write_text(header + "\n\n" + text + "\n")
+    if over is not None:  # the question asked was the comparison
+        if over:
+            print(f"\nover {BASELINE_LIMIT}x {args.baseline}: " + ", ".join(over), file=sys.stderr)
+        return 1 if over else 0
     return 0 if all(ok for _, _, ok in goals) else 1
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import os
 import sys
 from dataclasses import dataclass
@@ -10,12 +11,17 @@ from typing import TYPE_CHECKING, Iterable, TextIO
 
 from aipc import codes
 from aipc.cli import UsageError
-from aipc.diagnostics import Diagnostic, Diagnostics, Source, render_human, render_json, summary
+from aipc.diagnostics import Diagnostic, Diagnostics, Source, render_human, render_json, summary, visible
 
 if TYPE_CHECKING:
     from aipc.compiler.ir import Pipeline
 
 MAX_SHOWN = 200  # human output lists at most this many diagnostics and counts the rest
+# The largest input read (README, "Speed and robustness"): a 10,000-stage pipeline
+# is about 3 MiB; memory grows with the input, so reading is bounded, also from
+# stdin and devices (`aipc check /dev/zero`).
+MAX_INPUT_MIB = 16
+MAX_INPUT_BYTES = MAX_INPUT_MIB * 2**20
 
 
 def add_param_option(parser: argparse.ArgumentParser) -> None:
@@ -50,24 +56,34 @@ class Input:
 
 
 def read_input(path: str) -> Input:
-    """Read a file for checking; a missing file, a directory or unreadable bytes become
-    an E001 diagnostic rather than an exception."""
-    sink = Diagnostics(path)
-    if path == "-":
-        return Input("<stdin>", sys.stdin.buffer.read(), [])
+    """Read a file for checking (``-`` is stdin), at most MAX_INPUT_BYTES of it; a
+    missing file, a directory, a larger input or unreadable bytes become an E001
+    diagnostic rather than an exception."""
+    shown = "<stdin>" if path == "-" else path
+    sink = Diagnostics(shown)
+    help = None
     try:
-        with open(path, "rb") as handle:
-            return Input(path, handle.read(), [])
+        if path == "-":
+            if sys.stdin is None:
+                raise OSError(errno.EBADF, "standard input is closed")
+            data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
+        else:
+            with open(path, "rb") as handle:
+                data = handle.read(MAX_INPUT_BYTES + 1)
+        if len(data) <= MAX_INPUT_BYTES:
+            return Input(shown, data, [])
+        message = f"`{shown}` is larger than {MAX_INPUT_MIB} MiB, the most aipc reads"
+        help = f"aipc reads .aip files of up to {MAX_INPUT_MIB} MiB (10,000 stages take about 3 MiB)"
     except FileNotFoundError:
         message, help = f"cannot read `{path}`: no such file", "check the path"
     except IsADirectoryError:
         message, help = f"cannot read `{path}`: it is a directory", "name a .aip file inside it"
     except PermissionError:
-        message, help = f"cannot read `{path}`: permission denied", None
+        message = f"cannot read `{path}`: permission denied"
     except OSError as error:
-        message, help = f"cannot read `{path}`: {error.strerror or error}", None
+        message = f"cannot read `{shown}`: {error.strerror or error}"
     sink.error(codes.UNREADABLE, None, message, help=help)
-    return Input(path, None, sink.sorted())
+    return Input(shown, None, sink.sorted())
 
 
 @dataclass
@@ -128,6 +144,7 @@ def print_diagnostics(diagnostics: list[Diagnostic], sources: dict[str, Source],
 
 
 def print_summary(path: str, diagnostics: list[Diagnostic], stream: TextIO, ok_detail: str = "") -> None:
+    path = visible(path)
     counts = summary(diagnostics)
     if any(d.is_error for d in diagnostics):
         stream.write(f"{path}: {counts}\n")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 
 from aipc.cli import UsageError
@@ -12,9 +11,13 @@ HELP = "compile a .aip file to docker-compose, Kubernetes or Argo YAML"
 DESCRIPTION = """\
 Check a .aip file and compile it for a target. The YAML goes to stdout, or with
 -o to a file (written atomically: a failed compile leaves nothing behind, and
-an existing file is replaced only on success). Diagnostics go to stderr.
+an existing file is replaced only on success, keeping its mode; a device, FIFO
+or /dev/stdout is written to, a symbolic link keeps pointing at the new file).
+`-o DIR/` writes the target's usual file name in DIR, creating it. Diagnostics
+go to stderr.
 
-exit status: 0 compiled (warnings allowed), 1 errors, 2 usage"""
+exit status: 0 compiled (warnings allowed), 1 errors (or output that could not be
+written), 2 usage"""
 
 
 def configure(parser) -> None:
@@ -25,7 +28,8 @@ def configure(parser) -> None:
                         help="one of: " + ", ".join(TARGETS) + (
                             " (also " + ", ".join(ALIASES) + ")" if ALIASES else ""))
     parser.add_argument("-o", "--output", metavar="PATH",
-                        help="write to this file (or into this directory, under the target's usual name)")
+                        help="write to this file (or into this directory, under the target's usual name; "
+                             "`DIR/` creates it)")
     add_param_option(parser)
     add_format_option(parser)
     for name in TARGETS:
@@ -34,16 +38,11 @@ def configure(parser) -> None:
             backend.add_arguments(parser.add_argument_group(f"{name} options"))
 
 
-def output_path(output: str, default_name: str) -> str:
-    if output.endswith(os.sep) or os.path.isdir(output):
-        return os.path.join(output, default_name)
-    return output
-
-
 def run(args) -> int:
     from aipc.backends import UnknownTarget, get_backend
-    from aipc.backends.writer import to_yaml, write_atomic
-    from aipc.diagnostics import Diagnostic
+    from aipc.backends.writer import to_yaml
+    from aipc.diagnostics import Diagnostic, visible
+    from aipc.output import write_output
 
     try:
         backend = get_backend(args.target)
@@ -61,13 +60,8 @@ def run(args) -> int:
         return 1
     text = to_yaml(emitted.documents)
     if args.output:
-        path = output_path(args.output, backend.default_filename(pipeline))
-        try:
-            write_atomic(path, text)
-        except OSError as error:
-            print(f"aipc compile: error: cannot write `{path}`: {error.strerror or error}", file=sys.stderr)
-            return 1
-        print(f"aipc: wrote {path}", file=sys.stderr)
+        path = write_output(args.output, text.encode("utf-8"), backend.default_filename(pipeline))
+        print(f"aipc: wrote {visible(path)}", file=sys.stderr)
     else:
         sys.stdout.write(text)
     return 0

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import difflib
-import os
 import sys
-import tempfile
 
 from aipc.commands.common import print_diagnostics, read_input
 
@@ -15,7 +13,9 @@ Rewrite .aip files in place in the one canonical layout: two-space indentation,
 `=` aligned inside a block, one attribute per line in multi-line blocks,
 comments kept, LF line ends. Formatting never changes what a file means; a
 file with syntax errors is left alone and its errors are printed. `-` formats
-stdin to stdout.
+stdin to stdout. A file keeps its mode, its hard links and the symbolic links to
+it (it is replaced atomically unless it has other hard links); a read-only file
+is an error, not rewritten.
 
 exit status: 0 done (or, with --check, nothing to reformat), 1 syntax errors or
 (with --check) files that would be reformatted, 2 usage"""
@@ -33,8 +33,9 @@ def configure(parser) -> None:
 
 def run(args) -> int:
     from aipc.compiler.check import source_text
-    from aipc.diagnostics import Source
+    from aipc.diagnostics import Source, visible
     from aipc.dsl.format import format_text
+    from aipc.output import OutputError, write_output
 
     failed = False
     would_change = []
@@ -51,7 +52,7 @@ def run(args) -> int:
         if formatted.text is None:
             print_diagnostics(formatted.diagnostics, {source.path: Source(source.path, text)}, "human",
                               args.color, sys.stderr)
-            print(f"aipc fmt: {source.path}: not formatted, it has syntax errors", file=sys.stderr)
+            print(f"aipc fmt: {visible(source.path)}: not formatted, it has syntax errors", file=sys.stderr)
             failed = True
             continue
         original = source.data.decode("utf-8", errors="replace")
@@ -67,15 +68,15 @@ def run(args) -> int:
         if args.check or args.diff or path == "-":
             continue
         try:
-            _write_atomic(path, formatted.text)
-        except OSError as error:
-            print(f"aipc fmt: error: cannot write `{path}`: {error.strerror or error}", file=sys.stderr)
+            write_output(path, formatted.text.encode("utf-8"))
+        except OutputError as error:
+            print(f"aipc fmt: error: {error}", file=sys.stderr)
             failed = True
             continue
-        print(f"reformatted {path}", file=sys.stderr)
+        print(f"reformatted {visible(path)}", file=sys.stderr)
     if args.check:
         for path in would_change:
-            print(f"would reformat {path}", file=sys.stderr)
+            print(f"would reformat {visible(path)}", file=sys.stderr)
     if failed:
         return 1
     return 1 if args.check and would_change else 0
@@ -84,19 +85,3 @@ def run(args) -> int:
 def _diff(before: str, after: str, path: str) -> list[str]:
     return list(difflib.unified_diff(before.splitlines(keepends=True), after.splitlines(keepends=True),
                                      fromfile=f"{path} (original)", tofile=f"{path} (formatted)"))
-
-
-def _write_atomic(path: str, text: str) -> None:
-    """Replace ``path`` with ``text`` in one step, keeping its permissions."""
-    directory = os.path.dirname(os.path.abspath(path))
-    mode = os.stat(path).st_mode & 0o7777
-    handle, temporary = tempfile.mkstemp(dir=directory, prefix=".aipc-fmt-", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as out:
-            out.write(text)
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise

@@ -25,11 +25,13 @@ to a stage that mounts it readonly).
 Without --format, the format follows the extension of -o (.dot/.gv, .mmd,
 .md, .svg, .png). PNG is binary: it is not written to a terminal.
 
-exit status: 0 drawn (warnings allowed), 1 errors in the input or no `dot`, 2 usage"""
+exit status: 0 drawn (warnings allowed), 1 errors in the input, no `dot` or
+output that could not be written, 2 usage"""
 
 FORMATS = ("dot", "mermaid", "svg", "png")
 EXTENSIONS = {".dot": "dot", ".gv": "dot", ".mmd": "mermaid", ".mermaid": "mermaid", ".md": "mermaid",
               ".svg": "svg", ".png": "png"}
+DEFAULT_EXTENSIONS = {"dot": "dot", "mermaid": "mmd", "svg": "svg", "png": "png"}  # for `-o DIR/`
 DOT_TIMEOUT = 120  # seconds; `dot` takes well under a second for any real pipeline
 
 
@@ -42,7 +44,8 @@ def configure(parser) -> None:
     add_param_option(parser)
     parser.add_argument("--format", choices=FORMATS, default=None,
                         help="output format (default: from the extension of -o, else dot)")
-    parser.add_argument("-o", "--output", metavar="PATH", help="write to this file instead of stdout")
+    parser.add_argument("-o", "--output", metavar="PATH",
+                        help="write to this file instead of stdout (into a directory: PIPELINE.EXT; `DIR/` creates it)")
 
 
 def output_format(args) -> str:
@@ -74,25 +77,10 @@ def render_with_graphviz(dot_text: str, fmt: str) -> bytes:
     return result.stdout
 
 
-def write_output(path: str, data: bytes) -> None:
-    """Replace ``path`` atomically: readers see the old file or the new one."""
-    import tempfile
-
-    directory = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(prefix=".aipc-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(handle, "wb") as stream:
-            stream.write(data)
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
-
-
 def run(args) -> int:
     from aipc.commands.common import load_pipeline
+    from aipc.diagnostics import visible
+    from aipc.output import write_output
     from aipc.viz.graph import to_dot, to_mermaid
 
     fmt = output_format(args)
@@ -118,10 +106,6 @@ def run(args) -> int:
         sys.stdout.buffer.write(data)
         sys.stdout.buffer.flush()
         return 0
-    try:
-        write_output(args.output, data)
-    except OSError as error:
-        print(f"aipc graph: error: cannot write `{args.output}`: {error.strerror or error}", file=sys.stderr)
-        return 1
-    print(f"aipc: wrote {args.output}", file=sys.stderr)
+    path = write_output(args.output, data, f"{pipeline.dns_name}.{DEFAULT_EXTENSIONS[fmt]}")
+    print(f"aipc: wrote {visible(path)}", file=sys.stderr)
     return 0

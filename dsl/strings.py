@@ -7,6 +7,7 @@ problems. Offsets in problems are absolute positions in the source.
 
 from __future__ import annotations
 
+import bisect
 import re
 from typing import NamedTuple
 
@@ -40,57 +41,77 @@ def decode(raw: str, start: int) -> tuple[Parts, list[Problem]]:
     return _split(body, range(start + 1, start + 1 + len(body)), escapes=True)
 
 
-def _dedent(content: str, base: int) -> tuple[str, list[int]]:
+def _dedent(content: str, base: int) -> tuple[str, "_LineOffsets"]:
     """Triple-quoted text: drop a blank first and last line, then the common indentation.
 
-    Returns the text and, for each of its characters, its offset in the source.
+    Returns the text and the offsets in the source of its characters. It works on
+    the content as one string (no list of lines): a script of many short lines
+    costs a few bytes per byte, not hundreds per line.
     """
-    lines = content.split("\n")
-    starts = []
-    offset = base
-    for line in lines:
-        starts.append(offset)
-        offset += len(line) + 1
-    first, last = 0, len(lines)
-    if len(lines) > 1 and not lines[0].strip():
-        first = 1
-    if last - first > 1 and not lines[-1].strip():
-        last -= 1
-        trailing_newline = True
-    else:
-        trailing_newline = False
-    kept = list(range(first, last))
-    indent = _common_indent([lines[i] for i in kept if lines[i].strip()])
-    text: list[str] = []
-    offsets: list[int] = []
-    for position, index in enumerate(kept):
-        line = lines[index]
-        cut = len(indent) if line.startswith(indent) else len(line) - len(line.lstrip(" \t"))
-        text.append(line[cut:])
-        offsets.extend(range(starts[index] + cut, starts[index] + len(line)))
-        if position < len(kept) - 1 or trailing_newline:
-            text.append("\n")
-            offsets.append(starts[index] + len(line))
-    return "".join(text), offsets
+    start, end = 0, len(content)
+    newline = content.find("\n")
+    if newline != -1 and not content[:newline].strip():
+        start = newline + 1  # a blank first line
+    last_newline = content.rfind("\n", start)
+    trailing_newline = last_newline != -1 and not content[last_newline + 1:].strip()
+    if trailing_newline:
+        end = last_newline  # a blank last line: the text ends with a line break instead
+    body = content[start:end]
+    indent = None
+    for found in _INDENT.finditer(body):  # the indentation of each line that is not blank
+        prefix = found.group()
+        if indent is None:
+            indent = prefix
+        while not prefix.startswith(indent):
+            indent = indent[:-1]
+    if not indent:
+        body_text = body
+    elif body.count("\n" + indent) + body.startswith(indent) == body.count("\n") + 1:
+        body_text = body[len(indent):].replace("\n" + indent, "\n")  # every line has the indentation
+    else:  # a blank line shorter than the indentation loses its spaces and tabs
+        body_text = re.compile(f"^(?:{re.escape(indent)}|[ \t]+)", re.M).sub("", body)
+    return body_text + ("\n" if trailing_newline else ""), _LineOffsets(body, indent or "", base + start)
 
 
-def _common_indent(lines: list[str]) -> str:
-    if not lines:
-        return ""
-    prefixes = [line[: len(line) - len(line.lstrip(" \t"))] for line in lines]
-    common = prefixes[0]
-    for prefix in prefixes[1:]:
-        while not prefix.startswith(common):
-            common = common[:-1]
-    return common
+_INDENT = re.compile(r"^[ \t]*(?=[^\n]*?\S)", re.M)
+_LEADING = re.compile(r"[ \t]*")
 
 
-_SPECIAL = re.compile(r"[\\$]")  # where an escape or an interpolation may start
-_DOLLAR = re.compile(r"\$")
+class _LineOffsets:
+    """The source offset of each character of a dedented text: one run per line,
+    worked out on first use (only a problem or a `${...}` needs one)."""
+
+    __slots__ = ("_body", "_indent", "_base", "_firsts", "_sources")
+
+    def __init__(self, body: str, indent: str, base: int) -> None:
+        self._body, self._indent, self._base = body, indent, base
+        self._firsts: list[int] = []  # the index in the text where each line starts
+        self._sources: list[int] = []  # and the offset in the source of that character
+
+    def __getitem__(self, index: int) -> int:
+        if not self._firsts:
+            body, indent = self._body, self._indent
+            position = removed = 0
+            while position != -1:
+                cut = len(indent) if body.startswith(indent, position) else (
+                    _LEADING.match(body, position).end() - position)
+                self._firsts.append(position - removed)
+                self._sources.append(self._base + position + cut)
+                removed += cut
+                position = body.find("\n", position)
+                position = position + 1 if position != -1 else -1
+        run = bisect.bisect_right(self._firsts, index) - 1
+        return self._sources[run] + index - self._firsts[run]
+
+
+# Where an escape, `${` or `$${` starts: the text between two of them is one literal
+# run (a `$` alone does not cut a run: one piece per `$` would cost ~30 bytes per byte).
+_SPECIAL = re.compile(r"\\|\$\$?\{")
+_INTERPOLATION_START = re.compile(r"\$\$?\{")
 
 
 def _next_special(text: str, start: int, escapes: bool) -> int:
-    found = (_SPECIAL if escapes else _DOLLAR).search(text, start)
+    found = (_SPECIAL if escapes else _INTERPOLATION_START).search(text, start)
     return found.start() if found else len(text)
 
 

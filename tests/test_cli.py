@@ -86,6 +86,13 @@ def test_stdin():
     assert result.stdout.decode().strip() == "<stdin>: ok (1 stage)"
 
 
+def test_a_closed_stdin_is_a_diagnostic():
+    result = subprocess.run([sys.executable, "-m", "aipc", "check", "-"], capture_output=True, timeout=60,
+                            stdin=subprocess.DEVNULL, preexec_fn=lambda: os.close(0))
+    assert result.returncode == 1, result.stderr
+    assert "error[E001]: cannot read `<stdin>`: standard input is closed" in result.stdout.decode()
+
+
 def test_params_are_applied_and_checked():
     assert aipc("check", EXAMPLE, "-p", "epochs=20").returncode == 0
     result = aipc("check", EXAMPLE, "-p", "epochs=twenty")

@@ -12,6 +12,7 @@ import resource
 import subprocess
 import sys
 import time
+import tracemalloc
 from pathlib import Path
 
 import pytest
@@ -19,10 +20,12 @@ import yaml
 
 from aipc.backends import get_backend
 from aipc.backends.writer import to_yaml
+from aipc.codes import CODES
+from aipc.commands.common import MAX_INPUT_BYTES, MAX_INPUT_MIB
 from aipc.compiler.check import check_source
 from aipc.diagnostics import _MAX_SHOWN_LINE
 from aipc.dsl.recovery import MAX_SYNTAX_ERRORS
-from tests.helpers import EXAMPLES, strings_in
+from tests.helpers import EXAMPLES, ROOT, strings_in
 from tests.hostile.programs import YAML_LOOKALIKES, aip_string
 
 TARGETS = ("compose", "k8s", "argo")
@@ -194,3 +197,65 @@ def test_strings_that_look_like_yaml_stay_data(tmp_path):
             expected = text.replace("$", "$$") if target == "compose" else text
             assert expected in found or any(f"={expected}" in s for s in found), (target, text)
         assert any("echo !!python/object {{ }}" in s for s in found), target
+
+
+# ------------------------------------------------------------ size and memory
+
+LONG_LITERALS = {  # one string (or number) of about a mebibyte, each a way it once cost ~200 bytes a byte
+    "plain": 'data x { image = "a:1" command = ["echo", "' + "x" * MiB + '"] }\n',
+    "escapes": 'data x { image = "a:1" command = ["echo", "' + "x\\n" * (MiB // 3) + '"] }\n',
+    "dollars": 'data x { image = "a:1" command = ["echo", "' + "$x" * (MiB // 2) + '"] }\n',
+    "triple-quoted": 'data x { image = "a:1" script = """\n  ' + "x" * MiB + '\n""" }\n',
+    "short-lines": 'data x { image = "a:1" script = """\n' + "  x $y\n" * (MiB // 7) + '""" }\n',
+    "number-unit": 'data x { image = "a:1" retries = 1' + "a1" * (MiB // 2) + "a }\n",
+}
+
+
+@pytest.mark.parametrize("text", LONG_LITERALS.values(), ids=LONG_LITERALS.keys())
+def test_a_long_literal_costs_a_few_bytes_per_byte(text):
+    """Checking and writing YAML peak at a small multiple of the input: the
+    regular expressions keep no backtracking point per character (possessive
+    repeats), string decoding keeps no list per character or per line."""
+    tracemalloc.start()
+    try:
+        checked = check_source(text, "long.aip")
+        checking = tracemalloc.get_traced_memory()[1]
+        tracemalloc.reset_peak()
+        if checked.ir is not None:
+            to_yaml(get_backend("k8s").emit(checked.ir).documents)
+        writing = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert checking < 16 * len(text) and writing < 16 * len(text)
+
+
+def test_twelve_megabytes_of_strings_compile_in_bounded_memory(tmp_path):
+    """A long argument, an environment value full of escapes and a script of many
+    short lines: every target, within 512 MiB of address space."""
+    plain, escapes, lines = "x" * (5 * MiB), "x\\n" * (MiB // 3 * 2), "  x $y\n" * (5 * MiB // 7)
+    name = write(tmp_path, "big.aip", f'data x {{ image = "a:1" command = ["echo", "{plain}"] env = {{ E = "{escapes}" }} }}\n'
+                                      f'data y {{ image = "a:1" script = """\n{lines}""" after = [x] }}\n')
+    for target in TARGETS:
+        result = aipc(tmp_path, "compile", "-t", target, name, seconds=60, memory=512 * MiB)
+        assert result.returncode == 0 and result.stdout.count(plain.encode()) == 1
+
+
+def test_reading_stops_at_the_limit(tmp_path):
+    """An input is read up to MAX_INPUT_BYTES and one byte more: a larger file, an
+    endless device or stdin is one E001, quickly, in little memory."""
+    at_limit = write(tmp_path, "at.aip", b"#" * MAX_INPUT_BYTES)
+    assert aipc(tmp_path, "check", at_limit, seconds=60).returncode == 0
+    over = write(tmp_path, "over.aip", b"#" * (MAX_INPUT_BYTES + 1))
+    for args in (["check", "--format", "json", over], ["check", "--format", "json", "/dev/zero"]):
+        result = aipc(tmp_path, *args, seconds=30, memory=256 * MiB)
+        (found,) = json.loads(result.stdout)
+        assert found["code"] == "E001" and f"larger than {MAX_INPUT_MIB} MiB" in found["message"]
+    with open(tmp_path / over, "rb") as stdin:
+        piped = subprocess.run([sys.executable, "-m", "aipc", "check", "--format", "json", "-"], stdin=stdin,
+                               capture_output=True, timeout=30)
+    assert piped.returncode == 1 and json.loads(piped.stdout)[0]["message"].startswith("`<stdin>` is larger")
+
+
+def test_the_limit_is_documented():
+    assert f"larger than {MAX_INPUT_MIB} MiB" in " ".join(CODES["E001"].explanation.split())
+    assert f"{MAX_INPUT_MIB} MiB" in (ROOT / "README.md").read_text()
