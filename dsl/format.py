@@ -2,7 +2,7 @@
 
 The formatter works on the surface model (what the parser built) plus the
 comments, which the grammar ignores and :func:`collect_comments` reads from the
-lexer. It never guesses at broken text: a file with syntax errors is refused.
+scanner. It never guesses at broken text: a file with syntax errors is refused.
 
 The layout:
 - two spaces of indentation, one item per line in a multi-line block, `=`
@@ -38,8 +38,8 @@ from pydantic import BaseModel
 from aipc import codes
 from aipc.diagnostics import Diagnostic, Span
 from aipc.dsl import model as m
-from aipc.dsl import strings
-from aipc.dsl.parser import lark_parser, parse
+from aipc.dsl import scanner, strings
+from aipc.dsl.parser import parse
 
 WIDTH = 100
 INDENT = "  "
@@ -73,11 +73,11 @@ def collect_comments(text: str) -> list[Comment]:
 
 
 def _scan(text: str) -> tuple[list[Comment], list[int]]:
-    """The comments and the offsets of every `{`, from one pass of the lexer."""
+    """The comments and the offsets of every `{`, from one pass of the scanner."""
     comments: list[Comment] = []
     braces: list[int] = []
-    for token in lark_parser().lex(text, dont_ignore=True):
-        if token.type == "COMMENT":
+    for token in scanner.scan(text, comments=True):
+        if token.type == scanner.COMMENT:
             comments.append(Comment(token.start_pos, token.end_pos, str(token).rstrip()))
         elif token.type == "LBRACE":
             braces.append(token.start_pos)

@@ -18,6 +18,7 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field
 
 from aipc.diagnostics import Span
+from aipc.dsl.vocabulary import STAGE_KINDS
 
 
 class Node(BaseModel):
@@ -168,9 +169,7 @@ class SecretDecl(Node):
     items: tuple[Item, ...]
 
 
-StageKind = Literal["data", "train", "eval", "serve"]
-STAGE_KINDS: tuple[str, ...] = ("data", "train", "eval", "serve")
-BATCH_KINDS: frozenset[str] = frozenset({"data", "train", "eval"})
+StageKind = Literal[STAGE_KINDS]  # data, train, eval, serve: the kinds grammar.lark spells
 
 
 class StageDecl(Node):

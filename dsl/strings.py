@@ -14,9 +14,9 @@ from aipc import codes
 from aipc.codes import Code
 from aipc.diagnostics import Span
 from aipc.dsl.model import Interpolation, construct
+from aipc.dsl.vocabulary import INTERPOLATION_NAME as _INTERPOLATION_NAME
 
 ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "r": "\r", "$": "$"}
-_INTERPOLATION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 class Problem(NamedTuple):

@@ -9,7 +9,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from aipc.compiler import check_source
 from aipc.diagnostics import Span
 from aipc.dsl import model as m
-from aipc.dsl.parser import DECLARATION_KEYWORDS, number_value, parse
+from aipc.dsl.builder import number_value
+from aipc.dsl.parser import parse
+from aipc.dsl.vocabulary import DECLARATION_KEYWORDS
 from aipc.dsl.printer import print_program
 from tests.helpers import EXAMPLES, strip_spans
 
