@@ -123,6 +123,12 @@ def test_without_the_fast_path_the_error_limit_holds(monkeypatch):
     assert found[0] == found[1] and len(found[0]) == MAX_SYNTAX_ERRORS + 1
 
 
+def test_the_test_command_runs_the_diagnostics_and_hostile_tests_without_the_fast_path():
+    script = (ROOT / "scripts" / "test.sh").read_text()
+    assert f"{fastpath.SWITCH}=0 exec .venv/bin/python -m pytest" in script
+    assert script.rstrip().endswith("tests/diagnostics tests/hostile")
+
+
 @pytest.mark.parametrize("text", TEXTS, ids=[p.stem for p in EXAMPLES] + ["benchmark"])
 def test_tokens_and_model_match_lark_on_examples(text):
     assert fast_tokens(text) == lark_tokens(text)
