@@ -37,9 +37,11 @@ class Name(Node):
 
 
 class Interpolation(Node):
-    """``${name}`` inside a string; ``name`` may be dotted (``pipeline.name``)."""
+    """``${name}`` inside a string; ``name`` may be dotted (``pipeline.name``).
+    ``span`` covers ``${...}``, ``name_span`` the name alone."""
 
     name: str
+    name_span: Span
 
 
 class Str(Node):
@@ -202,6 +204,25 @@ class Program(BaseModel):
     declarations: tuple[Declaration, ...]
     broken: tuple[tuple[str, str], ...] = ()
     incomplete: tuple[tuple[str, str, str], ...] = ()
+
+
+def children(node: Node):
+    """The model nodes directly under ``node``, in field order (a string's interpolations included)."""
+    for name in type(node).model_fields:
+        value = getattr(node, name)
+        if isinstance(value, Node):
+            yield value
+        elif isinstance(value, tuple) and not isinstance(value, Span):
+            for item in value:
+                if isinstance(item, Node):
+                    yield item
+
+
+def walk(node: Node):
+    """``node`` and every model node under it, depth first."""
+    yield node
+    for child in children(node):
+        yield from walk(child)
 
 
 # No `model_rebuild()` here: the forward references (`"Value"`, `"Item"`) are

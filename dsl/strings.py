@@ -16,6 +16,7 @@ from aipc.diagnostics import Span
 from aipc.dsl.model import Interpolation, construct
 from aipc.dsl.vocabulary import INTERPOLATION_NAME as _INTERPOLATION_NAME
 
+_tuple_new = tuple.__new__  # Span(a, b) without NamedTuple's Python-level __new__
 ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "r": "\r", "$": "$"}
 
 
@@ -132,7 +133,8 @@ def _split(text: str, offsets, *, escapes: bool) -> tuple[Parts, list[Problem]]:
                 literal.append(text[i:end])
                 i = end
                 continue
-            name = text[i + 2 : close].strip()
+            inside = text[i + 2 : close]
+            name = inside.strip()
             span = Span(offsets[i], offsets[close] + 1)
             if not _INTERPOLATION_NAME.fullmatch(name):
                 problems.append(Problem(
@@ -145,7 +147,9 @@ def _split(text: str, offsets, *, escapes: bool) -> tuple[Parts, list[Problem]]:
                 if literal:
                     parts.append("".join(literal))
                     literal = []
-                parts.append(construct(Interpolation, span=span, name=name))
+                first = i + 2 if name == inside else i + 2 + len(inside) - len(inside.lstrip())
+                name_span = _tuple_new(Span, (offsets[first], offsets[first + len(name) - 1] + 1))
+                parts.append(construct(Interpolation, span=span, name=name, name_span=name_span))
             i = close + 1
             continue
         # an ordinary run of text, up to the next character that may start something

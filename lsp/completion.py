@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass, field
 
 from aipc.compiler import schema
+from aipc.compiler.resolve import NAME_LISTS
 from aipc.diagnostics import Span
 from aipc.dsl import scanner
 from aipc.dsl import vocabulary as v
@@ -220,14 +221,14 @@ def _candidates(frames: list[_Frame], top: list[str], index: Index) -> list[Cand
     if frame.kind == "list":
         if frame.last not in ("[", ",", ""):
             return []
-        stage = next((f for f in reversed(frames) if f.kind == "body" and f.table == "stage"), None)
-        if frame.owner == "after" and stage is not None:
-            return [_named(name, detail, "stage") for name, detail in index.known_names("stage")
-                    if name != stage.stage_name and name not in frame.seen]
-        if frame.owner == "secrets" and stage is not None:
-            return [_named(name, detail, "secret") for name, detail in index.known_names("secret")
-                    if name not in frame.seen]
-        return []
+        body = next((f for f in reversed(frames) if f.kind == "body"), None)
+        spec = _table(body).get(frame.owner or "") if body is not None else None
+        kind = NAME_LISTS.get(spec.type) if spec is not None else None  # a list of names: `after = [`
+        if kind is None:
+            return []
+        itself = body.stage_name if kind == "stage" else None
+        return [_named(name, detail, kind) for name, detail in index.known_names(kind)
+                if name != itself and name not in frame.seen]
     if frame.kind == "map":
         if frame.state == "item" and frame.owner in schema.STAGE_BLOCKS:
             return [_attribute(spec) for name, spec in schema.STAGE_BLOCKS[frame.owner].items()

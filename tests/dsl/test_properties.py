@@ -33,7 +33,7 @@ def strings(draw):
         st.text(min_size=1, max_size=12),
         st.sampled_from(["\n", "  ", '"', "\\", "$", "${", "$$", "{", "}", '"""', "\t"]),
         st.one_of(names, st.sampled_from(["pipeline.name", "stage.name", "HOME", "_x1"])).map(
-            lambda name: node(m.Interpolation, name=name)),
+            lambda name: node(m.Interpolation, name=name, name_span=NOWHERE)),
     ), max_size=6))
     parts: list = []
     for piece in pieces:
