@@ -6,9 +6,9 @@ words, lists, maps and ranges. What an attribute *means* (which attributes a
 stage accepts, which unit fits) is the compiler's business, not this module's.
 
 Nodes are frozen pydantic models. The parser builds them with
-``model_construct`` (its output is well-typed by construction, and validation
-would double the cost of a large file); :func:`aipc.dsl.printer.print_program`
-writes any model back as source that parses to an equal model.
+:func:`construct` (its output is well-typed by construction, and validation
+would double the cost of a large file); :mod:`aipc.dsl.format` writes a parsed
+model back as canonical source that parses to an equal model.
 """
 
 from __future__ import annotations
