@@ -9,6 +9,7 @@ attributes mean from its schema.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
 from aipc.compiler import resolve, schema, units
@@ -55,13 +56,6 @@ class Declared:
 
 
 @dataclass(frozen=True)
-class Use:
-    kind: str
-    name: str
-    span: Span  # real offsets
-
-
-@dataclass(frozen=True)
 class Place:
     """The innermost thing under the cursor that hover cares about."""
 
@@ -79,7 +73,7 @@ class Index:
 
     document: ParsedDocument
     declared: list[Declared] = field(default_factory=list)
-    uses: list[Use] = field(default_factory=list)
+    uses: list[resolve.Reference] = field(default_factory=list)
 
     def first(self, kind: str, name: str) -> Declared | None:
         for item in self.declared:
@@ -139,7 +133,7 @@ def build_index(document: ParsedDocument) -> Index:
     for declared in table.declared:
         index.declared.append(Declared(declared.kind, declared.name, real(declared.name_span),
                                        real(declared.node.span), declared.node, _detail(declared.node)))
-    index.uses = [Use(reference.kind, reference.name, real(reference.span)) for reference in table.references]
+    index.uses = [dataclasses.replace(reference, span=real(reference.span)) for reference in table.references]
     return index
 
 
