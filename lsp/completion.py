@@ -28,10 +28,9 @@ MOUNT, AT, READONLY = (v.TEXT_OF[name] for name in ("MOUNT", "AT", "READONLY")) 
 _KINDS = {
     **{name: "word" for name in v.KEYWORD_TOKENS | set(v.RETYPED)},
     **{name: "punct" for name in v.TEXT_OF if name not in v.KEYWORD_TOKENS},
-    **{name: "string" for name in v.STRING_TOKENS},
-    "LONG_STRING": "long", scanner.UNCLOSED_LONG_STRING: "long", scanner.UNCLOSED_STRING: "string",
-    "NUMBER": "number", scanner.COMMENT: "comment", scanner.UNREADABLE: "other",
-}
+    "STRING": "string", scanner.UNCLOSED_STRING: "string", "LONG_STRING": "long", scanner.UNCLOSED_LONG_STRING: "long",
+    "NUMBER": "number", scanner.COMMENT: "comment",
+}  # anything else (an unreadable character) is "other"
 
 
 @dataclass(frozen=True)
@@ -45,7 +44,7 @@ class Token:
 
 def tokens(text: str, start: int = 0, end: int | None = None) -> list[Token]:
     """Every token of ``text[start:end]``, comments included; never fails."""
-    return [Token(_KINDS[t.type], str(t), t.start_pos, t.end_pos, t.type not in scanner.PROBLEMS)
+    return [Token(_KINDS.get(t.type, "other"), str(t), t.start_pos, t.end_pos, t.type not in scanner.PROBLEMS)
             for t in scanner.scan(text, start, end, comments=True)]
 
 
