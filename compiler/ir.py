@@ -15,13 +15,11 @@ from dataclasses import dataclass, field
 from typing import Union
 
 from aipc.diagnostics import Span
+from aipc.dsl.vocabulary import STAGE_KINDS
 
 
 class StageKind(str, enum.Enum):
-    DATA = "data"
-    TRAIN = "train"
-    EVAL = "eval"
-    SERVE = "serve"
+    DATA, TRAIN, EVAL, SERVE = STAGE_KINDS  # as grammar.lark spells them; a new kind must be added here
 
     @property
     def is_batch(self) -> bool:

@@ -1,18 +1,35 @@
-"""Name resolution: the declarations of a program by kind and name.
+"""Name resolution: the declarations of a program by kind and name, and every
+place a name is used.
 
 Names are unique per kind (params, volumes, secrets) and across stages. The
 first declaration of a name wins; later ones are reported with a pointer to
 the first. Declarations whose text did not parse are remembered as known names,
 so that references to them do not add "unknown" errors to the syntax error.
+
+:func:`symbol_table` lists every declaration and every reference with its
+span: what the language server's hover, definition, references and rename
+read. Which values hold references comes from the schema's types (a
+``STAGE_LIST`` holds stage names), not from attribute names, so a new
+attribute of such a type is found without a change here. A new kind of
+reference (a template after ``from``, ``input STAGE.OUTPUT``) is one more
+entry in :data:`NAME_LISTS` or one more case in :func:`_references_in`.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Iterator
 
 from aipc import codes
-from aipc.diagnostics import Diagnostics, Label
+from aipc.compiler import schema
+from aipc.compiler.schema import AttributeSpec, Type
+from aipc.diagnostics import Diagnostics, Label, Span
 from aipc.dsl import model as m
+
+# The kinds of declared names, and what a message calls each.
+WHAT = {"param": "parameter", "volume": "volume", "secret": "secret", "stage": "stage"}
+# Attribute types whose values are names of declarations of a kind: `after = [a, b]`.
+NAME_LISTS: dict[Type, str] = {Type.STAGE_LIST: "stage", Type.SECRET_LIST: "secret"}
 
 
 @dataclass
@@ -30,17 +47,16 @@ class Symbols:
         """Whether the source set this attribute, though its value was lost to a syntax error."""
         return (kind, name, attribute) in self.incomplete
 
+    def table(self, kind: str) -> dict:
+        """The declarations of a kind (param, volume, secret, stage), by name."""
+        return {"param": self.params, "volume": self.volumes, "secret": self.secrets, "stage": self.stages}[kind]
+
     def known(self, kind: str) -> frozenset[str]:
         """Names of this kind that exist, parsed or not (for "unknown name" checks)."""
         cached = self._known.get(kind)
         if cached is None:
-            table = {"param": self.params, "volume": self.volumes, "secret": self.secrets,
-                     "stage": self.stages}[kind]
-            cached = self._known[kind] = frozenset(table) | self.broken.get(kind, set())
+            cached = self._known[kind] = frozenset(self.table(kind)) | self.broken.get(kind, set())
         return cached
-
-
-_WHAT = {"param": "parameter", "volume": "volume", "secret": "secret", "stage": "stage"}
 
 
 def collect_declarations(program: m.Program, sink: Diagnostics) -> Symbols:
@@ -59,16 +75,12 @@ def collect_declarations(program: m.Program, sink: Diagnostics) -> Symbols:
                 continue
             symbols.header = declaration
             continue
-        kind, table = {
-            m.ParamDecl: ("param", symbols.params),
-            m.VolumeDecl: ("volume", symbols.volumes),
-            m.SecretDecl: ("secret", symbols.secrets),
-            m.StageDecl: ("stage", symbols.stages),
-        }[type(declaration)]
+        kind = declaration.decl
+        table = symbols.table(kind)
         name = declaration.name.value
         if name in table:
             first = table[name]
-            what = _WHAT[kind]
+            what = WHAT[kind]
             sink.error(codes.DUPLICATE_NAME, declaration.name.span,
                        f"the {what} `{name}` is declared twice",
                        label="declared again here",
@@ -78,3 +90,88 @@ def collect_declarations(program: m.Program, sink: Diagnostics) -> Symbols:
             continue
         table[name] = declaration
     return symbols
+
+
+# ------------------------------------------------------------- the symbol table
+
+
+@dataclass(frozen=True)
+class Declared:
+    """A declaration: its kind (pipeline, param, volume, secret, stage), name and node."""
+
+    kind: str
+    name: str
+    name_span: Span
+    node: m.Node
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A use of a declared name (declared or not), at the span of the name itself."""
+
+    kind: str  # param, volume, secret, stage
+    name: str
+    span: Span
+
+
+@dataclass
+class SymbolTable:
+    """Every declaration, duplicates included, and every reference, in source order."""
+
+    declared: list[Declared] = field(default_factory=list)
+    references: list[Reference] = field(default_factory=list)
+
+    def declaration(self, kind: str, name: str) -> Declared | None:
+        """The declaration a name of a kind refers to: the first one."""
+        for item in self.declared:
+            if item.kind == kind and item.name == name:
+                return item
+        return None
+
+
+def symbol_table(program: m.Program) -> SymbolTable:
+    """The declarations and references of a program (the parsed part of it)."""
+    table = SymbolTable()
+    for declaration in program.declarations:
+        if isinstance(declaration, m.PipelineDecl):
+            table.declared.append(Declared("pipeline", declaration.name, declaration.name_span, declaration))
+        else:
+            name = declaration.name
+            table.declared.append(Declared(declaration.decl, name.value, name.span, declaration))
+        table.references += _references_in(declaration, _TABLES[type(declaration)])
+    return table
+
+
+# What each kind of declaration accepts, as attributes (the schema's tables).
+_TABLES: dict[type, dict[str, AttributeSpec]] = {
+    m.PipelineDecl: schema.HEADER, m.ParamDecl: {}, m.VolumeDecl: schema.VOLUME, m.SecretDecl: schema.SECRET,
+    m.StageDecl: schema.STAGE,
+}
+
+
+def _references_in(node, table: dict[str, AttributeSpec]) -> Iterator[Reference]:
+    """The references under a model node whose attributes are read against ``table``."""
+    if isinstance(node, m.Str):
+        for part in node.parts:
+            if isinstance(part, m.Interpolation) and "." not in part.name:  # dotted names are built-ins
+                yield Reference("param", part.name, part.name_span)
+        return
+    if isinstance(node, m.Mount):
+        yield Reference("volume", node.volume.value, node.volume.span)
+        yield from _references_in(node.path, table)
+        return
+    if isinstance(node, m.Attribute):
+        spec = table.get(node.name)
+        kind = NAME_LISTS.get(spec.type) if spec is not None else None
+        if kind is not None:
+            words = node.value.items if isinstance(node.value, m.ListValue) else (node.value,)
+            for word in words:
+                if isinstance(word, m.Word):
+                    yield Reference(kind, word.value, word.span)
+            return
+        # `resources = { ... }` is the block written as a map: its entries are its attributes
+        table = schema.STAGE_BLOCKS.get(node.name, {}) if table is schema.STAGE else {}
+    elif isinstance(node, m.Block):
+        table = schema.STAGE_BLOCKS.get(node.name, {}) if table is schema.STAGE else {}
+    for child in m.children(node):
+        yield from _references_in(child, table)

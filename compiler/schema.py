@@ -8,10 +8,11 @@ from dataclasses import dataclass
 
 from aipc.compiler import units
 from aipc.compiler.units import Kind
+from aipc.dsl.vocabulary import BATCH_KINDS, SERVICE_KINDS, STAGE_KINDS
 
-ALL_KINDS = frozenset({"data", "train", "eval", "serve"})
-BATCH = frozenset({"data", "train", "eval"})
-SERVE = frozenset({"serve"})
+ALL_KINDS = frozenset(STAGE_KINDS)
+BATCH = BATCH_KINDS
+SERVE = SERVICE_KINDS
 
 
 class Type(enum.Enum):

@@ -2,7 +2,7 @@
 
 The formatter works on the surface model (what the parser built) plus the
 comments, which the grammar ignores and :func:`collect_comments` reads from the
-lexer. It never guesses at broken text: a file with syntax errors is refused.
+scanner. It never guesses at broken text: a file with syntax errors is refused.
 
 The layout:
 - two spaces of indentation, one item per line in a multi-line block, `=`
@@ -38,8 +38,8 @@ from pydantic import BaseModel
 from aipc import codes
 from aipc.diagnostics import Diagnostic, Span
 from aipc.dsl import model as m
-from aipc.dsl import strings
-from aipc.dsl.parser import lark_parser, parse
+from aipc.dsl import scanner, strings
+from aipc.dsl.parser import parse
 
 WIDTH = 100
 INDENT = "  "
@@ -73,11 +73,11 @@ def collect_comments(text: str) -> list[Comment]:
 
 
 def _scan(text: str) -> tuple[list[Comment], list[int]]:
-    """The comments and the offsets of every `{`, from one pass of the lexer."""
+    """The comments and the offsets of every `{`, from one pass of the scanner."""
     comments: list[Comment] = []
     braces: list[int] = []
-    for token in lark_parser().lex(text, dont_ignore=True):
-        if token.type == "COMMENT":
+    for token in scanner.scan(text, comments=True):
+        if token.type == scanner.COMMENT:
             comments.append(Comment(token.start_pos, token.end_pos, str(token).rstrip()))
         elif token.type == "LBRACE":
             braces.append(token.start_pos)
@@ -324,7 +324,7 @@ class _Printer:
             return None if value is None else f"{node.name} = {value}"
         if isinstance(node, m.Mount):
             path = self.flat(node.path)
-            return None if path is None else self.mount_text(node, 0, path)
+            return None if path is None else self.mount_lines(node, 0, [path])[0]
         if isinstance(node, m.Block):
             body = self.flat_body(node)
             return None if body is None else f"{node.name} {body}"
@@ -346,9 +346,12 @@ class _Printer:
             return None
         return "{ " + "  ".join(items) + " }" if items else "{}"
 
-    def mount_text(self, mount: m.Mount, width: int, path: str) -> str:
-        text = f"mount {mount.volume.value.ljust(width)} at {path}"
-        return text + " readonly" if mount.readonly else text
+    def mount_lines(self, mount: m.Mount, width: int, path: list[str]) -> list[str]:
+        """``mount V at PATH [readonly]``, `readonly` after the last line of a triple-quoted path."""
+        lines = [f"mount {mount.volume.value.ljust(width)} at {path[0]}"] + path[1:]
+        if mount.readonly:
+            lines[-1] += " readonly"
+        return lines
 
     # values ------------------------------------------------------------------------
 
@@ -448,8 +451,8 @@ class _Printer:
             body = self.value(node.value, indent, len(head))
             return [head + body[0]] + body[1:]
         if isinstance(node, m.Mount):
-            path = self.value(node.path, indent, indent)
-            return [prefix + self.mount_text(node, widths[1], path[0])] + path[1:]
+            lines = self.mount_lines(node, widths[1], self.value(node.path, indent, indent))
+            return [prefix + lines[0]] + lines[1:]
         return [prefix + line if i == 0 else line
                 for i, line in enumerate(self.block(node, node.name, indent))]
 

@@ -6,9 +6,9 @@ words, lists, maps and ranges. What an attribute *means* (which attributes a
 stage accepts, which unit fits) is the compiler's business, not this module's.
 
 Nodes are frozen pydantic models. The parser builds them with
-``model_construct`` (its output is well-typed by construction, and validation
-would double the cost of a large file); :func:`aipc.dsl.printer.print_program`
-writes any model back as source that parses to an equal model.
+:func:`construct` (its output is well-typed by construction, and validation
+would double the cost of a large file); :mod:`aipc.dsl.format` writes a parsed
+model back as canonical source that parses to an equal model.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Annotated, Literal, Union
 from pydantic import BaseModel, ConfigDict, Field
 
 from aipc.diagnostics import Span
+from aipc.dsl.vocabulary import STAGE_KINDS
 
 
 class Node(BaseModel):
@@ -36,9 +37,11 @@ class Name(Node):
 
 
 class Interpolation(Node):
-    """``${name}`` inside a string; ``name`` may be dotted (``pipeline.name``)."""
+    """``${name}`` inside a string; ``name`` may be dotted (``pipeline.name``).
+    ``span`` covers ``${...}``, ``name_span`` the name alone."""
 
     name: str
+    name_span: Span
 
 
 class Str(Node):
@@ -168,9 +171,7 @@ class SecretDecl(Node):
     items: tuple[Item, ...]
 
 
-StageKind = Literal["data", "train", "eval", "serve"]
-STAGE_KINDS: tuple[str, ...] = ("data", "train", "eval", "serve")
-BATCH_KINDS: frozenset[str] = frozenset({"data", "train", "eval"})
+StageKind = Literal[STAGE_KINDS]  # data, train, eval, serve: the kinds grammar.lark spells
 
 
 class StageDecl(Node):
@@ -203,6 +204,25 @@ class Program(BaseModel):
     declarations: tuple[Declaration, ...]
     broken: tuple[tuple[str, str], ...] = ()
     incomplete: tuple[tuple[str, str, str], ...] = ()
+
+
+def children(node: Node):
+    """The model nodes directly under ``node``, in field order (a string's interpolations included)."""
+    for name in type(node).model_fields:
+        value = getattr(node, name)
+        if isinstance(value, Node):
+            yield value
+        elif isinstance(value, tuple) and not isinstance(value, Span):
+            for item in value:
+                if isinstance(item, Node):
+                    yield item
+
+
+def walk(node: Node):
+    """``node`` and every model node under it, depth first."""
+    yield node
+    for child in children(node):
+        yield from walk(child)
 
 
 # No `model_rebuild()` here: the forward references (`"Value"`, `"Item"`) are

@@ -15,46 +15,48 @@ import re
 from typing import NamedTuple
 
 from lark import Token
-from lark.exceptions import UnexpectedCharacters, UnexpectedToken
+from lark.exceptions import UnexpectedToken
 
 from aipc import codes
 from aipc.diagnostics import Diagnostics, Label, Span
-from aipc.dsl.fastpath import UNREADABLE, fast_path, fast_tokens
-from aipc.dsl.parser import (
-    _CLOSERS, _DECLARATION_TOKENS, _NAME_TOKENS, _VALUE_TOKENS, DECLARATION_KEYWORDS, _span, building_sink,
-    lark_parser,
+from aipc.dsl import scanner
+from aipc.dsl.builder import building_sink, lark_parser, token_span
+from aipc.dsl.vocabulary import (
+    BRACKETS, DECLARATION_KEYWORDS, DECLARATION_TOKENS, IGNORED, NAME_TOKENS, STAGE_KINDS, STRING_TOKENS,
+    TERMINALS, TEXT_OF, VALUE_TOKENS,
 )
 
-_DESCRIBE = {
-    "RSQB": "`]`", "RBRACE": "`}`", "COMMA": "`,`", "EQUAL": "`=`", "COLON": "`:`",
-    "LBRACE": "`{`", "LSQB": "`[`", "DOTDOT": "`..`", "AT": "`at`", "READONLY": "`readonly`",
-    "MOUNT": "`mount`", "NUMBER": "a number", "$END": "end of file",
-}
+_DECLARATIONS = frozenset(DECLARATION_TOKENS)
+_TERMINALS = [*sorted(set(TERMINALS) - set(IGNORED)), "$END"]  # what a parser state may take next
+_DESCRIBE = {**{name: f"`{text}`" for name, text in TEXT_OF.items()}, "NUMBER": "a number", "$END": "end of file"}
+# the order in which expected tokens are named: the likely ones first
 _ORDER = ["MOUNT", "RSQB", "RBRACE", "COMMA", "EQUAL", "LBRACE", "AT", "READONLY", "COLON", "LSQB", "DOTDOT"]
+_KINDS = ", ".join(f"`{kind}`" for kind in STAGE_KINDS)
+_DECLARATION_LIST = ", ".join(f"`{keyword}`" for keyword in DECLARATION_KEYWORDS[:-1])
 
 
 def describe_expected(expected: set[str]) -> str:
     """Words for what the parser would have accepted: "`]` or `,`", "a value"."""
     words: list[str] = []
     rest = set(expected)
-    if _VALUE_TOKENS <= rest:
+    if VALUE_TOKENS <= rest:
         words.append("a value")
-        rest -= _VALUE_TOKENS
-    if {"WORD", "MOUNT", "RBRACE"} <= rest and not (_NAME_TOKENS - {"MOUNT"}) <= rest:
+        rest -= VALUE_TOKENS
+    if {"WORD", "MOUNT", "RBRACE"} <= rest and not (NAME_TOKENS - {"MOUNT"}) <= rest:
         words.append("an attribute")
         rest -= {"WORD"}
-    if _NAME_TOKENS <= rest:
+    if NAME_TOKENS <= rest:
         words.append("a name")
-        rest -= _NAME_TOKENS
-    elif _DECLARATION_TOKENS <= rest:
-        words.append("a declaration (`pipeline`, `param`, `volume`, `secret`, `data`, `train`, `eval` or `serve`)")
-        rest -= _DECLARATION_TOKENS
+        rest -= NAME_TOKENS
+    elif _DECLARATIONS <= rest:
+        words.append(f"a declaration ({_DECLARATION_LIST} or `{DECLARATION_KEYWORDS[-1]}`)")
+        rest -= _DECLARATIONS
     if "WORD" in rest:
         words.append("a name")
         rest.discard("WORD")
-    if {"STRING", "LONG_STRING"} & rest:
+    if STRING_TOKENS & rest:
         words.append("a string")
-        rest -= {"STRING", "LONG_STRING"}
+        rest -= STRING_TOKENS
     if len(rest) > 1:
         rest.discard("DOTDOT")  # `..` is possible after any number; naming it is noise
     ordered = [t for t in _ORDER if t in rest] + sorted(rest - set(_ORDER))
@@ -69,7 +71,7 @@ def describe_expected(expected: set[str]) -> str:
 def describe_token(token: Token) -> str:
     if token.type == "$END":
         return "end of file"
-    if token.type in ("STRING", "LONG_STRING"):
+    if token.type in STRING_TOKENS:
         return "a string"
     if token.type == "NUMBER":
         return f"`{token}`"
@@ -83,15 +85,16 @@ def _hint(token: Token, expected: set[str]) -> str | None:
         return "attributes are separated by spaces or newlines, not commas; remove the `,`"
     if token.type == "COLON" and "EQUAL" in expected:
         return "attributes are set with `=`, as in `image = \"python:3.11\"`"
-    if token.type in ("STRING", "LONG_STRING", "NUMBER", "LSQB") and "EQUAL" in expected:
+    if (token.type in STRING_TOKENS or token.type in ("NUMBER", "LSQB")) and "EQUAL" in expected:
         return "write `=` between the attribute's name and its value"
-    if token.type in _VALUE_TOKENS and "COMMA" in expected and "RSQB" in expected:
+    if token.type in VALUE_TOKENS and "COMMA" in expected and "RSQB" in expected:
         return "separate list items with `,`"
-    if token.type == "WORD" and _DECLARATION_TOKENS <= expected:
+    if token.type == "WORD" and _DECLARATIONS <= expected:
         close = difflib.get_close_matches(str(token), DECLARATION_KEYWORDS, n=1)
         if close:
             return f"did you mean `{close[0]}`?"
-        return "a file holds declarations: `pipeline`, `param`, `volume`, `secret` and the stages `data`, `train`, `eval`, `serve`"
+        others = ", ".join(f"`{k}`" for k in DECLARATION_KEYWORDS if k not in STAGE_KINDS)
+        return f"a file holds declarations: {others} and the stages {_KINDS}"
     if token.type == "EQUAL" and "LBRACE" in expected:
         return "blocks are written without `=`: `resources { cpu = 2 }`"
     return None
@@ -120,7 +123,6 @@ class Recovery:
         self.text = text
         self.sink = sink
         self.parser = lark_parser()
-        self._terminals: list[str] | None = None
         self.incomplete: list[tuple[str, str, str]] = []  # attributes dropped for want of a value
         self._dropped: set[tuple[int, Token]] = set()
         self.declaration_start = 0
@@ -144,46 +146,27 @@ class Recovery:
         return True
 
     def _lex(self) -> list[Token]:
-        fast = fast_path()
-        if fast is None:
-            return self._lex_with_lark()
+        """Every token of the text. Text the scanner cannot make a token of is
+        reported, skipped or stood in for, and scanning resumes after it, until
+        the error limit."""
         tokens: list[Token] = []
         text = self.text
         position = 0
         while position <= len(text):
-            unreadable = None
-            for token in fast_tokens(fast, text, position):
-                if token.type == UNREADABLE:
-                    unreadable = token.start_pos
+            problem = None
+            for token in scanner.scan(text, position):
+                if token.type in scanner.PROBLEMS:
+                    problem = token.start_pos
                     break
                 tokens.append(token)
-            if unreadable is None:
+            if problem is None:
                 break
-            position, stand_in = self._dashed_name(tokens, unreadable) or self._lex_error(unreadable)
+            position, stand_in = self._dashed_name(tokens, problem) or self._lex_error(problem)
             if stand_in is not None:
                 tokens.append(stand_in)
             if self._too_many(position):
                 self.truncated = True
                 break
-        return tokens
-
-    def _lex_with_lark(self) -> list[Token]:
-        tokens: list[Token] = []
-        offset = 0
-        text = self.text
-        while offset <= len(text):
-            try:
-                for token in self.parser.lex(text[offset:]):
-                    if offset:
-                        token.start_pos += offset
-                        token.end_pos += offset
-                    tokens.append(token)
-                break
-            except UnexpectedCharacters as error:
-                position = offset + error.pos_in_stream
-                offset, stand_in = self._dashed_name(tokens, position) or self._lex_error(position)
-                if stand_in is not None:
-                    tokens.append(stand_in)
         return tokens
 
     def _lex_error(self, position: int) -> tuple[int, Token | None]:
@@ -238,7 +221,7 @@ class Recovery:
         """`in-gest`: a name written with dashes is one mistake, not two."""
         text = self.text
         if (text[position] != "-" or not tokens or tokens[-1].end_pos != position
-                or tokens[-1].type not in _NAME_TOKENS):
+                or tokens[-1].type not in NAME_TOKENS):
             return None
         match = re.compile(r"-[A-Za-z0-9_-]*[A-Za-z0-9_]").match(text, position)
         if match is None:
@@ -266,7 +249,7 @@ class Recovery:
 
     def _next_declaration(self, index: int) -> int:
         while index < len(self.tokens):
-            if self.tokens[index].type in _DECLARATION_TOKENS and self._starts_line(index):
+            if self.tokens[index].type in _DECLARATIONS and self._starts_line(index):
                 return index
             index += 1
         return index
@@ -282,9 +265,9 @@ class Recovery:
             token = self.tokens[index]
             if self._too_many(token.start_pos):
                 break
-            if token.type not in _DECLARATION_TOKENS:
-                expected = set(_DECLARATION_TOKENS)
-                self.sink.error(codes.UNEXPECTED_TOKEN, _span(token),
+            if token.type not in _DECLARATIONS:
+                expected = set(_DECLARATIONS)
+                self.sink.error(codes.UNEXPECTED_TOKEN, token_span(token),
                                 f"expected {describe_expected(expected)}, found {describe_token(token)}",
                                 help=_hint(token, expected))
                 index = self._next_declaration(index + 1)
@@ -302,16 +285,15 @@ class Recovery:
 
     def _identify(self, index: int) -> tuple[str, str]:
         kind = str(self.tokens[index])
-        category = "stage" if kind in ("data", "train", "eval", "serve") else kind
+        category = "stage" if kind in STAGE_KINDS else kind
         following = self._token(index + 1)
-        name = str(following) if following.type in _NAME_TOKENS else ""
+        name = str(following) if following.type in NAME_TOKENS else ""
         return category, name
 
     @staticmethod
     def _virtual(kind: str, at: Token) -> Token:
         """A token the recovery pretends was written, at the position of ``at``."""
-        text = {"COMMA": ",", "RSQB": "]", "RBRACE": "}", "EQUAL": "="}[kind]
-        return Token(kind, text, at.start_pos, 0, 0, end_pos=at.start_pos)
+        return Token(kind, TEXT_OF[kind], at.start_pos, 0, 0, end_pos=at.start_pos)
 
     # a stand-in text per token type, for asking the parser what it would accept
     _SAMPLES = {"WORD": "x", "NUMBER": "0", "STRING": '""', "LONG_STRING": '""""""', "$END": ""}
@@ -322,14 +304,10 @@ class Recovery:
         An LALR table's own list for a state is wider: states merged by LALR
         accept, for a reduction, lookaheads that only some of their contexts allow.
         """
-        if self._terminals is None:
-            self._terminals = sorted({t.name for t in self.parser.terminals} - set(self.parser.lexer_conf.ignore))
         accepted = set()
         with _Muted():
-            for kind in [*self._terminals, "$END"]:
-                sample = self._SAMPLES.get(kind)
-                if sample is None:
-                    sample = self.parser.get_terminal(kind).pattern.value
+            for kind in _TERMINALS:
+                sample = TEXT_OF.get(kind, self._SAMPLES.get(kind))
                 try:
                     state.copy(deepcopy_values=False).feed_token(Token(kind, sample, 0, 0, 0, end_pos=0),
                                                                  kind == "$END")
@@ -349,7 +327,7 @@ class Recovery:
             try:
                 trial.feed_token(token, token.type == "$END")
             except UnexpectedToken:
-                finishes = self._can_finish(saved) and token.type in _DECLARATION_TOKENS
+                finishes = self._can_finish(saved) and token.type in _DECLARATIONS
                 return fed + (1 if finishes else 0)
             if token.type == "$END":
                 return fed + 1
@@ -400,7 +378,7 @@ class Recovery:
                 continue
             if token.type == "$END":
                 return index, result
-            if token.type in _CLOSERS:
+            if token.type in BRACKETS:
                 openers.append(token)
             elif token.type in ("RBRACE", "RSQB") and openers:
                 openers.pop()
@@ -422,7 +400,7 @@ class Recovery:
                 first -= 1
             name = first - 2
             if (name not in words or first >= len(tokens) or tokens[first - 1].type != "EQUAL"
-                    or tokens[first].type not in _NAME_TOKENS or first == index and tokens[index].type != "WORD"):
+                    or tokens[first].type not in NAME_TOKENS or first == index and tokens[index].type != "WORD"):
                 return None
         attribute, equals = tokens[name], tokens[name + 1]
         if equals.type != "EQUAL":
@@ -436,13 +414,13 @@ class Recovery:
             return None
         self._dropped.add((name, attribute))
         self.incomplete.append((*self._identify(self.declaration_start), str(attribute)))
-        self.sink.error(codes.UNEXPECTED_TOKEN, _span(equals), f"`{attribute}` has no value",
+        self.sink.error(codes.UNEXPECTED_TOKEN, token_span(equals), f"`{attribute}` has no value",
                         label="expected a value after `=`",
                         help=f"write a value after `{attribute} =`, or remove it")
         return name
 
     def _report_syntax(self, index: int, token: Token, expected: set[str], openers: list[Token]) -> None:
-        declaration_start = token.type in _DECLARATION_TOKENS and self._starts_line(index)
+        declaration_start = token.type in _DECLARATIONS and self._starts_line(index)
         if token.type == "$END" and self.truncated:
             return  # the unterminated string already explains the missing brackets
         if (token.type == "$END" or declaration_start) and openers:
@@ -450,15 +428,15 @@ class Recovery:
             closer = "}" if opener.type == "LBRACE" else "]"
             where = "the file ends" if token.type == "$END" else "the next declaration starts"
             self.sink.error(
-                codes.UNEXPECTED_EOF, _span(opener),
+                codes.UNEXPECTED_EOF, token_span(opener),
                 f"`{opener}` is not closed: {where} before its `{closer}`",
                 label="this bracket is never closed",
                 help=f"add `{closer}` to close it",
-                related=[Label(_span(token), f"expected `{closer}` before this")],
+                related=[Label(token_span(token), f"expected `{closer}` before this")],
             )
             return
         self.sink.error(
-            codes.UNEXPECTED_TOKEN, _span(token),
+            codes.UNEXPECTED_TOKEN, token_span(token),
             f"expected {describe_expected(expected)}, found {describe_token(token)}",
             label="unexpected here", help=_hint(token, expected),
         )
@@ -480,8 +458,8 @@ class Recovery:
         ahead = [self._token(i) for i in range(index, index + self.LOOKAHEAD)]
         candidates = []
         # the next declaration starts inside an open block: close everything and finish
-        if openers and (token.type == "$END" or token.type in _DECLARATION_TOKENS):
-            trial = self._with(state, [self._virtual(_CLOSERS[o.type], token) for o in reversed(openers)])
+        if openers and (token.type == "$END" or token.type in _DECLARATIONS):
+            trial = self._with(state, [self._virtual(BRACKETS[o.type], token) for o in reversed(openers)])
             if trial is not None and (token.type == "$END" or self._can_finish(trial)):
                 openers.clear()
                 return trial, index

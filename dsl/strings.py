@@ -15,9 +15,10 @@ from aipc import codes
 from aipc.codes import Code
 from aipc.diagnostics import Span
 from aipc.dsl.model import Interpolation, construct
+from aipc.dsl.vocabulary import INTERPOLATION_NAME as _INTERPOLATION_NAME
 
+_tuple_new = tuple.__new__  # Span(a, b) without NamedTuple's Python-level __new__
 ESCAPES = {'"': '"', "\\": "\\", "n": "\n", "t": "\t", "r": "\r", "$": "$"}
-_INTERPOLATION_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
 class Problem(NamedTuple):
@@ -153,7 +154,8 @@ def _split(text: str, offsets, *, escapes: bool) -> tuple[Parts, list[Problem]]:
                 literal.append(text[i:end])
                 i = end
                 continue
-            name = text[i + 2 : close].strip()
+            inside = text[i + 2 : close]
+            name = inside.strip()
             span = Span(offsets[i], offsets[close] + 1)
             if not _INTERPOLATION_NAME.fullmatch(name):
                 problems.append(Problem(
@@ -166,7 +168,9 @@ def _split(text: str, offsets, *, escapes: bool) -> tuple[Parts, list[Problem]]:
                 if literal:
                     parts.append("".join(literal))
                     literal = []
-                parts.append(construct(Interpolation, span=span, name=name))
+                first = i + 2 if name == inside else i + 2 + len(inside) - len(inside.lstrip())
+                name_span = _tuple_new(Span, (offsets[first], offsets[first + len(name) - 1] + 1))
+                parts.append(construct(Interpolation, span=span, name=name, name_span=name_span))
             i = close + 1
             continue
         # an ordinary run of text, up to the next character that may start something
@@ -182,59 +186,3 @@ def _split(text: str, offsets, *, escapes: bool) -> tuple[Parts, list[Problem]]:
         elif part != "":
             merged.append(part)
     return tuple(merged), problems
-
-
-# ------------------------------------------------------------------- printing
-
-
-def quote(parts: Parts, indent: str = "", *, multiline: bool = True) -> str:
-    """Source text for a string with these parts.
-
-    Text of several lines becomes a triple-quoted block indented one level
-    deeper than ``indent`` when ``multiline`` allows it and it can be written so
-    and read back unchanged; anything else becomes ``"..."`` with escapes.
-    """
-    return (multiline and _quote_long(parts, indent)) or _quote_short(parts)
-
-
-_SHORT_ESCAPES = {"\\": "\\\\", '"': '\\"', "\n": "\\n", "\t": "\\t", "\r": "\\r"}
-
-
-def _quote_short(parts: Parts) -> str:
-    out = []
-    for index, part in enumerate(parts):
-        if not isinstance(part, str):
-            out.append("${" + part.name + "}")
-            continue
-        text = "".join(_SHORT_ESCAPES.get(char, char) for char in part).replace("${", "$${")
-        if text.endswith("$") and index + 1 < len(parts):
-            text = text[:-1] + "\\$"  # a `$` right before `${name}` would read as `$${`
-        out.append(text)
-    return '"' + "".join(out) + '"'
-
-
-def _quote_long(parts: Parts, indent: str) -> str | None:
-    pieces = []
-    for index, part in enumerate(parts):
-        if isinstance(part, str):
-            if "\r" in part or '"""' in part or (part.endswith("$") and index + 1 < len(parts)):
-                return None
-            pieces.append(part.replace("${", "$${"))
-        else:
-            pieces.append("${" + part.name + "}")
-    text = "".join(pieces)
-    if "\n" not in text or text.endswith('"') or '"""' in text:
-        return None
-    lines = text.split("\n")
-    trailing_newline = lines[-1] == ""
-    if trailing_newline:
-        lines.pop()
-    elif not lines[-1].strip():
-        return None  # a blank last line is dropped when read back
-    written = [line for line in lines if line.strip()]
-    if not written or all(line[:1] in (" ", "\t") for line in written):
-        return None  # the common indentation would be removed when read back
-    inner = indent + "  "
-    body = "\n".join(inner + line if line else "" for line in lines)
-    closing = "\n" + indent + '"""' if trailing_newline else '"""'
-    return '"""\n' + body + closing

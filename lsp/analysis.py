@@ -2,14 +2,17 @@
 
 Pure functions over a :class:`~aipc.lsp.incremental.ParsedDocument`; they take
 and return real character offsets and know nothing of the protocol. The
-server turns their answers into LSP objects.
+server turns their answers into LSP objects. Names and their uses come from
+the compiler's resolver (:func:`aipc.compiler.resolve.symbol_table`), what
+attributes mean from its schema.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 
-from aipc.compiler import schema, units
+from aipc.compiler import resolve, schema, units
 from aipc.compiler.schema import AttributeSpec
 from aipc.diagnostics import Span
 from aipc.dsl import model as m
@@ -33,11 +36,13 @@ KEYWORD_DOCS = {
     "mount": schema.MOUNT_DOC,
     **{kind: f"`{kind} NAME {{ ... }}`: {doc}" for kind, doc in STAGE_KIND_DOCS.items()},
 }
-BLOCK_DOCS = {"resources": "`resources { cpu, memory, gpu, gpu_vendor, gpu_model, shm, disk }`: "
-                           "what the stage requests and is limited to"}
-REFERENCE_KINDS = ("stage", "volume", "secret", "param")
-_WHAT = {"stage": "stage", "volume": "volume", "secret": "secret", "param": "parameter",
-         "pipeline": "pipeline"}
+_BLOCK_PURPOSES = {"resources": "what the stage requests and is limited to"}
+BLOCK_DOCS = {  # a stage's blocks, as the schema has them
+    name: f"`{name} {{ {', '.join(table)} }}`" + (f": {_BLOCK_PURPOSES[name]}" if name in _BLOCK_PURPOSES else "")
+    for name, table in schema.STAGE_BLOCKS.items()
+}
+REFERENCE_KINDS = tuple(resolve.WHAT)
+_WHAT = {**resolve.WHAT, "pipeline": "pipeline"}
 
 
 @dataclass(frozen=True)
@@ -48,13 +53,6 @@ class Declared:
     span: Span
     node: object
     detail: str = ""
-
-
-@dataclass(frozen=True)
-class Use:
-    kind: str
-    name: str
-    span: Span  # real offsets
 
 
 @dataclass(frozen=True)
@@ -75,7 +73,7 @@ class Index:
 
     document: ParsedDocument
     declared: list[Declared] = field(default_factory=list)
-    uses: list[Use] = field(default_factory=list)
+    uses: list[resolve.Reference] = field(default_factory=list)
 
     def first(self, kind: str, name: str) -> Declared | None:
         for item in self.declared:
@@ -128,64 +126,23 @@ class Index:
 
 
 def build_index(document: ParsedDocument) -> Index:
+    """The resolver's symbol table of the document, in real offsets, with details for the editor."""
     index = Index(document)
     real = document.real_span
-    for declaration in document.program.declarations:
-        if isinstance(declaration, m.PipelineDecl):
-            index.declared.append(Declared("pipeline", declaration.name, real(declaration.name_span),
-                                           real(declaration.span), declaration, "pipeline"))
-        elif isinstance(declaration, m.ParamDecl):
-            detail = declaration.type.value if declaration.type is not None else "param"
-            index.declared.append(Declared("param", declaration.name.value, real(declaration.name.span),
-                                           real(declaration.span), declaration, detail))
-        else:
-            kind = "stage" if isinstance(declaration, m.StageDecl) else declaration.decl
-            detail = f"{declaration.kind} stage" if kind == "stage" else kind
-            index.declared.append(Declared(kind, declaration.name.value, real(declaration.name.span),
-                                           real(declaration.span), declaration, detail))
-        _collect_uses(declaration, index)
+    table = resolve.symbol_table(document.program)
+    for declared in table.declared:
+        index.declared.append(Declared(declared.kind, declared.name, real(declared.name_span),
+                                       real(declared.node.span), declared.node, _detail(declared.node)))
+    index.uses = [dataclasses.replace(reference, span=real(reference.span)) for reference in table.references]
     return index
 
 
-def _collect_uses(declaration, index: Index) -> None:
-    document = index.document
-    real = document.real_span
-    for node in _walk(declaration):
-        if isinstance(node, m.Mount):
-            index.uses.append(Use("volume", node.volume.value, real(node.volume.span)))
-        elif isinstance(node, m.Attribute) and isinstance(declaration, m.StageDecl) \
-                and node.name in ("after", "secrets"):
-            kind = "stage" if node.name == "after" else "secret"
-            words = node.value.items if isinstance(node.value, m.ListValue) else (node.value,)
-            for word in words:
-                if isinstance(word, m.Word):
-                    index.uses.append(Use(kind, word.value, real(word.span)))
-        elif isinstance(node, m.Interpolation) and "." not in node.name:
-            span = real(node.span)
-            inside = document.text[span.start:span.end]
-            at = inside.find(node.name, 2)
-            if at != -1:
-                index.uses.append(Use("param", node.name, Span(span.start + at, span.start + at + len(node.name))))
-
-
-def _walk(node):
-    """Every model node under ``node`` (strings' interpolations included)."""
-    yield node
-    if isinstance(node, m.Str):
-        for part in node.parts:
-            if isinstance(part, m.Interpolation):
-                yield part
-        return
-    if isinstance(node, (m.Number, m.Word, m.Name, m.Interpolation)):
-        return
-    for name in type(node).model_fields:
-        value = getattr(node, name)
-        if isinstance(value, tuple) and not isinstance(value, Span):
-            for item in value:
-                if isinstance(item, m.Node):
-                    yield from _walk(item)
-        elif isinstance(value, m.Node):
-            yield from _walk(value)
+def _detail(declaration) -> str:
+    if isinstance(declaration, m.ParamDecl):
+        return declaration.type.value if declaration.type is not None else "param"
+    if isinstance(declaration, m.StageDecl):
+        return f"{declaration.kind} stage"
+    return declaration.decl
 
 
 # --------------------------------------------------------------------------- places
@@ -371,7 +328,7 @@ def _is_keyword_use(document: ParsedDocument, span: Span) -> bool:
             return True
         if declaration.span.start == virtual:
             return True
-        for node in _walk(declaration):
+        for node in m.walk(declaration):
             if isinstance(node, m.Mount) and node.span.start == virtual:
                 return True
     return False

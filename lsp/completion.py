@@ -15,54 +15,37 @@ import re
 from dataclasses import dataclass, field
 
 from aipc.compiler import schema
+from aipc.compiler.resolve import NAME_LISTS
 from aipc.diagnostics import Span
+from aipc.dsl import scanner
+from aipc.dsl import vocabulary as v
 from aipc.lsp.analysis import BLOCK_DOCS, KEYWORD_DOCS, Index
 
-DECLARATIONS = ("pipeline", "param", "volume", "secret", "data", "train", "eval", "serve")
-STAGE_KINDS = ("data", "train", "eval", "serve")
 BUILTIN_INTERPOLATIONS = {"pipeline.name": "the pipeline's name", "stage.name": "this stage's name"}
+MOUNT, AT, READONLY = (v.TEXT_OF[name] for name in ("MOUNT", "AT", "READONLY"))  # `mount V at "/p" readonly`
 
-_TOKEN = re.compile(r"""
-    (?P<space>[ \t\f\r\n\ufeff]+)
-  | (?P<long>\"\"\"(?:[\s\S]*?\"\"\"|[\s\S]*\Z))
-  | (?P<string>"(?:\\.|[^"\\\n])*(?:"|(?=\n)|\Z))
-  | (?P<comment>(?:\#|//)[^\n]*)
-  | (?P<number>[+-]?(?:\d+(?:\.\d+)?|\.\d+)(?:[eE][+-]?\d+)?[A-Za-z0-9.]*)
-  | (?P<word>[A-Za-z_][A-Za-z0-9_]*)
-  | (?P<range>\.\.)
-  | (?P<punct>[{}\[\],=:])
-  | (?P<other>.)
-""", re.VERBOSE)
+# What the scanner's token types are to the completion's state machine.
+_KINDS = {
+    **{name: "word" for name in v.KEYWORD_TOKENS | set(v.RETYPED)},
+    **{name: "punct" for name in v.TEXT_OF if name not in v.KEYWORD_TOKENS},
+    "STRING": "string", scanner.UNCLOSED_STRING: "string", "LONG_STRING": "long", scanner.UNCLOSED_LONG_STRING: "long",
+    "NUMBER": "number", scanner.COMMENT: "comment",
+}  # anything else (an unreadable character) is "other"
 
 
 @dataclass(frozen=True)
 class Token:
-    kind: str  # long, string, comment, number, word, range, punct, other
+    kind: str  # long, string, comment, number, word, punct, other
     text: str
     start: int
     end: int
-
-    @property
-    def closed(self) -> bool:
-        if self.kind == "long":
-            return len(self.text) >= 6 and self.text.endswith('"""')
-        if self.kind == "string":
-            return len(self.text) >= 2 and self.text.endswith('"') and not self.text.endswith('\\"')
-        return True
+    closed: bool = True  # a string's closing quotes are there
 
 
 def tokens(text: str, start: int = 0, end: int | None = None) -> list[Token]:
-    """Every token of ``text[start:end]``; never fails."""
-    end = len(text) if end is None else end
-    out = []
-    position = start
-    while position < end:
-        match = _TOKEN.match(text, position, end)
-        kind = match.lastgroup
-        if kind != "space":
-            out.append(Token(kind, match.group(), match.start(), match.end()))
-        position = match.end()
-    return out
+    """Every token of ``text[start:end]``, comments included; never fails."""
+    return [Token(_KINDS.get(t.type, "other"), str(t), t.start_pos, t.end_pos, t.type not in scanner.PROBLEMS)
+            for t in scanner.scan(text, start, end, comments=True)]
 
 
 @dataclass(frozen=True)
@@ -129,12 +112,12 @@ def _run(scanned: list[Token]) -> tuple[list[_Frame], list[str]]:
     for token in scanned:
         if token.kind in ("comment", "other"):
             continue
-        text = token.text if token.kind in ("word", "punct", "range") else token.kind
+        text = token.text if token.kind in ("word", "punct") else token.kind
         if not frames:
             if text == "{":
                 frames.append(_open_declaration(top))
                 top = []
-            elif text in DECLARATIONS and _complete_param(top):
+            elif text in v.DECLARATION_KEYWORDS and _complete_param(top):
                 top = [text]
             else:
                 top.append(text)
@@ -161,7 +144,7 @@ def _complete_param(top: list[str]) -> bool:
 
 
 def _open_declaration(words: list[str]) -> _Frame:
-    if len(words) >= 2 and words[-2] in STAGE_KINDS:
+    if len(words) >= 2 and words[-2] in v.STAGE_KINDS:
         return _Frame("body", "stage", stage_kind=words[-2], stage_name=words[-1])
     if len(words) >= 2 and words[-2] in ("volume", "secret", "pipeline"):
         return _Frame("body", words[-2])
@@ -173,9 +156,9 @@ def _open_declaration(words: list[str]) -> _Frame:
 def _step_body(frame: _Frame, token: Token, frames: list[_Frame]) -> None:
     text, state = token.text, frame.state
     if state in ("item", "after_value", "mount_end"):
-        if text == "mount":
+        if text == MOUNT:
             frame.state = "mount_volume"
-        elif state == "mount_end" and text == "readonly":
+        elif state == "mount_end" and text == READONLY:
             frame.state = "item"
         elif token.kind == "word":
             frame.state, frame.name = "name", text
@@ -200,7 +183,7 @@ def _step_body(frame: _Frame, token: Token, frames: list[_Frame]) -> None:
     elif state == "mount_volume":
         frame.state = "mount_at" if token.kind == "word" else "item"
     elif state == "mount_at":
-        frame.state = "mount_path" if text == "at" else "item"
+        frame.state = "mount_path" if text == AT else "item"
     elif state == "mount_path":
         frame.state = "mount_end" if token.kind in ("string", "long") else "item"
 
@@ -237,14 +220,14 @@ def _candidates(frames: list[_Frame], top: list[str], index: Index) -> list[Cand
     if frame.kind == "list":
         if frame.last not in ("[", ",", ""):
             return []
-        stage = next((f for f in reversed(frames) if f.kind == "body" and f.table == "stage"), None)
-        if frame.owner == "after" and stage is not None:
-            return [_named(name, detail, "stage") for name, detail in index.known_names("stage")
-                    if name != stage.stage_name and name not in frame.seen]
-        if frame.owner == "secrets" and stage is not None:
-            return [_named(name, detail, "secret") for name, detail in index.known_names("secret")
-                    if name not in frame.seen]
-        return []
+        body = next((f for f in reversed(frames) if f.kind == "body"), None)
+        spec = _table(body).get(frame.owner or "") if body is not None else None
+        kind = NAME_LISTS.get(spec.type) if spec is not None else None  # a list of names: `after = [`
+        if kind is None:
+            return []
+        itself = body.stage_name if kind == "stage" else None
+        return [_named(name, detail, kind) for name, detail in index.known_names(kind)
+                if name != itself and name not in frame.seen]
     if frame.kind == "map":
         if frame.state == "item" and frame.owner in schema.STAGE_BLOCKS:
             return [_attribute(spec) for name, spec in schema.STAGE_BLOCKS[frame.owner].items()
@@ -253,12 +236,12 @@ def _candidates(frames: list[_Frame], top: list[str], index: Index) -> list[Cand
     if frame.state in ("item", "after_value", "mount_end"):
         out = _attributes(frame)
         if frame.state == "mount_end":
-            out.insert(0, Candidate("readonly", "keyword", "mount it read-only"))
+            out.insert(0, Candidate(READONLY, "keyword", "mount it read-only"))
         return out
     if frame.state == "mount_volume":
         return [_named(name, detail, "volume") for name, detail in index.known_names("volume")]
     if frame.state == "mount_at":
-        return [Candidate("at", "keyword", 'mount VOLUME at "/path"')]
+        return [Candidate(AT, "keyword", f'{MOUNT} VOLUME {AT} "/path"')]
     if frame.state == "value":
         spec = _table(frame).get(frame.name or "")
         if spec is not None and spec.choices:
@@ -277,8 +260,8 @@ def _attributes(frame: _Frame) -> list[Candidate]:
     out = [_attribute(spec) for name, spec in table.items()
            if name not in seen and (frame.stage_kind is None or frame.stage_kind in spec.kinds)]
     if frame.table == "stage":
-        out.append(Candidate("mount", "keyword", 'mount VOLUME at "/path" [readonly]', KEYWORD_DOCS["mount"],
-                             "mount "))
+        out.append(Candidate(MOUNT, "keyword", f'{MOUNT} VOLUME {AT} "/path" [{READONLY}]', KEYWORD_DOCS[MOUNT],
+                             MOUNT + " "))
         for name, doc in BLOCK_DOCS.items():
             if name not in seen:
                 out.append(Candidate(name, "block", "block", doc, name + " { "))
@@ -302,10 +285,10 @@ def _top_level(top: list[str], index: Index) -> list[Candidate]:
         return []
     has_header = any(d.kind == "pipeline" for d in index.declared)
     out = []
-    for keyword in DECLARATIONS:
+    for keyword in v.DECLARATION_KEYWORDS:
         if keyword == "pipeline" and has_header:
             continue
-        detail = "stage" if keyword in STAGE_KINDS else "declaration"
+        detail = "stage" if keyword in v.STAGE_KINDS else "declaration"
         out.append(Candidate(keyword, "keyword", detail, KEYWORD_DOCS[keyword], keyword + " "))
     return out
 

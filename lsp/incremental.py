@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
-import re
 from dataclasses import dataclass
 
 from pydantic import BaseModel
@@ -36,23 +35,14 @@ from pydantic import BaseModel
 from aipc import codes
 from aipc.diagnostics import Diagnostic, Label, Span
 from aipc.dsl import model as m
+from aipc.dsl import scanner
 from aipc.dsl.format import SYNTAX_CODES
 from aipc.dsl.parser import ParseResult, deep_nesting, parse
-
-_KEYWORD_LINE = r"^(?=(?:pipeline|param|volume|secret|data|train|eval|serve)[ \t]+[A-Za-z_\"])"
-_SCAN = re.compile(
-    r'(?P<skip>"""[\s\S]*?"""|"(?!"")(?:\\.|[^"\\\n])*"|(?:#|//)[^\n]*)|(?P<start>' + _KEYWORD_LINE + ")",
-    re.MULTILINE,
-)
 
 
 def chunk_starts(text: str) -> list[int]:
     """Offsets where chunks start: 0, then each line that begins a declaration."""
-    starts = [0]
-    for match in _SCAN.finditer(text):
-        if match.group("start") is not None and match.start() > 0:
-            starts.append(match.start())
-    return starts
+    return scanner.declaration_starts(text)
 
 
 @dataclass(frozen=True)

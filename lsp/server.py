@@ -30,7 +30,7 @@ from aipc import __version__
 from aipc.compiler.check import check_parsed, check_source, normalize_newlines
 from aipc.diagnostics import Diagnostic
 from aipc.dsl.format import FormatterBug, format_text
-from aipc.dsl.parser import IDENTIFIER, MAX_IDENTIFIER
+from aipc.dsl.vocabulary import IDENTIFIER, MAX_IDENTIFIER
 from aipc.lsp import analysis, completion, convert
 from aipc.lsp.incremental import IncrementalParser, ParsedDocument
 

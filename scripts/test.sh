@@ -93,4 +93,15 @@ export AIPC_CHROMIUM=/usr/lib/chromium/chromium
 
 # 4. Run everything. Docker is required here: tests that need it fail, not skip.
 export AIPC_REQUIRE_DOCKER=1
-exec .venv/bin/python -m pytest "$@"
+.venv/bin/python -m pytest "$@"
+
+# 5. The diagnostics and hostile-input tests again with the parser's fast path
+#    off (lark's own parser then parses every file): both ways must give the
+#    same diagnostics. Paths given above select nothing here, nor does
+#    --snapshot-update (the output must equal the snapshots just written).
+options=()
+for argument in "$@"; do
+  [ -e "${argument%%::*}" ] || [ "$argument" = --snapshot-update ] || options+=("$argument")
+done
+echo "test.sh: the diagnostics and hostile-input tests with AIPC_PARSER_FASTPATH=0"
+AIPC_PARSER_FASTPATH=0 exec .venv/bin/python -m pytest ${options[@]+"${options[@]}"} tests/diagnostics tests/hostile

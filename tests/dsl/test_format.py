@@ -190,6 +190,16 @@ def test_triple_quoted_text_moves_with_its_block():
     assert reindent_long_string('"""a\n   b"""', "  ") == '"""a\n   b"""'
 
 
+def test_readonly_follows_a_triple_quoted_mount_path():
+    """Found by formatting programs from the grammar: `readonly` was written after the
+    first line of the path, inside the string."""
+    text = 'data x { image = "i:1" mount v at """\n  /data\n""" readonly }\n'
+    after = formatted(text)
+    assert after == 'data x {\n  image = "i:1"\n  mount v at """\n    /data\n  """ readonly\n}\n'
+    same_meaning(text, after)
+    assert formatted(after) == after
+
+
 # ------------------------------------------------------------ generated programs
 
 NAMES = ["ingest", "train_a", "data", "m2", "serve_x"]

@@ -7,6 +7,10 @@ import os
 import re
 import subprocess
 
+import pytest
+
+from aipc.compiler import schema
+from aipc.dsl import vocabulary
 from tests.editors.installed import tool
 from tests.helpers import EXAMPLES, ROOT
 
@@ -89,3 +93,90 @@ def test_the_client_starts_aipc_lsp_and_restarts_it():
                             text=True, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.strip() == "extension.js: ok"
+
+
+# ------------------------------------------------------------------ the vocabulary
+
+
+def capture_groups(regex: str) -> list[str]:
+    """The source of each capturing group of a regular expression, in order."""
+    groups: list[str] = []
+    opened: list[tuple[int, int | None]] = []  # (start, index in groups, or None for (?...))
+    index, in_class = 0, False
+    while index < len(regex):
+        char = regex[index]
+        if char == "\\":
+            index += 2
+            continue
+        if in_class:
+            in_class = char != "]"
+        elif char == "[":
+            in_class = True
+        elif char == "(":
+            capturing = not regex.startswith("(?", index)
+            opened.append((index + 1, len(groups) if capturing else None))
+            if capturing:
+                groups.append("")
+        elif char == ")":
+            start, at = opened.pop()
+            if at is not None:
+                groups[at] = regex[start:index]
+        index += 1
+    return groups
+
+
+def scoped_groups(grammar: dict) -> list[tuple[str, str]]:
+    """(scope, group source) for every capture of every `match` rule of a TextMate grammar
+    (a rule with one group and a scope for the whole match: that group)."""
+    out = []
+
+    def visit(node):
+        if isinstance(node, dict):
+            if "match" in node:
+                groups = capture_groups(node["match"])
+                for number, capture in node.get("captures", {}).items():
+                    if int(number) > 0:
+                        out.append((capture["name"], groups[int(number) - 1]))
+                if "name" in node and len(groups) == 1:  # `\b(readonly)\b`, scoped as a whole
+                    out.append((node["name"], groups[0]))
+            for value in node.values():
+                visit(value)
+        elif isinstance(node, list):
+            for value in node:
+                visit(value)
+
+    visit(grammar)
+    return out
+
+
+def words(alternation: str) -> list[str]:
+    assert re.fullmatch(r"[a-z_]+(?:\|[a-z_]+)*", alternation), alternation
+    return alternation.split("|")
+
+
+def test_the_textmate_grammar_s_words_are_the_vocabulary():
+    """The editor colours exactly the keywords, kinds and choices the language has,
+    and reads names, interpolations and numbers as the parser does."""
+    manifest = json.loads((EXTENSION / "package.json").read_text())
+    (grammar,) = manifest["contributes"]["grammars"]
+    captures = scoped_groups(json.loads((EXTENSION / grammar["path"]).read_text()))
+    keywords = [w for scope, group in captures
+                if scope.split(".")[0:2] in (["storage", "type"], ["keyword", "other"], ["storage", "modifier"])
+                and not scope.startswith("keyword.other.unit") and re.fullmatch(r"[a-z_|]+", group)
+                for w in words(group)]
+    assert sorted(keywords) == sorted(vocabulary.KEYWORDS)
+    (kinds,) = [group for scope, group in captures if scope == "storage.type.stage.aip"]
+    assert tuple(words(kinds)) == vocabulary.STAGE_KINDS
+    (choices,) = [group for scope, group in captures if scope == "constant.language.choice.aip"]
+    tables = [schema.HEADER, schema.VOLUME, schema.SECRET, schema.STAGE, *schema.STAGE_BLOCKS.values()]
+    specs = [spec for table in tables for spec in table.values() if spec.choices]
+    assert set(words(choices)) == {choice for spec in specs for choice in spec.choices}
+    (named,) = {group for scope, group in captures if scope == "support.type.property-name.aip" and "|" in group}
+    assert set(words(named)) == {spec.name for spec in specs}
+    names = {group for scope, group in captures
+             if scope.startswith(("entity.name.", "variable.other.")) and "interpolation" not in scope}
+    assert names == {vocabulary.WORD}
+    (interpolated,) = [group for scope, group in captures if scope == "variable.other.interpolation.aip"]
+    assert interpolated == vocabulary.INTERPOLATION_NAME.pattern
+    value, unit = [group for scope, group in captures if scope in ("constant.numeric.aip", "keyword.other.unit.aip")]
+    assert f"{value}(?:{unit})?" == vocabulary.TERMINALS["NUMBER"].regex

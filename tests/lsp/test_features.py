@@ -6,6 +6,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from aipc.compiler import schema
+from aipc.compiler.schema import AttributeSpec, Type
 from aipc.lsp.analysis import build_index, hover, outline
 from aipc.lsp.completion import chunk_start_at, complete
 from aipc.lsp.incremental import IncrementalParser
@@ -139,3 +141,28 @@ def test_no_text_and_no_position_breaks_the_features(where, noise):
 def test_stages_being_edited_are_still_offered():
     labels, _ = complete_at('data a { image = "i:1" }\ndata b {\n  image = \n}\ndata c {\n  after = [|')
     assert set(labels) == {"a", "b"}
+
+
+def test_an_interpolation_s_reference_is_its_name():
+    text = 'param lr: float = 0.1\ndata x { image = "i:1" command = ["${ lr }", "${lr}"] }\n'
+    index = build_index(IncrementalParser("t.aip").parse(text))
+    spans = index.references(text.index("lr }"), include_declaration=True)
+    assert [(s.start, text[s.start:s.end]) for s in spans] == [
+        (text.index("lr:"), "lr"), (text.index("lr }"), "lr"), (text.index("lr}"), "lr")]
+
+
+def test_a_new_attribute_needs_nothing_in_the_language_server(monkeypatch):
+    """Completion, hover and navigation read the schema and the resolver: an attribute
+    added to the schema (here a list of stage names) works in the editor as it is."""
+    spec = AttributeSpec("waits_for", Type.STAGE_LIST, "Stages to wait for.", example="waits_for = [ingest]")
+    monkeypatch.setitem(schema.STAGE, "waits_for", spec)
+    labels, _ = complete_at(FRAUD + "\ndata x {\n  |")
+    assert "waits_for" in labels
+    labels, _ = complete_at(FRAUD + "\ndata x {\n  waits_for = [ingest, |")
+    assert set(labels) == STAGES - {"ingest"}
+    text = FRAUD + '\ndata x {\n  image = "i:1"\n  waits_for = [ingest]\n}\n'
+    document = IncrementalParser("t.aip").parse(text)
+    index = build_index(document)
+    use = text.rindex("ingest]")
+    assert index.definition(use).name_span.start == text.index("data ingest") + 5
+    assert hover(document, index, text.rindex("waits_for"))[0].startswith("**`waits_for`**: a list of stage names")
