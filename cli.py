@@ -15,6 +15,7 @@ import os
 import sys
 
 from aipc import __version__
+from aipc.commands import UsageError
 
 # Subcommands in the order `aipc --help` lists them.
 COMMANDS = (
@@ -32,10 +33,6 @@ COMMANDS = (
 
 EXIT_OK, EXIT_ERRORS, EXIT_USAGE, EXIT_INTERNAL = 0, 1, 2, 3
 BUG_REPORT_URL = "https://github.com/aipc-dev/aipc/issues"
-
-
-class UsageError(Exception):
-    """A command line that cannot be carried out (exit 2)."""
 
 
 def _requested(argv: list[str]) -> str | None:

@@ -9,7 +9,7 @@ import signal
 import sys
 import threading
 
-from aipc.cli import UsageError
+from aipc.commands import UsageError
 from aipc.commands.common import add_param_option
 from aipc.commands.common import load_pipeline
 

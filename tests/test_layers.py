@@ -1,0 +1,34 @@
+"""Layers point one way (DESIGN.md): read from the import statements of the code."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+from tests.helpers import ROOT
+
+
+def imported_modules(path: Path) -> set[str]:
+    """Every module ``path`` imports, at the top or inside a function, as absolute names."""
+    package = "aipc." + ".".join(path.relative_to(ROOT).parent.parts) if path.parent != ROOT else "aipc"
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return names
+
+
+def modules_under(folder: str) -> list[Path]:
+    return sorted((ROOT / folder).glob("*.py"))
+
+
+def test_commands_do_not_import_the_cli_that_imports_them():
+    for path in modules_under("commands"):
+        assert "aipc.cli" not in imported_modules(path), path.name
