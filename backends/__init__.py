@@ -45,10 +45,6 @@ class UnknownTarget(ValueError):
     pass
 
 
-def target_names() -> list[str]:
-    return list(TARGETS)
-
-
 def get_backend(name: str) -> ModuleType:
     canonical = ALIASES.get(name, name)
     if canonical not in TARGETS:

@@ -178,7 +178,6 @@ class Replica:
     container: object
     url: str | None = None
     exit_code: int | None = None
-    log_thread: threading.Thread | None = None
 
 
 @dataclass
@@ -413,7 +412,7 @@ class DockerDriver:
                     outcome = Attempt(error=f"Docker cannot start it: {engine_message(error)}")
                     break
                 source = stage.name if stage.replicas == 1 else f"{stage.name}#{number}"
-                replica.log_thread = self._follow(container, source)
+                self._follow(container, source)
                 replica.url = self._url(container, stage)
             else:
                 outcome = self._await_ready(stage, replicas)
