@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from aipc import codes
 from aipc.backends import Emitted
 from aipc.compiler import ir
-from aipc.compiler.units import format_bytes, format_duration
+from aipc.compiler.ir import format_bytes, format_duration
 from aipc.diagnostics import Diagnostics, Label
 
 # The probe a serve stage's healthcheck runs. It uses whichever HTTP client the

@@ -63,7 +63,7 @@ from typing import Callable
 from aipc import codes
 from aipc.backends import Emitted
 from aipc.compiler import ir
-from aipc.compiler.units import format_bytes, format_cpu
+from aipc.compiler.ir import format_bytes, format_cpu
 from aipc.diagnostics import Diagnostics
 
 STAGE_ANNOTATION = "aipc.dev/stage"

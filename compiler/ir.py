@@ -191,6 +191,48 @@ class Pipeline:
         return dns_label(self.name)
 
 
+# ------------------------------------------------------------------ quantities
+# Canonical text of the IR's integer quantities, as every target accepts it.
+
+BINARY_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50}
+DECIMAL_UNITS = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
+
+
+def format_bytes(value: int) -> str:
+    """Canonical Kubernetes form: the largest unit that divides exactly (``16Gi``)."""
+    if value == 0:
+        return "0"
+    for unit, size in reversed(BINARY_UNITS.items()):
+        if value % size == 0:
+            return f"{value // size}{unit}"
+    for unit, size in reversed(DECIMAL_UNITS.items()):
+        if value % size == 0:
+            return f"{value // size}{unit}"
+    return str(value)
+
+
+def format_cpu(millicores: int) -> str:
+    """``2`` for whole cores, ``500m`` otherwise."""
+    if millicores % 1000 == 0:
+        return str(millicores // 1000)
+    return f"{millicores}m"
+
+
+def format_duration(seconds: int) -> str:
+    """``1h30m``, ``45s``, ``2d``."""
+    if seconds == 0:
+        return "0s"
+    out = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            out.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(out)
+
+
+# ------------------------------------------------------------------ names
+
+
 def dns_label(name: str) -> str:
     """A name the checker accepted, as a DNS-1123 label (``_`` becomes ``-``)."""
     return name.replace("_", "-")

@@ -32,3 +32,12 @@ def modules_under(folder: str) -> list[Path]:
 def test_commands_do_not_import_the_cli_that_imports_them():
     for path in modules_under("commands"):
         assert "aipc.cli" not in imported_modules(path), path.name
+
+
+def test_backends_use_only_the_ir_and_the_diagnostics():
+    allowed = ("aipc.compiler.ir", "aipc.diagnostics", "aipc.codes", "aipc.backends")
+    for path in modules_under("backends"):
+        ours = {name for name in imported_modules(path) if name.startswith("aipc.") or name == "aipc"}
+        # `from aipc.compiler import ir` names the package too; `from aipc import codes` likewise
+        ours -= {"aipc", "aipc.compiler"}
+        assert all(name.startswith(allowed) for name in ours), (path.name, sorted(ours))
