@@ -17,7 +17,6 @@ tests hold both paths to the same bytes.
 
 from __future__ import annotations
 
-import gc
 import os
 import re
 import tempfile
@@ -55,15 +54,9 @@ _Dumper.add_representer(str, _represent_str)
 def to_yaml(documents: Iterable[dict]) -> str:
     """A YAML stream; several documents are separated by `---`."""
     documents = list(documents)
-    collecting = gc.isenabled()
-    gc.disable()  # no cycles are made here; collector passes over large documents cost more than writing them
-    try:
-        text = _fast_yaml(documents)
-        if text is None:
-            text = _pyyaml(documents)
-    finally:
-        if collecting:
-            gc.enable()
+    text = _fast_yaml(documents)
+    if text is None:
+        text = _pyyaml(documents)
     return text
 
 
