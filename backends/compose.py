@@ -113,10 +113,10 @@ def build_service(pipeline: ir.Pipeline, stage: ir.Stage, host_ports: tuple[int,
                   options: Options, sink: Diagnostics) -> dict:
     """One service, its keys in a fixed order: what runs first, then how."""
     report_unsupported(stage, sink)
-    service: dict = {"image": escape(stage.image)}
+    service: dict = {"image": text(stage.image)}
     service.update(build_program(stage))
     if stage.workdir is not None:
-        service["working_dir"] = escape(stage.workdir)
+        service["working_dir"] = text(stage.workdir)
     environment = build_environment(stage)
     if environment:
         service["environment"] = environment
@@ -148,11 +148,11 @@ def build_program(stage: ir.Stage) -> dict:
     """``command`` is the argv that replaces the image's entrypoint; ``script`` runs
     with ``sh -c``; with neither the image's own entrypoint and command run."""
     if stage.script is not None:
-        return {"entrypoint": ["sh", "-c"], "command": [escape(stage.script)]}
+        return {"entrypoint": ["sh", "-c"], "command": [text(stage.script)]}
     if stage.command:
-        program: dict = {"entrypoint": [escape(stage.command[0])]}
+        program: dict = {"entrypoint": [text(stage.command[0])]}
         if len(stage.command) > 1:
-            program["command"] = [escape(argument) for argument in stage.command[1:]]
+            program["command"] = [text(argument) for argument in stage.command[1:]]
         return program
     return {}
 
@@ -161,7 +161,7 @@ def build_environment(stage: ir.Stage) -> list[str]:
     """``NAME=value`` for ``env``, then a bare ``NAME`` for each secret key: compose
     passes the caller's value through and the output never holds it. An ``env``
     entry of the same name wins, as it does over ``envFrom`` on Kubernetes."""
-    environment = [f"{name}={escape(value)}" for name, value in stage.env]
+    environment = [f"{name}={text(value)}" for name, value in stage.env]
     taken = {name for name, _ in stage.env}
     for secret in stage.secrets:
         for key in secret.keys:
@@ -262,7 +262,7 @@ def build_port(stage: ir.Stage, host_ports: tuple[int, int] | None, options: Opt
 
 def build_healthcheck(stage: ir.Stage) -> dict:
     """An HTTP GET of the health path that works in common images (see the probe)."""
-    url = shlex.quote(f"http://127.0.0.1:{stage.port}{stage.health}")
+    url = shlex.quote(f"http://127.0.0.1:{stage.port}{rendered(stage.health)}")
     python = shlex.quote(_PYTHON_PROBE)
     probe = (
         "unset http_proxy HTTP_PROXY all_proxy ALL_PROXY; "
@@ -423,6 +423,16 @@ def build_external_volume(volume: ir.Volume) -> dict:
 def escape(text: str) -> str:
     """User text as compose data: `$` would start an interpolation, `$$` is a `$`."""
     return text.replace("$", "$$")
+
+
+def rendered(text: ir.Text) -> str:
+    """A stage's string on this target: each parameter's value in place."""
+    return text.render(param=ir.param_value)
+
+
+def text(value: ir.Text) -> str:
+    """A stage's string as compose data: each parameter's value in place, `$` doubled."""
+    return escape(rendered(value))
 
 
 def compose_cpus(millicores: int) -> str:

@@ -123,13 +123,15 @@ def options_from(args) -> Options:
 # ----------------------------------------------------------------- strings
 
 
-# How a string attribute is written: the Kubernetes target writes the value the
-# parameters gave it; the Argo target writes parameters as `{{workflow.parameters.x}}`.
-Render = Callable[[ir.Stage, str, str], str]
+# How a stage's strings (ir.Text) are written: the Kubernetes target writes the
+# value the parameters gave them; the Argo target passes its own function, which
+# writes parameters as `{{workflow.parameters.x}}`.
+Render = Callable[[ir.Text], str]
 
 
-def literal(stage: ir.Stage, path: str, value: str) -> str:
-    return value
+def substituted(text: ir.Text) -> str:
+    """A stage's string as this target writes it: each parameter's value in place."""
+    return text.render(param=ir.param_value)
 
 
 def no_expansion(text: str) -> str:
@@ -311,15 +313,14 @@ def build_program(stage: ir.Stage, render: Render) -> dict:
     """``command`` is the whole argv (it replaces the image's entrypoint); a
     ``script`` runs with ``sh -c``; with neither the image's own entrypoint runs."""
     if stage.script is not None:
-        return {"command": ["sh", "-c"], "args": [no_expansion(render(stage, "script", stage.script))]}
+        return {"command": ["sh", "-c"], "args": [no_expansion(render(stage.script))]}
     if stage.command:
-        return {"command": [no_expansion(render(stage, f"command.{i}", argument))
-                            for i, argument in enumerate(stage.command)]}
+        return {"command": [no_expansion(render(argument)) for argument in stage.command]}
     return {}
 
 
 def build_env(stage: ir.Stage, render: Render) -> list[dict]:
-    env = [{"name": name, "value": no_expansion(render(stage, f"env.{name}", value))} for name, value in stage.env]
+    env = [{"name": name, "value": no_expansion(render(value))} for name, value in stage.env]
     if not any(name == "HOME" for name, _ in stage.env):
         env.append({"name": "HOME", "value": "/tmp"})  # the root filesystem is read-only
     return env
@@ -327,7 +328,7 @@ def build_env(stage: ir.Stage, render: Render) -> list[dict]:
 
 def build_probes(stage: ir.Stage, render: Render) -> dict:
     if stage.health is not None:
-        handler: dict = {"httpGet": {"path": render(stage, "health", stage.health), "port": PORT_NAME}}
+        handler: dict = {"httpGet": {"path": render(stage.health), "port": PORT_NAME}}
     else:
         handler = {"tcpSocket": {"port": PORT_NAME}}
     return {
@@ -351,14 +352,14 @@ def build_volume_mounts(stage: ir.Stage, scratch: ScratchNames) -> list[dict]:
     return mounts
 
 
-def build_container(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render = literal) -> dict:
+def build_container(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render) -> dict:
     container: dict = {
         "name": ir.dns_label(stage.name),
-        "image": render(stage, "image", stage.image),
+        "image": render(stage.image),
         **build_program(stage, render),
     }
     if stage.workdir is not None:
-        container["workingDir"] = render(stage, "workdir", stage.workdir)
+        container["workingDir"] = render(stage.workdir)
     container["env"] = build_env(stage, render)
     if stage.secrets:
         container["envFrom"] = [{"secretRef": {"name": ir.dns_label(s.name)}} for s in stage.secrets]
@@ -402,7 +403,7 @@ class PodParts:
     tolerations: list
 
 
-def build_pod_parts(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render = literal) -> PodParts:
+def build_pod_parts(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render) -> PodParts:
     return PodParts(
         container=build_container(pipeline, stage, options, render),
         scratch_volumes=scratch_volumes(pipeline, stage),
@@ -412,7 +413,7 @@ def build_pod_parts(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, re
     )
 
 
-def build_pod_spec(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render = literal) -> dict:
+def build_pod_spec(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render) -> dict:
     parts = build_pod_parts(pipeline, stage, options, render)
     spec: dict = {}
     if stage.is_batch:
@@ -439,7 +440,7 @@ def build_job(pipeline: ir.Pipeline, stage: ir.Stage, options: Options) -> dict:
     spec["ttlSecondsAfterFinished"] = options.ttl_seconds_after_finished
     spec["template"] = {
         "metadata": {"labels": labels},
-        "spec": build_pod_spec(pipeline, stage, options),
+        "spec": build_pod_spec(pipeline, stage, options, substituted),
     }
     return {
         "apiVersion": "batch/v1",
@@ -449,7 +450,7 @@ def build_job(pipeline: ir.Pipeline, stage: ir.Stage, options: Options) -> dict:
     }
 
 
-def build_deployment(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render = literal) -> dict:
+def build_deployment(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render) -> dict:
     labels = stage_labels(pipeline, stage)
     return {
         "apiVersion": "apps/v1",
@@ -552,6 +553,6 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
         if stage.is_batch:
             documents.append(build_job(pipeline, stage, options))
         else:
-            documents += [build_deployment(pipeline, stage, options), build_service(pipeline, stage),
+            documents += [build_deployment(pipeline, stage, options, substituted), build_service(pipeline, stage),
                           build_allow_port(pipeline, stage)]
     return Emitted(tuple(documents), tuple(sink.sorted()))

@@ -1,10 +1,18 @@
 """The backend-neutral intermediate representation.
 
 Frozen and fully resolved: every quantity is an integer in its base unit
-(bytes, millicores, seconds), every reference is the object it names, every
-``${param}`` is substituted, and ``Pipeline.stages`` is in topological order
-(ties broken by name). Backends read this and nothing else; spans are kept so a
-backend can say, with a location, what its target cannot express.
+(bytes, millicores, seconds), every reference is the object it names, and
+``Pipeline.stages`` is in topological order (ties broken by name). Backends
+read this and nothing else; spans are kept so a backend can say, with a
+location, what its target cannot express.
+
+The strings a stage hands its container (image, command, script, workdir, env
+values, health) are :class:`Text`: literal parts and references such as
+``${param}``, each reference knowing its value in this compilation. A backend
+writes one only through :meth:`Text.render`, saying what each kind of reference
+becomes on its target (Kubernetes: the value; Argo: ``{{workflow.parameters.x}}``).
+Names, labels, paths of mounts and volumes, and quantities are fixed when
+compiling and are plain values.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Callable, Union
 
 from aipc.diagnostics import Span
 
@@ -56,12 +64,54 @@ class ParamType(str, enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class ParamRef:
-    """A place in a string where a parameter's value was substituted."""
+    """``${name}`` in a string: a parameter, and its value in this compilation
+    (the default, or what ``-p`` gave it), as written into strings."""
 
     name: str
+    value: str
 
 
-Template = tuple[Union[str, ParamRef], ...]
+def param_value(reference: ParamRef) -> str:
+    """A parameter reference rendered as its value (targets that fix parameters when compiling)."""
+    return reference.value
+
+
+# A part of a Text: literal text, or a reference each target renders its own way.
+# A new kind of reference (a service address, a sweep's value) is a new class
+# here and a new keyword of Text.render, which every backend must then pass.
+Part = Union[str, ParamRef]
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """A string the user wrote, as its literal parts and references, with its span.
+
+    There is deliberately no ``str()`` of a Text: a backend must say, through
+    :meth:`render`, what each kind of reference becomes on its target, and the
+    YAML writer refuses a Text, so a string a backend forgot to render fails
+    every test that compiles it.
+    """
+
+    parts: tuple[Part, ...]  # literal text is never empty unless it is the only part
+    span: Span
+
+    @property
+    def literal(self) -> str | None:
+        """The text when it holds no reference, else None."""
+        parts = self.parts
+        if len(parts) == 1 and parts[0].__class__ is str:
+            return parts[0]  # type: ignore[return-value]
+        return None
+
+    def render(self, *, param: Callable[[ParamRef], str]) -> str:
+        """The text on a target: literal parts as they are, each reference as ``param`` renders it."""
+        parts = self.parts
+        if len(parts) == 1 and parts[0].__class__ is str:
+            return parts[0]  # type: ignore[return-value]
+        return "".join(part if part.__class__ is str else param(part) for part in parts)  # type: ignore[misc]
+
+    def __str__(self) -> str:
+        raise TypeError("an ir.Text has no str(): render it for its target with Text.render()")
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,11 +174,11 @@ class Mount:
 class Stage:
     name: str
     kind: StageKind
-    image: str
-    command: tuple[str, ...] | None = None
-    script: str | None = None
-    workdir: str | None = None
-    env: tuple[tuple[str, str], ...] = ()
+    image: Text
+    command: tuple[Text, ...] | None = None
+    script: Text | None = None
+    workdir: Text | None = None
+    env: tuple[tuple[str, Text], ...] = ()
     secrets: tuple[Secret, ...] = ()
     after: tuple[str, ...] = ()  # direct dependencies, sorted
     mounts: tuple[Mount, ...] = ()
@@ -137,15 +187,12 @@ class Stage:
     timeout: int | None = None  # seconds
     port: int | None = None
     replicas: int = 1
-    health: str | None = None
+    health: Text | None = None  # the HTTP path probed
     labels: tuple[tuple[str, str], ...] = ()
     level: int = 0  # length of the longest chain of dependencies before it
     span: Span = Span(0, 0)
     # Where each attribute was written, for target-specific diagnostics: ("timeout", span)
     spans: tuple[tuple[str, Span], ...] = ()
-    # Strings that came from parameters, by field path ("command.2", "env.LR",
-    # "script", "image", "workdir"), for targets that keep parameters symbolic.
-    templates: tuple[tuple[str, Template], ...] = ()
 
     @property
     def is_batch(self) -> bool:
@@ -156,6 +203,14 @@ class Stage:
             if name == attribute:
                 return span
         return self.span
+
+    def attribute_at(self, span: Span) -> tuple[str, Span] | None:
+        """The attribute written around ``span`` (a Text's), as ``(name, span)``;
+        None for text the stage did not write itself (the header's default image)."""
+        for name, attribute in self.spans:
+            if attribute.start <= span.start and span.end <= attribute.end:
+                return name, attribute
+        return None
 
 
 @dataclass(frozen=True)  # not slotted: `stage()` keeps its index of stages in the instance's __dict__

@@ -72,6 +72,11 @@ def engine_message(error: BaseException) -> str:
 
 # -- what a stage becomes ------------------------------------------------------------------
 
+def rendered(text: ir.Text) -> str:
+    """A stage's string as the container gets it: each parameter's value in place."""
+    return text.render(param=ir.param_value)
+
+
 def host_path(volume: ir.Volume, base_dir: str) -> str:
     """A host volume's path: relative paths are relative to the .aip file's directory."""
     return os.path.normpath(os.path.join(base_dir, os.path.expanduser(volume.host_path or ".")))
@@ -80,7 +85,7 @@ def host_path(volume: ir.Volume, base_dir: str) -> str:
 def stage_environment(stage: ir.Stage, environ: Mapping[str, str]) -> dict[str, str]:
     """The stage's env, then each key of its secrets taken from ``environ``; an env
     entry of the same name wins (as in the compose and Kubernetes backends)."""
-    environment = dict(stage.env)
+    environment = {name: rendered(value) for name, value in stage.env}
     for secret in stage.secrets:
         for key in secret.keys:
             environment.setdefault(key, environ[key] if key in environ else "")
@@ -118,7 +123,7 @@ def container_options(pipeline: ir.Pipeline, stage: ir.Stage, names: RunNames, n
                       bind_address: str = "127.0.0.1") -> dict:
     """Keyword arguments of ``client.containers.create`` for one attempt or replica."""
     options: dict = {
-        "image": stage.image,
+        "image": rendered(stage.image),
         "name": names.container(stage.name, number),
         "labels": names.stage_labels(pipeline, stage),
         "environment": stage_environment(stage, environ),
@@ -130,13 +135,13 @@ def container_options(pipeline: ir.Pipeline, stage: ir.Stage, names: RunNames, n
     }
     if stage.command is not None:
         # `command` is the whole argv (as in Kubernetes): it replaces the entrypoint.
-        options["entrypoint"] = list(stage.command[:1])
-        options["command"] = list(stage.command[1:])
+        options["entrypoint"] = [rendered(argument) for argument in stage.command[:1]]
+        options["command"] = [rendered(argument) for argument in stage.command[1:]]
     elif stage.script is not None:
         options["entrypoint"] = ["sh", "-c"]
-        options["command"] = [stage.script]
+        options["command"] = [rendered(stage.script)]
     if stage.workdir:
-        options["working_dir"] = stage.workdir
+        options["working_dir"] = rendered(stage.workdir)
     for mount in stage.mounts:
         volume = mount.volume
         readonly = mount.readonly or volume.access is ir.Access.ROX
@@ -210,7 +215,7 @@ class DockerDriver:
                 verb = "are" if len(ignored) > 1 else "is"
                 self.note(f"{stage.name}: {' and '.join(ignored)} {verb} ignored (Docker cannot enforce it)")
         try:
-            problems = self._check_images(sorted({stage.image for stage in stages}))
+            problems = self._check_images(sorted({rendered(stage.image) for stage in stages}))
             volumes = used_volumes(stages)
             problems += self._check_claims(volumes)
             if problems:
@@ -444,7 +449,8 @@ class DockerDriver:
         return f"http://{host}:{bindings[0]['HostPort']}"
 
     def _await_ready(self, stage: ir.Stage, replicas: list[Replica]) -> Attempt:
-        deadline = time.monotonic() + (self.health_timeout if stage.health else SETTLE)
+        health = rendered(stage.health) if stage.health is not None else None
+        deadline = time.monotonic() + (self.health_timeout if health else SETTLE)
         waiting = list(replicas)
         pause = 0.1
         while True:
@@ -457,14 +463,14 @@ class DockerDriver:
                     code = state.get("ExitCode")
                     return Attempt(exit_code=code, error=f"replica {replica.number} exited with code {code} "
                                                           "before it was ready")
-                if stage.health and replica.url and _healthy(replica.url + stage.health):
+                if health and replica.url and _healthy(replica.url + health):
                     waiting.remove(replica)
             if not waiting:
                 return Attempt(exit_code=0)
             if time.monotonic() >= deadline:
-                if not stage.health:
+                if not health:
                     return Attempt(exit_code=0)  # still running after SETTLE: started
-                where = waiting[0].url + stage.health if waiting[0].url else stage.health
+                where = waiting[0].url + health if waiting[0].url else health
                 return Attempt(error=f"not healthy after {self.health_timeout:g}s (GET {where})")
             time.sleep(pause)
             pause = min(1.0, pause * 1.5)
