@@ -180,7 +180,7 @@ def first_users(pipeline: ir.Pipeline, volume: ir.Volume) -> list[ir.Stage]:
 
 def build_volume_claim_template(pipeline: ir.Pipeline, volume: ir.Volume) -> dict:
     return {
-        "metadata": {"name": k8s.volume_name(volume), "labels": k8s.labels_for(pipeline, volume.name, "volume")},
+        "metadata": {"name": k8s.volume_name(volume), "labels": pipeline.labels_for(volume.name, "volume")},
         "spec": k8s.pvc_spec(volume),
     }
 
@@ -291,7 +291,7 @@ def build_workflow_metadata(pipeline: ir.Pipeline, options: Options) -> dict:
         meta["generateName"] = f"{pipeline.dns_name}-"
     if pipeline.namespace:
         meta["namespace"] = pipeline.namespace
-    meta["labels"] = k8s.labels_for(pipeline, pipeline.name, "workflow")
+    meta["labels"] = pipeline.labels_for(pipeline.name, "workflow")
     if pipeline.description:
         meta["annotations"] = {"workflows.argoproj.io/description": pipeline.description}
     return meta

@@ -73,7 +73,6 @@ SECRETS_AS_ENV_SKIP = {
     "checkov.io/skip1": "CKV_K8S_35=the .aip language injects secret keys as environment variables",
 }
 
-MANAGED_BY = "aipc"
 PORT_NAME = "http"
 NON_ROOT_ID = 65532  # the conventional `nonroot` user: above 10000, outside host ranges
 
@@ -146,34 +145,13 @@ def no_expansion(text: str) -> str:
 # ------------------------------------------------------------------ metadata
 
 
-def label_value(text: str) -> str:
-    """A label value: at most 63 characters, starting and ending alphanumeric."""
-    return text[:63].strip("-_.")
-
-
-def labels_for(pipeline: ir.Pipeline, name: str, component: str,
-               extra: tuple[tuple[str, str], ...] = ()) -> dict:
-    labels = {
-        "app.kubernetes.io/name": label_value(name),
-        "app.kubernetes.io/part-of": label_value(pipeline.name),
-        "app.kubernetes.io/component": component,
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-    }
-    for key, value in (*pipeline.labels, *extra):
-        labels[key] = value
-    return labels
-
-
 def stage_labels(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
-    return labels_for(pipeline, stage.name, stage.kind.value, stage.labels)
+    return pipeline.labels_for(stage.name, stage.kind.value, stage.labels)
 
 
 def selector_labels(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
     """The labels that pick one stage's pods (a subset of ``stage_labels``)."""
-    return {
-        "app.kubernetes.io/name": label_value(stage.name),
-        "app.kubernetes.io/part-of": label_value(pipeline.name),
-    }
+    return {ir.LABEL_NAME: ir.label_value(stage.name), ir.LABEL_PART_OF: ir.label_value(pipeline.name)}
 
 
 def metadata(pipeline: ir.Pipeline, name: str, labels: dict, annotations: dict | None = None) -> dict:
@@ -253,7 +231,7 @@ def build_pvc(pipeline: ir.Pipeline, volume: ir.Volume) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": metadata(pipeline, claim_name(pipeline, volume), labels_for(pipeline, volume.name, "volume")),
+        "metadata": metadata(pipeline, claim_name(pipeline, volume), pipeline.labels_for(volume.name, "volume")),
         "spec": pvc_spec(volume),
     }
 
@@ -490,9 +468,9 @@ def build_default_deny(pipeline: ir.Pipeline) -> dict:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": metadata(pipeline, pipeline.dns_name, labels_for(pipeline, pipeline.name, "network-policy")),
+        "metadata": metadata(pipeline, pipeline.dns_name, pipeline.labels_for(pipeline.name, "network-policy")),
         "spec": {
-            "podSelector": {"matchLabels": {"app.kubernetes.io/part-of": label_value(pipeline.name)}},
+            "podSelector": {"matchLabels": {ir.LABEL_PART_OF: ir.label_value(pipeline.name)}},
             "policyTypes": ["Ingress"],
         },
     }
@@ -516,7 +494,7 @@ def build_namespace(pipeline: ir.Pipeline) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {"name": pipeline.namespace, "labels": labels_for(pipeline, pipeline.namespace or "", "namespace")},
+        "metadata": {"name": pipeline.namespace, "labels": pipeline.labels_for(pipeline.namespace or "", "namespace")},
     }
 
 

@@ -245,6 +245,16 @@ class Pipeline:
     def dns_name(self) -> str:
         return dns_label(self.name)
 
+    def labels_for(self, name: str | None, component: str | None,
+                   own: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
+        """The labels of one object made from this pipeline: the standard ones,
+        then the pipeline's labels and the object's ``own`` (a stage's), a later
+        key replacing an earlier one (the checker keeps users off the standard keys)."""
+        labels = standard_labels(self.name, name, component)
+        for key, value in (*self.labels, *own):
+            labels[key] = value
+        return labels
+
 
 # ------------------------------------------------------------------ quantities
 # Canonical text of the IR's integer quantities, as every target accepts it.
@@ -283,6 +293,36 @@ def format_duration(seconds: int) -> str:
             out.append(f"{seconds // size}{unit}")
             seconds %= size
     return "".join(out)
+
+
+# ------------------------------------------------------------------ labels
+# Every object aipc makes, on every target, carries these (DESIGN.md); the
+# checker rejects them, and `app.kubernetes.io/instance`, as user labels.
+
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_PART_OF = "app.kubernetes.io/part-of"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "aipc"
+RESERVED_LABELS = frozenset({LABEL_NAME, LABEL_PART_OF, LABEL_COMPONENT, LABEL_MANAGED_BY,
+                             "app.kubernetes.io/instance"})
+
+
+def standard_labels(pipeline_name: str, name: str | None = None, component: str | None = None) -> dict[str, str]:
+    """The standard labels, in this order: the object's own name (when it has one
+    apart from the pipeline's), the pipeline it is part of, its component (the
+    stage kind, `volume`...), managed by aipc."""
+    labels = {LABEL_NAME: label_value(name)} if name is not None else {}
+    labels[LABEL_PART_OF] = label_value(pipeline_name)
+    if component is not None:
+        labels[LABEL_COMPONENT] = component
+    labels[LABEL_MANAGED_BY] = MANAGED_BY
+    return labels
+
+
+def label_value(text: str) -> str:
+    """A label value: at most 63 characters, starting and ending alphanumeric."""
+    return text[:63].strip("-_.")
 
 
 # ------------------------------------------------------------------ names

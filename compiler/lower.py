@@ -34,10 +34,6 @@ DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?")
 LABEL_NAME = re.compile(r"[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?")
 LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
-RESERVED_LABELS = frozenset({
-    "app.kubernetes.io/name", "app.kubernetes.io/part-of", "app.kubernetes.io/component",
-    "app.kubernetes.io/managed-by", "app.kubernetes.io/instance",
-})
 _WHERE = {"header": "the `pipeline` header", "volume": "a volume", "secret": "a secret",
           "resources": "`resources`"}
 
@@ -137,7 +133,7 @@ def _check_labels(pairs: list[tuple[str, Text, m.Entry]], sink: Diagnostics) -> 
     out = []
     for key, text, entry in pairs:
         prefix, _, name = key.rpartition("/")
-        if key in RESERVED_LABELS:
+        if key in ir.RESERVED_LABELS:
             sink.error(codes.INVALID_LABEL, entry.key_span, f"the label `{key}` is set by aipc",
                        help="aipc sets the app.kubernetes.io/ name, part-of, component and managed-by labels itself; "
                        "choose another key")

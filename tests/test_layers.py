@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 from tests.helpers import ROOT
@@ -41,3 +42,12 @@ def test_backends_use_only_the_ir_and_the_diagnostics():
         # `from aipc.compiler import ir` names the package too; `from aipc import codes` likewise
         ours -= {"aipc", "aipc.compiler"}
         assert all(name.startswith(allowed) for name in ours), (path.name, sorted(ours))
+
+
+def test_the_standard_labels_are_spelled_in_one_place():
+    """app.kubernetes.io/* keys are written in compiler/ir.py only; every target
+    and `aipc run` build them there (tests/backends/test_labels.py compares them)."""
+    spelled = [path.relative_to(ROOT).as_posix() for folder in ("backends", "compiler", "runner", "cluster",
+                                                                "commands", "viz", "lsp", "dsl")
+               for path in modules_under(folder) if re.search(r"[\"']app\.kubernetes\.io/", path.read_text())]
+    assert spelled == ["compiler/ir.py"]
