@@ -35,7 +35,7 @@ B101 warning on both targets.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Iterable
 
 from aipc import codes
@@ -70,30 +70,48 @@ class Publish:
     last: int
 
 
+# A field the Docker Engine takes as it is, under the same name (the SDK's
+# `containers.create` keyword, and mostly compose's key): `aipc run` passes every
+# such field on without knowing it, so a setting added here reaches it unaided.
+AS_IS = {"engine": True}
+
+
 @dataclass(frozen=True, slots=True)
 class ContainerSpec:
     """A stage's container; strings are as the container gets them (parameters' values in place)."""
 
-    image: str
+    image: str = field(metadata=AS_IS)
     entrypoint: tuple[str, ...] | None
     command: tuple[str, ...] | None
-    working_dir: str | None
+    working_dir: str | None = field(metadata=AS_IS)
     environment: tuple[tuple[str, str], ...]
     secret_keys: tuple[str, ...]  # passed through from the caller's environment by name
     mounts: tuple[Mount, ...]
     tmpfs: tuple[str, ...]
-    read_only: bool
-    cap_drop: tuple[str, ...]
-    security_opt: tuple[str, ...]
+    read_only: bool = field(metadata=AS_IS)
+    cap_drop: tuple[str, ...] = field(metadata=AS_IS)
+    security_opt: tuple[str, ...] = field(metadata=AS_IS)
     cpu: ir.Range | None  # millicores: reservation..limit
     memory: ir.Range | None  # bytes: reservation..limit
     gpu: GpuRequest | None
     devices: tuple[str, ...]
-    shm_size: int | None  # bytes
+    shm_size: int | None = field(metadata=AS_IS)  # bytes
     publish: Publish | None
     health: str | None  # the HTTP path probed
     aliases: tuple[str, ...]  # names other containers reach it by, besides its own
     labels: tuple[tuple[str, str], ...]
+
+    def engine_options(self) -> dict:
+        """The fields the engine takes as they are, by name (unset ones left out; tuples as lists)."""
+        options = {}
+        for name in _AS_IS:
+            value = getattr(self, name)
+            if value is not None:
+                options[name] = list(value) if isinstance(value, tuple) else value
+        return options
+
+
+_AS_IS = tuple(f.name for f in fields(ContainerSpec) if f.metadata.get("engine"))
 
 
 def rendered(text: ir.Text) -> str:

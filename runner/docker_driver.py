@@ -100,8 +100,6 @@ def resource_options(spec: ContainerSpec) -> dict:
         options["mem_limit"] = spec.memory.limit
         if spec.memory.request < spec.memory.limit:
             options["mem_reservation"] = spec.memory.request
-    if spec.shm_size is not None:
-        options["shm_size"] = spec.shm_size
     return options
 
 
@@ -111,21 +109,16 @@ def container_options(stage: ir.Stage, spec: ContainerSpec, names: RunNames, num
     """Keyword arguments of ``client.containers.create`` for one attempt (batch) or
     replica (serve) of ``stage``, whose container is ``spec``."""
     options: dict = {
-        "image": spec.image,
+        **spec.engine_options(),  # image, working_dir, hardening...: what the engine takes as it is
         "name": names.container(stage.name, number),
         "labels": {**dict(spec.labels), **names.stage_labels(stage)},  # ours last: `aipc down` finds it
         "environment": {**dict(spec.environment), **{key: environ.get(key, "") for key in spec.secret_keys}},
         "mounts": [mount_option(mount, names, base_dir) for mount in spec.mounts],
-        "cap_drop": list(spec.cap_drop),
-        "security_opt": list(spec.security_opt),
-        "read_only": spec.read_only,
         "init": True,
     }
     if spec.entrypoint is not None:
         options["entrypoint"] = list(spec.entrypoint)
         options["command"] = list(spec.command or ())
-    if spec.working_dir:
-        options["working_dir"] = spec.working_dir
     if spec.tmpfs:
         options["tmpfs"] = {path: "" for path in spec.tmpfs}
     options.update(resource_options(spec))
