@@ -339,7 +339,12 @@ train model { image = "trainer:1.0"  resources { gpu = 0.5 } }    # error
 OUT_OF_RANGE = _code(
     "E209", "value out of range",
     """Some numbers have bounds: `port` is 1..65535, `replicas` at least 1,
-    `retries` at least 0, `timeout`, `cpu` and sizes above zero.""",
+    `retries` at least 0, `timeout`, `cpu` and sizes above zero. Every number
+    also has a largest value, what the targets can store: `retries` and
+    `replicas` at most 2147483647 (32-bit fields on Kubernetes and Argo),
+    `timeout` at most 2147483647 seconds (Argo's), sizes and `gpu` at most 2^63-1 (a
+    Kubernetes quantity), `cpu` at most 9223372036854m (Docker's int64 of
+    billionths of a CPU). Beyond that no target could run the stage as written.""",
     """
 serve api { image = "api:1.0"  port = 80800 }    # error
 """,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Mapping
 
@@ -26,12 +27,21 @@ def convert(type: ir.ParamType, text: str) -> tuple[object, str]:
     text = text.strip() if type is not ir.ParamType.STRING else text
     if type is ir.ParamType.INT:
         if not _INT.fullmatch(text):
-            raise ParamValueError(f"`{text}` is not an int")
-        return int(text), str(int(text))
+            raise ParamValueError(f"`{units.abbreviate(text)}` is not an int")
+        sign, digits = "-" if text[0] == "-" else "", text.lstrip("+-").lstrip("0") or "0"
+        if len(digits) > 19 or not -units.INT64_MAX - 1 <= (value := int(sign + digits)) <= units.INT64_MAX:
+            raise ParamValueError(f"`{units.abbreviate(text)}` does not fit in an int, which has 64 bits")
+        return value, str(value)
     if type is ir.ParamType.FLOAT:
         if not _FLOAT.fullmatch(text):
-            raise ParamValueError(f"`{text}` is not a float")
-        return float(text), text
+            raise ParamValueError(f"`{units.abbreviate(text)}` is not a float")
+        value = float(text)
+        if math.isinf(value):
+            raise ParamValueError(f"`{units.abbreviate(text)}` is beyond the largest float (about 1.8e308)")
+        if value == 0 and any(c in "123456789" for c in text.lower().partition("e")[0]):
+            raise ParamValueError(f"`{units.abbreviate(text)}` is closer to zero than a float can be "
+                                  "(about 5e-324), so it would be read as 0")
+        return value, text
     if type is ir.ParamType.BOOL:
         if text.lower() not in ("true", "false"):
             raise ParamValueError(f"`{text}` is not a bool (write `true` or `false`)")
@@ -62,7 +72,7 @@ def _article(type: ir.ParamType) -> str:
 def _infer(value) -> str | None:
     if isinstance(value, m.Number):
         if value.unit is None:
-            return "int" if isinstance(value.value, int) else "float"
+            return "int" if _INT.fullmatch(value.text) else "float"
         try:
             units.parse_duration(value.text)
             return "duration"

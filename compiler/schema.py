@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from aipc.compiler import units
 from aipc.compiler.units import Kind
 
 ALL_KINDS = frozenset({"data", "train", "eval", "serve"})
@@ -66,7 +67,8 @@ HEADER = _table(
 )
 
 VOLUME = _table(
-    AttributeSpec("size", Type.BYTES, "The size of the volume to create.", minimum=1, example="size = 200Gi"),
+    AttributeSpec("size", Type.BYTES, "The size of the volume to create.", minimum=1, maximum=units.MAX_BYTES,
+                  example="size = 200Gi"),
     AttributeSpec("access", Type.CHOICE,
                   "Who may mount it: `rwo` one node read-write (default), `rwx` many nodes read-write, "
                   "`rox` many nodes read-only.", choices=("rwo", "rwx", "rox"), example="access = rwx"),
@@ -101,30 +103,31 @@ STAGE = _table(
     AttributeSpec("labels", Type.STRING_MAP, "Labels added to what the stage becomes.",
                   example='labels = { tier = "gpu" }'),
     AttributeSpec("retries", Type.INT, "Extra attempts after a failure.", kinds=BATCH, minimum=0,
-                  example="retries = 2"),
+                  maximum=units.INT32_MAX, example="retries = 2"),
     AttributeSpec("timeout", Type.DURATION, "The deadline for the whole stage, retries included.",
-                  kinds=BATCH, minimum=1, example="timeout = 12h"),
+                  kinds=BATCH, minimum=1, maximum=units.MAX_SECONDS, example="timeout = 12h"),
     AttributeSpec("port", Type.INT, "The port the service listens on.", kinds=SERVE, minimum=1,
                   maximum=65535, example="port = 8080"),
     AttributeSpec("replicas", Type.INT, "How many copies of the service run.", kinds=SERVE, minimum=1,
-                  example="replicas = 3"),
+                  maximum=units.INT32_MAX, example="replicas = 3"),
     AttributeSpec("health", Type.PATH, "The HTTP path probed for readiness and liveness.", kinds=SERVE,
                   example='health = "/healthz"'),
 )
 
 RESOURCES = _table(
     AttributeSpec("cpu", Type.CPU, "CPU cores: `2`, `0.5` or `500m`; `LOW..HIGH` is request..limit.",
-                  minimum=1, ranges=True, example="cpu = 2..4"),
+                  minimum=1, maximum=units.MAX_MILLICORES, ranges=True, example="cpu = 2..4"),
     AttributeSpec("memory", Type.BYTES, "Memory: `16Gi`; `LOW..HIGH` is request..limit.", minimum=1,
-                  ranges=True, example="memory = 8Gi..16Gi"),
-    AttributeSpec("gpu", Type.INT, "The number of GPUs.", minimum=0, example="gpu = 4"),
+                  maximum=units.MAX_BYTES, ranges=True, example="memory = 8Gi..16Gi"),
+    AttributeSpec("gpu", Type.INT, "The number of GPUs.", minimum=0, maximum=units.MAX_COUNT, example="gpu = 4"),
     AttributeSpec("gpu_vendor", Type.CHOICE, "The GPU vendor: `nvidia` (default), `amd` or `intel`.",
                   choices=("nvidia", "amd", "intel"), example="gpu_vendor = amd"),
     AttributeSpec("gpu_model", Type.STRING, "A GPU product, matched against the node's GPU label.",
                   example='gpu_model = "NVIDIA-A100-SXM4-80GB"'),
     AttributeSpec("shm", Type.BYTES, "The size of /dev/shm (shared memory for data loaders, NCCL).",
-                  minimum=1, example="shm = 16Gi"),
-    AttributeSpec("disk", Type.BYTES, "Ephemeral local storage.", minimum=1, example="disk = 100Gi"),
+                  minimum=1, maximum=units.MAX_BYTES, example="shm = 16Gi"),
+    AttributeSpec("disk", Type.BYTES, "Ephemeral local storage.", minimum=1, maximum=units.MAX_BYTES,
+                  example="disk = 100Gi"),
 )
 
 STAGE_BLOCKS = {"resources": RESOURCES}

@@ -76,7 +76,8 @@ def describe(value) -> str:
     if isinstance(value, m.Str):
         return "a string"
     if isinstance(value, m.Number):
-        return f"the quantity `{value.text}`" if value.unit else f"the number `{value.text}`"
+        text = units.abbreviate(value.text)
+        return f"the quantity `{text}`" if value.unit else f"the number `{text}`"
     if isinstance(value, m.Word):
         if value.value in ("true", "false"):
             return f"the boolean `{value.value}`"
@@ -263,11 +264,13 @@ class Evaluator:
 
     def _parse(self, spec: AttributeSpec, kind: units.Kind, text: str, span: Span,
                param: ir.Param | None) -> int | Any:
-        origin = f"parameter `{param.name}` is `{param.text}`: " if param is not None else ""
+        origin = f"parameter `{param.name}` is `{units.abbreviate(param.text)}`: " if param is not None else ""
         if spec.name == "gpu":
-            return self._gpu_count(text, span, origin)
+            return self._gpu_count(spec, text, span, origin)
         try:
             number = units.parse(kind, text)
+        except units.TooLarge as error:
+            return self._out_of_range(spec, kind, span, origin, f"`{units.abbreviate(text)}`", error.negative)
         except units.UnitError as error:
             code = codes.WRONG_TYPE if not units.is_number_like(text) else codes.WRONG_UNIT
             self.sink.error(code, span, f"{origin}{error.message} for `{spec.name}`",
@@ -275,33 +278,46 @@ class Evaluator:
             return INVALID
         return self._bounded(spec, kind, number, span, origin)
 
-    def _gpu_count(self, text: str, span: Span, origin: str) -> int | Any:
+    def _gpu_count(self, spec: AttributeSpec, text: str, span: Span, origin: str) -> int | Any:
         try:
             count = units.parse(units.Kind.COUNT, text)
+        except units.TooLarge as error:
+            if not error.negative:
+                return self._out_of_range(spec, units.Kind.COUNT, span, origin, f"`{units.abbreviate(text)}`", False)
+            count = -1  # below every bound: a negative count, reported as one
         except units.UnitError:
             self.sink.error(codes.INVALID_GPU_COUNT, span,
-                            f"{origin}`gpu` must be a whole number of GPUs, found `{text}`",
+                            f"{origin}`gpu` must be a whole number of GPUs, found `{units.abbreviate(text)}`",
                             help="write a count such as `gpu = 1`; GPUs cannot be shared by fractions")
             return INVALID
         if count < 0:
             self.sink.error(codes.INVALID_GPU_COUNT, span, f"{origin}`gpu` cannot be negative",
                             help="write `gpu = 0` (or leave it out) for no GPU")
             return INVALID
-        return count
+        return self._bounded(spec, units.Kind.COUNT, count, span, origin)
 
     def _bounded(self, spec: AttributeSpec, kind: units.Kind, number: int, span: Span, origin: str) -> int | Any:
-        low, high = spec.minimum, spec.maximum
-        if (low is not None and number < low) or (high is not None and number > high):
-            if low is not None and high is not None:
-                bounds = f"between {units.format_value(kind, low)} and {units.format_value(kind, high)}"
-            elif low == 1 and kind is not units.Kind.COUNT:
-                bounds = "above zero"
-            else:
-                bounds = f"at least {units.format_value(kind, low)}"
-            self.sink.error(codes.OUT_OF_RANGE, span,
-                            f"{origin}`{spec.name}` must be {bounds}, found {units.format_value(kind, number)}")
-            return INVALID
+        if spec.minimum is not None and number < spec.minimum:
+            return self._out_of_range(spec, kind, span, origin, units.format_value(kind, number), True)
+        if spec.maximum is not None and number > spec.maximum:
+            return self._out_of_range(spec, kind, span, origin, units.format_value(kind, number), False)
         return number
+
+    def _out_of_range(self, spec: AttributeSpec, kind: units.Kind, span: Span, origin: str, found: str,
+                      below: bool) -> Any:
+        """E209 for a value below the attribute's minimum or above its maximum (what the targets store)."""
+        low, high = spec.minimum, spec.maximum
+        if kind is units.Kind.COUNT and low is not None and high is not None:
+            bounds = f"between {low} and {high}"
+        elif below:
+            bounds = ("larger" if low is None else "above zero" if low == 1 and kind is not units.Kind.COUNT
+                      else f"at least {units.format_value(kind, low)}")
+        else:
+            largest = "" if high is None else units.format_value(kind, high)
+            unit = " bytes" if kind is units.Kind.BYTES and largest.isdigit() else ""
+            bounds = f"at most {largest}{unit}" if largest else "smaller"
+        self.sink.error(codes.OUT_OF_RANGE, span, f"{origin}`{spec.name}` must be {bounds}, found {found}")
+        return INVALID
 
     # choices, lists, maps -----------------------------------------------------------
 

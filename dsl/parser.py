@@ -74,10 +74,11 @@ def number_value(text: str) -> tuple[int | float, str | None]:
     """Split a NUMBER token into its value and unit (``"1h30m"`` -> ``(1, "h30m")``)."""
     match = _NUMBER.fullmatch(text)
     digits, unit = match.group(1), match.group(2)
-    if any(c in digits for c in ".eE"):
-        value: int | float = float(digits)
-    else:
-        value = int(digits)
+    value: int | float
+    try:
+        value = float(digits) if any(c in digits for c in ".eE") else int(digits)
+    except ValueError:  # more digits than int() reads (CPython's guard against quadratic time)
+        value = float(digits)  # its magnitude; the compiler reads the text, and reports it out of range
     return value, unit or None
 
 

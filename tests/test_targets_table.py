@@ -1,0 +1,878 @@
+"""One table test per program: what every target must contain (issue 11).
+
+In the spirit of sqlglot's ``validate_all``: each case names a program (every
+example, and small hand-written ones for each construct) and states, for every
+target, the facts that matter there: GPUs, shared memory, deadlines, retries,
+ordering, volumes, ports, replicas, probes, secrets and hardening. A fact is a
+path into the YAML that `aipc compile` prints and the value expected there, or
+a diagnostic (tests/facts.py). The snapshots next to this (tests/backends)
+show the whole output; this table says which parts of it are the point, the
+same point on every target, and fails with every broken fact at once.
+
+The programs are compiled through the command line, as a user runs them, so
+the facts hold whatever the backends build their documents with. Every case
+runs with a value in the environment for each secret key it uses: no value
+may appear in any output or message.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+import yaml
+
+from aipc import cli
+from tests.facts import ABSENT, At, Fails, Has, Missing, Output, Quiet, Re, Warns, failures, resolve
+from tests.helpers import EXAMPLES
+
+TARGETS = ("compose", "k8s", "argo")
+
+
+@dataclass(frozen=True)
+class Case:
+    """A program (source text, or an example's path), and per target the facts
+    its output must hold. ``params`` are `-p NAME=VALUE` overrides; ``env`` is
+    the environment it compiles in (secret values, which must appear nowhere)."""
+
+    program: str | Path
+    facts: dict[str, list]
+    params: tuple[str, ...] = ()
+    env: dict[str, str] = field(default_factory=dict)
+    xfail: dict[str, str] = field(default_factory=dict)  # target -> why that row fails today
+
+
+# ------------------------------------------------------------ paths per target
+# compose: the compose file; k8s: its objects by `Kind/name`; argo: the Workflow.
+
+
+def svc(stage: str) -> str:
+    return f"services.{stage}"
+
+
+def obj(kind: str, name: str) -> str:
+    return f"[{kind}/{name}]"
+
+
+def pod(kind: str, name: str) -> str:
+    return f"[{kind}/{name}].spec.template.spec"
+
+
+def ctr(kind: str, name: str) -> str:
+    return f"[{kind}/{name}].spec.template.spec.containers[0]"
+
+
+def tpl(stage: str) -> str:
+    return f"spec.templates[name={stage}]"
+
+
+def task(stage: str) -> str:
+    return f"spec.templates[name=main].dag.tasks[name={stage}]"
+
+
+def applied(stage: str, what: str = "deployment") -> str:
+    """Inside the manifest an Argo resource template applies for a serve stage."""
+    return f"spec.templates[name={stage}-{what}].resource.manifest>"
+
+
+# --------------------------------------------------------------- hardening
+# The same defaults on every target, for every stage (DESIGN.md, "hardening").
+
+
+def hardened_compose(*stages: str) -> list:
+    return [fact for stage in stages for fact in (
+        (f"{svc(stage)}.read_only", True),
+        (f"{svc(stage)}.cap_drop", Has("ALL")),
+        (f"{svc(stage)}.security_opt", Has("no-new-privileges:true")),
+        (f"{svc(stage)}.tmpfs", Has(Re(r"/tmp(:.*)?"))),
+        (f"{svc(stage)}.privileged", ABSENT),
+    )]
+
+
+def _hardened_pod(spec: str, container: str) -> list:
+    return [
+        (f"{spec}.automountServiceAccountToken", False),
+        (f"{container}.securityContext.allowPrivilegeEscalation", False),
+        (f"{container}.securityContext.privileged", False),
+        (f"{container}.securityContext.readOnlyRootFilesystem", True),
+        (f"{container}.securityContext.runAsNonRoot", True),
+        (f"{container}.securityContext.capabilities.drop", Has("ALL")),
+        (f"{container}.volumeMounts[mountPath=/tmp].name", "tmp"),
+    ]
+
+
+def _pod_security(spec: str) -> list:
+    return [(f"{spec}.securityContext.runAsNonRoot", True),
+            (f"{spec}.securityContext.seccompProfile.type", "RuntimeDefault")]
+
+
+def hardened_k8s(pipeline: str, jobs=(), deployments=()) -> list:
+    out: list = []
+    for kind, stages in (("Job", jobs), ("Deployment", deployments)):
+        for stage in stages:
+            spec, container = pod(kind, f"{pipeline}-{stage}"), ctr(kind, f"{pipeline}-{stage}")
+            out += _hardened_pod(spec, container) + _pod_security(spec)
+    return out
+
+
+def hardened_argo(batch=(), serve=()) -> list:
+    out: list = _pod_security("spec")
+    for stage in batch:
+        out += [fact for fact in _hardened_pod(tpl(stage), f"{tpl(stage)}.container")
+                if "automount" not in fact[0]]  # the workflow's pods need the token to report back
+    for stage in serve:
+        spec = applied(stage) + "spec.template.spec"
+        out += _hardened_pod(spec, f"{spec}.containers[0]") + _pod_security(spec)
+    return out
+
+
+# ------------------------------------------------------------- shared facts
+
+NVIDIA_TAINT = {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+AMD_TAINT = {"key": "amd.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+INTEL_TAINT = {"key": "gpu.intel.com/i915", "operator": "Exists", "effect": "NoSchedule"}
+A100 = {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}  # the node labels a `gpu_model` selects
+MI250X = {"amd.com/gpu.product-name": "AMD-Instinct-MI250X"}
+ARC = {"gpu.intel.com/product": "Arc-A770"}
+COMPLETED = {"condition": "service_completed_successfully"}
+
+
+def gpus_compose(stage: str, driver: str, count: int) -> tuple:
+    return (f"{svc(stage)}.deploy.resources.reservations.devices",
+            [{"driver": driver, "count": count, "capabilities": ["gpu"]}])
+
+
+def gpus_pod(spec: str, container: str, resource: str, count: int, taint: dict, model: dict | None = None) -> list:
+    """``count`` GPUs of ``resource``, a toleration of the vendor's taint, and the
+    model's node selector, or none (Kubernetes and Argo)."""
+    return [(f"{container}.resources.limits[{resource}]", count),
+            (f"{spec}.tolerations", [taint]),
+            (f"{spec}.nodeSelector", ABSENT if model is None else model)]
+
+
+def shm_pod(spec: str, container: str, size: str) -> list:
+    """/dev/shm as a memory-backed emptyDir of ``size`` (Kubernetes and Argo)."""
+    return [(f"{spec}.volumes[name=dshm].emptyDir", {"medium": "Memory", "sizeLimit": size}),
+            (f"{container}.volumeMounts[name=dshm].mountPath", "/dev/shm")]
+
+
+def example(name: str) -> Path:
+    (path,) = [p for p in EXAMPLES if p.stem == name]
+    return path
+
+
+# ------------------------------------------------------------ the examples
+
+FRAUD = "fraud-detection"
+FRAUD_SECRETS = {"AWS_ACCESS_KEY_ID": "AKIA-table-test-key-id", "AWS_SECRET_ACCESS_KEY": "table-test-secret-value"}
+LLM = "llm-finetune"
+REC = "recommender"
+AMD = "vision-amd"
+
+EXAMPLE_CASES = {
+    "fraud-detection": Case(example("fraud-detection"), env=FRAUD_SECRETS, facts={
+        "compose": [
+            (f"{svc('ingest')}.environment", Has("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "LOG_LEVEL=info")),
+            (f"{svc('ingest')}.restart", "on-failure:2"),
+            Warns("B101", 28, 3),  # timeout = 30m: compose has no deadline
+            (f"{svc('ingest')}.volumes", ["raw:/data/raw"]),
+            (f"{svc('featurize')}.depends_on", {"ingest": COMPLETED}),
+            (f"{svc('featurize')}.volumes", ["raw:/data/raw:ro", "features:/data/features"]),
+            (f"{svc('featurize')}.deploy.resources.limits", {"cpus": "4", "memory": "16g"}),
+            (f"{svc('featurize')}.deploy.resources.reservations", {"cpus": "1", "memory": "8g"}),
+            gpus_compose("model", "nvidia", 4),
+            (f"{svc('model')}.shm_size", "16g"),
+            Warns("B101", 51, 14),  # gpu_model: compose cannot select one
+            Warns("B101", 54, 3),  # timeout = 12h
+            (f"{svc('model')}.restart", "no"),
+            gpus_compose("evaluate", "nvidia", 1),
+            (f"{svc('api')}.depends_on", {"evaluate": COMPLETED}),
+            (f"{svc('api')}.deploy.replicas", 3),
+            (f"{svc('api')}.ports", [Re(r"(.*:)?8080-8082:8080")]),
+            (f"{svc('api')}.healthcheck.test", Has(Re(r".*http://127\.0\.0\.1:8080/healthz.*"))),
+            (f"{svc('api')}.volumes", ["models:/models:ro"]),
+            ("volumes.raw.labels[app.kubernetes.io/part-of]", FRAUD),
+            ("volumes.scratch", ABSENT),  # declared, mounted by no stage
+            *hardened_compose("ingest", "featurize", "model", "evaluate", "api"),
+        ],
+        "k8s": [
+            Quiet(),
+            (f"{obj('PersistentVolumeClaim', FRAUD + '-raw')}.spec",
+             {"accessModes": ["ReadWriteMany"], "storageClassName": "fast-ssd",
+              "resources": {"requests": {"storage": "200Gi"}}}),
+            (f"{obj('PersistentVolumeClaim', FRAUD + '-features')}.spec.accessModes", ["ReadWriteOnce"]),
+            (f"{obj('PersistentVolumeClaim', FRAUD + '-models')}.spec.resources.requests.storage", "20Gi"),
+            (f"{obj('Job', FRAUD + '-ingest')}.metadata.namespace", "ml-prod"),
+            (f"{obj('Job', FRAUD + '-ingest')}.spec.backoffLimit", 2),
+            (f"{obj('Job', FRAUD + '-ingest')}.spec.activeDeadlineSeconds", 1800),
+            (f"{ctr('Job', FRAUD + '-ingest')}.envFrom", [{"secretRef": {"name": "s3"}}]),
+            (f"{pod('Job', FRAUD + '-ingest')}.volumes[name=raw].persistentVolumeClaim.claimName", FRAUD + "-raw"),
+            (f"{obj('Job', FRAUD + '-featurize')}.metadata.annotations[aipc.dev/depends-on]", f"Job/{FRAUD}-ingest"),
+            (f"{ctr('Job', FRAUD + '-featurize')}.volumeMounts[name=raw].readOnly", True),
+            (f"{ctr('Job', FRAUD + '-featurize')}.volumeMounts[name=features].readOnly", ABSENT),
+            (f"{ctr('Job', FRAUD + '-featurize')}.resources",
+             {"requests": {"cpu": "1", "memory": "8Gi"}, "limits": {"cpu": "4", "memory": "16Gi"}}),
+            (f"{obj('Job', FRAUD + '-featurize')}.spec.activeDeadlineSeconds", ABSENT),
+            *gpus_pod(pod("Job", FRAUD + "-model"), ctr("Job", FRAUD + "-model"), "nvidia.com/gpu", 4, NVIDIA_TAINT,
+                      A100),
+            *shm_pod(pod("Job", FRAUD + "-model"), ctr("Job", FRAUD + "-model"), "16Gi"),
+            (f"{obj('Job', FRAUD + '-model')}.spec.activeDeadlineSeconds", 43200),
+            (f"{obj('Job', FRAUD + '-model')}.spec.backoffLimit", 0),
+            *gpus_pod(pod("Job", FRAUD + "-evaluate"), ctr("Job", FRAUD + "-evaluate"), "nvidia.com/gpu", 1,
+                      NVIDIA_TAINT),
+            (f"{obj('Deployment', FRAUD + '-api')}.spec.replicas", 3),
+            (f"{obj('Deployment', FRAUD + '-api')}.metadata.annotations[aipc.dev/depends-on]",
+             f"Job/{FRAUD}-evaluate"),
+            (f"{ctr('Deployment', FRAUD + '-api')}.ports[0].containerPort", 8080),
+            (f"{ctr('Deployment', FRAUD + '-api')}.readinessProbe.httpGet.path", "/healthz"),
+            (f"{ctr('Deployment', FRAUD + '-api')}.livenessProbe.httpGet.path", "/healthz"),
+            (f"{ctr('Deployment', FRAUD + '-api')}.resources.limits[nvidia.com/gpu]", 1),
+            (f"{obj('Service', FRAUD + '-api')}.spec.ports[0].port", 8080),
+            *hardened_k8s(FRAUD, jobs=("ingest", "featurize", "model", "evaluate"), deployments=("api",)),
+        ],
+        "argo": [
+            ("metadata.namespace", "ml-prod"),
+            ("spec.arguments.parameters[name=epochs].value", "10"),
+            (f"{tpl('ingest')}.retryStrategy.limit", 2),
+            (f"{tpl('ingest')}.activeDeadlineSeconds", 1800),
+            (f"{tpl('ingest')}.container.envFrom", [{"secretRef": {"name": "s3"}}]),
+            (f"{tpl('ingest')}.container.command", Has("{{workflow.parameters.run_date}}")),
+            ("spec.volumeClaimTemplates[metadata.name=raw].spec.accessModes", ["ReadWriteMany"]),
+            ("spec.volumeClaimTemplates[metadata.name=raw].spec.storageClassName", "fast-ssd"),
+            (f"{task('featurize')}.dependencies", ["ingest"]),
+            (f"{tpl('featurize')}.container.volumeMounts[name=raw].readOnly", True),
+            (f"{tpl('featurize')}.retryStrategy", ABSENT),
+            (f"{task('model')}.dependencies", Has("featurize")),
+            *gpus_pod(tpl("model"), f"{tpl('model')}.container", "nvidia.com/gpu", 4, NVIDIA_TAINT, A100),
+            *shm_pod(tpl("model"), f"{tpl('model')}.container", "16Gi"),
+            (f"{tpl('model')}.activeDeadlineSeconds", 43200),
+            (f"{task('evaluate')}.dependencies", ["model"]),
+            (f"{task('api')}.dependencies", ["evaluate"]),
+            (f"{applied('api')}spec.replicas", 3),
+            (f"{applied('api')}spec.template.spec.containers[0].readinessProbe.httpGet.path", "/healthz"),
+            (f"{applied('api')}spec.template.spec.containers[0].resources.limits[nvidia.com/gpu]", 1),
+            (f"{applied('api', 'service')}spec.ports[0].port", 8080),
+            ("spec.volumes[name=models].persistentVolumeClaim.claimName", FRAUD + "-models"),
+            *hardened_argo(batch=("ingest", "featurize", "model", "evaluate"), serve=("api",)),
+        ],
+    }),
+    "laptop": Case(example("laptop"), facts={
+        "compose": [
+            (f"{svc('prepare')}.image", "churn-laptop:0.3.0"),  # the header's default image
+            (f"{svc('prepare')}.working_dir", "/raw"),
+            (f"{svc('prepare')}.volumes", [Re(r".*data:/raw:ro"), "artifacts:/artifacts"]),
+            (f"{svc('model')}.restart", "on-failure:1"),
+            (f"{svc('model')}.depends_on", {"prepare": COMPLETED}),
+            (f"{svc('check')}.volumes", Has("artifacts:/artifacts:ro")),
+            (f"{svc('predict')}.depends_on", {"check": COMPLETED}),
+            (f"{svc('predict')}.ports", [Re(r"(.*:)?8000:8000")]),
+            (f"{svc('predict')}.deploy.resources.limits", {"cpus": "0.5", "memory": "512m"}),
+            (f"{svc('predict')}.healthcheck.test", Has(Re(r".*http://127\.0\.0\.1:8000/health.*"))),
+            ("volumes.artifacts.labels[app.kubernetes.io/name]", "artifacts"),
+            *hardened_compose("prepare", "model", "check", "predict"),
+        ],
+        # a host volume is a bind mount: compose only, an error at each mount elsewhere
+        "k8s": [Fails("B001", (19, 3), (32, 3), (41, 3), (49, 3))],
+        "argo": [Fails("B001", (19, 3), (32, 3), (41, 3), (49, 3))],
+    }),
+    "llm-finetune": Case(example("llm-finetune"), env={"HF_TOKEN": "hf_table_test_token",
+                                                        "WANDB_API_KEY": "wandb-table-test-key"}, facts={
+        "compose": [
+            (f"{svc('download')}.restart", "on-failure:3"),
+            Warns("B101", 29, 3),  # timeout = 2h
+            (f"{svc('download')}.environment", ["HF_TOKEN"]),
+            (f"{svc('finetune')}.environment", Has("HF_TOKEN", "WANDB_API_KEY", "NCCL_DEBUG=WARN")),
+            gpus_compose("finetune", "nvidia", 8),  # gpu = "${gpus}", 8 by default
+            (f"{svc('finetune')}.shm_size", "64g"),
+            (f"{svc('finetune')}.deploy.resources.limits", {"cpus": "64", "memory": "640g"}),
+            (f"{svc('finetune')}.deploy.resources.reservations.cpus", "32"),
+            Warns("B101", 63, 5),  # gpu_model
+            Warns("B101", 65, 5),  # disk: compose cannot limit local storage
+            Warns("B101", 68, 3),  # timeout = "${deadline}"
+            (f"{svc('finetune')}.command", Has("/checkpoints/llm-finetune")),  # ${pipeline.name}
+            (f"{svc('benchmark')}.shm_size", "8g"),
+            (f"{svc('assistant')}.deploy.replicas", 2),
+            (f"{svc('assistant')}.ports", [Re(r"(.*:)?8000-8001:8000")]),
+            (f"{svc('assistant')}.shm_size", "4g"),
+            gpus_compose("assistant", "nvidia", 1),
+            *hardened_compose("download", "tokenize", "finetune", "benchmark", "assistant"),
+        ],
+        "k8s": [
+            Quiet(),
+            (f"{obj('Job', LLM + '-download')}.spec.backoffLimit", 3),
+            (f"{obj('Job', LLM + '-download')}.spec.activeDeadlineSeconds", 7200),
+            (f"{obj('Job', LLM + '-finetune')}.spec.backoffLimit", 1),
+            (f"{obj('Job', LLM + '-finetune')}.spec.activeDeadlineSeconds", 72000),
+            (f"{obj('Job', LLM + '-finetune')}.metadata.labels.workload", "training"),
+            (f"{ctr('Job', LLM + '-finetune')}.envFrom",
+             [{"secretRef": {"name": "huggingface"}}, {"secretRef": {"name": "wandb"}}]),
+            (f"{ctr('Job', LLM + '-finetune')}.resources",
+             {"requests": {"cpu": "32", "memory": "480Gi", "ephemeral-storage": "200Gi"},
+              "limits": {"cpu": "64", "memory": "640Gi", "ephemeral-storage": "200Gi", "nvidia.com/gpu": 8}}),
+            *gpus_pod(pod("Job", LLM + "-finetune"), ctr("Job", LLM + "-finetune"), "nvidia.com/gpu", 8, NVIDIA_TAINT,
+                      {"nvidia.com/gpu.product": "NVIDIA-H100-80GB-HBM3"}),
+            *shm_pod(pod("Job", LLM + "-finetune"), ctr("Job", LLM + "-finetune"), "64Gi"),
+            *shm_pod(pod("Job", LLM + "-benchmark"), ctr("Job", LLM + "-benchmark"), "8Gi"),
+            (f"{obj('Job', LLM + '-benchmark')}.metadata.annotations[aipc.dev/depends-on]", f"Job/{LLM}-finetune"),
+            (f"{obj('Deployment', LLM + '-assistant')}.spec.replicas", 2),
+            (f"{ctr('Deployment', LLM + '-assistant')}.readinessProbe.httpGet.path", "/health"),
+            *shm_pod(pod("Deployment", LLM + "-assistant"), ctr("Deployment", LLM + "-assistant"), "4Gi"),
+            *hardened_k8s(LLM, jobs=("download", "tokenize", "finetune", "benchmark"), deployments=("assistant",)),
+        ],
+        "argo": [
+            ("metadata.namespace", "llm"),
+            (f"{tpl('download')}.retryStrategy.limit", 3),
+            (f"{tpl('finetune')}.retryStrategy.limit", 1),
+            (f"{tpl('finetune')}.activeDeadlineSeconds", 72000),
+            (f"{tpl('finetune')}.container.resources.limits[nvidia.com/gpu]", 8),
+            (f"{tpl('finetune')}.container.resources.limits[ephemeral-storage]", "200Gi"),
+            (f"{tpl('finetune')}.container.envFrom",
+             [{"secretRef": {"name": "huggingface"}}, {"secretRef": {"name": "wandb"}}]),
+            *shm_pod(tpl("finetune"), f"{tpl('finetune')}.container", "64Gi"),
+            (f"{tpl('finetune')}.container.command", Has("{{workflow.parameters.epochs}}")),
+            (f"{task('finetune')}.dependencies", Has("tokenize")),
+            (f"{task('assistant')}.dependencies", ["benchmark"]),
+            (f"{applied('assistant')}spec.replicas", 2),
+            *shm_pod(applied("assistant") + "spec.template.spec",
+                     applied("assistant") + "spec.template.spec.containers[0]", "4Gi"),
+            *hardened_argo(batch=("download", "tokenize", "finetune", "benchmark"), serve=("assistant",)),
+        ],
+    }),
+    "recommender": Case(example("recommender"), env={"WAREHOUSE_USER": "table-test-user",
+                                                      "WAREHOUSE_PASSWORD": "table-test-password"}, facts={
+        "compose": [
+            (f"{svc('events_export')}.image", "registry.acme.internal/recsys/etl:3.2.1"),  # the header's registry
+            (f"{svc('events_export')}.environment", ["WAREHOUSE_USER", "WAREHOUSE_PASSWORD"]),
+            Warns("B101", 27, 3),
+            (f"{svc('user_features')}.depends_on", {"events_export": COMPLETED}),
+            (f"{svc('item_features')}.depends_on", {"events_export": COMPLETED}),
+            # the diamond closes: two_tower waits for both feature jobs
+            (f"{svc('two_tower')}.depends_on", {"item_features": COMPLETED, "user_features": COMPLETED}),
+            gpus_compose("two_tower", "nvidia", 2),
+            (f"{svc('two_tower')}.shm_size", "8g"),
+            Warns("B101", 56, 3),
+            (f"{svc('candidates')}.depends_on", {"offline_metrics": COMPLETED}),
+            (f"{svc('candidates')}.environment", Has("TOP_K=500")),
+            # a service after a service waits until it is healthy
+            (f"{svc('ranker')}.depends_on", {"candidates": {"condition": "service_healthy"}}),
+            (f"{svc('ranker')}.environment", ["CANDIDATES_URL=http://recommender-candidates:9000"]),
+            (f"{svc('candidates')}.networks.default.aliases", Has("recommender-candidates")),
+            (f"{svc('ranker')}.deploy.replicas", 3),
+            (f"{svc('ranker')}.labels.tier", "frontend"),
+            *hardened_compose("events_export", "user_features", "item_features", "two_tower", "offline_metrics",
+                              "candidates", "ranker"),
+        ],
+        "k8s": [
+            Quiet(),
+            (f"{obj('PersistentVolumeClaim', REC + '-events')}.spec.accessModes", ["ReadWriteMany"]),
+            (f"{obj('Job', REC + '-two-tower')}.metadata.annotations[aipc.dev/depends-on]",
+             f"Job/{REC}-item-features,Job/{REC}-user-features"),
+            (f"{obj('Job', REC + '-user-features')}.metadata.annotations[aipc.dev/depends-on]",
+             f"Job/{REC}-events-export"),
+            (f"{ctr('Job', REC + '-events-export')}.envFrom", [{"secretRef": {"name": "warehouse"}}]),
+            (f"{ctr('Job', REC + '-two-tower')}.resources.limits[nvidia.com/gpu]", 2),
+            *shm_pod(pod("Job", REC + "-two-tower"), ctr("Job", REC + "-two-tower"), "8Gi"),
+            (f"{obj('Deployment', REC + '-ranker')}.metadata.annotations[aipc.dev/depends-on]",
+             f"Deployment/{REC}-candidates"),
+            (f"{obj('Deployment', REC + '-ranker')}.spec.replicas", 3),
+            (f"{ctr('Deployment', REC + '-ranker')}.env[name=CANDIDATES_URL].value",
+             "http://recommender-candidates:9000"),
+            (f"{obj('Service', REC + '-candidates')}.spec.ports[0].port", 9000),
+            (f"{obj('Deployment', REC + '-ranker')}.metadata.labels.tier", "frontend"),
+            *hardened_k8s(REC, jobs=("events-export", "user-features", "item-features", "two-tower",
+                                     "offline-metrics"), deployments=("candidates", "ranker")),
+        ],
+        "argo": [
+            (f"{task('user-features')}.dependencies", ["events-export"]),
+            (f"{task('item-features')}.dependencies", ["events-export"]),
+            (f"{task('two-tower')}.dependencies", Has("item-features", "user-features")),
+            (f"{task('offline-metrics')}.dependencies", ["two-tower"]),
+            (f"{task('ranker')}.dependencies", ["candidates"]),
+            # the task applying a Deployment succeeds once it has available replicas
+            ("spec.templates[name=candidates-deployment].resource.successCondition",
+             Re(r".*status\.availableReplicas > 1.*")),
+            (f"{tpl('two-tower')}.container.resources.limits[nvidia.com/gpu]", 2),
+            (f"{tpl('events-export')}.container.envFrom", [{"secretRef": {"name": "warehouse"}}]),
+            (f"{tpl('events-export')}.container.image", "registry.acme.internal/recsys/etl:3.2.1"),
+            (f"{applied('ranker')}spec.replicas", 3),
+            *hardened_argo(batch=("events-export", "user-features", "item-features", "two-tower",
+                                  "offline-metrics"), serve=("candidates", "ranker")),
+        ],
+    }),
+    "vision-amd": Case(example("vision-amd"), facts={
+        "compose": [
+            (f"{svc('shard')}.image", "rocm/pytorch:rocm6.1_ubuntu22.04_py3.10_pytorch_2.1.2"),
+            gpus_compose("classifier", "amd", 4),
+            (f"{svc('classifier')}.shm_size", "32g"),
+            Warns("B101", 47, 5),  # gpu_model
+            Warns("B101", 50, 3),  # timeout = 2d
+            gpus_compose("accuracy", "amd", 1),
+            (f"{svc('export')}.depends_on", {"accuracy": COMPLETED}),
+            *hardened_compose("fetch", "shard", "classifier", "accuracy", "export"),
+        ],
+        "k8s": [
+            Quiet(),
+            *gpus_pod(pod("Job", AMD + "-classifier"), ctr("Job", AMD + "-classifier"), "amd.com/gpu", 4, AMD_TAINT,
+                      MI250X),
+            (f"{ctr('Job', AMD + '-classifier')}.resources.limits[nvidia.com/gpu]", ABSENT),
+            (f"{obj('Job', AMD + '-classifier')}.spec.activeDeadlineSeconds", 172800),
+            *shm_pod(pod("Job", AMD + "-classifier"), ctr("Job", AMD + "-classifier"), "32Gi"),
+            (f"{ctr('Job', AMD + '-accuracy')}.resources.limits[amd.com/gpu]", 1),
+            (f"{obj('PersistentVolumeClaim', AMD + '-images')}.spec.storageClassName", "cephfs"),
+            (f"{obj('PersistentVolumeClaim', AMD + '-images')}.spec.resources.requests.storage", "2Ti"),
+            *hardened_k8s(AMD, jobs=("fetch", "shard", "classifier", "accuracy", "export")),
+        ],
+        "argo": [
+            *gpus_pod(tpl("classifier"), f"{tpl('classifier')}.container", "amd.com/gpu", 4, AMD_TAINT, MI250X),
+            (f"{tpl('fetch')}.retryStrategy.limit", 2),
+            (f"{tpl('fetch')}.activeDeadlineSeconds", 21600),
+            (f"{task('export')}.dependencies", ["accuracy"]),
+            *hardened_argo(batch=("fetch", "shard", "classifier", "accuracy", "export")),
+        ],
+    }),
+}
+
+# --------------------------------------------------- hand-written programs
+# Each compiles as t.aip: the pipeline is `t`, and objects are named `t-STAGE`.
+
+GPUS = """\
+train cuda  { image = "x:1"  resources { gpu = 2  gpu_model = "NVIDIA-A100-SXM4-80GB" } }
+train rocm  { image = "x:1"  resources { gpu = 1  gpu_vendor = amd } }
+train arc   { image = "x:1"  resources { gpu = 1  gpu_vendor = intel  gpu_model = "Arc-A770" } }
+train plain { image = "x:1"  resources { gpu = 0 } }
+"""
+
+RESOURCES = """\
+train model {
+  image = "x:1"
+  resources { cpu = 500m..2  memory = 1Gi..4Gi  shm = 2Gi  disk = 10Gi }
+}
+"""
+
+RETRIES_AND_TIMEOUT = """\
+data flaky { image = "x:1"  retries = 3  timeout = 1h30m }
+data once  { image = "x:1" }
+"""
+
+VOLUMES = """\
+volume shared { claim = "team-datasets" }
+volume one    { size = 1Gi }
+volume many   { size = 2Gi  access = rwx  class = "nfs" }
+volume frozen { size = 3Gi  access = rox }
+data write { image = "x:1"  mount one at "/one"  mount many at "/many" }
+data read {
+  image = "x:1"
+  after = [write]
+  mount shared at "/shared" readonly
+  mount one    at "/one" readonly
+  mount many   at "/many"
+  mount frozen at "/frozen" readonly
+}
+"""
+
+ROX_WITHOUT_READONLY = """\
+volume frozen { size = 3Gi  access = rox }
+data read { image = "x:1"  mount frozen at "/frozen" }
+"""
+
+HOST_VOLUME = """\
+volume local { host = "./data" }
+data read  { image = "x:1"  mount local at "/data" readonly }
+data write { image = "x:1"  after = [read]  mount local at "/out" }
+"""
+
+SECRETS = """\
+secret s3  { keys = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"] }
+secret db  { keys = ["DB_PASSWORD"] }
+data etl { image = "x:1"  secrets = [s3, db]  env = { LOG_LEVEL = "debug" } }
+serve api { image = "x:1"  port = 8080  secrets = [db] }
+"""
+SECRET_VALUES = {"AWS_ACCESS_KEY_ID": "AKIA-table-test", "AWS_SECRET_ACCESS_KEY": "s3-table-test-secret",
+                 "DB_PASSWORD": "db-table-test-password"}
+
+ORDER = """\
+data a { image = "x:1" }
+data b { image = "x:1"  after = [a] }
+data c { image = "x:1"  after = [a] }
+train d { image = "x:1"  after = [b, c] }
+eval e { image = "x:1"  after = [d] }
+"""
+
+SERVICES = """\
+data prep { image = "x:1" }
+serve db  { image = "db:1"   after = [prep]  port = 5432 }
+serve api { image = "api:1"  after = [db]    port = 8080  replicas = 2  health = "/healthz" }
+serve web { image = "web:1"  after = [api]   port = 3000 }
+"""
+
+PARAMS = """\
+param epochs: int    = 10
+param lr: float      = 3e-4
+param tag: string    = "1.0"
+param amp: bool      = true
+train model {
+  image   = "trainer:${tag}"
+  command = ["train", "--epochs=${epochs}", "--lr", "${lr}", "--amp=${amp}"]
+  env     = { RUN = "${pipeline.name}-${stage.name}" }
+}
+"""
+
+HARDENING = """\
+data job   { image = "x:1" }
+serve web  { image = "x:1"  port = 80 }
+"""
+
+CASES = {
+    **EXAMPLE_CASES,
+    "gpus": Case(GPUS, facts={
+        "compose": [
+            gpus_compose("cuda", "nvidia", 2),
+            gpus_compose("rocm", "amd", 1),
+            (f"{svc('arc')}.devices", Has(Re(r"/dev/dri(:.*)?"))),  # Intel: the host's render nodes
+            Warns("B101", 3, 42),  # compose cannot count Intel GPUs
+            Warns("B101", 1, 51),  # nor select a model
+            Warns("B101", 3, 71),
+            (f"{svc('plain')}.deploy", ABSENT),
+        ],
+        "k8s": [
+            *gpus_pod(pod("Job", "t-cuda"), ctr("Job", "t-cuda"), "nvidia.com/gpu", 2, NVIDIA_TAINT, A100),
+            *gpus_pod(pod("Job", "t-rocm"), ctr("Job", "t-rocm"), "amd.com/gpu", 1, AMD_TAINT),
+            *gpus_pod(pod("Job", "t-arc"), ctr("Job", "t-arc"), "gpu.intel.com/i915", 1, INTEL_TAINT, ARC),
+            (f"{pod('Job', 't-plain')}.tolerations", ABSENT),
+            (f"{ctr('Job', 't-plain')}.resources.limits[nvidia.com/gpu]", ABSENT),
+        ],
+        "argo": [
+            *gpus_pod(tpl("cuda"), f"{tpl('cuda')}.container", "nvidia.com/gpu", 2, NVIDIA_TAINT, A100),
+            *gpus_pod(tpl("rocm"), f"{tpl('rocm')}.container", "amd.com/gpu", 1, AMD_TAINT),
+            *gpus_pod(tpl("arc"), f"{tpl('arc')}.container", "gpu.intel.com/i915", 1, INTEL_TAINT, ARC),
+            (f"{tpl('plain')}.tolerations", ABSENT),
+        ],
+    }),
+    "resources": Case(RESOURCES, facts={
+        "compose": [
+            (f"{svc('model')}.deploy.resources.limits", {"cpus": "2", "memory": "4g"}),
+            (f"{svc('model')}.deploy.resources.reservations", {"cpus": "0.5", "memory": "1g"}),
+            (f"{svc('model')}.shm_size", "2g"),
+            Warns("B101", 3, 60),  # disk: compose cannot limit local storage
+        ],
+        "k8s": [
+            Quiet(),
+            (f"{ctr('Job', 't-model')}.resources",
+             {"requests": {"cpu": "500m", "memory": "1Gi", "ephemeral-storage": "10Gi"},
+              "limits": {"cpu": "2", "memory": "4Gi", "ephemeral-storage": "10Gi"}}),
+            *shm_pod(pod("Job", "t-model"), ctr("Job", "t-model"), "2Gi"),
+        ],
+        "argo": [
+            (f"{tpl('model')}.container.resources",
+             {"requests": {"cpu": "500m", "memory": "1Gi", "ephemeral-storage": "10Gi"},
+              "limits": {"cpu": "2", "memory": "4Gi", "ephemeral-storage": "10Gi"}}),
+            *shm_pod(tpl("model"), f"{tpl('model')}.container", "2Gi"),
+        ],
+    }),
+    "retries-and-timeout": Case(RETRIES_AND_TIMEOUT, facts={
+        "compose": [
+            (f"{svc('flaky')}.restart", "on-failure:3"),
+            Warns("B101", 1, 42),  # timeout: compose has no deadline
+            (f"{svc('once')}.restart", "no"),
+        ],
+        "k8s": [
+            Quiet(),
+            (f"{obj('Job', 't-flaky')}.spec.backoffLimit", 3),
+            (f"{obj('Job', 't-flaky')}.spec.activeDeadlineSeconds", 5400),
+            (f"{pod('Job', 't-flaky')}.restartPolicy", "Never"),
+            (f"{obj('Job', 't-once')}.spec.backoffLimit", 0),
+            (f"{obj('Job', 't-once')}.spec.activeDeadlineSeconds", ABSENT),
+        ],
+        "argo": [
+            (f"{tpl('flaky')}.retryStrategy.limit", 3),
+            (f"{tpl('flaky')}.activeDeadlineSeconds", 5400),
+            (f"{tpl('once')}.retryStrategy", ABSENT),
+            (f"{tpl('once')}.activeDeadlineSeconds", ABSENT),
+        ],
+    }),
+    "volumes": Case(VOLUMES, facts={
+        "compose": [
+            (f"{svc('write')}.volumes", ["one:/one", "many:/many"]),
+            (f"{svc('read')}.volumes",
+             ["shared:/shared:ro", "one:/one:ro", "many:/many", "frozen:/frozen:ro"]),
+            (f"{svc('read')}.depends_on", {"write": COMPLETED}),
+            ("volumes.shared", {"external": True, "name": "team-datasets"}),  # an existing volume, not created
+            ("volumes.one.external", ABSENT),
+            ("volumes.many.labels[app.kubernetes.io/part-of]", "t"),
+        ],
+        "k8s": [
+            Quiet(),
+            (f"{obj('PersistentVolumeClaim', 't-one')}.spec",
+             {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}),
+            (f"{obj('PersistentVolumeClaim', 't-many')}.spec",
+             {"accessModes": ["ReadWriteMany"], "storageClassName": "nfs",
+              "resources": {"requests": {"storage": "2Gi"}}}),
+            (f"{obj('PersistentVolumeClaim', 't-frozen')}.spec.accessModes", ["ReadOnlyMany"]),
+            (f"{obj('PersistentVolumeClaim', 't-shared')}", ABSENT),  # a claim is used, not created
+            (f"{obj('PersistentVolumeClaim', 'team-datasets')}", ABSENT),
+            (f"{pod('Job', 't-read')}.volumes[name=shared].persistentVolumeClaim.claimName", "team-datasets"),
+            (f"{pod('Job', 't-read')}.volumes[name=one].persistentVolumeClaim.claimName", "t-one"),
+            (f"{ctr('Job', 't-read')}.volumeMounts[name=shared]", {"name": "shared", "mountPath": "/shared",
+                                                                   "readOnly": True}),
+            (f"{ctr('Job', 't-read')}.volumeMounts[name=one].readOnly", True),
+            (f"{ctr('Job', 't-read')}.volumeMounts[name=many].readOnly", ABSENT),
+            (f"{ctr('Job', 't-write')}.volumeMounts[name=one].readOnly", ABSENT),
+        ],
+        "argo": [
+            ("spec.volumeClaimTemplates[metadata.name=many].spec.accessModes", ["ReadWriteMany"]),
+            ("spec.volumeClaimTemplates[metadata.name=many].spec.storageClassName", "nfs"),
+            ("spec.volumeClaimTemplates[metadata.name=one].spec.resources.requests.storage", "1Gi"),
+            ("spec.volumeClaimTemplates[metadata.name=frozen].spec.accessModes", ["ReadOnlyMany"]),
+            ("spec.volumes[name=shared].persistentVolumeClaim.claimName", "team-datasets"),
+            (f"{tpl('read')}.container.volumeMounts[name=shared].readOnly", True),
+            (f"{tpl('read')}.container.volumeMounts[name=one].readOnly", True),
+            (f"{tpl('read')}.container.volumeMounts[name=many].readOnly", ABSENT),
+            (f"{task('read')}.dependencies", Has("write")),
+        ],
+    }),
+    # `access = rox`: many nodes may mount it, read-only. `aipc run` mounts it
+    # read-only even where the mount does not say `readonly`; the other targets
+    # must too.
+    "rox-volume": Case(ROX_WITHOUT_READONLY, facts={
+        "compose": [(f"{svc('read')}.volumes", ["frozen:/frozen:ro"])],
+        "k8s": [(f"{obj('PersistentVolumeClaim', 't-frozen')}.spec.accessModes", ["ReadOnlyMany"]),
+                (f"{ctr('Job', 't-read')}.volumeMounts[name=frozen].readOnly", True)],
+        "argo": [("spec.volumeClaimTemplates[metadata.name=frozen].spec.accessModes", ["ReadOnlyMany"]),
+                 (f"{tpl('read')}.container.volumeMounts[name=frozen].readOnly", True)],
+    }, xfail={
+        "k8s": "a rox volume is mounted read-write unless the mount says `readonly` (aipc run and compose mount it "
+               "read-only)",
+        "argo": "a rox volume is mounted read-write unless the mount says `readonly` (aipc run and compose mount it "
+                "read-only)",
+    }),
+    "host-volume": Case(HOST_VOLUME, facts={
+        "compose": [
+            (f"{svc('read')}.volumes", [Re(r"(\./|/.*/)data:/data:ro")]),  # a bind mount of the host path
+            (f"{svc('write')}.volumes", [Re(r"(\./|/.*/)data:/out")]),
+            ("volumes", ABSENT),
+        ],
+        "k8s": [Fails("B001", (2, 29), (3, 45))],
+        "argo": [Fails("B001", (2, 29), (3, 45))],
+    }),
+    "secrets": Case(SECRETS, env=SECRET_VALUES, facts={
+        # names only: the values come from the caller's environment or the cluster
+        "compose": [
+            (f"{svc('etl')}.environment", ["LOG_LEVEL=debug", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+                                           "DB_PASSWORD"]),
+            (f"{svc('api')}.environment", ["DB_PASSWORD"]),
+        ],
+        "k8s": [
+            Quiet(),
+            (f"{ctr('Job', 't-etl')}.envFrom", [{"secretRef": {"name": "s3"}}, {"secretRef": {"name": "db"}}]),
+            (f"{ctr('Job', 't-etl')}.env[name=LOG_LEVEL].value", "debug"),
+            (f"{ctr('Deployment', 't-api')}.envFrom", [{"secretRef": {"name": "db"}}]),
+            (f"{obj('Secret', 's3')}", ABSENT),  # never generated: the cluster holds it
+            (f"{obj('Secret', 'db')}", ABSENT),
+        ],
+        "argo": [
+            (f"{tpl('etl')}.container.envFrom", [{"secretRef": {"name": "s3"}}, {"secretRef": {"name": "db"}}]),
+            (f"{applied('api')}spec.template.spec.containers[0].envFrom", [{"secretRef": {"name": "db"}}]),
+        ],
+    }),
+    "chain-and-diamond": Case(ORDER, facts={
+        "compose": [
+            (f"{svc('a')}.depends_on", ABSENT),
+            (f"{svc('b')}.depends_on", {"a": COMPLETED}),
+            (f"{svc('c')}.depends_on", {"a": COMPLETED}),
+            (f"{svc('d')}.depends_on", {"b": COMPLETED, "c": COMPLETED}),
+            (f"{svc('e')}.depends_on", {"d": COMPLETED}),
+        ],
+        "k8s": [
+            (f"{obj('Job', 't-a')}.metadata.annotations[aipc.dev/depends-on]", ""),
+            (f"{obj('Job', 't-b')}.metadata.annotations[aipc.dev/depends-on]", "Job/t-a"),
+            (f"{obj('Job', 't-c')}.metadata.annotations[aipc.dev/depends-on]", "Job/t-a"),
+            (f"{obj('Job', 't-d')}.metadata.annotations[aipc.dev/depends-on]", "Job/t-b,Job/t-c"),
+            (f"{obj('Job', 't-e')}.metadata.annotations[aipc.dev/depends-on]", "Job/t-d"),
+        ],
+        "argo": [
+            (f"{task('a')}.dependencies", ABSENT),
+            (f"{task('b')}.dependencies", ["a"]),
+            (f"{task('c')}.dependencies", ["a"]),
+            (f"{task('d')}.dependencies", ["b", "c"]),
+            (f"{task('e')}.dependencies", ["d"]),
+        ],
+    }),
+    "services": Case(SERVICES, facts={
+        "compose": [
+            (f"{svc('db')}.depends_on", {"prep": COMPLETED}),  # a service after a batch stage: its success
+            (f"{svc('db')}.restart", "unless-stopped"),
+            (f"{svc('db')}.ports", [Re(r"(.*:)?5432:5432")]),
+            (f"{svc('db')}.healthcheck", ABSENT),
+            (f"{svc('api')}.depends_on", {"db": {"condition": "service_started"}}),  # db has no health check
+            (f"{svc('api')}.deploy.replicas", 2),
+            (f"{svc('api')}.ports", [Re(r"(.*:)?8080-8081:8080")]),  # one host port per replica
+            (f"{svc('api')}.healthcheck.test", Has(Re(r".*http://127\.0\.0\.1:8080/healthz.*"))),
+            (f"{svc('api')}.networks.default.aliases", ["t-api"]),
+            (f"{svc('web')}.depends_on", {"api": {"condition": "service_healthy"}}),
+            *hardened_compose("prep", "db", "api", "web"),
+        ],
+        "k8s": [
+            Quiet(),
+            (f"{obj('Deployment', 't-db')}.metadata.annotations[aipc.dev/depends-on]", "Job/t-prep"),
+            (f"{obj('Deployment', 't-api')}.metadata.annotations[aipc.dev/depends-on]", "Deployment/t-db"),
+            (f"{obj('Deployment', 't-web')}.metadata.annotations[aipc.dev/depends-on]", "Deployment/t-api"),
+            (f"{obj('Deployment', 't-db')}.spec.replicas", 1),
+            (f"{ctr('Deployment', 't-db')}.readinessProbe.tcpSocket.port", "http"),  # no health path: TCP
+            (f"{obj('Deployment', 't-api')}.spec.replicas", 2),
+            (f"{ctr('Deployment', 't-api')}.ports", [{"name": "http", "containerPort": 8080, "protocol": "TCP"}]),
+            (f"{ctr('Deployment', 't-api')}.startupProbe.httpGet", {"path": "/healthz", "port": "http"}),
+            (f"{ctr('Deployment', 't-api')}.readinessProbe.httpGet", {"path": "/healthz", "port": "http"}),
+            (f"{ctr('Deployment', 't-api')}.livenessProbe.httpGet", {"path": "/healthz", "port": "http"}),
+            (f"{obj('Service', 't-api')}.spec.ports[0].port", 8080),
+            (f"{obj('Service', 't-api')}.spec.selector[app.kubernetes.io/name]", "api"),
+            (f"{obj('NetworkPolicy', 't-api')}.spec.ingress[0].ports", Has({"protocol": "TCP", "port": 8080})),
+            *hardened_k8s("t", jobs=("prep",), deployments=("db", "api", "web")),
+        ],
+        "argo": [
+            (f"{task('db')}.dependencies", ["prep"]),
+            (f"{task('api')}.dependencies", ["db"]),
+            (f"{task('web')}.dependencies", ["api"]),
+            ("spec.templates[name=db-deployment].resource.successCondition",
+             Re(r".*status\.availableReplicas > 0.*")),
+            ("spec.templates[name=api-deployment].resource.successCondition",
+             Re(r".*status\.availableReplicas > 1.*")),
+            (f"{applied('api')}spec.replicas", 2),
+            (f"{applied('api')}spec.template.spec.containers[0].readinessProbe.httpGet.path", "/healthz"),
+            (f"{applied('api')}spec.template.spec.containers[0].livenessProbe.httpGet.path", "/healthz"),
+            (f"{applied('api', 'service')}spec.ports[0].port", 8080),
+            *hardened_argo(batch=("prep",), serve=("db", "api", "web")),
+        ],
+    }),
+    "params": Case(PARAMS, params=("epochs=20", "tag=2.0"), facts={
+        "compose": [
+            (f"{svc('model')}.image", "trainer:2.0"),
+            (f"{svc('model')}.entrypoint", ["train"]),
+            (f"{svc('model')}.command", ["--epochs=20", "--lr", "3e-4", "--amp=true"]),
+            (f"{svc('model')}.environment", ["RUN=t-model"]),
+        ],
+        "k8s": [
+            Quiet(),
+            (f"{ctr('Job', 't-model')}.image", "trainer:2.0"),
+            (f"{ctr('Job', 't-model')}.command", ["train", "--epochs=20", "--lr", "3e-4", "--amp=true"]),
+            (f"{ctr('Job', 't-model')}.env[name=RUN].value", "t-model"),
+        ],
+        "argo": [
+            # the workflow takes parameters at submission; -p sets their defaults
+            ("spec.arguments.parameters[name=epochs].value", "20"),
+            ("spec.arguments.parameters[name=lr].value", "3e-4"),
+            (f"{tpl('model')}.container.command",
+             ["train", "--epochs={{workflow.parameters.epochs}}", "--lr", "{{workflow.parameters.lr}}",
+              "--amp={{workflow.parameters.amp}}"]),
+            (f"{tpl('model')}.container.image", "trainer:{{workflow.parameters.tag}}"),
+            (f"{tpl('model')}.container.env[name=RUN].value", "t-model"),
+        ],
+    }),
+    "hardening": Case(HARDENING, facts={
+        "compose": hardened_compose("job", "web"),
+        "k8s": [*hardened_k8s("t", jobs=("job",), deployments=("web",)),
+                (f"{obj('NetworkPolicy', 't')}.spec.podSelector.matchLabels[app.kubernetes.io/part-of]", "t")],
+        "argo": hardened_argo(batch=("job",), serve=("web",)),
+    }),
+}
+
+
+# ------------------------------------------------------------------ the test
+
+
+def compile_case(case: Case, target: str, tmp_path: Path, capsys, monkeypatch) -> Output:
+    """`aipc compile` of the case for ``target``, as a user runs it."""
+    for name, value in case.env.items():
+        monkeypatch.setenv(name, value)
+    if isinstance(case.program, Path):
+        path = case.program
+    else:
+        path = tmp_path / "t.aip"
+        path.write_text(case.program)
+    params = [arg for param in case.params for arg in ("-p", param)]
+    status = cli.main(["compile", str(path), "-t", target, "--format", "json", *params])
+    out, err = capsys.readouterr()
+    diagnostics = json.loads(err) if err.strip() else []
+    documents = [d for d in yaml.safe_load_all(out) if d is not None]
+    return Output(status, _root(target, documents), diagnostics, out + err)
+
+
+def _root(target: str, documents: list):
+    if not documents:
+        return None
+    if target == "compose":
+        (document,) = documents
+        return document
+    if target == "argo":
+        (workflow,) = [d for d in documents if d["kind"] == "Workflow"]
+        return workflow
+    return {f"{d['kind']}/{d['metadata']['name']}": d for d in documents}
+
+
+ROWS = [
+    pytest.param(name, target, id=f"{name}-{target}",
+                 marks=[pytest.mark.xfail(strict=True, reason=case.xfail[target])] if target in case.xfail else [])
+    for name, case in CASES.items() for target in TARGETS
+]
+
+
+@pytest.mark.parametrize(("name", "target"), ROWS)
+def test_target_contains_the_facts(name, target, tmp_path, capsys, monkeypatch):
+    case = CASES[name]
+    output = compile_case(case, target, tmp_path, capsys, monkeypatch)
+    assert output.status in (0, 1), output.text[-2000:]
+    if not any(isinstance(f, Fails) for f in case.facts[target]):
+        assert output.status == 0, output.text[-2000:]
+    problems = failures(output, case.facts[target])
+    problems += [f"the value of the secret key {key} appears in the output"
+                 for key, value in case.env.items() if value in output.text]
+    assert not problems, "\n".join(problems)
+
+
+def test_the_table_covers_every_example_and_every_target():
+    assert set(EXAMPLE_CASES) == {path.stem for path in EXAMPLES}
+    for name, case in CASES.items():
+        assert set(case.facts) == set(TARGETS), name
+        assert all(case.facts[target] for target in TARGETS), name
+        assert set(case.xfail) <= set(TARGETS), name
+
+
+# ---------------------------------------------------------- the facts' own tests
+
+DOCUMENT = {
+    "spec": {"containers": [{"name": "a", "resources": {"limits": {"nvidia.com/gpu": 2}}},
+                            {"name": "b", "ports": [{"containerPort": 80}]}],
+             "manifest": "kind: Deployment\nspec:\n  replicas: 3\n"},
+    "metadata": {"annotations": {"aipc.dev/depends-on": "Job/x"}},
+}
+
+
+@pytest.mark.parametrize(("path", "expected"), [
+    ("spec.containers[0].resources.limits[nvidia.com/gpu]", 2),
+    ("spec.containers[name=b].ports[containerPort=80].containerPort", 80),
+    ("spec.containers[-1].name", "b"),
+    ("metadata.annotations[aipc.dev/depends-on]", "Job/x"),
+    ("spec.manifest>spec.replicas", 3),
+])
+def test_paths_find_values(path, expected):
+    assert resolve(DOCUMENT, path) == expected
+
+
+@pytest.mark.parametrize("path", ["spec.volumes", "spec.containers[2]", "spec.containers[name=c]",
+                                  "spec.containers[0].resources.limits[amd.com/gpu]", "metadata>kind"])
+def test_paths_that_lead_nowhere_say_so(path):
+    with pytest.raises(Missing):
+        resolve(DOCUMENT, path)
+
+
+def test_a_fact_that_does_not_hold_is_reported():
+    output = Output(0, DOCUMENT, [{"severity": "warning", "code": "B101", "line": 3, "column": 5}], "")
+    assert failures(output, [("spec.containers[0].name", "a"), ("spec.volumes", ABSENT), Warns("B101", 3, 5),
+                             ("spec.containers[1].ports", Has({"containerPort": 80})),
+                             ("spec.containers[0].name", Re("[ab]"))]) == []
+    wrong = [("spec.containers[0].name", "b"), ("spec.containers", ABSENT), ("spec.volumes", []),
+             Warns("B101", 3, 6), Quiet(), Fails("B001", (1, 1)), ("spec.manifest>spec.replicas", "3"),
+             ("spec.containers[0].name", Has("a")), ("spec.containers[0].name", Re("b"))]
+    assert len(failures(output, wrong)) == len(wrong)
+    assert At("spec.volumes", []).check(output) == "spec.volumes: spec has no volumes (keys: containers, manifest)"
