@@ -87,10 +87,9 @@ def options_from(args) -> Options:
 def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     options = options or Options()
     sink = Diagnostics(pipeline.file)
-    specs = docker.container_specs(pipeline, pipeline.stages, sink, TARGET)
     services = {
-        stage.name: build_service(pipeline, stage, specs[stage.name], options, sink)
-        for stage in pipeline.stages
+        stage.name: build_service(pipeline, stage, spec, options, sink)
+        for stage, spec in docker.each_container(pipeline, pipeline.stages, sink, TARGET)
     }
     document: dict = {"services": services}
     volumes = build_volumes(pipeline)

@@ -35,8 +35,9 @@ B101 warning on both targets.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, fields
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from aipc import codes
 from aipc.compiler import ir
@@ -124,13 +125,17 @@ def container_specs(pipeline: ir.Pipeline, stages: Iterable[ir.Stage], sink: Dia
     """The container of each of ``stages`` (in their order), by stage name; what
     ``target`` (how messages name it: "docker-compose", "`aipc run`") cannot
     express goes to ``sink``."""
+    return {stage.name: spec for stage, spec in each_container(pipeline, stages, sink, target)}
+
+
+def each_container(pipeline: ir.Pipeline, stages: Iterable[ir.Stage], sink: Diagnostics,
+                   target: str) -> Iterator[tuple[ir.Stage, ContainerSpec]]:
+    """``container_specs`` one stage at a time, for a caller that writes each as it comes."""
     stages = list(stages)
     ports = plan_host_ports(pipeline, stages, sink)
-    specs = {}
     for stage in stages:
         report_unsupported(stage, sink, target)
-        specs[stage.name] = container_spec(pipeline, stage, ports.get(stage.name))
-    return specs
+        yield stage, container_spec(pipeline, stage, ports.get(stage.name))
 
 
 def container_spec(pipeline: ir.Pipeline, stage: ir.Stage, publish: Publish | None) -> ContainerSpec:
@@ -142,16 +147,16 @@ def container_spec(pipeline: ir.Pipeline, stage: ir.Stage, publish: Publish | No
         entrypoint=entrypoint,
         command=command,
         working_dir=rendered(stage.workdir) if stage.workdir is not None else None,
-        environment=tuple((name, rendered(value)) for name, value in stage.env),
-        secret_keys=secret_keys(stage),
-        mounts=tuple(Mount(m.volume, m.path, m.readonly or m.volume.access is ir.Access.ROX) for m in stage.mounts),
-        tmpfs=() if any(m.path == HARDENING_TMP for m in stage.mounts) else (HARDENING_TMP,),
+        environment=tuple([(name, rendered(value)) for name, value in stage.env]),
+        secret_keys=secret_keys(stage) if stage.secrets else (),
+        mounts=tuple([Mount(m.volume, m.path, m.readonly or m.volume.access is ir.Access.ROX) for m in stage.mounts]),
+        tmpfs=() if any([m.path == HARDENING_TMP for m in stage.mounts]) else (HARDENING_TMP,),
         read_only=True,
         cap_drop=("ALL",),
         security_opt=("no-new-privileges:true",),
         cpu=resources.cpu,
         memory=resources.memory,
-        gpu=(GpuRequest(resources.gpu_vendor.value, resources.gpu)
+        gpu=(gpu_request(resources.gpu_vendor.value, resources.gpu)
              if resources.gpu > 0 and resources.gpu_vendor is not ir.GpuVendor.INTEL else None),
         devices=(INTEL_GPU_DEVICES,) if resources.gpu > 0 and resources.gpu_vendor is ir.GpuVendor.INTEL else (),
         shm_size=resources.shm,
@@ -162,13 +167,18 @@ def container_spec(pipeline: ir.Pipeline, stage: ir.Stage, publish: Publish | No
     )
 
 
+@functools.lru_cache(maxsize=None)
+def gpu_request(driver: str, count: int) -> GpuRequest:
+    return GpuRequest(driver, count)  # one per kind: most GPU stages of a pipeline ask alike
+
+
 def program(stage: ir.Stage) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
     """``(entrypoint, command)``: ``command`` is the argv that replaces the image's
     entrypoint; ``script`` runs with ``sh -c``; with neither, both are None."""
     if stage.script is not None:
         return ("sh", "-c"), (rendered(stage.script),)
     if stage.command:
-        argv = tuple(rendered(argument) for argument in stage.command)
+        argv = tuple([rendered(argument) for argument in stage.command])
         return argv[:1], argv[1:]
     return None, None
 

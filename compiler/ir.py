@@ -106,9 +106,10 @@ class Text:
     def render(self, *, param: Callable[[ParamRef], str]) -> str:
         """The text on a target: literal parts as they are, each reference as ``param`` renders it."""
         parts = self.parts
-        if len(parts) == 1 and parts[0].__class__ is str:
-            return parts[0]  # type: ignore[return-value]
-        return "".join(part if part.__class__ is str else param(part) for part in parts)  # type: ignore[misc]
+        if len(parts) == 1:
+            part = parts[0]
+            return part if part.__class__ is str else param(part)  # type: ignore[arg-type, return-value]
+        return "".join([part if part.__class__ is str else param(part) for part in parts])  # type: ignore[misc]
 
     def __str__(self) -> str:
         raise TypeError("an ir.Text has no str(): render it for its target with Text.render()")
