@@ -28,10 +28,6 @@ class Span(NamedTuple):
     start: int
     end: int
 
-    def to(self, other: "Span") -> "Span":
-        """The span from the start of this one to the end of ``other``."""
-        return Span(min(self.start, other.start), max(self.end, other.end))
-
 
 class Severity(str, enum.Enum):
     ERROR = "error"
@@ -169,10 +165,6 @@ class Source:
         start = self._line_starts[line - 1]
         end = self._line_starts[line] - 1 if line < len(self._line_starts) else len(self.text)
         return self.text[start:end].rstrip("\r")
-
-    @property
-    def line_count(self) -> int:
-        return len(self._line_starts)
 
 
 # --------------------------------------------------------------------------- JSON

@@ -6,6 +6,11 @@ and ``emit(pipeline, options) -> Emitted``. It imports only the IR and the
 diagnostics module (never ``aipc.dsl``), does not re-validate the program, and
 reports what its target cannot express as diagnostics with the construct's span.
 Registering a target is one line in ``TARGETS``.
+
+A stage's strings are ``ir.Text``: each backend writes them through one render
+function of its own (the YAML writer refuses a Text). Besides the targets,
+:mod:`aipc.backends.docker` lowers a stage to the container a Docker engine
+runs, which the compose target writes and ``aipc run`` creates.
 """
 
 from __future__ import annotations
@@ -43,10 +48,6 @@ class Emitted:
 
 class UnknownTarget(ValueError):
     pass
-
-
-def target_names() -> list[str]:
-    return list(TARGETS)
 
 
 def get_backend(name: str) -> ModuleType:

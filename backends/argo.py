@@ -13,8 +13,8 @@ What a program becomes
   Argo Helm chart creates for workflows). The Argo executor needs that
   account's token, so ``automountServiceAccountToken`` is left on here;
 - a parameter: a Workflow ``arguments.parameters`` entry whose value is the
-  default (``-p`` at compile time changes it); strings that came from a
-  parameter (command, script, env, image, workdir, health) refer to it as
+  default (``-p`` at compile time changes it); a stage's strings (command,
+  script, env, image, workdir, health: every ``ir.Text``) refer to it as
   ``{{workflow.parameters.NAME}}``, so ``argo submit -p epochs=20`` works.
   Numbers, sizes and durations (gpu, memory, timeout...) are fixed when
   compiling;
@@ -36,7 +36,10 @@ What a program becomes
 - a ``claim`` volume: the existing claim, in ``spec.volumes``; a mounted
   ``host`` volume is an error (B001), as on Kubernetes.
 
-A Workflow over 1 MiB (Argo's and etcd's limit) gets a B103 warning.
+Argo reads ``{{...}}`` in any string of a template as its own expression, so a
+string holding ``{{`` gets a B101 warning at its attribute; every string is
+written through :class:`ArgoTexts`, which reports it. A Workflow over 1 MiB
+(Argo's and etcd's limit) gets a B103 warning.
 """
 
 from __future__ import annotations
@@ -84,14 +87,48 @@ def options_from(args) -> Options:
 # -------------------------------------------------------------------- strings
 
 
-def parameter_text(stage: ir.Stage, path: str, value: str) -> str:
-    """A string as Argo should see it: parts that came from a parameter refer to
-    the Workflow's parameter, so a value given at submission reaches the stage."""
-    for template_path, template in stage.templates:
-        if template_path == path:
-            return "".join(part if isinstance(part, str) else "{{workflow.parameters.%s}}" % part.name
-                           for part in template)
-    return value
+def workflow_parameter(reference: ir.ParamRef) -> str:
+    """A parameter as the Workflow's own, so a value given at submission reaches the stage."""
+    return "{{workflow.parameters.%s}}" % reference.name
+
+
+class ArgoTexts:
+    """How this target writes a stage's strings: the one function per stage that
+    the Kubernetes builders call for every ``ir.Text`` (see :meth:`renderer`).
+
+    Argo reads ``{{...}}`` in a template as its own expression when the workflow
+    runs, and has no way to write the braces literally: every string written here
+    that holds them is reported (B101) at the attribute that holds it, once.
+    """
+
+    def __init__(self, sink: Diagnostics) -> None:
+        self.sink = sink
+        self.reported: set[tuple[str, object]] = set()
+
+    def renderer(self, stage: ir.Stage) -> k8s.Render:
+        def render(text: ir.Text) -> str:
+            literal = text.literal
+            if "{{" in (literal if literal is not None else text.render(param=ir.param_value)):
+                self.report_braces(stage, text)
+            return literal if literal is not None else text.render(param=workflow_parameter)
+        return render
+
+    def report_braces(self, stage: ir.Stage, text: ir.Text) -> None:
+        written = stage.attribute_at(text.span)
+        if written is None:  # the header's default image: reported there, once
+            key: tuple[str, object] = ("", text.span)
+            span, where = text.span, f"the default `image` `{stage.name}` uses"
+        else:
+            key = (stage.name, written[0])
+            span, where = written[1], f"`{written[0]}` of `{stage.name}`"
+        if key in self.reported:
+            return
+        self.reported.add(key)
+        self.sink.warning(codes.IGNORED_ON_TARGET, span,
+                          f"Argo reads `{{{{...}}}}` in {where} as a template expression when the workflow runs",
+                          label="evaluated by Argo, not passed as written",
+                          help="avoid `{{` in text for the argo target (e.g. split it as `{ {`), or use the "
+                          "kubernetes target, which passes it through")
 
 
 # ---------------------------------------------------------------------- names
@@ -143,7 +180,7 @@ def first_users(pipeline: ir.Pipeline, volume: ir.Volume) -> list[ir.Stage]:
 
 def build_volume_claim_template(pipeline: ir.Pipeline, volume: ir.Volume) -> dict:
     return {
-        "metadata": {"name": k8s.volume_name(volume), "labels": k8s.labels_for(pipeline, volume.name, "volume")},
+        "metadata": {"name": k8s.volume_name(volume), "labels": pipeline.labels_for(volume.name, "volume")},
         "spec": k8s.pvc_spec(volume),
     }
 
@@ -166,8 +203,8 @@ def build_apply_template(name: str, document: dict, success: str | None = None) 
 # ------------------------------------------------------------------ templates
 
 
-def build_container_template(pipeline: ir.Pipeline, stage: ir.Stage, options: Options) -> dict:
-    parts = k8s.build_pod_parts(pipeline, stage, options.kubernetes, parameter_text)
+def build_container_template(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, texts: ArgoTexts) -> dict:
+    parts = k8s.build_pod_parts(pipeline, stage, options.kubernetes, texts.renderer(stage))
     container = {**parts.container, "name": "main"}  # Argo's name for the stage's container
     template: dict = {"name": task_name(stage), "metadata": {"labels": k8s.stage_labels(pipeline, stage)}}
     if stage.retries > 0:
@@ -184,10 +221,11 @@ def build_container_template(pipeline: ir.Pipeline, stage: ir.Stage, options: Op
     return template
 
 
-def serve_manifests(pipeline: ir.Pipeline, stage: ir.Stage, options: Options) -> tuple[dict, dict]:
+def serve_manifests(pipeline: ir.Pipeline, stage: ir.Stage, options: Options,
+                    texts: ArgoTexts) -> tuple[dict, dict]:
     """The Kubernetes backend's Deployment and Service, parameters kept symbolic.
     The dependency annotations name Jobs of the Kubernetes output, so they go."""
-    deployment = k8s.build_deployment(pipeline, stage, options.kubernetes, parameter_text)
+    deployment = k8s.build_deployment(pipeline, stage, options.kubernetes, texts.renderer(stage))
     annotations = deployment["metadata"]["annotations"]
     for key in (k8s.DEPENDS_ON_ANNOTATION, k8s.LEVEL_ANNOTATION):
         annotations.pop(key, None)
@@ -195,8 +233,8 @@ def serve_manifests(pipeline: ir.Pipeline, stage: ir.Stage, options: Options) ->
 
 
 def build_serve_templates(pipeline: ir.Pipeline, stage: ir.Stage, options: Options,
-                          names: TemplateNames) -> list[dict]:
-    deployment, service = serve_manifests(pipeline, stage, options)
+                          names: TemplateNames, texts: ArgoTexts) -> list[dict]:
+    deployment, service = serve_manifests(pipeline, stage, options, texts)
     base = task_name(stage)
     deployment_template, service_template = names.add(f"{base}-deployment"), names.add(f"{base}-service")
     ready = stage.replicas - 1
@@ -253,13 +291,13 @@ def build_workflow_metadata(pipeline: ir.Pipeline, options: Options) -> dict:
         meta["generateName"] = f"{pipeline.dns_name}-"
     if pipeline.namespace:
         meta["namespace"] = pipeline.namespace
-    meta["labels"] = k8s.labels_for(pipeline, pipeline.name, "workflow")
+    meta["labels"] = pipeline.labels_for(pipeline.name, "workflow")
     if pipeline.description:
         meta["annotations"] = {"workflows.argoproj.io/description": pipeline.description}
     return meta
 
 
-def build_workflow(pipeline: ir.Pipeline, options: Options) -> dict:
+def build_workflow(pipeline: ir.Pipeline, options: Options, texts: ArgoTexts) -> dict:
     names = TemplateNames(pipeline)
     entrypoint = names.add(ENTRYPOINT)
     served = served_volumes(pipeline)
@@ -268,9 +306,9 @@ def build_workflow(pipeline: ir.Pipeline, options: Options) -> dict:
     templates += [build_apply_template(volume_tasks[v.name], k8s.build_pvc(pipeline, v)) for v in served]
     for stage in pipeline.stages:
         if stage.is_batch:
-            templates.append(build_container_template(pipeline, stage, options))
+            templates.append(build_container_template(pipeline, stage, options, texts))
         else:
-            templates += build_serve_templates(pipeline, stage, options, names)
+            templates += build_serve_templates(pipeline, stage, options, names, texts)
 
     spec: dict = {"entrypoint": entrypoint}
     if pipeline.params:
@@ -297,30 +335,13 @@ def build_workflow(pipeline: ir.Pipeline, options: Options) -> dict:
     }
 
 
-def report_template_braces(pipeline: ir.Pipeline, sink: Diagnostics) -> None:
-    """Argo reads `{{...}}` in a template as its own expression when the workflow
-    runs, and has no way to write the braces literally: say so where they are."""
-    for stage in pipeline.stages:
-        texts = [("image", stage.image), ("workdir", stage.workdir), ("script", stage.script),
-                 *(("command", part) for part in stage.command or ()),
-                 *(("env", value) for _, value in stage.env)]
-        for attribute in dict.fromkeys(name for name, text in texts if text and "{{" in text):
-            sink.warning(codes.IGNORED_ON_TARGET, stage.span_of(attribute),
-                         f"Argo reads `{{{{...}}}}` in `{attribute}` of `{stage.name}` as a template expression "
-                         "when the workflow runs",
-                         label="evaluated by Argo, not passed as written",
-                         help="avoid `{{` in text for the argo target (e.g. split it as `{ {`), or use the "
-                         "kubernetes target, which passes it through")
-
-
 def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     options = options or Options()
     sink = Diagnostics(pipeline.file)
     k8s.check_host_mounts(pipeline, sink, "Argo Workflows")
     if sink.has_errors:
         return Emitted((), tuple(sink.sorted()))
-    report_template_braces(pipeline, sink)
-    workflow = build_workflow(pipeline, options)
+    workflow = build_workflow(pipeline, options, ArgoTexts(sink))
     size = len(json.dumps(workflow, separators=(",", ":")).encode("utf-8"))
     if size > MAX_WORKFLOW_BYTES:
         sink.warning(

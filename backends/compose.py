@@ -2,33 +2,30 @@
 
 The output is accepted both by the docker-compose 1.29 that Debian ships and by
 the current compose specification, so it uses only keys both know (no top-level
-``name``, no ``version``). What each construct becomes:
+``name``, no ``version``). Each stage's container is decided in
+:mod:`aipc.backends.docker` (shared with `aipc run`); this module writes it as
+a service, and adds what compose itself decides:
 
-- a stage is a service; ``command`` replaces the image's entrypoint
-  (``entrypoint: [argv0]`` + ``command: [rest]``), a ``script`` runs as
-  ``entrypoint: [sh, -c]`` + ``command: [script]``;
+- the container's ``command`` as ``entrypoint: [argv0]`` + ``command: [rest]``,
+  a ``script`` as ``entrypoint: [sh, -c]`` + ``command: [script]``;
 - ``after`` is ``depends_on`` with ``service_completed_successfully`` for a batch
   dependency, ``service_healthy`` for a serve dependency with ``health`` and
   ``service_started`` for one without;
 - sized volumes are named volumes, ``host`` volumes bind mounts (a relative path
   resolves against the compose file's directory), ``claim`` volumes external
-  named volumes; ``readonly`` mounts end in ``:ro``;
-- GPUs are device reservations (``driver: nvidia`` or ``driver: amd``, the driver
-  Docker Engine 28.3+ registers with the AMD Container Toolkit); Intel GPUs have
-  no such driver, so ``/dev/dri`` is passed through and the count is reported as
-  not expressible;
-- a serve stage is reachable from the other services as ``<stage>`` and as
-  ``<pipeline>-<stage>``, the name of its Service on Kubernetes (a network alias);
-- a serve stage publishes its port: ``PORT:PORT`` for one replica and the host
-  range ``PORT-(PORT+replicas-1):PORT`` for several, so each replica gets its own
-  host port (the engine hands them out) and the declared port always answers;
-  stages whose host ports overlap are reported (B102);
+  named volumes; read-only mounts (``readonly``, or a ``rox`` volume) end in ``:ro``;
+- a serve stage's aliases are network aliases, its published host ports a range
+  ``FIRST-LAST:PORT`` (``--compose-publish-address`` limits them to one address),
+  its health path a ``healthcheck`` that probes it with whatever HTTP client
+  the image has;
 - secrets are environment variables passed through by name only: the values
   come from the environment of ``docker-compose`` (or its ``.env`` file);
+- a batch stage restarts ``on-failure:RETRIES``;
 - every string the user wrote has ``$`` doubled, so compose never interpolates it.
 
-``timeout``, ``gpu_model`` and ``disk`` have no compose equivalent and are
-reported as B101 warnings at the attribute.
+``timeout`` has no compose equivalent and is reported as a B101 warning at the
+attribute, as are what no Docker container can express (``gpu_model``,
+``disk``, a number of Intel GPUs; see :func:`aipc.backends.docker.report_unsupported`).
 """
 
 from __future__ import annotations
@@ -39,10 +36,10 @@ import shlex
 from dataclasses import dataclass
 
 from aipc import codes
-from aipc.backends import Emitted
+from aipc.backends import Emitted, docker
 from aipc.compiler import ir
-from aipc.compiler.units import format_bytes, format_duration
-from aipc.diagnostics import Diagnostics, Label
+from aipc.compiler.ir import format_duration
+from aipc.diagnostics import Diagnostics
 
 # The probe a serve stage's healthcheck runs. It uses whichever HTTP client the
 # image has: wget (busybox, alpine, most distributions), curl, or Python's
@@ -54,11 +51,7 @@ HEALTH_RETRIES = 3  # failed probes in a row that make the service unhealthy
 HEALTH_START_PERIOD = 300  # seconds of start-up (loading a model) in which failures do not count
 _PYTHON_PROBE = "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=%d)" % (HEALTH_TIMEOUT - 1)
 
-HARDENING_TMP = "/tmp"
-INTEL_GPU_DEVICES = "/dev/dri:/dev/dri"
-MAX_PORT = 65535
-
-
+TARGET = "docker-compose"  # how messages name this target
 DEFAULT_FILENAME = "compose.yaml"  # a name docker-compose 1.29 and v2 both find by themselves
 
 
@@ -94,10 +87,9 @@ def options_from(args) -> Options:
 def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     options = options or Options()
     sink = Diagnostics(pipeline.file)
-    host_ports = plan_host_ports(pipeline, sink)
     services = {
-        stage.name: build_service(pipeline, stage, host_ports.get(stage.name), options, sink)
-        for stage in pipeline.stages
+        stage.name: build_service(pipeline, stage, spec, options, sink)
+        for stage, spec in docker.each_container(pipeline, pipeline.stages, sink, TARGET)
     }
     document: dict = {"services": services}
     volumes = build_volumes(pipeline)
@@ -109,66 +101,54 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
 # ----------------------------------------------------------------------- services
 
 
-def build_service(pipeline: ir.Pipeline, stage: ir.Stage, host_ports: tuple[int, int] | None,
-                  options: Options, sink: Diagnostics) -> dict:
+def build_service(pipeline: ir.Pipeline, stage: ir.Stage, spec: docker.ContainerSpec, options: Options,
+                  sink: Diagnostics) -> dict:
     """One service, its keys in a fixed order: what runs first, then how."""
-    report_unsupported(stage, sink)
-    service: dict = {"image": escape(stage.image)}
-    service.update(build_program(stage))
-    if stage.workdir is not None:
-        service["working_dir"] = escape(stage.workdir)
-    environment = build_environment(stage)
+    report_timeout(stage, sink)
+    service: dict = {"image": escape(spec.image)}
+    service.update(build_program(spec))
+    if spec.working_dir is not None:
+        service["working_dir"] = escape(spec.working_dir)
+    environment = build_environment(spec)
     if environment:
         service["environment"] = environment
     depends_on = build_depends_on(pipeline, stage)
     if depends_on:
         service["depends_on"] = depends_on
-    if stage.mounts:
-        service["volumes"] = [build_mount(mount) for mount in stage.mounts]
-    if not stage.is_batch:
-        service["ports"] = [build_port(stage, host_ports, options)]
-        service["networks"] = build_networks(pipeline, stage)
-        if stage.health is not None:
-            service["healthcheck"] = build_healthcheck(stage)
-    deploy = build_deploy(stage)
+    if spec.mounts:
+        service["volumes"] = [build_mount(mount) for mount in spec.mounts]
+    if spec.publish is not None:
+        service["ports"] = [build_port(spec.publish, options)]
+    if spec.aliases:
+        service["networks"] = {"default": {"aliases": list(spec.aliases)}}
+    if spec.health is not None and spec.publish is not None:
+        service["healthcheck"] = build_healthcheck(spec.publish.port, spec.health)
+    deploy = build_deploy(stage, spec)
     if deploy:
         service["deploy"] = deploy
-    devices = build_devices(stage, sink)
-    if devices:
-        service["devices"] = devices
-    if stage.resources.shm is not None:
-        service["shm_size"] = compose_bytes(stage.resources.shm)
+    if spec.devices:
+        service["devices"] = list(spec.devices)
+    if spec.shm_size is not None:
+        service["shm_size"] = compose_bytes(spec.shm_size)
     service["restart"] = build_restart(stage)
-    service.update(build_hardening(stage))
-    service["labels"] = build_labels(pipeline, stage)
+    service.update(build_hardening(spec))
+    service["labels"] = {key: escape(value) for key, value in spec.labels}
     return service
 
 
-def build_program(stage: ir.Stage) -> dict:
-    """``command`` is the argv that replaces the image's entrypoint; ``script`` runs
-    with ``sh -c``; with neither the image's own entrypoint and command run."""
-    if stage.script is not None:
-        return {"entrypoint": ["sh", "-c"], "command": [escape(stage.script)]}
-    if stage.command:
-        program: dict = {"entrypoint": [escape(stage.command[0])]}
-        if len(stage.command) > 1:
-            program["command"] = [escape(argument) for argument in stage.command[1:]]
-        return program
-    return {}
+def build_program(spec: docker.ContainerSpec) -> dict:
+    program: dict = {}
+    if spec.entrypoint is not None:
+        program["entrypoint"] = [escape(argument) for argument in spec.entrypoint]
+    if spec.command:
+        program["command"] = [escape(argument) for argument in spec.command]
+    return program
 
 
-def build_environment(stage: ir.Stage) -> list[str]:
+def build_environment(spec: docker.ContainerSpec) -> list[str]:
     """``NAME=value`` for ``env``, then a bare ``NAME`` for each secret key: compose
-    passes the caller's value through and the output never holds it. An ``env``
-    entry of the same name wins, as it does over ``envFrom`` on Kubernetes."""
-    environment = [f"{name}={escape(value)}" for name, value in stage.env]
-    taken = {name for name, _ in stage.env}
-    for secret in stage.secrets:
-        for key in secret.keys:
-            if key not in taken:
-                environment.append(key)
-                taken.add(key)
-    return environment
+    passes the caller's value through and the output never holds it."""
+    return [f"{name}={escape(value)}" for name, value in spec.environment] + list(spec.secret_keys)
 
 
 def build_depends_on(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
@@ -185,7 +165,7 @@ def build_depends_on(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
     return depends_on
 
 
-def build_mount(mount: ir.Mount) -> str | dict:
+def build_mount(mount: docker.Mount) -> str | dict:
     """The short syntax (``raw:/data/raw:ro``), which also creates a missing host
     directory; the long one only when a path holds a `:` the short one splits on."""
     volume = mount.volume
@@ -193,13 +173,13 @@ def build_mount(mount: ir.Mount) -> str | dict:
         source = host_source(volume.host_path or ".")
     else:
         source = volume.name
-    if ":" in source or ":" in mount.path:
+    if ":" in source or ":" in mount.target:
         long_form = {"type": "bind" if volume.kind is ir.VolumeKind.HOST else "volume",
-                     "source": escape(source), "target": escape(mount.path)}
-        if mount.readonly:
+                     "source": escape(source), "target": escape(mount.target)}
+        if mount.read_only:
             long_form["read_only"] = True
         return long_form
-    return escape(f"{source}:{mount.path}" + (":ro" if mount.readonly else ""))
+    return escape(f"{source}:{mount.target}" + (":ro" if mount.read_only else ""))
 
 
 def host_source(path: str) -> str:
@@ -210,59 +190,17 @@ def host_source(path: str) -> str:
     return "./" + path
 
 
-def plan_host_ports(pipeline: ir.Pipeline, sink: Diagnostics) -> dict[str, tuple[int, int]]:
-    """The host ports of each serve stage, ``(first, last)``: one per replica, from
-    the declared port up. Overlaps between stages are reported: compose would fail
-    to start the later stage's containers."""
-    planned: dict[str, tuple[int, int]] = {}
-    for stage in pipeline.stages:
-        if stage.is_batch or stage.port is None:
-            continue
-        first = stage.port
-        last = min(MAX_PORT, first + stage.replicas - 1)
-        if last - first + 1 < stage.replicas:
-            sink.warning(codes.HOST_PORTS_OVERLAP, stage.span_of("replicas"),
-                         f"{stage.replicas} replicas of `{stage.name}` need host ports {first}-"
-                         f"{first + stage.replicas - 1}, beyond {MAX_PORT}",
-                         label="too many replicas for this port",
-                         help="use a lower port or fewer replicas")
-        for other, (other_first, other_last) in planned.items():
-            if first <= other_last and other_first <= last:
-                other_stage = pipeline.stage(other)
-                sink.warning(codes.HOST_PORTS_OVERLAP, stage.span_of("port"),
-                             f"the host ports of `{stage.name}` ({port_range(first, last)}) overlap "
-                             f"those of `{other}` ({port_range(other_first, other_last)})",
-                             label="published on the host from here",
-                             related=[Label(other_stage.span_of("port"), f"`{other}` publishes from here")],
-                             help=f"on docker-compose each replica takes its own host port: keep serve "
-                             f"stages' ports at least as far apart as their replicas ({other_stage.replicas} "
-                             f"for `{other}`)")
-        planned[stage.name] = (first, last)
-    return planned
-
-
-def build_networks(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
-    """A serve stage also answers to the name its Service has on Kubernetes, so
-    `http://<pipeline>-<stage>:PORT` reaches it from other stages on every target."""
-    return {"default": {"aliases": [pipeline.object_name(stage.name)]}}
-
-
-def port_range(first: int, last: int) -> str:
-    return str(first) if first == last else f"{first}-{last}"
-
-
-def build_port(stage: ir.Stage, host_ports: tuple[int, int] | None, options: Options) -> str:
-    first, last = host_ports or (stage.port, stage.port)
-    published = f"{port_range(first, last)}:{stage.port}"
+def build_port(publish: docker.Publish, options: Options) -> str:
+    published = f"{docker.port_range(publish.first, publish.last)}:{publish.port}"
     address = options.publish_address
     if address is None:
         return published
     return f"[{address}]:{published}" if ":" in address else f"{address}:{published}"
 
 
-def build_healthcheck(stage: ir.Stage) -> dict:
+def build_healthcheck(port: int, path: str) -> dict:
     """An HTTP GET of the health path that works in common images (see the probe)."""
-    url = shlex.quote(f"http://127.0.0.1:{stage.port}{stage.health}")
+    url = shlex.quote(f"http://127.0.0.1:{port}{path}")
     python = shlex.quote(_PYTHON_PROBE)
     probe = (
         "unset http_proxy HTTP_PROXY all_proxy ALL_PROXY; "
@@ -280,29 +218,29 @@ def build_healthcheck(stage: ir.Stage) -> dict:
     }
 
 
-def build_deploy(stage: ir.Stage) -> dict:
+def build_deploy(stage: ir.Stage, spec: docker.ContainerSpec) -> dict:
     deploy: dict = {}
     if not stage.is_batch:
         deploy["replicas"] = stage.replicas
-    resources = build_resources(stage.resources)
+    resources = build_resources(spec)
     if resources:
         deploy["resources"] = resources
     return deploy
 
 
-def build_resources(resources: ir.Resources) -> dict:
+def build_resources(spec: docker.ContainerSpec) -> dict:
     """Limits are the high end of a range, reservations the low end; NVIDIA and AMD
     GPUs are device reservations."""
     limits: dict = {}
     reservations: dict = {}
-    if resources.cpu is not None:
-        limits["cpus"] = compose_cpus(resources.cpu.limit)
-        reservations["cpus"] = compose_cpus(resources.cpu.request)
-    if resources.memory is not None:
-        limits["memory"] = compose_bytes(resources.memory.limit)
-        reservations["memory"] = compose_bytes(resources.memory.request)
-    if resources.gpu > 0 and resources.gpu_vendor is not ir.GpuVendor.INTEL:
-        reservations["devices"] = [build_gpu_reservation(resources)]
+    if spec.cpu is not None:
+        limits["cpus"] = compose_cpus(spec.cpu.limit)
+        reservations["cpus"] = compose_cpus(spec.cpu.request)
+    if spec.memory is not None:
+        limits["memory"] = compose_bytes(spec.memory.limit)
+        reservations["memory"] = compose_bytes(spec.memory.request)
+    if spec.gpu is not None:
+        reservations["devices"] = [{"driver": spec.gpu.driver, "count": spec.gpu.count, "capabilities": ["gpu"]}]
     out: dict = {}
     if limits:
         out["limits"] = limits
@@ -311,61 +249,23 @@ def build_resources(resources: ir.Resources) -> dict:
     return out
 
 
-def build_gpu_reservation(resources: ir.Resources) -> dict:
-    return {"driver": resources.gpu_vendor.value, "count": resources.gpu, "capabilities": ["gpu"]}
-
-
-def build_devices(stage: ir.Stage, sink: Diagnostics) -> list[str]:
-    """Intel GPUs: Docker has no device driver for them, so the render nodes are
-    passed through, all of them."""
-    resources = stage.resources
-    if resources.gpu == 0 or resources.gpu_vendor is not ir.GpuVendor.INTEL:
-        return []
-    sink.warning(codes.IGNORED_ON_TARGET, stage.span_of("gpu"),
-                 f"docker-compose cannot reserve a number of Intel GPUs: `{stage.name}` gets every GPU "
-                 f"of the host (/dev/dri), not {resources.gpu}",
-                 label="the count is ignored",
-                 help="limit the GPUs the container sees yourself, e.g. with ZE_AFFINITY_MASK in `env`")
-    return [INTEL_GPU_DEVICES]
-
-
 def build_restart(stage: ir.Stage) -> str:
     if not stage.is_batch:
         return "unless-stopped"
     return f"on-failure:{stage.retries}" if stage.retries > 0 else "no"
 
 
-def build_hardening(stage: ir.Stage) -> dict:
-    """No capabilities, no privilege escalation, a read-only root file system and a
-    writable /tmp (unless a volume is mounted there)."""
-    hardening: dict = {"read_only": True}
-    if not any(mount.path == HARDENING_TMP for mount in stage.mounts):
-        hardening["tmpfs"] = [HARDENING_TMP]
-    hardening["cap_drop"] = ["ALL"]
-    hardening["security_opt"] = ["no-new-privileges:true"]
+def build_hardening(spec: docker.ContainerSpec) -> dict:
+    hardening: dict = {"read_only": spec.read_only}
+    if spec.tmpfs:
+        hardening["tmpfs"] = list(spec.tmpfs)
+    hardening["cap_drop"] = list(spec.cap_drop)
+    hardening["security_opt"] = list(spec.security_opt)
     return hardening
 
 
-def build_labels(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
-    labels = {
-        "app.kubernetes.io/name": stage.name,
-        "app.kubernetes.io/part-of": pipeline.name,
-        "app.kubernetes.io/component": stage.kind.value,
-        "app.kubernetes.io/managed-by": "aipc",
-    }
-    return add_user_labels(labels, (*pipeline.labels, *stage.labels))
-
-
-def add_user_labels(labels: dict, user_labels) -> dict:
-    """The user's labels after the standard ones (the checker keeps them apart);
-    a stage's label replaces the pipeline's of the same key."""
-    for key, value in user_labels:
-        labels[key] = escape(value)
-    return labels
-
-
-def report_unsupported(stage: ir.Stage, sink: Diagnostics) -> None:
-    """What compose has no way to say, at the attribute that says it."""
+def report_timeout(stage: ir.Stage, sink: Diagnostics) -> None:
+    """compose has no deadline for a container (`aipc run` enforces it itself)."""
     if stage.timeout is not None:
         sink.warning(codes.IGNORED_ON_TARGET, stage.span_of("timeout"),
                      f"docker-compose has no deadline for a container: `timeout = "
@@ -373,19 +273,6 @@ def report_unsupported(stage: ir.Stage, sink: Diagnostics) -> None:
                      label="ignored on docker-compose",
                      help=f"bound the whole run yourself (`timeout {stage.timeout}s docker-compose up`), "
                      "or use the kubernetes or argo target, which enforce it")
-    if stage.resources.gpu_model is not None:
-        sink.warning(codes.IGNORED_ON_TARGET, stage.span_of("gpu_model"),
-                     f"docker-compose cannot select a GPU model: `gpu_model = \"{stage.resources.gpu_model}\"` "
-                     f"of `{stage.name}` is ignored",
-                     label="ignored on docker-compose",
-                     help="the stage gets whichever GPUs the host has; the kubernetes and argo targets "
-                     "select the model with a node selector")
-    if stage.resources.disk is not None:
-        sink.warning(codes.IGNORED_ON_TARGET, stage.span_of("disk"),
-                     f"docker-compose cannot limit a container's local storage: `disk = "
-                     f"{format_bytes(stage.resources.disk)}` of `{stage.name}` is ignored",
-                     label="ignored on docker-compose",
-                     help="mount a volume for large scratch data instead")
 
 
 # ------------------------------------------------------------------------ volumes
@@ -404,12 +291,7 @@ def build_volumes(pipeline: ir.Pipeline) -> dict:
 
 
 def build_named_volume(pipeline: ir.Pipeline, volume: ir.Volume) -> dict:
-    labels = {
-        "app.kubernetes.io/name": volume.name,
-        "app.kubernetes.io/part-of": pipeline.name,
-        "app.kubernetes.io/managed-by": "aipc",
-    }
-    return {"labels": add_user_labels(labels, pipeline.labels)}
+    return {"labels": {key: escape(value) for key, value in pipeline.labels_for(volume.name, None).items()}}
 
 
 def build_external_volume(volume: ir.Volume) -> dict:

@@ -63,7 +63,7 @@ from typing import Callable
 from aipc import codes
 from aipc.backends import Emitted
 from aipc.compiler import ir
-from aipc.compiler.units import format_bytes, format_cpu
+from aipc.compiler.ir import format_bytes, format_cpu
 from aipc.diagnostics import Diagnostics
 
 STAGE_ANNOTATION = "aipc.dev/stage"
@@ -73,7 +73,6 @@ SECRETS_AS_ENV_SKIP = {
     "checkov.io/skip1": "CKV_K8S_35=the .aip language injects secret keys as environment variables",
 }
 
-MANAGED_BY = "aipc"
 PORT_NAME = "http"
 NON_ROOT_ID = 65532  # the conventional `nonroot` user: above 10000, outside host ranges
 
@@ -123,13 +122,15 @@ def options_from(args) -> Options:
 # ----------------------------------------------------------------- strings
 
 
-# How a string attribute is written: the Kubernetes target writes the value the
-# parameters gave it; the Argo target writes parameters as `{{workflow.parameters.x}}`.
-Render = Callable[[ir.Stage, str, str], str]
+# How a stage's strings (ir.Text) are written: the Kubernetes target writes the
+# value the parameters gave them; the Argo target passes its own function, which
+# writes parameters as `{{workflow.parameters.x}}`.
+Render = Callable[[ir.Text], str]
 
 
-def literal(stage: ir.Stage, path: str, value: str) -> str:
-    return value
+def substituted(text: ir.Text) -> str:
+    """A stage's string as this target writes it: each parameter's value in place."""
+    return text.render(param=ir.param_value)
 
 
 def no_expansion(text: str) -> str:
@@ -144,34 +145,13 @@ def no_expansion(text: str) -> str:
 # ------------------------------------------------------------------ metadata
 
 
-def label_value(text: str) -> str:
-    """A label value: at most 63 characters, starting and ending alphanumeric."""
-    return text[:63].strip("-_.")
-
-
-def labels_for(pipeline: ir.Pipeline, name: str, component: str,
-               extra: tuple[tuple[str, str], ...] = ()) -> dict:
-    labels = {
-        "app.kubernetes.io/name": label_value(name),
-        "app.kubernetes.io/part-of": label_value(pipeline.name),
-        "app.kubernetes.io/component": component,
-        "app.kubernetes.io/managed-by": MANAGED_BY,
-    }
-    for key, value in (*pipeline.labels, *extra):
-        labels[key] = value
-    return labels
-
-
 def stage_labels(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
-    return labels_for(pipeline, stage.name, stage.kind.value, stage.labels)
+    return pipeline.labels_for(stage.name, stage.kind.value, stage.labels)
 
 
 def selector_labels(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
     """The labels that pick one stage's pods (a subset of ``stage_labels``)."""
-    return {
-        "app.kubernetes.io/name": label_value(stage.name),
-        "app.kubernetes.io/part-of": label_value(pipeline.name),
-    }
+    return {ir.LABEL_NAME: ir.label_value(stage.name), ir.LABEL_PART_OF: ir.label_value(pipeline.name)}
 
 
 def metadata(pipeline: ir.Pipeline, name: str, labels: dict, annotations: dict | None = None) -> dict:
@@ -251,7 +231,7 @@ def build_pvc(pipeline: ir.Pipeline, volume: ir.Volume) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
-        "metadata": metadata(pipeline, claim_name(pipeline, volume), labels_for(pipeline, volume.name, "volume")),
+        "metadata": metadata(pipeline, claim_name(pipeline, volume), pipeline.labels_for(volume.name, "volume")),
         "spec": pvc_spec(volume),
     }
 
@@ -311,15 +291,14 @@ def build_program(stage: ir.Stage, render: Render) -> dict:
     """``command`` is the whole argv (it replaces the image's entrypoint); a
     ``script`` runs with ``sh -c``; with neither the image's own entrypoint runs."""
     if stage.script is not None:
-        return {"command": ["sh", "-c"], "args": [no_expansion(render(stage, "script", stage.script))]}
+        return {"command": ["sh", "-c"], "args": [no_expansion(render(stage.script))]}
     if stage.command:
-        return {"command": [no_expansion(render(stage, f"command.{i}", argument))
-                            for i, argument in enumerate(stage.command)]}
+        return {"command": [no_expansion(render(argument)) for argument in stage.command]}
     return {}
 
 
 def build_env(stage: ir.Stage, render: Render) -> list[dict]:
-    env = [{"name": name, "value": no_expansion(render(stage, f"env.{name}", value))} for name, value in stage.env]
+    env = [{"name": name, "value": no_expansion(render(value))} for name, value in stage.env]
     if not any(name == "HOME" for name, _ in stage.env):
         env.append({"name": "HOME", "value": "/tmp"})  # the root filesystem is read-only
     return env
@@ -327,7 +306,7 @@ def build_env(stage: ir.Stage, render: Render) -> list[dict]:
 
 def build_probes(stage: ir.Stage, render: Render) -> dict:
     if stage.health is not None:
-        handler: dict = {"httpGet": {"path": render(stage, "health", stage.health), "port": PORT_NAME}}
+        handler: dict = {"httpGet": {"path": render(stage.health), "port": PORT_NAME}}
     else:
         handler = {"tcpSocket": {"port": PORT_NAME}}
     return {
@@ -351,14 +330,14 @@ def build_volume_mounts(stage: ir.Stage, scratch: ScratchNames) -> list[dict]:
     return mounts
 
 
-def build_container(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render = literal) -> dict:
+def build_container(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render) -> dict:
     container: dict = {
         "name": ir.dns_label(stage.name),
-        "image": render(stage, "image", stage.image),
+        "image": render(stage.image),
         **build_program(stage, render),
     }
     if stage.workdir is not None:
-        container["workingDir"] = render(stage, "workdir", stage.workdir)
+        container["workingDir"] = render(stage.workdir)
     container["env"] = build_env(stage, render)
     if stage.secrets:
         container["envFrom"] = [{"secretRef": {"name": ir.dns_label(s.name)}} for s in stage.secrets]
@@ -402,7 +381,7 @@ class PodParts:
     tolerations: list
 
 
-def build_pod_parts(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render = literal) -> PodParts:
+def build_pod_parts(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render) -> PodParts:
     return PodParts(
         container=build_container(pipeline, stage, options, render),
         scratch_volumes=scratch_volumes(pipeline, stage),
@@ -412,7 +391,7 @@ def build_pod_parts(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, re
     )
 
 
-def build_pod_spec(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render = literal) -> dict:
+def build_pod_spec(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render) -> dict:
     parts = build_pod_parts(pipeline, stage, options, render)
     spec: dict = {}
     if stage.is_batch:
@@ -439,7 +418,7 @@ def build_job(pipeline: ir.Pipeline, stage: ir.Stage, options: Options) -> dict:
     spec["ttlSecondsAfterFinished"] = options.ttl_seconds_after_finished
     spec["template"] = {
         "metadata": {"labels": labels},
-        "spec": build_pod_spec(pipeline, stage, options),
+        "spec": build_pod_spec(pipeline, stage, options, substituted),
     }
     return {
         "apiVersion": "batch/v1",
@@ -449,7 +428,7 @@ def build_job(pipeline: ir.Pipeline, stage: ir.Stage, options: Options) -> dict:
     }
 
 
-def build_deployment(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render = literal) -> dict:
+def build_deployment(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render) -> dict:
     labels = stage_labels(pipeline, stage)
     return {
         "apiVersion": "apps/v1",
@@ -489,9 +468,9 @@ def build_default_deny(pipeline: ir.Pipeline) -> dict:
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
-        "metadata": metadata(pipeline, pipeline.dns_name, labels_for(pipeline, pipeline.name, "network-policy")),
+        "metadata": metadata(pipeline, pipeline.dns_name, pipeline.labels_for(pipeline.name, "network-policy")),
         "spec": {
-            "podSelector": {"matchLabels": {"app.kubernetes.io/part-of": label_value(pipeline.name)}},
+            "podSelector": {"matchLabels": {ir.LABEL_PART_OF: ir.label_value(pipeline.name)}},
             "policyTypes": ["Ingress"],
         },
     }
@@ -515,7 +494,7 @@ def build_namespace(pipeline: ir.Pipeline) -> dict:
     return {
         "apiVersion": "v1",
         "kind": "Namespace",
-        "metadata": {"name": pipeline.namespace, "labels": labels_for(pipeline, pipeline.namespace or "", "namespace")},
+        "metadata": {"name": pipeline.namespace, "labels": pipeline.labels_for(pipeline.namespace or "", "namespace")},
     }
 
 
@@ -552,6 +531,6 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
         if stage.is_batch:
             documents.append(build_job(pipeline, stage, options))
         else:
-            documents += [build_deployment(pipeline, stage, options), build_service(pipeline, stage),
+            documents += [build_deployment(pipeline, stage, options, substituted), build_service(pipeline, stage),
                           build_allow_port(pipeline, stage)]
     return Emitted(tuple(documents), tuple(sink.sorted()))

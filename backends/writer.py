@@ -13,11 +13,14 @@ distinct string classified once, as plain, single-quoted or a literal block.
 A string it cannot classify with certainty (quotes, tabs, non-ASCII text,
 leading or trailing spaces, `: `...) sends the whole stream to PyYAML; the
 tests hold both paths to the same bytes.
+
+A value that is not YAML data (an ``ir.Text`` a backend did not render, an IR
+enum, any other object) is refused with :class:`NotData`, so a string a
+backend forgot to render fails every test that writes its output.
 """
 
 from __future__ import annotations
 
-import gc
 import re
 from typing import Iterable
 
@@ -53,15 +56,9 @@ _Dumper.add_representer(str, _represent_str)
 def to_yaml(documents: Iterable[dict]) -> str:
     """A YAML stream; several documents are separated by `---`."""
     documents = list(documents)
-    collecting = gc.isenabled()
-    gc.disable()  # no cycles are made here; collector passes over large documents cost more than writing them
-    try:
-        text = _fast_yaml(documents)
-        if text is None:
-            text = _pyyaml(documents)
-    finally:
-        if collecting:
-            gc.enable()
+    text = _fast_yaml(documents)
+    if text is None:
+        text = _pyyaml(documents)
     return text
 
 
@@ -77,6 +74,12 @@ def _pyyaml(documents: list[dict]) -> str:
 class _Unusual(Exception):
     """A value the fast path leaves to PyYAML."""
 
+
+class NotData(TypeError):
+    """A document holds something other than dicts, lists, strings, numbers, booleans and None."""
+
+
+_PYYAML_DATA = (float, tuple)  # data the fast path leaves to PyYAML
 
 _ONE_LINE = re.compile(r"[\x20-\x7e]*")  # printable ASCII, no line break
 # Printable ASCII lines written as a literal block with a `|` or `|-` header: the
@@ -131,7 +134,10 @@ def _fast_yaml(documents: list[dict]) -> str | None:
             return str(value)
         if value is None:
             return "null"
-        raise _Unusual
+        if kind in _PYYAML_DATA:
+            raise _Unusual
+        raise NotData(f"{kind.__module__}.{kind.__qualname__} is not YAML data: the backend must turn it into "
+                      "text first (an ir.Text through its render function)")
 
     def literal(value: str, indent: str) -> str:
         if value.endswith("\n\n") or not _LITERAL_TEXT.fullmatch(value):

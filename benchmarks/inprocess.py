@@ -10,9 +10,8 @@ compile to Kubernetes (tracemalloc, measured in a separate pass so that it does
 not slow the timings).
 
 The cyclic garbage collector is off, as in `aipc check` and `aipc compile`
-(check_source and to_yaml pause it themselves; a backend's emit does not, and
-with the collector on, its passes over a 10000-stage IR cost more than the
-emit itself).
+(the CLI turns it off; the library leaves it alone, and with the collector on
+its passes over a 10000-stage IR cost more than the check or emit itself).
 """
 
 from __future__ import annotations
@@ -56,7 +55,7 @@ def measure(text: str, path: str, runs: int) -> dict:
             add(f"emit {target}", seconds)
             _, seconds = timed(lambda: to_yaml(emitted.documents))
             add(f"write {target}", seconds)
-            assert not gc.isenabled()  # check_source and to_yaml leave it as they found it
+            assert not gc.isenabled()  # check_source and to_yaml leave it as they found it (off)
         del checked
     result = {name: statistics.median(values) for name, values in samples.items()}
 

@@ -37,13 +37,14 @@ from typing import Any, Callable
 
 from aipc.backends.kubernetes import DEPENDS_ON_ANNOTATION, STAGE_ANNOTATION
 from aipc.cluster.connect import ClusterError, Connection, describe_error, status_details, status_message
+from aipc.compiler import ir
 from aipc.compiler.units import format_duration
 
 APPLY_PATCH = "application/apply-patch+yaml"
 FIELD_MANAGER = "aipc"
 REQUEST_TIMEOUT = (10, 60)  # seconds to connect, to read one answer
 WATCH_SECONDS = 240  # a watch request asks the server to end it after this long; it is then renewed
-SELECTOR_LABELS = ("app.kubernetes.io/part-of", "app.kubernetes.io/managed-by")
+SELECTOR_LABELS = (ir.LABEL_PART_OF, ir.LABEL_MANAGED_BY)
 
 # Kinds the backend may emit, by apiVersion: the typed API class of the official client.
 API_CLASSES = {

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from aipc.cli import UsageError
+from aipc.commands import UsageError
 from aipc.commands.common import add_param_option
 
 HELP = "apply a pipeline to a Kubernetes cluster, Jobs in dependency order"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from aipc.cli import UsageError
+from aipc.commands import UsageError
 from aipc.commands.common import (
     add_format_option, add_param_option, check_file, parse_params, print_diagnostics, print_summary,
 )

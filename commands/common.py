@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Iterable, TextIO
 
 from aipc import codes
-from aipc.cli import UsageError
+from aipc.commands import UsageError
 from aipc.diagnostics import Diagnostic, Diagnostics, Source, render_human, render_json, summary, visible
 
 if TYPE_CHECKING:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
-from aipc.cli import UsageError
+from aipc.commands import UsageError
 
 HELP = "stop and remove the containers `aipc run` started from a file"
 DESCRIPTION = """\

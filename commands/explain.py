@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 import textwrap
 
-from aipc.cli import UsageError
+from aipc.commands import UsageError
 
 HELP = "explain a diagnostic code (E102, W301...)"
 DESCRIPTION = "Print what a diagnostic code means and an example that triggers it.\n`aipc explain --list` lists every code."

@@ -7,7 +7,7 @@ import shutil
 import subprocess
 import sys
 
-from aipc.cli import UsageError
+from aipc.commands import UsageError
 from aipc.commands.common import add_param_option
 
 HELP = "draw the pipeline: DOT, Mermaid, SVG or PNG"

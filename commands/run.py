@@ -9,9 +9,10 @@ import signal
 import sys
 import threading
 
-from aipc.cli import UsageError
-from aipc.commands.common import add_param_option
-from aipc.commands.common import load_pipeline
+from aipc.commands import UsageError
+from aipc.commands.common import add_param_option, check_file, parse_params, print_diagnostics
+
+TARGET = "`aipc run`"  # how the warnings about what a Docker container cannot express name this command
 
 HELP = "run a pipeline on the local Docker engine"
 DESCRIPTION = """\
@@ -108,10 +109,14 @@ def run(args) -> int:
     if args.file == "-":
         raise UsageError("aipc run needs a file, not stdin: host volumes are relative to it and "
                          "`aipc down FILE` finds the run's containers by it")
-    pipeline = load_pipeline(args.file, args.params)  # diagnostics, warnings too, go to stderr
+    checked = check_file(args.file, parse_params(args.params))
+    print_diagnostics(checked.diagnostics, checked.sources, "human", "auto", sys.stderr)  # warnings too
+    pipeline = checked.pipeline
     if pipeline is None:
         return 1
 
+    from aipc.backends.docker import container_specs
+    from aipc.diagnostics import Diagnostics
     from aipc.runner.selection import RunNames, SelectionError, missing_secrets, select_stages
 
     only = [name.strip() for value in args.only for name in value.split(",") if name.strip()]
@@ -119,6 +124,10 @@ def run(args) -> int:
         selected = select_stages(pipeline, only, args.from_stage)
     except SelectionError as problem:
         raise UsageError(str(problem)) from None
+    # Each stage's container, as docker-compose would have it; the same warnings for what Docker cannot express.
+    sink = Diagnostics(checked.path)
+    specs = container_specs(pipeline, [pipeline.stage(name) for name in selected], sink, TARGET)
+    print_diagnostics(sink.sorted(), checked.sources, "human", "auto", sys.stderr)
     missing = missing_secrets(pipeline, selected, os.environ)
     if missing:
         error("secrets need these environment variables, which are not set: " + ", ".join(missing))
@@ -140,7 +149,7 @@ def run(args) -> int:
 
     names = RunNames.new(pipeline, args.file)
     reporter = make_reporter(args.progress, selected)
-    driver = DockerDriver(client, pipeline, names, reporter.log, reporter.note, environ=dict(os.environ),
+    driver = DockerDriver(client, pipeline, specs, names, reporter.log, reporter.note, environ=dict(os.environ),
                           base_dir=os.path.dirname(os.path.realpath(args.file)), bind_address=args.publish_address,
                           health_timeout=args.health_timeout)
     scheduler = Scheduler(pipeline, selected, driver, reporter, args.jobs)

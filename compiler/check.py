@@ -1,9 +1,13 @@
 """``check_source``: the one entry point from text to IR that the CLI, the
-language server and every backend use."""
+language server and every backend use.
+
+It leaves the garbage collector alone: on a large file its passes cost as much
+as the check, so the caller decides (the CLI runs without it, see aipc.cli; the
+language server raises its thresholds).
+"""
 
 from __future__ import annotations
 
-import gc
 from typing import Mapping, NamedTuple
 
 from aipc import codes
@@ -60,18 +64,7 @@ def check_source(text: str | bytes, path: str, params: Mapping[str, str] | None 
     text, problems = source_text(text, path)
     if text is None:
         return Checked(None, problems)
-    # Parsing and lowering build a great many small objects that reference
-    # counting frees; they make no cycles worth collecting. The cyclic
-    # collector's passes over the growing model would cost as much as the work
-    # itself on a large file (and make it grow faster than linearly), so the
-    # collector waits until the check is done.
-    collecting = gc.isenabled()
-    gc.disable()
-    try:
-        return check_parsed(parse(text, path), path, params)
-    finally:
-        if collecting:
-            gc.enable()
+    return check_parsed(parse(text, path), path, params)
 
 
 def check_parsed(parsed: ParseResult, path: str, params: Mapping[str, str] | None = None) -> Checked:

@@ -1,10 +1,18 @@
 """The backend-neutral intermediate representation.
 
 Frozen and fully resolved: every quantity is an integer in its base unit
-(bytes, millicores, seconds), every reference is the object it names, every
-``${param}`` is substituted, and ``Pipeline.stages`` is in topological order
-(ties broken by name). Backends read this and nothing else; spans are kept so a
-backend can say, with a location, what its target cannot express.
+(bytes, millicores, seconds), every reference is the object it names, and
+``Pipeline.stages`` is in topological order (ties broken by name). Backends
+read this and nothing else; spans are kept so a backend can say, with a
+location, what its target cannot express.
+
+The strings a stage hands its container (image, command, script, workdir, env
+values, health) are :class:`Text`: literal parts and references such as
+``${param}``, each reference knowing its value in this compilation. A backend
+writes one only through :meth:`Text.render`, saying what each kind of reference
+becomes on its target (Kubernetes: the value; Argo: ``{{workflow.parameters.x}}``).
+Names, labels, paths of mounts and volumes, and quantities are fixed when
+compiling and are plain values.
 """
 
 from __future__ import annotations
@@ -12,7 +20,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
-from typing import Union
+from typing import Callable, Union
 
 from aipc.diagnostics import Span
 from aipc.dsl.vocabulary import STAGE_KINDS
@@ -54,12 +62,55 @@ class ParamType(str, enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class ParamRef:
-    """A place in a string where a parameter's value was substituted."""
+    """``${name}`` in a string: a parameter, and its value in this compilation
+    (the default, or what ``-p`` gave it), as written into strings."""
 
     name: str
+    value: str
 
 
-Template = tuple[Union[str, ParamRef], ...]
+def param_value(reference: ParamRef) -> str:
+    """A parameter reference rendered as its value (targets that fix parameters when compiling)."""
+    return reference.value
+
+
+# A part of a Text: literal text, or a reference each target renders its own way.
+# A new kind of reference (a service address, a sweep's value) is a new class
+# here and a new keyword of Text.render, which every backend must then pass.
+Part = Union[str, ParamRef]
+
+
+@dataclass(frozen=True, slots=True)
+class Text:
+    """A string the user wrote, as its literal parts and references, with its span.
+
+    There is deliberately no ``str()`` of a Text: a backend must say, through
+    :meth:`render`, what each kind of reference becomes on its target, and the
+    YAML writer refuses a Text, so a string a backend forgot to render fails
+    every test that compiles it.
+    """
+
+    parts: tuple[Part, ...]  # literal text is never empty unless it is the only part
+    span: Span
+
+    @property
+    def literal(self) -> str | None:
+        """The text when it holds no reference, else None."""
+        parts = self.parts
+        if len(parts) == 1 and parts[0].__class__ is str:
+            return parts[0]  # type: ignore[return-value]
+        return None
+
+    def render(self, *, param: Callable[[ParamRef], str]) -> str:
+        """The text on a target: literal parts as they are, each reference as ``param`` renders it."""
+        parts = self.parts
+        if len(parts) == 1:
+            part = parts[0]
+            return part if part.__class__ is str else param(part)  # type: ignore[arg-type, return-value]
+        return "".join([part if part.__class__ is str else param(part) for part in parts])  # type: ignore[misc]
+
+    def __str__(self) -> str:
+        raise TypeError("an ir.Text has no str(): render it for its target with Text.render()")
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,11 +173,11 @@ class Mount:
 class Stage:
     name: str
     kind: StageKind
-    image: str
-    command: tuple[str, ...] | None = None
-    script: str | None = None
-    workdir: str | None = None
-    env: tuple[tuple[str, str], ...] = ()
+    image: Text
+    command: tuple[Text, ...] | None = None
+    script: Text | None = None
+    workdir: Text | None = None
+    env: tuple[tuple[str, Text], ...] = ()
     secrets: tuple[Secret, ...] = ()
     after: tuple[str, ...] = ()  # direct dependencies, sorted
     mounts: tuple[Mount, ...] = ()
@@ -135,15 +186,12 @@ class Stage:
     timeout: int | None = None  # seconds
     port: int | None = None
     replicas: int = 1
-    health: str | None = None
+    health: Text | None = None  # the HTTP path probed
     labels: tuple[tuple[str, str], ...] = ()
     level: int = 0  # length of the longest chain of dependencies before it
     span: Span = Span(0, 0)
     # Where each attribute was written, for target-specific diagnostics: ("timeout", span)
     spans: tuple[tuple[str, Span], ...] = ()
-    # Strings that came from parameters, by field path ("command.2", "env.LR",
-    # "script", "image", "workdir"), for targets that keep parameters symbolic.
-    templates: tuple[tuple[str, Template], ...] = ()
 
     @property
     def is_batch(self) -> bool:
@@ -154,6 +202,14 @@ class Stage:
             if name == attribute:
                 return span
         return self.span
+
+    def attribute_at(self, span: Span) -> tuple[str, Span] | None:
+        """The attribute written around ``span`` (a Text's), as ``(name, span)``;
+        None for text the stage did not write itself (the header's default image)."""
+        for name, attribute in self.spans:
+            if attribute.start <= span.start and span.end <= attribute.end:
+                return name, attribute
+        return None
 
 
 @dataclass(frozen=True)  # not slotted: `stage()` keeps its index of stages in the instance's __dict__
@@ -187,6 +243,88 @@ class Pipeline:
     @property
     def dns_name(self) -> str:
         return dns_label(self.name)
+
+    def labels_for(self, name: str | None, component: str | None,
+                   own: tuple[tuple[str, str], ...] = ()) -> dict[str, str]:
+        """The labels of one object made from this pipeline: the standard ones,
+        then the pipeline's labels and the object's ``own`` (a stage's), a later
+        key replacing an earlier one (the checker keeps users off the standard keys)."""
+        labels = standard_labels(self.name, name, component)
+        for key, value in (*self.labels, *own):
+            labels[key] = value
+        return labels
+
+
+# ------------------------------------------------------------------ quantities
+# Canonical text of the IR's integer quantities, as every target accepts it.
+
+BINARY_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50}
+DECIMAL_UNITS = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
+
+
+def format_bytes(value: int) -> str:
+    """Canonical Kubernetes form: the largest unit that divides exactly (``16Gi``)."""
+    if value == 0:
+        return "0"
+    for unit, size in reversed(BINARY_UNITS.items()):
+        if value % size == 0:
+            return f"{value // size}{unit}"
+    for unit, size in reversed(DECIMAL_UNITS.items()):
+        if value % size == 0:
+            return f"{value // size}{unit}"
+    return str(value)
+
+
+def format_cpu(millicores: int) -> str:
+    """``2`` for whole cores, ``500m`` otherwise."""
+    if millicores % 1000 == 0:
+        return str(millicores // 1000)
+    return f"{millicores}m"
+
+
+def format_duration(seconds: int) -> str:
+    """``1h30m``, ``45s``, ``2d``."""
+    if seconds == 0:
+        return "0s"
+    out = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if seconds >= size:
+            out.append(f"{seconds // size}{unit}")
+            seconds %= size
+    return "".join(out)
+
+
+# ------------------------------------------------------------------ labels
+# Every object aipc makes, on every target, carries these (DESIGN.md); the
+# checker rejects them, and `app.kubernetes.io/instance`, as user labels.
+
+LABEL_NAME = "app.kubernetes.io/name"
+LABEL_PART_OF = "app.kubernetes.io/part-of"
+LABEL_COMPONENT = "app.kubernetes.io/component"
+LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
+MANAGED_BY = "aipc"
+RESERVED_LABELS = frozenset({LABEL_NAME, LABEL_PART_OF, LABEL_COMPONENT, LABEL_MANAGED_BY,
+                             "app.kubernetes.io/instance"})
+
+
+def standard_labels(pipeline_name: str, name: str | None = None, component: str | None = None) -> dict[str, str]:
+    """The standard labels, in this order: the object's own name (when it has one
+    apart from the pipeline's), the pipeline it is part of, its component (the
+    stage kind, `volume`...), managed by aipc."""
+    labels = {LABEL_NAME: label_value(name)} if name is not None else {}
+    labels[LABEL_PART_OF] = label_value(pipeline_name)
+    if component is not None:
+        labels[LABEL_COMPONENT] = component
+    labels[LABEL_MANAGED_BY] = MANAGED_BY
+    return labels
+
+
+def label_value(text: str) -> str:
+    """A label value: at most 63 characters, starting and ending alphanumeric."""
+    return text[:63].strip("-_.")
+
+
+# ------------------------------------------------------------------ names
 
 
 def dns_label(name: str) -> str:

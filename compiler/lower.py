@@ -14,7 +14,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import PurePath
-from typing import Mapping
+from typing import Callable, Mapping
 
 from aipc import codes
 from aipc.compiler import graph as dag
@@ -34,10 +34,6 @@ DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?")
 LABEL_NAME = re.compile(r"[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?")
 LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
-RESERVED_LABELS = frozenset({
-    "app.kubernetes.io/name", "app.kubernetes.io/part-of", "app.kubernetes.io/component",
-    "app.kubernetes.io/managed-by", "app.kubernetes.io/instance",
-})
 _WHERE = {"header": "the `pipeline` header", "volume": "a volume", "secret": "a secret",
           "resources": "`resources`"}
 
@@ -137,7 +133,7 @@ def _check_labels(pairs: list[tuple[str, Text, m.Entry]], sink: Diagnostics) -> 
     out = []
     for key, text, entry in pairs:
         prefix, _, name = key.rpartition("/")
-        if key in RESERVED_LABELS:
+        if key in ir.RESERVED_LABELS:
             sink.error(codes.INVALID_LABEL, entry.key_span, f"the label `{key}` is set by aipc",
                        help="aipc sets the app.kubernetes.io/ name, part-of, component and managed-by labels itself; "
                        "choose another key")
@@ -434,7 +430,14 @@ class _LoweredStage:
 
 
 class _StageLowering:
-    """One stage: its attributes, resources and mounts, checked and typed."""
+    """One stage: its attributes, resources and mounts, checked and typed.
+
+    Each attribute of ``schema.STAGE`` and each block of ``schema.STAGE_BLOCKS``
+    is lowered by the method :data:`LOWER_STAGE_ATTRIBUTE` or
+    :data:`LOWER_STAGE_BLOCK` names for it; the checks between attributes
+    (``command`` with ``script``, a default ``image``, a missing ``port``) are in
+    :meth:`run`.
+    """
 
     def __init__(self, lowering: _Lowering, declaration: m.StageDecl, volumes, secrets) -> None:
         self.lowering = lowering
@@ -446,14 +449,8 @@ class _StageLowering:
         self.volumes = volumes
         self.secrets = secrets
         self.fields: dict = {"resources": ir.Resources()}
-        self.templates: list[tuple[str, ir.Template]] = []
         self.spans: list[tuple[str, Span]] = []
         self.after: list[tuple[str, Span]] = []
-
-    def _text(self, path: str, text: Text) -> str:
-        if text.template is not None:
-            self.templates.append((path, text.template))
-        return text.value
 
     def _set(self, field_name: str, value) -> None:
         if value is not INVALID:
@@ -464,13 +461,16 @@ class _StageLowering:
         block = _read_block(self.declaration.items, STAGE, self.sink, "stage", self.kind)
         attributes = block.attributes
         self.spans += [(name, attribute.span) for name, attribute in attributes.items()]
-        self._image(attributes.get("image"))
-        self._program(attributes)
+        if "command" in attributes and "script" in attributes:
+            self.lowering._conflict(attributes["script"], attributes["command"],
+                                    "`command` and `script` cannot be used together")
+            attributes = {name: a for name, a in attributes.items() if name not in ("command", "script")}
+        if "image" not in attributes:
+            self._default_image()
         for name, attribute in attributes.items():
-            if name not in ("image", "command", "script"):
-                getattr(self, f"_{name}")(STAGE[name], attribute.value)
-        if "resources" in block.blocks:
-            self._resources(block.blocks["resources"][1])
+            LOWER_STAGE_ATTRIBUTE[name](self, STAGE[name], attribute.value)
+        for name, (_, items) in block.blocks.items():
+            LOWER_STAGE_BLOCK[name](self, items)
         mounts, uses = self._mounts(block.mounts)
         if self.kind == "serve" and "port" not in attributes:
             self.lowering.missing("stage", self.name, "port", self.declaration.name.span,
@@ -483,79 +483,77 @@ class _StageLowering:
             name=self.name, kind=ir.StageKind(self.kind), mounts=mounts,
             after=tuple(sorted({name for name, _ in self.after})),
             span=self.declaration.span, spans=tuple(sorted(self.spans, key=lambda s: s[1].start)),
-            templates=tuple(self.templates), **self.fields,
+            **self.fields,
         )
         return _LoweredStage(node, uses, stage)
 
     # attributes -----------------------------------------------------------------
 
-    def _image(self, attribute: m.Attribute | None) -> None:
+    def _default_image(self) -> None:
         header = self.lowering.header
-        if attribute is None:
-            if header.image is None:
-                self.lowering.missing("stage", self.name, "image", self.declaration.name.span,
-                                      f"stage `{self.name}` has no `image`", label="needs an image",
-                                      help='add `image = "python:3.11-slim"`, or set a default `image` in the '
-                                      '`pipeline` header')
-                return
-            text, span = header.image, header.image_span
-        else:
-            text = self.evaluator.string(STAGE["image"], attribute.value, self.name)
-            if text is INVALID:
-                return
-            span = attribute.value.span
-        image, template = text.value.strip(), text.template
+        if header.image is None:
+            self.lowering.missing("stage", self.name, "image", self.declaration.name.span,
+                                  f"stage `{self.name}` has no `image`", label="needs an image",
+                                  help='add `image = "python:3.11-slim"`, or set a default `image` in the '
+                                  '`pipeline` header')
+            return
+        self._set_image(header.image, header.image_span)
+
+    def _image(self, spec, value) -> None:
+        text = self.evaluator.string(spec, value, self.name)
+        if text is not INVALID:
+            self._set_image(text, value.span)
+
+    def _set_image(self, text: Text, span: Span) -> None:
+        registry = self.lowering.header.registry
+        image, parts = text.value.strip(), text.template
         if not image:
             self.sink.error(codes.WRONG_TYPE, span, "`image` is empty", help='write an image such as "python:3.11-slim"')
             return
-        if header.registry and not _has_registry_host(image):
-            image = f"{header.registry}/{image}"
-            if template is not None:
-                template = (f"{header.registry}/",) + template
-        self.fields["image"] = self._text("image", Text(image, template))
+        if registry and not _has_registry_host(image):
+            image = f"{registry}/{image}"
+            if parts is not None and parts[0].__class__ is str:
+                parts = (f"{registry}/{parts[0]}", *parts[1:])
+            elif parts is not None:
+                parts = (f"{registry}/", *parts)
+        self.fields["image"] = _text(Text(image, parts), span)
         tag = _image_tag(image)
         if tag is None or tag == "latest":
             self.sink.warning(codes.UNPINNED_IMAGE, span,
                               f"image `{image}` is not pinned: {'no tag means `latest`' if tag is None else '`latest` moves'}",
                               label="unpinned", help="pin a version tag (`:1.4.2`) or a digest (`@sha256:...`)")
 
-    def _program(self, attributes: dict[str, m.Attribute]) -> None:
-        if "command" in attributes and "script" in attributes:
-            self.lowering._conflict(attributes["script"], attributes["command"],
-                                    "`command` and `script` cannot be used together")
-            return
-        if "command" in attributes:
-            value = attributes["command"].value
-            items = self.evaluator.string_list(STAGE["command"], value, self.name)
-            if items == []:
-                self.sink.error(codes.WRONG_TYPE, value.span, "`command` is empty",
-                                help="leave `command` out to run the image's own entrypoint")
-            elif items is not INVALID:
-                self.fields["command"] = tuple(self._text(f"command.{i}", t) for i, (t, _) in enumerate(items))
-        if "script" in attributes:
-            value = attributes["script"].value
-            text = self.evaluator.string(STAGE["script"], value, self.name)
-            if text is not INVALID and not text.value.strip():
-                self.sink.error(codes.WRONG_TYPE, value.span, "`script` is empty",
-                                help="leave `script` out to run the image's own entrypoint")
-            elif text is not INVALID:
-                self.fields["script"] = self._text("script", text)
+    def _command(self, spec, value) -> None:
+        items = self.evaluator.string_list(spec, value, self.name)
+        if items == []:
+            self.sink.error(codes.WRONG_TYPE, value.span, "`command` is empty",
+                            help="leave `command` out to run the image's own entrypoint")
+        elif items is not INVALID:
+            self.fields["command"] = tuple(_text(text, span) for text, span in items)
+
+    def _script(self, spec, value) -> None:
+        text = self.evaluator.string(spec, value, self.name)
+        if text is not INVALID and not text.value.strip():
+            self.sink.error(codes.WRONG_TYPE, value.span, "`script` is empty",
+                            help="leave `script` out to run the image's own entrypoint")
+        elif text is not INVALID:
+            self.fields["script"] = _text(text, value.span)
 
     def _workdir(self, spec, value) -> None:
         text = self.evaluator.string(spec, value, self.name)
         if text is not INVALID:
-            self.fields["workdir"] = self._text("workdir", text)
+            self.fields["workdir"] = _text(text, value.span)
 
     def _health(self, spec, value) -> None:
         text = self.evaluator.string(spec, value, self.name)
         if text is not INVALID:
-            self.fields["health"] = self._text("health", text)
+            self.fields["health"] = _text(text, value.span)
 
     def _env(self, spec, value) -> None:
         pairs = self.evaluator.string_map(spec, value, self.name)
         if pairs is not INVALID:
             self.fields["env"] = tuple(
-                (key, self._text(f"env.{key}", text)) for key, text, entry in pairs
+                (key, _text(text, entry.value.span)) for key, text, entry in pairs
                 if _check_env_name(key, entry.key_span, self.sink)
             )
 
@@ -667,6 +665,33 @@ class _StageLowering:
             if volume is not None:
                 out.append(ir.Mount(volume, normal, mount.readonly, mount.span))
         return tuple(out), uses
+
+
+# How each stage attribute and block of the schema is lowered: one entry per
+# name in schema.STAGE and schema.STAGE_BLOCKS (a test holds the keys equal).
+LOWER_STAGE_ATTRIBUTE: dict[str, Callable[[_StageLowering, AttributeSpec, m.Value], None]] = {
+    "image": _StageLowering._image,
+    "command": _StageLowering._command,
+    "script": _StageLowering._script,
+    "workdir": _StageLowering._workdir,
+    "env": _StageLowering._env,
+    "secrets": _StageLowering._secrets,
+    "after": _StageLowering._after,
+    "labels": _StageLowering._labels,
+    "retries": _StageLowering._retries,
+    "timeout": _StageLowering._timeout,
+    "port": _StageLowering._port,
+    "replicas": _StageLowering._replicas,
+    "health": _StageLowering._health,
+}
+LOWER_STAGE_BLOCK: dict[str, Callable[[_StageLowering, list], None]] = {
+    "resources": _StageLowering._resources,
+}
+
+
+def _text(text: Text, span: Span) -> ir.Text:
+    """A checked string as the IR holds it: its parts (literal text and parameter references)."""
+    return ir.Text(text.template if text.template is not None else (text.value,), span)
 
 
 def lower(program: m.Program, overrides: Mapping[str, str], sink: Diagnostics) -> ir.Pipeline | None:

@@ -2,9 +2,10 @@
 
 Parsing turns a number and its unit into an exact integer in the base unit
 (bytes, millicores, seconds) using decimal arithmetic; formatting writes the
-canonical form every target accepts (``16Gi``, ``500m``, ``1h30m``). The
-largest values the targets store are here too: the schema bounds attributes
-with them, so that a value no target can hold is an error at the value.
+canonical form every target accepts (``16Gi``, ``500m``, ``1h30m``: the
+functions live in :mod:`aipc.compiler.ir`). The largest values the targets
+store are here too: the schema bounds attributes with them, so that a value no
+target can hold is an error at the value.
 """
 
 from __future__ import annotations
@@ -12,6 +13,10 @@ from __future__ import annotations
 import enum
 import re
 from decimal import MAX_EMAX, MIN_EMIN, ROUND_CEILING, Context, Decimal, InvalidOperation
+
+# The canonical forms live with the IR, whose quantities they write (backends
+# import only the IR); parsing reads the same units.
+from aipc.compiler.ir import BINARY_UNITS, DECIMAL_UNITS, format_bytes, format_cpu, format_duration
 
 
 class Kind(enum.Enum):
@@ -30,8 +35,6 @@ class Kind(enum.Enum):
         }[self]
 
 
-BINARY_UNITS = {"Ki": 2**10, "Mi": 2**20, "Gi": 2**30, "Ti": 2**40, "Pi": 2**50}
-DECIMAL_UNITS = {"k": 10**3, "M": 10**6, "G": 10**9, "T": 10**12, "P": 10**15}
 BYTE_UNITS = {**BINARY_UNITS, **DECIMAL_UNITS}
 DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -242,38 +245,6 @@ def is_number_like(text: str) -> bool:
 
 
 # ------------------------------------------------------------------ formatting
-
-
-def format_bytes(value: int) -> str:
-    """Canonical Kubernetes form: the largest unit that divides exactly (``16Gi``)."""
-    if value == 0:
-        return "0"
-    for unit, size in reversed(BINARY_UNITS.items()):
-        if value % size == 0:
-            return f"{value // size}{unit}"
-    for unit, size in reversed(DECIMAL_UNITS.items()):
-        if value % size == 0:
-            return f"{value // size}{unit}"
-    return str(value)
-
-
-def format_cpu(millicores: int) -> str:
-    """``2`` for whole cores, ``500m`` otherwise."""
-    if millicores % 1000 == 0:
-        return str(millicores // 1000)
-    return f"{millicores}m"
-
-
-def format_duration(seconds: int) -> str:
-    """``1h30m``, ``45s``, ``2d``."""
-    if seconds == 0:
-        return "0s"
-    out = []
-    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
-        if seconds >= size:
-            out.append(f"{seconds // size}{unit}")
-            seconds %= size
-    return "".join(out)
 
 
 def format_value(kind: Kind, value: int) -> str:

@@ -109,10 +109,10 @@ def source_text(value) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Text:
-    """A string after substitution, and where parameters went, if any did."""
+    """A string after substitution, and its parts when a parameter went into it."""
 
     value: str
-    template: ir.Template | None = None
+    template: tuple[ir.Part, ...] | None = None
 
 
 class Evaluator:
@@ -146,7 +146,7 @@ class Evaluator:
                 continue
             out.append(value)
             if part.name in self.params:
-                template.append(ir.ParamRef(part.name))
+                template.append(ir.ParamRef(part.name, value))
                 parameterised = True
             else:
                 template.append(value)

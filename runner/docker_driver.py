@@ -1,13 +1,14 @@
 """The scheduler's :class:`~aipc.runner.scheduler.Driver` on the Docker SDK.
 
-What a stage becomes follows DESIGN.md's compose column: the same hardening
-(every capability dropped, no new privileges, a read-only root with a ``/tmp``
-tmpfs), named volumes for sized volumes, bind mounts for host volumes (relative
-to the .aip file), external volumes for claims, GPUs as device requests, ``shm``
-as the shm size, cpu and memory as limits and reservations. Containers also get
-``--init`` so that stopping them is prompt. Every container, volume and network
-carries the labels of :mod:`aipc.runner.selection`, which is how ``aipc down``
-and the Ctrl-C clean-up find them.
+What a stage's container is, is decided once for docker-compose and for this
+driver: :mod:`aipc.backends.docker` lowers it to a ``ContainerSpec`` (program,
+environment, mounts, hardening, resources, GPUs, published ports, aliases,
+labels), and :func:`container_options` maps that to the SDK's arguments, as
+`aipc apply` applies the Kubernetes backend's documents. This driver adds what
+belongs to one run: names, the run's labels (:mod:`aipc.runner.selection`,
+which is how ``aipc down`` and the Ctrl-C clean-up find everything), the run's
+Docker volumes and network, the address ports are published on, and ``--init``
+so that stopping a container is prompt.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ import docker.types
 import requests.exceptions
 from docker.utils import parse_repository_tag
 
+from aipc.backends.docker import ContainerSpec, Mount
 from aipc.compiler import ir
 from aipc.runner.scheduler import Attempt
 from aipc.runner.selection import LABEL_FILE, LABEL_RUN, RunNames, label_filter
@@ -77,87 +79,56 @@ def host_path(volume: ir.Volume, base_dir: str) -> str:
     return os.path.normpath(os.path.join(base_dir, os.path.expanduser(volume.host_path or ".")))
 
 
-def stage_environment(stage: ir.Stage, environ: Mapping[str, str]) -> dict[str, str]:
-    """The stage's env, then each key of its secrets taken from ``environ``; an env
-    entry of the same name wins (as in the compose and Kubernetes backends)."""
-    environment = dict(stage.env)
-    for secret in stage.secrets:
-        for key in secret.keys:
-            environment.setdefault(key, environ[key] if key in environ else "")
-    return environment
+def mount_option(mount: Mount, names: RunNames, base_dir: str) -> docker.types.Mount:
+    volume = mount.volume
+    if volume.kind is ir.VolumeKind.HOST:
+        return docker.types.Mount(mount.target, host_path(volume, base_dir), type="bind", read_only=mount.read_only)
+    return docker.types.Mount(mount.target, names.volume(volume), type="volume", read_only=mount.read_only)
 
 
-def gpu_options(resources: ir.Resources) -> dict:
-    if resources.gpu <= 0:
-        return {}
-    if resources.gpu_vendor is ir.GpuVendor.INTEL:
-        # Docker has no device driver for Intel GPUs: every render node is passed.
-        return {"devices": ["/dev/dri:/dev/dri:rwm"]}
-    # `nvidia`, or `amd` (the driver Docker Engine 28.3+ registers with the AMD
-    # Container Toolkit), as the compose backend reserves them.
-    return {"device_requests": [docker.types.DeviceRequest(driver=resources.gpu_vendor.value, count=resources.gpu,
-                                                            capabilities=[["gpu"]])]}
-
-
-def resource_options(resources: ir.Resources) -> dict:
-    options: dict = gpu_options(resources)
-    if resources.cpu is not None:
-        options["nano_cpus"] = resources.cpu.limit * 1_000_000
-        options["cpu_shares"] = max(2, resources.cpu.request * 1024 // 1000)
-    if resources.memory is not None:
-        options["mem_limit"] = resources.memory.limit
-        if resources.memory.request < resources.memory.limit:
-            options["mem_reservation"] = resources.memory.request
-    if resources.shm is not None:
-        options["shm_size"] = resources.shm
+def resource_options(spec: ContainerSpec) -> dict:
+    options: dict = {}
+    if spec.gpu is not None:
+        options["device_requests"] = [docker.types.DeviceRequest(driver=spec.gpu.driver, count=spec.gpu.count,
+                                                                 capabilities=[["gpu"]])]
+    if spec.devices:
+        options["devices"] = [f"{device}:rwm" for device in spec.devices]  # HOST:CONTAINER:cgroup permissions
+    if spec.cpu is not None:
+        options["nano_cpus"] = spec.cpu.limit * 1_000_000
+        options["cpu_shares"] = max(2, spec.cpu.request * 1024 // 1000)
+    if spec.memory is not None:
+        options["mem_limit"] = spec.memory.limit
+        if spec.memory.request < spec.memory.limit:
+            options["mem_reservation"] = spec.memory.request
     return options
 
 
-def container_options(pipeline: ir.Pipeline, stage: ir.Stage, names: RunNames, number: int, *,
+def container_options(stage: ir.Stage, spec: ContainerSpec, names: RunNames, number: int, *,
                       environ: Mapping[str, str], base_dir: str, network: str | None,
                       bind_address: str = "127.0.0.1") -> dict:
-    """Keyword arguments of ``client.containers.create`` for one attempt or replica."""
+    """Keyword arguments of ``client.containers.create`` for one attempt (batch) or
+    replica (serve) of ``stage``, whose container is ``spec``."""
     options: dict = {
-        "image": stage.image,
+        **spec.engine_options(),  # image, working_dir, hardening...: what the engine takes as it is
         "name": names.container(stage.name, number),
-        "labels": names.stage_labels(pipeline, stage),
-        "environment": stage_environment(stage, environ),
-        "mounts": [],
-        "cap_drop": ["ALL"],
-        "security_opt": ["no-new-privileges:true"],
-        "read_only": True,
+        "labels": {**dict(spec.labels), **names.stage_labels(stage)},  # ours last: `aipc down` finds it
+        "environment": {**dict(spec.environment), **{key: environ.get(key, "") for key in spec.secret_keys}},
+        "mounts": [mount_option(mount, names, base_dir) for mount in spec.mounts],
         "init": True,
     }
-    if stage.command is not None:
-        # `command` is the whole argv (as in Kubernetes): it replaces the entrypoint.
-        options["entrypoint"] = list(stage.command[:1])
-        options["command"] = list(stage.command[1:])
-    elif stage.script is not None:
-        options["entrypoint"] = ["sh", "-c"]
-        options["command"] = [stage.script]
-    if stage.workdir:
-        options["working_dir"] = stage.workdir
-    for mount in stage.mounts:
-        volume = mount.volume
-        readonly = mount.readonly or volume.access is ir.Access.ROX
-        if volume.kind is ir.VolumeKind.HOST:
-            options["mounts"].append(docker.types.Mount(mount.path, host_path(volume, base_dir), type="bind",
-                                                        read_only=readonly))
-        else:
-            options["mounts"].append(docker.types.Mount(mount.path, names.volume(volume), type="volume",
-                                                        read_only=readonly))
-    if not any(mount.path == "/tmp" for mount in stage.mounts):
-        options["tmpfs"] = {"/tmp": ""}
-    options.update(resource_options(stage.resources))
+    if spec.entrypoint is not None:
+        options["entrypoint"] = list(spec.entrypoint)
+        options["command"] = list(spec.command or ())
+    if spec.tmpfs:
+        options["tmpfs"] = {path: "" for path in spec.tmpfs}
+    options.update(resource_options(spec))
     if network:
         options["network"] = network
-        # The stage's own name, and the name its Service has on Kubernetes, so that
-        # `http://<pipeline>-<stage>:PORT` reaches a service on every target.
-        aliases = sorted({stage.name, ir.dns_label(stage.name), pipeline.object_name(stage.name)})
+        aliases = sorted({stage.name, ir.dns_label(stage.name), *spec.aliases})
         options["networking_config"] = {network: docker.types.EndpointConfig("1.41", aliases=aliases)}
-    if not stage.is_batch and stage.port:
-        # Replica n answers on host port PORT+n-1, as with the compose backend.
-        options["ports"] = {f"{stage.port}/tcp": (bind_address, stage.port + number - 1)}
+    if spec.publish is not None:
+        # Replica n answers on the n-th host port of the spec's range.
+        options["ports"] = {f"{spec.publish.port}/tcp": (bind_address, spec.publish.first + number - 1)}
     return options
 
 
@@ -178,7 +149,6 @@ class Replica:
     container: object
     url: str | None = None
     exit_code: int | None = None
-    log_thread: threading.Thread | None = None
 
 
 @dataclass
@@ -187,6 +157,7 @@ class DockerDriver:
 
     client: docker.DockerClient
     pipeline: ir.Pipeline
+    specs: Mapping[str, ContainerSpec]  # the container of each stage it may run, by name
     names: RunNames
     log: Callable[[str, str], None]  # (source, line): a stage's output
     note: Callable[[str], None]  # a status message
@@ -204,14 +175,8 @@ class DockerDriver:
 
     def prepare(self, stages: list[ir.Stage]) -> None:
         """Images, volumes and the network; raises PreflightError listing every problem."""
-        for stage in stages:
-            ignored = [name for name, value in (("disk", stage.resources.disk), ("gpu_model", stage.resources.gpu_model))
-                       if value is not None]
-            if ignored:
-                verb = "are" if len(ignored) > 1 else "is"
-                self.note(f"{stage.name}: {' and '.join(ignored)} {verb} ignored (Docker cannot enforce it)")
         try:
-            problems = self._check_images(sorted({stage.image for stage in stages}))
+            problems = self._check_images(sorted({self.specs[stage.name].image for stage in stages}))
             volumes = used_volumes(stages)
             problems += self._check_claims(volumes)
             if problems:
@@ -293,7 +258,7 @@ class DockerDriver:
 
     def _create(self, stage: ir.Stage, number: int, is_service: bool):
         """A created (not started) container, or None when the run was aborted meanwhile."""
-        options = container_options(self.pipeline, stage, self.names, number, environ=self.environ,
+        options = container_options(stage, self.specs[stage.name], self.names, number, environ=self.environ,
                                     base_dir=self.base_dir, network=self._network,
                                     bind_address=self.bind_address)
         container = self.client.containers.create(**options)
@@ -413,7 +378,7 @@ class DockerDriver:
                     outcome = Attempt(error=f"Docker cannot start it: {engine_message(error)}")
                     break
                 source = stage.name if stage.replicas == 1 else f"{stage.name}#{number}"
-                replica.log_thread = self._follow(container, source)
+                self._follow(container, source)
                 replica.url = self._url(container, stage)
             else:
                 outcome = self._await_ready(stage, replicas)
@@ -434,10 +399,11 @@ class DockerDriver:
         return "127.0.0.1" if self.bind_address in ("0.0.0.0", "::", "") else self.bind_address
 
     def _url(self, container, stage: ir.Stage) -> str | None:
-        if not stage.port:
+        publish = self.specs[stage.name].publish
+        if publish is None:
             return None
         container.reload()
-        bindings = (container.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{stage.port}/tcp")
+        bindings = (container.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{publish.port}/tcp")
         if not bindings:
             return None
         host = self._probe_host()
@@ -445,7 +411,8 @@ class DockerDriver:
         return f"http://{host}:{bindings[0]['HostPort']}"
 
     def _await_ready(self, stage: ir.Stage, replicas: list[Replica]) -> Attempt:
-        deadline = time.monotonic() + (self.health_timeout if stage.health else SETTLE)
+        health = self.specs[stage.name].health
+        deadline = time.monotonic() + (self.health_timeout if health else SETTLE)
         waiting = list(replicas)
         pause = 0.1
         while True:
@@ -458,14 +425,14 @@ class DockerDriver:
                     code = state.get("ExitCode")
                     return Attempt(exit_code=code, error=f"replica {replica.number} exited with code {code} "
                                                           "before it was ready")
-                if stage.health and replica.url and _healthy(replica.url + stage.health):
+                if health and replica.url and _healthy(replica.url + health):
                     waiting.remove(replica)
             if not waiting:
                 return Attempt(exit_code=0)
             if time.monotonic() >= deadline:
-                if not stage.health:
+                if not health:
                     return Attempt(exit_code=0)  # still running after SETTLE: started
-                where = waiting[0].url + stage.health if waiting[0].url else stage.health
+                where = waiting[0].url + health if waiting[0].url else health
                 return Attempt(error=f"not healthy after {self.health_timeout:g}s (GET {where})")
             time.sleep(pause)
             pause = min(1.0, pause * 1.5)

@@ -13,6 +13,7 @@ import secrets as _random
 from dataclasses import dataclass
 from typing import Iterable, Mapping
 
+from aipc.backends.docker import secret_keys
 from aipc.compiler import ir
 
 LABEL_PREFIX = "dev.aipc"
@@ -70,9 +71,7 @@ def required_secrets(pipeline: ir.Pipeline, selected: Iterable[str]) -> tuple[st
     """Every environment variable the selected stages' secrets need, sorted (a key
     the stage's own ``env`` sets is not needed: that entry wins)."""
     wanted = set(selected)
-    return tuple(sorted({key for stage in pipeline.stages if stage.name in wanted
-                         for secret in stage.secrets for key in secret.keys
-                         if key not in dict(stage.env)}))
+    return tuple(sorted({key for stage in pipeline.stages if stage.name in wanted for key in secret_keys(stage)}))
 
 
 def missing_secrets(pipeline: ir.Pipeline, selected: Iterable[str], environ: Mapping[str, str]) -> tuple[str, ...]:
@@ -116,12 +115,7 @@ class RunNames:
         return f"aipc-{ir.dns_label(self.pipeline)}-{ir.dns_label(stage)}-{self.run_id}-{number}"
 
     def base_labels(self) -> dict[str, str]:
-        return {
-            LABEL_FILE: self.file,
-            LABEL_PIPELINE: self.key,
-            "app.kubernetes.io/part-of": self.pipeline,
-            "app.kubernetes.io/managed-by": "aipc",
-        }
+        return {LABEL_FILE: self.file, LABEL_PIPELINE: self.key, **ir.standard_labels(self.pipeline)}
 
     def run_labels(self) -> dict[str, str]:
         return {**self.base_labels(), LABEL_RUN: self.run_id}
@@ -129,19 +123,10 @@ class RunNames:
     def volume_labels(self, volume: ir.Volume) -> dict[str, str]:
         return {**self.base_labels(), LABEL_VOLUME: volume.name}
 
-    def stage_labels(self, pipeline: ir.Pipeline, stage: ir.Stage) -> dict[str, str]:
-        """The labels DESIGN.md gives every object, the user's labels (pipeline,
-        then stage), and ours last so that no user label can hide a container
-        from ``aipc down``."""
-        return {
-            "app.kubernetes.io/name": stage.name,
-            "app.kubernetes.io/component": stage.kind.value,
-            **dict(pipeline.labels),
-            **dict(stage.labels),
-            **self.run_labels(),
-            LABEL_STAGE: stage.name,
-            LABEL_ROLE: "batch" if stage.is_batch else "serve",
-        }
+    def stage_labels(self, stage: ir.Stage) -> dict[str, str]:
+        """This run's labels of a stage's containers, added to the labels of its
+        container spec (DESIGN.md's and the user's)."""
+        return {**self.run_labels(), LABEL_STAGE: stage.name, LABEL_ROLE: "batch" if stage.is_batch else "serve"}
 
 
 def file_hash(path: str) -> str:

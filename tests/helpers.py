@@ -45,3 +45,13 @@ def strings_in(value):
             yield from strings_in(item)
     elif isinstance(value, str):
         yield value
+
+
+def plain(value):
+    """IR strings (ir.Text) as the Kubernetes target writes them, each parameter's
+    value in place, in whatever tuples hold them: `plain(stage.env)`."""
+    if isinstance(value, ir.Text):
+        return value.render(param=ir.param_value)
+    if isinstance(value, tuple):
+        return tuple(plain(item) for item in value)
+    return value

@@ -172,3 +172,39 @@ def test_a_missing_extra_is_a_clear_error(command, blocked, extra):
                             stdin=subprocess.DEVNULL, env={**os.environ, **secrets})
     assert result.returncode == 1, result.stderr
     assert extra in result.stderr and "Traceback" not in result.stderr
+
+
+def test_the_command_line_decides_the_garbage_collector_not_the_library(monkeypatch, capsys, tmp_path):
+    """check_source and to_yaml leave the collector as they find it (the language
+    server calls them from threads); the CLI turns it off for a short command and
+    raises its thresholds for a long one."""
+    import gc
+
+    from aipc.backends import writer
+    from aipc.compiler import check as check_module
+
+    seen: list[tuple[str, bool, str]] = []
+    defaults = gc.get_threshold()
+    real_check, real_yaml = check_module.check_parsed, writer._fast_yaml
+
+    def spy(name, real):
+        def call(*args, **kwargs):
+            seen.append((name, gc.isenabled(), "raised" if gc.get_threshold() != defaults else "default"))
+            return real(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(check_module, "check_parsed", spy("check", real_check))
+    monkeypatch.setattr(writer, "_fast_yaml", spy("yaml", real_yaml))
+    assert gc.isenabled()
+    checked = check_module.check_source((ROOT / "examples" / "fraud-detection.aip").read_text(), EXAMPLE)
+    writer.to_yaml([{"a": 1}])
+    assert seen == [("check", True, "default"), ("yaml", True, "default")]
+    seen.clear()
+    assert cli.main(["compile", EXAMPLE, "-t", "k8s", "-o", str(tmp_path / "out.yaml")]) == 0
+    assert seen == [("check", False, "default"), ("yaml", False, "default")] and gc.isenabled()  # on again after
+    assert checked.ir is not None
+    # `aipc run` runs for long: the collector stays on, with raised thresholds
+    seen.clear()
+    monkeypatch.delenv("AWS_ACCESS_KEY_ID", raising=False)  # stops before any engine: a secret is missing
+    assert cli.main(["run", EXAMPLE]) == 1
+    assert seen == [("check", True, "raised")] and gc.isenabled() and gc.get_threshold() == defaults

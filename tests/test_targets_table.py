@@ -642,12 +642,10 @@ CASES = {
         "argo": [("spec.volumeClaimTemplates[metadata.name=frozen].spec.accessModes", ["ReadOnlyMany"]),
                  (f"{tpl('read')}.container.volumeMounts[name=frozen].readOnly", True)],
     }, xfail={
-        "compose": "known bug (issue 11): a rox volume is read-write in the compose output but read-only "
-                   "under `aipc run`; arch-back makes both use one container spec",
-        "k8s": "a rox volume is mounted read-write unless the mount says `readonly` (aipc run mounts it "
-               "read-only): the same gap as on compose",
-        "argo": "a rox volume is mounted read-write unless the mount says `readonly` (aipc run mounts it "
-                "read-only): the same gap as on compose",
+        "k8s": "a rox volume is mounted read-write unless the mount says `readonly` (aipc run and compose mount it "
+               "read-only)",
+        "argo": "a rox volume is mounted read-write unless the mount says `readonly` (aipc run and compose mount it "
+                "read-only)",
     }),
     "host-volume": Case(HOST_VOLUME, facts={
         "compose": [

@@ -19,7 +19,7 @@ from aipc.backends.writer import to_yaml
 from aipc.cli import main
 from aipc.compiler import check_source
 from aipc.diagnostics import Source
-from tests.helpers import EXAMPLES, ROOT
+from tests.helpers import EXAMPLES, ROOT, plain
 
 # --------------------------------------------------------------------- helpers
 
@@ -291,6 +291,16 @@ def test_volumes_named_bound_and_external():
     assert sorted(document["volumes"]) == ["data", "shared", "tmp"]  # host volumes are bind mounts
 
 
+def test_a_rox_volume_is_mounted_read_only_as_under_aipc_run():
+    svc = services('''
+volume models { size = 1Gi  access = rox }
+volume shared { claim = "team-models"  access = rox }
+data a { image = "e:1"  mount models at "/models"  mount shared at "/c:d" }
+''')
+    assert svc["a"]["volumes"] == ["models:/models:ro",
+                                   {"type": "volume", "source": "shared", "target": "/c:d", "read_only": True}]
+
+
 def test_absolute_and_relative_host_paths():
     assert compose.host_source("/srv/data") == "/srv/data"
     assert compose.host_source("./data") == "./data"
@@ -428,7 +438,7 @@ def probe(port: int, path: str, tools: dict[str, str], tmp_path: Path) -> int:
     """Run the healthcheck of a service on `port` with only `tools` on PATH, as the
     container's shell would after compose turned `$$` back into `$`."""
     stage = check_source(f'serve s {{ image = "s:1"  port = {port}  health = "{path}" }}', "t.aip").ir.stages[0]
-    script = compose.build_healthcheck(stage)["test"][1].replace("$$", "$")
+    script = compose.build_healthcheck(stage.port, plain(stage.health))["test"][1].replace("$$", "$")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     for name, target in tools.items():

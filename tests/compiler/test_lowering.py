@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from aipc.compiler import check_source, ir
-from tests.helpers import EXAMPLES, ROOT, codes_of, compile_ok
+from tests.helpers import EXAMPLES, ROOT, codes_of, compile_ok, plain
 
 
 def language_page_programs() -> list[str]:
@@ -41,11 +41,11 @@ def test_fraud_detection_lowers_as_the_language_page_says():
     assert [s.name for s in pipeline.stages] == ["ingest", "featurize", "model", "evaluate", "api"]
     assert [s.level for s in pipeline.stages] == [0, 1, 2, 3, 4]
     ingest = pipeline.stage("ingest")
-    assert ingest.command[4] == "2024-12-22"
+    assert plain(ingest.command[4]) == "2024-12-22"
     assert ingest.retries == 2 and ingest.timeout == 1800
     assert [k for s in ingest.secrets for k in s.keys] == ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]
     model = pipeline.stage("model")
-    assert model.command == ("python", "train.py", "--epochs", "10", "--lr", "3e-4", "--amp=true")
+    assert plain(model.command) == ("python", "train.py", "--epochs", "10", "--lr", "3e-4", "--amp=true")
     assert model.resources == ir.Resources(
         cpu=ir.Range(8000, 8000), memory=ir.Range(64 * 2**30, 64 * 2**30), gpu=4,
         gpu_model="NVIDIA-A100-SXM4-80GB", shm=16 * 2**30)
@@ -53,7 +53,7 @@ def test_fraud_detection_lowers_as_the_language_page_says():
     assert [(m.volume.name, m.path, m.readonly) for m in model.mounts] == [
         ("features", "/data/features", True), ("models", "/models", False)]
     api = pipeline.stage("api")
-    assert (api.kind, api.port, api.replicas, api.health) == (ir.StageKind.SERVE, 8080, 3, "/healthz")
+    assert (api.kind, api.port, api.replicas, plain(api.health)) == (ir.StageKind.SERVE, 8080, 3, "/healthz")
     raw = next(v for v in pipeline.volumes if v.name == "raw")
     assert (raw.kind, raw.size, raw.access, raw.storage_class) == (
         ir.VolumeKind.SIZED, 200 * 2**30, ir.Access.RWX, "fast-ssd")
@@ -61,18 +61,21 @@ def test_fraud_detection_lowers_as_the_language_page_says():
     assert (scratch.kind, scratch.host_path) == (ir.VolumeKind.HOST, "./scratch")
 
 
-def test_templates_record_where_parameters_went():
-    pipeline = compile_ok((ROOT / "examples" / "fraud-detection.aip").read_text())
-    templates = dict(pipeline.stage("model").templates)
-    assert templates["command.3"] == (ir.ParamRef("epochs"),)
-    assert templates["command.6"] == ("--amp=", ir.ParamRef("use_amp"))
-    assert "command.0" not in templates
+def test_strings_know_their_literal_parts_and_parameters():
+    text = (ROOT / "examples" / "fraud-detection.aip").read_text()
+    command = compile_ok(text).stage("model").command
+    assert command[3].parts == (ir.ParamRef("epochs", "10"),)
+    assert command[6].parts == ("--amp=", ir.ParamRef("use_amp", "true"))
+    assert command[0].parts == ("python",) and command[0].literal == "python"
+    assert text[command[6].span.start:command[6].span.end] == '"--amp=${use_amp}"'
+    builtins = compile_ok('pipeline "p" { }\ndata a { image = "e:1"  script = "${pipeline.name}/${stage.name}" }')
+    assert builtins.stages[0].script.parts == ("p/a",)  # built-ins are fixed when compiling
 
 
 def test_overrides_change_values_and_are_marked():
     pipeline = compile_ok((ROOT / "examples" / "fraud-detection.aip").read_text(), {"epochs": "20", "lr": "1e-3"})
-    assert pipeline.stage("model").command[3] == "20"
-    assert pipeline.stage("model").command[5] == "1e-3"
+    assert pipeline.stage("model").command[3].parts == (ir.ParamRef("epochs", "20"),)
+    assert plain(pipeline.stage("model").command[5]) == "1e-3"
     params = {p.name: p for p in pipeline.params}
     assert params["epochs"].overridden and params["epochs"].value == 20
     assert not params["run_date"].overridden
@@ -90,7 +93,7 @@ data b { image = "ghcr.io/org/tool:1.0" }
 data c { image = "localhost:5000/tool:1.0" }
 data d { image = "org/tool:2.0" }
 ''')
-    images = {s.name: s.image for s in pipeline.stages}
+    images = {s.name: plain(s.image) for s in pipeline.stages}
     assert images == {
         "a": "registry.example.com/team/python:3.11-slim",
         "b": "ghcr.io/org/tool:1.0",
@@ -124,8 +127,8 @@ def test_after_accepts_a_single_name_and_quoted_names():
 
 def test_numbers_in_env_and_command_are_taken_as_written():
     stage = compile_ok('data a { image = "e:1"  command = ["run", 3, 0.5]  env = { N = 4, ON = true } }').stages[0]
-    assert stage.command == ("run", "3", "0.5")
-    assert stage.env == (("N", "4"), ("ON", "true"))
+    assert plain(stage.command) == ("run", "3", "0.5")
+    assert plain(stage.env) == (("N", "4"), ("ON", "true"))
 
 
 def test_serve_after_serve_is_allowed():
@@ -195,3 +198,13 @@ def test_a_repeated_error_still_marks_each_stage_invalid():
                            "t.aip")
     assert checked.ir is None
     assert [d.code for d in checked.diagnostics] == ["E202"]
+
+
+def test_every_stage_attribute_and_block_of_the_schema_has_its_lowering():
+    """An attribute added to schema.STAGE needs an entry in lower's table (else its
+    stages would stop with an internal error)."""
+    from aipc.compiler import lower, schema
+
+    assert set(lower.LOWER_STAGE_ATTRIBUTE) == set(schema.STAGE)
+    assert set(lower.LOWER_STAGE_BLOCK) == set(schema.STAGE_BLOCKS)
+    assert all(callable(function) for function in lower.LOWER_STAGE_ATTRIBUTE.values())

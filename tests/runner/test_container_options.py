@@ -6,12 +6,16 @@ from __future__ import annotations
 import io
 import os
 
+import pytest
+
+from aipc.backends.docker import container_specs
+from aipc.diagnostics import Diagnostics
 from aipc.runner.docker_driver import container_options, used_volumes
 from aipc.runner.report import LiveReporter, PlainReporter, summary_text
 from aipc.runner.scheduler import RunResult, StageResult, Status
 from aipc.runner.selection import LABEL_FILE, LABEL_PIPELINE, LABEL_RUN, LABEL_STAGE, RunNames, missing_secrets
 from aipc.compiler import ir
-from tests.helpers import compile_ok
+from tests.helpers import EXAMPLES, compile_ok
 
 SOURCE = """
 pipeline "fraud" { image = "busybox:1.36" labels = { team = "risk" } }
@@ -46,12 +50,17 @@ serve many { after = [rocm] command = ["serve"] port = 9000 replicas = 3 }
 """
 
 
+def options_of(pipeline: ir.Pipeline, stage: str, names: RunNames, number: int, **kwargs) -> dict:
+    specs = container_specs(pipeline, pipeline.stages, Diagnostics(pipeline.file), "`aipc run`")
+    return container_options(pipeline.stage(stage), specs[stage], names, number, **kwargs)
+
+
 def build(stage: str, network: str | None = "net", number: int = 1):
     pipeline = compile_ok(SOURCE, path="/srv/pipelines/fraud.aip")
     names = RunNames.new(pipeline, "/srv/pipelines/fraud.aip", run_id="abcd1234")
-    options = container_options(pipeline, pipeline.stage(stage), names, number,
-                                environ={"AWS_KEY": "k", "AWS_SECRET": "s", "UNRELATED": "x"},
-                                base_dir="/srv/pipelines", network=network)
+    options = options_of(pipeline, stage, names, number,
+                         environ={"AWS_KEY": "k", "AWS_SECRET": "s", "UNRELATED": "x"},
+                         base_dir="/srv/pipelines", network=network)
     return pipeline, names, options
 
 
@@ -81,8 +90,8 @@ def test_env_and_secrets_from_the_callers_environment():
     secret s3 { keys = ["AWS_KEY", "AWS_SECRET"] }
     data a { image = "busybox:1.36" command = ["a"] secrets = [s3] env = { AWS_KEY = "from-env" } }
     ''')
-    options = container_options(pipeline, pipeline.stage("a"), RunNames.new(pipeline, "p.aip"), 1,
-                                environ={"AWS_KEY": "k", "AWS_SECRET": "s"}, base_dir=".", network=None)
+    options = options_of(pipeline, "a", RunNames.new(pipeline, "p.aip"), 1,
+                         environ={"AWS_KEY": "k", "AWS_SECRET": "s"}, base_dir=".", network=None)
     assert options["environment"] == {"AWS_KEY": "from-env", "AWS_SECRET": "s"}  # env wins, as in compose
     assert missing_secrets(pipeline, ["a"], {}) == ("AWS_SECRET",)
 
@@ -213,3 +222,82 @@ def test_live_view_renders_a_status_table_and_the_summary_on_a_terminal():
     assert "train: failed: device [[gpu]] missing" in text
     assert "run failed: stage `train` failed (device [[gpu]] missing)" in text
     assert "succeeded" in text and "exit code" in text
+
+
+# ----------------------------------------------- one container for compose and `aipc run`
+
+
+def unescaped(value):
+    """Compose data as the container gets it (`$$` is a `$`)."""
+    if isinstance(value, str):
+        return value.replace("$$", "$")
+    if isinstance(value, list):
+        return [unescaped(item) for item in value]
+    if isinstance(value, dict):
+        return {key: unescaped(item) for key, item in value.items()}
+    return value
+
+
+def compose_mounts(service: dict) -> dict[str, bool]:
+    """Mount path -> read-only, from a service's short or long volume syntax."""
+    out = {}
+    for volume in service.get("volumes", []):
+        if isinstance(volume, dict):
+            out[volume["target"]] = volume.get("read_only", False)
+        else:
+            parts = volume.split(":")
+            out[parts[1]] = parts[-1] == "ro"
+    return out
+
+
+@pytest.mark.parametrize("path", [*EXAMPLES, None], ids=lambda p: p.stem if p else "this-file")
+def test_compose_and_aipc_run_make_the_same_container(path):
+    from aipc.backends import compose
+
+    text = path.read_text() if path else SOURCE
+    pipeline = compile_ok(text, path="/srv/pipelines/p.aip")
+    services = compose.emit(pipeline).documents[0]["services"]
+    names = RunNames.new(pipeline, "/srv/pipelines/p.aip", run_id="abcd1234")
+    environ = {key: "from-caller" for stage in pipeline.stages for secret in stage.secrets for key in secret.keys}
+    for stage in pipeline.stages:
+        service = unescaped(services[stage.name])
+        options = options_of(pipeline, stage.name, names, 1, environ=environ, base_dir="/srv/pipelines",
+                             network="net")
+        assert options["image"] == service["image"]
+        assert options.get("entrypoint") == service.get("entrypoint")
+        assert options.get("command", []) == service.get("command", [])
+        assert options.get("working_dir") == service.get("working_dir")
+        environment = dict(item.partition("=")[::2] if "=" in item else (item, "from-caller")
+                           for item in service.get("environment", []))
+        assert options["environment"] == environment
+        assert {m["Target"]: m["ReadOnly"] for m in options["mounts"]} == compose_mounts(service)
+        assert (options["read_only"], list(options.get("tmpfs", {})), options["cap_drop"],
+                options["security_opt"]) == (service["read_only"], service.get("tmpfs", []),
+                                             service["cap_drop"], service["security_opt"])
+        assert service["labels"].items() <= options["labels"].items()
+        assert ("shm_size" in options) == ("shm_size" in service)
+        reserved = service.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices", [])
+        assert [(r["Driver"], r["Count"]) for r in options.get("device_requests", [])] == [
+            (d["driver"], d["count"]) for d in reserved]
+        assert [d.rsplit(":", 1)[0] for d in options.get("devices", [])] == service.get("devices", [])
+        if "ports" in service:
+            host, _, port = service["ports"][0].rpartition(":")
+            assert options["ports"] == {f"{port}/tcp": ("127.0.0.1", int(host.split("-")[0]))}
+            assert set(service["networks"]["default"]["aliases"]) <= set(
+                options["networking_config"]["net"]["Aliases"])
+
+
+def test_what_docker_cannot_express_is_the_same_warning_under_aipc_run_and_compose():
+    from aipc.backends import compose
+
+    pipeline = compile_ok('''
+data a { image = "e:1"  timeout = 1h  resources { gpu = 1  gpu_model = "H100"  disk = 10Gi } }
+data b { image = "e:1"  resources { gpu = 2  gpu_vendor = intel } }
+''')
+    sink = Diagnostics(pipeline.file)
+    container_specs(pipeline, pipeline.stages, sink, "`aipc run`")
+    run = [(d.code, d.span) for d in sink.sorted()]
+    composed = [(d.code, d.span) for d in compose.emit(pipeline).diagnostics
+                if d.span != pipeline.stage("a").span_of("timeout")]  # compose has no deadline; `aipc run` has
+    assert run == composed and len(run) == 3
+    assert all("`aipc run` cannot" in d.message for d in sink.sorted())

@@ -78,3 +78,16 @@ def test_missing_secrets_only_count_for_selected_stages(aip, capsys, monkeypatch
     assert code == 1
     assert "aipc run: error: secrets need these environment variables, which are not set: " \
            "AIPC_TEST_UNSET_TOKEN" in err
+
+
+def test_what_docker_cannot_express_is_reported_as_compose_reports_it(tmp_path, capsys, monkeypatch):
+    path = tmp_path / "gpu.aip"
+    path.write_text(PIPELINE + 'eval score { after = [model] command = ["true"] '
+                               'resources { gpu_model = "H100"  disk = 1Gi } }\n')
+    monkeypatch.delenv("AIPC_TEST_UNSET_TOKEN", raising=False)
+    code, out, err = run(capsys, "run", str(path))
+    assert code == 1 and "secrets need" in err  # stops before any engine is asked
+    assert err.count("warning[B101]") == 2 and f"{path}:6:" in err
+    assert "`aipc run` cannot select a GPU model" in err and "cannot limit a container's local storage" in err
+    code, out, err = run(capsys, "run", str(path), "--only", "ingest,model")
+    assert "warning[" not in err  # about the stages this run runs only

@@ -1,0 +1,89 @@
+"""A stage's strings are ir.Text, which every target must render: literal parts as
+written and each parameter as that target writes it. A string a backend forgot
+cannot reach the output, so what holds for one string holds for all."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import yaml
+
+from aipc.backends import TARGETS, get_backend
+from aipc.backends.writer import NotData, to_yaml
+from aipc.compiler import ir, schema
+from aipc.diagnostics import Source, Span
+from tests.helpers import compile_ok
+
+# Every string attribute of a stage holds the parameter `p` (and `{{` for Argo's warning).
+EVERY_STRING = '''
+param p: string = "VALUE"
+data a {
+  image   = "e:1-${p}{{x}}"
+  command = ["${p}", "x${p}{{x}}"]
+  workdir = "/${p}{{x}}"
+  env     = { A = "${p}{{x}}", B = "plain" }
+}
+data b { image = "e:1"  script = "echo ${p} {{x}}" }
+serve s { image = "e:1"  port = 8080  health = "/${p}{{x}}" }
+'''
+
+TEXT_FIELDS = sorted(f.name for f in dataclasses.fields(ir.Stage) if "Text" in str(f.type))
+
+
+def test_every_text_field_of_a_stage_is_exercised_here():
+    pipeline = compile_ok(EVERY_STRING)
+    assert TEXT_FIELDS == ["command", "env", "health", "image", "script", "workdir"]
+    for name in TEXT_FIELDS:
+        assert any(getattr(stage, name) for stage in pipeline.stages), name
+    # and each one is a Text with the parameter among its parts
+    texts = [getattr(stage, name) for stage in pipeline.stages for name in TEXT_FIELDS]
+    flat = [t for value in texts if value for t in (value if isinstance(value, tuple) else (value,))]
+    flat = [t[1] if isinstance(t, tuple) else t for t in flat]
+    assert all(isinstance(t, ir.Text) for t in flat)
+    assert sum(any(isinstance(p, ir.ParamRef) for p in t.parts) for t in flat) == 7
+
+
+@pytest.mark.parametrize("target", TARGETS)
+def test_every_target_renders_every_string(target):
+    emitted = get_backend(target).emit(compile_ok(EVERY_STRING, {"p": "OVERRIDDEN"}))
+    text = to_yaml(emitted.documents)
+    assert "VALUE" not in text
+    if target == "argo":  # parameters stay the Workflow's own: the value appears once, as its default
+        assert text.count("OVERRIDDEN") == 1
+        assert text.count("{{workflow.parameters.p}}") >= 7  # health is in three probes
+    else:
+        assert text.count("OVERRIDDEN") >= 7 and "{{workflow" not in text
+
+
+def test_the_writer_refuses_what_a_backend_did_not_render():
+    text = ir.Text(("x", ir.ParamRef("p", "1")), Span(0, 1))
+    with pytest.raises(NotData, match="ir.Text"):
+        to_yaml([{"image": text}])
+    with pytest.raises(NotData):
+        to_yaml([{"kind": [ir.StageKind.DATA]}])
+    with pytest.raises(TypeError, match="render"):
+        f"{text}"
+    assert text.render(param=lambda ref: f"<{ref.name}>") == "x<p>"
+    assert yaml.safe_load(to_yaml([{"a": 1.5, "b": (1, 2)}])) == {"a": 1.5, "b": [1, 2]}  # still data
+
+
+def test_argo_warns_about_braces_in_every_string_attribute():
+    """Every attribute that holds text reaches Argo through one function, so each
+    one holding `{{` is reported at the attribute, once (health was missed once)."""
+    emitted = get_backend("argo").emit(compile_ok(EVERY_STRING))
+    source = Source("t.aip", EVERY_STRING)
+    warned = sorted(EVERY_STRING[d.span.start:d.span.end].split(" ")[0] for d in emitted.diagnostics
+                    if d.code == "B101")
+    written = sorted(name for name, spec in schema.STAGE.items()
+                     if spec.type in (schema.Type.STRING, schema.Type.PATH, schema.Type.STRING_LIST,
+                                      schema.Type.STRING_MAP) and name != "labels")
+    assert warned == written == ["command", "env", "health", "image", "script", "workdir"]
+    health = next(d for d in emitted.diagnostics if "`health`" in d.message)
+    assert source.position(health.span.start).line == 10 and "`s`" in health.message
+
+
+def test_argo_warns_once_at_a_default_image_with_braces():
+    text = 'pipeline "p" { image = "e:{{x}}" }\ndata a { }\ndata b { }\n'
+    (warning,) = get_backend("argo").emit(compile_ok(text)).diagnostics
+    assert warning.code == "B101" and text[warning.span.start:warning.span.end] == '"e:{{x}}"'
