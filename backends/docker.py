@@ -149,7 +149,7 @@ def container_spec(pipeline: ir.Pipeline, stage: ir.Stage, publish: Publish | No
         working_dir=rendered(stage.workdir) if stage.workdir is not None else None,
         environment=tuple([(name, rendered(value)) for name, value in stage.env]),
         secret_keys=secret_keys(stage) if stage.secrets else (),
-        mounts=tuple([Mount(m.volume, m.path, m.readonly or m.volume.access is ir.Access.ROX) for m in stage.mounts]),
+        mounts=tuple([Mount(m.volume, m.path, m.read_only) for m in stage.mounts]),
         tmpfs=() if any([m.path == HARDENING_TMP for m in stage.mounts]) else (HARDENING_TMP,),
         read_only=True,
         cap_drop=("ALL",),

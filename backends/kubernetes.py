@@ -320,7 +320,7 @@ def build_volume_mounts(stage: ir.Stage, scratch: ScratchNames) -> list[dict]:
     mounts = []
     for mount in stage.mounts:
         item: dict = {"name": volume_name(mount.volume), "mountPath": mount.path}
-        if mount.readonly:
+        if mount.read_only:
             item["readOnly"] = True
         mounts.append(item)
     if not any(m.path == "/tmp" for m in stage.mounts):

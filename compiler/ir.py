@@ -165,8 +165,14 @@ class Secret:
 class Mount:
     volume: Volume
     path: str
-    readonly: bool
+    readonly: bool  # as written: `mount v at "/p" readonly`
     span: Span
+
+    @property
+    def read_only(self) -> bool:
+        """Whether the container may not write it: a `readonly` mount, or any mount of a
+        `rox` (read-only many) volume. Every target mounts it so."""
+        return self.readonly or self.volume.access is Access.ROX
 
 
 @dataclass(frozen=True, slots=True)

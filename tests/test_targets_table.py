@@ -632,20 +632,14 @@ CASES = {
             (f"{task('read')}.dependencies", Has("write")),
         ],
     }),
-    # `access = rox`: many nodes may mount it, read-only. `aipc run` mounts it
-    # read-only even where the mount does not say `readonly`; the other targets
-    # must too.
+    # `access = rox`: many nodes may mount it, read-only. Every target mounts it
+    # read-only even where the mount does not say `readonly`.
     "rox-volume": Case(ROX_WITHOUT_READONLY, facts={
         "compose": [(f"{svc('read')}.volumes", ["frozen:/frozen:ro"])],
         "k8s": [(f"{obj('PersistentVolumeClaim', 't-frozen')}.spec.accessModes", ["ReadOnlyMany"]),
                 (f"{ctr('Job', 't-read')}.volumeMounts[name=frozen].readOnly", True)],
         "argo": [("spec.volumeClaimTemplates[metadata.name=frozen].spec.accessModes", ["ReadOnlyMany"]),
                  (f"{tpl('read')}.container.volumeMounts[name=frozen].readOnly", True)],
-    }, xfail={
-        "k8s": "a rox volume is mounted read-write unless the mount says `readonly` (aipc run and compose mount it "
-               "read-only)",
-        "argo": "a rox volume is mounted read-write unless the mount says `readonly` (aipc run and compose mount it "
-                "read-only)",
     }),
     "host-volume": Case(HOST_VOLUME, facts={
         "compose": [
