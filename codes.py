@@ -129,8 +129,7 @@ NOT_IMPLEMENTED = _code(
     "E009", "part of the v1 language, not implemented in this build",
     """The construct is written correctly: it is part of the v1 language
     (LANGUAGE.md), and this build of aipc reads it but cannot compile it yet:
-    templates and `from`, `import`, `output` and `input` statements, and a
-    secret's key as an environment value (`hf.token`). Each is reported once,
+    templates and `from`, `import`, `output` and `input` statements. Each is reported once,
     where it is written; the rest of the file is checked as usual. Leave it out
     (the help line says how) or use a build that implements it.""",
     """
@@ -185,6 +184,21 @@ UNKNOWN_SECRET = _code(
     """
 secret s3 { keys = ["AWS_ACCESS_KEY_ID"] }
 data ingest { image = "etl:1.0"  secrets = [s4] }    # error: did you mean `s3`?
+""",
+)
+
+UNKNOWN_SECRET_KEY = _code(
+    "E130", "unknown key of a secret",
+    """An `env` value written `SECRET.KEY` gives the variable one key of a declared
+    secret under a new name: `SECRET` must be declared with `secret SECRET { keys
+    = [...] }` and `KEY` must be one of its keys. On Kubernetes and Argo the
+    variable reads key KEY of the Secret named after SECRET (`secretKeyRef`); on
+    docker-compose and under `aipc run` it takes the value of the caller's
+    environment variable KEY. A close match among the keys is suggested.""",
+    """
+secret hf { keys = ["token"] }
+serve llm { image = "vllm/vllm-openai:v0.6.3"  port = 8000  env = { HF_TOKEN = hf.tokn } }
+# error: `hf` has no key `tokn`; did you mean `token`?
 """,
 )
 
@@ -303,8 +317,9 @@ serve api { image = "api:1.0"  port = 8080 }
 
 CONFLICTING_ATTRIBUTES = _code(
     "E204", "attributes that cannot be used together",
-    """`command` (an argv list) and `script` (run with `sh -c`) are two ways to say
-    what runs, so a stage has at most one. A volume is either created (`size`,
+    """`command` (an argv list that replaces the image's entrypoint), `args`
+    (arguments appended to the image's entrypoint) and `script` (run with `sh -c`)
+    are three ways to say what runs, so a stage has at most one. A volume is either created (`size`,
     `access`, `class`), a bind mount of a `host` path, or an existing `claim`.""",
     """
 data ingest { image = "etl:1.0"  command = ["etl"]  script = "etl --all" }    # error
@@ -418,6 +433,32 @@ secret s3 { keys = ["aws-key"] }    # error: write "AWS_KEY"
 """,
 )
 
+UNKNOWN_CAPABILITY = _code(
+    "E250", "unknown Linux capability",
+    """`security { capabilities = [...] }` adds Linux capabilities back after every
+    one was dropped. Each is a name from capabilities(7) written without the
+    `CAP_` prefix and in capitals (`CHOWN`, `NET_BIND_SERVICE`), as Kubernetes and
+    Docker write them; `ALL` is not accepted (list what the image needs, or use
+    `privileged = true`). A close match is suggested.""",
+    """
+serve db { image = "postgres:16"  port = 5432  security { capabilities = ["CAP_CHOWN"] } }   # error: write "CHOWN"
+serve db { image = "postgres:16"  port = 5432  security { capabilities = ["CHOWN"] } }
+""",
+)
+
+INVALID_USER = _code(
+    "E251", "invalid user",
+    """`security { user = ... }` is the user a stage's container runs as: a uid
+    (`1000`; its group is the same number), `"uid:gid"` (`"1000:100"`) or `root`.
+    Kubernetes runs containers by number (`runAsUser`, `runAsGroup`), so a user
+    name from the image cannot be used: find its uid with `id -u NAME` in the
+    image. Ids are at most 2147483647.""",
+    """
+serve db { image = "postgres:16"  port = 5432  security { user = "postgres" } }   # error
+serve db { image = "postgres:16"  port = 5432  security { user = 999 } }          # the uid of postgres
+""",
+)
+
 # ------------------------------------------------------------------------- graph
 
 DEPENDENCY_CYCLE = _code(
@@ -479,6 +520,33 @@ data b { image = "etl:1.0"  mount scratch at "/s" }    # warning: a and b may ru
 """,
 )
 
+PRIVILEGED = _code(
+    "W250", "a privileged container",
+    """`security { privileged = true }` gives the container every capability and
+    the host's devices, and lets it escalate privileges: it can take over the
+    machine (or the Kubernetes node) it runs on. It is allowed, since some drivers
+    and tools need it, and always warned about. Usually a few `capabilities` are
+    what the image really needs.""",
+    """
+train probe { image = "tools:1.0"  security { privileged = true } }     # warning
+train probe { image = "tools:1.0"  security { capabilities = ["SYS_PTRACE"] } }
+""",
+)
+
+GPU_WITHOUT_MEMORY = _code(
+    "W251", "a GPU stage with the default memory limit",
+    """A stage that asks for GPUs but sets no `memory` gets the default memory
+    limit, 2Gi, on every target: too little for almost any GPU workload (loading a
+    model, pinned host buffers, data loader workers and /dev/shm all count
+    against it), so the process is killed for running out of memory. Set
+    `memory` in `resources`, for example to the size of the model plus what the
+    data loading needs.""",
+    """
+train model { image = "trainer:1.0"  resources { gpu = 1 } }                 # warning
+train model { image = "trainer:1.0"  resources { gpu = 1  memory = 32Gi } }
+""",
+)
+
 # ---------------------------------------------------------------------- backends
 
 NOT_PORTABLE = _code(
@@ -493,12 +561,30 @@ $ aipc compile p.aip --target k8s     # error: a host volume cannot be mounted o
 """,
 )
 
+SHM_ABOVE_MEMORY = _code(
+    "B002", "shared memory larger than the memory limit",
+    """On Kubernetes and Argo, `shm` is a memory-backed emptyDir at /dev/shm, and
+    what it holds counts against the container's memory limit: the kubelet caps
+    its size at the memory limit, and a full /dev/shm gets the container killed
+    for running out of memory. An `shm` larger than the stage's memory limit (the
+    high end of `memory`, or the default 2Gi when the stage sets none) can never
+    be used. Set `memory` to at least `shm` plus what the process itself needs.
+    docker-compose and `aipc run` give /dev/shm a size of its own.""",
+    """
+train model { image = "trainer:1.0"  resources { gpu = 4  shm = 16Gi } }
+$ aipc check p.aip --target k8s     # error: shm 16Gi is above the memory limit, 2Gi (the default)
+train model { image = "trainer:1.0"  resources { gpu = 4  shm = 16Gi  memory = 64Gi } }
+""",
+)
+
 IGNORED_ON_TARGET = _code(
     "B101", "attribute ignored or changed on this target",
     """The target has no way to express this attribute as written, so the compiled
     output runs without it: docker-compose cannot select a GPU model (`gpu_model`),
     stop a container after a deadline (`timeout`), limit its local storage (`disk`)
-    or reserve a number of Intel GPUs (it passes every GPU under /dev/dri); Argo
+    or reserve a number of Intel GPUs (it passes every GPU under /dev/dri);
+    docker-compose and `aipc run` pull private images with the caller's `docker
+    login`, not with the header's `pull_secrets`; Argo
     Workflows evaluates `{{...}}` in a template's text as its own expression, with
     no way to write the braces literally.""",
     """

@@ -21,8 +21,9 @@ from aipc.compiler import graph as dag
 from aipc.compiler import ir
 from aipc.compiler.params import bind_params
 from aipc.compiler.resolve import Symbols, collect_declarations
+from aipc.compiler.security import SecurityKeys, merge_security, read_security
 from aipc.compiler.schema import (
-    HEADER, RESOURCES, SECRET, STAGE, STAGE_BLOCKS, VOLUME, AttributeSpec, Type,
+    HEADER, HEADER_BLOCKS, RESOURCES, SECRET, SECURITY, STAGE, STAGE_BLOCKS, VOLUME, AttributeSpec, Type,
 )
 from aipc.compiler.values import ENV_NAME, INVALID, Evaluator, Text, did_you_mean
 from aipc.diagnostics import Diagnostics, Label, Span
@@ -35,7 +36,7 @@ DNS_SUBDOMAIN = re.compile(r"[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?")
 LABEL_NAME = re.compile(r"[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?")
 LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
 _WHERE = {"header": "the `pipeline` header", "volume": "a volume", "secret": "a secret",
-          "resources": "`resources`"}
+          "resources": "`resources`", "security": "`security`"}
 
 
 # ------------------------------------------------------------------ reading blocks
@@ -53,6 +54,7 @@ class _Block:
 def _read_block(items, table: Mapping[str, AttributeSpec], sink: Diagnostics, where: str,
                 stage_kind: str | None = None) -> _Block:
     block = _Block()
+    blocks = STAGE_BLOCKS if stage_kind is not None else HEADER_BLOCKS if where == "header" else {}
     for item in items:
         if isinstance(item, (m.Output, m.Input)):
             keyword = item.item
@@ -72,10 +74,9 @@ def _read_block(items, table: Mapping[str, AttributeSpec], sink: Diagnostics, wh
                 block.mounts.append(item)
             continue
         if isinstance(item, m.Block) or (
-            isinstance(item, m.Attribute) and stage_kind is not None
-            and item.name in STAGE_BLOCKS and isinstance(item.value, m.MapValue)
+            isinstance(item, m.Attribute) and item.name in blocks and isinstance(item.value, m.MapValue)
         ):
-            _read_nested(item, block, sink, where, stage_kind)
+            _read_nested(item, block, sink, where, blocks)
             continue
         spec = table.get(item.name)
         if spec is None:
@@ -99,12 +100,13 @@ def _read_block(items, table: Mapping[str, AttributeSpec], sink: Diagnostics, wh
     return block
 
 
-def _read_nested(item, block: _Block, sink: Diagnostics, where: str, stage_kind: str | None) -> None:
-    if stage_kind is None or item.name not in STAGE_BLOCKS:
-        choices = list(STAGE_BLOCKS) if stage_kind is not None else []
+def _read_nested(item, block: _Block, sink: Diagnostics, where: str,
+                 blocks: Mapping[str, Mapping[str, AttributeSpec]]) -> None:
+    if item.name not in blocks:
         sink.error(codes.UNKNOWN_ATTRIBUTE, item.name_span, f"unknown block `{item.name}` in {_WHERE.get(where, where)}",
-                   help=did_you_mean(item.name, choices) or
-                   ("the only block in a stage is `resources { ... }`" if stage_kind else None))
+                   help=did_you_mean(item.name, list(blocks)) or (
+                       "the blocks here are " + ", ".join(f"`{name} {{ ... }}`" for name in blocks) if blocks
+                       else "blocks belong in a stage or the `pipeline` header"))
         return
     if item.name in block.blocks:
         sink.error(codes.DUPLICATE_ATTRIBUTE, item.name_span, f"`{item.name}` is set twice",
@@ -121,9 +123,12 @@ def _read_nested(item, block: _Block, sink: Diagnostics, where: str, stage_kind:
 
 def _unknown_attribute(item: m.Attribute, table, sink: Diagnostics, where: str, stage_kind: str | None) -> None:
     name = item.name
-    if stage_kind is not None and where == "stage" and name in RESOURCES:
-        sink.error(codes.UNKNOWN_ATTRIBUTE, item.name_span, f"`{name}` belongs inside `resources {{ }}`",
-                   label="not a stage attribute", help=f"write `resources {{ {name} = ... }}`")
+    owner = next((block for block, table in STAGE_BLOCKS.items() if name in table), None)
+    if owner is not None and ((stage_kind is not None and where == "stage") or
+                              (where == "header" and owner in HEADER_BLOCKS)):
+        sink.error(codes.UNKNOWN_ATTRIBUTE, item.name_span, f"`{name}` belongs inside `{owner} {{ }}`",
+                   label=f"not a {'stage' if where == 'stage' else 'header'} attribute",
+                   help=f"write `{owner} {{ {name} = ... }}`")
         return
     if where == "resources" and name in STAGE:
         sink.error(codes.UNKNOWN_ATTRIBUTE, item.name_span, f"`{name}` is a stage attribute, not a resource",
@@ -215,6 +220,9 @@ class _Header:
     registry: str | None = None
     image: Text | None = None
     image_span: Span | None = None
+    pull_secrets: tuple[str, ...] = ()
+    pull_secrets_span: Span = Span(0, 0)
+    security: SecurityKeys = field(default_factory=dict)  # defaults for every stage's `security`
 
 
 class _Lowering:
@@ -266,6 +274,32 @@ class _Lowering:
             pairs = self.evaluator.string_map(HEADER["labels"], block.attributes["labels"].value, None)
             if pairs is not INVALID:
                 self.header.labels = _check_labels(pairs, self.sink)
+        if "pull_secrets" in block.attributes:
+            self._pull_secrets(block.attributes["pull_secrets"])
+        if "security" in block.blocks:
+            self.header.security = self.lower_security(block.blocks["security"][1], None)
+
+    def _pull_secrets(self, attribute: m.Attribute) -> None:
+        """Names of Kubernetes Secrets (of type kubernetes.io/dockerconfigjson), each once."""
+        items = self.evaluator.string_list(HEADER["pull_secrets"], attribute.value, None, words=True)
+        if items is INVALID:
+            return
+        names: list[str] = []
+        for text, span in items:
+            name = text.value
+            if not DNS_SUBDOMAIN.fullmatch(name) or len(name) > 253:
+                self.sink.error(codes.INVALID_OBJECT_NAME, span, f"`{name}` is not a valid Secret name",
+                                help="the name of a Kubernetes Secret: lowercase letters, digits, `-` and `.`, "
+                                "starting and ending with a letter or digit")
+            elif name not in names:
+                names.append(name)
+        self.header.pull_secrets = tuple(names)
+        self.header.pull_secrets_span = attribute.span
+
+    def lower_security(self, items, stage: str | None) -> SecurityKeys:
+        """The keys of a `security` block (a stage's, or the header's defaults)."""
+        block = _read_block(items, SECURITY, self.sink, "security")
+        return read_security(block.attributes, self.evaluator, self.sink, stage)
 
     def _strings(self, block: _Block, table, stage: str | None) -> dict[str, Text]:
         """Every STRING/PATH attribute of a block, evaluated."""
@@ -412,6 +446,7 @@ class _Lowering:
             volumes=tuple(volumes[n] for n in sorted(volumes)),
             secrets=tuple(secrets[n] for n in sorted(secrets)),
             stages=stages,
+            pull_secrets=header.pull_secrets, pull_secrets_span=header.pull_secrets_span,
             span=self.symbols.header.span if self.symbols.header else Span(0, 0),
         )
 
@@ -483,6 +518,7 @@ class _StageLowering:
         self.volumes = volumes
         self.secrets = secrets
         self.fields: dict = {"resources": ir.Resources()}
+        self.security: SecurityKeys = {}  # the stage's own `security` keys
         self.spans: list[tuple[str, Span]] = []
         self.after: list[tuple[str, Span]] = []
 
@@ -498,16 +534,20 @@ class _StageLowering:
         block = _read_block(self.declaration.items, STAGE, self.sink, "stage", self.kind)
         attributes = block.attributes
         self.spans += [(name, attribute.span) for name, attribute in attributes.items()]
-        if "command" in attributes and "script" in attributes:
-            self.lowering._conflict(attributes["script"], attributes["command"],
-                                    "`command` and `script` cannot be used together")
-            attributes = {name: a for name, a in attributes.items() if name not in ("command", "script")}
+        programs = [name for name in PROGRAMS if name in attributes]
+        for other in programs[1:]:
+            self.lowering._conflict(attributes[other], attributes[programs[0]],
+                                    f"`{programs[0]}` and `{other}` cannot be used together")
+        if len(programs) > 1:
+            attributes = {name: a for name, a in attributes.items() if name not in PROGRAMS}
         if "image" not in attributes:
             self._default_image()
         for name, attribute in attributes.items():
             LOWER_STAGE_ATTRIBUTE[name](self, STAGE[name], attribute.value)
         for name, (_, items) in block.blocks.items():
             LOWER_STAGE_BLOCK[name](self, items)
+        self.fields["security"] = merge_security(self.lowering.header.security, self.security)
+        self._check_gpu_memory()
         mounts, uses = self._mounts(block.mounts)
         if self.kind == "serve" and "port" not in attributes:
             self.lowering.missing("stage", self.name, "port", self.declaration.name.span,
@@ -568,6 +608,19 @@ class _StageLowering:
         elif items is not INVALID:
             self.fields["command"] = tuple(_text(text, span) for text, span in items)
 
+    def _args(self, spec, value) -> None:
+        items = self.evaluator.string_list(spec, value, self.name)
+        if items == []:
+            self.sink.error(codes.WRONG_TYPE, value.span, "`args` is empty",
+                            help="leave `args` out to run the image's own command")
+        elif items is not INVALID:
+            self.fields["args"] = tuple(_text(text, span) for text, span in items)
+
+    def _pull(self, spec, value) -> None:
+        choice = self.evaluator.choice(spec, value)
+        if choice is not INVALID:
+            self.fields["pull"] = ir.PullPolicy(choice)
+
     def _script(self, spec, value) -> None:
         text = self.evaluator.string(spec, value, self.name)
         if text is not INVALID and not text.value.strip():
@@ -588,21 +641,52 @@ class _StageLowering:
 
     def _env(self, spec, value) -> None:
         if isinstance(value, m.MapValue) and any(isinstance(e.value, m.Reference) for e in value.entries):
+            strings, keys = [], []
+            seen: dict[str, m.Entry] = {}
             for entry in value.entries:
-                if isinstance(entry.value, m.Reference):
-                    _check_env_name(entry.key, entry.key_span, self.sink)
-                    _not_implemented(self.sink, entry.value.span,
-                                     f"a secret's key as a value (the reference `{entry.value.dotted}`)",
-                                     help=f"until then, list the secret: `secrets = [{entry.value.parts[0].value}]` "
-                                     "makes each of its keys an environment variable")
-            value = value.model_copy(update={"entries": tuple(
-                e for e in value.entries if not isinstance(e.value, m.Reference))})
+                first = seen.setdefault(entry.key, entry)
+                if first is not entry and m.Reference in (type(first.value), type(entry.value)):
+                    self.sink.error(codes.DUPLICATE_ATTRIBUTE, entry.key_span, f"`{entry.key}` is set twice in `env`",
+                                    label="set again here", related=[Label(first.key_span, "first set here")],
+                                    help="keep one of them")
+                    continue
+                (keys if isinstance(entry.value, m.Reference) else strings).append(entry)
+            secret_env = [(entry.key, self._secret_key(entry.value)) for entry in keys
+                          if _check_env_name(entry.key, entry.key_span, self.sink)]
+            if all(key is not INVALID for _, key in secret_env):
+                self.fields["secret_env"] = tuple(secret_env)
+            value = value.model_copy(update={"entries": tuple(strings)})
         pairs = self.evaluator.string_map(spec, value, self.name)
         if pairs is not INVALID:
             self.fields["env"] = tuple(
                 (key, _text(text, entry.value.span)) for key, text, entry in pairs
                 if _check_env_name(key, entry.key_span, self.sink)
             )
+
+    def _secret_key(self, reference: m.Reference) -> ir.SecretKey | object:
+        """``hf.token``: the key ``token`` of the secret ``hf``."""
+        (secret, key) = reference.parts
+        symbols = self.lowering.symbols
+        if secret.value not in symbols.known("secret"):
+            stage = symbols.stages.get(secret.value)
+            help = (f'a service address is written in a string: `"${{{reference.dotted}}}"`' if stage is not None
+                    else did_you_mean(secret.value, symbols.secrets)
+                    or f'declare it: `secret {secret.value} {{ keys = ["{key.value}"] }}`')
+            self.sink.error(codes.UNKNOWN_SECRET, secret.span, f"unknown secret `{secret.value}`",
+                            label="not a declared secret", help=help)
+            return INVALID
+        declared = self.secrets.get(secret.value)
+        if declared is None:  # its declaration is broken, and reported
+            self.sink.count_reported_error()
+            return INVALID
+        if key.value not in declared.keys:
+            self.sink.error(codes.UNKNOWN_SECRET_KEY, key.span, f"the secret `{secret.value}` has no key `{key.value}`",
+                            label="not one of its keys", related=[Label(symbols.secrets[secret.value].name.span,
+                                                                        f"`{secret.value}` is declared here")],
+                            help=did_you_mean(key.value, declared.keys)
+                            or "its keys are " + ", ".join(f"`{k}`" for k in declared.keys))
+            return INVALID
+        return ir.SecretKey(secret.value, key.value, reference.span)
 
     def _labels(self, spec, value) -> None:
         pairs = self.evaluator.string_map(spec, value, self.name)
@@ -648,6 +732,25 @@ class _StageLowering:
 
     def _replicas(self, spec, value) -> None:
         self._set("replicas", self.evaluator.quantity(spec, value, self.name))
+
+    # security ------------------------------------------------------------------------
+
+    def _security(self, items) -> None:
+        self.security = self.lowering.lower_security(items, self.name)
+
+    def _check_gpu_memory(self) -> None:
+        """GPUs without `memory` get the default limit, far too small for a GPU workload."""
+        resources = self.fields["resources"]
+        if resources.gpu > 0 and resources.memory is None:
+            limit = ir.format_bytes(ir.DEFAULT_MEMORY.limit)
+            self.sink.warning(codes.GPU_WITHOUT_MEMORY, self.span_of("gpu"),
+                              f"`{self.name}` asks for GPUs but sets no `memory`: it gets the default limit, {limit}",
+                              label=f"no `memory`: limited to {limit}",
+                              help="set `memory` in `resources`, e.g. `memory = 32Gi`: loading a model, host "
+                              "buffers and data loaders need far more")
+
+    def span_of(self, attribute: str) -> Span:
+        return next((span for name, span in self.spans if name == attribute), self.declaration.name.span)
 
     # resources and mounts -----------------------------------------------------------
 
@@ -718,7 +821,9 @@ class _StageLowering:
 # name in schema.STAGE and schema.STAGE_BLOCKS (a test holds the keys equal).
 LOWER_STAGE_ATTRIBUTE: dict[str, Callable[[_StageLowering, AttributeSpec, m.Value], None]] = {
     "image": _StageLowering._image,
+    "pull": _StageLowering._pull,
     "command": _StageLowering._command,
+    "args": _StageLowering._args,
     "script": _StageLowering._script,
     "workdir": _StageLowering._workdir,
     "env": _StageLowering._env,
@@ -733,7 +838,9 @@ LOWER_STAGE_ATTRIBUTE: dict[str, Callable[[_StageLowering, AttributeSpec, m.Valu
 }
 LOWER_STAGE_BLOCK: dict[str, Callable[[_StageLowering, list], None]] = {
     "resources": _StageLowering._resources,
+    "security": _StageLowering._security,
 }
+PROGRAMS = ("command", "args", "script")  # what runs: at most one of them
 
 
 def _text(text: Text, span: Span) -> ir.Text:

@@ -27,6 +27,8 @@ class Type(enum.Enum):
     CPU = "a cpu quantity"
     DURATION = "a duration"
     CHOICE = "one of the choices"
+    BOOL = "a boolean"
+    USER = 'a uid (`1000`), "uid:gid" or `root`'
 
     @property
     def quantity(self) -> Kind | None:
@@ -65,6 +67,10 @@ HEADER = _table(
                   example='registry = "registry.example.com/risk"'),
     AttributeSpec("image", Type.STRING, "The image of stages that do not set their own.",
                   example='image = "python:3.11-slim"'),
+    AttributeSpec("pull_secrets", Type.STRING_LIST,
+                  "Kubernetes Secrets holding registry credentials for private images (`imagePullSecrets` "
+                  "on Kubernetes and Argo; docker-compose and `aipc run` use the caller's `docker login`).",
+                  example='pull_secrets = ["regcred"]'),
 )
 
 VOLUME = _table(
@@ -89,13 +95,23 @@ SECRET = _table(
 
 STAGE = _table(
     AttributeSpec("image", Type.STRING, "The container image.", example='image = "python:3.11-slim"'),
+    AttributeSpec("pull", Type.CHOICE,
+                  "When the image is pulled: `always`, `if_missing` or `never` (default: the target's own "
+                  "rule; Kubernetes pulls `:latest` always, a pinned tag if missing).",
+                  choices=("always", "if_missing", "never"), example="pull = always"),
     AttributeSpec("command", Type.STRING_LIST,
-                  "The argv to run, instead of the image's entrypoint. Exclusive with `script`.",
+                  "The argv to run, instead of the image's entrypoint. Exclusive with `args` and `script`.",
                   example='command = ["python", "train.py", "--epochs", "${epochs}"]'),
-    AttributeSpec("script", Type.STRING, "A shell script run with `sh -c`. Exclusive with `command`.",
+    AttributeSpec("args", Type.STRING_LIST,
+                  "Arguments appended to the image's own entrypoint (replacing its default command). "
+                  "Exclusive with `command` and `script`.",
+                  example='args = ["--model", "meta-llama/Meta-Llama-3-8B", "--port", "8000"]'),
+    AttributeSpec("script", Type.STRING, "A shell script run with `sh -c`. Exclusive with `command` and `args`.",
                   example='script = """\n  set -eu\n  python etl.py\n"""'),
     AttributeSpec("workdir", Type.PATH, "The working directory.", example='workdir = "/app"'),
-    AttributeSpec("env", Type.STRING_MAP, "Environment variables.", example='env = { LOG_LEVEL = "info" }'),
+    AttributeSpec("env", Type.STRING_MAP,
+                  "Environment variables: strings, or `SECRET.KEY`, one key of a declared secret under this name.",
+                  example='env = { LOG_LEVEL = "info", HUGGING_FACE_HUB_TOKEN = hf.token }'),
     AttributeSpec("secrets", Type.SECRET_LIST, "Secrets whose keys become environment variables.",
                   example="secrets = [s3]"),
     AttributeSpec("after", Type.STAGE_LIST,
@@ -131,7 +147,28 @@ RESOURCES = _table(
                   example="disk = 100Gi"),
 )
 
-STAGE_BLOCKS = {"resources": RESOURCES}
+SECURITY = _table(
+    AttributeSpec("user", Type.USER,
+                  "The user the container runs as: a uid (`1000`, group the same), \"uid:gid\" or `root`. "
+                  "Default: 65532, a non-root user, with HOME and USER set.", example="user = root"),
+    AttributeSpec("read_only", Type.BOOL, "Whether the root filesystem is read-only (default `true`; /tmp "
+                  "and mounted volumes stay writable).", example="read_only = false"),
+    AttributeSpec("capabilities", Type.STRING_LIST,
+                  "Linux capabilities added back after dropping them all, written without `CAP_`.",
+                  example='capabilities = ["CHOWN", "SETUID", "SETGID"]'),
+    AttributeSpec("privileged", Type.BOOL,
+                  "Run with every privilege of the host (devices, capabilities): always warned about.",
+                  example="privileged = true"),
+)
+
+STAGE_BLOCKS = {"resources": RESOURCES, "security": SECURITY}
+HEADER_BLOCKS = {"security": SECURITY}  # defaults for every stage, merged key by key
+BLOCKS = {"stage": STAGE_BLOCKS, "pipeline": HEADER_BLOCKS}  # the blocks of each declaration that has some
+
+
+def blocks_for(declaration: str) -> dict[str, dict[str, AttributeSpec]]:
+    """The blocks a declaration (``stage``, ``pipeline``) takes."""
+    return BLOCKS.get(declaration, {})
 
 PARAM_TYPES = ("string", "int", "float", "bool", "duration")
 

@@ -325,6 +325,22 @@ class Evaluator:
 
     # choices, lists, maps -----------------------------------------------------------
 
+    def boolean(self, spec: AttributeSpec, value, stage: str | None) -> bool | Any:
+        """``true`` or ``false``, or a string that is exactly one ``${param}`` of type bool."""
+        if isinstance(value, m.Word) and value.value in ("true", "false"):
+            return value.value == "true"
+        if isinstance(value, m.Str) and value.sole_interpolation is not None:
+            text = self._substitute(value.sole_interpolation, stage)
+            if text is INVALID:
+                return INVALID
+            if text in ("true", "false"):
+                return text == "true"
+            self.sink.error(codes.WRONG_TYPE, value.span,
+                            f"`{spec.name}` expects a boolean, found `{units.abbreviate(text)}` "
+                            f"(parameter `{value.sole_interpolation.name}`)", help="give it `true` or `false`")
+            return INVALID
+        return self._wrong_type(spec, value, "`true` or `false`")
+
     def choice(self, spec: AttributeSpec, value) -> str | Any:
         if isinstance(value, m.Word):
             word = value.value

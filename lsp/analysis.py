@@ -42,10 +42,14 @@ KEYWORD_DOCS = {
     "as": '`import "PATH" as NAME`: the name the imported templates are used by (`NAME.TEMPLATE`)',
     **{keyword: spec.documentation for keyword, spec in schema.STATEMENTS.items()},
 }
-_BLOCK_PURPOSES = {"resources": "what the stage requests and is limited to"}
-BLOCK_DOCS = {  # a stage's blocks, as the schema has them
+_BLOCK_PURPOSES = {
+    "resources": "what the stage requests and is limited to",
+    "security": "how the container departs from the hardened default: its user, a writable root filesystem, "
+                "capabilities added back, privileged (in the `pipeline` header: defaults for every stage)",
+}
+BLOCK_DOCS = {  # the blocks of stages and of the header, as the schema has them
     name: f"`{name} {{ {', '.join(table)} }}`" + (f": {_BLOCK_PURPOSES[name]}" if name in _BLOCK_PURPOSES else "")
-    for name, table in schema.STAGE_BLOCKS.items()
+    for blocks in schema.BLOCKS.values() for name, table in blocks.items()
 }
 REFERENCE_KINDS = tuple(resolve.WHAT)
 _WHAT = {**resolve.WHAT, "pipeline": "pipeline"}
@@ -190,8 +194,8 @@ def _place_in(declaration, offset: int) -> Place:
     for item in items:
         if isinstance(item, m.Attribute) and _contains(item.span, offset):
             table = _table(declaration, block)
-            if block is None and isinstance(item.value, m.MapValue) and item.name in schema.STAGE_BLOCKS \
-                    and isinstance(declaration, (m.StageDecl, m.TemplateDecl)) \
+            owner = {m.StageDecl: "stage", m.TemplateDecl: "stage", m.PipelineDecl: "pipeline"}.get(type(declaration), "")
+            if block is None and isinstance(item.value, m.MapValue) and item.name in schema.blocks_for(owner) \
                     and not _contains(item.name_span, offset):
                 for entry in item.value.entries:
                     if _contains(entry.span, offset):

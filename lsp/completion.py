@@ -184,7 +184,7 @@ def _step_body(frame: _Frame, token: Token, frames: list[_Frame]) -> None:
         if text == "=":
             frame.state = "value"
         elif text == "{":
-            table = frame.name if frame.table == "stage" and frame.name in schema.STAGE_BLOCKS else "unknown"
+            table = frame.name if frame.name in schema.blocks_for(frame.table) else "unknown"
             frame.state = "item"
             frames.append(_Frame("body", table))
         else:
@@ -280,9 +280,9 @@ def _attributes(frame: _Frame) -> list[Candidate]:
         for keyword, spec in schema.STATEMENTS.items():
             if frame.stage_kind is None or frame.stage_kind in spec.kinds:
                 out.append(Candidate(keyword, "keyword", spec.form, KEYWORD_DOCS[keyword], keyword + " "))
-        for name, doc in BLOCK_DOCS.items():
-            if name not in seen:
-                out.append(Candidate(name, "block", "block", doc, name + " { "))
+    for name in schema.blocks_for(frame.table):
+        if name not in seen:
+            out.append(Candidate(name, "block", "block", BLOCK_DOCS[name], name + " { "))
     return out
 
 
