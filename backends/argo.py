@@ -8,7 +8,10 @@ What a program becomes
   <pipeline>`` with ``--stable-name``) whose entrypoint is a DAG template
   (``main``); ``podGC: OnPodSuccess`` (failed pods stay for their logs),
   ``ttlStrategy.secondsAfterCompletion`` one day, the pod
-  ``securityContext`` of the Kubernetes backend, and ``serviceAccountName``
+  ``securityContext`` of the Kubernetes backend for the hardened default user
+  (a template whose stage runs as another ``user`` has its own, which Argo puts
+  in place of the workflow's), the header's ``pull_secrets`` as
+  ``imagePullSecrets``, and ``serviceAccountName``
   (``--service-account``, default ``argo-workflow``: the service account the
   Argo Helm chart creates for workflows). The Argo executor needs that
   account's token, so ``automountServiceAccountToken`` is left on here;
@@ -65,7 +68,7 @@ class Options:
     stable_name: bool = False  # metadata.name instead of generateName
     service_account: str = DEFAULT_SERVICE_ACCOUNT
     ttl_seconds_after_completion: int = 86400
-    kubernetes: k8s.Options = field(default_factory=k8s.Options)  # uid, default resources
+    kubernetes: k8s.Options = field(default_factory=k8s.Options)
 
 
 def default_filename(pipeline: ir.Pipeline) -> str:
@@ -217,6 +220,11 @@ def build_container_template(pipeline: ir.Pipeline, stage: ir.Stage, options: Op
         template["tolerations"] = parts.tolerations
     if parts.scratch_volumes:
         template["volumes"] = parts.scratch_volumes
+    security = k8s.pod_security_context(stage.security)
+    if security != k8s.pod_security_context(ir.HARDENED):
+        # Argo uses a template's pod securityContext instead of the workflow's
+        # (workflow/controller/workflowpod.go: "if tmpl.SecurityContext != nil").
+        template["securityContext"] = security
     template["container"] = container
     return template
 
@@ -314,7 +322,9 @@ def build_workflow(pipeline: ir.Pipeline, options: Options, texts: ArgoTexts) ->
     if pipeline.params:
         spec["arguments"] = {"parameters": build_parameters(pipeline)}
     spec["serviceAccountName"] = options.service_account
-    spec["securityContext"] = k8s.pod_security_context(options.kubernetes)
+    spec["securityContext"] = k8s.pod_security_context(ir.HARDENED)
+    if pipeline.pull_secrets:
+        spec["imagePullSecrets"] = k8s.image_pull_secrets(pipeline)
     spec["podGC"] = {"strategy": "OnPodSuccess"}
     spec["ttlStrategy"] = {"secondsAfterCompletion": options.ttl_seconds_after_completion}
     mounted = mounted_volumes(pipeline)
@@ -339,6 +349,7 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     options = options or Options()
     sink = Diagnostics(pipeline.file)
     k8s.check_host_mounts(pipeline, sink, "Argo Workflows")
+    k8s.check_shared_memory(pipeline, sink, "Argo Workflows")
     if sink.has_errors:
         return Emitted((), tuple(sink.sorted()))
     workflow = build_workflow(pipeline, options, ArgoTexts(sink))

@@ -7,8 +7,10 @@ labels), and :func:`container_options` maps that to the SDK's arguments, as
 `aipc apply` applies the Kubernetes backend's documents. This driver adds what
 belongs to one run: names, the run's labels (:mod:`aipc.runner.selection`,
 which is how ``aipc down`` and the Ctrl-C clean-up find everything), the run's
-Docker volumes and network, the address ports are published on, and ``--init``
-so that stopping a container is prompt.
+Docker volumes (given to the volume group by the spec's one-off container
+before any stage runs) and network, the address ports are published on, the
+images as each stage's ``pull`` says, and ``--init`` so that stopping a
+container is prompt.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ import docker.types
 import requests.exceptions
 from docker.utils import parse_repository_tag
 
-from aipc.backends.docker import ContainerSpec, Mount
+from aipc.backends.docker import VOLUMES_SERVICE, ContainerSpec, Mount, volume_setup
 from aipc.compiler import ir
 from aipc.runner.scheduler import Attempt
 from aipc.runner.selection import LABEL_FILE, LABEL_RUN, RunNames, label_filter
@@ -83,7 +85,8 @@ def mount_option(mount: Mount, names: RunNames, base_dir: str) -> docker.types.M
     volume = mount.volume
     if volume.kind is ir.VolumeKind.HOST:
         return docker.types.Mount(mount.target, host_path(volume, base_dir), type="bind", read_only=mount.read_only)
-    return docker.types.Mount(mount.target, names.volume(volume), type="volume", read_only=mount.read_only)
+    return docker.types.Mount(mount.target, names.volume(volume), type="volume", read_only=mount.read_only,
+                              no_copy=mount.no_copy)
 
 
 def resource_options(spec: ContainerSpec) -> dict:
@@ -108,20 +111,9 @@ def container_options(stage: ir.Stage, spec: ContainerSpec, names: RunNames, num
                       bind_address: str = "127.0.0.1") -> dict:
     """Keyword arguments of ``client.containers.create`` for one attempt (batch) or
     replica (serve) of ``stage``, whose container is ``spec``."""
-    options: dict = {
-        **spec.engine_options(),  # image, working_dir, hardening...: what the engine takes as it is
-        "name": names.container(stage.name, number),
-        "labels": {**dict(spec.labels), **names.stage_labels(stage)},  # ours last: `aipc down` finds it
-        "environment": {**dict(spec.environment), **{key: environ.get(key, "") for key in spec.secret_keys}},
-        "mounts": [mount_option(mount, names, base_dir) for mount in spec.mounts],
-        "init": True,
-    }
-    if spec.entrypoint is not None:
-        options["entrypoint"] = list(spec.entrypoint)
-        options["command"] = list(spec.command or ())
-    if spec.tmpfs:
-        options["tmpfs"] = {path: "" for path in spec.tmpfs}
-    options.update(resource_options(spec))
+    options = spec_options(spec, names, environ=environ, base_dir=base_dir)
+    options["name"] = names.container(stage.name, number)
+    options["labels"] = {**dict(spec.labels), **names.stage_labels(stage)}  # ours last: `aipc down` finds it
     if network:
         options["network"] = network
         aliases = sorted({stage.name, ir.dns_label(stage.name), *spec.aliases})
@@ -129,6 +121,27 @@ def container_options(stage: ir.Stage, spec: ContainerSpec, names: RunNames, num
     if spec.publish is not None:
         # Replica n answers on the n-th host port of the spec's range.
         options["ports"] = {f"{spec.publish.port}/tcp": (bind_address, spec.publish.first + number - 1)}
+    return options
+
+
+def spec_options(spec: ContainerSpec, names: RunNames, *, environ: Mapping[str, str], base_dir: str) -> dict:
+    """What a container spec is as ``client.containers.create`` arguments, whatever runs it."""
+    environment = {**dict(spec.environment), **{name: environ.get(key, "") for name, key in spec.secret_env},
+                   **{key: environ.get(key, "") for key in spec.secret_keys}}
+    options: dict = {
+        **spec.engine_options(),  # image, working_dir, hardening...: what the engine takes as it is
+        "environment": environment,
+        "mounts": [mount_option(mount, names, base_dir) for mount in spec.mounts],
+        "init": True,
+    }
+    if spec.entrypoint is not None:
+        options["entrypoint"] = list(spec.entrypoint)
+        options["command"] = list(spec.command or ())
+    elif spec.command is not None:  # `args`: the image's own entrypoint gets them
+        options["command"] = list(spec.command)
+    if spec.tmpfs:
+        options["tmpfs"] = dict(spec.tmpfs)
+    options.update(resource_options(spec))
     return options
 
 
@@ -176,7 +189,8 @@ class DockerDriver:
     def prepare(self, stages: list[ir.Stage]) -> None:
         """Images, volumes and the network; raises PreflightError listing every problem."""
         try:
-            problems = self._check_images(sorted({self.specs[stage.name].image for stage in stages}))
+            problems = self._check_images({self.specs[stage.name].image: self.specs[stage.name].pull
+                                           for stage in stages})
             volumes = used_volumes(stages)
             problems += self._check_claims(volumes)
             if problems:
@@ -184,22 +198,31 @@ class DockerDriver:
             problems = self._create_volumes(volumes)
             if problems:
                 raise PreflightError(problems)
+            self._set_up_volumes(stages)
             self._create_network()
         except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
             raise PreflightError([f"the Docker engine failed: {engine_message(error)}"]) from None
 
-    def _check_images(self, images: list[str]) -> list[str]:
+    def _check_images(self, images: Mapping[str, ir.PullPolicy | None]) -> list[str]:
+        """Each image on this machine, pulled when missing (or always, or never, as ``pull`` says)."""
         problems = []
-        for image in images:
-            try:
-                self.client.images.get(image)
-                continue
-            except docker.errors.ImageNotFound:
-                pass
-            except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
-                problems.append(f"image `{image}`: {engine_message(error)}")
-                continue
-            self.note(f"pulling image {image} (not on this machine)")
+        for image in sorted(images):
+            policy = images[image]
+            if policy is not ir.PullPolicy.ALWAYS:
+                try:
+                    self.client.images.get(image)
+                    continue
+                except docker.errors.ImageNotFound:
+                    if policy is ir.PullPolicy.NEVER:
+                        problems.append(f"image `{image}` is not on this machine, and `pull = never` forbids "
+                                        "pulling it")
+                        continue
+                except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+                    problems.append(f"image `{image}`: {engine_message(error)}")
+                    continue
+                self.note(f"pulling image {image} (not on this machine)")
+            else:
+                self.note(f"pulling image {image} (`pull = always`)")
             repository, tag = parse_repository_tag(image)
             try:
                 self.client.images.pull(repository, tag=tag or "latest")
@@ -245,6 +268,27 @@ class DockerDriver:
                     except docker.errors.APIError as error:
                         problems.append(f"volume `{volume.name}`: cannot create `{name}`: {engine_message(error)}")
         return problems
+
+    def _set_up_volumes(self, stages: list[ir.Stage]) -> None:
+        """Run the one-off container that gives the volumes these stages write to the
+        volume group (what compose runs as the service `aipc-volumes`)."""
+        setup = volume_setup(self.pipeline, stages)
+        if setup is None:
+            return
+        spec = setup[0]
+        options = spec_options(spec, self.names, environ=self.environ, base_dir=self.base_dir)
+        options.update(name=self.names.container(VOLUMES_SERVICE, 1), network_mode="none",
+                       labels={**dict(spec.labels), **self.names.run_labels()})
+        container = self.client.containers.create(**options)
+        try:
+            container.start()
+            code = self._wait(container, time.monotonic() + 120)
+            if code != 0:
+                output = container.logs().decode("utf-8", "replace").strip().splitlines()[-3:]
+                raise PreflightError([f"preparing the volumes for the stages' user (image `{spec.image}`, which "
+                                      f"needs sh, chgrp and chmod) failed with code {code}: " + " / ".join(output)])
+        finally:
+            self._discard(container, graceful=False)
 
     def _create_network(self) -> None:
         try:

@@ -154,9 +154,12 @@ def test_cpu_memory_disk_ranges_and_defaults():
     assert finetune["requests"] == {"cpu": "32", "memory": "480Gi", "ephemeral-storage": "200Gi"}
     assert finetune["limits"] == {"cpu": "64", "memory": "640Gi", "ephemeral-storage": "200Gi",
                                   "nvidia.com/gpu": 8}
-    predict = container(by_kind(example("fraud-detection"), "Job")["fraud-detection-evaluate"])["resources"]
-    assert predict["requests"] == {"cpu": "500m", "memory": "512Mi"}  # nothing declared: the defaults
-    assert predict["limits"] == {"cpu": "2", "memory": "2Gi", "nvidia.com/gpu": 1}
+    evaluate = container(by_kind(example("fraud-detection"), "Job")["fraud-detection-evaluate"])["resources"]
+    assert evaluate["requests"] == {"cpu": "500m", "memory": "16Gi"}  # no cpu declared: the default
+    assert evaluate["limits"] == {"cpu": "2", "memory": "16Gi", "nvidia.com/gpu": 1}
+    (job,) = read_back(emit_yaml("k8s", compile_ir('data a { image = "e:1" }')))[1:]
+    assert container(job)["resources"] == {"requests": {"cpu": "500m", "memory": "512Mi"},  # nothing declared
+                                           "limits": {"cpu": "2", "memory": "2Gi"}}
 
 
 def test_volumes_become_claims_with_sizes_access_modes_and_classes():

@@ -25,6 +25,7 @@ data a {
   env     = { A = "${p}{{x}}", B = "plain" }
 }
 data b { image = "e:1"  script = "echo ${p} {{x}}" }
+data c { image = "e:1"  args = ["--${p}{{x}}"] }
 serve s { image = "e:1"  port = 8080  health = "/${p}{{x}}" }
 '''
 
@@ -33,7 +34,7 @@ TEXT_FIELDS = sorted(f.name for f in dataclasses.fields(ir.Stage) if "Text" in s
 
 def test_every_text_field_of_a_stage_is_exercised_here():
     pipeline = compile_ok(EVERY_STRING)
-    assert TEXT_FIELDS == ["command", "env", "health", "image", "script", "workdir"]
+    assert TEXT_FIELDS == ["args", "command", "env", "health", "image", "script", "workdir"]
     for name in TEXT_FIELDS:
         assert any(getattr(stage, name) for stage in pipeline.stages), name
     # and each one is a Text with the parameter among its parts
@@ -41,7 +42,7 @@ def test_every_text_field_of_a_stage_is_exercised_here():
     flat = [t for value in texts if value for t in (value if isinstance(value, tuple) else (value,))]
     flat = [t[1] if isinstance(t, tuple) else t for t in flat]
     assert all(isinstance(t, ir.Text) for t in flat)
-    assert sum(any(isinstance(p, ir.ParamRef) for p in t.parts) for t in flat) == 7
+    assert sum(any(isinstance(p, ir.ParamRef) for p in t.parts) for t in flat) == 8
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -51,9 +52,9 @@ def test_every_target_renders_every_string(target):
     assert "VALUE" not in text
     if target == "argo":  # parameters stay the Workflow's own: the value appears once, as its default
         assert text.count("OVERRIDDEN") == 1
-        assert text.count("{{workflow.parameters.p}}") >= 7  # health is in three probes
+        assert text.count("{{workflow.parameters.p}}") >= 8  # health is in three probes
     else:
-        assert text.count("OVERRIDDEN") >= 7 and "{{workflow" not in text
+        assert text.count("OVERRIDDEN") >= 8 and "{{workflow" not in text
 
 
 def test_the_writer_refuses_what_a_backend_did_not_render():
@@ -78,9 +79,9 @@ def test_argo_warns_about_braces_in_every_string_attribute():
     written = sorted(name for name, spec in schema.STAGE.items()
                      if spec.type in (schema.Type.STRING, schema.Type.PATH, schema.Type.STRING_LIST,
                                       schema.Type.STRING_MAP) and name != "labels")
-    assert warned == written == ["command", "env", "health", "image", "script", "workdir"]
+    assert warned == written == ["args", "command", "env", "health", "image", "script", "workdir"]
     health = next(d for d in emitted.diagnostics if "`health`" in d.message)
-    assert source.position(health.span.start).line == 10 and "`s`" in health.message
+    assert source.position(health.span.start).line == 11 and "`s`" in health.message
 
 
 def test_argo_warns_once_at_a_default_image_with_braces():

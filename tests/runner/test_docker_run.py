@@ -236,6 +236,7 @@ data fetch { script = "echo $AIPC_TEST_KEY_ID" secrets = [cloud, hub] mount out 
 def test_stages_are_hardened_and_mounts_limits_and_host_volumes_apply(pipeline, capsys):
     (pipeline.directory / "inputs").mkdir()
     (pipeline.directory / "inputs" / "in.txt").write_text("from the host\n")
+    os.chown(pipeline.directory / "inputs", 65532, 65532)  # a host folder the stage's user may write
     pipeline.write("""
 volume inputs { host = "./inputs" }
 volume shared { size = 1Gi }
@@ -263,6 +264,7 @@ data probe {
     assert printed[2:7] == ["root read-only", "tmp writable", "in read-only", "from the host", str(64 * 1024 * 1024)]
     assert printed[7] == f"shm {32 * 1024}"
     assert (pipeline.directory / "inputs" / "out.txt").read_text() == "out\n"
+    assert (pipeline.directory / "inputs" / "out.txt").stat().st_uid == 65532  # the hardened default user
 
 
 def test_a_gpu_stage_fails_cleanly_without_gpus(pipeline, capsys):

@@ -18,10 +18,11 @@ from pathlib import Path
 import pytest
 
 from aipc.cli import main
+from tests.conftest import BUSYBOX_IMAGE
 
 pytestmark = pytest.mark.docker
 
-IMAGE = "aipc-test/busybox:1.0"  # tests/conftest.py builds it (busybox_image)
+IMAGE = BUSYBOX_IMAGE  # tests/conftest.py builds it (busybox_image)
 UP_TIMEOUT = 120  # seconds; every pipeline here finishes in a few
 
 
