@@ -71,3 +71,13 @@ def test_installed_wheel_checks_an_example_outside_the_repository(wheel: Path, t
     where = subprocess.run([str(venv / "bin" / "python"), "-c", "import aipc; print(aipc.__file__)"], cwd=tmp_path,
                            env=env, capture_output=True, text=True, timeout=60)
     assert str(venv) in where.stdout
+
+
+def test_the_license_is_an_spdx_expression(wheel: Path):
+    """`license = "Apache-2.0"` (PEP 639), not the deprecated table form that makes
+    setuptools warn on every install: the wheel's metadata says License-Expression."""
+    with zipfile.ZipFile(wheel) as archive:
+        (metadata,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        headers = archive.read(metadata).decode().split("\n\n", 1)[0].splitlines()
+    assert "License-Expression: Apache-2.0" in headers
+    assert not any(line.startswith("License: ") for line in headers)
