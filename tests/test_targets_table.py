@@ -431,6 +431,35 @@ EXAMPLE_CASES = {
             *hardened_argo(batch=("fetch", "shard", "classifier", "accuracy", "export")),
         ],
     }),
+    # The example that runs on any Docker engine: one public image, a volume passed along, a service.
+    "quickstart": Case(example("quickstart"), facts={
+        "compose": [
+            Quiet(),
+            *[(f"{svc(stage)}.image", "busybox:1.36") for stage in ("numbers", "model", "check", "report")],
+            (f"{svc('numbers')}.volumes", ["work:/work"]),
+            (f"{svc('check')}.volumes", ["work:/work:ro"]),
+            (f"{svc('check')}.depends_on", {"model": COMPLETED}),
+            (f"{svc('report')}.entrypoint", ["httpd"]),
+            (f"{svc('report')}.command", ["-f", "-v", "-p", "8080", "-h", "/work"]),  # port = "${port}"
+            (f"{svc('report')}.ports", [Re(r"(.*:)?8080:8080")]),
+            (f"{svc('report')}.healthcheck.test", Has(Re(r".*http://127\.0\.0\.1:8080/model\.txt.*"))),
+            *hardened_compose("numbers", "model", "check", "report"),
+        ],
+        "k8s": [
+            Quiet(),
+            (f"{obj('PersistentVolumeClaim', 'quickstart-work')}.spec.resources.requests.storage", "1Gi"),
+            (f"{obj('Job', 'quickstart-model')}.metadata.annotations[aipc.dev/depends-on]", "Job/quickstart-numbers"),
+            (f"{ctr('Deployment', 'quickstart-report')}.readinessProbe.httpGet.path", "/model.txt"),
+            (f"{obj('Service', 'quickstart-report')}.spec.ports[0].port", 8080),
+            *hardened_k8s("quickstart", jobs=("numbers", "model", "check"), deployments=("report",)),
+        ],
+        "argo": [
+            (f"{task('check')}.dependencies", ["model"]),
+            (f"{task('report')}.dependencies", ["check"]),
+            (f"{applied('report')}spec.template.spec.containers[0].readinessProbe.httpGet.path", "/model.txt"),
+            *hardened_argo(batch=("numbers", "model", "check"), serve=("report",)),
+        ],
+    }),
 }
 
 # --------------------------------------------------- hand-written programs
@@ -784,6 +813,7 @@ def compile_case(case: Case, target: str, tmp_path: Path, capsys, monkeypatch) -
         path = tmp_path / "t.aip"
         path.write_text(case.program)
     params = [arg for param in case.params for arg in ("-p", param)]
+    monkeypatch.chdir(path.parent)  # in the project's directory: compose reads host paths from here
     status = cli.main(["compile", str(path), "-t", target, "--format", "json", *params])
     out, err = capsys.readouterr()
     diagnostics = json.loads(err) if err.strip() else []
