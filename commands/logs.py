@@ -54,7 +54,7 @@ def run(args) -> int:
         raise UsageError("aipc logs needs the file of the pipeline, not stdin")
     from aipc.commands.common import run_target
     from aipc.runner.selection import PipelineId
-    from aipc.runner.state import PipelineState
+    from aipc.runner.state import PipelineState, StoredLog
 
     target = run_target(args.file)
     if target is None:
@@ -72,7 +72,8 @@ def run(args) -> int:
             raise UsageError(f"`{args.stage}` is not a stage of pipeline {pipeline}" + (f"; {hint}" if hint else ""))
         stages = [args.stage]
     else:
-        stages = [name for name in declared if name in kept or _serving(state, name)]
+        running = set((state.run_in_progress() or {}).get("stages") or ()) if args.follow else set()
+        stages = [name for name in declared if name in kept or name in running or _serving(state, name)]
         stages += [name for name in kept if name not in stages]  # stages the file no longer declares
     if not stages:
         print(f"aipc logs: nothing is kept of pipeline {pipeline}: run it with `aipc run {args.file}`",
@@ -89,6 +90,8 @@ def run(args) -> int:
             tasks.append(lambda stage=stage: _from_engine(live[stage], stage, printer, args.follow))
             continue
         stored = state.log(stage)
+        if stored is None and args.follow and _in_progress(state, stage):
+            stored = StoredLog([], cut=False)  # it has not printed yet: follow it from its start
         if stored is None:
             why, ran = _nothing_kept(state.stage(stage), stage)
             print(f"aipc logs: {why}", file=sys.stderr)
@@ -113,6 +116,13 @@ def _nothing_kept(info: dict | None, stage: str) -> tuple[str, bool]:
     if info.get("status") in ("pending", "skipped"):
         return f"`{stage}` did not run the last time ({info.get('message') or info.get('status')})", False
     return f"`{stage}` printed nothing the last time it ran", True
+
+
+def _in_progress(state, stage: str) -> bool:
+    """Whether a run in progress has the stage still to run or running."""
+    run = state.run_in_progress()
+    info = state.stage(stage) or {}
+    return run is not None and info.get("run") == run["run"] and info.get("status") in ACTIVE
 
 
 def _serving(state, stage: str) -> bool:
@@ -162,8 +172,7 @@ def _from_engine(containers: list, stage: str, printer: Printer, follow: bool) -
 def _from_state(state, stage: str, stored, printer: Printer, follow: bool) -> None:
     from aipc.runner.state import follow_file
 
-    run = state.run_in_progress()
-    if not follow or run is None or (state.stage(stage) or {}).get("run") != run["run"]:
+    if not follow or not _in_progress(state, stage):
         for line in stored.lines:
             printer(stage, line)
         return

@@ -124,6 +124,23 @@ data ticker { script = "for i in 1 2 3 4 5 6; do echo tick $i; sleep 0.5; done" 
     assert process.returncode == 0
 
 
+def test_logs_follow_every_stage_of_a_run_in_progress_also_those_still_to_start(pipeline, capsys):
+    pipeline.write("""
+data first { script = "echo one; sleep 1; echo two" }
+train second { after = [first] script = "echo three" }
+""")
+    process = start_run(pipeline)
+    try:
+        read_until(process, ["one"])
+        code, out, err = aipc(capsys, "logs", str(pipeline.path), "--follow")
+        assert code == 0, err
+        assert out.splitlines() == ["first  | one", "first  | two", "second | three"]
+        process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+
+
 def test_a_detached_run_belongs_to_the_pipeline_ps_logs_and_down_find_it_after_a_rename(pipeline, capsys):
     port = free_port()
     pipeline.write(f"""
