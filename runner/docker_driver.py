@@ -30,7 +30,7 @@ import docker.types
 import requests.exceptions
 from docker.utils import parse_repository_tag
 
-from aipc.backends.docker import ContainerSpec, Mount
+from aipc.backends.docker import ContainerSpec, Mount, port_range
 from aipc.compiler import ir
 from aipc.runner.scheduler import Attempt
 from aipc.runner.selection import (
@@ -101,9 +101,9 @@ def explain_start_error(error: BaseException, spec: ContainerSpec) -> str:
                     "and restart Docker (or run the stage where there are GPUs)")
         return (f"{message}; this Docker engine cannot give containers {spec.gpu.driver.upper()} GPUs: "
                 f"install the AMD Container Toolkit (Docker Engine 28.3 or later) on the host and restart Docker")
-    if "port is already allocated" in message or "address already in use" in message:
-        port = spec.publish.first if spec.publish else None
-        return (f"host port {port} is in use by another program on this machine ({message}); "
+    if ("port is already allocated" in message or "address already in use" in message) and spec.publish:
+        ports = port_range(spec.publish.first, spec.publish.last)
+        return (f"a host port of {ports} is in use by another program on this machine ({message}); "
                 "stop it, or give the stage another `port`")
     return message
 

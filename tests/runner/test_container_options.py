@@ -332,3 +332,26 @@ data b { image = "e:1"  resources { gpu = 2  gpu_vendor = intel } }
                 if d.span != pipeline.stage("a").span_of("timeout")]  # compose has no deadline; `aipc run` has
     assert run == composed and len(run) == 3
     assert all("`aipc run` cannot" in d.message for d in sink.sorted())
+
+
+def test_the_engines_refusals_say_what_to_do():
+    import docker.errors
+
+    from aipc.runner.docker_driver import explain_start_error
+
+    def refusal(text: str) -> Exception:
+        return docker.errors.APIError("500 Server Error", explanation=text)
+
+    pipeline = compile_ok(SOURCE)
+    specs = container_specs(pipeline, pipeline.stages, Diagnostics(pipeline.file), "`aipc run`")
+    nvidia = explain_start_error(refusal('could not select device driver "nvidia" with capabilities: [[gpu]]'),
+                                 specs["model"])
+    assert nvidia.startswith('could not select device driver "nvidia" with capabilities: [[gpu]]; ')
+    assert "install the NVIDIA Container Toolkit" in nvidia and "nvidia-ctk runtime configure" in nvidia
+    amd = explain_start_error(refusal('could not select device driver "amd" with capabilities: [[gpu]]'),
+                              specs["rocm"])
+    assert "AMD Container Toolkit (Docker Engine 28.3 or later)" in amd
+    taken = explain_start_error(refusal("driver failed programming external connectivity: Bind for "
+                                        "127.0.0.1:9001 failed: port is already allocated"), specs["many"])
+    assert taken.startswith("a host port of 9000-9002 is in use by another program on this machine (")
+    assert explain_start_error(refusal("no such image"), specs["api"]) == "no such image"
