@@ -247,6 +247,57 @@ pipeline "Fraud Detection" { }    # error: write "fraud-detection"
 """,
 )
 
+NOT_A_SERVICE = _code(
+    "E120", "an address of something that is not a serve stage",
+    """`${STAGE.host}`, `${STAGE.port}` and `${STAGE.url}` name a serve stage's
+    address as other stages reach it. A batch stage (`data`, `train`, `eval`)
+    serves nothing and has no address; a secret, volume or parameter has none
+    either. (`${pipeline.name}`, `${stage.name}` and `${matrix.X}` are built in and
+    win over a stage of that name.)""",
+    """
+data prepare { image = "etl:1.0" }
+train model { image = "trainer:1.0"  command = ["train", "--from", "${prepare.url}"] }   # error
+""",
+)
+
+UNKNOWN_ADDRESS_FIELD = _code(
+    "E121", "unknown part of a service address",
+    """A serve stage's address has three parts: `${STAGE.host}` (the name other
+    stages reach it by), `${STAGE.port}` (the port they connect to) and
+    `${STAGE.url}` (`http://HOST:PORT`).""",
+    """
+serve db { image = "postgres:16"  port = 5432 }
+data load { image = "etl:1.0"  command = ["load", "--db", "${db.hostname}"] }   # error: did you mean `host`?
+""",
+)
+
+UNKNOWN_PORT_NAME = _code(
+    "E122", "unknown port name",
+    """`health { port = NAME }` checks one of the stage's named ports: `NAME` must be
+    a key of its `ports` map (or write the port's number).""",
+    """
+serve api {
+  image  = "api:1.0"
+  port   = 8000
+  ports  = { metrics = 9090 }
+  health { http = "/metrics"  port = metric }    # error: did you mean `metrics`?
+}
+""",
+)
+
+ADDRESS_NOT_ALLOWED = _code(
+    "E123", "a service address where the value is fixed when compiling",
+    """A service address differs per target (the container port on docker-compose,
+    the Service port on Kubernetes), so it may only appear in what a stage hands
+    its container: `command`, `args`, `script`, `env` values, `workdir`, `image` and
+    `health`. Labels, mount paths, numbers and the header's values are the same
+    on every target and cannot hold one.""",
+    """
+serve db { image = "postgres:16"  port = 5432 }
+data load { image = "etl:1.0"  labels = { upstream = "${db.host}" } }    # error
+""",
+)
+
 # --------------------------------------------------------------- types and units
 
 WRONG_UNIT = _code(
@@ -402,6 +453,29 @@ secret s3 { keys = ["aws-key"] }    # error: write "AWS_KEY"
 """,
 )
 
+INVALID_PORT_NAME = _code(
+    "E230", "invalid port name",
+    """The keys of `ports` become Kubernetes port names (IANA service names): at most
+    15 lower-case letters, digits and `-`, with at least one letter, not starting or
+    ending with `-` and without `--`. `_` becomes `-`, as in object names. The name
+    of `port` itself (`http`, or `main` when its health check is `tcp` or
+    `command`) is taken.""",
+    """
+serve api { image = "api:1.0"  port = 8000  ports = { prometheus_metrics = 9090 } }   # error: 18 characters
+serve api { image = "api:1.0"  port = 8000  ports = { metrics = 9090 } }              # fixed
+""",
+)
+
+PORT_CONFLICT = _code(
+    "E231", "a port used twice",
+    """A serve stage's ports are distinct: `port` and the numbers in `ports` are the
+    container's ports, and `expose` with the numbers in `ports` are its Service's
+    ports on Kubernetes. Listing one twice would give Kubernetes a duplicate port.""",
+    """
+serve api { image = "api:1.0"  port = 8000  expose = 9090  ports = { metrics = 9090 } }   # error
+""",
+)
+
 # ------------------------------------------------------------------------- graph
 
 DEPENDENCY_CYCLE = _code(
@@ -416,14 +490,17 @@ data b { image = "etl:1.0"  after = [a] }    # error: a -> b -> a
 """,
 )
 
-BATCH_AFTER_SERVE = _code(
-    "E302", "a batch stage waits for a serve stage",
-    """A serve stage runs until it is stopped, so a batch stage that waits for it to
-    finish would never start. A serve stage may wait for another serve stage (it
-    starts once that one is healthy).""",
+BATCH_AFTER_SERVE = _code(  # retired in v1: kept so that `aipc explain E302` says what became of it
+    "E302", "(retired) a batch stage waits for a serve stage",
+    """v0 rejected a batch stage `after` a serve stage, since a service never
+    finishes. Since v1 this is allowed and means: the batch stage starts once the
+    service is healthy (has passed its health check, or has started if it has
+    none) — docker-compose `service_healthy`, `aipc run` and `aipc apply` wait for
+    it, Argo waits for the applied Deployment's available replicas. The code is no
+    longer reported.""",
     """
-serve api { image = "api:1.0"  port = 8080 }
-eval smoke { image = "tests:1.0"  after = [api] }    # error
+serve db { image = "postgres:16"  port = 5432  health { command = ["pg_isready"] } }
+data load { image = "etl:1.0"  after = [db]  command = ["load", "--db", "${db.url}"] }   # starts once db is healthy
 """,
 )
 
@@ -460,6 +537,22 @@ CONCURRENT_WRITERS = _code(
 volume scratch { size = 10Gi }
 data a { image = "etl:1.0"  mount scratch at "/s" }
 data b { image = "etl:1.0"  mount scratch at "/s" }    # warning: a and b may run together
+""",
+)
+
+SPELLED_SERVICE_NAME = _code(
+    "W120", "a service name spelled by hand",
+    """A string names a serve stage by its generated name (`<pipeline>-<stage>`,
+    written out or as `${pipeline.name}-<stage>`). That name is derived: `_`
+    becomes `-`, a file name with capitals or `.` is cleaned, so a hand-written one
+    often does not resolve (`my_demo-api` while the service is `my-demo-api`), and
+    the port other stages use differs per target. Write `${STAGE.host}`,
+    `${STAGE.port}` or `${STAGE.url}`: aipc writes the right name and port on
+    every target.""",
+    """
+serve api { image = "api:1.0"  port = 8080 }
+eval smoke { image = "tests:1.0"  after = [api]  env = { API = "http://${pipeline.name}-api:8080" } }   # warning
+eval smoke { image = "tests:1.0"  after = [api]  env = { API = "${api.url}" } }                         # fixed
 """,
 )
 

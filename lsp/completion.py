@@ -263,7 +263,9 @@ def _attributes(frame: _Frame) -> list[Candidate]:
         out.append(Candidate(MOUNT, "keyword", f'{MOUNT} VOLUME {AT} "/path" [{READONLY}]', KEYWORD_DOCS[MOUNT],
                              MOUNT + " "))
         for name, doc in BLOCK_DOCS.items():
-            if name not in seen:
+            attribute = table.get(name)  # a block that is another way to write an attribute: its kinds
+            if name not in seen and (attribute is None or frame.stage_kind is None
+                                     or frame.stage_kind in attribute.kinds):
                 out.append(Candidate(name, "block", "block", doc, name + " { "))
     return out
 

@@ -16,9 +16,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
 
@@ -28,7 +26,7 @@ import docker.types
 import requests.exceptions
 from docker.utils import parse_repository_tag
 
-from aipc.backends.docker import ContainerSpec, Mount
+from aipc.backends.docker import ContainerSpec, HealthCheck, Mount, describe_health
 from aipc.compiler import ir
 from aipc.runner.scheduler import Attempt
 from aipc.runner.selection import LABEL_FILE, LABEL_RUN, RunNames, label_filter
@@ -37,6 +35,7 @@ WAIT_SLICE = 30.0  # seconds per `docker wait` call; a deadline is checked betwe
 LOG_DRAIN = 10.0  # seconds to wait for the last log lines of a container that ended
 STOP_GRACE = 5  # seconds between SIGTERM and SIGKILL when a service is stopped
 SETTLE = 1.0  # a service without `health` counts as started when still running after this
+SECOND = 1_000_000_000  # the engine's durations are in nanoseconds
 
 
 class EngineUnavailable(Exception):
@@ -126,10 +125,20 @@ def container_options(stage: ir.Stage, spec: ContainerSpec, names: RunNames, num
         options["network"] = network
         aliases = sorted({stage.name, ir.dns_label(stage.name), *spec.aliases})
         options["networking_config"] = {network: docker.types.EndpointConfig("1.41", aliases=aliases)}
-    if spec.publish is not None:
-        # Replica n answers on the n-th host port of the spec's range.
-        options["ports"] = {f"{spec.publish.port}/tcp": (bind_address, spec.publish.first + number - 1)}
+    if spec.publish:
+        # Replica n answers on the n-th host port of each range.
+        options["ports"] = {f"{publish.port}/tcp": (bind_address, publish.first + number - 1)
+                            for publish in spec.publish}
+    if spec.healthcheck is not None:
+        options["healthcheck"] = health_option(spec.healthcheck)
     return options
+
+
+def health_option(check: HealthCheck) -> docker.types.Healthcheck:
+    """The health check compose writes, as the engine's (times in nanoseconds)."""
+    return docker.types.Healthcheck(test=list(check.test), interval=check.interval * SECOND,
+                                    timeout=check.timeout * SECOND, retries=check.retries,
+                                    start_period=check.start_period * SECOND)
 
 
 def used_volumes(stages: Iterable[ir.Stage]) -> list[ir.Volume]:
@@ -164,7 +173,7 @@ class DockerDriver:
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     base_dir: str = "."
     bind_address: str = "127.0.0.1"
-    health_timeout: float = 300.0
+    health_timeout: float | None = None  # None: as long as each service's health check allows
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _live: dict = field(default_factory=dict, init=False)  # container id -> (container, is_service)
     _replicas: list[Replica] = field(default_factory=list, init=False)
@@ -399,11 +408,12 @@ class DockerDriver:
         return "127.0.0.1" if self.bind_address in ("0.0.0.0", "::", "") else self.bind_address
 
     def _url(self, container, stage: ir.Stage) -> str | None:
+        """Where the host reaches a replica's `port` (its first published port)."""
         publish = self.specs[stage.name].publish
-        if publish is None:
+        if not publish:
             return None
         container.reload()
-        bindings = (container.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{publish.port}/tcp")
+        bindings = (container.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{publish[0].port}/tcp")
         if not bindings:
             return None
         host = self._probe_host()
@@ -411,8 +421,18 @@ class DockerDriver:
         return f"http://{host}:{bindings[0]['HostPort']}"
 
     def _await_ready(self, stage: ir.Stage, replicas: list[Replica]) -> Attempt:
-        health = self.specs[stage.name].health
-        deadline = time.monotonic() + (self.health_timeout if health else SETTLE)
+        """Wait until the engine finds every replica healthy (its health check is the
+        one compose writes, so the wait honours `start`: failures count after it), or
+        a replica exits or turns unhealthy. Without a health check a service is
+        ready once it still runs after SETTLE."""
+        check = self.specs[stage.name].healthcheck
+        if check is None:
+            limit = SETTLE
+        elif self.health_timeout is not None:
+            limit = self.health_timeout
+        else:  # the longest the engine takes to say `unhealthy`, with a little slack
+            limit = check.start_period + (check.retries + 1) * (check.interval + check.timeout) + 5
+        deadline = time.monotonic() + limit
         waiting = list(replicas)
         pause = 0.1
         while True:
@@ -425,17 +445,25 @@ class DockerDriver:
                     code = state.get("ExitCode")
                     return Attempt(exit_code=code, error=f"replica {replica.number} exited with code {code} "
                                                           "before it was ready")
-                if health and replica.url and _healthy(replica.url + health):
+                health = state.get("Health") or {}
+                if check is not None and health.get("Status") == "healthy":
                     waiting.remove(replica)
+                elif check is not None and health.get("Status") == "unhealthy":
+                    return Attempt(error=f"unhealthy: {self._health_words(stage)} failed {check.retries} times "
+                                         f"in a row{_last_output(health)}")
             if not waiting:
                 return Attempt(exit_code=0)
             if time.monotonic() >= deadline:
-                if not health:
+                if check is None:
                     return Attempt(exit_code=0)  # still running after SETTLE: started
-                where = waiting[0].url + health if waiting[0].url else health
-                return Attempt(error=f"not healthy after {self.health_timeout:g}s (GET {where})")
+                health = waiting[0].container.attrs.get("State", {}).get("Health") or {}
+                return Attempt(error=f"not healthy after {limit:g}s ({self._health_words(stage)})"
+                                     f"{_last_output(health)}")
             time.sleep(pause)
             pause = min(1.0, pause * 1.5)
+
+    def _health_words(self, stage: ir.Stage) -> str:
+        return describe_health(stage.health) if stage.health is not None else "its health check"
 
     def services(self) -> list[Replica]:
         with self._lock:
@@ -493,12 +521,11 @@ class DockerDriver:
                 self.note(f"could not remove network {self._network}: {engine_message(error)}")
 
 
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own service
-            return 200 <= response.status < 400
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
+def _last_output(health: dict) -> str:
+    """``: OUTPUT`` of the last health check the engine ran, on one line, if it said anything."""
+    log = health.get("Log") or []
+    text = " ".join(str(log[-1].get("Output") or "").split()) if log else ""
+    return f": {text[:200]}" if text else ""
 
 
 def _in_parallel(tasks: list[Callable[[], None]]) -> None:

@@ -1,11 +1,18 @@
 """The order a run follows, independent of how a stage is executed.
 
-Batch stages start once every selected dependency has succeeded, at most
-``jobs`` at a time, in the pipeline's topological order. A stage that fails
-(after its retries) or passes its timeout marks every stage downstream of it
-skipped; stages already running finish. Serve stages start last: once every
-selected batch stage has finished and none failed, each after its own
-dependencies (a serve stage after a serve stage waits until that one is healthy).
+Batch stages start once every selected dependency has succeeded (a serve
+dependency: is healthy), at most ``jobs`` at a time, in the pipeline's
+topological order. A stage that fails (after its retries) or passes its timeout
+marks every stage downstream of it skipped; stages already running finish.
+
+Serve stages come in two sorts. One that a batch stage waits for, directly or
+through other serve stages (a database the training job writes to), starts as
+soon as its own dependencies allow, so the batch stage can start once it is
+healthy: what docker-compose does with ``service_healthy``. The others (the
+model server at the end of a pipeline) start last, once every selected batch
+stage has finished and none failed: the pipeline's result is served only when
+the pipeline succeeded. No serve stage starts after a failure; each waits for
+its own dependencies (a serve stage after a serve stage until that one is healthy).
 
 All state changes happen on the thread that calls :meth:`Scheduler.run`;
 workers only execute stages through the :class:`Driver` and post what happened.
@@ -171,6 +178,7 @@ class Scheduler:
         self.by_name = {stage.name: stage for stage in self.stages}
         # Dependencies outside the selection are taken as done (`--only`, `--from`).
         self.needs = {stage.name: tuple(d for d in stage.after if d in chosen) for stage in self.stages}
+        self.needed_early = self._services_batch_stages_wait_for()
         self.results = {
             stage.name: StageResult(stage.name, stage.kind,
                                     max_attempts=1 + (stage.retries if stage.is_batch else 0))
@@ -179,6 +187,14 @@ class Scheduler:
         self._events: queue.Queue = queue.Queue()
         self._workers: dict[str, threading.Thread] = {}
         self._aborting = threading.Event()
+
+    def _services_batch_stages_wait_for(self) -> frozenset[str]:
+        """Serve stages a selected batch stage waits for, directly or through serve stages."""
+        early: set[str] = set()
+        for stage in reversed(self.stages):  # dependants before their dependencies
+            if stage.is_batch or stage.name in early:
+                early.update(d for d in self.needs[stage.name] if not self.by_name[d].is_batch)
+        return frozenset(early)
 
     # -- the scheduling loop ------------------------------------------------------------
 
@@ -221,7 +237,8 @@ class Scheduler:
             result = self.results[stage.name]
             if result.status is not Status.PENDING or not self._dependencies_done(stage):
                 continue
-            if not stage.is_batch and not self._batch_settled():
+            if not stage.is_batch and (self._run_failed() or (
+                    stage.name not in self.needed_early and not self._batch_settled())):
                 continue
             self._launch(stage)
 

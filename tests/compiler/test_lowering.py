@@ -53,7 +53,10 @@ def test_fraud_detection_lowers_as_the_language_page_says():
     assert [(m.volume.name, m.path, m.readonly) for m in model.mounts] == [
         ("features", "/data/features", True), ("models", "/models", False)]
     api = pipeline.stage("api")
-    assert (api.kind, api.port, api.replicas, plain(api.health)) == (ir.StageKind.SERVE, 8080, 3, "/healthz")
+    assert (api.kind, api.port, api.replicas, plain(api.health.path)) == (ir.StageKind.SERVE, 8080, 3, "/healthz")
+    assert (api.health.kind, api.health.port, api.health.start, api.health.interval) == (
+        ir.HealthKind.HTTP, 8080, ir.HEALTH_START, ir.HEALTH_INTERVAL)
+    assert (api.expose, api.service_port, api.ports, api.port_name) == (None, 8080, (), "http")
     raw = next(v for v in pipeline.volumes if v.name == "raw")
     assert (raw.kind, raw.size, raw.access, raw.storage_class) == (
         ir.VolumeKind.SIZED, 200 * 2**30, ir.Access.RWX, "fast-ssd")
