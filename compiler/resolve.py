@@ -12,7 +12,8 @@ read. Which values hold references comes from the schema's types (a
 ``STAGE_LIST`` holds stage names), not from attribute names, so a new
 attribute of such a type is found without a change here. A new kind of
 reference (a template after ``from``, ``input STAGE.OUTPUT``) is one more
-entry in :data:`NAME_LISTS` or one more case in :func:`_references_in`.
+entry in :data:`NAME_LISTS` or one more case in :func:`_references_in`, as a
+service address ``${db.host}`` is: a use of the stage ``db``.
 """
 
 from __future__ import annotations
@@ -28,6 +29,8 @@ from aipc.dsl import model as m
 
 # The kinds of declared names, and what a message calls each.
 WHAT = {"param": "parameter", "volume": "volume", "secret": "secret", "stage": "stage"}
+# `${NAME.x}` with these is a built-in (`${pipeline.name}`), never a stage's address.
+ADDRESS_BUILTINS = ("pipeline", "stage", "matrix")
 # Attribute types whose values are names of declarations of a kind: `after = [a, b]`.
 NAME_LISTS: dict[Type, str] = {Type.STAGE_LIST: "stage", Type.SECRET_LIST: "secret"}
 
@@ -153,8 +156,14 @@ def _references_in(node, table: dict[str, AttributeSpec]) -> Iterator[Reference]
     """The references under a model node whose attributes are read against ``table``."""
     if isinstance(node, m.Str):
         for part in node.parts:
-            if isinstance(part, m.Interpolation) and "." not in part.name:  # dotted names are built-ins
+            if not isinstance(part, m.Interpolation):
+                continue
+            head, dot, _ = part.name.partition(".")
+            if not dot:
                 yield Reference("param", part.name, part.name_span)
+            elif head not in ADDRESS_BUILTINS:  # `${db.host}`: a use of the stage `db`
+                start = part.name_span.start
+                yield Reference("stage", head, Span(start, start + len(head)))
         return
     if isinstance(node, m.Mount):
         yield Reference("volume", node.volume.value, node.volume.span)

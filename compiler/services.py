@@ -27,7 +27,6 @@ from aipc.compiler.values import INVALID, did_you_mean
 from aipc.diagnostics import Diagnostics, Label, Span
 from aipc.dsl import model as m
 
-BUILTINS = ("pipeline", "stage", "matrix")  # `${pipeline.name}`...: never a stage's address
 _HOST_CHARACTERS = re.compile(r"[A-Za-z0-9_-]*")
 _NAME_CHARACTER = re.compile(r"[A-Za-z0-9_.-]")
 

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from aipc import codes
 from aipc.compiler import ir, units
+from aipc.compiler.resolve import ADDRESS_BUILTINS
 from aipc.compiler.schema import AttributeSpec, Type
 from aipc.diagnostics import Diagnostics, Label, Span
 from aipc.dsl import model as m
@@ -31,7 +32,6 @@ class _Invalid:
 INVALID: Any = _Invalid()
 
 BUILTINS = ("pipeline.name", "stage.name")
-SERVICE_BUILTINS = ("pipeline", "stage", "matrix")  # `${NAME.x}` with these is never a stage's address
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -182,7 +182,7 @@ class Evaluator:
     def _substitute(self, part: m.Interpolation, stage: str | None, addresses: bool = False
                     ) -> str | ir.ServiceRef | Any:
         name = part.name
-        if self.services is not None and "." in name and name.partition(".")[0] not in SERVICE_BUILTINS:
+        if self.services is not None and "." in name and name.partition(".")[0] not in ADDRESS_BUILTINS:
             return self.services.reference(part, self.sink, addresses and stage is not None)
         if name == "pipeline.name":
             return self.pipeline_name
