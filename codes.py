@@ -197,8 +197,9 @@ data ingest { image = "etl:1.0"  comand = ["etl"] }    # error: did you mean `co
 ATTRIBUTE_NOT_FOR_KIND = _code(
     "E107", "attribute not allowed on this kind of stage",
     """`retries` and `timeout` belong to batch stages (`data`, `train`, `eval`),
-    which run to completion; `port`, `replicas` and `health` belong to `serve`
-    stages, which run until stopped.""",
+    which run to completion; `port`, `expose`, `ports`, `replicas` and `health`
+    (the attribute and the block) belong to `serve` stages, which run until
+    stopped.""",
     """
 train model { image = "trainer:1.0"  port = 8080 }    # error: `port` is only for serve stages
 """,
@@ -329,7 +330,7 @@ MISSING_ATTRIBUTE = _code(
     """Some attributes have no default: every stage needs an `image` (unless the
     pipeline header sets one), a serve stage needs a `port`, a volume needs a
     `size` unless it is a `host` path or an existing `claim`, a secret needs
-    `keys`.""",
+    `keys`, a `health` block needs one check (`http`, `tcp` or `command`).""",
     """
 serve api { image = "api:1.0" }             # error: a serve stage needs a `port`
 serve api { image = "api:1.0"  port = 8080 }
@@ -340,7 +341,9 @@ CONFLICTING_ATTRIBUTES = _code(
     "E204", "attributes that cannot be used together",
     """`command` (an argv list) and `script` (run with `sh -c`) are two ways to say
     what runs, so a stage has at most one. A volume is either created (`size`,
-    `access`, `class`), a bind mount of a `host` path, or an existing `claim`.""",
+    `access`, `class`), a bind mount of a `host` path, or an existing `claim`. A
+    `health` block has one check: `http`, `tcp` or `command` (and `port` only
+    with `http` or `tcp`).""",
     """
 data ingest { image = "etl:1.0"  command = ["etl"]  script = "etl --all" }    # error
 """,
@@ -586,11 +589,14 @@ $ aipc compile p.aip --target compose     # warning: compose has no timeout; it 
 
 HOST_PORTS_OVERLAP = _code(
     "B102", "host ports overlap on docker-compose",
-    """On docker-compose a serve stage publishes its port on the host, one host port
-    per replica: `port = 8080  replicas = 3` takes 8080-8082 (the engine gives each
-    replica one of them, so 8080 always answers). Two serve stages whose host ports
-    overlap cannot all start: the later one fails with `port is already allocated`.
-    Keep the ports of serve stages at least as far apart as their replicas.""",
+    """On docker-compose (and under `aipc run`) a serve stage publishes its ports on
+    the host, one host port per replica: `port = 8080  replicas = 3` takes
+    8080-8082 (the engine gives each replica one of them, so 8080 always answers);
+    `expose` moves `port`'s host ports (`port = 8000  expose = 80` takes 80), and
+    each of `ports` takes its own number up. Published ports that overlap cannot
+    all start: the later one fails with `port is already allocated`. Keep them at
+    least as far apart as their replicas, or give services that listen on the same
+    port different `expose` ports.""",
     """
 serve candidates { image = "retrieval:2.0"  port = 8081  replicas = 2 }   # host ports 8081-8082
 serve ranker     { image = "ranking:2.0"    port = 8080  replicas = 3 }   # warning: 8080-8082 overlap
