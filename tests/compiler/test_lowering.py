@@ -23,8 +23,14 @@ def test_every_example_checks_clean(path: Path):
 
 
 def test_the_language_page_example_is_an_example():
-    (program,) = language_page_programs()  # kept verbatim in examples/, so every backend compiles it
+    program, *_ = language_page_programs()  # kept verbatim in examples/, so every backend compiles it
     assert (ROOT / "examples" / "fraud-detection.aip").read_text() == program
+
+
+@pytest.mark.parametrize("index", range(1, len(language_page_programs())))
+def test_every_other_program_of_the_language_page_checks_clean(index):
+    checked = check_source(language_page_programs()[index], f"page-{index}.aip")
+    assert checked.diagnostics == [] and checked.ir is not None
 
 
 def test_the_readme_tour_checks_clean():
