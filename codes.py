@@ -306,9 +306,9 @@ ADDRESS_NOT_ALLOWED = _code(
     "E123", "a service address where the value is fixed when compiling",
     """A service address differs per target (the container port on docker-compose,
     the Service port on Kubernetes), so it may only appear in what a stage hands
-    its container: `command`, `args`, `script`, `env` values, `workdir`, `image` and
-    `health`. Labels, mount paths, numbers and the header's values are the same
-    on every target and cannot hold one.""",
+    its running container: `command`, `args`, `script`, `env` values, `workdir`
+    and `health`. Images, labels, mount paths, numbers and the header's values
+    are the same on every target and cannot hold one.""",
     """
 serve db { image = "postgres:16"  port = 5432 }
 data load { image = "etl:1.0"  labels = { upstream = "${db.host}" } }    # error

@@ -596,7 +596,7 @@ class _StageLowering:
         self._set_image(header.image, header.image_span)
 
     def _image(self, spec, value) -> None:
-        text = self.evaluator.string(spec, value, self.name, addresses=True)
+        text = self.evaluator.string(spec, value, self.name)  # no service address: an image names none
         if text is not INVALID:
             self._set_image(text, value.span)
 

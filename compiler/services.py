@@ -40,13 +40,11 @@ class Services:
     ports: Mapping[str, tuple[int, int]]  # serve stages with a valid port: (port, expose)
     spans: Mapping[str, Span] = field(default_factory=dict)  # declarations' names
     others: Mapping[str, str] = field(default_factory=dict)  # other declared names: what they are
-    spellings: tuple[str, ...] = ()  # how a program might write the pipeline's part of a name
 
     def __post_init__(self) -> None:
-        dns = ir.dns_label(self.pipeline)
-        self.spellings = tuple(dict.fromkeys(s.lower() for s in (self.pipeline, dns, *self.spellings)))
-        self.by_host = {ir.object_name(self.pipeline, name): name for name, kind in self.kinds.items()
-                        if kind == "serve"}
+        # how a program may write the pipeline's part of a service name: as written, as in object names
+        self.spellings = tuple(dict.fromkeys((self.pipeline.lower(), ir.dns_label(self.pipeline))))
+        self.serving = [name for name, kind in self.kinds.items() if kind == "serve"]
 
     # ${STAGE.FIELD} ----------------------------------------------------------------
 
@@ -63,10 +61,10 @@ class Services:
             if what is not None:
                 sink.error(codes.NOT_A_SERVICE, stage_span, f"`{stage}` is a {what}, not a serve stage: "
                            f"`${{{part.name}}}` names no address",
-                           label=f"a {what}", help=self._suggestion(stage, rest))
+                           label=f"a {what}", help=self._suggestion(stage))
                 return INVALID
             sink.error(codes.UNKNOWN_STAGE, stage_span, f"unknown stage `{stage}` in `${{{part.name}}}`",
-                       label="not declared", help=self._suggestion(stage, rest))
+                       label="not declared", help=self._suggestion(stage))
             return INVALID
         if kind != "serve":
             sink.error(codes.NOT_A_SERVICE, stage_span,
@@ -88,15 +86,15 @@ class Services:
                        f"`${{{part.name}}}` cannot be used here: a service address differs per target",
                        label="fixed when compiling",
                        help="service addresses go into what a stage hands its container: command, args, "
-                       "script, env, workdir, image, health")
+                       "script, env, workdir, health")
             return INVALID
         ports = self.ports.get(stage)
         if ports is None:
             return INVALID  # its `port` is missing or invalid, which is reported there
         return ir.ServiceRef(stage, rest, ir.object_name(self.pipeline, stage), *ports)
 
-    def _suggestion(self, stage: str, rest: str) -> str:
-        close = did_you_mean(stage, [name for name, kind in self.kinds.items() if kind == "serve"])
+    def _suggestion(self, stage: str) -> str:
+        close = did_you_mean(stage, self.serving)
         if close is not None:
             return close
         return "`${STAGE.host}`, `${STAGE.port}` and `${STAGE.url}` name a serve stage of this file"
@@ -132,19 +130,18 @@ class Services:
         looks_like_host = (after[:1] == ":" and after[1:2].isdigit()) or lowered[max(0, start - 3):start] == "://"
         if not rest or not looks_like_host:
             return
-        serving = [name for name, kind in self.kinds.items() if kind == "serve"]
-        close = did_you_mean(rest.replace("-", "_"), serving)
+        close = did_you_mean(rest.replace("-", "_"), self.serving)  # "did you mean `api`?"
         sink.warning(codes.SPELLED_SERVICE_NAME, span,
                      f"`{written}` looks like a service name of this pipeline, but no serve stage has it",
                      label="resolves to nothing",
-                     help=(close.replace("did you mean `", "did you mean `${").replace("`?", ".url}`?")
-                           if close else "a serve stage's address is `${STAGE.host}` or `${STAGE.url}`"))
+                     help=f"did you mean `${{{close.split('`')[1]}.url}}`?" if close
+                     else "a serve stage's address is `${STAGE.host}` or `${STAGE.url}`")
 
     def _stage_in(self, rest: str) -> str | None:
         """The serve stage whose name ``rest`` starts with (as a dns label), longest first."""
         words = rest.split("-")
         for end in range(len(words), 0, -1):
-            candidate = "_".join(words[:end]).replace("-", "_")
+            candidate = "_".join(words[:end])
             if self.kinds.get(candidate) == "serve":
                 return candidate
         return None

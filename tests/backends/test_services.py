@@ -13,44 +13,11 @@ from aipc.backends import get_backend
 from aipc.backends.writer import to_yaml
 from aipc.compiler import check_source, ir
 from aipc.diagnostics import Source
+from tests.dsl.test_v1_syntax import CONTRACT as V1_PROGRAMS
 from tests.helpers import compile_ok
 
-# LANGUAGE.md, v1, "Images run as they are", verbatim.
-CONTRACT = '''\
-pipeline "serving" {
-  namespace    = "llm"
-  pull_secrets = ["regcred"]           # imagePullSecrets on Kubernetes and Argo
-  security     { user = 1000 }         # default for every stage; stages merge over it
-}
-
-secret hf { keys = ["token"] }
-
-serve vllm {
-  image  = "vllm/vllm-openai:v0.6.3"
-  args   = ["--model", "meta-llama/Meta-Llama-3-8B", "--port", "8000"]
-  env    = { HUGGING_FACE_HUB_TOKEN = hf.token }     # one key of a secret, renamed
-  port   = 8000
-  expose = 80                          # Service port on Kubernetes, host port on compose
-  ports  = { metrics = 9090 }          # more named ports
-  health { http = "/health"  start = 20m  interval = 10s  timeout = 5s  failures = 3 }
-  security { user = root  read_only = false }
-  pull   = always                      # always | if_missing | never
-  resources { gpu = 1  memory = 24Gi  shm = 8Gi }
-}
-
-data postgres_ready {
-  image = "postgres:16"
-  after = [db]                         # a batch stage after a serve stage: starts once `db` is healthy
-  command = ["psql", "-h", "${db.host}", "-p", "${db.port}", "-c", "select 1"]
-}
-
-serve db {
-  image = "postgres:16"
-  port  = 5432
-  health { command = ["pg_isready", "-U", "postgres"] }
-  security { user = root  read_only = false  capabilities = ["CHOWN", "SETUID", "SETGID", "FOWNER", "DAC_OVERRIDE"] }
-}
-'''
+# LANGUAGE.md, v1, "Images run as they are", verbatim (kept with the other v1 programs).
+CONTRACT = V1_PROGRAMS["images"]
 
 # What the other half of issue 13 gives meaning to (security, args, secret keys in
 # `env`, pull, pull_secrets): until it has, those lines are taken out.
