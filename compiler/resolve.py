@@ -28,8 +28,8 @@ from aipc.dsl import model as m
 
 # The kinds of declared names, and what a message calls each.
 WHAT = {"param": "parameter", "volume": "volume", "secret": "secret", "stage": "stage"}
-# Attribute types whose values are names of declarations of a kind: `after = [a, b]`.
-NAME_LISTS: dict[Type, str] = {Type.STAGE_LIST: "stage", Type.SECRET_LIST: "secret"}
+# Attribute types whose values are names of declarations of a kind: `after = [a, b]`, `matrix = model`.
+NAME_LISTS: dict[Type, str] = {Type.STAGE_LIST: "stage", Type.SECRET_LIST: "secret", Type.STAGE_NAME: "stage"}
 
 
 @dataclass

@@ -21,6 +21,8 @@ class Type(enum.Enum):
     STRING_LIST = "a list of strings"
     STRING_MAP = "a map of strings"
     STAGE_LIST = "a list of stage names"
+    STAGE_NAME = "a stage name"
+    MAP_LIST = "a list of maps"
     SECRET_LIST = "a list of secret names"
     INT = "a whole number"
     BYTES = "a byte quantity"
@@ -113,6 +115,15 @@ STAGE = _table(
                   maximum=units.INT32_MAX, example="replicas = 3"),
     AttributeSpec("health", Type.PATH, "The HTTP path probed for readiness and liveness.", kinds=SERVE,
                   example='health = "/healthz"'),
+    AttributeSpec("matrix", Type.STAGE_NAME,
+                  "Sweep the axes (and `exclude`) of another matrix stage: one instance per instance of it; "
+                  "`after` that stage then pairs each instance with the one of equal coordinates. "
+                  "Or a block of axes: `matrix { AXIS = [VALUES] }`.", example="matrix = model"),
+    AttributeSpec("exclude", Type.MAP_LIST,
+                  "Combinations of the `matrix` left out: an instance matching every key of one map.",
+                  example="exclude = [{ lr = 1e-4, seed = 3 }]"),
+    AttributeSpec("max_parallel", Type.INT, "At most this many instances of the matrix run at once.",
+                  kinds=BATCH, minimum=1, maximum=units.INT32_MAX, example="max_parallel = 2"),
 )
 
 RESOURCES = _table(
@@ -131,7 +142,14 @@ RESOURCES = _table(
                   example="disk = 100Gi"),
 )
 
-STAGE_BLOCKS = {"resources": RESOURCES}
+# `matrix { AXIS = [VALUES] ... }`: its attributes are axes the user names, one
+# instance of the stage per combination of their values (compiler/matrix.py).
+MATRIX: dict[str, AttributeSpec] = {}
+MATRIX_DOC = ("`matrix { AXIS = [VALUES] ... }`: the stage runs once per combination of the values "
+              "(numbers, strings, bools or quantities), each instance seeing its own as `${matrix.AXIS}`")
+MAX_INSTANCES = 1000
+
+STAGE_BLOCKS = {"resources": RESOURCES, "matrix": MATRIX}
 
 PARAM_TYPES = ("string", "int", "float", "bool", "duration")
 

@@ -22,9 +22,11 @@ def test_every_example_checks_clean(path: Path):
     assert checked.ir is not None and checked.ir.stages
 
 
-def test_the_language_page_example_is_an_example():
-    (program,) = language_page_programs()  # kept verbatim in examples/, so every backend compiles it
-    assert (ROOT / "examples" / "fraud-detection.aip").read_text() == program
+def test_the_language_page_examples_are_examples():
+    # kept verbatim in examples/, so that every backend compiles them
+    complete, sweep = language_page_programs()
+    assert (ROOT / "examples" / "fraud-detection.aip").read_text() == complete
+    assert (ROOT / "examples" / "sweep.aip").read_text() == sweep
 
 
 def test_the_readme_tour_checks_clean():
