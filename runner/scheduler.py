@@ -1,7 +1,8 @@
 """The order a run follows, independent of how a stage is executed.
 
 Batch stages start once every selected dependency has succeeded, at most
-``jobs`` at a time, in the pipeline's topological order. A stage that fails
+``jobs`` at a time, in the pipeline's topological order; the instances of a
+matrix stage with ``max_parallel = N``, at most N at a time. A stage that fails
 (after its retries) or passes its timeout marks every stage downstream of it
 skipped; stages already running finish. Serve stages start last: once every
 selected batch stage has finished and none failed, each after its own
@@ -223,7 +224,17 @@ class Scheduler:
                 continue
             if not stage.is_batch and not self._batch_settled():
                 continue
+            if not self._window_open(stage):
+                continue
             self._launch(stage)
+
+    def _window_open(self, stage: ir.Stage) -> bool:
+        """Whether an instance may start under its matrix stage's `max_parallel`."""
+        matrix = stage.instance.matrix if stage.instance is not None else None
+        if matrix is None or matrix.max_parallel is None:
+            return True
+        running = sum(1 for name in matrix.instances if name in self.results and self.results[name].status.is_active)
+        return running < matrix.max_parallel
 
     def _launch(self, stage: ir.Stage) -> None:
         result = self.results[stage.name]

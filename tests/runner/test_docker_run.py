@@ -5,6 +5,7 @@ removes all of them afterwards."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -422,3 +423,41 @@ def test_no_docker_engine_is_a_clear_error(tmp_path, capsys, monkeypatch):
     assert "Traceback" not in err
     code, out, err = aipc(capsys, "down", str(path))
     assert code == 1 and "no Docker engine answers" in err
+
+
+def container_spans(pipeline: Pipeline, since: float, until: float) -> dict[str, list[tuple[int, int]]]:
+    """(start, die) of each stage's containers, in nanoseconds, from the engine's events
+    (`aipc run` removes its containers, so their inspect data is gone)."""
+    out = subprocess.run(["docker", "events", "--since", f"{since:.3f}", "--until", f"{until:.3f}",
+                          "--filter", "type=container", "--filter", "event=start", "--filter", "event=die",
+                          "--filter", pipeline.labels(), "--format", "{{json .}}"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    begun: dict[str, int] = {}
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for line in out.splitlines():
+        event = json.loads(line)
+        stage = event["Actor"]["Attributes"]["dev.aipc.stage"]
+        if event["Action"] == "start":
+            begun[event["id"]] = event["timeNano"]
+        else:
+            spans.setdefault(stage, []).append((begun.pop(event["id"]), event["timeNano"]))
+    return spans
+
+
+def test_a_sweep_runs_six_instances_two_at_a_time_and_pairs_them(pipeline, capsys):
+    from tests.backends.e2e.test_compose_e2e import SWEEP, SWEEP_COORDINATES, most_at_once
+
+    pipeline.path.write_text(SWEEP.replace("IMAGE", pipeline.image).replace('pipeline "e2e-sweep" { }',
+                                                                            f'pipeline "{pipeline.name}" {{ }}'))
+    since = time.time() - 1
+    code, out, err = aipc(capsys, "run", str(pipeline.path), "--progress", "plain", "--jobs", "6")
+    until = time.time() + 1
+    assert code == 0, out + err
+    spans = container_spans(pipeline, since, until)
+    models = [f"model-{lr}-{seed}" for lr, seed in SWEEP_COORDINATES]
+    assert sorted(spans) == sorted(models + [name.replace("model", "score") for name in models])
+    assert most_at_once([span for name in models for span in spans[name]]) == 2
+    for lr, seed in SWEEP_COORDINATES:
+        assert lines_of(out, f"score-{lr}-{seed}") == [f"score-{lr}-{seed} read lr={lr} seed={seed}"]
+        assert spans[f"score-{lr}-{seed}"][0][0] >= spans[f"model-{lr}-{seed}"][0][1]
+    assert pipeline.containers() == []
