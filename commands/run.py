@@ -18,8 +18,9 @@ HELP = "run a pipeline on the local Docker engine"
 DESCRIPTION = """\
 Check a .aip file, then run it on the local Docker engine (the `run` extra:
 pip install 'aipc[run]'). Batch stages run in dependency order, independent ones
-in parallel (at most --jobs at a time), with their retries and timeouts; each
-line of output is prefixed with its stage. A failed stage stops the stages after
+in parallel (at most --jobs at a time, and at most max_parallel instances of a
+matrix stage), with their retries and timeouts; each line of output is
+prefixed with its stage. A failed stage stops the stages after
 it, lets running ones finish, and the run exits 1 naming it. Serve stages start
 last, once the batch stages succeeded, and keep running: in the foreground until
 Ctrl-C, or with --detach until `aipc down FILE`. Ctrl-C stops and removes the
@@ -56,10 +57,12 @@ def configure(parser) -> None:
     add_param_option(parser)
     selection = parser.add_mutually_exclusive_group()
     selection.add_argument("--only", nargs="+", action="extend", default=[], metavar="STAGE",
-                           help="run just these stages (also comma-separated); stages they depend on are "
-                                "not run and must have produced their data already")
+                           help="run just these stages (also comma-separated; a matrix stage's name means all "
+                                "of its instances); stages they depend on are not run and must have produced "
+                                "their data already")
     selection.add_argument("--from", dest="from_stage", metavar="STAGE",
-                           help="run this stage and everything downstream of it")
+                           help="run this stage (a matrix stage: all of its instances) and everything "
+                                "downstream of it")
     parser.add_argument("-j", "--jobs", type=positive_int, default=max(1, os.cpu_count() or 1), metavar="N",
                         help="run at most N stages at a time (default: the number of CPUs)")
     parser.add_argument("-d", "--detach", action="store_true",
