@@ -368,7 +368,8 @@ class _Lowering:
         sweeps = read_sweeps(self.symbols, self.header.name, sink, self.evaluator)
         lowered = {n: self.lower_stage(d, volumes, secrets, sweeps.get(n)) for n, d in self.symbols.stages.items()}
         # Stages as declared: cycles, waits on services and pairing are about declarations.
-        nodes = {n: dataclasses.replace(units[0].node, name=n) for n, units in lowered.items()}
+        nodes = {n: units[0].node if n not in sweeps else dataclasses.replace(units[0].node, name=n)
+                 for n, units in lowered.items()}
         graph = dag.dependency_graph(nodes)
         dag.check_service_waits(graph, nodes, sink)
         acyclic = dag.check_cycles(graph, sink)

@@ -522,9 +522,9 @@ def axis_names(stages: Mapping[str, m.StageDecl], name: str) -> list[str]:
 def check_pairing(nodes: Mapping[str, dag.Node], sweeps: Mapping[str, Sweep], sink: Diagnostics) -> None:
     """Between matrix stages, `after` pairs instances by coordinates: both must sweep
     one matrix (one's own `matrix { }`, reached along `matrix = STAGE`)."""
-    for name in sorted(nodes):
-        sweep = sweeps.get(name)
-        if sweep is None or not sweep.valid:
+    for name in sorted(sweeps):
+        sweep = sweeps[name]
+        if not sweep.valid or name not in nodes:
             continue
         for dependency, span in nodes[name].after:
             target = sweeps.get(dependency)
