@@ -87,40 +87,10 @@ def learning_rates(count: int) -> list[str]:
     return [f"{i + 1}e-5" for i in range(count)]
 
 
-def sweep(rates: int = 50, seeds: int = 20) -> str:
-    """A sweep of ``rates`` x ``seeds`` training instances as one matrix stage, joined by one evaluation."""
-    return SWEEP_HEADER + f'''
-train model {{
-  image   = "registry.example.com/trainer:2.1.0"
-  matrix  {{ lr = [{", ".join(learning_rates(rates))}]  seed = [{", ".join(str(s) for s in range(seeds))}] }}
-  after   = [prep]
-  command = ["python", "train.py", "--lr", "${{matrix.lr}}", "--seed", "${{matrix.seed}}", "--epochs", "${{epochs}}",
-             "--out", "/models/${{stage.name}}"]
-  mount data   at "/data" readonly
-  mount models at "/models"
-  resources {{ cpu = 4..8  memory = 16Gi..32Gi  gpu = 1 }}
-}}
-
-eval evaluate {{
-  image   = "registry.example.com/trainer:2.1.0"
-  after   = [model]
-  command = ["python", "evaluate.py", "--models", "/models"]
-  mount models at "/models" readonly
-  resources {{ cpu = 2  memory = 8Gi }}
-}}
-'''
-
-
-def unrolled(rates: int = 50, seeds: int = 20) -> str:
-    """The same pipeline as :func:`sweep`, each instance written by hand as a stage."""
-    out = [SWEEP_HEADER]
-    names = []
-    for lr in learning_rates(rates):
-        for seed in range(seeds):
-            name = f"model_{lr.replace('-', '_')}_{seed}"
-            names.append(name)
-            out.append(f'''train {name} {{
-  image   = "registry.example.com/trainer:2.1.0"
+# One training stage (`matrix` is empty or a matrix line), and the evaluation after them.
+TRAINER = """\
+train {name} {{
+  image   = "registry.example.com/trainer:2.1.0"{matrix}
   after   = [prep]
   command = ["python", "train.py", "--lr", "{lr}", "--seed", "{seed}", "--epochs", "${{epochs}}",
              "--out", "/models/${{stage.name}}"]
@@ -128,16 +98,31 @@ def unrolled(rates: int = 50, seeds: int = 20) -> str:
   mount models at "/models"
   resources {{ cpu = 4..8  memory = 16Gi..32Gi  gpu = 1 }}
 }}
-''')
-    out.append(f'''eval evaluate {{
+"""
+EVALUATE = """\
+eval evaluate {{
   image   = "registry.example.com/trainer:2.1.0"
-  after   = [{", ".join(names)}]
+  after   = [{after}]
   command = ["python", "evaluate.py", "--models", "/models"]
   mount models at "/models" readonly
   resources {{ cpu = 2  memory = 8Gi }}
 }}
-''')
-    return "\n".join(out)
+"""
+
+
+def sweep(rates: int = 50, seeds: int = 20) -> str:
+    """A sweep of ``rates`` x ``seeds`` training instances as one matrix stage, joined by one evaluation."""
+    matrix = (f'\n  matrix  {{ lr = [{", ".join(learning_rates(rates))}]  '
+              f'seed = [{", ".join(str(s) for s in range(seeds))}] }}')
+    trainer = TRAINER.format(name="model", matrix=matrix, lr="${matrix.lr}", seed="${matrix.seed}")
+    return "\n".join([SWEEP_HEADER, trainer, EVALUATE.format(after="model")])
+
+
+def unrolled(rates: int = 50, seeds: int = 20) -> str:
+    """The same pipeline as :func:`sweep`, each instance written by hand as a stage."""
+    names = [(f"model_{lr.replace('-', '_')}_{seed}", lr, seed) for lr in learning_rates(rates) for seed in range(seeds)]
+    trainers = [TRAINER.format(name=name, matrix="", lr=lr, seed=seed) for name, lr, seed in names]
+    return "\n".join([SWEEP_HEADER, *trainers, EVALUATE.format(after=", ".join(name for name, _, _ in names))])
 
 
 if __name__ == "__main__":
