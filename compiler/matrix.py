@@ -97,8 +97,8 @@ class _Written:
 def _written(declaration: m.StageDecl) -> _Written:
     written = _Written()
     for item in declaration.items:
-        if isinstance(item, m.Mount) or item.name not in (MATRIX, EXCLUDE, MAX_PARALLEL):
-            continue
+        if not isinstance(item, (m.Attribute, m.Block)) or item.name not in (MATRIX, EXCLUDE, MAX_PARALLEL):
+            continue  # statements (`mount`, `output`, `input`) and the other attributes
         if item.name == MATRIX and (isinstance(item, m.Block) or isinstance(item.value, m.MapValue)):
             written.block = written.block or item
         elif isinstance(item, m.Block):
@@ -215,9 +215,8 @@ class _Reader:
         axes: list[Axis] = []
         seen: dict[str, Span] = {}
         for item, name, name_span in items:
-            if isinstance(item, (m.Mount, m.Block)):
-                self.sink.error(codes.UNKNOWN_ATTRIBUTE, item.span,
-                                f"a matrix holds axes, not {'a mount' if isinstance(item, m.Mount) else 'blocks'}",
+            if not isinstance(item, (m.Attribute, m.Entry)):
+                self.sink.error(codes.UNKNOWN_ATTRIBUTE, item.span, "a matrix holds axes, nothing else",
                                 help="write each axis as `NAME = [VALUES]`")
                 continue
             if name in seen:

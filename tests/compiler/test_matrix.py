@@ -176,6 +176,8 @@ def test_values_are_numbers_strings_bools_or_quantities():
     ('{ x = ["${p}"] }', "E240"),
     ("{ }", "E240"),
     ("{ x = [1]  x = [2] }", "E108"),
+    ('{ x = [1]  mount v at "/v" }', "E106"),
+    ("{ x = [1]  inner { y = 2 } }", "E106"),
 ])
 def test_invalid_axes(matrix, code):
     assert codes_of(f'param p: int = 1\ndata a {{ image = "t:1"  matrix {matrix} }}') == [code]
