@@ -216,25 +216,31 @@ class Scheduler:
     def _start_ready(self) -> None:
         if self._batch_settled() and self._run_failed():
             return  # services do not start after a failure; _skip_unstarted says why
+        running = self._running()  # counted once: a pass stays linear in the stages
+        windows = self._windows()
         for stage in self.stages:
-            if self._running() >= self.jobs:
+            if running >= self.jobs:
                 return
             result = self.results[stage.name]
             if result.status is not Status.PENDING or not self._dependencies_done(stage):
                 continue
             if not stage.is_batch and not self._batch_settled():
                 continue
-            if not self._window_open(stage):
+            limited = _limited(stage)
+            if limited is not None and windows.get(limited.stage, 0) >= limited.max_parallel:
                 continue
             self._launch(stage)
+            running += 1
+            if limited is not None:
+                windows[limited.stage] = windows.get(limited.stage, 0) + 1
 
-    def _window_open(self, stage: ir.Stage) -> bool:
-        """Whether an instance may start under its matrix stage's `max_parallel`."""
-        matrix = stage.instance.matrix if stage.instance is not None else None
-        if matrix is None or matrix.max_parallel is None:
-            return True
-        running = sum(1 for name in matrix.instances if name in self.results and self.results[name].status.is_active)
-        return running < matrix.max_parallel
+    def _windows(self) -> dict[str, int]:
+        """How many instances of each matrix stage with `max_parallel` are running."""
+        counts: dict[str, int] = {}
+        for stage in self.stages:
+            if _limited(stage) is not None and self.results[stage.name].status.is_active:
+                counts[stage.group] = counts.get(stage.group, 0) + 1
+        return counts
 
     def _launch(self, stage: ir.Stage) -> None:
         result = self.results[stage.name]
@@ -360,6 +366,13 @@ class Scheduler:
             elif result.status is Status.PENDING:
                 result.status, result.message = Status.SKIPPED, "not started: interrupted"
         return RunResult([self.results[stage.name] for stage in self.stages], interrupted=True)
+
+
+def _limited(stage: ir.Stage) -> ir.Matrix | None:
+    """The matrix stage of an instance whose `max_parallel` limits it."""
+    if stage.instance is None or stage.instance.matrix.max_parallel is None:
+        return None
+    return stage.instance.matrix
 
 
 def _describe(outcome: Attempt, retrying: bool) -> str:
