@@ -396,22 +396,31 @@ class ApplyRun:
         progress = True
         while progress:
             progress = False
+            running = self._running_instances()  # counted once a pass: it stays linear in the workloads
             for workload in self.objects.workloads:
                 if workload.state == PENDING and all(self.by_ref[d].state == DONE for d in workload.depends_on
-                                                     if d in self.by_ref) and self._window_open(workload):
+                                                     if d in self.by_ref) and self._window_open(workload, running):
                     data = self._apply(workload.ref, workload.document, workload.stage)
                     workload.state, workload.applied_at = APPLIED, time.monotonic()
                     workload.uid = (data.get("metadata") or {}).get("uid")
                     self.latest[workload.ref] = (data, False)
+                    if workload.max_parallel is not None:
+                        running[workload.matrix] = running.get(workload.matrix, 0) + 1
                     self._evaluate(workload)
                     progress = True
 
-    def _window_open(self, workload: Workload) -> bool:
+    def _running_instances(self) -> dict[str | None, int]:
+        """How many instances of each matrix stage with `max_parallel` run (applied, not done)."""
+        running: dict[str | None, int] = {}
+        for workload in self.objects.workloads:
+            if workload.max_parallel is not None and workload.state == APPLIED:
+                running[workload.matrix] = running.get(workload.matrix, 0) + 1
+        return running
+
+    @staticmethod
+    def _window_open(workload: Workload, running: dict[str | None, int]) -> bool:
         """Whether an instance may start under its matrix stage's `max_parallel`."""
-        if workload.max_parallel is None:
-            return True
-        running = sum(1 for w in self.objects.workloads if w.matrix == workload.matrix and w.state == APPLIED)
-        return running < workload.max_parallel
+        return workload.max_parallel is None or running.get(workload.matrix, 0) < workload.max_parallel
 
     # -- watching
 
