@@ -34,7 +34,12 @@ What a program becomes
   ``<pipeline>-<volume>``, applied by a DAG task ``<volume>-volume`` that the
   first stages mounting it depend on (the only dependencies besides ``after``);
 - a ``claim`` volume: the existing claim, in ``spec.volumes``; a mounted
-  ``host`` volume is an error (B001), as on Kubernetes.
+  ``host`` volume is an error (B001), as on Kubernetes;
+- a matrix stage: each instance a stage as above (its coordinates in its pod's
+  annotations); under ``max_parallel = N`` (fewer than its instances) they are
+  the tasks of a DAG template of their own with ``parallelism: N``, which the
+  entrypoint runs as one task: a stage paired with them waits for all of them,
+  reported as B101 at ``max_parallel``.
 
 Argo reads ``{{...}}`` in any string of a template as its own expression, so a
 string holding ``{{`` gets a B101 warning at its attribute; every string is
