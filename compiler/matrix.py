@@ -112,6 +112,12 @@ def _written(declaration: m.StageDecl) -> _Written:
     return written
 
 
+def has_matrix(declaration: m.StageDecl) -> bool:
+    """Whether a stage is written as a matrix stage (its matrix may still be invalid)."""
+    written = _written(declaration)
+    return written.block is not None or written.word is not None
+
+
 # ------------------------------------------------------------------- values
 
 

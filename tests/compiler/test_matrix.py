@@ -15,9 +15,10 @@ from aipc.backends import get_backend
 from aipc.backends.writer import to_yaml
 from aipc.compiler import check_source, ir
 from aipc.compiler.schema import MAX_INSTANCES
+from tests.dsl.test_v1_syntax import CONTRACT
 from tests.helpers import ROOT, codes_of, compile_ok, plain
 
-SWEEP = (ROOT / "examples" / "sweep.aip").read_text()  # LANGUAGE.md's program, verbatim
+SWEEP = (ROOT / "examples" / "sweep.aip").read_text()  # LANGUAGE.md's program, as `aipc fmt` lays it out
 DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")
 
 
@@ -30,6 +31,15 @@ def diagnostics(text: str, params: dict | None = None) -> list[tuple[str, str]]:
 
 
 # ------------------------------------------------------------ the language page's program
+
+
+def test_the_contract_s_program_as_written_compiles_to_the_example_s_output():
+    as_written = check_source(CONTRACT["sweeps"], "sweep.aip")  # verbatim, its layout and comments
+    assert as_written.diagnostics == [] and as_written.ir is not None
+    example = compile_ok(SWEEP, path="sweep.aip")
+    for target in ("compose", "k8s", "argo"):
+        backend = get_backend(target)
+        assert to_yaml(list(backend.emit(as_written.ir).documents)) == to_yaml(list(backend.emit(example).documents))
 
 
 def test_the_sweep_has_the_instances_of_the_product_less_the_exclusion():
@@ -142,13 +152,13 @@ train fit {
   command = ["${nope}", "${matrix.x}"]
   retries = "${matrix.y}"
 }''')
-    assert [code for code, _ in found] == ["E105", "E120"]
+    assert [code for code, _ in found] == ["E105", "E130"]
 
 
 def test_an_axis_outside_a_matrix_stage_and_an_unknown_axis_are_errors():
-    assert codes_of('data a { image = "t:1"  command = ["${matrix.x}"] }') == ["E120"]
+    assert codes_of('data a { image = "t:1"  command = ["${matrix.x}"] }') == ["E130"]
     found = diagnostics('data a { image = "t:1"  matrix { rate = [1] }  command = ["${matrix.rte}"] }')
-    assert found[0][0] == "E120" and "unknown matrix axis `rte`" in found[0][1]
+    assert found[0][0] == "E130" and "unknown matrix axis `rte`" in found[0][1]
     (d,) = check_source('data a { image = "t:1"  matrix { rate = [1] }  command = ["${matrix.rte}"] }',
                         "t.aip").diagnostics
     assert d.help == "did you mean `rate`?"
@@ -376,3 +386,18 @@ def test_instances_are_the_product_less_the_exclusions_with_unique_valid_names(s
     for target in ("compose", "k8s", "argo"):
         backend = get_backend(target)
         assert to_yaml(list(backend.emit(pipeline).documents)) == to_yaml(list(backend.emit(again).documents))
+
+
+def test_the_address_of_a_matrix_of_services_is_an_error_not_a_missing_command():
+    found = diagnostics('''
+pipeline "p" { image = "busybox:1.36" }
+serve api { matrix { port = [8080, 8081] }  port = "${matrix.port}" }
+data client { after = [api]  command = ["wget", "${api.url}"] }''')
+    assert [code for code, _ in found] == ["E120"]
+    assert found[0][1].startswith("`api` is a matrix stage: each of its instances is a service")
+    pipeline = compile_ok('''
+pipeline "p" { image = "busybox:1.36" }
+serve api { matrix { port = [8080, 8081] }  port = "${matrix.port}" }
+data client { after = [api]  command = ["true"] }''')
+    assert pipeline.stage("client").after == ("api-8080", "api-8081")  # after serve instances: all healthy
+    assert [pipeline.stage(n).port for n in ("api-8080", "api-8081")] == [8080, 8081]
