@@ -1,7 +1,8 @@
 """Stable diagnostic codes, each with the explanation ``aipc explain CODE`` prints.
 
 E0xx input and syntax, E1xx names, E2xx types and units, E3xx the dependency
-graph, W2xx/W3xx warnings, Bxxx what a backend cannot express. A code, once
+graph, W1xx/W2xx/W3xx warnings (about names, values, the graph), Bxxx what a
+backend cannot express. A code, once
 published, keeps its meaning; retired codes are not reused.
 """
 
@@ -188,7 +189,7 @@ data ingest { image = "etl:1.0"  secrets = [s4] }    # error: did you mean `s3`?
 )
 
 UNKNOWN_SECRET_KEY = _code(
-    "E130", "unknown key of a secret",
+    "E112", "unknown key of a secret",
     """An `env` value written `SECRET.KEY` gives the variable one key of a declared
     secret under a new name: `SECRET` must be declared with `secret SECRET { keys
     = [...] }` and `KEY` must be one of its keys. On Kubernetes and Argo the
@@ -227,8 +228,9 @@ data ingest { image = "etl:1.0"  comand = ["etl"] }    # error: did you mean `co
 ATTRIBUTE_NOT_FOR_KIND = _code(
     "E107", "attribute not allowed on this kind of stage",
     """`retries` and `timeout` belong to batch stages (`data`, `train`, `eval`),
-    which run to completion; `port`, `replicas` and `health` belong to `serve`
-    stages, which run until stopped.""",
+    which run to completion; `port`, `expose`, `ports`, `replicas` and `health`
+    (the attribute and the block) belong to `serve` stages, which run until
+    stopped.""",
     """
 train model { image = "trainer:1.0"  port = 8080 }    # error: `port` is only for serve stages
 """,
@@ -259,7 +261,10 @@ NAME_TOO_LONG = _code(
     "E110", "generated object name too long",
     """Kubernetes names and label values have at most 63 characters. Objects are
     named `<pipeline>-<stage>` or `<pipeline>-<volume>` (underscores become
-    dashes), so the pipeline name plus the longest stage or volume name must fit.""",
+    dashes), so the pipeline name plus the longest stage or volume name must fit.
+    A matrix stage's objects are its instances, `<pipeline>-<instance>`: an
+    instance whose name is too long is named by its stage and a hash of 8
+    characters instead, and that must fit.""",
     """
 pipeline "nightly-fraud-detection-retraining-for-the-risk-team" { }
 data ingest_transactions_from_the_warehouse { image = "etl:1.0" }    # error: 71 characters
@@ -274,6 +279,71 @@ INVALID_OBJECT_NAME = _code(
     file's name, cleaned the same way.""",
     """
 pipeline "Fraud Detection" { }    # error: write "fraud-detection"
+""",
+)
+
+NOT_A_SERVICE = _code(
+    "E120", "an address of something that is not a serve stage",
+    """`${STAGE.host}`, `${STAGE.port}` and `${STAGE.url}` name a serve stage's
+    address as other stages reach it. A batch stage (`data`, `train`, `eval`)
+    serves nothing and has no address; a secret, volume or parameter has none
+    either. (`${pipeline.name}`, `${stage.name}` and `${matrix.X}` are built in and
+    win over a stage of that name.)""",
+    """
+data prepare { image = "etl:1.0" }
+train model { image = "trainer:1.0"  command = ["train", "--from", "${prepare.url}"] }   # error
+""",
+)
+
+UNKNOWN_ADDRESS_FIELD = _code(
+    "E121", "unknown part of a service address",
+    """A serve stage's address has three parts: `${STAGE.host}` (the name other
+    stages reach it by), `${STAGE.port}` (the port they connect to) and
+    `${STAGE.url}` (`http://HOST:PORT`).""",
+    """
+serve db { image = "postgres:16"  port = 5432 }
+data load { image = "etl:1.0"  command = ["load", "--db", "${db.hostname}"] }   # error: did you mean `host`?
+""",
+)
+
+UNKNOWN_PORT_NAME = _code(
+    "E122", "unknown port name",
+    """`health { port = NAME }` checks one of the stage's named ports: `NAME` must be
+    a key of its `ports` map (or write the port's number).""",
+    """
+serve api {
+  image  = "api:1.0"
+  port   = 8000
+  ports  = { metrics = 9090 }
+  health { http = "/metrics"  port = metric }    # error: did you mean `metrics`?
+}
+""",
+)
+
+UNKNOWN_AXIS = _code(
+    "E130", "unknown matrix axis",
+    """`${matrix.AXIS}` is the value of one axis of a matrix stage in each of its
+    instances, so AXIS must be an axis of the stage's `matrix { }` (or of the stage
+    its `matrix = STAGE` copies), and the string must be in a matrix stage.""",
+    """
+train model {
+  image   = "trainer:1.0"
+  matrix  { lr = [1e-4, 3e-4] }
+  command = ["train", "--lr", "${matrix.rate}"]    # error: did you mean `lr`?
+}
+""",
+)
+
+ADDRESS_NOT_ALLOWED = _code(
+    "E123", "a service address where the value is fixed when compiling",
+    """A service address differs per target (the container port on docker-compose,
+    the Service port on Kubernetes), so it may only appear in what a stage hands
+    its running container: `command`, `args`, `script`, `env` values, `workdir`
+    and `health`. Images, labels, mount paths, numbers and the header's values
+    are the same on every target and cannot hold one.""",
+    """
+serve db { image = "postgres:16"  port = 5432 }
+data load { image = "etl:1.0"  labels = { upstream = "${db.host}" } }    # error
 """,
 )
 
@@ -308,7 +378,7 @@ MISSING_ATTRIBUTE = _code(
     """Some attributes have no default: every stage needs an `image` (unless the
     pipeline header sets one), a serve stage needs a `port`, a volume needs a
     `size` unless it is a `host` path or an existing `claim`, a secret needs
-    `keys`.""",
+    `keys`, a `health` block needs one check (`http`, `tcp` or `command`).""",
     """
 serve api { image = "api:1.0" }             # error: a serve stage needs a `port`
 serve api { image = "api:1.0"  port = 8080 }
@@ -319,8 +389,10 @@ CONFLICTING_ATTRIBUTES = _code(
     "E204", "attributes that cannot be used together",
     """`command` (an argv list that replaces the image's entrypoint), `args`
     (arguments appended to the image's entrypoint) and `script` (run with `sh -c`)
-    are three ways to say what runs, so a stage has at most one. A volume is either created (`size`,
-    `access`, `class`), a bind mount of a `host` path, or an existing `claim`.""",
+    are three ways to say what runs, so a stage has at most one. A volume is either
+    created (`size`, `access`, `class`), a bind mount of a `host` path, or an
+    existing `claim`. A `health` block has one check: `http`, `tcp` or `command`
+    (and `port` only with `http` or `tcp`).""",
     """
 data ingest { image = "etl:1.0"  command = ["etl"]  script = "etl --all" }    # error
 """,
@@ -433,8 +505,60 @@ secret s3 { keys = ["aws-key"] }    # error: write "AWS_KEY"
 """,
 )
 
+INVALID_PORT_NAME = _code(
+    "E230", "invalid port name",
+    """The keys of `ports` become Kubernetes port names (IANA service names): at most
+    15 lower-case letters, digits and `-`, with at least one letter, not starting or
+    ending with `-` and without `--`. `_` becomes `-`, as in object names. The name
+    of `port` itself (`http`, or `main` when its health check is `tcp` or
+    `command`) is taken.""",
+    """
+serve api { image = "api:1.0"  port = 8000  ports = { prometheus_metrics = 9090 } }   # error: 18 characters
+serve api { image = "api:1.0"  port = 8000  ports = { metrics = 9090 } }              # fixed
+""",
+)
+
+PORT_CONFLICT = _code(
+    "E231", "a port used twice",
+    """A serve stage's ports are distinct: `port` and the numbers in `ports` are the
+    container's ports, and `expose` with the numbers in `ports` are its Service's
+    ports on Kubernetes. Listing one twice would give Kubernetes a duplicate port.""",
+    """
+serve api { image = "api:1.0"  port = 8000  expose = 9090  ports = { metrics = 9090 } }   # error
+""",
+)
+
+INVALID_MATRIX = _code(
+    "E240", "invalid matrix",
+    """`matrix { AXIS = [VALUES] ... }` runs a stage once per combination of the
+    values: each axis lists at least one value, no value twice, and values are
+    numbers, strings, bools or quantities written as they are (no `${...}`: a
+    matrix is fixed when compiling). `exclude` and `max_parallel` belong to a
+    matrix stage; a stage with `matrix = STAGE` takes that stage's `exclude` and
+    has none of its own. At least one combination must be left.""",
+    """
+train model {
+  image  = "trainer:1.0"
+  matrix { lr = [1e-4, 1e-4]  seed = [] }    # errors: `1e-4` twice, `seed` has no values
+}
+""",
+)
+
+TOO_MANY_INSTANCES = _code(
+    "E241", "too many matrix instances",
+    """A matrix stage has at most 1000 instances (the product of its axes less the
+    excluded combinations): each instance is a workload of its own on every target.
+    Split the sweep into several stages or files, or sweep fewer values.""",
+    """
+train model {
+  image  = "trainer:1.0"
+  matrix { lr = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]  seed = [...101 values...] }    # error: 1010 instances
+}
+""",
+)
+
 UNKNOWN_CAPABILITY = _code(
-    "E250", "unknown Linux capability",
+    "E260", "unknown Linux capability",
     """`security { capabilities = [...] }` adds Linux capabilities back after every
     one was dropped. Each is a name from capabilities(7) written without the
     `CAP_` prefix and in capitals (`CHOWN`, `NET_BIND_SERVICE`), as Kubernetes and
@@ -447,7 +571,7 @@ serve db { image = "postgres:16"  port = 5432  security { capabilities = ["CHOWN
 )
 
 INVALID_USER = _code(
-    "E251", "invalid user",
+    "E261", "invalid user",
     """`security { user = ... }` is the user a stage's container runs as: a uid
     (`1000`; its group is the same number), `"uid:gid"` (`"1000:100"`) or `root`.
     Kubernetes runs containers by number (`runAsUser`, `runAsGroup`), so a user
@@ -473,18 +597,46 @@ data b { image = "etl:1.0"  after = [a] }    # error: a -> b -> a
 """,
 )
 
-BATCH_AFTER_SERVE = _code(
-    "E302", "a batch stage waits for a serve stage",
-    """A serve stage runs until it is stopped, so a batch stage that waits for it to
-    finish would never start. A serve stage may wait for another serve stage (it
-    starts once that one is healthy).""",
+BATCH_AFTER_SERVE = _code(  # retired in v1: kept so that `aipc explain E302` says what became of it
+    "E302", "(retired) a batch stage waits for a serve stage",
+    """v0 rejected a batch stage `after` a serve stage, since a service never
+    finishes. Since v1 this is allowed and means: the batch stage starts once the
+    service is healthy (has passed its health check, or has started if it has
+    none) — docker-compose `service_healthy`, `aipc run` and `aipc apply` wait for
+    it, Argo waits for the applied Deployment's available replicas. The code is no
+    longer reported.""",
     """
-serve api { image = "api:1.0"  port = 8080 }
-eval smoke { image = "tests:1.0"  after = [api] }    # error
+serve db { image = "postgres:16"  port = 5432  health { command = ["pg_isready"] } }
+data load { image = "etl:1.0"  after = [db]  command = ["load", "--db", "${db.url}"] }   # starts once db is healthy
+""",
+)
+
+MATRIX_PAIRING = _code(
+    "E340", "a matrix stage paired with a stage of other axes",
+    """Between matrix stages, `after` pairs instances by coordinates: each instance
+    waits for the instance of equal coordinates, which only means something when
+    both stages sweep the same axes. Write `matrix = STAGE` to sweep another
+    stage's axes (and its `exclude`); it must name a matrix stage. A stage without
+    a matrix may wait for any matrix stage: it waits for all of its instances.""",
+    """
+train model { image = "trainer:1.0"  matrix { lr = [1e-4, 3e-4] } }
+eval score  { image = "trainer:1.0"  matrix { seed = [1, 2] }  after = [model] }    # error
+eval score  { image = "trainer:1.0"  matrix = model  after = [model] }             # fixed: paired
 """,
 )
 
 # ---------------------------------------------------------------------- warnings
+
+UNUSED_DECLARATION = _code(
+    "W101", "a declaration nothing uses",
+    """A volume no stage mounts, a secret no stage lists in `secrets`, or a parameter
+    no value refers to (`${name}`) does nothing: it is left out of every output, so
+    it is most likely a leftover or a misspelt use. Use it or remove it.""",
+    """
+volume scratch { size = 10Gi }                  # warning: no stage mounts it
+data ingest { image = "etl:1.0"  mount scratch at "/scratch" }    # fixed: mounted
+""",
+)
 
 UNPINNED_IMAGE = _code(
     "W201", "image without a tag or with `latest`",
@@ -493,6 +645,20 @@ UNPINNED_IMAGE = _code(
     """
 data ingest { image = "python" }             # warning
 data ingest { image = "python:3.11-slim" }   # fixed
+""",
+)
+
+EXCLUDE_MATCHES_NOTHING = _code(
+    "W240", "an `exclude` entry that matches no instance",
+    """An instance is left out when it matches every key of one map of `exclude`. A
+    map that names an axis the matrix does not have, or a value its axis does not
+    list, matches no instance and leaves nothing out: most likely a typo.""",
+    """
+train model {
+  image   = "trainer:1.0"
+  matrix  { lr = [1e-4, 3e-4]  seed = [1, 2, 3] }
+  exclude = [{ lr = 1e-5, seed = 3 }]    # warning: `lr` has no value `1e-5`
+}
 """,
 )
 
@@ -520,8 +686,24 @@ data b { image = "etl:1.0"  mount scratch at "/s" }    # warning: a and b may ru
 """,
 )
 
+SPELLED_SERVICE_NAME = _code(
+    "W120", "a service name spelled by hand",
+    """A string names a serve stage by its generated name (`<pipeline>-<stage>`,
+    written out or as `${pipeline.name}-<stage>`). That name is derived: `_`
+    becomes `-`, a file name with capitals or `.` is cleaned, so a hand-written one
+    often does not resolve (`my_demo-api` while the service is `my-demo-api`), and
+    the port other stages use differs per target. Write `${STAGE.host}`,
+    `${STAGE.port}` or `${STAGE.url}`: aipc writes the right name and port on
+    every target.""",
+    """
+serve api { image = "api:1.0"  port = 8080 }
+eval smoke { image = "tests:1.0"  after = [api]  env = { API = "http://${pipeline.name}-api:8080" } }   # warning
+eval smoke { image = "tests:1.0"  after = [api]  env = { API = "${api.url}" } }                         # fixed
+""",
+)
+
 PRIVILEGED = _code(
-    "W250", "a privileged container",
+    "W260", "a privileged container",
     """`security { privileged = true }` gives the container every capability and
     the host's devices, and lets it escalate privileges: it can take over the
     machine (or the Kubernetes node) it runs on. It is allowed, since some drivers
@@ -534,7 +716,7 @@ train probe { image = "tools:1.0"  security { capabilities = ["SYS_PTRACE"] } }
 )
 
 GPU_WITHOUT_MEMORY = _code(
-    "W251", "a GPU stage with the default memory limit",
+    "W261", "a GPU stage with the default memory limit",
     """A stage that asks for GPUs but sets no `memory` gets the default memory
     limit, 2Gi, on every target: too little for almost any GPU workload (loading a
     model, pinned host buffers, data loader workers and /dev/shm all count
@@ -562,7 +744,7 @@ $ aipc compile p.aip --target k8s     # error: a host volume cannot be mounted o
 )
 
 SHM_ABOVE_MEMORY = _code(
-    "B002", "shared memory larger than the memory limit",
+    "B003", "shared memory larger than the memory limit",
     """On Kubernetes and Argo, `shm` is a memory-backed emptyDir at /dev/shm, and
     what it holds counts against the container's memory limit: the kubelet caps
     its size at the memory limit, and a full /dev/shm gets the container killed
@@ -595,11 +777,14 @@ $ aipc compile p.aip --target compose     # warning: compose has no timeout; it 
 
 HOST_PORTS_OVERLAP = _code(
     "B102", "host ports overlap on docker-compose",
-    """On docker-compose a serve stage publishes its port on the host, one host port
-    per replica: `port = 8080  replicas = 3` takes 8080-8082 (the engine gives each
-    replica one of them, so 8080 always answers). Two serve stages whose host ports
-    overlap cannot all start: the later one fails with `port is already allocated`.
-    Keep the ports of serve stages at least as far apart as their replicas.""",
+    """On docker-compose (and under `aipc run`) a serve stage publishes its ports on
+    the host, one host port per replica: `port = 8080  replicas = 3` takes
+    8080-8082 (the engine gives each replica one of them, so 8080 always answers);
+    `expose` moves `port`'s host ports (`port = 8000  expose = 80` takes 80), and
+    each of `ports` takes its own number up. Published ports that overlap cannot
+    all start: the later one fails with `port is already allocated`. Keep them at
+    least as far apart as their replicas, or give services that listen on the same
+    port different `expose` ports.""",
     """
 serve candidates { image = "retrieval:2.0"  port = 8081  replicas = 2 }   # host ports 8081-8082
 serve ranker     { image = "ranking:2.0"    port = 8080  replicas = 3 }   # warning: 8080-8082 overlap

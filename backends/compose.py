@@ -16,14 +16,20 @@ a service, and adds what compose itself decides:
 - ``after`` is ``depends_on`` with ``service_completed_successfully`` for a batch
   dependency, ``service_healthy`` for a serve dependency with ``health`` and
   ``service_started`` for one without;
+- ``max_parallel = N`` of a matrix stage is a sliding window of dependencies:
+  each instance also waits for the one N places before it to complete
+  (``ir.Instance.window_predecessor``), so the instances run in N chains, one at
+  a time in each. A failed instance never completes successfully: the rest of
+  its chain does not start (docker-compose reports it), the other chains go on;
 - sized volumes are named volumes, ``host`` volumes bind mounts (a relative path
   resolves against the compose file's directory), ``claim`` volumes external
   named volumes; read-only mounts (``readonly``, or a ``rox`` volume) end in ``:ro``,
   named volumes in ``nocopy`` (see :class:`aipc.backends.docker.Mount`);
-- a serve stage's aliases are network aliases, its published host ports a range
-  ``FIRST-LAST:PORT`` (``--compose-publish-address`` limits them to one address),
-  its health path a ``healthcheck`` that probes it with whatever HTTP client
-  the image has;
+- a serve stage's aliases are network aliases; its published ports are
+  ``ADDRESS:FIRST-LAST:PORT``, on 127.0.0.1 unless ``--publish-address`` says
+  otherwise (the default of `aipc run` too), ``port`` from ``expose`` up and each
+  of ``ports`` from its own number; its health check a ``healthcheck`` with its
+  timings (``start`` is ``start_period``, ``failures`` is ``retries``);
 - secrets are environment variables passed through by name only: the values
   come from the environment of ``docker-compose`` (or its ``.env`` file); an
   ``env`` value ``SECRET.KEY`` is ``NAME=${KEY}``, which compose fills in from
@@ -39,8 +45,7 @@ attribute, as are what no Docker container can express (``gpu_model``,
 from __future__ import annotations
 
 import argparse
-import ipaddress
-import shlex
+import posixpath
 from dataclasses import dataclass
 
 from aipc import codes
@@ -55,16 +60,6 @@ PULL_POLICY = {
     ir.PullPolicy.NEVER: "never",
 }
 
-# The probe a serve stage's healthcheck runs. It uses whichever HTTP client the
-# image has: wget (busybox, alpine, most distributions), curl, or Python's
-# standard library (python:*-slim images have neither wget nor curl). Proxy
-# variables are dropped so that a probe of 127.0.0.1 never goes through a proxy.
-HEALTH_INTERVAL = 5  # seconds between probes
-HEALTH_TIMEOUT = 4  # seconds one probe may take
-HEALTH_RETRIES = 3  # failed probes in a row that make the service unhealthy
-HEALTH_START_PERIOD = 300  # seconds of start-up (loading a model) in which failures do not count
-_PYTHON_PROBE = "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=%d)" % (HEALTH_TIMEOUT - 1)
-
 TARGET = "docker-compose"  # how messages name this target
 DEFAULT_FILENAME = "compose.yaml"  # a name docker-compose 1.29 and v2 both find by themselves
 
@@ -77,32 +72,39 @@ def default_filename(pipeline: ir.Pipeline) -> str:
 class Options:
     """What `aipc compile --target compose` can be told besides the program."""
 
-    # The host address serve stages' ports are published on; None: every interface.
-    publish_address: str | None = None
+    # The host address serve stages' ports are published on (0.0.0.0: every interface).
+    publish_address: str = docker.DEFAULT_PUBLISH_ADDRESS
+    # Where the .aip file lies, seen from the directory docker-compose resolves relative
+    # paths against (the compose file's; the current one for a file read from stdin):
+    # a `host` path is relative to the .aip file, so it is written relative to this.
+    input_directory: str = "."
 
 
 def _address(text: str) -> str:
     try:
-        return str(ipaddress.ip_address(text.strip("[]")))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"`{text}` is not an IP address (e.g. 127.0.0.1)") from None
+        return docker.publish_address(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def add_arguments(group) -> None:
-    group.add_argument("--compose-publish-address", metavar="ADDRESS", type=_address,
-                       help="publish serve stages' ports on this host address only, e.g. 127.0.0.1 "
-                       "(default: every interface)")
+    group.add_argument("--publish-address", "--compose-publish-address", dest="publish_address",
+                       metavar="ADDRESS", type=_address, default=docker.DEFAULT_PUBLISH_ADDRESS,
+                       help="compose: the host address serve stages' ports are published on, an IP address or "
+                       f"localhost (default {docker.DEFAULT_PUBLISH_ADDRESS}, as `aipc run`; 0.0.0.0 for every "
+                       "interface)")
 
 
 def options_from(args) -> Options:
-    return Options(publish_address=getattr(args, "compose_publish_address", None))
+    return Options(publish_address=getattr(args, "publish_address", None) or docker.DEFAULT_PUBLISH_ADDRESS,
+                   input_directory=getattr(args, "input_directory", "."))
 
 
 def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     options = options or Options()
     sink = Diagnostics(pipeline.file)
     setup = docker.volume_setup(pipeline, pipeline.stages)
-    services = {docker.VOLUMES_SERVICE: build_volume_setup(setup[0])} if setup is not None else {}
+    services = {docker.VOLUMES_SERVICE: build_volume_setup(setup[0], options)} if setup is not None else {}
     waiting = setup[1] if setup is not None else ()
     for stage, spec in docker.each_container(pipeline, pipeline.stages, sink, TARGET):
         services[stage.name] = build_service(pipeline, stage, spec, options, sink, stage.name in waiting)
@@ -135,13 +137,13 @@ def build_service(pipeline: ir.Pipeline, stage: ir.Stage, spec: docker.Container
     if depends_on:
         service["depends_on"] = depends_on
     if spec.mounts:
-        service["volumes"] = [build_mount(mount) for mount in spec.mounts]
-    if spec.publish is not None:
-        service["ports"] = [build_port(spec.publish, options)]
+        service["volumes"] = [build_mount(mount, options) for mount in spec.mounts]
+    if spec.publish:
+        service["ports"] = [build_port(publish, options) for publish in spec.publish]
     if spec.aliases:
         service["networks"] = {"default": {"aliases": list(spec.aliases)}}
-    if spec.health is not None and spec.publish is not None:
-        service["healthcheck"] = build_healthcheck(spec.publish.port, spec.health)
+    if spec.healthcheck is not None:
+        service["healthcheck"] = build_healthcheck(spec.healthcheck)
     deploy = build_deploy(stage, spec)
     if deploy:
         service["deploy"] = deploy
@@ -172,13 +174,13 @@ def build_environment(spec: docker.ContainerSpec) -> list[str]:
             + ["%s=${%s}" % (name, key) for name, key in spec.secret_env] + list(spec.secret_keys))
 
 
-def build_volume_setup(spec: docker.ContainerSpec) -> dict:
+def build_volume_setup(spec: docker.ContainerSpec, options: Options) -> dict:
     """The one-off service that gives written volumes to the volume group (see docker.volume_setup)."""
     service: dict = {"image": escape(spec.image)}
     if spec.pull is not None:
         service["pull_policy"] = PULL_POLICY[spec.pull]
     service.update(build_program(spec))
-    service["volumes"] = [build_mount(mount) for mount in spec.mounts]
+    service["volumes"] = [build_mount(mount, options) for mount in spec.mounts]
     service["network_mode"] = "none"
     service["deploy"] = build_deploy_resources(spec)
     service["restart"] = "no"
@@ -189,7 +191,8 @@ def build_volume_setup(spec: docker.ContainerSpec) -> dict:
 
 def build_depends_on(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
     depends_on = {}
-    for name in stage.after:
+    window = stage.instance.window_predecessor if stage.instance is not None else None
+    for name in stage.after + ((window,) if window is not None else ()):
         dependency = pipeline.stage(name)
         if dependency.is_batch:
             condition = "service_completed_successfully"
@@ -201,12 +204,12 @@ def build_depends_on(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
     return depends_on
 
 
-def build_mount(mount: docker.Mount) -> str | dict:
+def build_mount(mount: docker.Mount, options: Options) -> str | dict:
     """The short syntax (``raw:/data/raw:ro``), which also creates a missing host
     directory; the long one only when a path holds a `:` the short one splits on."""
     volume = mount.volume
     if volume.kind is ir.VolumeKind.HOST:
-        source = host_source(volume.host_path or ".")
+        source = host_source(volume.host_path or ".", options.input_directory)
     else:
         source = volume.name
     if ":" in source or ":" in mount.target:
@@ -221,39 +224,36 @@ def build_mount(mount: docker.Mount) -> str | dict:
     return escape(f"{source}:{mount.target}" + (f":{mode}" if mode else ""))
 
 
-def host_source(path: str) -> str:
-    """A host path as compose reads it: relative paths must start with `.` (else
-    compose takes them for a volume name) and resolve against the compose file."""
-    if path.startswith(("/", ".", "~")):
+def host_source(path: str, input_directory: str = ".") -> str:
+    """A host path as compose reads it. A relative path is relative to the .aip file
+    (as `aipc run` reads it), compose resolves it against the compose file: it is
+    written from there (``input_directory``), and starts with `.` (else compose takes
+    it for a volume name)."""
+    if path.startswith(("/", "~")):
         return path
-    return "./" + path
+    if input_directory == "." and path.startswith("."):
+        return path  # as written
+    joined = posixpath.normpath(posixpath.join(input_directory, path))
+    if joined.startswith("/") or joined == "." or joined == ".." or joined.startswith("../"):
+        return joined
+    return "./" + joined
 
 
 def build_port(publish: docker.Publish, options: Options) -> str:
+    """``ADDRESS:FIRST-LAST:PORT``: the container port on host ports of one address."""
     published = f"{docker.port_range(publish.first, publish.last)}:{publish.port}"
     address = options.publish_address
-    if address is None:
-        return published
     return f"[{address}]:{published}" if ":" in address else f"{address}:{published}"
 
 
-def build_healthcheck(port: int, path: str) -> dict:
-    """An HTTP GET of the health path that works in common images (see the probe)."""
-    url = shlex.quote(f"http://127.0.0.1:{port}{path}")
-    python = shlex.quote(_PYTHON_PROBE)
-    probe = (
-        "unset http_proxy HTTP_PROXY all_proxy ALL_PROXY; "
-        f"if command -v wget >/dev/null 2>&1; then wget -q -O /dev/null {url}; "
-        f"elif command -v curl >/dev/null 2>&1; then curl -fsS -o /dev/null {url}; "
-        f"elif command -v python3 >/dev/null 2>&1; then python3 -c {python} {url}; "
-        f"else python -c {python} {url}; fi"
-    )
+def build_healthcheck(check: docker.HealthCheck) -> dict:
+    """The container's health check (see :func:`aipc.backends.docker.health_check`)."""
     return {
-        "test": ["CMD-SHELL", escape(probe)],
-        "interval": format_duration(HEALTH_INTERVAL),
-        "timeout": format_duration(HEALTH_TIMEOUT),
-        "retries": HEALTH_RETRIES,
-        "start_period": format_duration(HEALTH_START_PERIOD),
+        "test": [escape(part) for part in check.test],
+        "interval": format_duration(check.interval),
+        "timeout": format_duration(check.timeout),
+        "retries": check.retries,
+        "start_period": format_duration(check.start_period),
     }
 
 

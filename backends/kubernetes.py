@@ -10,9 +10,16 @@ What a program becomes
 ----------------------
 - a batch stage: a ``batch/v1`` Job (``restartPolicy: Never``, ``backoffLimit``
   = retries, ``activeDeadlineSeconds`` = timeout, ``ttlSecondsAfterFinished``);
-- a serve stage: an ``apps/v1`` Deployment and a ``v1`` Service (port named
-  ``http``; startup, readiness and liveness probes: ``httpGet`` on ``health``,
-  or ``tcpSocket`` on the port when the stage has no ``health``);
+- a serve stage: an ``apps/v1`` Deployment and a ``v1`` Service. Its container
+  ports are ``port`` (named ``http``, or ``main`` when its health check is
+  ``tcp`` or ``command``) and each of ``ports`` under its name; the Service
+  maps ``expose`` (default ``port``) to ``port`` and each of ``ports`` to
+  itself. Its health check is three probes with the same handler (``httpGet``
+  for ``http``, ``tcpSocket`` for ``tcp``, ``exec`` for ``command``; a stage
+  without ``health`` gets ``tcpSocket`` on ``port``) and the stage's timings:
+  ``periodSeconds`` = ``interval``, ``timeoutSeconds`` = ``timeout``; the
+  startup probe allows ``ceil(start / interval)`` failures, the readiness and
+  liveness probes ``failures``;
 - a sized volume: a PersistentVolumeClaim ``<pipeline>-<volume>``; a ``claim``
   volume references the existing claim and creates nothing; mounting a
   ``host`` volume is an error (B001) on this target;
@@ -59,6 +66,12 @@ Every Job and Deployment carries:
   stage (``0`` for roots), a decimal string: stages of one level can start
   together once the previous levels are done.
 
+An instance of a matrix stage also carries ``aipc.dev/matrix`` (the matrix
+stage's name as written; a label too), ``aipc.dev/matrix-coordinates`` (its
+exact coordinates, a JSON object) and, when the matrix stage sets
+``max_parallel``, ``aipc.dev/max-parallel``: ``aipc apply`` starts an instance
+only while fewer than that many instances of its matrix stage are running.
+
 Documents come in a fixed order: the Namespace (with ``--namespace-object``),
 the default-deny NetworkPolicy, the PersistentVolumeClaims by volume name, then
 each stage in topological order (Job; or Deployment, Service, NetworkPolicy).
@@ -78,11 +91,12 @@ from aipc.diagnostics import Diagnostics
 STAGE_ANNOTATION = "aipc.dev/stage"
 DEPENDS_ON_ANNOTATION = "aipc.dev/depends-on"
 LEVEL_ANNOTATION = "aipc.dev/level"
+MATRIX_ANNOTATION = ir.MATRIX_LABEL
+MAX_PARALLEL_ANNOTATION = "aipc.dev/max-parallel"
 SECRETS_AS_ENV_SKIP = {
     "checkov.io/skip1": "CKV_K8S_35=the .aip language injects secret keys as environment variables",
 }
 
-PORT_NAME = "http"
 
 GPU_RESOURCE = {
     ir.GpuVendor.NVIDIA: "nvidia.com/gpu",
@@ -137,8 +151,12 @@ Render = Callable[[ir.Text], str]
 
 
 def substituted(text: ir.Text) -> str:
-    """A stage's string as this target writes it: each parameter's value in place."""
-    return text.render(param=ir.param_value)
+    """A stage's string as this target writes it: each parameter's value in place, each
+    service address as its Service's name and port (``expose``). The short name
+    resolves in the pods' own namespace whatever the cluster's domain, and the
+    objects of a pipeline share one namespace (also when `aipc apply --namespace`
+    moves them), so it needs no ``.NAMESPACE.svc.cluster.local``."""
+    return text.render(param=ir.param_value, service=ir.service_address)
 
 
 def no_expansion(text: str) -> str:
@@ -185,8 +203,21 @@ def stage_annotations(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
         DEPENDS_ON_ANNOTATION: depends_on,
         LEVEL_ANNOTATION: str(stage.level),
     }
+    annotations.update(instance_annotations(stage))
     if stage.secrets or stage.secret_env:
         annotations.update(SECRETS_AS_ENV_SKIP)
+    return annotations
+
+
+def instance_annotations(stage: ir.Stage, limit: bool = True) -> dict:
+    """An instance's matrix stage, its exact coordinates and, with ``limit``, the
+    matrix stage's ``max_parallel``; nothing for a stage that is no instance."""
+    if stage.instance is None:
+        return {}
+    matrix = stage.instance.matrix
+    annotations = {MATRIX_ANNOTATION: matrix.stage, ir.COORDINATES_ANNOTATION: stage.instance.coordinates_json()}
+    if limit and matrix.max_parallel is not None:
+        annotations[MAX_PARALLEL_ANNOTATION] = str(matrix.max_parallel)
     return annotations
 
 
@@ -331,15 +362,26 @@ def build_env(stage: ir.Stage, render: Render) -> list[dict]:
 
 
 def build_probes(stage: ir.Stage, render: Render) -> dict:
-    if stage.health is not None:
-        handler: dict = {"httpGet": {"path": render(stage.health), "port": PORT_NAME}}
-    else:
-        handler = {"tcpSocket": {"port": PORT_NAME}}
+    """Startup, readiness and liveness probes: one handler, the stage's timings. The
+    startup probe holds the others back until it passes, for up to ``start``."""
+    health = stage.health if stage.health is not None else ir.Health(ir.HealthKind.TCP, port=stage.port)
+    handler = build_probe_handler(stage, health, render)
+    timing = {"periodSeconds": health.interval, "timeoutSeconds": health.timeout}
     return {
-        "startupProbe": {**handler, "periodSeconds": 10, "failureThreshold": 60},
-        "readinessProbe": {**handler, "periodSeconds": 10, "failureThreshold": 3},
-        "livenessProbe": {**handler, "periodSeconds": 20, "failureThreshold": 3},
+        "startupProbe": {**handler, **timing, "failureThreshold": health.start_checks},
+        "readinessProbe": {**handler, **timing, "failureThreshold": health.failures},
+        "livenessProbe": {**handler, **timing, "failureThreshold": health.failures},
     }
+
+
+def build_probe_handler(stage: ir.Stage, health: ir.Health, render: Render) -> dict:
+    if health.kind is ir.HealthKind.COMMAND:
+        return {"exec": {"command": [render(argument) for argument in health.command or ()]}}
+    names = {named.port: named.name for named in stage.named_ports()}
+    port = names.get(health.port or 0, health.port)  # a declared port by its name
+    if health.kind is ir.HealthKind.HTTP:
+        return {"httpGet": {"path": render(health.path) if health.path else "/", "port": port}}
+    return {"tcpSocket": {"port": port}}
 
 
 def build_volume_mounts(stage: ir.Stage, scratch: ScratchNames) -> list[dict]:
@@ -367,7 +409,8 @@ def build_container(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, re
     if stage.secrets:
         container["envFrom"] = [{"secretRef": {"name": ir.dns_label(s.name)}} for s in stage.secrets]
     if not stage.is_batch and stage.port is not None:
-        container["ports"] = [{"name": PORT_NAME, "containerPort": stage.port, "protocol": "TCP"}]
+        container["ports"] = [{"name": named.name, "containerPort": named.port, "protocol": "TCP"}
+                              for named in stage.named_ports()]
         container.update(build_probes(stage, render))
     container["resources"] = build_resources(stage.resources)
     container["securityContext"] = container_security_context(stage.security)
@@ -486,7 +529,9 @@ def build_service(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
         "spec": {
             "type": "ClusterIP",
             "selector": selector_labels(pipeline, stage),
-            "ports": [{"name": PORT_NAME, "port": stage.port, "targetPort": PORT_NAME, "protocol": "TCP"}],
+            "ports": [{"name": named.name, "port": stage.service_port if index == 0 else named.port,
+                       "targetPort": named.name, "protocol": "TCP"}
+                      for index, named in enumerate(stage.named_ports())],
         },
     }
 
@@ -508,7 +553,8 @@ def build_default_deny(pipeline: ir.Pipeline) -> dict:
 
 
 def build_allow_port(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
-    """Admit TCP traffic to a serve stage's port, from anywhere."""
+    """Admit TCP traffic to each of a serve stage's ports, from anywhere. A policy
+    names the pod's ports (the Service's targets), not the Service's."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -516,7 +562,7 @@ def build_allow_port(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
         "spec": {
             "podSelector": {"matchLabels": selector_labels(pipeline, stage)},
             "policyTypes": ["Ingress"],
-            "ingress": [{"ports": [{"protocol": "TCP", "port": stage.port}]}],
+            "ingress": [{"ports": [{"protocol": "TCP", "port": named.port} for named in stage.named_ports()]}],
         },
     }
 

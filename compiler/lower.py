@@ -14,29 +14,33 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import PurePath
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from aipc import codes
 from aipc.compiler import graph as dag
 from aipc.compiler import ir
+from aipc.compiler.matrix import Expansion, Sweep, check_pairing, has_matrix, read_sweeps
 from aipc.compiler.params import bind_params
 from aipc.compiler.resolve import Symbols, collect_declarations
 from aipc.compiler.security import SecurityKeys, merge_security, read_security
 from aipc.compiler.schema import (
-    HEADER, HEADER_BLOCKS, RESOURCES, SECRET, SECURITY, STAGE, STAGE_BLOCKS, VOLUME, AttributeSpec, Type,
+    HEADER, HEADER_BLOCKS, HEALTH, HEALTH_CHECKS, RESOURCES, SECRET, SECURITY, STAGE, STAGE_BLOCKS, VOLUME,
+    AttributeSpec, Type,
 )
+from aipc.compiler.services import Services
 from aipc.compiler.values import ENV_NAME, INVALID, Evaluator, Text, did_you_mean
 from aipc.diagnostics import Diagnostics, Label, Span
 from aipc.dsl import model as m
 
-MAX_OBJECT_NAME = 63
+MAX_OBJECT_NAME = ir.MAX_OBJECT_NAME
 PIPELINE_NAME = re.compile(r"[a-z](?:[a-z0-9_-]*[a-z0-9])?")
 DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?")
 LABEL_NAME = re.compile(r"[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?")
 LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
 _WHERE = {"header": "the `pipeline` header", "volume": "a volume", "secret": "a secret",
-          "resources": "`resources`", "security": "`security`"}
+          "resources": "`resources`", "health": "`health`", "security": "`security`"}
+PORT_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")  # IANA_SVC_NAME, with the rules below
 
 
 # ------------------------------------------------------------------ reading blocks
@@ -76,19 +80,14 @@ def _read_block(items, table: Mapping[str, AttributeSpec], sink: Diagnostics, wh
         if isinstance(item, m.Block) or (
             isinstance(item, m.Attribute) and item.name in blocks and isinstance(item.value, m.MapValue)
         ):
-            _read_nested(item, block, sink, where, blocks)
+            _read_nested(item, block, sink, where, stage_kind, blocks)
             continue
         spec = table.get(item.name)
         if spec is None:
             _unknown_attribute(item, table, sink, where, stage_kind)
             continue
         if stage_kind is not None and stage_kind not in spec.kinds:
-            allowed = "serve stages" if spec.kinds == frozenset({"serve"}) else "batch stages (data, train, eval)"
-            why = ("a serve stage runs until stopped" if "serve" not in spec.kinds
-                   else "a batch stage runs to completion and serves nothing")
-            sink.error(codes.ATTRIBUTE_NOT_FOR_KIND, item.name_span,
-                       f"`{item.name}` is only for {allowed}, not `{stage_kind}` stages",
-                       label=f"not allowed on a `{stage_kind}` stage", help=why)
+            _not_for_kind(item, spec, stage_kind, sink)
             continue
         if item.name in block.attributes:
             sink.error(codes.DUPLICATE_ATTRIBUTE, item.name_span, f"`{item.name}` is set twice",
@@ -100,13 +99,27 @@ def _read_block(items, table: Mapping[str, AttributeSpec], sink: Diagnostics, wh
     return block
 
 
-def _read_nested(item, block: _Block, sink: Diagnostics, where: str,
+def _not_for_kind(item, spec: AttributeSpec, stage_kind: str, sink: Diagnostics) -> None:
+    allowed = "serve stages" if spec.kinds == frozenset({"serve"}) else "batch stages (data, train, eval)"
+    why = ("a serve stage runs until stopped" if "serve" not in spec.kinds
+           else "a batch stage runs to completion and serves nothing")
+    sink.error(codes.ATTRIBUTE_NOT_FOR_KIND, item.name_span,
+               f"`{item.name}` is only for {allowed}, not `{stage_kind}` stages",
+               label=f"not allowed on a `{stage_kind}` stage", help=why)
+
+
+def _read_nested(item, block: _Block, sink: Diagnostics, where: str, stage_kind: str | None,
                  blocks: Mapping[str, Mapping[str, AttributeSpec]]) -> None:
     if item.name not in blocks:
         sink.error(codes.UNKNOWN_ATTRIBUTE, item.name_span, f"unknown block `{item.name}` in {_WHERE.get(where, where)}",
                    help=did_you_mean(item.name, list(blocks)) or (
-                       "the blocks here are " + ", ".join(f"`{name} {{ ... }}`" for name in blocks) if blocks
+                       f"the blocks of {'a stage' if stage_kind else _WHERE.get(where, where)} are "
+                       + ", ".join(f"`{name} {{ ... }}`" for name in blocks) if blocks
                        else "blocks belong in a stage or the `pipeline` header"))
+        return
+    spec = STAGE.get(item.name)  # a block that is another way to write an attribute: its kinds
+    if stage_kind is not None and spec is not None and stage_kind not in spec.kinds:
+        _not_for_kind(item, spec, stage_kind, sink)
         return
     if item.name in block.blocks:
         sink.error(codes.DUPLICATE_ATTRIBUTE, item.name_span, f"`{item.name}` is set twice",
@@ -162,8 +175,8 @@ def _check_labels(pairs: list[tuple[str, Text, m.Entry]], sink: Diagnostics) -> 
         prefix, _, name = key.rpartition("/")
         if key in ir.RESERVED_LABELS:
             sink.error(codes.INVALID_LABEL, entry.key_span, f"the label `{key}` is set by aipc",
-                       help="aipc sets the app.kubernetes.io/ name, part-of, component and managed-by labels itself; "
-                       "choose another key")
+                       help="aipc sets the app.kubernetes.io/ name, part-of, component and managed-by labels itself "
+                       f"(and `{ir.MATRIX_LABEL}` on the instances of a matrix stage); choose another key")
             continue
         if (not LABEL_NAME.fullmatch(name) or len(name) > 63
                 or (prefix and (not DNS_SUBDOMAIN.fullmatch(prefix) or len(prefix) > 253))
@@ -179,6 +192,20 @@ def _check_labels(pairs: list[tuple[str, Text, m.Entry]], sink: Diagnostics) -> 
             continue
         out.append((key, text.value))
     return tuple(sorted(out))
+
+
+def port_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a Kubernetes port name (an IANA service name,
+    k8s.io/apimachinery validation.IsValidPortName), or None."""
+    if len(name) > 15:
+        return f"{len(name)} characters, at most 15"
+    if not PORT_NAME.fullmatch(name):
+        return "lower-case letters, digits and `-` only, not starting or ending with `-`"
+    if "--" in name:
+        return "`--` is not allowed"
+    if not any(c.isalpha() for c in name):
+        return "it needs at least one letter"
+    return None
 
 
 def _label_value(text: str) -> bool:
@@ -233,6 +260,14 @@ class _Lowering:
         self.header = _Header(self._pipeline_name())
         self.params = bind_params(self.symbols, overrides, sink)
         self.evaluator = Evaluator(sink, self.params, self.symbols.known("param"), self.header.name)
+        self.evaluator.services = self._services()
+        # Names the stages refer to, by kind; every reference to a declaration marks it here
+        # (params through the evaluator), and what is left unmarked is W101.
+        self.used: dict[str, set[str]] = {"volume": set(), "secret": set()}
+
+    def use(self, kind: str, name: str) -> None:
+        """A reference to the declaration ``name`` of ``kind`` (volume, secret)."""
+        self.used[kind].add(name)
 
     # the pipeline ---------------------------------------------------------------
 
@@ -247,6 +282,33 @@ class _Lowering:
                             help=f'lowercase letters, digits, `-` and `_`, starting with a letter: "{ir.clean_name(header.name)}"')
             return ir.clean_name(header.name)
         return header.name
+
+    def _services(self) -> Services:
+        """The serve stages' addresses, read before any stage is lowered (a stage may
+        name one declared after it). Their ports are evaluated here without a word:
+        what is wrong with them is reported when their stage is lowered."""
+        quiet = Evaluator(Diagnostics(self.program.path), self.params, self.symbols.known("param"), self.header.name)
+        ports: dict[str, tuple[int, int]] = {}
+        for name, declaration in self.symbols.stages.items():
+            if declaration.kind != "serve":
+                continue
+            values = {}
+            for item in declaration.items:
+                if isinstance(item, m.Attribute) and item.name in ("port", "expose") and item.name not in values:
+                    values[item.name] = quiet.quantity(STAGE[item.name], item.value, name)
+            port = values.get("port", INVALID)
+            expose = values.get("expose", port)
+            if port is not INVALID and expose is not INVALID:
+                ports[name] = (port, expose)
+        others = {name: what for kind, what in (("secret", "secret"), ("volume", "volume"), ("param", "parameter"))
+                  for name in self.symbols.known(kind)}
+        return Services(
+            pipeline=self.header.name,
+            kinds={name: d.kind for name, d in self.symbols.stages.items()}
+            | {name: "broken" for name in self.symbols.broken.get("stage", ()) if name not in self.symbols.stages},
+            ports=ports, spans={name: d.name.span for name, d in self.symbols.stages.items()}, others=others,
+            swept=frozenset(name for name, d in self.symbols.stages.items() if has_matrix(d)),
+        )
 
     def lower_header(self) -> None:
         header = self.symbols.header
@@ -296,10 +358,10 @@ class _Lowering:
         self.header.pull_secrets = tuple(names)
         self.header.pull_secrets_span = attribute.span
 
-    def lower_security(self, items, stage: str | None) -> SecurityKeys:
+    def lower_security(self, items, stage: str | None, declared: str | None = None) -> SecurityKeys:
         """The keys of a `security` block (a stage's, or the header's defaults)."""
         block = _read_block(items, SECURITY, self.sink, "security")
-        return read_security(block.attributes, self.evaluator, self.sink, stage)
+        return read_security(block.attributes, self.evaluator, self.sink, stage, declared)
 
     def _strings(self, block: _Block, table, stage: str | None) -> dict[str, Text]:
         """Every STRING/PATH attribute of a block, evaluated."""
@@ -405,8 +467,16 @@ class _Lowering:
 
     # stages ---------------------------------------------------------------------
 
-    def lower_stage(self, declaration: m.StageDecl, volumes, secrets) -> "_LoweredStage":
-        return _StageLowering(self, declaration, volumes, secrets).run()
+    def lower_stage(self, declaration: m.StageDecl, volumes, secrets, sweep: Sweep | None) -> list["_LoweredStage"]:
+        """The stage, or each instance of a matrix stage (once, unnamed, when its matrix is invalid)."""
+        if sweep is None:
+            return [_StageLowering(self, declaration, volumes, secrets).run()]
+        out = []
+        for index in range(len(sweep.names) if sweep.valid else 1):
+            scope = sweep.scope(index)
+            with self.evaluator.scoped(scope):
+                out.append(_StageLowering(self, declaration, volumes, secrets, scope.instance).run())
+        return out
 
     def _v1_declarations(self) -> None:
         for declaration in self.program.declarations:
@@ -423,21 +493,33 @@ class _Lowering:
         self.lower_header()
         volumes = {n: self.lower_volume(d) for n, d in self.symbols.volumes.items()}
         secrets = {n: self.lower_secret(d) for n, d in self.symbols.secrets.items()}
-        lowered = {n: self.lower_stage(d, volumes, secrets) for n, d in self.symbols.stages.items()}
-        nodes = {n: result.node for n, result in lowered.items()}
+        sweeps = read_sweeps(self.symbols, self.header.name, sink, self.evaluator)
+        lowered = {n: self.lower_stage(d, volumes, secrets, sweeps.get(n)) for n, d in self.symbols.stages.items()}
+        # Stages as declared: cycles, waits on services and pairing are about declarations.
+        nodes = {n: units[0].node if n not in sweeps else dataclasses.replace(units[0].node, name=n)
+                 for n, units in lowered.items()}
         graph = dag.dependency_graph(nodes)
-        dag.check_service_waits(graph, nodes, sink)
         acyclic = dag.check_cycles(graph, sink)
-        self._check_object_names(volumes)
+        self._check_object_names(volumes, sweeps)
+        check_pairing(nodes, sweeps, sink)
         if not acyclic:
             return None
+        expansion = Expansion(lowered, sweeps) if sweeps else None
+        if expansion is not None:  # instances are the stages from here on
+            lowered, graph = expansion.units, dag.dependency_graph(expansion.nodes)
+        else:
+            lowered = {n: units[0] for n, units in lowered.items()}
         order = dag.execution_order(graph)
         reach = dag.Reachability(graph, order)
-        self._check_volume_use(reach, volumes, lowered)
+        self._check_volume_use(reach, volumes, lowered, expansion.serial if expansion is not None else {})
         if sink.has_errors:
             return None
+        self._check_unused()
         level = dag.levels(graph, order)
-        stages = tuple(dataclasses.replace(lowered[n].stage, level=level[n]) for n in order)
+        if expansion is not None:
+            stages = tuple(expansion.stage(n, level[n]) for n in order)
+        else:
+            stages = tuple(dataclasses.replace(lowered[n].stage, level=level[n]) for n in order)
         header = self.header
         return ir.Pipeline(
             name=header.name, file=self.program.path, description=header.description,
@@ -447,10 +529,27 @@ class _Lowering:
             secrets=tuple(secrets[n] for n in sorted(secrets)),
             stages=stages,
             pull_secrets=header.pull_secrets, pull_secrets_span=header.pull_secrets_span,
+            matrices=expansion.matrices(stages) if expansion is not None else (),
             span=self.symbols.header.span if self.symbols.header else Span(0, 0),
         )
 
-    def _check_volume_use(self, reach: dag.Reachability, volumes, lowered) -> None:
+    def _check_unused(self) -> None:
+        """W101 for each volume, secret and parameter nothing refers to. Only for a file
+        without errors: with them, a use may sit in what did not parse or check."""
+        unused = [("volume", "no stage mounts it", "mount it in a stage (`mount {name} at \"/path\"`) or remove it",
+                   self.symbols.volumes, self.used["volume"]),
+                  ("secret", "no stage lists it in `secrets`", "list it in a stage (`secrets = [{name}]`) or remove it",
+                   self.symbols.secrets, self.used["secret"]),
+                  ("parameter", "no value refers to it", "use it in a value (`\"${{{name}}}\"`) or remove it",
+                   self.symbols.params, self.evaluator.used_params)]
+        for what, why, help, declared, used in unused:
+            for name, declaration in declared.items():
+                if name not in used:
+                    self.sink.warning(codes.UNUSED_DECLARATION, declaration.name.span,
+                                      f"the {what} `{name}` is declared but never used: {why}",
+                                      label="never used", help=help.format(name=name))
+
+    def _check_volume_use(self, reach: dag.Reachability, volumes, lowered, serial: Mapping[str, str]) -> None:
         uses: dict[str, list[dag.Use]] = {}
         for name in sorted(lowered):
             for volume_name, use in lowered[name].uses:
@@ -461,9 +560,9 @@ class _Lowering:
                 continue
             single_writer = volume.kind is not ir.VolumeKind.HOST and volume.access is ir.Access.RWO
             dag.check_volume_use(reach, name, self.symbols.volumes[name].name.span, uses[name],
-                                 single_writer, self.sink)
+                                 single_writer, self.sink, serial)
 
-    def _check_object_names(self, volumes) -> None:
+    def _check_object_names(self, volumes, sweeps: Mapping[str, Sweep]) -> None:
         pipeline = ir.dns_label(self.header.name)
         for what, table in (("stage", self.symbols.stages), ("volume", self.symbols.volumes),
                             ("secret", self.symbols.secrets)):
@@ -474,7 +573,8 @@ class _Lowering:
                                     f"the {what} name `{name}` ends with `_`",
                                     label="becomes a Kubernetes name, which must end with a letter or digit",
                                     help=f"write `{name.rstrip('_')}`")
-        declarations = [("stage", d) for d in self.symbols.stages.values()]
+        # A matrix stage's objects are its instances, whose names are checked as they are given.
+        declarations = [("stage", d) for n, d in self.symbols.stages.items() if n not in sweeps]
         declarations += [("volume", d) for n, d in self.symbols.volumes.items()
                          if volumes.get(n) is None or volumes[n].kind is ir.VolumeKind.SIZED]
         for what, declaration in declarations:
@@ -508,12 +608,15 @@ class _StageLowering:
     :meth:`run`.
     """
 
-    def __init__(self, lowering: _Lowering, declaration: m.StageDecl, volumes, secrets) -> None:
+    def __init__(self, lowering: _Lowering, declaration: m.StageDecl, volumes, secrets,
+                 instance: str | None = None) -> None:
         self.lowering = lowering
         self.sink = lowering.sink
         self.evaluator = lowering.evaluator
         self.declaration = declaration
-        self.name = declaration.name.value
+        self.declared = declaration.name.value  # messages name the stage as written
+        self.group = declaration.name.value if instance is not None else None
+        self.name = instance or declaration.name.value  # an instance's own name: `${stage.name}`, the IR's
         self.kind = declaration.kind
         self.volumes = volumes
         self.secrets = secrets
@@ -542,17 +645,25 @@ class _StageLowering:
             attributes = {name: a for name, a in attributes.items() if name not in PROGRAMS}
         if "image" not in attributes:
             self._default_image()
+        for name in [name for name in block.blocks if name in attributes]:  # `health = "/x"` and `health { }`
+            self.sink.error(codes.DUPLICATE_ATTRIBUTE, block.blocks[name][0], f"`{name}` is set twice",
+                            label="set again here", related=[Label(attributes[name].name_span, "first set here")],
+                            help="keep the attribute or the block")
+            del block.blocks[name]
         for name, attribute in attributes.items():
             LOWER_STAGE_ATTRIBUTE[name](self, STAGE[name], attribute.value)
-        for name, (_, items) in block.blocks.items():
+        for name, (span, items) in block.blocks.items():
+            self.spans.append((name, span))
             LOWER_STAGE_BLOCK[name](self, items)
         self.fields["security"] = merge_security(self.lowering.header.security, self.security)
         self._check_gpu_memory()
         mounts, uses = self._mounts(block.mounts)
         if self.kind == "serve" and "port" not in attributes:
-            self.lowering.missing("stage", self.name, "port", self.declaration.name.span,
-                                  f"serve stage `{self.name}` has no `port`",
+            self.lowering.missing("stage", self.declared, "port", self.declaration.name.span,
+                                  f"serve stage `{self.declared}` has no `port`",
                                   label="needs a port", help="add the port the service listens on: `port = 8080`")
+        elif self.kind == "serve":
+            self._check_ports(attributes)
         node = dag.Node(self.name, self.kind != "serve", tuple(self.after), self.declaration.name.span)
         if self.sink.error_count() > errors:
             return _LoweredStage(node, uses, None)
@@ -569,15 +680,15 @@ class _StageLowering:
     def _default_image(self) -> None:
         header = self.lowering.header
         if header.image is None:
-            self.lowering.missing("stage", self.name, "image", self.declaration.name.span,
-                                  f"stage `{self.name}` has no `image`", label="needs an image",
+            self.lowering.missing("stage", self.declared, "image", self.declaration.name.span,
+                                  f"stage `{self.declared}` has no `image`", label="needs an image",
                                   help='add `image = "python:3.11-slim"`, or set a default `image` in the '
                                   '`pipeline` header')
             return
         self._set_image(header.image, header.image_span)
 
     def _image(self, spec, value) -> None:
-        text = self.evaluator.string(spec, value, self.name)
+        text = self.evaluator.string(spec, value, self.name)  # no service address: an image names none
         if text is not INVALID:
             self._set_image(text, value.span)
 
@@ -601,7 +712,7 @@ class _StageLowering:
                               label="unpinned", help="pin a version tag (`:1.4.2`) or a digest (`@sha256:...`)")
 
     def _command(self, spec, value) -> None:
-        items = self.evaluator.string_list(spec, value, self.name)
+        items = self.evaluator.string_list(spec, value, self.name, addresses=True)
         if items == []:
             self.sink.error(codes.WRONG_TYPE, value.span, "`command` is empty",
                             help="leave `command` out to run the image's own entrypoint")
@@ -609,7 +720,7 @@ class _StageLowering:
             self.fields["command"] = tuple(_text(text, span) for text, span in items)
 
     def _args(self, spec, value) -> None:
-        items = self.evaluator.string_list(spec, value, self.name)
+        items = self.evaluator.string_list(spec, value, self.name, addresses=True)
         if items == []:
             self.sink.error(codes.WRONG_TYPE, value.span, "`args` is empty",
                             help="leave `args` out to run the image's own command")
@@ -622,7 +733,7 @@ class _StageLowering:
             self.fields["pull"] = ir.PullPolicy(choice)
 
     def _script(self, spec, value) -> None:
-        text = self.evaluator.string(spec, value, self.name)
+        text = self.evaluator.string(spec, value, self.name, addresses=True)
         if text is not INVALID and not text.value.strip():
             self.sink.error(codes.WRONG_TYPE, value.span, "`script` is empty",
                             help="leave `script` out to run the image's own entrypoint")
@@ -630,14 +741,14 @@ class _StageLowering:
             self.fields["script"] = _text(text, value.span)
 
     def _workdir(self, spec, value) -> None:
-        text = self.evaluator.string(spec, value, self.name)
+        text = self.evaluator.string(spec, value, self.name, addresses=True)
         if text is not INVALID:
             self.fields["workdir"] = _text(text, value.span)
 
     def _health(self, spec, value) -> None:
-        text = self.evaluator.string(spec, value, self.name)
+        text = self.evaluator.string(spec, value, self.name, addresses=True)
         if text is not INVALID:
-            self.fields["health"] = _text(text, value.span)
+            self.fields["health"] = ir.Health(ir.HealthKind.HTTP, path=_text(text, value.span), span=value.span)
 
     def _env(self, spec, value) -> None:
         if isinstance(value, m.MapValue) and any(isinstance(e.value, m.Reference) for e in value.entries):
@@ -656,7 +767,7 @@ class _StageLowering:
             if all(key is not INVALID for _, key in secret_env):
                 self.fields["secret_env"] = tuple(secret_env)
             value = value.model_copy(update={"entries": tuple(strings)})
-        pairs = self.evaluator.string_map(spec, value, self.name)
+        pairs = self.evaluator.string_map(spec, value, self.name, addresses=True)
         if pairs is not INVALID:
             self.fields["env"] = tuple(
                 (key, _text(text, entry.value.span)) for key, text, entry in pairs
@@ -675,6 +786,7 @@ class _StageLowering:
             self.sink.error(codes.UNKNOWN_SECRET, secret.span, f"unknown secret `{secret.value}`",
                             label="not a declared secret", help=help)
             return INVALID
+        self.lowering.use("secret", secret.value)
         declared = self.secrets.get(secret.value)
         if declared is None:  # its declaration is broken, and reported
             self.sink.count_reported_error()
@@ -704,7 +816,9 @@ class _StageLowering:
                 self.sink.error(codes.UNKNOWN_SECRET, span, f"unknown secret `{name}`", label="not declared",
                                 help=did_you_mean(name, symbols.secrets)
                                 or f'declare it: `secret {name} {{ keys = ["..."] }}`')
-            elif self.secrets.get(name) is not None and self.secrets[name] not in out:
+                continue
+            self.lowering.use("secret", name)
+            if self.secrets.get(name) is not None and self.secrets[name] not in out:
                 out.append(self.secrets[name])
         self.fields["secrets"] = tuple(out)
 
@@ -736,7 +850,7 @@ class _StageLowering:
     # security ------------------------------------------------------------------------
 
     def _security(self, items) -> None:
-        self.security = self.lowering.lower_security(items, self.name)
+        self.security = self.lowering.lower_security(items, self.name, self.declared)
 
     def _check_gpu_memory(self) -> None:
         """GPUs without `memory` get the default limit, far too small for a GPU workload."""
@@ -744,13 +858,152 @@ class _StageLowering:
         if resources.gpu > 0 and resources.memory is None:
             limit = ir.format_bytes(ir.DEFAULT_MEMORY.limit)
             self.sink.warning(codes.GPU_WITHOUT_MEMORY, self.span_of("gpu"),
-                              f"`{self.name}` asks for GPUs but sets no `memory`: it gets the default limit, {limit}",
+                              f"`{self.declared}` asks for GPUs but sets no `memory`: it gets the default limit, {limit}",
                               label=f"no `memory`: limited to {limit}",
                               help="set `memory` in `resources`, e.g. `memory = 32Gi`: loading a model, host "
                               "buffers and data loaders need far more")
 
     def span_of(self, attribute: str) -> Span:
         return next((span for name, span in self.spans if name == attribute), self.declaration.name.span)
+    def _swept(self, spec, value) -> None:
+        """`matrix`, `exclude` and `max_parallel` are read once for all the instances
+        (compiler/matrix.py), before any is lowered."""
+
+    def _swept_block(self, items) -> None:
+        """`matrix { ... }`: read once, as `_swept` says."""
+
+    # ports and health ----------------------------------------------------------------
+
+    def _expose(self, spec, value) -> None:
+        self._set("expose", self.evaluator.quantity(spec, value, self.name))
+
+    def _ports(self, spec, value) -> None:
+        """``ports = { NAME = PORT, ... }``: Kubernetes port names (``_`` becomes ``-``)."""
+        if not isinstance(value, m.MapValue):
+            self.evaluator.quantity(spec, value, self.name)  # says what was expected
+            return
+        out: list[ir.NamedPort] = []
+        seen: dict[str, m.Entry] = {}
+        for entry in value.entries:
+            number = self.evaluator.quantity(spec, entry.value, self.name)
+            name = entry.key.replace("_", "-")
+            if name in seen:
+                self.sink.error(codes.DUPLICATE_ATTRIBUTE, entry.key_span, f"the port `{name}` is named twice",
+                                label="named again here", related=[Label(seen[name].key_span, "first named here")],
+                                help="give each port its own name (`_` and `-` are the same in port names)")
+                continue
+            seen[name] = entry
+            problem = port_name_problem(name)
+            if problem is not None:
+                self.sink.error(codes.INVALID_PORT_NAME, entry.key_span, f"`{entry.key}` is not a valid port name: "
+                                f"{problem}", label="becomes a Kubernetes port name",
+                                help="at most 15 lower-case letters, digits and `-`, with a letter, e.g. `metrics`")
+                continue
+            if number is not INVALID:
+                out.append(ir.NamedPort(name, number))
+        self.port_keys = seen
+        self.fields["ports"] = tuple(out)
+
+    def _health_block(self, items) -> None:
+        block = _read_block(items, HEALTH, self.sink, "health")
+        attributes = block.attributes
+        checks = [name for name in HEALTH_CHECKS if name in attributes]
+        span = dict(self.spans)["health"]
+        self.spans += [(f"health.{name}", attribute.span) for name, attribute in attributes.items()]
+        if not checks:
+            self.sink.error(codes.MISSING_ATTRIBUTE, span, "`health` says how to check the service: it needs "
+                            "one of `http`, `tcp` or `command`", label="no check",
+                            help='add `http = "/health"`, `tcp = true` or `command = ["..."]`')
+            return
+        for other in checks[1:]:
+            self.lowering._conflict(attributes[other], attributes[checks[0]],
+                                    f"`{checks[0]}` and `{other}` are two health checks; a service has one")
+        if "port" in attributes and checks[0] == "command":
+            self.lowering._conflict(attributes["port"], attributes["command"],
+                                    "`port` says where `http` or `tcp` checks; `command` runs in the container")
+        values: dict = {}
+        for name, attribute in attributes.items():
+            spec = HEALTH[name]
+            if name == "http":
+                text = self.evaluator.string(spec, attribute.value, self.name, addresses=True)
+                values["path"] = _text(text, attribute.value.span) if text is not INVALID else INVALID
+            elif name == "command":
+                values["command"] = self._argv(spec, attribute.value)
+            elif name == "tcp":
+                values["tcp"] = self.evaluator.boolean(spec, attribute.value, self.name)
+                if values["tcp"] is False:
+                    self.sink.error(codes.INVALID_CHOICE, attribute.value.span, "`tcp = false` checks nothing",
+                                    label="expected `true`", help="write `tcp = true`, or use `http` or `command`")
+            elif name == "port":
+                values["port"] = self._health_port(spec, attribute.value)
+            else:
+                values[name] = self.evaluator.quantity(spec, attribute.value, self.name)
+        if any(value is INVALID for value in values.values()) or len(checks) > 1:
+            return
+        values.pop("tcp", None)
+        self.fields["health"] = ir.Health(ir.HealthKind(checks[0]), span=span, **values)
+
+    def _argv(self, spec, value) -> tuple[ir.Text, ...] | Any:
+        items = self.evaluator.string_list(spec, value, self.name, addresses=True)
+        if items == []:
+            self.sink.error(codes.WRONG_TYPE, value.span, f"`{spec.name}` is empty",
+                            help=f"write the program to run: `{spec.example}`")
+            return INVALID
+        return INVALID if items is INVALID else tuple(_text(text, span) for text, span in items)
+
+    def _health_port(self, spec, value) -> int | Any:
+        """A port number, or the name of one of ``ports``."""
+        name = value.value if isinstance(value, m.Word) else value.literal if (
+            isinstance(value, m.Str) and value.is_literal) else None
+        if name is None:
+            return self.evaluator.quantity(spec, value, self.name)
+        ports = {port.name: port.port for port in self.fields.get("ports", ())}
+        found = ports.get(name.replace("_", "-"))
+        if found is None:
+            written = [key for key in getattr(self, "port_keys", {})]
+            self.sink.error(codes.UNKNOWN_PORT_NAME, value.span, f"`{name}` is not one of the stage's `ports`",
+                            label="no port of this name", help=did_you_mean(name, written)
+                            or ("write the port's number, or name one of: " + ", ".join(f"`{k}`" for k in written)
+                                if written else "write the port's number, or add it to `ports = { NAME = PORT }`"))
+            return INVALID
+        return found
+
+    def _check_ports(self, attributes) -> None:
+        """Distinct container ports and Service ports; names clear of ``port``'s; the
+        health check's port, by default ``port``."""
+        port = self.fields.get("port")
+        if port is None:
+            return
+        health = self.fields.get("health")
+        main_name = (ir.OTHER_MAIN_PORT_NAME if health is not None and health.kind is not ir.HealthKind.HTTP
+                     else ir.MAIN_PORT_NAME)
+        expose = self.fields.get("expose", port)
+        keys = getattr(self, "port_keys", {})
+        for named in self.fields.get("ports", ()):
+            key = keys[named.name].key_span
+            if named.name == main_name:
+                self.sink.error(codes.INVALID_PORT_NAME, key, f"`{named.name}` is the name of `port`",
+                                label="taken", related=[Label(attributes["port"].name_span, f"named `{main_name}`")],
+                                help="choose another name for this port")
+            elif named.port == port:
+                self.sink.error(codes.PORT_CONFLICT, key, f"port {port} is `port` already",
+                                label="listed twice", related=[Label(attributes["port"].value.span, "here")],
+                                help="list each port once: `port` is named `" + main_name + "`")
+            elif named.port == expose:
+                self.sink.error(codes.PORT_CONFLICT, key,
+                                f"port {named.port} is also `expose`, the Service port of `port`",
+                                label="two Service ports numbered alike",
+                                related=[Label(attributes["expose"].value.span, "exposed here")],
+                                help="expose `port` on another number, or move this port")
+        numbers: dict[int, str] = {}
+        for named in self.fields.get("ports", ()):
+            if named.port in numbers:
+                self.sink.error(codes.PORT_CONFLICT, keys[named.name].key_span,
+                                f"port {named.port} is named twice (`{numbers[named.port]}` and `{named.name}`)",
+                                label="listed twice", help="list each port once")
+            numbers.setdefault(named.port, named.name)
+        if health is not None and health.kind is not ir.HealthKind.COMMAND and health.port is None:
+            self.fields["health"] = dataclasses.replace(health, port=port)
 
     # resources and mounts -----------------------------------------------------------
 
@@ -793,6 +1046,7 @@ class _StageLowering:
                                 label="not declared", help=did_you_mean(volume_name, symbols.volumes)
                                 or f"declare it: `volume {volume_name} {{ size = 10Gi }}`")
                 continue
+            self.lowering.use("volume", volume_name)
             text = self.evaluator.interpolate(mount.path, self.name)
             if text is INVALID:
                 continue
@@ -805,12 +1059,12 @@ class _StageLowering:
             if normal in seen:
                 first = "`shm` owns /dev/shm" if normal == "/dev/shm" else "first mounted here"
                 self.sink.error(codes.DUPLICATE_MOUNT_PATH, mount.path.span,
-                                f"two mounts at `{normal}` in stage `{self.name}`",
+                                f"two mounts at `{normal}` in stage `{self.declared}`",
                                 label="mounted again here", related=[Label(seen[normal], first)],
                                 help="give each mount its own path")
                 continue
             seen[normal] = mount.path.span
-            uses.append((volume_name, dag.Use(self.name, mount.readonly, mount.span)))
+            uses.append((volume_name, dag.Use(self.name, mount.readonly, mount.span, self.group)))
             volume = self.volumes.get(volume_name)
             if volume is not None:
                 out.append(ir.Mount(volume, normal, mount.readonly, mount.span))
@@ -833,11 +1087,18 @@ LOWER_STAGE_ATTRIBUTE: dict[str, Callable[[_StageLowering, AttributeSpec, m.Valu
     "retries": _StageLowering._retries,
     "timeout": _StageLowering._timeout,
     "port": _StageLowering._port,
+    "expose": _StageLowering._expose,
+    "ports": _StageLowering._ports,
     "replicas": _StageLowering._replicas,
     "health": _StageLowering._health,
+    "matrix": _StageLowering._swept,
+    "exclude": _StageLowering._swept,
+    "max_parallel": _StageLowering._swept,
 }
 LOWER_STAGE_BLOCK: dict[str, Callable[[_StageLowering, list], None]] = {
     "resources": _StageLowering._resources,
+    "health": _StageLowering._health_block,
+    "matrix": _StageLowering._swept_block,
     "security": _StageLowering._security,
 }
 PROGRAMS = ("command", "args", "script")  # what runs: at most one of them

@@ -38,8 +38,9 @@ SecurityKeys = dict[str, tuple[Any, Span]]
 
 
 def read_security(attributes: Mapping[str, m.Attribute], evaluator: Evaluator, sink: Diagnostics,
-                  stage: str | None) -> SecurityKeys:
-    """Each key of one `security` block, checked; a key whose value is wrong is left out."""
+                  stage: str | None, declared: str | None = None) -> SecurityKeys:
+    """Each key of one `security` block, checked; a key whose value is wrong is left out.
+    ``stage`` is the stage (or matrix instance) evaluated, ``declared`` its name as written."""
     out: SecurityKeys = {}
     for name, attribute in attributes.items():
         spec = SECURITY[name]
@@ -52,7 +53,7 @@ def read_security(attributes: Mapping[str, m.Attribute], evaluator: Evaluator, s
         if value is INVALID:
             continue
         if name == "privileged" and value:
-            where = f"`{stage}`" if stage is not None else "every stage (the `pipeline` header's default)"
+            where = f"`{declared or stage}`" if stage is not None else "every stage (the `pipeline` header's default)"
             sink.warning(codes.PRIVILEGED, attribute.span,
                          f"{where} runs privileged: every capability, the host's devices, privilege escalation",
                          label="can take over the machine it runs on",

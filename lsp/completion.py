@@ -17,13 +17,20 @@ import re
 from dataclasses import dataclass, field
 
 from aipc.compiler import schema
+from aipc.compiler.matrix import axis_names
 from aipc.compiler.resolve import NAME_LISTS
+from aipc.compiler.values import MATRIX_PREFIX
 from aipc.diagnostics import Span
 from aipc.dsl import scanner
 from aipc.dsl import vocabulary as v
 from aipc.lsp.analysis import BLOCK_DOCS, KEYWORD_DOCS, Index
 
 BUILTIN_INTERPOLATIONS = {"pipeline.name": "the pipeline's name", "stage.name": "this stage's name"}
+ADDRESS_DOCS = {  # `${STAGE.x}` of a serve stage, as ir.ADDRESS_FIELDS lists them
+    "host": "the service's host name, as other stages reach it on the target",
+    "port": "the port other stages connect to on the target",
+    "url": "http://HOST:PORT of the service on the target",
+}
 MOUNT, AT, READONLY = (v.TEXT_OF[name] for name in ("MOUNT", "AT", "READONLY"))  # `mount V at "/p" readonly`
 IMPORT, AS, TEMPLATE, FROM = (v.TEXT_OF[name] for name in ("IMPORT", "AS", "TEMPLATE", "FROM"))
 # What the subject of each statement (`mount V`, `input STAGE.OUTPUT`) names: completion offers those.
@@ -263,6 +270,10 @@ def _candidates(frames: list[_Frame], top: list[str], index: Index) -> list[Cand
         spec = _table(frame).get(frame.name or "")
         if spec is not None and spec.choices:
             return [Candidate(choice, "value", f"{frame.name}") for choice in spec.choices]
+        kind = NAME_LISTS.get(spec.type) if spec is not None else None  # one name: `matrix = `
+        if kind is not None:
+            itself = frame.stage_name if kind == "stage" else None
+            return [_named(name, detail, kind) for name, detail in index.known_names(kind) if name != itself]
     return []
 
 
@@ -281,7 +292,9 @@ def _attributes(frame: _Frame) -> list[Candidate]:
             if frame.stage_kind is None or frame.stage_kind in spec.kinds:
                 out.append(Candidate(keyword, "keyword", spec.form, KEYWORD_DOCS[keyword], keyword + " "))
     for name in schema.blocks_for(frame.table):
-        if name not in seen:
+        attribute = table.get(name)  # a block that is another way to write an attribute: its kinds
+        if name not in seen and (attribute is None or frame.stage_kind is None
+                                 or frame.stage_kind in attribute.kinds):
             out.append(Candidate(name, "block", "block", BLOCK_DOCS[name], name + " { "))
     return out
 
@@ -337,7 +350,21 @@ def _in_string(token: Token, offset: int, text: str, index: Index) -> Completion
     closing = "" if text[offset:offset + 1] == "}" else "}"
     items = [Candidate(name, "param", detail, insert=name + closing) for name, detail in index.known_names("param")]
     items += [Candidate(name, "param", doc, insert=name + closing) for name, doc in BUILTIN_INTERPOLATIONS.items()]
+    items += [Candidate(f"{declared.name}.{part}", "stage", doc, insert=f"{declared.name}.{part}{closing}")
+              for declared in index.names("stage") if getattr(declared.node, "kind", None) == "serve"
+              for part, doc in ADDRESS_DOCS.items()]
+    items += [Candidate(f"{MATRIX_PREFIX}{axis}", "param", "an axis of this stage's matrix",
+                        insert=f"{MATRIX_PREFIX}{axis}{closing}") for axis in _axes_at(index, offset)]
     return Completions(items, Span(start, offset))
+
+
+def _axes_at(index: Index, offset: int) -> list[str]:
+    """The matrix axes of the stage around ``offset``, as last parsed."""
+    stages = {d.name: d.node for d in index.names("stage")}
+    for declared in index.declared:
+        if declared.kind == "stage" and declared.span.start <= offset <= declared.span.end:
+            return axis_names(stages, declared.name)
+    return []
 
 
 def chunk_start_at(starts: list[int], offset: int) -> int:

@@ -171,12 +171,14 @@ LLM = "llm-finetune"
 REC = "recommender"
 AMD = "vision-amd"
 
+SWEEP_INSTANCES = [("1e-4", "1"), ("1e-4", "2"), ("3e-4", "1"), ("3e-4", "2"), ("3e-4", "3")]  # (lr, seed)
+
 EXAMPLE_CASES = {
     "fraud-detection": Case(example("fraud-detection"), env=FRAUD_SECRETS, facts={
         "compose": [
             (f"{svc('ingest')}.environment", Has("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "LOG_LEVEL=info")),
             (f"{svc('ingest')}.restart", "on-failure:2"),
-            Warns("B101", 28, 3),  # timeout = 30m: compose has no deadline
+            Warns("B101", 27, 3),  # timeout = 30m: compose has no deadline
             (f"{svc('ingest')}.volumes", ["raw:/data/raw"]),
             (f"{svc('featurize')}.depends_on", {"ingest": COMPLETED}),
             (f"{svc('featurize')}.volumes", ["raw:/data/raw:ro", "features:/data/features"]),
@@ -184,8 +186,8 @@ EXAMPLE_CASES = {
             (f"{svc('featurize')}.deploy.resources.reservations", {"cpus": "1", "memory": "8g"}),
             gpus_compose("model", "nvidia", 4),
             (f"{svc('model')}.shm_size", "16g"),
-            Warns("B101", 51, 14),  # gpu_model: compose cannot select one
-            Warns("B101", 54, 3),  # timeout = 12h
+            Warns("B101", 52, 5),  # gpu_model: compose cannot select one
+            Warns("B101", 55, 3),  # timeout = 12h
             (f"{svc('model')}.restart", "no"),
             gpus_compose("evaluate", "nvidia", 1),
             (f"{svc('api')}.depends_on", {"evaluate": COMPLETED}),
@@ -194,7 +196,6 @@ EXAMPLE_CASES = {
             (f"{svc('api')}.healthcheck.test", Has(Re(r".*http://127\.0\.0\.1:8080/healthz.*"))),
             (f"{svc('api')}.volumes", ["models:/models:ro"]),
             ("volumes.raw.labels[app.kubernetes.io/part-of]", FRAUD),
-            ("volumes.scratch", ABSENT),  # declared, mounted by no stage
             *hardened_compose("ingest", "featurize", "model", "evaluate", "api"),
         ],
         "k8s": [
@@ -274,8 +275,8 @@ EXAMPLE_CASES = {
             *hardened_compose("prepare", "model", "check", "predict"),
         ],
         # a host volume is a bind mount: compose only, an error at each mount elsewhere
-        "k8s": [Fails("B001", (19, 3), (32, 3), (41, 3), (49, 3))],
-        "argo": [Fails("B001", (19, 3), (32, 3), (41, 3), (49, 3))],
+        "k8s": [Fails("B001", (20, 3), (33, 3), (43, 3), (51, 3))],
+        "argo": [Fails("B001", (20, 3), (33, 3), (43, 3), (51, 3))],
     }),
     "llm-finetune": Case(example("llm-finetune"), env={"HF_TOKEN": "hf_table_test_token",
                                                         "WANDB_API_KEY": "wandb-table-test-key"}, facts={
@@ -338,6 +339,36 @@ EXAMPLE_CASES = {
             *shm_pod(applied("assistant") + "spec.template.spec",
                      applied("assistant") + "spec.template.spec.containers[0]", "4Gi"),
             *hardened_argo(batch=("download", "tokenize", "finetune", "benchmark"), serve=("assistant",)),
+        ],
+    }),
+    "llm-serving": Case(example("llm-serving"), env={"HUGGING_FACE_HUB_TOKEN": "hf_table_test_token",
+                                                      "POSTGRES_PASSWORD": "table-test-password"}, facts={
+        "compose": [
+            (f"{svc('vllm')}.ports", ["127.0.0.1:80:8000", "127.0.0.1:9090:9090"]),
+            (f"{svc('vllm')}.healthcheck.start_period", "20m"),
+            (f"{svc('db')}.healthcheck.test", ["CMD", "pg_isready", "-U", "mlflow", "-d", "mlflow"]),
+            (f"{svc('tracking')}.depends_on", {"db": {"condition": "service_healthy"}}),
+            (f"{svc('tracking')}.command", [Re(r'(?s).*postgresql://mlflow:\$\$\{POSTGRES_PASSWORD\}@llm-serving-db:5432/.*')]),
+            (f"{svc('smoke')}.depends_on", {"tracking": {"condition": "service_healthy"},
+                                            "vllm": {"condition": "service_healthy"}}),
+            (f"{svc('smoke')}.command", Has("http://llm-serving-vllm:8000/v1", "http://llm-serving-tracking:5000")),
+            *hardened_compose("db", "tracking", "vllm", "smoke"),
+        ],
+        "k8s": [
+            (f"{obj('Service', 'llm-serving-vllm')}.spec.ports[0].port", 80),
+            (f"{obj('Service', 'llm-serving-vllm')}.spec.ports[0].targetPort", "http"),
+            (f"{ctr('Deployment', 'llm-serving-vllm')}.startupProbe.failureThreshold", 120),
+            (f"{ctr('Deployment', 'llm-serving-db')}.readinessProbe.exec.command",
+             ["pg_isready", "-U", "mlflow", "-d", "mlflow"]),
+            (f"{obj('Job', 'llm-serving-smoke')}.metadata.annotations[aipc.dev/depends-on]",
+             "Deployment/llm-serving-tracking,Deployment/llm-serving-vllm"),
+            (f"{ctr('Job', 'llm-serving-smoke')}.command", Has("http://llm-serving-vllm:80/v1")),
+            *hardened_k8s("llm-serving", jobs=("smoke",), deployments=("db", "tracking", "vllm")),
+        ],
+        "argo": [
+            (f"{task('smoke')}.dependencies", ["tracking", "vllm"]),
+            (f"{tpl('smoke')}.container.command", Has("http://llm-serving-vllm:80/v1")),
+            *hardened_argo(batch=("smoke",), serve=("db", "tracking", "vllm")),
         ],
     }),
     "recommender": Case(example("recommender"), env={"WAREHOUSE_USER": "table-test-user",
@@ -406,8 +437,8 @@ EXAMPLE_CASES = {
             (f"{svc('shard')}.image", "rocm/pytorch:rocm6.1_ubuntu22.04_py3.10_pytorch_2.1.2"),
             gpus_compose("classifier", "amd", 4),
             (f"{svc('classifier')}.shm_size", "32g"),
-            Warns("B101", 47, 5),  # gpu_model
-            Warns("B101", 50, 3),  # timeout = 2d
+            Warns("B101", 48, 5),  # gpu_model
+            Warns("B101", 51, 3),  # timeout = 2d
             gpus_compose("accuracy", "amd", 1),
             (f"{svc('export')}.depends_on", {"accuracy": COMPLETED}),
             *hardened_compose("fetch", "shard", "classifier", "accuracy", "export"),
@@ -430,6 +461,97 @@ EXAMPLE_CASES = {
             (f"{tpl('fetch')}.activeDeadlineSeconds", 21600),
             (f"{task('export')}.dependencies", ["accuracy"]),
             *hardened_argo(batch=("fetch", "shard", "classifier", "accuracy", "export")),
+        ],
+    }),
+    # The example that runs on any Docker engine: one public image, a volume passed along, a service.
+    "quickstart": Case(example("quickstart"), facts={
+        "compose": [
+            Quiet(),
+            *[(f"{svc(stage)}.image", "busybox:1.36") for stage in ("numbers", "model", "check", "report")],
+            (f"{svc('numbers')}.volumes", ["work:/work"]),
+            (f"{svc('check')}.volumes", ["work:/work:ro"]),
+            (f"{svc('check')}.depends_on", {"model": COMPLETED}),
+            (f"{svc('report')}.entrypoint", ["httpd"]),
+            (f"{svc('report')}.command", ["-f", "-v", "-p", "8080", "-h", "/work"]),  # port = "${port}"
+            (f"{svc('report')}.ports", [Re(r"(.*:)?8080:8080")]),
+            (f"{svc('report')}.healthcheck.test", Has(Re(r".*http://127\.0\.0\.1:8080/model\.txt.*"))),
+            *hardened_compose("numbers", "model", "check", "report"),
+        ],
+        "k8s": [
+            Quiet(),
+            (f"{obj('PersistentVolumeClaim', 'quickstart-work')}.spec.resources.requests.storage", "1Gi"),
+            (f"{obj('Job', 'quickstart-model')}.metadata.annotations[aipc.dev/depends-on]", "Job/quickstart-numbers"),
+            (f"{ctr('Deployment', 'quickstart-report')}.readinessProbe.httpGet.path", "/model.txt"),
+            (f"{obj('Service', 'quickstart-report')}.spec.ports[0].port", 8080),
+            *hardened_k8s("quickstart", jobs=("numbers", "model", "check"), deployments=("report",)),
+        ],
+        "argo": [
+            (f"{task('check')}.dependencies", ["model"]),
+            (f"{task('report')}.dependencies", ["check"]),
+            (f"{applied('report')}spec.template.spec.containers[0].readinessProbe.httpGet.path", "/model.txt"),
+            *hardened_argo(batch=("numbers", "model", "check"), serve=("report",)),
+        ],
+    }),
+    # LANGUAGE.md's sweep: 2 x 3 less one excluded, max_parallel = 2, paired, then fan-in.
+    "sweep": Case(example("sweep"), facts={
+        "compose": [
+            Quiet(),
+            *[fact for lr, seed in SWEEP_INSTANCES for fact in (
+                (f"{svc(f'model-{lr}-{seed}')}.entrypoint", ["python"]),
+                (f"{svc(f'model-{lr}-{seed}')}.command", ["train.py", "--lr", lr, "--seed", seed]),
+                (f"{svc(f'score-{lr}-{seed}')}.command", ["eval.py", "--lr", lr, "--seed", seed]),
+                # pairing: each score instance after exactly its own model instance
+                (f"{svc(f'score-{lr}-{seed}')}.depends_on", {f"model-{lr}-{seed}": COMPLETED}),
+                gpus_compose(f"model-{lr}-{seed}", "nvidia", 1),
+                (f"{svc(f'model-{lr}-{seed}')}.labels[aipc.dev/matrix]", "model"),
+            )],
+            (svc("model-1e-4-3"), ABSENT),  # excluded
+            # max_parallel = 2: a window of two chains, each instance after the one two before it
+            (f"{svc('model-1e-4-1')}.depends_on", ABSENT),
+            (f"{svc('model-1e-4-2')}.depends_on", ABSENT),
+            (f"{svc('model-3e-4-1')}.depends_on", {"model-1e-4-1": COMPLETED}),
+            (f"{svc('model-3e-4-2')}.depends_on", {"model-1e-4-2": COMPLETED}),
+            (f"{svc('model-3e-4-3')}.depends_on", {"model-3e-4-1": COMPLETED}),
+            (f"{svc('model-3e-4-2')}.labels[aipc.dev/matrix-coordinates]", '{"lr": 0.0003, "seed": 2}'),
+            (f"{svc('pick_best')}.depends_on", {f"score-{lr}-{seed}": COMPLETED for lr, seed in SWEEP_INSTANCES}),
+            *hardened_compose(*[f"{stage}-{lr}-{seed}" for stage in ("model", "score")
+                                for lr, seed in SWEEP_INSTANCES], "pick_best"),
+        ],
+        "k8s": [
+            Quiet(),
+            *[fact for lr, seed in SWEEP_INSTANCES for fact in (
+                (f"{ctr('Job', f'sweep-model-{lr}-{seed}')}.command",
+                 ["python", "train.py", "--lr", lr, "--seed", seed]),
+                (f"{obj('Job', f'sweep-score-{lr}-{seed}')}.metadata.annotations[aipc.dev/depends-on]",
+                 f"Job/sweep-model-{lr}-{seed}"),
+                (f"{obj('Job', f'sweep-model-{lr}-{seed}')}.metadata.annotations[aipc.dev/max-parallel]", "2"),
+                (f"{obj('Job', f'sweep-score-{lr}-{seed}')}.metadata.annotations[aipc.dev/max-parallel]", ABSENT),
+                (f"{obj('Job', f'sweep-model-{lr}-{seed}')}.metadata.labels[aipc.dev/matrix]", "model"),
+            )],
+            (obj("Job", "sweep-model-1e-4-3"), ABSENT),
+            (f"{obj('Job', 'sweep-model-3e-4-2')}.metadata.annotations[aipc.dev/matrix-coordinates]",
+             '{"lr": 0.0003, "seed": 2}'),
+            (f"{obj('Job', 'sweep-pick-best')}.metadata.annotations[aipc.dev/depends-on]",
+             ",".join(f"Job/sweep-score-{lr}-{seed}" for lr, seed in SWEEP_INSTANCES)),
+            *hardened_k8s("sweep", jobs=[f"{stage}-{lr}-{seed}" for stage in ("model", "score")
+                                         for lr, seed in SWEEP_INSTANCES] + ["pick-best"]),
+        ],
+        "argo": [
+            Warns("B101", 5, 3),  # under max_parallel, score's instances wait for all of model's
+            # the instances in a DAG template of their own, `parallelism` = max_parallel
+            ("spec.templates[name=model].parallelism", 2),
+            ("spec.templates[name=model].dag.tasks",
+             [{"name": f"model-{lr}-{seed}", "template": f"model-{lr}-{seed}"} for lr, seed in SWEEP_INSTANCES]),
+            (f"{task('model')}.template", "model"),
+            *[fact for lr, seed in SWEEP_INSTANCES for fact in (
+                (f"{tpl(f'model-{lr}-{seed}')}.container.command", ["python", "train.py", "--lr", lr, "--seed", seed]),
+                (f"{task(f'score-{lr}-{seed}')}.dependencies", ["model"]),
+                (f"{tpl(f'model-{lr}-{seed}')}.metadata.labels[aipc.dev/matrix]", "model"),
+            )],
+            (f"{tpl('model-3e-4-2')}.metadata.annotations[aipc.dev/matrix-coordinates]", '{"lr": 0.0003, "seed": 2}'),
+            (f"{task('pick-best')}.dependencies", [f"score-{lr}-{seed}" for lr, seed in SWEEP_INSTANCES]),
+            *hardened_argo(batch=[f"{stage}-{lr}-{seed}" for stage in ("model", "score")
+                                  for lr, seed in SWEEP_INSTANCES] + ["pick-best"]),
         ],
     }),
 }
@@ -507,6 +629,16 @@ serve api { image = "api:1"  after = [db]    port = 8080  replicas = 2  health =
 serve web { image = "web:1"  after = [api]   port = 3000 }
 """
 
+# Ports, `expose`, the `health` block, service addresses, a batch stage after serve stages.
+ADDRESSES = """\
+serve db  { image = "db:1"  port = 5432  expose = 15432  health { command = ["pg_isready"]  interval = 2s  failures = 5 } }
+serve api {
+  image = "api:1"  port = 8000  expose = 80  ports = { metrics = 9090 }  replicas = 2
+  health { http = "/ready"  start = 2m  interval = 10s  timeout = 3s }
+}
+data load { image = "etl:1"  after = [db, api]  command = ["load", "${db.host}:${db.port}", "${api.url}"] }
+"""
+
 PARAMS = """\
 param epochs: int    = 10
 param lr: float      = 3e-4
@@ -524,8 +656,76 @@ data job   { image = "x:1" }
 serve web  { image = "x:1"  port = 80 }
 """
 
+# Values per instance (GPUs, a path with the instance's name), a name hashed for a
+# value ending in `.`, fan-in, no max_parallel, and a matrix of serve stages.
+MATRIX = """\
+pipeline "grid" { image = "trainer:1.0" }
+volume out { size = 1Gi  access = rwx }
+data prep { command = ["prep"] }
+train fit {
+  matrix  { gpus = [1, 2]  opt = ["adam", "sgd."] }
+  after   = [prep]
+  command = ["fit", "--opt", "${matrix.opt}", "--out", "/out/${stage.name}"]
+  resources { gpu = "${matrix.gpus}"  memory = 8Gi }
+  mount out at "/out"
+}
+eval report { after = [fit]  mount out at "/out" readonly }
+serve api {
+  matrix = { port = [8080, 8081] }
+  port   = "${matrix.port}"
+  after  = [prep]
+}
+"""
+# (instance, GPUs, optimizer); `fit-1-sgd-` would end with `-`: named by a hash of its coordinates
+GRID = [("fit-1-adam", 1, "adam"), ("fit-2-adam", 2, "adam"), ("fit-73bef9df", 1, "sgd."),
+        ("fit-28e0b913", 2, "sgd.")]
+
 CASES = {
     **EXAMPLE_CASES,
+    "matrix": Case(MATRIX, facts={
+        "compose": [
+            Quiet(),
+            *[fact for name, gpus, opt in GRID for fact in (
+                (f"{svc(name)}.command", ["--opt", opt, "--out", f"/out/{name}"]),
+                gpus_compose(name, "nvidia", gpus),
+                (f"{svc(name)}.depends_on", {"prep": COMPLETED}),  # no window without max_parallel
+                (f"{svc(name)}.labels[aipc.dev/matrix-coordinates]", f'{{"gpus": {gpus}, "opt": "{opt}"}}'),
+            )],
+            (f"{svc('report')}.depends_on", {name: COMPLETED for name, _, _ in GRID}),
+            (f"{svc('api-8080')}.ports", [Re(r"(.*:)?8080:8080")]),
+            (f"{svc('api-8081')}.ports", [Re(r"(.*:)?8081:8081")]),
+            (f"{svc('prep')}.labels[aipc.dev/matrix]", ABSENT),
+            *hardened_compose(*[name for name, _, _ in GRID], "api-8080", "api-8081"),
+        ],
+        "k8s": [
+            Quiet(),
+            *[fact for name, gpus, opt in GRID for fact in (
+                (f"{ctr('Job', 'grid-' + name)}.resources.limits[nvidia.com/gpu]", gpus),
+                (f"{ctr('Job', 'grid-' + name)}.command", ["fit", "--opt", opt, "--out", f"/out/{name}"]),
+                (f"{obj('Job', 'grid-' + name)}.metadata.annotations[aipc.dev/matrix-coordinates]",
+                 f'{{"gpus": {gpus}, "opt": "{opt}"}}'),
+                (f"{obj('Job', 'grid-' + name)}.metadata.annotations[aipc.dev/max-parallel]", ABSENT),
+            )],
+            (f"{obj('Job', 'grid-report')}.metadata.annotations[aipc.dev/depends-on]",
+             ",".join(f"Job/grid-{name}" for name in sorted(name for name, _, _ in GRID))),
+            (f"{ctr('Deployment', 'grid-api-8081')}.ports[0].containerPort", 8081),
+            (f"{obj('Service', 'grid-api-8081')}.spec.ports[0].port", 8081),
+            (f"{obj('Deployment', 'grid-api-8080')}.metadata.labels[aipc.dev/matrix]", "api"),
+            *hardened_k8s("grid", jobs=[name for name, _, _ in GRID], deployments=("api-8080", "api-8081")),
+        ],
+        "argo": [
+            Quiet(),
+            ("spec.templates[name=fit]", ABSENT),  # no max_parallel: the instances are the entrypoint's tasks
+            *[fact for name, gpus, opt in GRID for fact in (
+                (f"{task(name)}.dependencies", ["prep"]),
+                (f"{tpl(name)}.container.resources.limits[nvidia.com/gpu]", gpus),
+                (f"{tpl(name)}.container.command", ["fit", "--opt", opt, "--out", f"/out/{name}"]),
+            )],
+            (f"{task('report')}.dependencies", sorted(name for name, _, _ in GRID)),
+            (f"{applied('api-8081')}spec.template.spec.containers[0].ports[0].containerPort", 8081),
+            *hardened_argo(batch=[name for name, _, _ in GRID], serve=("api-8080", "api-8081")),
+        ],
+    }),
     "gpus": Case(GPUS, facts={
         "compose": [
             gpus_compose("cuda", "nvidia", 2),
@@ -739,6 +939,49 @@ CASES = {
             *hardened_argo(batch=("prep",), serve=("db", "api", "web")),
         ],
     }),
+    "addresses": Case(ADDRESSES, facts={
+        "compose": [
+            Quiet(),
+            (f"{svc('db')}.ports", ["127.0.0.1:15432:5432"]),  # expose is the host port
+            (f"{svc('db')}.healthcheck.test", ["CMD", "pg_isready"]),
+            (f"{svc('db')}.healthcheck.interval", "2s"),
+            (f"{svc('db')}.healthcheck.retries", 5),
+            (f"{svc('api')}.ports", ["127.0.0.1:80-81:8000", "127.0.0.1:9090-9091:9090"]),
+            (f"{svc('api')}.healthcheck.start_period", "2m"),
+            (f"{svc('api')}.healthcheck.timeout", "3s"),
+            (f"{svc('load')}.depends_on", {"api": {"condition": "service_healthy"},
+                                           "db": {"condition": "service_healthy"}}),
+            (f"{svc('load')}.command", ["t-db:5432", "http://t-api:8000"]),  # alias and container port
+            (f"{svc('db')}.networks.default.aliases", ["t-db"]),
+            *hardened_compose("db", "api", "load"),
+        ],
+        "k8s": [
+            Quiet(),
+            (f"{obj('Service', 't-db')}.spec.ports", [{"name": "main", "port": 15432, "targetPort": "main",
+                                                       "protocol": "TCP"}]),
+            (f"{obj('Service', 't-api')}.spec.ports[0]", {"name": "http", "port": 80, "targetPort": "http",
+                                                          "protocol": "TCP"}),
+            (f"{obj('Service', 't-api')}.spec.ports[1]", {"name": "metrics", "port": 9090, "targetPort": "metrics",
+                                                          "protocol": "TCP"}),
+            (f"{ctr('Deployment', 't-api')}.startupProbe", {"httpGet": {"path": "/ready", "port": "http"},
+                                                            "periodSeconds": 10, "timeoutSeconds": 3,
+                                                            "failureThreshold": 12}),
+            (f"{ctr('Deployment', 't-db')}.readinessProbe.exec.command", ["pg_isready"]),
+            (f"{ctr('Deployment', 't-db')}.livenessProbe.failureThreshold", 5),
+            (f"{obj('NetworkPolicy', 't-api')}.spec.ingress[0].ports", [{"protocol": "TCP", "port": 8000},
+                                                                        {"protocol": "TCP", "port": 9090}]),
+            (f"{obj('Job', 't-load')}.metadata.annotations[aipc.dev/depends-on]", "Deployment/t-api,Deployment/t-db"),
+            (f"{ctr('Job', 't-load')}.command", ["load", "t-db:15432", "http://t-api:80"]),  # the Service's
+            *hardened_k8s("t", jobs=("load",), deployments=("db", "api")),
+        ],
+        "argo": [
+            (f"{task('load')}.dependencies", ["api", "db"]),
+            (f"{tpl('load')}.container.command", ["load", "t-db:15432", "http://t-api:80"]),
+            (f"{applied('api', 'service')}spec.ports[0].port", 80),
+            (f"{applied('db')}spec.template.spec.containers[0].startupProbe.exec.command", ["pg_isready"]),
+            *hardened_argo(batch=("load",), serve=("db", "api")),
+        ],
+    }),
     "params": Case(PARAMS, params=("epochs=20", "tag=2.0"), facts={
         "compose": [
             (f"{svc('model')}.image", "trainer:2.0"),
@@ -785,6 +1028,7 @@ def compile_case(case: Case, target: str, tmp_path: Path, capsys, monkeypatch) -
         path = tmp_path / "t.aip"
         path.write_text(case.program)
     params = [arg for param in case.params for arg in ("-p", param)]
+    monkeypatch.chdir(path.parent)  # in the project's directory: compose reads host paths from here
     status = cli.main(["compile", str(path), "-t", target, "--format", "json", *params])
     out, err = capsys.readouterr()
     diagnostics = json.loads(err) if err.strip() else []

@@ -138,6 +138,26 @@ def test_serve_after_serve_waits_for_availability(stub, capsys):
     assert "stage candidates available" in out
 
 
+def test_a_batch_stage_after_services_waits_until_they_are_available(stub, capsys):
+    server = stub()
+    code, out, err = apply(capsys, str(example("llm-serving")), "--kubeconfig", str(server.kubeconfig))
+    assert code == 0, err
+    cluster = server.cluster
+    smoke = patch_index(cluster, "llm-serving-smoke", "jobs")
+    # the Job goes out once both Deployments it follows are available, not when they are applied
+    for service in ("llm-serving-vllm", "llm-serving-tracking"):
+        assert patch_index(cluster, service, "deployments") < met_at(cluster, "Deployment", service) < smoke
+    assert "stage vllm available" in out and "stage tracking available" in out
+    assert_dependency_order(cluster, example("llm-serving"))
+
+
+def test_a_batch_stage_after_a_stalled_service_is_never_applied(stub, capsys):
+    server = stub(stall_deployments=frozenset({"llm-serving-vllm"}))
+    code, out, err = apply(capsys, str(example("llm-serving")), "--kubeconfig", str(server.kubeconfig))
+    assert code == 1
+    assert "vllm" in err and not any(r.path.endswith("/jobs/llm-serving-smoke") for r in server.cluster.patches)
+
+
 def test_parallel_stages_are_applied_together(stub, capsys):
     server = stub()
     code, _, err = apply(capsys, str(example("recommender")), "--kubeconfig", str(server.kubeconfig))
@@ -150,6 +170,25 @@ def test_parallel_stages_are_applied_together(stub, capsys):
     assert export_done < min(users, items)
     assert max(users, items) < min(met_at(cluster, "Job", "recommender-user-features"),
                                    met_at(cluster, "Job", "recommender-item-features"))
+
+
+def test_max_parallel_instances_of_a_matrix_stage_run_at_once(stub, capsys):
+    """The sweep's `model` (5 instances, max_parallel = 2): an instance's Job is
+    applied only while fewer than 2 of its stage's are applied and not complete."""
+    server = stub(job_delay=0.05)
+    path = example("sweep")
+    code, out, err = apply(capsys, str(path), "--kubeconfig", str(server.kubeconfig), "--wait")
+    assert code == 0, err
+    cluster = server.cluster
+    pipeline = compile_ok(path.read_text(), path=path.name)
+    models = [pipeline.object_name(name) for name in pipeline.matrices[0].instances]
+    spans = [(patch_index(cluster, name, "jobs"), met_at(cluster, "Job", name)) for name in models]
+    most = max(sum(1 for start, end in spans if start <= moment < end) for moment, _ in spans)
+    assert most == 2
+    scores = [pipeline.object_name(name) for name in pipeline.matrices[1].instances]
+    score_spans = [(patch_index(cluster, name, "jobs"), met_at(cluster, "Job", name)) for name in scores]
+    assert_dependency_order(cluster, path)  # each score after its model, pick_best after every score
+    assert max(start for start, _ in score_spans) < patch_index(cluster, "sweep-pick-best", "jobs")
 
 
 TWO_STAGES = 'data first { image = "e:1" }\ntrain second { image = "e:1"  after = [first] }\n'

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aipc.backends import compose, get_backend
+from aipc.backends import compose, docker, get_backend
 from aipc.backends.writer import to_yaml
 from aipc.cli import main
 from aipc.compiler import check_source
@@ -314,6 +314,35 @@ def test_absolute_and_relative_host_paths():
     assert compose.host_source("../data") == "../data"
     assert compose.host_source("~/data") == "~/data"
     assert compose.host_source("data/raw") == "./data/raw"
+    # written from where compose resolves them: the compose file's directory, seen from the .aip file
+    assert compose.host_source("./data", "..") == "../data"
+    assert compose.host_source("data", "../proj") == "../proj/data"
+    assert compose.host_source("../shared", "proj") == "./shared"
+    assert compose.host_source(".", "..") == ".."
+    assert compose.host_source("/srv/data", "..") == "/srv/data"
+
+
+def test_compose_finds_host_folders_where_aipc_run_does(docker_compose, tmp_path, monkeypatch):
+    """`-o out/` and a file elsewhere: docker-compose resolves a host path against
+    the compose file (or, read from stdin, the current directory); aipc writes it so
+    that it names the folder next to the .aip file, as `aipc run` mounts it."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "p.aip").write_text('volume raw { host = "./data" }\n'
+                                   'data a { image = "busybox:1.36"  mount raw at "/raw" readonly }\n')
+    monkeypatch.chdir(tmp_path)
+    assert main(["compile", "proj/p.aip", "-t", "compose", "-o", "proj/out/"]) == 0
+    assert main(["compile", "proj/p.aip", "-t", "compose", "-o", "elsewhere.yml"]) == 0
+
+    def bind_source(compose_file: Path, cwd: Path) -> str:
+        config = subprocess.run([docker_compose, "-f", str(compose_file), "config"], cwd=cwd,
+                                capture_output=True, text=True, check=True).stdout
+        return yaml.safe_load(config)["services"]["a"]["volumes"][0].split(":")[0]
+
+    assert yaml.safe_load((project / "out" / "compose.yaml").read_text())["services"]["a"]["volumes"] == [
+        "../data:/raw:ro"]
+    assert bind_source(project / "out" / "compose.yaml", tmp_path) == str(project / "data")
+    assert bind_source(tmp_path / "elsewhere.yml", tmp_path) == str(project / "data")
 
 
 def test_no_volumes_key_without_volumes():
@@ -374,16 +403,16 @@ def test_shm_size():
 
 def test_ports_replicas_and_host_port_ranges():
     svc = services(EVERYTHING)
-    assert svc["api"]["ports"] == ["8080-8082:8080"]
+    assert svc["api"]["ports"] == ["127.0.0.1:8080-8082:8080"]
     assert svc["api"]["deploy"]["replicas"] == 3
-    assert svc["ui"]["ports"] == ["9000:9000"]
+    assert svc["ui"]["ports"] == ["127.0.0.1:9000:9000"]
     assert svc["ui"]["deploy"]["replicas"] == 1
     assert "ports" not in svc["prep"] and "replicas" not in svc["prep"].get("deploy", {})
 
 
 def test_publish_address():
-    v4 = services(EVERYTHING, options=compose.Options(publish_address="127.0.0.1"))
-    assert v4["api"]["ports"] == ["127.0.0.1:8080-8082:8080"]
+    v4 = services(EVERYTHING, options=compose.Options(publish_address="0.0.0.0"))
+    assert v4["api"]["ports"] == ["0.0.0.0:8080-8082:8080"]
     v6 = services(EVERYTHING, options=compose.Options(publish_address="::1"))
     assert v6["ui"]["ports"] == ["[::1]:9000:9000"]
 
@@ -408,7 +437,7 @@ serve d { image = "d:1"  port = 9000 }
 def test_replicas_beyond_the_last_port_are_reported():
     text = 'serve a { image = "a:1"  port = 65535  replicas = 2 }'
     document, diagnostics = emit(text)
-    assert document["services"]["a"]["ports"] == ["65535:65535"]
+    assert document["services"]["a"]["ports"] == ["127.0.0.1:65535:65535"]
     assert [d.code for d in diagnostics] == ["B102"]
 
 
@@ -445,7 +474,7 @@ def probe(port: int, path: str, tools: dict[str, str], tmp_path: Path) -> int:
     """Run the healthcheck of a service on `port` with only `tools` on PATH, as the
     container's shell would after compose turned `$$` back into `$`."""
     stage = check_source(f'serve s {{ image = "s:1"  port = {port}  health = "{path}" }}', "t.aip").ir.stages[0]
-    script = compose.build_healthcheck(stage.port, plain(stage.health))["test"][1].replace("$$", "$")
+    script = compose.build_healthcheck(docker.health_check(stage.health))["test"][1].replace("$$", "$")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     for name, target in tools.items():
@@ -528,7 +557,7 @@ def test_what_compose_cannot_express_is_a_warning_at_the_attribute():
 def test_the_example_warnings():
     text = (ROOT / "examples" / "fraud-detection.aip").read_text()
     assert [(code, line, column) for code, line, column, _ in warnings_at(text)] == [
-        ("B101", 28, 3), ("B101", 51, 14), ("B101", 54, 3)]
+        ("B101", 27, 3), ("B101", 52, 5), ("B101", 55, 3)]
 
 
 def test_warnings_are_not_errors():
@@ -609,19 +638,53 @@ def test_usage_errors(tmp_path, capsys):
     (tmp_path / "p.aip").write_text(GOOD)
     assert run_cli("compile", str(tmp_path / "p.aip"), "--target", "nomad") == 2
     assert "unknown target `nomad`" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exit_info:
-        run_cli("compile", str(tmp_path / "p.aip"), "--target", "compose", "--compose-publish-address", "localhost")
-    assert exit_info.value.code == 2
-    assert "is not an IP address" in capsys.readouterr().err
+    for option in ("--publish-address", "--compose-publish-address"):
+        for address in ("local-host", "127.0.0.300", "0.0.0.0:80", ""):
+            with pytest.raises(SystemExit) as exit_info:
+                run_cli("compile", str(tmp_path / "p.aip"), "--target", "compose", option, address)
+            assert exit_info.value.code == 2
+            assert "is not an IP address" in capsys.readouterr().err
 
 
-def test_publish_address_from_the_command_line(tmp_path, capsys):
+@pytest.mark.parametrize(("arguments", "published"), [
+    ((), "127.0.0.1:80:80"),  # the default, as `aipc run`'s (it was every interface)
+    (("--publish-address", "0.0.0.0"), "0.0.0.0:80:80"),
+    (("--publish-address", "localhost"), "127.0.0.1:80:80"),
+    (("--publish-address", "[::1]"), "[::1]:80:80"),
+    (("--compose-publish-address", "192.0.2.7"), "192.0.2.7:80:80"),  # the option's old name still works
+])
+def test_publish_address_from_the_command_line(tmp_path, capsys, arguments, published):
     (tmp_path / "p.aip").write_text('serve s { image = "s:1"  port = 80 }\n')
-    assert run_cli("compile", str(tmp_path / "p.aip"), "--target", "compose",
-                   "--compose-publish-address", "127.0.0.1") == 0
-    assert yaml.safe_load(capsys.readouterr().out)["services"]["s"]["ports"] == ["127.0.0.1:80:80"]
+    assert run_cli("compile", str(tmp_path / "p.aip"), "--target", "compose", *arguments) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["services"]["s"]["ports"] == [published]
 
 
 def test_the_backend_is_registered():
     assert get_backend("compose") is compose and get_backend("docker-compose") is compose
     assert compose.default_filename(check_source(GOOD, "t.aip").ir) == "compose.yaml"
+
+
+# ------------------------------------------------------------ max_parallel (issue 18)
+
+
+@pytest.mark.parametrize("count", [1, 2, 5, 7])
+@pytest.mark.parametrize("limit", [1, 2, 3, 8])
+def test_max_parallel_makes_chains_that_never_run_more_than_it_at_once(count, limit):
+    """Each instance waits for the one `limit` places before it: the instances fall
+    into min(limit, count) chains, each run one at a time, so no more than `limit`
+    ever run together (a set of instances that may run together takes at most one
+    of each chain)."""
+    values = ", ".join(str(i) for i in range(count))
+    found = services(f'train t {{ image = "x:1"  matrix {{ n = [{values}] }}  max_parallel = {limit} }}')
+    assert list(found) == [f"t-{i}" for i in range(count)]
+    chain_of: dict[str, int] = {}
+    for index, name in enumerate(found):
+        waits = list(found[name].get("depends_on", {}))
+        if index < limit:
+            assert waits == []
+            chain_of[name] = index
+        else:
+            assert waits == [f"t-{index - limit}"]
+            assert found[name]["depends_on"][waits[0]] == {"condition": "service_completed_successfully"}
+            chain_of[name] = chain_of[waits[0]]
+    assert len(set(chain_of.values())) == min(limit, count)

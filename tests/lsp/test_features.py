@@ -32,14 +32,16 @@ def complete_at(text: str, marker: str = "|"):
     ("data x {\n  after = [mo|", STAGES),
     ("data x {\n  after = [\n    ingest,\n    |\n  ]\n}", STAGES - {"ingest"}),
     ("data x {\n  secrets = [|]\n}", {"s3"}),
-    ("data x {\n  mount |", {"raw", "features", "models", "scratch"}),
+    ("data x {\n  mount |", {"raw", "features", "models"}),
     ("data x {\n  mount raw |", {"at"}),
     ("volume q { access = |", {"rwo", "rwx", "rox"}),
     ("data x {\n  resources { gpu_vendor = |", {"nvidia", "amd", "intel"}),
     ("param q: |", {"string", "int", "float", "bool", "duration"}),
-    ('data x {\n  command = ["${|"]', {"epochs", "lr", "run_date", "use_amp", "pipeline.name", "stage.name"}),
+    ('data x {\n  command = ["${|"]', {"epochs", "lr", "run_date", "use_amp", "pipeline.name", "stage.name",
+                                       "api.host", "api.port", "api.url"}),
     ('data x {\n  script = """\n    run ${ru|\n  """', {"epochs", "lr", "run_date", "use_amp",
-                                                         "pipeline.name", "stage.name"}),
+                                                         "pipeline.name", "stage.name", "api.host", "api.port",
+                                                         "api.url"}),
     ("data x {\n  # a comment |", set()),
     ('data x {\n  image = "no completion in |', set()),
     ("data x {\n  after = [ingest] |", None),
@@ -151,6 +153,18 @@ def test_an_interpolation_s_reference_is_its_name():
         (text.index("lr:"), "lr"), (text.index("lr }"), "lr"), (text.index("lr}"), "lr")]
 
 
+def test_a_service_address_is_a_use_of_its_stage():
+    """`${api.url}` is a reference to the stage `api`: definition, references and
+    rename (whose edits are these spans) see it."""
+    text = FRAUD + '\neval smoke {\n  image = "t:1"\n  after = [api]\n  env = { URL = "${api.url}/v1" }\n}\n'
+    index = build_index(IncrementalParser("t.aip").parse(text))
+    use = text.index("${api.url}") + 2
+    assert index.definition(use).name_span.start == text.index("api {")
+    spans = index.references(text.index("api {"), include_declaration=True)
+    assert [text[s.start:s.end] for s in spans] == ["api", "api", "api"]
+    assert (use, use + 3) in [(s.start, s.end) for s in spans]
+
+
 def test_a_new_attribute_needs_nothing_in_the_language_server(monkeypatch):
     """Completion, hover and navigation read the schema and the resolver: an attribute
     added to the schema (here a list of stage names) works in the editor as it is."""
@@ -166,3 +180,56 @@ def test_a_new_attribute_needs_nothing_in_the_language_server(monkeypatch):
     use = text.rindex("ingest]")
     assert index.definition(use).name_span.start == text.index("data ingest") + 5
     assert hover(document, index, text.rindex("waits_for"))[0].startswith("**`waits_for`**: a list of stage names")
+
+
+# ------------------------------------------------------------ matrix stages (issue 18)
+
+SWEEP = (EXAMPLES[[p.stem for p in EXAMPLES].index("sweep")]).read_text()
+
+
+def test_hover_on_a_matrix_stage_lists_its_instances():
+    document = IncrementalParser("sweep.aip").parse(SWEEP)
+    index = build_index(document)
+    text, _ = hover(document, index, SWEEP.index("train model") + 7)
+    assert ("Runs as 5 instances: `model-1e-4-1`, `model-1e-4-2`, `model-3e-4-1`, `model-3e-4-2`, "
+            "`model-3e-4-3`.") in text
+    text, _ = hover(document, index, SWEEP.index("after   = [model]") + 12)  # a use names the stage too
+    assert "Runs as 5 instances" in text
+    text, _ = hover(document, index, SWEEP.index("eval score") + 6)
+    assert "`score-3e-4-3`" in text
+    text, _ = hover(document, index, SWEEP.index("eval pick_best") + 6)
+    assert "instances" not in text
+    text, _ = hover(document, index, SWEEP.index("lr = [") + 1)
+    assert text == "**`lr`**: an axis of the matrix; each instance sees one of its values as `${matrix.lr}`"
+    text, _ = hover(document, index, SWEEP.index("matrix {") + 1)
+    assert text.startswith("`matrix { AXIS = [VALUES] ... }`")
+
+
+def test_hover_on_a_large_matrix_names_the_first_instances():
+    values = ", ".join(str(i) for i in range(30))
+    text = f'data big {{ image = "i:1"  matrix {{ x = [{values}] }} }}'
+    document = IncrementalParser("t.aip").parse(text)
+    answer, _ = hover(document, build_index(document), text.index("big"))
+    assert "Runs as 30 instances: `big-0`, `big-1`" in answer and "`big-19`, and 10 more." in answer
+
+
+@pytest.mark.parametrize("stage, expected", [
+    ("model", {"matrix.lr", "matrix.seed"}),
+    ("score", {"matrix.lr", "matrix.seed"}),  # `matrix = model` sweeps model's axes
+    ("pick_best", set()),
+])
+def test_completion_of_matrix_axes(stage, expected):
+    start = SWEEP.index(f" {stage} {{")
+    end = SWEEP.index("\n}\n", start) + 1  # the stage's closing brace
+    text = SWEEP[:end] + '  env = { X = "${matrix.|" }\n' + SWEEP[end:]
+    labels, result = complete_at(text)
+    assert {label for label in labels if label.startswith("matrix.")} == expected
+    assert {"pipeline.name", "stage.name"} <= set(labels)
+    if expected:
+        (lr,) = [c for c in result.items if c.label == "matrix.lr"]
+        assert lr.insert == "matrix.lr}"
+
+
+def test_completion_after_matrix_equals_offers_the_other_stages():
+    labels, _ = complete_at(SWEEP + "\neval again {\n  matrix = |\n}")
+    assert set(labels) == {"model", "score", "pick_best"}

@@ -91,3 +91,41 @@ def test_what_docker_cannot_express_is_reported_as_compose_reports_it(tmp_path, 
     assert "`aipc run` cannot select a GPU model" in err and "cannot limit a container's local storage" in err
     code, out, err = run(capsys, "run", str(path), "--only", "ingest,model")
     assert "warning[" not in err  # about the stages this run runs only
+
+
+def test_the_first_line_names_the_bound_only_when_more_stages_could_run_together():
+    from aipc.commands.run import intro
+    from tests.helpers import compile_ok
+
+    one = compile_ok('data a { image = "e:1" }')
+    assert intro(one, ("a",), jobs=2) == "1 stage"
+    wide = compile_ok('data a { image = "e:1" }\ndata b { image = "e:1" }\ndata c { image = "e:1" }')
+    assert intro(wide, ("a", "b", "c"), jobs=2) == "3 stages, at most 2 at a time"
+    assert intro(wide, ("a", "b", "c"), jobs=3) == "3 stages"
+    chain = compile_ok('data a { image = "e:1" }\ndata b { image = "e:1" after = [a] }')
+    assert intro(chain, ("a", "b"), jobs=1) == "2 stages"
+
+
+def test_only_takes_one_stage_list_per_option_so_the_file_is_never_swallowed(aip, capsys, monkeypatch):
+    monkeypatch.delenv("AIPC_TEST_UNSET_TOKEN", raising=False)
+    for words in (["--only", "model", str(aip)], [str(aip), "--only", "ingest,model"]):
+        code, out, err = run(capsys, "run", *words)
+        assert code == 1 and "secrets need these environment variables" in err  # got as far as the secrets
+    code, out, err = run(capsys, "run", "--only", ",", str(aip))
+    assert code == 2 and "--only needs the name of a stage" in err
+
+
+@pytest.mark.parametrize("address", ["local-host", "0.0.0.0:80", "example.com", "", "127.0.0.300"])
+def test_the_publish_address_is_an_ip_address_or_localhost(aip, capsys, address):
+    # Docker reads an address it cannot parse as every interface: refused before anything runs
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", str(aip), "--publish-address", address])
+    assert exit_info.value.code == 2
+    assert "is not an IP address" in capsys.readouterr().err
+
+
+def test_localhost_publishes_on_127_0_0_1():
+    from aipc.commands.run import publish_address
+
+    assert [publish_address(a) for a in ("localhost", "LOCALHOST", "0.0.0.0", "::", "[::1]", "10.1.2.3")] == [
+        "127.0.0.1", "127.0.0.1", "0.0.0.0", "::", "::1", "10.1.2.3"]

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from aipc.runner.scheduler import Attempt, Scheduler, Status
+from aipc.runner.scheduler import Attempt, Scheduler, Status, Waiting
 from aipc.runner.selection import SelectionError, missing_secrets, select_stages
 from tests.helpers import compile_ok
 
@@ -94,11 +94,11 @@ class Events:
         self.notes.append(text)
 
 
-def schedule(source: str, driver: FakeDriver, jobs: int = 4, only=(), start=None):
+def schedule(source: str, driver: FakeDriver, jobs: int = 4, only=(), start=None, keep_going=False):
     pipeline = compile_ok(IMAGE + source)
     selected = select_stages(pipeline, only, start)
     events = Events()
-    result = Scheduler(pipeline, selected, driver, events, jobs).run()
+    result = Scheduler(pipeline, selected, driver, events, jobs, keep_going=keep_going).run()
     return result, events
 
 
@@ -139,23 +139,43 @@ def test_jobs_bounds_how_many_stages_run_at_once():
     assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:]))
 
 
-def test_a_failure_skips_everything_downstream_and_lets_siblings_finish():
-    source = """
-    data a { command = ["a"] }
-    data slow { command = ["slow"] }
-    data b { after = [a] command = ["b"] }
-    train c { after = [b] command = ["c"] }
-    train d { after = [slow] command = ["d"] }
-    """
+FAILING_BESIDE_A_SLOW_ONE = """
+data a { command = ["a"] }
+data slow { command = ["slow"] }
+data b { after = [a] command = ["b"] }
+train c { after = [b] command = ["c"] }
+train d { after = [slow] command = ["d"] }
+"""
+
+
+def test_after_a_failure_running_stages_finish_and_nothing_new_starts():
     driver = FakeDriver(durations={"a": 0.02, "slow": 0.3}, codes={"a": [4]})
-    result, events = schedule(source, driver)
+    result, events = schedule(FAILING_BESIDE_A_SLOW_ONE, driver)
     assert statuses(result) == {"a": Status.FAILED, "slow": Status.SUCCEEDED, "b": Status.SKIPPED,
-                                "c": Status.SKIPPED, "d": Status.SUCCEEDED}
-    assert "b" not in driver.spans and "c" not in driver.spans
+                                "c": Status.SKIPPED, "d": Status.SKIPPED}
+    assert set(driver.spans) == {"a", "slow"}  # d's dependency succeeded, but after the failure
     assert result.get("a").exit_code == 4
     assert [stage.name for stage in result.failed] == ["a"]
     assert "upstream stage `a`" in result.get("c").message
+    assert result.get("d").message == "not started: the run failed at `a`"
     assert ("b", Status.SKIPPED, 0) in events.changes
+    assert result.done == 1
+
+
+def test_keep_going_runs_every_stage_whose_dependencies_succeeded():
+    driver = FakeDriver(durations={"a": 0.02, "slow": 0.3}, codes={"a": [4]})
+    result, _ = schedule(FAILING_BESIDE_A_SLOW_ONE, driver, keep_going=True)
+    assert statuses(result) == {"a": Status.FAILED, "slow": Status.SUCCEEDED, "b": Status.SKIPPED,
+                                "c": Status.SKIPPED, "d": Status.SUCCEEDED}
+    assert set(driver.spans) == {"a", "slow", "d"}
+    assert [stage.name for stage in result.failed] == ["a"] and result.done == 2
+
+
+def test_keep_going_starts_no_service_after_a_failure():
+    driver = FakeDriver(codes={"other": [1]})
+    result, _ = schedule(SERVICES, driver, keep_going=True)
+    assert result.get("prep").status is Status.SUCCEEDED
+    assert driver.services == [] and result.get("api").status is Status.SKIPPED
 
 
 def test_retries_run_until_success_and_count_attempts():
@@ -226,6 +246,50 @@ def test_an_unhealthy_service_fails_and_skips_the_services_after_it():
     assert driver.services == ["api"]
 
 
+WAITED_FOR = """
+data slow { command = ["slow"] }
+serve db { command = ["db"] port = 5432 }
+serve cache { after = [db] command = ["cache"] port = 6379 }
+data load { after = [cache] command = ["load"] }
+serve api { after = [load] command = ["api"] port = 8080 }
+serve ui { command = ["ui"] port = 8081 }
+"""
+
+
+def test_a_service_a_batch_stage_waits_for_starts_early_and_the_batch_stage_once_it_is_healthy():
+    # `load` waits for `cache`, which waits for `db`: both start at once, while `slow`
+    # runs; `load` starts once `cache` serves. `api` and `ui` still start last.
+    driver = FakeDriver(durations={"slow": 0.4, "load": 0.02})
+    result, events = schedule(WAITED_FOR, driver)
+    assert set(statuses(result).values()) <= {Status.SUCCEEDED, Status.SERVING}
+    assert driver.services[:2] == ["db", "cache"]
+    assert driver.first_start("db") < driver.last_end("slow")
+    assert driver.first_start("load") >= driver.first_start("cache")
+    serving = [i for i, change in enumerate(events.changes) if change[:2] == ("cache", Status.SERVING)]
+    running = [i for i, change in enumerate(events.changes) if change[:2] == ("load", Status.RUNNING)]
+    assert serving[0] < running[0]
+    assert sorted(driver.services[2:]) == ["api", "ui"]
+    assert min(driver.first_start("api"), driver.first_start("ui")) >= driver.last_end("slow")
+
+
+def test_a_batch_stage_after_an_unhealthy_service_is_skipped():
+    driver = FakeDriver(unhealthy={"db"})
+    result, _ = schedule(WAITED_FOR, driver)
+    assert result.get("db").status is Status.FAILED
+    assert {name: result.get(name).status for name in ("cache", "load", "api", "ui")} == dict.fromkeys(
+        ("cache", "load", "api", "ui"), Status.SKIPPED)
+    assert "load" not in driver.spans and driver.services == ["db"]
+
+
+def test_no_service_starts_after_a_failure_even_one_a_batch_stage_waits_for():
+    driver = FakeDriver(codes={"slow": [1]}, durations={"slow": 0.01})
+    result, _ = schedule('data slow { command = ["slow"] }\n'
+                         'data gate { after = [slow] command = ["gate"] }\n'
+                         'serve db { after = [gate] command = ["db"] port = 5432 }\n'
+                         'data load { after = [db] command = ["load"] }\n', driver)
+    assert driver.services == [] and result.get("load").status is Status.SKIPPED
+
+
 def test_ctrl_c_aborts_the_driver_and_marks_the_stages():
     pipeline = compile_ok(IMAGE + DIAMOND)
     driver = FakeDriver(durations={"a": 10.0})
@@ -293,3 +357,102 @@ def test_jobs_must_be_positive():
     pipeline = compile_ok(IMAGE + DIAMOND)
     with pytest.raises(ValueError):
         Scheduler(pipeline, select_stages(pipeline), FakeDriver(), Events(), jobs=0)
+
+
+def test_a_pending_stage_says_why_it_waits_and_other_reasons_are_gates():
+    pipeline = compile_ok(IMAGE + """
+    data a { command = ["a"] }
+    data b { command = ["b"] }
+    train c { after = [a] command = ["c"] }
+    """)
+    seen: dict[str, list] = {}
+
+    class Watching(FakeDriver):
+        def run_batch(self, stage, attempt, deadline):
+            outcome = super().run_batch(stage, attempt, deadline)
+            for name, result in scheduler.results.items():  # as the scheduler left them meanwhile
+                seen.setdefault(name, []).append(result.waiting.text if result.waiting else None)
+            return outcome
+
+    events = Events()
+    scheduler = Scheduler(pipeline, select_stages(pipeline), Watching(durations={"a": 0.1}), events, jobs=1)
+    scheduler.run()
+    assert seen["b"][0] == "waiting for a free slot (1 running, --jobs 1)"
+    assert seen["c"][0] == "waiting for `a`"
+    # a free slot is news (announced), dependencies are not
+    announced = [(name, status) for name, status, _ in events.changes if status is Status.PENDING]
+    assert announced == [("b", Status.PENDING), ("c", Status.PENDING)]
+    assert all(result.waiting is None for result in scheduler.results.values())
+
+    # Another reason is one more gate: here a stage that waits for a made-up resource.
+    driver = FakeDriver(durations={"a": 0.1, "c": 0.1})
+    events = Events()
+    gated = Scheduler(pipeline, select_stages(pipeline), driver, events, jobs=4)
+
+    def gpus_free(stage):
+        if stage.name == "b" and gated.results["c"].status is not Status.SUCCEEDED:
+            return Waiting("gpus", "waiting for 2 GPUs")
+        return None
+
+    gated.gates.append(gpus_free)
+    assert all(result.status is Status.SUCCEEDED for result in gated.run().stages)
+    assert driver.first_start("b") >= driver.last_end("c")
+    assert ("b", Status.PENDING, 0) in events.changes
+
+
+# ------------------------------------------------------------ matrix stages (issue 18)
+
+SWEEP = """
+train model {
+  matrix  { lr = [1, 2]  seed = [1, 2, 3] }
+  max_parallel = 2
+  command = ["train", "${matrix.lr}", "${matrix.seed}"]
+}
+eval score { matrix = model  after = [model]  command = ["score"] }
+eval best  { after = [score]  command = ["best"] }
+"""
+MODELS = [f"model-{lr}-{seed}" for lr in (1, 2) for seed in (1, 2, 3)]
+
+
+def overlap(driver: FakeDriver, names) -> int:
+    """The most of ``names`` that ran at one instant."""
+    edges = sorted((t, change) for name in names for start, end in driver.spans[name]
+                   for t, change in ((start, 1), (end, -1)))
+    running = peak = 0
+    for _, change in edges:
+        running += change
+        peak = max(peak, running)
+    return peak
+
+
+def test_max_parallel_bounds_the_instances_of_a_matrix_stage_not_the_others():
+    driver = FakeDriver(durations={**dict.fromkeys(MODELS, 0.1), **{n.replace("model", "score"): 0.3 for n in MODELS}})
+    result, _ = schedule(SWEEP, driver, jobs=8)
+    assert all(status is Status.SUCCEEDED for status in statuses(result).values())
+    assert overlap(driver, MODELS) == 2
+    assert overlap(driver, [n.replace("model", "score") for n in MODELS]) > 2  # score has no limit
+    for model in MODELS:  # each score instance after its own model instance only
+        assert driver.first_start(model.replace("model", "score")) >= driver.last_end(model)
+    assert driver.first_start("best") >= max(driver.last_end(n.replace("model", "score")) for n in MODELS)
+
+
+def test_a_matrix_stage_name_selects_all_of_its_instances():
+    pipeline = compile_ok(IMAGE + SWEEP)
+    assert select_stages(pipeline, ["model"]) == tuple(MODELS)
+    assert select_stages(pipeline, ["score-2-3"]) == ("score-2-3",)
+    assert select_stages(pipeline, start="score") == tuple(n.replace("model", "score") for n in MODELS) + ("best",)
+    with pytest.raises(SelectionError, match="did you mean `model`"):
+        select_stages(pipeline, ["modle"])
+
+
+def test_a_large_sweep_is_scheduled_in_time_linear_in_its_instances():
+    """Each scheduling pass counts what runs once (it used to count it again for
+    each stage, and 500 instances took minutes)."""
+    values = ", ".join(str(i) for i in range(500))
+    source = f'train m {{ matrix {{ x = [{values}] }}  max_parallel = 3  command = ["x"] }}\neval e {{ after = [m] }}'
+    driver = FakeDriver(durations=dict.fromkeys([f"m-{i}" for i in range(500)], 0.0))
+    started = time.monotonic()
+    result, _ = schedule(source, driver, jobs=8)
+    assert time.monotonic() - started < 30
+    assert all(status is Status.SUCCEEDED for status in statuses(result).values())
+    assert driver.peak <= 3

@@ -248,10 +248,10 @@ serve web {
 serve front {
   image   = "IMAGE"
   after   = [web]
-  # reaches `web` by the name its Service has on Kubernetes: <pipeline>-<stage>
+  # reaches `web` at its address: the network alias and its container port here
   script  = """
     mkdir -p /tmp/www
-    wget -q -O /tmp/www/upstream http://${pipeline.name}-web:${port}/ready
+    wget -q -O /tmp/www/upstream ${web.url}/ready
     exec httpd -f -p ${front_port} -h /tmp/www
   """
   port    = "${front_port}"
@@ -310,3 +310,195 @@ def test_a_gpu_stage_without_a_gpu_fails_with_dockers_device_error(project):
     assert 'could not select device driver "nvidia" with capabilities: [[gpu]]' in up.stderr
     assert "after the GPU stage" not in up.stdout
     assert all(never_started(c) for c in project.containers("after_gpu"))
+
+
+def events(labels: str, since: float) -> list[dict]:
+    """The engine's container events since ``since`` (epoch seconds) for containers
+    with ``labels``: `start` and `health_status: healthy`, with nanosecond times. They
+    outlive the containers, so `aipc run`'s removed batch containers are there too."""
+    out = subprocess.run(["docker", "events", "--since", f"{since:.3f}", "--until", f"{time.time() + 1:.3f}",
+                          "--filter", "type=container", "--filter", f"label={labels}", "--format", "{{json .}}"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def moment_of(found: list[dict], action: str, attribute: str, value: str) -> list[int]:
+    return [event["timeNano"] for event in found
+            if event["Action"] == action and event["Actor"]["Attributes"].get(attribute) == value]
+
+
+# Three services that all listen on port 8000 in their containers, each published on
+# its own host port through `expose`: they share one host.
+SAME_PORT = '''
+param base: int = 18000
+serve one   { image = "IMAGE"  script = "mkdir /tmp/w; echo one > /tmp/w/who; exec httpd -f -p 8000 -h /tmp/w"
+              port = 8000  expose = "${base}"  health { http = "/who"  interval = 1s } }
+serve two   { image = "IMAGE"  script = "mkdir /tmp/w; echo two > /tmp/w/who; exec httpd -f -p 8000 -h /tmp/w"
+              port = 8000  expose = 28000  health { http = "/who"  interval = 1s } }
+serve three { image = "IMAGE"  script = "mkdir /tmp/w; echo three > /tmp/w/who; exec httpd -f -p 8000 -h /tmp/w"
+              port = 8000  expose = 28001  health { tcp = true  interval = 1s } }
+'''
+
+
+def same_port(first: int) -> str:
+    return SAME_PORT.replace("expose = 28000", f"expose = {first + 1}").replace("expose = 28001",
+                                                                               f"expose = {first + 2}")
+
+
+def test_three_services_on_one_container_port_run_side_by_side_through_expose(project):
+    first = free_ports(3)
+    text = project.compile(same_port(first), "-p", f"base={first}")
+    assert text.count(":8000\n") == 3 and "B102" not in text
+    up = project.compose("up", "--detach")
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert [eventually(lambda n=n: http_get(f"http://127.0.0.1:{first + n}/who")) for n in range(3)] == [
+        "one\n", "two\n", "three\n"]
+    # each one's health check (http, http, tcp) passes in its container
+    for name in ("one", "two", "three"):
+        assert until(lambda n=name: project.one(n)["State"]["Health"]["Status"] == "healthy"), \
+            project.one(name)["State"]["Health"]
+
+
+def until(condition, seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
+# A batch stage after a serve stage starts once the service is healthy. The service
+# takes a few seconds to get ready; the client's one attempt (no retry) only works
+# once it is, and the engine's events say the client started after `healthy`.
+AFTER_SERVE = '''
+pipeline "e2e-after-serve" { }
+serve db {
+  image  = "IMAGE"
+  script = "mkdir /tmp/w; echo pong > /tmp/w/ping; sleep 3; touch /tmp/ready; exec httpd -f -p 7000 -h /tmp/w"
+  port   = 7000
+  health { command = ["test", "-e", "/tmp/ready"]  interval = 1s  start = 1m }
+}
+serve web {
+  image  = "IMAGE"
+  script = "mkdir /tmp/w; echo up > /tmp/w/health; sleep 3; exec httpd -f -p 7001 -h /tmp/w"
+  port   = 7001
+  health { http = "/health"  interval = 1s }
+}
+data client {
+  image  = "IMAGE"
+  after  = [db, web]
+  script = "wget -q -O - ${db.url}/ping && wget -q -O - http://${web.host}:${web.port}/health && echo client done"
+}
+'''
+
+
+def after_serve(first: int) -> str:
+    return AFTER_SERVE.replace("port   = 7000", f"port   = 7000  expose = {first}") \
+        .replace("port   = 7001", f"port   = 7001  expose = {first + 1}")
+
+
+def test_a_batch_stage_after_services_starts_once_they_are_healthy(project):
+    first = free_ports(2)
+    text = project.compile(after_serve(first))
+    assert text.count("condition: service_healthy") == 2
+    since = time.time() - 1
+    up = project.compose("up", "--detach")
+    assert up.returncode == 0, up.stdout + up.stderr
+    client = eventually_exited(project, "client")
+    logs = project.compose("logs", "--no-color", "client").stdout
+    assert client["State"]["ExitCode"] == 0, logs
+    assert "pong" in logs and "up" in logs and "client done" in logs
+    found = events(f"com.docker.compose.project={project.name}", since)
+    started = moment_of(found, "start", "com.docker.compose.service", "client")
+    for service in ("db", "web"):
+        healthy = moment_of(found, "health_status: healthy", "com.docker.compose.service", service)
+        assert healthy and started and min(healthy) < min(started), (service, found)
+
+
+def eventually_exited(project: Project, service: str, seconds: float = 60) -> dict:
+    deadline = time.monotonic() + seconds
+    while True:
+        container = project.one(service)
+        if container["State"]["Status"] == "exited" or time.monotonic() > deadline:
+            return container
+        time.sleep(0.5)
+
+
+# LANGUAGE.md's sweep, made to run: a 2 x 3 matrix, two instances at a time; each
+# `score` instance checks that it reads the value its own `model` instance wrote.
+SWEEP = '''
+pipeline "e2e-sweep" { }
+volume results { size = 16Mi  access = rwx }
+train model {
+  image  = "IMAGE"
+  matrix { lr = [1e-4, 3e-4]  seed = [1, 2, 3] }
+  max_parallel = 2
+  script = """
+    set -eu
+    sleep 2
+    mkdir -p /results/${stage.name}
+    echo "lr=${matrix.lr} seed=${matrix.seed}" > /results/${stage.name}/value
+  """
+  mount results at "/results"
+}
+eval score {
+  image  = "IMAGE"
+  matrix = model
+  after  = [model]
+  script = """
+    set -eu
+    value="$(cat /results/model-${matrix.lr}-${matrix.seed}/value)"
+    test "$value" = "lr=${matrix.lr} seed=${matrix.seed}"
+    echo "${stage.name} read $value"
+  """
+  mount results at "/results" readonly
+}
+'''
+SWEEP_COORDINATES = [(lr, seed) for lr in ("1e-4", "3e-4") for seed in (1, 2, 3)]
+
+
+def most_at_once(spans) -> int:
+    """The most of the (start, end) spans that overlap at one instant (an end and a
+    start at the same instant do not)."""
+    running = most = 0
+    for _, change in sorted((t, change) for start, end in spans for t, change in ((start, 1), (end, -1))):
+        running += change
+        most = max(most, running)
+    return most
+
+
+def test_a_sweep_runs_six_instances_two_at_a_time_and_pairs_them(project):
+    project.compile(SWEEP)
+    up = project.compose("up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    models = [project.one(f"model-{lr}-{seed}") for lr, seed in SWEEP_COORDINATES]
+    assert [c["State"]["ExitCode"] for c in models] == [0] * 6
+    assert most_at_once([(started(c), finished(c)) for c in models]) == 2
+    assert json.loads(models[4]["Config"]["Labels"]["aipc.dev/matrix-coordinates"]) == {"lr": 0.0003, "seed": 2}
+    for lr, seed in SWEEP_COORDINATES:
+        score = project.one(f"score-{lr}-{seed}")
+        assert score["State"]["ExitCode"] == 0
+        assert started(score) >= finished(project.one(f"model-{lr}-{seed}"))
+        assert f"score-{lr}-{seed} read lr={lr} seed={seed}" in up.stdout
+
+
+WINDOW_FAILURE = '''
+data step {
+  image  = "IMAGE"
+  matrix { n = [1, 2, 3, 4, 5] }
+  max_parallel = 2
+  script = "sleep 1; if [ ${matrix.n} = 2 ]; then exit 4; fi; echo step ${matrix.n} done"
+}
+'''
+
+
+def test_a_failed_instance_stops_its_chain_and_the_other_chain_goes_on(project):
+    """max_parallel = 2 makes chains 1 -> 3 -> 5 and 2 -> 4 on docker-compose."""
+    project.compile(WINDOW_FAILURE)
+    up = project.compose("up")
+    assert up.returncode != 0
+    assert project.one("step-2")["State"]["ExitCode"] == 4
+    assert all(never_started(c) for c in project.containers("step-4"))
+    assert [project.one(f"step-{n}")["State"]["ExitCode"] for n in (1, 3, 5)] == [0, 0, 0]
+    assert started(project.one("step-5")) >= finished(project.one("step-3"))
