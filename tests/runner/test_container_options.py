@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 
 import pytest
 
@@ -311,6 +312,7 @@ def test_compose_and_aipc_run_make_the_same_container(path):
     services = compose.emit(pipeline).documents[0]["services"]
     names = RunNames.new(pipeline, "/srv/pipelines/p.aip", run_id="abcd1234")
     environ = {key: "from-caller" for stage in pipeline.stages for secret in stage.secrets for key in secret.keys}
+    environ.update({key.key: "from-caller" for stage in pipeline.stages for _, key in stage.secret_env})
     for stage in pipeline.stages:
         service = unescaped(services[stage.name])
         options = options_of(pipeline, stage.name, names, 1, environ=environ, base_dir="/srv/pipelines",
@@ -321,6 +323,9 @@ def test_compose_and_aipc_run_make_the_same_container(path):
         assert options.get("working_dir") == service.get("working_dir")
         environment = dict(item.partition("=")[::2] if "=" in item else (item, "from-caller")
                            for item in service.get("environment", []))
+        # `NAME=${KEY}`: compose fills in the caller's KEY, as `aipc run` does
+        environment = {name: environ[value[2:-1]] if re.fullmatch(r"\$\{\w+\}", value) else value
+                       for name, value in environment.items()}
         assert options["environment"] == environment
         assert {m["Target"]: m["ReadOnly"] for m in options["mounts"]} == compose_mounts(service)
         assert (options["read_only"], [f"{path}:{o}" for path, o in options.get("tmpfs", {}).items()],
