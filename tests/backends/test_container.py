@@ -125,3 +125,29 @@ def test_a_stage_key_replaces_the_header_key_and_keeps_the_others():
 def test_an_explicit_user_gets_home_and_user_only_where_the_stage_sets_none():
     pipeline = compile_ok('data a { image = "e:1"  env = { HOME = "/data" }  security { user = 1000 } }')
     assert pipeline.stage("a").base_env() == (("USER", "nonroot"),)
+
+
+def test_shm_above_the_memory_limit_is_an_error_where_dev_shm_counts_against_it():
+    text = 'train model { image = "t:1.0"  resources { gpu = 4  shm = 16Gi } }\n'
+    pipeline = compile_ok(text)  # W261 (no memory) only: compose and `aipc run` size /dev/shm apart
+    for target in ("k8s", "argo"):
+        result = get_backend(target).emit(pipeline)
+        (error,) = [d for d in result.diagnostics if d.is_error]
+        assert error.code == "B003" and "2Gi (the default" in error.message and "memory" in error.help
+        assert result.documents == ()
+    assert not any(d.is_error for d in get_backend("compose").emit(pipeline).diagnostics)
+    fixed = compile_ok(text.replace("shm = 16Gi", "shm = 16Gi  memory = 64Gi"))
+    assert not any(d.is_error for d in get_backend("k8s").emit(fixed).diagnostics)
+
+
+def test_pull_is_each_target_s_pull_policy():
+    for pull, k8s_policy, compose_policy in (("always", "Always", "always"), ("if_missing", "IfNotPresent",
+                                                                             "if_not_present"),
+                                             ("never", "Never", "never")):
+        text = f'data a {{ image = "e:1"  pull = {pull} }}\n'
+        documents, _ = emitted("k8s", text)
+        assert pod_of(find(documents, "Job", "serving-a"))["containers"][0]["imagePullPolicy"] == k8s_policy
+        (document,), _ = emitted("compose", text)
+        assert document["services"]["a"]["pull_policy"] == compose_policy
+    documents, _ = emitted("k8s", 'data a { image = "e:1" }\n')
+    assert "imagePullPolicy" not in pod_of(find(documents, "Job", "serving-a"))["containers"][0]  # the cluster's rule

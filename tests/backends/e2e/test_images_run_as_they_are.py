@@ -126,3 +126,14 @@ def test_through_aipc_run(tmp_path, images, busybox_image, capsys):
         assert "Operation not permitted" in text and "usage: serve --model NAME" in text and "KeyError" in text
     finally:
         assert main(["down", str(path), "-v"]) == 0
+
+
+def test_aipc_run_honours_pull_never_and_says_pull_secrets_are_the_callers_login(tmp_path, docker_engine, capsys):
+    path = tmp_path / "pull.aip"
+    path.write_text(f'pipeline "t-{uuid.uuid4().hex[:8]}" {{ pull_secrets = ["regcred"] }}\n'
+                    'data a { image = "aipc-test/never-built:0.0"  pull = never }\n')
+    status = main(["run", str(path)])
+    out = capsys.readouterr()
+    assert status == 1
+    assert "`pull = never` forbids pulling it" in out.err + out.out
+    assert "B101" in out.err and "docker login" in out.err
