@@ -15,7 +15,7 @@ from aipc.compiler import check_source
 from aipc.backends import kubernetes as k8s
 from tests.backends.clusters import (
     CLUSTER_EXAMPLES, EDGE_PROGRAM, ROOT, by_kind, compile_ir, emit_yaml, example_ir, pod_spec,
-    read_back, relaxed_checks, run_checkov, write_outputs,
+    CHECKOV_RELAXATIONS, read_back, relaxed_checks, run_checkov, write_outputs,
 )
 
 DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
@@ -456,3 +456,12 @@ def test_checkov_kubernetes(tmp_path):
         assert result["passed_checks"]
         skipped = {check for check, _ in result["skipped_checks"]}
         assert skipped <= {"CKV_K8S_35"}  # secrets as environment variables, by the language's design
+
+
+def test_the_readme_lists_the_checks_each_relaxation_fails():
+    readme = (ROOT / "README.md").read_text()
+    start = readme.index("### Hardening")
+    hardening = readme[start:readme.index("**docker-compose**", start)]
+    for written, _, checks in CHECKOV_RELAXATIONS:
+        assert any(written in line and all(check in line for check in checks) for line in hardening.splitlines()), \
+            (written, checks)
