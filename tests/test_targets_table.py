@@ -672,6 +672,18 @@ serve api { image = "x:1"  port = 8080  secrets = [db] }
 SECRET_VALUES = {"AWS_ACCESS_KEY_ID": "AKIA-table-test", "AWS_SECRET_ACCESS_KEY": "s3-table-test-secret",
                  "DB_PASSWORD": "db-table-test-password"}
 
+# The header's security is every stage's default; a stage's keys replace it key by key.
+CONTAINERS = """\
+pipeline "t" {
+  pull_secrets = ["regcred"]
+  security { user = "1000:100" }
+}
+secret hf { keys = ["token"] }
+data fetch { image = "x:1"  args = ["--all"]  env = { HF_TOKEN = hf.token }  pull = never }
+data chowner { image = "x:1"  security { user = root  capabilities = ["CHOWN"] } }
+"""
+HF_VALUE = {"token": "hf-table-test-token"}
+
 ORDER = """\
 data a { image = "x:1" }
 data b { image = "x:1"  after = [a] }
@@ -926,6 +938,41 @@ CASES = {
         "argo": [
             (f"{tpl('etl')}.container.envFrom", [{"secretRef": {"name": "s3"}}, {"secretRef": {"name": "db"}}]),
             (f"{applied('api')}spec.template.spec.containers[0].envFrom", [{"secretRef": {"name": "db"}}]),
+        ],
+    }),
+    "containers": Case(CONTAINERS, env=HF_VALUE, facts={
+        "compose": [
+            Warns("B101", 2, 3),  # pull_secrets: the caller's `docker login` is used
+            (f"{svc('fetch')}.entrypoint", ABSENT),
+            (f"{svc('fetch')}.command", ["--all"]),
+            (f"{svc('fetch')}.pull_policy", "never"),
+            (f"{svc('fetch')}.environment", ["HOME=/tmp", "USER=nonroot", "HF_TOKEN=${token}"]),
+            (f"{svc('fetch')}.user", "1000:100"),
+            (f"{svc('chowner')}.user", "0:0"),
+            (f"{svc('chowner')}.cap_add", ["CHOWN"]),
+            (f"{svc('chowner')}.read_only", True),
+        ],
+        "k8s": [
+            Quiet(),
+            (f"{ctr('Job', 't-fetch')}.command", ABSENT),
+            (f"{ctr('Job', 't-fetch')}.args", ["--all"]),
+            (f"{ctr('Job', 't-fetch')}.imagePullPolicy", "Never"),
+            (f"{ctr('Job', 't-fetch')}.env[name=HF_TOKEN].valueFrom", {"secretKeyRef": {"name": "hf", "key": "token"}}),
+            (f"{pod('Job', 't-fetch')}.imagePullSecrets", [{"name": "regcred"}]),
+            (f"{pod('Job', 't-fetch')}.securityContext.runAsUser", 1000),
+            (f"{pod('Job', 't-fetch')}.securityContext.runAsGroup", 100),
+            (f"{pod('Job', 't-fetch')}.securityContext.runAsNonRoot", True),
+            (f"{pod('Job', 't-chowner')}.securityContext.runAsUser", 0),
+            (f"{pod('Job', 't-chowner')}.securityContext.runAsNonRoot", ABSENT),
+            (f"{ctr('Job', 't-chowner')}.securityContext.capabilities.add", ["CHOWN"]),
+        ],
+        "argo": [
+            Quiet(),
+            ("spec.imagePullSecrets", [{"name": "regcred"}]),
+            (f"{tpl('fetch')}.container.args", ["--all"]),
+            (f"{tpl('fetch')}.securityContext.runAsUser", 1000),
+            (f"{tpl('chowner')}.securityContext.runAsUser", 0),
+            (f"{tpl('chowner')}.container.securityContext.capabilities.add", ["CHOWN"]),
         ],
     }),
     "chain-and-diamond": Case(ORDER, facts={
