@@ -13,13 +13,15 @@ from aipc.backends import TARGETS, get_backend
 from aipc.backends.writer import NotData, to_yaml
 from aipc.compiler import ir, schema
 from aipc.diagnostics import Source, Span
+from aipc.compiler import check_source
 from tests.helpers import compile_ok
 
-# Every string attribute of a stage holds the parameter `p` (and `{{` for Argo's warning).
+# Every string attribute of a stage holds the parameter `p` (and `{{` for Argo's
+# warning, except `image`: braces are no part of an image reference, E403).
 EVERY_STRING = '''
 param p: string = "VALUE"
 data a {
-  image   = "e:1-${p}{{x}}"
+  image   = "e:1-${p}"
   command = ["${p}", "x${p}{{x}}"]
   workdir = "/${p}{{x}}"
   env     = { A = "${p}{{x}}", B = "plain" }
@@ -77,13 +79,16 @@ def test_argo_warns_about_braces_in_every_string_attribute():
                     if d.code == "B101")
     written = sorted(name for name, spec in schema.STAGE.items()
                      if spec.type in (schema.Type.STRING, schema.Type.PATH, schema.Type.STRING_LIST,
-                                      schema.Type.STRING_MAP) and name != "labels")
-    assert warned == written == ["command", "env", "health", "image", "script", "workdir"]
+                                      schema.Type.STRING_MAP) and name not in ("labels", "image"))
+    assert warned == written == ["command", "env", "health", "script", "workdir"]
     health = next(d for d in emitted.diagnostics if "`health`" in d.message)
     assert source.position(health.span.start).line == 10 and "`s`" in health.message
 
 
-def test_argo_warns_once_at_a_default_image_with_braces():
+def test_braces_in_a_default_image_are_one_error_at_the_header():
+    """No registry accepts `{{` in a reference, so Argo never sees one in an image."""
     text = 'pipeline "p" { image = "e:{{x}}" }\ndata a { }\ndata b { }\n'
-    (warning,) = get_backend("argo").emit(compile_ok(text)).diagnostics
-    assert warning.code == "B101" and text[warning.span.start:warning.span.end] == '"e:{{x}}"'
+    checked = check_source(text, "t.aip")
+    (error,) = checked.diagnostics
+    assert error.code == "E403" and text[error.span.start:error.span.end] == '"e:{{x}}"'
+    assert checked.ir is None

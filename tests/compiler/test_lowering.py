@@ -151,7 +151,7 @@ def test_host_and_claim_volumes():
     ('volume v { size = 0 }', "E209"),
     ('volume v { size = 1Gi  class = "Fast SSD" }', "E111"),
     ('secret s { keys = [] }', "E203"),
-    ('secret s { keys = [AWS_KEY, "OTHER"] }', None),
+    ('secret s { keys = [AWS_KEY, "OTHER"] }\ndata a { image = "e:1"  secrets = [s] }', None),
     ('serve a { image = "e:1"  port = 80  health = "healthz" }', "E205"),
     ('data a { image = "e:1"  workdir = "app" }', "E205"),
     ('data a { image = ""  }', "E202"),

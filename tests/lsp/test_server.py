@@ -121,7 +121,7 @@ async def test_diagnostics_follow_edits_and_drop_stale_results(client: LanguageC
         text = change(client, uri, text, version, "]", char + "]", text.index("after"))
     assert "after = [ingest]" in text
     final = await wait_for(client, uri, lambda d: not any(x.code == "E102" for x in d))
-    assert [d.code for d in final] == ["W201"]  # the emoji image has no tag
+    assert [d.code for d in final] == ["E403"]  # an emoji is no image reference
     # then a syntax error two lines up: reported where it is, at once
     text = change(client, uri, text, 20, "= \"etl", ": \"etl")
     diagnostics = await wait_for(client, uri, lambda d: any(x.code == "E002" for x in d))
