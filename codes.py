@@ -529,7 +529,12 @@ IGNORED_ON_TARGET = _code(
     stop a container after a deadline (`timeout`), limit its local storage (`disk`)
     or reserve a number of Intel GPUs (it passes every GPU under /dev/dri); Argo
     Workflows evaluates `{{...}}` in a template's text as its own expression, with
-    no way to write the braces literally.""",
+    no way to write the braces literally. On Argo a parameter is offered at
+    submission (`argo submit -p NAME=VALUE`) only when batch stages' strings are
+    its only uses: one that sets a number, size, duration, path or label, or that
+    a serve stage uses (Argo would paste it unquoted into the applied manifest),
+    is fixed at its compiled value in every stage, so that it means one value
+    everywhere.""",
     """
 train model { image = "trainer:1.0"  timeout = 12h }
 $ aipc compile p.aip --target compose     # warning: compose has no timeout; it is ignored

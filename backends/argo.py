@@ -12,12 +12,17 @@ What a program becomes
   (``--service-account``, default ``argo-workflow``: the service account the
   Argo Helm chart creates for workflows). The Argo executor needs that
   account's token, so ``automountServiceAccountToken`` is left on here;
-- a parameter: a Workflow ``arguments.parameters`` entry whose value is the
-  default (``-p`` at compile time changes it); a stage's strings (command,
-  script, env, image, workdir, health: every ``ir.Text``) refer to it as
-  ``{{workflow.parameters.NAME}}``, so ``argo submit -p epochs=20`` works.
-  Numbers, sizes and durations (gpu, memory, timeout...) are fixed when
-  compiling;
+- a parameter means one value everywhere. One that only batch stages' strings
+  use (command, script, env, image, workdir: every ``ir.Text``) is a Workflow
+  ``arguments.parameters`` entry whose value is the default (``-p`` at compile
+  time changes it), referred to as ``{{workflow.parameters.NAME}}``, so
+  ``argo submit -p epochs=20`` works. One whose value is compiled in anywhere
+  (a number, size or duration such as ``gpu``, a mount path, a label:
+  ``ir.Param.fixed_at``), or that a serve stage uses (Argo pastes a parameter
+  into the applied manifest's YAML text unquoted: ``it's`` breaks it and a
+  crafted value adds fields), is fixed at its compiled value everywhere and not
+  offered for submission, with a B101 warning saying where; an unused one is not
+  offered either;
 - a batch stage: a container template (the same container, resources, GPUs,
   tolerations, node selector, shm, mounts, env, secret references and
   hardening as the Kubernetes Job, with ``retryStrategy.limit`` = retries and
@@ -51,7 +56,7 @@ from aipc import codes
 from aipc.backends import Emitted
 from aipc.backends import kubernetes as k8s
 from aipc.compiler import ir
-from aipc.diagnostics import Diagnostics
+from aipc.diagnostics import Diagnostics, Label
 
 MAX_WORKFLOW_BYTES = 1024 * 1024
 DEFAULT_SERVICE_ACCOUNT = "argo-workflow"
@@ -92,25 +97,66 @@ def workflow_parameter(reference: ir.ParamRef) -> str:
     return "{{workflow.parameters.%s}}" % reference.name
 
 
+def offered_parameters(pipeline: ir.Pipeline) -> frozenset[str]:
+    """The parameters the Workflow takes at submission: those the strings of batch
+    stages refer to, unless a serve stage refers to them too or their value is
+    compiled in somewhere (see the module's docstring)."""
+    batch: set[str] = set()
+    served: set[str] = set()
+    for stage in pipeline.stages:
+        (batch if stage.is_batch else served).update(ir.param_refs(stage))
+    return frozenset(batch - served - {param.name for param in pipeline.params if param.fixed_at})
+
+
+def report_fixed_parameters(pipeline: ir.Pipeline, offered: frozenset[str], sink: Diagnostics) -> None:
+    """One B101 warning per parameter that is used but not offered, at the first
+    place that fixes it (the others as labels)."""
+    for param in pipeline.params:
+        if param.name in offered:
+            continue
+        places = [(use.span, f"it sets `{use.attribute or use.declaration}` of {use.declaration} `{use.name}`, "
+                   "which Argo cannot take from a submitted value") for use in param.fixed_at]
+        places += [(text.span, f"serve stage `{stage.name}` uses it, and Argo would paste a submitted value "
+                    "into that stage's manifest text unquoted")
+                   for stage in pipeline.stages if not stage.is_batch for text in ir.texts_of(stage)
+                   if any(part.__class__ is ir.ParamRef and part.name == param.name for part in text.parts)]
+        if not places:
+            continue  # unused: not offered, nothing to say
+        places.sort(key=lambda place: place[0])
+        (span, why), others = places[0], places[1:]
+        sink.warning(codes.IGNORED_ON_TARGET, span,
+                     f"on Argo the parameter `{param.name}` is fixed at `{param.text}` when compiling: {why}",
+                     label=f"fixed at `{param.text}`",
+                     related=[Label(other, "also fixed here") for other, _ in others],
+                     help=f"the Workflow does not offer `{param.name}` for submission (`argo submit -p "
+                     f"{param.name}=...` would change nothing); set it with `aipc compile -p {param.name}=...`")
+
+
 class ArgoTexts:
     """How this target writes a stage's strings: the one function per stage that
     the Kubernetes builders call for every ``ir.Text`` (see :meth:`renderer`).
+    A parameter the Workflow offers becomes ``{{workflow.parameters.NAME}}``;
+    any other its value.
 
     Argo reads ``{{...}}`` in a template as its own expression when the workflow
     runs, and has no way to write the braces literally: every string written here
     that holds them is reported (B101) at the attribute that holds it, once.
     """
 
-    def __init__(self, sink: Diagnostics) -> None:
+    def __init__(self, sink: Diagnostics, offered: frozenset[str] = frozenset()) -> None:
         self.sink = sink
+        self.offered = offered
         self.reported: set[tuple[str, object]] = set()
+
+    def parameter(self, reference: ir.ParamRef) -> str:
+        return workflow_parameter(reference) if reference.name in self.offered else reference.value
 
     def renderer(self, stage: ir.Stage) -> k8s.Render:
         def render(text: ir.Text) -> str:
             literal = text.literal
             if "{{" in (literal if literal is not None else text.render(param=ir.param_value)):
                 self.report_braces(stage, text)
-            return literal if literal is not None else text.render(param=workflow_parameter)
+            return literal if literal is not None else text.render(param=self.parameter)
         return render
 
     def report_braces(self, stage: ir.Stage, text: ir.Text) -> None:
@@ -273,9 +319,11 @@ def pipeline_volume(pipeline: ir.Pipeline, name: str) -> ir.Volume:
 # ------------------------------------------------------------------- workflow
 
 
-def build_parameters(pipeline: ir.Pipeline) -> list[dict]:
+def build_parameters(pipeline: ir.Pipeline, offered: frozenset[str]) -> list[dict]:
     parameters = []
     for param in pipeline.params:
+        if param.name not in offered:
+            continue
         item: dict = {"name": param.name, "value": param.text}
         if param.type is ir.ParamType.BOOL:
             item["enum"] = ["true", "false"]
@@ -311,8 +359,8 @@ def build_workflow(pipeline: ir.Pipeline, options: Options, texts: ArgoTexts) ->
             templates += build_serve_templates(pipeline, stage, options, names, texts)
 
     spec: dict = {"entrypoint": entrypoint}
-    if pipeline.params:
-        spec["arguments"] = {"parameters": build_parameters(pipeline)}
+    if texts.offered:
+        spec["arguments"] = {"parameters": build_parameters(pipeline, texts.offered)}
     spec["serviceAccountName"] = options.service_account
     spec["securityContext"] = k8s.pod_security_context(options.kubernetes)
     spec["podGC"] = {"strategy": "OnPodSuccess"}
@@ -341,7 +389,9 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     k8s.check_host_mounts(pipeline, sink, "Argo Workflows")
     if sink.has_errors:
         return Emitted((), tuple(sink.sorted()))
-    workflow = build_workflow(pipeline, options, ArgoTexts(sink))
+    offered = offered_parameters(pipeline)
+    report_fixed_parameters(pipeline, offered, sink)
+    workflow = build_workflow(pipeline, options, ArgoTexts(sink, offered))
     size = len(json.dumps(workflow, separators=(",", ":")).encode("utf-8"))
     if size > MAX_WORKFLOW_BYTES:
         sink.warning(

@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Union
+from typing import Callable, Iterator, Union
 
 from aipc.diagnostics import Span
 from aipc.dsl.vocabulary import STAGE_KINDS
@@ -114,6 +114,18 @@ class Text:
 
 
 @dataclass(frozen=True, slots=True)
+class ParamUse:
+    """A place where a parameter's value was compiled in as a plain value: a
+    number, quantity or duration (`gpu = "${gpus}"`), or a name, path or label.
+    A target that takes parameters when the pipeline runs cannot change it there."""
+
+    declaration: str  # "stage", "volume", "secret" or "pipeline" (the header)
+    name: str  # the declaration's name
+    attribute: str  # "gpu", "timeout", "mount", "labels"...
+    span: Span  # of the `${...}`
+
+
+@dataclass(frozen=True, slots=True)
 class Param:
     name: str
     type: ParamType
@@ -121,6 +133,9 @@ class Param:
     text: str  # the value as substituted into strings: `3e-4`, `true`, `2h`
     overridden: bool
     span: Span
+    # Where the value was fixed when compiling, in source order: every other use
+    # of the parameter is a ParamRef inside a stage's Text.
+    fixed_at: tuple[ParamUse, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,6 +231,28 @@ class Stage:
             if attribute.start <= span.start and span.end <= attribute.end:
                 return name, attribute
         return None
+
+
+def texts_of(value) -> Iterator[Text]:
+    """Every Text in ``value``: a Stage (its image, command, env values...), or any
+    tuple or IR dataclass holding them, in field order. Generic, so that a Text
+    field added to the IR is found without naming it here."""
+    if value.__class__ is Text:
+        yield value
+    elif isinstance(value, tuple):
+        for item in value:
+            if not isinstance(item, (str, int, float, bool, Span)):
+                yield from texts_of(item)
+    elif hasattr(value, "__dataclass_fields__") and not isinstance(value, (Volume, Secret, Range)):
+        for name in value.__dataclass_fields__:
+            item = getattr(value, name)
+            if item is not None and not isinstance(item, (str, int, float, bool, Span, enum.Enum)):
+                yield from texts_of(item)
+
+
+def param_refs(stage: "Stage") -> set[str]:
+    """The parameters the strings of ``stage`` refer to."""
+    return {part.name for text in texts_of(stage) for part in text.parts if part.__class__ is ParamRef}
 
 
 @dataclass(frozen=True)  # not slotted: `stage()` keeps its index of stages in the instance's __dict__

@@ -9,6 +9,7 @@ returned only when there is none.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import posixpath
 import re
@@ -399,7 +400,7 @@ class _Lowering:
         return ir.Pipeline(
             name=header.name, file=self.program.path, description=header.description,
             namespace=header.namespace, labels=header.labels,
-            params=tuple(self.params[n] for n in sorted(self.params)),
+            params=self._params_with_fixed_uses(stages),
             volumes=tuple(volumes[n] for n in sorted(volumes)),
             secrets=tuple(secrets[n] for n in sorted(secrets)),
             stages=stages,
@@ -412,6 +413,38 @@ class _Lowering:
                           f"the pipeline `{self.header.name}` has no stages: it compiles to nothing that runs",
                           label="declares no stage",
                           help='declare one, e.g. `data prepare { image = "python:3.11-slim" }`')
+
+    def _params_with_fixed_uses(self, stages: tuple[ir.Stage, ...]) -> tuple[ir.Param, ...]:
+        """The parameters, each with the places its value was compiled in as a plain
+        value: every `${...}` substituted outside the stages' Texts (a quantity, a
+        mount path, a label, a volume's class...)."""
+        params = [self.params[n] for n in sorted(self.params)]
+        uses = self.evaluator.param_uses
+        if not uses:
+            return tuple(params)
+        kept = sorted((text.span.start, text.span.end) for stage in stages for text in ir.texts_of(stage))
+        starts = [start for start, _ in kept]
+        fixed: dict[str, list[ir.ParamUse]] = {}
+        for name, span in sorted(set(uses), key=lambda use: use[1]):
+            index = bisect.bisect_right(starts, span.start) - 1
+            if index >= 0 and span.end <= kept[index][1]:
+                continue  # inside a stage's Text: a reference each target renders
+            fixed.setdefault(name, []).append(self._param_use(span))
+        return tuple(dataclasses.replace(p, fixed_at=tuple(fixed[p.name])) if p.name in fixed else p
+                     for p in params)
+
+    def _param_use(self, span: Span) -> ir.ParamUse:
+        """Which declaration and attribute the text at ``span`` belongs to."""
+        symbols = self.symbols
+        declarations = [("stage", d) for d in symbols.stages.values()]
+        declarations += [("volume", d) for d in symbols.volumes.values()]
+        declarations += [("secret", d) for d in symbols.secrets.values()]
+        for kind, declaration in declarations:
+            if declaration.span.start <= span.start and span.end <= declaration.span.end:
+                return ir.ParamUse(kind, declaration.name.value, _attribute_around(declaration.items, span), span)
+        header = symbols.header
+        attribute = _attribute_around(header.items, span) if header is not None else ""
+        return ir.ParamUse("pipeline", self.header.name, attribute, span)
 
     def _check_volume_use(self, reach: dag.Reachability, volumes, lowered) -> None:
         uses: dict[str, list[dag.Use]] = {}
@@ -774,6 +807,18 @@ def _literal(value) -> str:
     if isinstance(value, m.Str):
         return value.literal if value.is_literal else ""
     return value.text if isinstance(value, m.Number) else ""
+
+
+def _attribute_around(items, span: Span) -> str:
+    """The name of the innermost attribute, block or mount among ``items`` that holds ``span``."""
+    for item in items:
+        if item.span.start <= span.start and span.end <= item.span.end:
+            if isinstance(item, m.Mount):
+                return "mount"
+            if isinstance(item, m.Block):
+                return _attribute_around(item.items, span) or item.name
+            return item.name
+    return ""
 
 
 def _text(text: Text, span: Span) -> ir.Text:

@@ -122,6 +122,9 @@ class Evaluator:
         self.params = params
         self.declared_params = frozenset(declared_params)  # including ones whose value is invalid
         self.pipeline_name = pipeline_name
+        # Every `${param}` substituted, with its span: the lowering tells from it
+        # which parameters a value was fixed into (see lower._fixed_param_uses).
+        self.param_uses: list[tuple[str, Span]] = []
 
     # strings ------------------------------------------------------------------
 
@@ -170,6 +173,7 @@ class Evaluator:
                 return INVALID
             return stage
         if name in self.params:
+            self.param_uses.append((name, part.span))
             return self.params[name].text
         if name in self.declared_params:
             return INVALID  # its declaration is already reported
@@ -236,6 +240,7 @@ class Evaluator:
         if isinstance(value, m.Str) and value.sole_interpolation is not None:
             param = self.params.get(value.sole_interpolation.name)
             if param is not None and ".." in param.text and spec.ranges:
+                self.param_uses.append((param.name, value.sole_interpolation.span))
                 low_text, _, high_text = param.text.partition("..")
                 low = self._parse(spec, kind, low_text, value.span, param)
                 high = self._parse(spec, kind, high_text, value.span, param)
