@@ -26,8 +26,9 @@ What a program becomes
 - a batch stage: a container template (the same container, resources, GPUs,
   tolerations, node selector, shm, mounts, env, secret references and
   hardening as the Kubernetes Job, with ``retryStrategy.limit`` = retries and
-  ``activeDeadlineSeconds`` = timeout) and a DAG task whose ``dependencies``
-  are the stage's ``after``;
+  ``activeDeadlineSeconds`` = timeout, which Argo applies to each attempt, so
+  with retries ``retryStrategy.backoff.maxDuration`` = timeout bounds the whole
+  stage) and a DAG task whose ``dependencies`` are the stage's ``after``;
 - a serve stage: a DAG task running a steps template that applies, side by
   side, the Deployment (a ``resource`` template that succeeds once every
   replica is updated and available, so a dependant waits for a healthy service)
@@ -254,7 +255,7 @@ def build_container_template(pipeline: ir.Pipeline, stage: ir.Stage, options: Op
     container = {**parts.container, "name": "main"}  # Argo's name for the stage's container
     template: dict = {"name": task_name(stage), "metadata": {"labels": k8s.stage_labels(pipeline, stage)}}
     if stage.retries > 0:
-        template["retryStrategy"] = {"limit": stage.retries}
+        template["retryStrategy"] = build_retry_strategy(stage)
     if stage.timeout is not None:
         template["activeDeadlineSeconds"] = stage.timeout
     if parts.node_selector:
@@ -265,6 +266,21 @@ def build_container_template(pipeline: ir.Pipeline, stage: ir.Stage, options: Op
         template["volumes"] = parts.scratch_volumes
     template["container"] = container
     return template
+
+
+def build_retry_strategy(stage: ir.Stage) -> dict:
+    """``retries`` extra attempts. A template's ``activeDeadlineSeconds`` (and its
+    ``timeout``) bound one attempt, so with a ``timeout`` the attempts together are
+    bounded too: ``backoff.maxDuration`` counts from the first attempt's start, no
+    attempt starts after it, and a later attempt's pod gets what remains of it as
+    its deadline (argoproj/argo-workflows workflow/controller/operator.go,
+    ``processNodeRetries``: ``maxDurationDeadline``, ``opts.executionDeadline``).
+    A backoff needs a base ``duration``: none, so a retry starts at once, as it
+    does without a timeout."""
+    strategy: dict = {"limit": stage.retries}
+    if stage.timeout is not None:
+        strategy["backoff"] = {"duration": "0s", "maxDuration": f"{stage.timeout}s"}
+    return strategy
 
 
 def serve_manifests(pipeline: ir.Pipeline, stage: ir.Stage, options: Options,

@@ -311,12 +311,28 @@ def test_workflow_settings():
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     ingest, model = templates(workflow)["ingest"], templates(workflow)["model"]
-    assert ingest["retryStrategy"] == {"limit": 2} and ingest["activeDeadlineSeconds"] == 1800
+    assert ingest["activeDeadlineSeconds"] == 1800  # one attempt; and all of them:
+    assert ingest["retryStrategy"] == {"limit": 2, "backoff": {"duration": "0s", "maxDuration": "1800s"}}
     assert "retryStrategy" not in model and model["activeDeadlineSeconds"] == 12 * 3600
     assert model["container"]["resources"]["limits"]["nvidia.com/gpu"] == 4
     assert model["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
     assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}} in model["volumes"]
     assert ingest["container"]["envFrom"] == [{"secretRef": {"name": "s3"}}]
+
+
+def test_a_timeout_bounds_the_whole_stage_with_its_retries():
+    """`timeout` is the deadline of the whole stage (LANGUAGE.md); Argo's
+    activeDeadlineSeconds is per attempt, so (retries + 1) x timeout without
+    retryStrategy.backoff.maxDuration."""
+    text = '''data a { image = "e:1"  retries = 3  timeout = 1h }
+data b { image = "e:1"  timeout = 10m }
+data c { image = "e:1"  retries = 2 }
+'''
+    by_name = templates(workflow_of(compile_ok(text)))
+    assert by_name["a"]["retryStrategy"] == {"limit": 3, "backoff": {"duration": "0s", "maxDuration": "3600s"}}
+    assert by_name["a"]["activeDeadlineSeconds"] == 3600
+    assert "retryStrategy" not in by_name["b"] and by_name["b"]["activeDeadlineSeconds"] == 600
+    assert by_name["c"]["retryStrategy"] == {"limit": 2} and "activeDeadlineSeconds" not in by_name["c"]
 
 
 def test_stable_name_service_account_and_no_namespace():
