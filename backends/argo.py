@@ -60,8 +60,12 @@ from aipc.compiler import ir
 from aipc.diagnostics import Diagnostics, Label
 
 MAX_WORKFLOW_BYTES = 1024 * 1024
-DEFAULT_SERVICE_ACCOUNT = "argo-workflow"
 ENTRYPOINT = "main"
+NETWORK_POLICY_TASK = "network-policy"
+# What Argo's executor needs from the API server (>= v3.4: it reports a step's
+# outputs as a WorkflowTaskResult): argoproj/argo-workflows docs/workflow-rbac.md
+# and manifests/quick-start/base/executor/emissary/executor-role.yaml.
+EXECUTOR_RULES = ({"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]},)
 
 
 @dataclass(frozen=True)
@@ -69,9 +73,27 @@ class Options:
     """What the Argo target lets a user choose (flags in ``add_arguments``)."""
 
     stable_name: bool = False  # metadata.name instead of generateName
-    service_account: str = DEFAULT_SERVICE_ACCOUNT
+    service_account: str | None = None  # batch steps; default <pipeline>-runner
+    deploy_service_account: str | None = None  # the steps that apply objects; default <pipeline>-deployer
+    rbac: bool = False  # also emit both accounts with their Roles and RoleBindings
     ttl_seconds_after_completion: int = 86400
     kubernetes: k8s.Options = field(default_factory=k8s.Options)  # uid, default resources
+
+
+@dataclass(frozen=True)
+class Accounts:
+    """The two service accounts of a Workflow's pods: batch steps run as ``runner``,
+    which may do only what Argo's executor needs; the steps that apply objects
+    (serve stages, served volumes, network policies) run as ``deployer``, which
+    may create and change those objects and no others."""
+
+    runner: str
+    deployer: str
+
+
+def accounts(pipeline: ir.Pipeline, options: Options) -> Accounts:
+    return Accounts(options.service_account or f"{pipeline.dns_name}-runner",
+                    options.deploy_service_account or f"{pipeline.dns_name}-deployer")
 
 
 def default_filename(pipeline: ir.Pipeline) -> str:
@@ -81,13 +103,22 @@ def default_filename(pipeline: ir.Pipeline) -> str:
 def add_arguments(group) -> None:
     group.add_argument("--stable-name", action="store_true",
                        help="argo: name the Workflow after the pipeline instead of generating a name per run")
-    group.add_argument("--service-account", metavar="NAME", default=DEFAULT_SERVICE_ACCOUNT,
-                       help=f"argo: the service account the workflow's pods use (default {DEFAULT_SERVICE_ACCOUNT})")
+    group.add_argument("--service-account", metavar="NAME",
+                       help="argo: the service account batch steps run as, allowed only what Argo's executor "
+                            "needs (default PIPELINE-runner)")
+    group.add_argument("--deploy-service-account", metavar="NAME",
+                       help="argo: the service account of the steps that apply serve stages, their volumes and "
+                            "network policies (default PIPELINE-deployer)")
+    group.add_argument("--rbac", action="store_true",
+                       help="argo: also emit both service accounts with Roles and RoleBindings that allow each "
+                            "only what its steps need (apply them before submitting the Workflow)")
 
 
 def options_from(args) -> Options:
     return Options(stable_name=bool(getattr(args, "stable_name", False)),
-                   service_account=getattr(args, "service_account", None) or DEFAULT_SERVICE_ACCOUNT)
+                   service_account=getattr(args, "service_account", None) or None,
+                   deploy_service_account=getattr(args, "deploy_service_account", None) or None,
+                   rbac=bool(getattr(args, "rbac", False)))
 
 
 # -------------------------------------------------------------------- strings
@@ -237,14 +268,15 @@ def build_claim_reference(pipeline: ir.Pipeline, volume: ir.Volume) -> dict:
             "persistentVolumeClaim": {"claimName": k8s.claim_name(pipeline, volume)}}
 
 
-def build_apply_template(name: str, document: dict, success: str | None = None) -> dict:
-    """A ``resource`` template that applies one object (Argo applies one per template)."""
+def build_apply_template(name: str, document: dict, account: str, success: str | None = None) -> dict:
+    """A ``resource`` template that applies one object (Argo applies one per
+    template), as the service account that may."""
     from aipc.backends.writer import to_yaml  # YAML only when compiling: `aipc check` stays light
 
     resource: dict = {"action": "apply", "manifest": to_yaml([document])}
     if success is not None:
         resource["successCondition"] = success
-    return {"name": name, "resource": resource}
+    return {"name": name, "serviceAccountName": account, "resource": resource}
 
 
 # ------------------------------------------------------------------ templates
@@ -296,34 +328,41 @@ def serve_manifests(pipeline: ir.Pipeline, stage: ir.Stage, options: Options,
 
 def build_serve_templates(pipeline: ir.Pipeline, stage: ir.Stage, options: Options,
                           names: TemplateNames, texts: ArgoTexts) -> list[dict]:
+    """A steps template applying, side by side, the stage's Deployment, Service and
+    the NetworkPolicy admitting traffic to its port, as on Kubernetes."""
     deployment, service = serve_manifests(pipeline, stage, options, texts)
     base = task_name(stage)
     deployment_template, service_template = names.add(f"{base}-deployment"), names.add(f"{base}-service")
+    policy_template = names.add(f"{base}-network-policy")
+    deployer = accounts(pipeline, options).deployer
     ready = stage.replicas - 1
     success = f"status.updatedReplicas > {ready},status.availableReplicas > {ready}"
     return [
         {"name": base,
          "steps": [[{"name": "deployment", "template": deployment_template},
-                    {"name": "service", "template": service_template}]]},
-        build_apply_template(deployment_template, deployment, success),
-        build_apply_template(service_template, service),
+                    {"name": "service", "template": service_template},
+                    {"name": "network-policy", "template": policy_template}]]},
+        build_apply_template(deployment_template, deployment, deployer, success),
+        build_apply_template(service_template, service, deployer),
+        build_apply_template(policy_template, k8s.build_allow_port(pipeline, stage), deployer),
     ]
 
 
-def build_dag(pipeline: ir.Pipeline, volume_tasks: dict[str, str]) -> dict:
-    """The entrypoint: one task per stage, its dependencies the stage's `after`
-    (plus the task creating a served volume, for the first stages that mount it)."""
+def build_dag(pipeline: ir.Pipeline, volume_tasks: dict[str, str], policy_task: str) -> dict:
+    """The entrypoint: the task applying the pipeline's NetworkPolicy, which every
+    other task waits for (directly, or through its dependencies); then one task per
+    stage, its dependencies the stage's `after` (plus the task creating a served
+    volume, for the first stages that mount it)."""
     waits: dict[str, list[str]] = {}
-    tasks: list[dict] = []
+    tasks: list[dict] = [{"name": policy_task, "template": policy_task}]
     for volume_name, task in volume_tasks.items():
-        tasks.append({"name": task, "template": task})
+        tasks.append({"name": task, "template": task, "dependencies": [policy_task]})
         for stage in first_users(pipeline, pipeline_volume(pipeline, volume_name)):
             waits.setdefault(stage.name, []).append(task)
     for stage in pipeline.stages:
         task: dict = {"name": task_name(stage), "template": task_name(stage)}
         dependencies = [task_name(pipeline.stage(name)) for name in stage.after] + waits.get(stage.name, [])
-        if dependencies:
-            task["dependencies"] = dependencies
+        task["dependencies"] = dependencies or [policy_task]
         tasks.append(task)
     return {"name": ENTRYPOINT, "dag": {"tasks": tasks}}
 
@@ -364,10 +403,13 @@ def build_workflow_metadata(pipeline: ir.Pipeline, options: Options) -> dict:
 def build_workflow(pipeline: ir.Pipeline, options: Options, texts: ArgoTexts) -> dict:
     names = TemplateNames(pipeline)
     entrypoint = names.add(ENTRYPOINT)
+    policy_task = names.add(NETWORK_POLICY_TASK)
     served = served_volumes(pipeline)
     volume_tasks = {volume.name: names.add(f"{k8s.volume_name(volume)}-volume") for volume in served}
-    templates = [{**build_dag(pipeline, volume_tasks), "name": entrypoint}]
-    templates += [build_apply_template(volume_tasks[v.name], k8s.build_pvc(pipeline, v)) for v in served]
+    deployer = accounts(pipeline, options).deployer
+    templates = [{**build_dag(pipeline, volume_tasks, policy_task), "name": entrypoint},
+                 build_apply_template(policy_task, k8s.build_default_deny(pipeline), deployer)]
+    templates += [build_apply_template(volume_tasks[v.name], k8s.build_pvc(pipeline, v), deployer) for v in served]
     for stage in pipeline.stages:
         if stage.is_batch:
             templates.append(build_container_template(pipeline, stage, options, texts))
@@ -377,7 +419,7 @@ def build_workflow(pipeline: ir.Pipeline, options: Options, texts: ArgoTexts) ->
     spec: dict = {"entrypoint": entrypoint}
     if texts.offered:
         spec["arguments"] = {"parameters": build_parameters(pipeline, texts.offered)}
-    spec["serviceAccountName"] = options.service_account
+    spec["serviceAccountName"] = accounts(pipeline, options).runner
     spec["securityContext"] = k8s.pod_security_context(options.kubernetes)
     spec["podGC"] = {"strategy": "OnPodSuccess"}
     spec["ttlStrategy"] = {"secondsAfterCompletion": options.ttl_seconds_after_completion}
@@ -399,6 +441,59 @@ def build_workflow(pipeline: ir.Pipeline, options: Options, texts: ArgoTexts) ->
     }
 
 
+# ----------------------------------------------------------------------- RBAC
+
+
+def applied_objects(pipeline: ir.Pipeline) -> dict[tuple[str, str], list[str]]:
+    """What the Workflow's resource templates apply: (API group, resource) ->
+    object names, from the same builders the templates use."""
+    objects: dict[tuple[str, str], list[str]] = {("networking.k8s.io", "networkpolicies"): [pipeline.dns_name]}
+    for volume in served_volumes(pipeline):
+        objects.setdefault(("", "persistentvolumeclaims"), []).append(k8s.claim_name(pipeline, volume))
+    for stage in pipeline.stages:
+        if not stage.is_batch:
+            name = pipeline.object_name(stage.name)
+            objects.setdefault(("apps", "deployments"), []).append(name)
+            objects.setdefault(("", "services"), []).append(name)
+            objects[("networking.k8s.io", "networkpolicies")].append(name)
+    return objects
+
+
+def deployer_rules(pipeline: ir.Pipeline) -> list[dict]:
+    """The executor's rules, and for each kind of object the Workflow applies:
+    `create` (which RBAC cannot restrict by name), and `get` and `patch` (what
+    `kubectl apply` and the success condition need) on exactly those objects."""
+    rules = [dict(rule) for rule in EXECUTOR_RULES]
+    for (group, resource), object_names in applied_objects(pipeline).items():
+        rules.append({"apiGroups": [group], "resources": [resource], "verbs": ["create"]})
+        rules.append({"apiGroups": [group], "resources": [resource], "resourceNames": sorted(set(object_names)),
+                      "verbs": ["get", "patch"]})
+    return rules
+
+
+def build_account(pipeline: ir.Pipeline, name: str, component: str, rules: list[dict]) -> list[dict]:
+    """A ServiceAccount, a Role of ``rules`` and the RoleBinding between them, all named ``name``."""
+    labels = pipeline.labels_for(name, component)
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": k8s.metadata(pipeline, name, labels)},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "Role",
+         "metadata": k8s.metadata(pipeline, name, labels), "rules": rules},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+         "metadata": k8s.metadata(pipeline, name, labels),
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name},
+         # Without a namespace the subject is the account in the binding's own namespace,
+         # wherever it is applied (kubernetes pkg/registry/rbac/validation/rule.go, appliesToUser).
+         "subjects": [{"kind": "ServiceAccount", "name": name,
+                       **({"namespace": pipeline.namespace} if pipeline.namespace else {})}]},
+    ]
+
+
+def build_rbac(pipeline: ir.Pipeline, options: Options) -> list[dict]:
+    names = accounts(pipeline, options)
+    return (build_account(pipeline, names.runner, "runner", [dict(rule) for rule in EXECUTOR_RULES])
+            + build_account(pipeline, names.deployer, "deployer", deployer_rules(pipeline)))
+
+
 def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     options = options or Options()
     sink = Diagnostics(pipeline.file)
@@ -415,4 +510,5 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
             f"the Workflow is {size / 1024 / 1024:.1f} MiB; Argo and the API server store at most 1 MiB",
             help="move long scripts into the image and run them with `command`, or split the pipeline",
         )
-    return Emitted((workflow,), tuple(sink.sorted()))
+    rbac = build_rbac(pipeline, options) if options.rbac else []
+    return Emitted((*rbac, workflow), tuple(sink.sorted()))

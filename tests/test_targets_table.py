@@ -236,7 +236,8 @@ EXAMPLE_CASES = {
             ("metadata.namespace", "ml-prod"),
             ("spec.arguments.parameters[name=epochs].value", "10"),
             (f"{tpl('ingest')}.retryStrategy.limit", 2),
-            (f"{tpl('ingest')}.activeDeadlineSeconds", 1800),
+            (f"{tpl('ingest')}.activeDeadlineSeconds", 1800),  # one attempt; all three together:
+            (f"{tpl('ingest')}.retryStrategy.backoff.maxDuration", "1800s"),
             (f"{tpl('ingest')}.container.envFrom", [{"secretRef": {"name": "s3"}}]),
             (f"{tpl('ingest')}.container.command", Has("{{workflow.parameters.run_date}}")),
             ("spec.volumeClaimTemplates[metadata.name=raw].spec.accessModes", ["ReadWriteMany"]),
@@ -524,6 +525,25 @@ data job   { image = "x:1" }
 serve web  { image = "x:1"  port = 80 }
 """
 
+# A parameter that sets a number and one that a serve stage uses: on Argo, where
+# parameters are taken at submission, both are fixed so that each means one value.
+FIXED_PARAMS = """\
+param gpus: int = 2
+param epochs: int = 5
+param greeting: string = "it's fine"
+train model {
+  image   = "trainer:1.0"
+  command = ["torchrun", "--nproc-per-node=${gpus}", "--epochs=${epochs}"]
+  resources { gpu = "${gpus}" }
+}
+serve api { image = "api:1.0"  after = [model]  port = 8080  env = { GREETING = "${greeting}" } }
+"""
+
+EGRESS = [{"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+          {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "t"}}}]},
+          {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}},
+                  {"ipBlock": {"cidr": "::/0", "except": ["fd00:ec2::254/128"]}}]}]
+
 CASES = {
     **EXAMPLE_CASES,
     "gpus": Case(GPUS, facts={
@@ -686,7 +706,7 @@ CASES = {
             (f"{obj('Job', 't-e')}.metadata.annotations[aipc.dev/depends-on]", "Job/t-d"),
         ],
         "argo": [
-            (f"{task('a')}.dependencies", ABSENT),
+            (f"{task('a')}.dependencies", ["network-policy"]),  # applied before any pod starts
             (f"{task('b')}.dependencies", ["a"]),
             (f"{task('c')}.dependencies", ["a"]),
             (f"{task('d')}.dependencies", ["b", "c"]),
@@ -766,8 +786,40 @@ CASES = {
     "hardening": Case(HARDENING, facts={
         "compose": hardened_compose("job", "web"),
         "k8s": [*hardened_k8s("t", jobs=("job",), deployments=("web",)),
-                (f"{obj('NetworkPolicy', 't')}.spec.podSelector.matchLabels[app.kubernetes.io/part-of]", "t")],
-        "argo": hardened_argo(batch=("job",), serve=("web",)),
+                (f"{obj('NetworkPolicy', 't')}.spec.podSelector.matchLabels[app.kubernetes.io/part-of]", "t"),
+                # no ingress but to the serve port; egress to DNS, the pipeline, not the metadata service
+                (f"{obj('NetworkPolicy', 't')}.spec.policyTypes", ["Ingress", "Egress"]),
+                (f"{obj('NetworkPolicy', 't')}.spec.ingress", ABSENT),
+                (f"{obj('NetworkPolicy', 't')}.spec.egress", EGRESS),
+                (f"{obj('NetworkPolicy', 't-web')}.spec.ingress", [{"ports": [{"protocol": "TCP", "port": 80}]}])],
+        "argo": [*hardened_argo(batch=("job",), serve=("web",)),
+                 # the same policies, applied before any pod starts and with the serve stage
+                 ("spec.templates[name=network-policy].resource.manifest>spec.egress", EGRESS),
+                 (f"{task('job')}.dependencies", ["network-policy"]),
+                 ("spec.templates[name=web-network-policy].resource.manifest>spec.ingress",
+                  [{"ports": [{"protocol": "TCP", "port": 80}]}]),
+                 # batch steps run as an account that can only report to Argo; apply steps as another
+                 ("spec.serviceAccountName", "t-runner"),
+                 (f"{tpl('job')}.serviceAccountName", ABSENT),
+                 ("spec.templates[name=web-deployment].serviceAccountName", "t-deployer"),
+                 ("spec.templates[name=network-policy].serviceAccountName", "t-deployer")],
+    }),
+    "fixed-params": Case(FIXED_PARAMS, params=("gpus=4",), facts={
+        "compose": [gpus_compose("model", "nvidia", 4),
+                    (f"{svc('model')}.entrypoint", ["torchrun"]),
+                    (f"{svc('model')}.command", ["--nproc-per-node=4", "--epochs=5"]),
+                    (f"{svc('api')}.environment", Has("GREETING=it's fine"))],
+        "k8s": [Quiet(),
+                (f"{ctr('Job', 't-model')}.resources.limits[nvidia.com/gpu]", 4),
+                (f"{ctr('Job', 't-model')}.command", ["torchrun", "--nproc-per-node=4", "--epochs=5"]),
+                (f"{ctr('Deployment', 't-api')}.env[name=GREETING].value", "it's fine")],
+        "argo": [(f"{tpl('model')}.container.resources.limits[nvidia.com/gpu]", 4),
+                 (f"{tpl('model')}.container.command",
+                  ["torchrun", "--nproc-per-node=4", "--epochs={{workflow.parameters.epochs}}"]),
+                 ("spec.arguments.parameters", [{"name": "epochs", "value": "5"}]),
+                 (f"{applied('api')}spec.template.spec.containers[0].env[name=GREETING].value", "it's fine"),
+                 Warns("B101", 7, 22),  # gpus: fixed at the gpu count
+                 Warns("B101", 9, 81)],  # greeting: in the serve stage's manifest
     }),
 }
 

@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from aipc.backends import argo, get_backend
+from aipc.backends.writer import to_yaml
 from aipc.compiler import ir
 from tests.backends.argo_schema import workflow_errors
 from tests.helpers import compile_ok
@@ -106,10 +107,16 @@ def test_dag_edges_are_the_programs_edges(path):
     stage_tasks = {task(stage): stage for stage in pipeline.stages}
     assert set(stage_tasks) <= set(tasks)
     extra = set(tasks) - set(stage_tasks)
-    for name in extra:  # only tasks that create a volume a serve stage mounts
+    policy = "network-policy"  # applied first: every other task waits for it
+    assert policy in extra and "dependencies" not in tasks[policy]
+    assert templates(workflow)[policy]["resource"]["manifest"].startswith(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n")
+    for name in extra - {policy}:  # the others create a volume a serve stage mounts
         assert templates(workflow)[tasks[name]["template"]]["resource"]["manifest"].startswith(
             "apiVersion: v1\nkind: PersistentVolumeClaim\n")
-        assert "dependencies" not in tasks[name]
+        assert tasks[name]["dependencies"] == [policy]
+    for name in stage_tasks:
+        assert tasks[name]["dependencies"]  # the policy, an `after`, or a volume (which waits for the policy)
     edges = {(dependency, name) for name, t in tasks.items() if name in stage_tasks
              for dependency in t.get("dependencies", []) if dependency in stage_tasks}
     assert edges == {(task(pipeline.stage(after)), task(stage)) for stage in pipeline.stages for after in stage.after}
@@ -121,9 +128,10 @@ def test_dag_edges_are_the_programs_edges(path):
 def test_exact_dependencies_when_no_volume_outlives_the_run():
     pipeline = example_ir(ROOT / "examples" / "vision-amd.aip")
     tasks = dag_tasks(workflow_of(pipeline))
-    assert set(tasks) == {task(stage) for stage in pipeline.stages}
+    assert set(tasks) == {task(stage) for stage in pipeline.stages} | {"network-policy"}
     for stage in pipeline.stages:
-        assert tasks[task(stage)].get("dependencies", []) == [task(pipeline.stage(a)) for a in stage.after]
+        assert tasks[task(stage)]["dependencies"] == [task(pipeline.stage(a)) for a in stage.after] or [
+            "network-policy"]
 
 
 def test_a_served_volume_is_created_before_its_first_users_and_outlives_the_run():
@@ -149,7 +157,8 @@ def test_names_the_backend_adds_never_collide_with_stages():
     assert workflow["spec"]["entrypoint"] == "main-2"
     assert "container" in templates(workflow)["api-service"]  # the stage keeps its name
     steps = templates(workflow)["api"]["steps"]
-    assert [[s["template"] for s in group] for group in steps] == [["api-deployment", "api-service-2"]]
+    assert [[s["template"] for s in group] for group in steps] == [
+        ["api-deployment", "api-service-2", "api-network-policy"]]
     for name in names:
         assert re.fullmatch(r"[a-z0-9][-a-z0-9]*", name) and len(name) <= 128
 
@@ -305,7 +314,7 @@ def test_workflow_settings():
     assert workflow["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "aipc"
     assert workflow["metadata"]["annotations"] == {"workflows.argoproj.io/description": "Nightly retrain of the fraud model"}
     spec = workflow["spec"]
-    assert spec["serviceAccountName"] == "argo-workflow"
+    assert spec["serviceAccountName"] == "fraud-detection-runner"  # batch steps: what the executor needs
     assert spec["podGC"] == {"strategy": "OnPodSuccess"}
     assert spec["ttlStrategy"] == {"secondsAfterCompletion": 86400}
     assert spec["securityContext"]["runAsNonRoot"] is True
@@ -333,6 +342,111 @@ data c { image = "e:1"  retries = 2 }
     assert by_name["a"]["activeDeadlineSeconds"] == 3600
     assert "retryStrategy" not in by_name["b"] and by_name["b"]["activeDeadlineSeconds"] == 600
     assert by_name["c"]["retryStrategy"] == {"limit": 2} and "activeDeadlineSeconds" not in by_name["c"]
+
+
+# --------------------------------------------------------- least privilege
+
+
+RESOURCES = {"NetworkPolicy": ("networking.k8s.io", "networkpolicies"), "Deployment": ("apps", "deployments"),
+             "Service": ("", "services"), "PersistentVolumeClaim": ("", "persistentvolumeclaims")}
+
+
+def allows(role: dict, group: str, resource: str, verb: str, name: str | None = None) -> bool:
+    """What the Kubernetes RBAC authorizer decides for one request under ``role``
+    (a rule matches its groups, resources and verbs, and names when it lists any)."""
+    return any(group in rule["apiGroups"] and resource in rule["resources"] and verb in rule["verbs"]
+               and (not rule.get("resourceNames") or name in rule["resourceNames"]) for rule in role["rules"])
+
+
+def rbac_output(pipeline: ir.Pipeline, **options) -> tuple[dict[tuple[str, str], dict], dict]:
+    documents = read_back(emit_yaml("argo", pipeline, rbac=True, **options))
+    assert documents[-1]["kind"] == "Workflow"
+    return {(d["kind"], d["metadata"]["name"]): d for d in documents[:-1]}, documents[-1]
+
+
+@pytest.mark.parametrize("path", CLUSTER_EXAMPLES + [None], ids=lambda p: p.stem if p else "clash")
+def test_batch_steps_may_do_only_what_the_executor_needs_and_apply_steps_only_their_objects(path):
+    pipeline = example_ir(path) if path else compile_ir(COLLIDING_PROGRAM)
+    rbac, workflow = rbac_output(pipeline)
+    runner, deployer = f"{pipeline.dns_name}-runner", f"{pipeline.dns_name}-deployer"
+    assert sorted(rbac) == sorted((kind, name) for name in (runner, deployer)
+                                  for kind in ("ServiceAccount", "Role", "RoleBinding"))
+    for name in (runner, deployer):
+        binding = rbac[("RoleBinding", name)]
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}
+        assert [s["name"] for s in binding["subjects"]] == [name]
+    executor = {"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]}
+    assert rbac[("Role", runner)]["rules"] == [executor]  # and nothing else: no Deployments, no pods
+    assert workflow["spec"]["serviceAccountName"] == runner
+    role = rbac[("Role", deployer)]
+    assert allows(role, "argoproj.io", "workflowtaskresults", "create")
+    applied = set()
+    for template in workflow["spec"]["templates"]:
+        if "container" in template:
+            assert "serviceAccountName" not in template  # batch steps: the workflow's, the runner
+        if "resource" not in template:
+            continue
+        assert template["serviceAccountName"] == deployer
+        manifest = yaml.safe_load(template["resource"]["manifest"])
+        group, resource = RESOURCES[manifest["kind"]]
+        name = manifest["metadata"]["name"]
+        applied.add((group, resource, name))
+        # kubectl apply reads the object, then creates or patches it; the success condition reads it
+        for verb in ("get", "create", "patch"):
+            assert allows(role, group, resource, verb, name), (verb, resource, name)
+    # nothing but those objects: not another Deployment, not a Secret, no deletes
+    for group, resource, name in applied:
+        assert not allows(role, group, resource, "get", name + "-other")
+        assert not allows(role, group, resource, "delete", name)
+    assert not any(allows(role, "", "secrets", verb, "x") for verb in ("get", "list", "create"))
+    assert not allows(role, "", "pods", "create") and not allows(role, "apps", "deployments", "list")
+
+
+def test_rbac_names_follow_the_options_and_stay_out_without_the_flag():
+    pipeline = compile_ir(EDGE_PROGRAM)
+    assert [d["kind"] for d in read_back(emit_yaml("argo", pipeline))] == ["Workflow"]
+    rbac, workflow = rbac_output(pipeline, service_account="steps", deploy_service_account="apply")
+    assert {name for _, name in rbac} == {"steps", "apply"}
+    assert workflow["spec"]["serviceAccountName"] == "steps"
+    assert {t["serviceAccountName"] for t in workflow["spec"]["templates"] if "resource" in t} == {"apply"}
+    # no namespace in the program: the objects, and the binding's subject, are in the one they are applied to
+    assert all("namespace" not in d["metadata"] for d in rbac.values())
+    assert rbac[("RoleBinding", "steps")]["subjects"] == [{"kind": "ServiceAccount", "name": "steps"}]
+
+
+@pytest.mark.parametrize("version", ["1.28.0", kubernetes_validate.latest_version()])
+def test_rbac_output_validates_strictly(version):
+    for pipeline in [example_ir(path) for path in CLUSTER_EXAMPLES] + [compile_ir(EDGE_PROGRAM)]:
+        rbac, _ = rbac_output(pipeline)
+        for document in rbac.values():
+            try:
+                kubernetes_validate.validate(document, version, strict=True)
+            except kubernetes_validate.ValidationError as error:
+                pytest.fail(f"{pipeline.name}: {document['kind']} {document['metadata']['name']}: {error.message}")
+
+
+def test_checkov_rbac_output(tmp_path):
+    outputs = {path.stem: emit_yaml("argo", example_ir(path), rbac=True) for path in CLUSTER_EXAMPLES}
+    rbac_only = {name: to_yaml([d for d in read_back(text) if d["kind"] != "Workflow"])
+                 for name, text in outputs.items()}
+    results = run_checkov(write_outputs(tmp_path / "rbac", rbac_only), "kubernetes")
+    assert set(results) == {f"{name}.yaml" for name in outputs}
+    for name, result in results.items():
+        assert result["failed_checks"] == [], name
+        assert {check for check, _ in result["passed_checks"]} >= {"CKV_K8S_157", "CKV_K8S_158"}, name
+
+
+def test_network_policies_are_applied_before_any_pod_and_with_each_serve_stage():
+    pipeline = example_ir(ROOT / "examples" / "recommender.aip")
+    workflow = workflow_of(pipeline)
+    k8s_policies = by_kind(read_back(emit_yaml("k8s", pipeline)), "NetworkPolicy")
+    first = yaml.safe_load(templates(workflow)["network-policy"]["resource"]["manifest"])
+    assert first == k8s_policies["recommender"]
+    for stage in ("candidates", "ranker"):
+        (group,) = templates(workflow)[stage]["steps"]
+        (policy,) = [step for step in group if step["name"] == "network-policy"]
+        applied = yaml.safe_load(templates(workflow)[policy["template"]]["resource"]["manifest"])
+        assert applied == k8s_policies[f"recommender-{stage}"]
 
 
 def test_stable_name_service_account_and_no_namespace():
