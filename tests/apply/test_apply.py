@@ -406,3 +406,31 @@ def test_ctrl_c_stops_creating_jobs(stub, tmp_path):
     assert b"interrupted: what was applied stays in the cluster" in err
     assert b"Traceback" not in err
     assert not [r for r in server.cluster.patches if r.path.endswith("/jobs/two-second")]
+
+
+# ------------------------------------------------------------------ credentials in messages
+
+
+def test_the_server_url_is_printed_without_its_credentials(stub, capsys, tmp_path):
+    server = stub()
+    config = tmp_path / "userinfo-kubeconfig"
+    address = server.url.replace("http://", "")
+    config.write_text(kubeconfig(f"http://alice:s3cret-pw@{address}"))
+    code, out, err = apply(capsys, str(example("fraud-detection")), "--kubeconfig", str(config), "--dry-run")
+    assert code == 0, err
+    assert f"at http://alice:***@{address} (context stub)" in out
+    assert "s3cret-pw" not in out + err
+
+
+def test_an_unreachable_server_is_named_without_its_credentials(stub, capsys, tmp_path):
+    import socket
+
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    config = tmp_path / "dead-kubeconfig"
+    config.write_text(kubeconfig(f"http://alice:s3cret-pw@127.0.0.1:{port}"))
+    code, out, err = apply(capsys, str(example("fraud-detection")), "--kubeconfig", str(config))
+    assert code == 1
+    assert f"cannot reach the Kubernetes API server at http://alice:***@127.0.0.1:{port}" in err
+    assert "s3cret-pw" not in out + err
