@@ -17,7 +17,9 @@ compiling and are plain values.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import functools
 import re
 from dataclasses import dataclass, field
 from typing import Callable, Iterator, Union
@@ -235,19 +237,36 @@ class Stage:
 
 def texts_of(value) -> Iterator[Text]:
     """Every Text in ``value``: a Stage (its image, command, env values...), or any
-    tuple or IR dataclass holding them, in field order. Generic, so that a Text
-    field added to the IR is found without naming it here."""
+    tuple or IR dataclass holding them, in field order. Which fields may hold one
+    is read from the IR's own annotations, so a Text field added here (or a
+    dataclass holding Texts) is found without naming it."""
     if value.__class__ is Text:
         yield value
-    elif isinstance(value, tuple):
+    elif value.__class__ is tuple:
         for item in value:
-            if not isinstance(item, (str, int, float, bool, Span)):
+            if item.__class__ is Text:
+                yield item
+            elif item.__class__ is tuple or hasattr(item, "__dataclass_fields__"):
                 yield from texts_of(item)
-    elif hasattr(value, "__dataclass_fields__") and not isinstance(value, (Volume, Secret, Range)):
-        for name in value.__dataclass_fields__:
+    elif hasattr(value, "__dataclass_fields__"):
+        for name in _text_fields(value.__class__):
             item = getattr(value, name)
-            if item is not None and not isinstance(item, (str, int, float, bool, Span, enum.Enum)):
+            if item is not None:
                 yield from texts_of(item)
+
+
+@functools.cache
+def _text_fields(cls: type, seen: frozenset = frozenset()) -> tuple[str, ...]:
+    """The fields of an IR dataclass whose annotation mentions Text, or an IR
+    dataclass that (at any depth) has such a field."""
+    fields = []
+    for item in dataclasses.fields(cls):
+        words = set(re.findall(r"[A-Za-z_]+", str(item.type)))
+        nested = [globals()[word] for word in words
+                  if dataclasses.is_dataclass(globals().get(word)) and globals()[word] not in seen | {cls}]
+        if "Text" in words or any(_text_fields(kind, seen | {cls}) for kind in nested):
+            fields.append(item.name)
+    return tuple(fields)
 
 
 def param_refs(stage: "Stage") -> set[str]:
