@@ -4,8 +4,16 @@ Diagnostics are exactly `aipc check`'s (``check_parsed`` over an incremental
 parse, or ``check_source`` when the incremental parse cannot promise the same
 result). They are debounced: each change waits ``debounce`` seconds, and only
 the newest version is checked; a check that finishes after a newer change
-arrived is dropped. Checks run one at a time on a worker thread, so the server
-keeps reading the editor's messages while it checks.
+arrived is dropped.
+
+The event loop only reads and answers messages: parsing, checking, indexing,
+formatting and every request's answer run on worker threads (:meth:`work`), one
+piece of work at a time per document and several documents at once, so a huge
+document never delays another one's diagnostics. A parse gives up between
+chunks as soon as a newer version of its document arrives (the chunks it did
+parse are kept for that version); a request whose document changed while it
+was answered gets ContentModified, and one about a position outside the
+document gets InvalidParams.
 
 Nothing here writes to stdout: the protocol owns it (see :func:`serve`).
 """
@@ -21,9 +29,11 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Callable, NamedTuple
 from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcContentModified, JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
 from aipc import __version__
@@ -32,12 +42,13 @@ from aipc.diagnostics import Diagnostic
 from aipc.dsl.format import FormatterBug, format_text
 from aipc.dsl.vocabulary import IDENTIFIER, MAX_IDENTIFIER
 from aipc.lsp import analysis, completion, convert
-from aipc.lsp.incremental import IncrementalParser, ParsedDocument
+from aipc.lsp.incremental import Cancelled, IncrementalParser, ParsedDocument
 
 logger = logging.getLogger("aipc.lsp")
 
 DEBOUNCE = 0.02  # seconds between a change and its check
 EXACT_DELAY = 0.3  # seconds of quiet before a whole-file check replaces an inexact result
+WORKERS = 4  # documents worked on at once
 
 COMPLETION_KINDS = {
     "keyword": types.CompletionItemKind.Keyword, "attribute": types.CompletionItemKind.Property,
@@ -63,44 +74,86 @@ def path_of(uri: str) -> str:
     return unquote(parsed.path) if parsed.scheme == "file" else uri
 
 
+class Snapshot(NamedTuple):
+    """One version of a document's text, as workers see it (replaced whole on each change)."""
+
+    version: int
+    text: str
+    bom: bool
+
+
+@dataclass
+class View:
+    """What a request is answered from: one version's parse, its names and its lines."""
+
+    snapshot: Snapshot
+    parsed: ParsedDocument
+    index: analysis.Index
+    lines: convert.LineIndex
+
+    def offset(self, position: types.Position) -> int:
+        """The offset of a position of the request; a line past the end is an error
+        (a column past a line's end means its end, as LSP says)."""
+        if position.line >= self.lines.line_count:
+            raise JsonRpcInvalidParams(
+                f"line {position.line} is outside the document, which has {self.lines.line_count} lines")
+        return self.lines.offset(position)
+
+
 @dataclass
 class Document:
-    """What the server knows of one open document."""
+    """What the server knows of one open document. The parse, the index and the
+    line index are made by workers (one at a time per document) and kept for the
+    version they were made of."""
 
     uri: str
     parser: IncrementalParser
-    version: int = 0
-    text: str = ""
-    bom: bool = False
-    parsed: ParsedDocument | None = None  # of ``version``, made on demand
-    index: analysis.Index | None = None
+    snapshot: Snapshot = Snapshot(0, "", False)
+    parsed: ParsedDocument | None = None  # of ``parsed_version``
+    parsed_version: int | None = None
+    index: analysis.Index | None = None  # of ``parsed_version``
+    lines: convert.LineIndex | None = None  # of ``lines_key``
+    lines_key: tuple | None = None
     published: list[Diagnostic] | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
+    @property
+    def version(self) -> int:
+        return self.snapshot.version
+
+    @property
+    def text(self) -> str:
+        return self.snapshot.text
+
     def update(self, source: str, version: int) -> None:
-        self.version = version
-        self.bom = source.startswith("\ufeff")
-        self.text = normalize_newlines(source)
-        self.parsed = self.index = None
+        self.snapshot = Snapshot(version, normalize_newlines(source), source.startswith("\ufeff"))
 
-    def current(self) -> ParsedDocument:
-        if self.parsed is None:
-            self.parsed = self.parser.parse(self.text)
-        return self.parsed
+    # on a worker thread -------------------------------------------------------------
 
-    def current_index(self) -> tuple[ParsedDocument, analysis.Index]:
-        """The parse and its names, for the requests that need them."""
-        parsed = self.current()
+    def current(self, snapshot: Snapshot, cancelled: Callable[[], bool] | None = None) -> ParsedDocument:
+        if self.parsed_version != snapshot.version:
+            self.parsed = self.parser.parse(snapshot.text, cancelled)
+            self.parsed_version, self.index = snapshot.version, None
+        return self.parsed  # type: ignore[return-value]
+
+    def line_index(self, snapshot: Snapshot, encoding: str) -> convert.LineIndex:
+        key = (snapshot.version, encoding)
+        if self.lines_key != key:
+            self.lines, self.lines_key = convert.LineIndex(snapshot.text, encoding, snapshot.bom), key
+        return self.lines  # type: ignore[return-value]
+
+    def view(self, snapshot: Snapshot, encoding: str, cancelled: Callable[[], bool] | None = None) -> View:
+        parsed = self.current(snapshot, cancelled)
         if self.index is None:
             self.index = analysis.build_index(parsed)
-        return parsed, self.index
+        return View(snapshot, parsed, self.index, self.line_index(snapshot, encoding))
 
 
 class AipcLanguageServer(LanguageServer):
     def __init__(self) -> None:
         super().__init__("aipc", __version__)
         self.documents: dict[str, Document] = {}
-        self.checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aipc-check")
+        self.workers = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="aipc-work")
         self.whole_checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aipc-check-whole")
         self.debounce = DEBOUNCE
         self.exact_delay = EXACT_DELAY
@@ -108,16 +161,39 @@ class AipcLanguageServer(LanguageServer):
 
     # positions ---------------------------------------------------------------------
 
-    def line_index(self, document: Document) -> convert.LineIndex:
+    def encoding(self) -> str:
+        """The position encoding initialize agreed with the client."""
         try:
-            encoding = self.workspace.position_encoding  # what initialize agreed with the client
+            encoding = self.workspace.position_encoding
         except RuntimeError:
             encoding = None
-        encoding = getattr(encoding, "value", encoding) or convert.UTF16
-        return convert.LineIndex(document.text, encoding, document.bom)
+        return getattr(encoding, "value", encoding) or convert.UTF16
 
     def document(self, uri: str) -> Document | None:
         return self.documents.get(uri)
+
+    # work off the event loop ---------------------------------------------------------
+
+    async def work(self, document: Document, function, *args):
+        """``function(*args)`` on a worker thread, after the document's earlier work:
+        its parser is not thread-safe, and one thread per document leaves the others
+        for other documents. A thread cannot be stopped, so when the caller is
+        cancelled the document stays held until the thread is done."""
+        async with document.lock:
+            future = asyncio.get_running_loop().run_in_executor(self.workers, function, *args)
+            try:
+                return await asyncio.shield(future)
+            except asyncio.CancelledError:
+                while not future.done():
+                    try:
+                        await asyncio.wait([future])
+                    except asyncio.CancelledError:
+                        continue
+                raise
+
+    def stale(self, document: Document, version: int) -> Callable[[], bool]:
+        """Asked by a parse between chunks: has ``version`` been replaced (or closed)?"""
+        return lambda: not self._current(document, version)
 
     # diagnostics -------------------------------------------------------------------------
 
@@ -139,52 +215,49 @@ class AipcLanguageServer(LanguageServer):
             self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
 
     def schedule(self, document: Document, delay: float) -> None:
-        self._spawn(self._check_later(document, document.version, delay))
+        self._spawn(self._check_later(document, document.snapshot, delay))
 
     def _spawn(self, coroutine) -> None:
         task = asyncio.ensure_future(coroutine)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _check_later(self, document: Document, version: int, delay: float) -> None:
+    async def _check_later(self, document: Document, snapshot: Snapshot, delay: float) -> None:
         await asyncio.sleep(delay)
-        async with document.lock:  # one check at a time; later versions wait here
-            if not self._current(document, version):
-                return  # a newer change has its own check coming
-            started = time.perf_counter()
-            try:
-                parsed = document.current()
-                parsed_at = time.perf_counter()
-                found = await asyncio.get_running_loop().run_in_executor(self.checker, _check, parsed)
-            except Exception:  # noqa: BLE001 - the server must outlive any bug
-                self.internal_error(f"checking {document.uri} failed")
-                return
-            checked_at = time.perf_counter()
-            if not self._current(document, version):
-                logger.debug("version %d of %s: result dropped, a newer version exists", version, document.uri)
-                return
-            self.publish(document, version, found)
-            logger.debug("version %d of %s: parsed in %.1f ms, checked in %.1f ms, published in %.1f ms",
-                         version, document.uri, 1000 * (parsed_at - started), 1000 * (checked_at - parsed_at),
-                         1000 * (time.perf_counter() - checked_at))
-            if not parsed.exact:
-                self._spawn(self._check_whole_later(document, version, parsed.text))
+        if not self._current(document, snapshot.version):
+            return  # a newer change has its own check coming
+        try:
+            parsed, found, lines, timings = await self.work(
+                document, _diagnose, document, snapshot, self.encoding(), self.stale(document, snapshot.version))
+        except Cancelled:
+            return
+        except Exception:  # noqa: BLE001 - the server must outlive any bug
+            self.internal_error(f"checking {document.uri} failed")
+            return
+        if not self._current(document, snapshot.version):
+            logger.debug("version %d of %s: result dropped, a newer version exists", snapshot.version, document.uri)
+            return
+        self.publish(document, snapshot.version, found, lines)
+        logger.debug("version %d of %s: parsed in %.1f ms, checked in %.1f ms", snapshot.version, document.uri,
+                     *timings)
+        if not parsed.exact:
+            self._spawn(self._check_whole_later(document, snapshot))
 
-    async def _check_whole_later(self, document: Document, version: int, text: str) -> None:
+    async def _check_whole_later(self, document: Document, snapshot: Snapshot) -> None:
         """Replace an inexact incremental result (an unclosed triple quote) with the
         whole file's, once the typing has paused. It runs on its own thread and holds
         no lock: the quick checks of newer versions never wait for it."""
         await asyncio.sleep(self.exact_delay)
-        if not self._current(document, version):
+        if not self._current(document, snapshot.version):
             return
         try:
-            checked = await asyncio.get_running_loop().run_in_executor(
-                self.whole_checker, check_source, text, document.parser.path)
+            checked, lines = await asyncio.get_running_loop().run_in_executor(
+                self.whole_checker, _check_whole, snapshot, document.parser.path, self.encoding())
         except Exception:  # noqa: BLE001
             self.internal_error(f"checking {document.uri} failed")
             return
-        if self._current(document, version) and checked.diagnostics != document.published:
-            self.publish(document, version, checked.diagnostics)
+        if self._current(document, snapshot.version) and checked.diagnostics != document.published:
+            self.publish(document, snapshot.version, checked.diagnostics, lines)
 
     def internal_error(self, what: str) -> None:
         """Log a bug in aipc; with AIPC_DEBUG=1 also show it in the editor."""
@@ -196,12 +269,28 @@ class AipcLanguageServer(LanguageServer):
     def _current(self, document: Document, version: int) -> bool:
         return self.documents.get(document.uri) is document and document.version == version
 
-    def publish(self, document: Document, version: int, found: list[Diagnostic]) -> None:
+    def publish(self, document: Document, version: int, found: list[Diagnostic], lines: convert.LineIndex) -> None:
         document.published = found
-        index = self.line_index(document)
-        items = [convert.diagnostic(d, index, document.uri) for d in found]
+        items = [convert.diagnostic(d, lines, document.uri) for d in found]
         self.text_document_publish_diagnostics(
             types.PublishDiagnosticsParams(uri=document.uri, diagnostics=items, version=version))
+
+
+def _diagnose(document: Document, snapshot: Snapshot, encoding: str, cancelled: Callable[[], bool]):
+    """On a worker: parse (given up when stale), check, and the line index to publish with."""
+    started = time.perf_counter()
+    parsed = document.current(snapshot, cancelled)
+    parsed_at = time.perf_counter()
+    if cancelled():
+        raise Cancelled
+    found = _check(parsed)
+    lines = document.line_index(snapshot, encoding)
+    return parsed, found, lines, (1000 * (parsed_at - started), 1000 * (time.perf_counter() - parsed_at))
+
+
+def _check_whole(snapshot: Snapshot, path: str, encoding: str):
+    """On the whole-file checker's thread: `aipc check` of the text, and its lines."""
+    return check_source(snapshot.text, path), convert.LineIndex(snapshot.text, encoding, snapshot.bom)
 
 
 def _check(parsed: ParsedDocument) -> list[Diagnostic]:
@@ -213,32 +302,33 @@ def _check(parsed: ParsedDocument) -> list[Diagnostic]:
 server = AipcLanguageServer()
 
 
-def _guarded(handler):
-    """A request handler that logs an internal error and answers nothing, rather
-    than failing the editor's request (with AIPC_DEBUG=1 the request fails)."""
+def _request(handler):
+    """A request about an open document, answered on a worker from a :class:`View`
+    of its current version: ``handler(ls, params, view)``. An unknown document
+    gets no answer; a document changed meanwhile, ContentModified. A bug is
+    logged and answered with nothing (with AIPC_DEBUG=1 the request fails)."""
 
-    def run(ls: AipcLanguageServer, params):
+    async def run(ls: AipcLanguageServer, params):
+        document = ls.document(params.text_document.uri)
+        if document is None:
+            return None
+        snapshot, encoding = document.snapshot, ls.encoding()
+
+        def answer():
+            view = document.view(snapshot, encoding, ls.stale(document, snapshot.version))
+            return handler(ls, params, view)
+
         try:
-            return handler(ls, params)
+            return await ls.work(document, answer)
+        except Cancelled:
+            raise JsonRpcContentModified(f"{document.uri} changed while the request was answered") from None
+        except JsonRpcException:
+            raise
         except Exception:  # noqa: BLE001
             logger.exception("%s failed", handler.__name__)
             if os.environ.get("AIPC_DEBUG"):
                 raise
             return None
-
-    run.__name__ = handler.__name__
-    return run
-
-
-def _at_position(handler):
-    """A request about a place in a document: the handler also gets the document and
-    the offset of ``params.position``, and is not called for an unknown document."""
-
-    def run(ls: AipcLanguageServer, params):
-        document = ls.document(params.text_document.uri)
-        if document is None:
-            return None
-        return handler(ls, params, document, ls.line_index(document).offset(params.position))
 
     run.__name__ = handler.__name__
     return run
@@ -275,28 +365,24 @@ def did_close(ls: AipcLanguageServer, params: types.DidCloseTextDocumentParams) 
 
 
 @server.feature(types.TEXT_DOCUMENT_HOVER)
-@_guarded
-@_at_position
-def hover(ls: AipcLanguageServer, params: types.HoverParams, document: Document, offset: int) -> types.Hover | None:
-    parsed, index = document.current_index()
-    answer = analysis.hover(parsed, index, offset)
+@_request
+def hover(ls: AipcLanguageServer, params: types.HoverParams, view: View) -> types.Hover | None:
+    answer = analysis.hover(view.parsed, view.index, view.offset(params.position))
     if answer is None:
         return None
     text, span = answer
     return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=text),
-                       range=ls.line_index(document).range(span))
+                       range=view.lines.range(span))
 
 
 @server.feature(types.TEXT_DOCUMENT_COMPLETION,
                 types.CompletionOptions(trigger_characters=["[", ",", "{", "=", "$"]))
-@_guarded
-@_at_position
-def complete(ls: AipcLanguageServer, params: types.CompletionParams, document: Document, offset: int) -> types.CompletionList | None:
-    parsed, index = document.current_index()
-    starts = [chunk.start for chunk in parsed.chunks]
-    result = completion.complete(document.text, offset, completion.chunk_start_at(starts, offset), index)
-    lines = ls.line_index(document)
-    replace = lines.range(result.replace)
+@_request
+def complete(ls: AipcLanguageServer, params: types.CompletionParams, view: View) -> types.CompletionList | None:
+    offset = view.offset(params.position)
+    starts = [chunk.start for chunk in view.parsed.chunks]
+    result = completion.complete(view.snapshot.text, offset, completion.chunk_start_at(starts, offset), view.index)
+    replace = view.lines.range(result.replace)
     items = []
     for order, candidate in enumerate(result.items):
         documentation = (types.MarkupContent(kind=types.MarkupKind.Markdown, value=candidate.documentation)
@@ -310,51 +396,39 @@ def complete(ls: AipcLanguageServer, params: types.CompletionParams, document: D
 
 
 @server.feature(types.TEXT_DOCUMENT_DEFINITION)
-@_guarded
-@_at_position
-def definition(ls: AipcLanguageServer, params: types.DefinitionParams, document: Document, offset: int) -> types.Location | None:
-    _, index = document.current_index()
-    declared = index.definition(offset)
+@_request
+def definition(ls: AipcLanguageServer, params: types.DefinitionParams, view: View) -> types.Location | None:
+    declared = view.index.definition(view.offset(params.position))
     if declared is None:
         return None
-    return types.Location(uri=document.uri, range=ls.line_index(document).range(declared.name_span))
+    return types.Location(uri=params.text_document.uri, range=view.lines.range(declared.name_span))
 
 
 @server.feature(types.TEXT_DOCUMENT_REFERENCES)
-@_guarded
-@_at_position
-def references(ls: AipcLanguageServer, params: types.ReferenceParams, document: Document, offset: int) -> list[types.Location] | None:
-    _, index = document.current_index()
-    lines = ls.line_index(document)
-    spans = index.references(offset, params.context.include_declaration)
-    return [types.Location(uri=document.uri, range=lines.range(span)) for span in spans]
+@_request
+def references(ls: AipcLanguageServer, params: types.ReferenceParams, view: View) -> list[types.Location] | None:
+    spans = view.index.references(view.offset(params.position), params.context.include_declaration)
+    return [types.Location(uri=params.text_document.uri, range=view.lines.range(span)) for span in spans]
 
 
 @server.feature(types.TEXT_DOCUMENT_DOCUMENT_HIGHLIGHT)
-@_guarded
-@_at_position
-def highlight(ls: AipcLanguageServer, params: types.DocumentHighlightParams, document: Document, offset: int):
-    _, index = document.current_index()
-    lines = ls.line_index(document)
-    return [types.DocumentHighlight(range=lines.range(span)) for span in index.references(offset)]
+@_request
+def highlight(ls: AipcLanguageServer, params: types.DocumentHighlightParams, view: View):
+    return [types.DocumentHighlight(range=view.lines.range(span))
+            for span in view.index.references(view.offset(params.position))]
 
 
 @server.feature(types.TEXT_DOCUMENT_PREPARE_RENAME)
-@_guarded
-@_at_position
-def prepare_rename(ls: AipcLanguageServer, params: types.PrepareRenameParams, document: Document, offset: int):
-    _, index = document.current_index()
-    name = index.name_at(offset)
-    if name is None or index.first(name[0], name[1]) is None:
+@_request
+def prepare_rename(ls: AipcLanguageServer, params: types.PrepareRenameParams, view: View):
+    name = view.index.name_at(view.offset(params.position))
+    if name is None or view.index.first(name[0], name[1]) is None:
         return None
-    return ls.line_index(document).range(name[2])
+    return view.lines.range(name[2])
 
 
 @server.feature(types.TEXT_DOCUMENT_RENAME)
-@_guarded
-@_at_position
-def rename(ls: AipcLanguageServer, params: types.RenameParams, document: Document, offset: int) -> types.WorkspaceEdit | None:
-    _, index = document.current_index()
+async def rename(ls: AipcLanguageServer, params: types.RenameParams) -> types.WorkspaceEdit | None:
     new_name = params.new_name.strip()
     if not IDENTIFIER.fullmatch(new_name) or len(new_name) > MAX_IDENTIFIER:
         ls.window_show_message(types.ShowMessageParams(
@@ -362,46 +436,59 @@ def rename(ls: AipcLanguageServer, params: types.RenameParams, document: Documen
             message=f"`{new_name}` is not a valid name: lowercase letters, digits and `_`, "
                     f"starting with a letter, at most {MAX_IDENTIFIER} characters"))
         return None
-    lines = ls.line_index(document)
-    edits = [types.TextEdit(range=lines.range(span), new_text=new_name) for span in index.references(offset)]
-    return types.WorkspaceEdit(changes={document.uri: edits}) if edits else None
+    return await _rename_edits(ls, params)
+
+
+@_request
+def _rename_edits(ls: AipcLanguageServer, params: types.RenameParams, view: View) -> types.WorkspaceEdit | None:
+    new_name = params.new_name.strip()
+    edits = [types.TextEdit(range=view.lines.range(span), new_text=new_name)
+             for span in view.index.references(view.offset(params.position))]
+    return types.WorkspaceEdit(changes={params.text_document.uri: edits}) if edits else None
 
 
 @server.feature(types.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
-@_guarded
-def symbols(ls: AipcLanguageServer, params: types.DocumentSymbolParams) -> list[types.DocumentSymbol] | None:
-    document = ls.document(params.text_document.uri)
-    if document is None:
-        return None
-    parsed, index = document.current_index()
-    lines = ls.line_index(document)
-
+@_request
+def symbols(ls: AipcLanguageServer, params: types.DocumentSymbolParams, view: View) -> list[types.DocumentSymbol]:
     def convert_symbol(symbol: analysis.Symbol) -> types.DocumentSymbol:
         return types.DocumentSymbol(
             name=symbol.name, kind=SYMBOL_KINDS[symbol.kind], detail=symbol.detail or None,
-            range=lines.range(symbol.span), selection_range=lines.range(symbol.selection),
+            range=view.lines.range(symbol.span), selection_range=view.lines.range(symbol.selection),
             children=[convert_symbol(child) for child in symbol.children] or None,
         )
 
-    return [convert_symbol(symbol) for symbol in analysis.outline(parsed, index)]
+    return [convert_symbol(symbol) for symbol in analysis.outline(view.parsed, view.index)]
 
 
 @server.feature(types.TEXT_DOCUMENT_FORMATTING)
-@_guarded
-def formatting(ls: AipcLanguageServer, params: types.DocumentFormattingParams) -> list[types.TextEdit] | None:
+async def formatting(ls: AipcLanguageServer, params: types.DocumentFormattingParams) -> list[types.TextEdit] | None:
     document = ls.document(params.text_document.uri)
     if document is None:
         return None
+    snapshot, encoding = document.snapshot, ls.encoding()
     try:
-        formatted = format_text(document.text, document.parser.path)
+        edits = await ls.work(document, _format, snapshot, document.parser.path, encoding)
     except FormatterBug as error:
         logger.error("not formatted: %s; this is a bug in aipc, please report it", error)
         return None
-    if formatted.text is None:
+    except Exception:  # noqa: BLE001
+        logger.exception("formatting failed")
+        if os.environ.get("AIPC_DEBUG"):
+            raise
+        return None
+    if edits is None:
         ls.window_log_message(types.LogMessageParams(
             type=types.MessageType.Info, message="aipc: not formatted, the file has syntax errors"))
         return None
-    return line_edits(document.text, formatted.text, ls.line_index(document).encoding)
+    if not ls._current(document, snapshot.version):
+        raise JsonRpcContentModified(f"{document.uri} changed while it was formatted")
+    return edits
+
+
+def _format(snapshot: Snapshot, path: str, encoding: str) -> list[types.TextEdit] | None:
+    """On a worker: the edits that format the text, None when it has syntax errors."""
+    formatted = format_text(snapshot.text, path)
+    return None if formatted.text is None else line_edits(snapshot.text, formatted.text, encoding)
 
 
 def line_edits(before: str, after: str, encoding: str = convert.UTF16) -> list[types.TextEdit]:
