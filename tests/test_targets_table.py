@@ -539,6 +539,13 @@ train model {
 serve api { image = "api:1.0"  after = [model]  port = 8080  env = { GREETING = "${greeting}" } }
 """
 
+# The Docker socket as a host volume: it hands the host to the container, said on
+# every target (compose binds it; the clusters have no host paths at all).
+DOCKER_SOCKET = """\
+volume engine { host = "/var/run/docker.sock" }
+data build { image = "docker:27.1"  mount engine at "/var/run/docker.sock" }
+"""
+
 EGRESS = [{"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
           {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "t"}}}]},
           {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}},
@@ -803,6 +810,12 @@ CASES = {
                  (f"{tpl('job')}.serviceAccountName", ABSENT),
                  ("spec.templates[name=web-deployment].serviceAccountName", "t-deployer"),
                  ("spec.templates[name=network-policy].serviceAccountName", "t-deployer")],
+    }),
+    "docker-socket": Case(DOCKER_SOCKET, facts={
+        "compose": [(f"{svc('build')}.volumes", ["/var/run/docker.sock:/var/run/docker.sock"]),
+                    Warns("W401", 2, 37)],
+        "k8s": [Fails("B001", (2, 37)), Warns("W401", 2, 37)],
+        "argo": [Fails("B001", (2, 37)), Warns("W401", 2, 37)],
     }),
     "fixed-params": Case(FIXED_PARAMS, params=("gpus=4",), facts={
         "compose": [gpus_compose("model", "nvidia", 4),
