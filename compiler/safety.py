@@ -166,13 +166,9 @@ class Problem(NamedTuple):
 
 def image_reference_problem(image: str) -> Problem | None:
     """Why no registry would accept ``image`` as an image reference, or None."""
-    problem = _characters_problem(image, "an image reference")
+    problem = _written_problem(image, "an image reference")
     if problem is not None:
         return problem
-    if "://" in image:
-        bare = image.split("://", 1)[1]
-        return Problem("an image reference has no scheme (`" + image.split("://", 1)[0] + "://`)",
-                       f'write "{bare}"')
     name, at, digest = image.partition("@")
     if at:
         problem = _digest_problem(digest)
@@ -208,18 +204,23 @@ def image_reference_problem(image: str) -> Problem | None:
 
 def registry_problem(registry: str) -> Problem | None:
     """Why ``registry`` (a host, and optionally a path under it) cannot prefix images."""
-    problem = _characters_problem(registry, "a registry")
+    problem = _written_problem(registry, "a registry")
     if problem is not None:
         return problem
-    if "://" in registry:
-        bare = registry.split("://", 1)[1]
-        return Problem(f"a registry has no scheme (`{registry.split('://', 1)[0]}://`): images name "
-                       "the host alone", f'write "{bare}"')
     if REGISTRY.fullmatch(registry) is None:
         return Problem(f"`{registry}` is not a registry host and path",
                        'write a host, an optional port and an optional lower-case path: '
                        '"registry.example.com:5000/team"')
     return None
+
+
+def _written_problem(text: str, what: str) -> Problem | None:
+    """What no reference may hold: spaces, control or non-ASCII characters, a URL's scheme."""
+    problem = _characters_problem(text, what)
+    if problem is None and "://" in text:
+        scheme, _, bare = text.partition("://")
+        problem = Problem(f"{what} has no scheme (`{scheme}://`): it starts with the host", f'write "{bare}"')
+    return problem
 
 
 def _characters_problem(text: str, what: str) -> Problem | None:
