@@ -8,10 +8,20 @@ What a program becomes
   <pipeline>`` with ``--stable-name``) whose entrypoint is a DAG template
   (``main``); ``podGC: OnPodSuccess`` (failed pods stay for their logs),
   ``ttlStrategy.secondsAfterCompletion`` one day, the pod
-  ``securityContext`` of the Kubernetes backend, and ``serviceAccountName``
-  (``--service-account``, default ``argo-workflow``: the service account the
-  Argo Helm chart creates for workflows). The Argo executor needs that
-  account's token, so ``automountServiceAccountToken`` is left on here;
+  ``securityContext`` of the Kubernetes backend. Its first task applies the
+  Kubernetes backend's NetworkPolicy for every pod of the pipeline (no ingress,
+  egress only to DNS, the pipeline's pods and addresses other than the cloud
+  metadata service); every other task waits for it, directly or through its
+  dependencies;
+- least privilege: ``serviceAccountName`` is ``PIPELINE-runner``
+  (``--service-account``), the batch steps' account, which needs only what
+  Argo's executor does (:data:`EXECUTOR_RULES`); the executor needs that
+  account's token, so ``automountServiceAccountToken`` is left on for them. The
+  templates that apply objects name ``PIPELINE-deployer``
+  (``--deploy-service-account``), which may create those kinds of objects and
+  read and patch exactly the objects applied (:func:`deployer_rules`). With
+  ``--rbac`` both accounts come first in the output, each with its Role and
+  RoleBinding;
 - a parameter means one value everywhere. One that only batch stages' strings
   use (command, script, env, image, workdir: every ``ir.Text``) is a Workflow
   ``arguments.parameters`` entry whose value is the default (``-p`` at compile
@@ -31,14 +41,15 @@ What a program becomes
   stage) and a DAG task whose ``dependencies`` are the stage's ``after``;
 - a serve stage: a DAG task running a steps template that applies, side by
   side, the Deployment (a ``resource`` template that succeeds once every
-  replica is updated and available, so a dependant waits for a healthy service)
-  and the Service the Kubernetes backend builds. Its RBAC: the workflow's
-  service account may get, create and patch Deployments and Services;
+  replica is updated and available, so a dependant waits for a healthy service),
+  the Service and the NetworkPolicy admitting its port that the Kubernetes
+  backend builds;
 - a sized volume: a ``volumeClaimTemplates`` entry, created for the run and
   removed with it, unless a serve stage mounts it: the Deployment outlives the
   Workflow, so that volume is the Kubernetes backend's PersistentVolumeClaim
   ``<pipeline>-<volume>``, applied by a DAG task ``<volume>-volume`` that the
-  first stages mounting it depend on (the only dependencies besides ``after``);
+  first stages mounting it depend on (the only dependencies besides ``after``
+  and the network policy's);
 - a ``claim`` volume: the existing claim, in ``spec.volumes``; a mounted
   ``host`` volume is an error (B001), as on Kubernetes.
 
