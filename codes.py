@@ -3,7 +3,8 @@
 E0xx input and syntax, E1xx names, E2xx types and units, E3xx the dependency
 graph, E4xx/W4xx what a program would do that it should not (hand the host to
 a container, leak a credential, name an image no registry serves, run nothing),
-W2xx/W3xx warnings, Bxxx what a backend cannot express. A code, once
+W1xx/W2xx/W3xx warnings (about names, values, the graph), Bxxx what a backend
+cannot express. A code, once
 published, keeps its meaning; retired codes are not reused.
 """
 
@@ -489,6 +490,17 @@ data prepare { image = "https://ghcr.io/acme/etl:1.0" }       # error: write "gh
 )
 
 # ---------------------------------------------------------------------- warnings
+
+UNUSED_DECLARATION = _code(
+    "W101", "a declaration nothing uses",
+    """A volume no stage mounts, a secret no stage lists in `secrets`, or a parameter
+    no value refers to (`${name}`) does nothing: it is left out of every output, so
+    it is most likely a leftover or a misspelt use. Use it or remove it.""",
+    """
+volume scratch { size = 10Gi }                  # warning: no stage mounts it
+data ingest { image = "etl:1.0"  mount scratch at "/scratch" }    # fixed: mounted
+""",
+)
 
 UNPINNED_IMAGE = _code(
     "W201", "image without a tag or with `latest`",

@@ -127,8 +127,9 @@ class Evaluator:
         self.declared_params = frozenset(declared_params)  # including ones whose value is invalid
         self.pipeline_name = pipeline_name
         # Every `${param}` substituted, with its span: the lowering tells from it
-        # which parameters a value was fixed into (see lower._fixed_param_uses).
+        # which parameters a value was fixed into (see lower._Lowering._params_with_fixed_uses).
         self.param_uses: list[tuple[str, Span]] = []
+        self.used_params: set[str] = set()  # every parameter a value referred to (unused ones are W101)
 
     # strings ------------------------------------------------------------------
 
@@ -178,8 +179,10 @@ class Evaluator:
             return stage
         if name in self.params:
             self.param_uses.append((name, part.span))
+            self.used_params.add(name)
             return self.params[name].text
         if name in self.declared_params:
+            self.used_params.add(name)
             return INVALID  # its declaration is already reported
         help = did_you_mean(name, list(self.declared_params) + list(BUILTINS))
         if help is None and (name.isupper() or name in ("HOME", "PATH", "PWD")):
@@ -245,6 +248,7 @@ class Evaluator:
             param = self.params.get(value.sole_interpolation.name)
             if param is not None and ".." in param.text and spec.ranges:
                 self.param_uses.append((param.name, value.sole_interpolation.span))
+                self.used_params.add(param.name)
                 low_text, _, high_text = param.text.partition("..")
                 low = self._parse(spec, kind, low_text, value.span, param)
                 high = self._parse(spec, kind, high_text, value.span, param)

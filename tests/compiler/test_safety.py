@@ -155,7 +155,8 @@ def test_a_bad_registry_is_one_error_and_prefixes_nothing():
 def test_env_keys_of_listed_secrets_only():
     secret = 'secret db { keys = ["DB_USER"] }\n'
     assert codes_of(secret + 'data a { image = "e:1"  secrets = [db]  env = { DB_USER = "x" } }') == ["E402"]
-    assert codes_of(secret + 'data a { image = "e:1"  env = { DB_USER = "x" } }') == []  # not listed here
+    other = 'data b { image = "e:1"  secrets = [db] }\n'  # (a secret nothing lists is W101)
+    assert codes_of(secret + other + 'data a { image = "e:1"  env = { DB_USER = "x" } }') == []  # not listed by a
     checked = check_source(secret + 'data a { image = "e:1"  secrets = [db]  env = { DB_USER = "x" } }', "t.aip")
     (error,) = checked.diagnostics
     (where,) = error.related
@@ -172,7 +173,7 @@ def test_credentials_from_parameters_or_empty_are_not_warned_about():
 def test_dangerous_host_volumes_are_warned_about_at_each_mount_only():
     text = 'volume h { host = "/" }\ndata a { image = "e:1"  mount h at "/host" }\ndata b { image = "e:1"  mount h at "/h" }\n'
     assert codes_of(text) == ["W401", "W401"]
-    assert codes_of('volume h { host = "/" }\ndata a { image = "e:1" }') == []  # declared, never mounted
+    assert codes_of('volume h { host = "/" }\ndata a { image = "e:1" }') == ["W101"]  # never mounted: unused
 
 
 def test_a_pipeline_without_stages_is_warned_about_unless_it_has_errors():
