@@ -32,7 +32,8 @@ What a program becomes
   into the applied manifest's YAML text unquoted: ``it's`` breaks it and a
   crafted value adds fields), is fixed at its compiled value everywhere and not
   offered for submission, with a B101 warning saying where; an unused one is not
-  offered either;
+  offered either. A service address (``${db.url}``) is the Service's, as on
+  Kubernetes;
 - a batch stage: a container template (the same container, resources, GPUs,
   tolerations, node selector, shm, mounts, env, secret references and
   hardening as the Kubernetes Job, with ``retryStrategy.limit`` = retries and
@@ -41,9 +42,9 @@ What a program becomes
   stage) and a DAG task whose ``dependencies`` are the stage's ``after``;
 - a serve stage: a DAG task running a steps template that applies, side by
   side, the Deployment (a ``resource`` template that succeeds once every
-  replica is updated and available, so a dependant waits for a healthy service),
-  the Service and the NetworkPolicy admitting its port that the Kubernetes
-  backend builds;
+  replica is updated and available, so a dependant, batch or serve, waits for
+  a healthy service), the Service and the NetworkPolicy admitting its port that
+  the Kubernetes backend builds;
 - a sized volume: a ``volumeClaimTemplates`` entry, created for the run and
   removed with it, unless a serve stage mounts it: the Deployment outlives the
   Workflow, so that volume is the Kubernetes backend's PersistentVolumeClaim
@@ -197,9 +198,10 @@ class ArgoTexts:
     def renderer(self, stage: ir.Stage) -> k8s.Render:
         def render(text: ir.Text) -> str:
             literal = text.literal
-            if "{{" in (literal if literal is not None else text.render(param=ir.param_value)):
+            if "{{" in (literal if literal is not None else k8s.substituted(text)):
                 self.report_braces(stage, text)
-            return literal if literal is not None else text.render(param=self.parameter)
+            return literal if literal is not None else text.render(param=self.parameter,
+                                                                     service=ir.service_address)
         return render
 
     def report_braces(self, stage: ir.Stage, text: ir.Text) -> None:
