@@ -7,6 +7,7 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import kubernetes_validate
 import pytest
@@ -99,14 +100,34 @@ def test_mounted_host_volume_is_an_error():
 # --------------------------------------------------------------------- the DAG
 
 
+def limited_groups(workflow: dict, pipeline: ir.Pipeline) -> dict[str, str]:
+    """Each instance that runs in the DAG template of its matrix stage (under
+    `max_parallel`), and that template's task in the entrypoint."""
+    out = {}
+    for template in templates(workflow).values():
+        if "parallelism" in template:
+            for inner in template["dag"]["tasks"]:
+                out[inner["name"]] = template["name"]
+    return out
+
+
 @pytest.mark.parametrize("path", CLUSTER_EXAMPLES + [None], ids=lambda p: p.stem if p else "clash")
 def test_dag_edges_are_the_programs_edges(path):
+    """Each stage is a task of the entrypoint, or of the DAG template of its matrix
+    stage when `max_parallel` limits its instances, which the entrypoint runs as one
+    task standing for all of them."""
     pipeline = example_ir(path) if path else compile_ir(COLLIDING_PROGRAM)
     workflow = workflow_of(pipeline)
     tasks = dag_tasks(workflow)
-    stage_tasks = {task(stage): stage for stage in pipeline.stages}
-    assert set(stage_tasks) <= set(tasks)
-    extra = set(tasks) - set(stage_tasks)
+    grouped = limited_groups(workflow, pipeline)
+
+    def task_of(stage: ir.Stage) -> str:
+        return grouped.get(task(stage), task(stage))
+
+    stage_tasks = {task_of(stage) for stage in pipeline.stages}
+    assert stage_tasks <= set(tasks)
+    assert {task(stage) for stage in pipeline.stages} == {task(s) for s in pipeline.stages if task(s) in tasks} | set(grouped)
+    extra = set(tasks) - stage_tasks
     policy = "network-policy"  # applied first: every other task waits for it
     assert policy in extra and "dependencies" not in tasks[policy]
     assert templates(workflow)[policy]["resource"]["manifest"].startswith(
@@ -119,7 +140,8 @@ def test_dag_edges_are_the_programs_edges(path):
         assert tasks[name]["dependencies"]  # the policy, an `after`, or a volume (which waits for the policy)
     edges = {(dependency, name) for name, t in tasks.items() if name in stage_tasks
              for dependency in t.get("dependencies", []) if dependency in stage_tasks}
-    assert edges == {(task(pipeline.stage(after)), task(stage)) for stage in pipeline.stages for after in stage.after}
+    assert edges == {(task_of(pipeline.stage(after)), task_of(stage)) for stage in pipeline.stages
+                     for after in stage.after}
     for name, t in tasks.items():
         assert t["template"] in templates(workflow)
         assert len(t.get("dependencies", [])) == len(set(t.get("dependencies", [])))
@@ -364,9 +386,20 @@ def rbac_output(pipeline: ir.Pipeline, **options) -> tuple[dict[tuple[str, str],
     return {(d["kind"], d["metadata"]["name"]): d for d in documents[:-1]}, documents[-1]
 
 
-@pytest.mark.parametrize("path", CLUSTER_EXAMPLES + [None], ids=lambda p: p.stem if p else "clash")
+# Instances of a matrix of serve stages: each applies its own objects, as another serve stage would.
+SERVE_MATRIX = """\
+pipeline "grid" { image = "api:1.0" }
+serve api { matrix = { port = [8080, 8081] }  port = "${matrix.port}" }
+"""
+
+
+@pytest.mark.parametrize("path", CLUSTER_EXAMPLES + [None, "matrix"],
+                         ids=lambda p: p.stem if isinstance(p, Path) else p or "clash")
 def test_batch_steps_may_do_only_what_the_executor_needs_and_apply_steps_only_their_objects(path):
-    pipeline = example_ir(path) if path else compile_ir(COLLIDING_PROGRAM)
+    if isinstance(path, Path):
+        pipeline = example_ir(path)
+    else:
+        pipeline = compile_ir(SERVE_MATRIX if path else COLLIDING_PROGRAM)
     rbac, workflow = rbac_output(pipeline)
     runner, deployer = f"{pipeline.dns_name}-runner", f"{pipeline.dns_name}-deployer"
     assert sorted(rbac) == sorted((kind, name) for name in (runner, deployer)
