@@ -180,3 +180,16 @@ def test_a_pipeline_without_stages_is_warned_about_unless_it_has_errors():
     assert codes_of('pipeline "p" { }') == ["W403"]
     assert codes_of("") == ["W403"]
     assert codes_of('pipeline "p" { bogus = 1 }') == ["E106"]
+
+
+def test_a_matrix_stage_is_told_once_not_once_per_instance():
+    matrix = 'matrix { seed = [1, 2, 3] }  command = ["run", "${matrix.seed}"]'
+    socket = 'volume s { host = "/var/run/docker.sock" }\n'
+    assert codes_of(socket + f'data a {{ image = "e:1"  {matrix}  mount s at "/s" }}') == ["W401"]
+    secret = 'secret db { keys = ["DB_USER"] }\n'
+    assert codes_of(secret + f'data a {{ image = "e:1"  {matrix}  secrets = [db]  env = {{ DB_USER = "x" }} }}') \
+        == ["E402"]
+    assert codes_of(f'data a {{ image = "e:1"  {matrix}  env = {{ API_KEY = "abc123" }} }}') == ["W402"]
+    assert codes_of(f'data a {{ image = "E:1"  {matrix} }}') == ["E403"]
+    assert codes_of('volume v { size = 1Gi }\n' + f'data a {{ image = "e:1"  {matrix}  mount v at "/proc" }}') \
+        == ["E401"]
