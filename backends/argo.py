@@ -54,10 +54,11 @@ What a program becomes
 - a ``claim`` volume: the existing claim, in ``spec.volumes``; a mounted
   ``host`` volume is an error (B001), as on Kubernetes;
 - a matrix stage: each instance a stage as above (its coordinates in its pod's
-  annotations); under ``max_parallel = N`` (fewer than its instances) they are
-  the tasks of a DAG template of their own with ``parallelism: N``, which the
-  entrypoint runs as one task: a stage paired with them waits for all of them,
-  reported as B101 at ``max_parallel``.
+  annotations; the same accounts, network policies and parameter rules); under
+  ``max_parallel = N`` (fewer than its instances) they are the tasks of a DAG
+  template of their own with ``parallelism: N``, which the entrypoint runs as
+  one task (waiting for the network policy like any other): a stage paired with
+  them waits for all of them, reported as B101 at ``max_parallel``.
 
 Argo reads ``{{...}}`` in any string of a template as its own expression, so a
 string holding ``{{`` gets a B101 warning at its attribute; every string is
