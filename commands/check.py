@@ -47,6 +47,8 @@ def run(args) -> int:
         if checked.pipeline is not None:
             count = len(checked.pipeline.stages)
             detail = f" ({count} stage{'s' if count != 1 else ''})"
+            if not count and checked.templates:  # a library: checked as far as it can be without a user
+                detail = f" (a library of {checked.templates} template{'s' if checked.templates != 1 else ''})"
             if backend is not None:
                 diagnostics = sorted([*diagnostics, *backend.emit(checked.pipeline).diagnostics],
                                      key=Diagnostic.sort_key)

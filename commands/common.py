@@ -74,6 +74,7 @@ class CheckedFile:
     pipeline: "Pipeline | None"
     diagnostics: list[Diagnostic]
     imported: tuple[Source, ...] = ()
+    templates: int = 0
 
     @property
     def sources(self) -> dict[str, Source]:
@@ -95,7 +96,8 @@ def check_file(path: str, params: dict[str, str]) -> CheckedFile:
         return CheckedFile(read.path, None, None, problems)
     checked = check_source(text, read.path, params)
     imported = tuple(Source(file.path, file.text) for file in checked.imported)
-    return CheckedFile(read.path, Source(read.path, text), checked.ir, checked.diagnostics, imported)
+    return CheckedFile(read.path, Source(read.path, text), checked.ir, checked.diagnostics, imported,
+                       checked.templates)
 
 
 def load_pipeline(path: str, param_options: list[str], stream: TextIO | None = None,

@@ -23,11 +23,13 @@ from aipc.dsl.parser import ParseResult, parse
 
 class Checked(NamedTuple):
     """The IR (None when there are errors), every diagnostic in source order (by
-    file), and the files the check read besides the checked one (imports)."""
+    file), the files the check read besides the checked one (imports), and how
+    many templates the checked file declares."""
 
     ir: ir.Pipeline | None
     diagnostics: list[Diagnostic]
     imported: tuple[ImportedFile, ...] = ()
+    templates: int = 0
 
     @property
     def has_errors(self) -> bool:
@@ -81,7 +83,7 @@ def check_parsed(parsed: ParseResult, path: str, params: Mapping[str, str] | Non
         pipeline = lower(expansion.program, params or {}, sink, expansion.uses, expansion.unresolved)
     if sink.has_errors:
         pipeline = None
-    return Checked(pipeline, sink.sorted(), expansion.files)
+    return Checked(pipeline, sink.sorted(), expansion.files, expansion.templates)
 
 
 __all__ = ["Checked", "check_parsed", "check_source", "source_text"]

@@ -195,6 +195,11 @@ class Expansion:
     def files(self) -> tuple:
         return self.imports.files if self.imports is not None else ()
 
+    @property
+    def templates(self) -> int:
+        """How many templates the checked file declares."""
+        return len(self.imports.root.templates) if self.imports is not None else 0
+
 
 def expand(program: m.Program, sink: Diagnostics, read: Reader | None = None) -> Expansion:
     """Read the program's imports and expand its stages' templates, reporting every

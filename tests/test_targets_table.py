@@ -345,7 +345,7 @@ EXAMPLE_CASES = {
         "compose": [
             (f"{svc('events_export')}.image", "registry.acme.internal/recsys/etl:3.2.1"),  # the header's registry
             (f"{svc('events_export')}.environment", ["WAREHOUSE_USER", "WAREHOUSE_PASSWORD"]),
-            Warns("B101", 27, 3),
+            Warns("B101", 22, 3, in_file="examples/lib/ml.aip"),  # the `extract` template's timeout = 3h
             (f"{svc('user_features')}.depends_on", {"events_export": COMPLETED}),
             (f"{svc('item_features')}.depends_on", {"events_export": COMPLETED}),
             # the diamond closes: two_tower waits for both feature jobs
@@ -406,8 +406,9 @@ EXAMPLE_CASES = {
             (f"{svc('shard')}.image", "rocm/pytorch:rocm6.1_ubuntu22.04_py3.10_pytorch_2.1.2"),
             gpus_compose("classifier", "amd", 4),
             (f"{svc('classifier')}.shm_size", "32g"),
-            Warns("B101", 47, 5),  # gpu_model
-            Warns("B101", 50, 3),  # timeout = 2d
+            Warns("B101", 25, 3),  # timeout = 6h, over the template's
+            Warns("B101", 49, 5),  # gpu_model
+            Warns("B101", 52, 3),  # timeout = 2d
             gpus_compose("accuracy", "amd", 1),
             (f"{svc('export')}.depends_on", {"accuracy": COMPLETED}),
             *hardened_compose("fetch", "shard", "classifier", "accuracy", "export"),
