@@ -130,8 +130,7 @@ class _Loader:
             self.sink.error(codes.INVALID_IMPORT, path.span, f"`{name}` is not a valid name for an import",
                             label="its templates are used by the file's stem",
                             help=f'name it: `import "{literal}" as {suggestion[:MAX_IDENTIFIER]}`')
-        folder = posixpath.dirname(module.path) if module.path not in ("-", "<stdin>") else ""
-        return posixpath.normpath(posixpath.join(folder, literal))
+        return import_path(module.path, literal)
 
     def _load(self, path: str, declaration: m.ImportDecl, via: Span) -> Module | None:
         identity = _identity(path)
@@ -186,6 +185,13 @@ class _Loader:
         self.sink.error(codes.IMPORT_CYCLE, declaration.path.span, "import cycle: " + " -> ".join(names),
                         label="imports a file that is still being read", related=related,
                         help="move the templates these files share into a file that imports none of them")
+
+
+def import_path(importer: str, literal: str) -> str:
+    """The path ``import "literal"`` names in the file ``importer``: relative to its folder
+    (the current one for stdin)."""
+    folder = posixpath.dirname(importer) if importer not in ("-", "<stdin>") else ""
+    return posixpath.normpath(posixpath.join(folder, literal))
 
 
 def _identity(path: str) -> str:

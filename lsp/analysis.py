@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Callable
 
 from aipc.compiler import resolve, schema, units
 from aipc.compiler.schema import AttributeSpec
@@ -80,6 +81,7 @@ class Index:
     document: ParsedDocument
     declared: list[Declared] = field(default_factory=list)
     uses: list[resolve.Reference] = field(default_factory=list)
+    imported: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # import -> its templates' (name, kind)
 
     def first(self, kind: str, name: str) -> Declared | None:
         for item in self.declared:
@@ -220,12 +222,18 @@ def _scalar_at(value, offset: int):
 # ---------------------------------------------------------------------------- hover
 
 
-def hover(document: ParsedDocument, index: Index, offset: int) -> tuple[str, Span] | None:
-    """Markdown for what is under the cursor, and the span it describes."""
+def hover(document: ParsedDocument, index: Index, offset: int,
+          merged: Callable[[str], str | None] | None = None) -> tuple[str, Span] | None:
+    """Markdown for what is under the cursor, and the span it describes. ``merged``
+    describes a stage that starts from a template, its templates merged in."""
     found = index.name_at(offset)
     if found is not None:
         kind, name, span = found
         declared = index.first(kind, name)
+        if declared is not None and kind == "stage" and declared.node.base is not None and merged is not None:
+            text = merged(name)
+            if text is not None:
+                return text, span
         if declared is not None:
             return _describe_declaration(document, declared), span
         return f"unknown {_WHAT[kind]} `{name}`", span

@@ -111,9 +111,12 @@ class ParsedDocument:
         return Span(start, max(start, end))
 
     def real_diagnostic(self, diagnostic: Diagnostic) -> Diagnostic:
+        """A diagnostic of this document in real offsets (labels in other files, which
+        imports bring in, are in their own)."""
         return dataclasses.replace(
             diagnostic, span=self.real_span(diagnostic.span),
-            related=tuple(Label(self.real_span(label.span), label.message) for label in diagnostic.related),
+            related=tuple(Label(self.real_span(label.span), label.message) if label.file is None else label
+                          for label in diagnostic.related),
         )
 
 
