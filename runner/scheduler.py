@@ -3,9 +3,16 @@
 Batch stages start once every selected dependency has succeeded, at most
 ``jobs`` at a time, in the pipeline's topological order. A stage that fails
 (after its retries) or passes its timeout marks every stage downstream of it
-skipped; stages already running finish. Serve stages start last: once every
-selected batch stage has finished and none failed, each after its own
-dependencies (a serve stage after a serve stage waits until that one is healthy).
+skipped, and no new stage starts after it: stages already running finish, the
+others are skipped. With ``keep_going`` every batch stage whose dependencies
+succeeded still runs. Serve stages start last: once every selected batch stage
+has finished and none failed, each after its own dependencies (a serve stage
+after a serve stage waits until that one is healthy).
+
+A pending stage says why it waits (:class:`Waiting`): each of
+:attr:`Scheduler.gates`, in order, may hold it back with a reason. The reasons
+are an open set: dependencies and a free slot here, others (GPUs, a window of a
+sweep) are more gates.
 
 All state changes happen on the thread that calls :meth:`Scheduler.run`;
 workers only execute stages through the :class:`Driver` and post what happened.
@@ -46,6 +53,9 @@ class Status(str, enum.Enum):
         return self in (Status.RUNNING, Status.STARTING)
 
 
+DONE = frozenset({Status.SUCCEEDED, Status.SERVING, Status.STOPPED})  # counted in "n of m done"
+
+
 @dataclass(frozen=True)
 class Attempt:
     """What one execution of a stage ended with.
@@ -81,6 +91,20 @@ class Driver(Protocol):
         thread while workers may still be inside the methods above."""
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """Why a pending stage has not started. ``kind`` is a short word (an open set:
+    `dependencies`, `slot`, `services`...); ``text`` says it to a person."""
+
+    kind: str
+    text: str
+
+    @property
+    def worth_announcing(self) -> bool:
+        """Waiting for dependencies is what the order says anyway; anything else is news."""
+        return self.kind != "dependencies"
+
+
 @dataclass
 class StageResult:
     name: str
@@ -92,6 +116,7 @@ class StageResult:
     started: float | None = None
     ended: float | None = None
     message: str | None = None
+    waiting: Waiting | None = None  # while pending: why
 
     @property
     def is_batch(self) -> bool:
@@ -122,6 +147,11 @@ class RunResult:
     @property
     def serving(self) -> list[StageResult]:
         return [result for result in self.stages if result.status is Status.SERVING]
+
+    @property
+    def done(self) -> int:
+        """How many stages did their part: succeeded, or serving (or served until stopped)."""
+        return sum(1 for result in self.stages if result.status in DONE)
 
     def get(self, name: str) -> StageResult:
         for result in self.stages:
@@ -158,7 +188,7 @@ class Scheduler:
     ABORT_GRACE = 60.0  # seconds to wait for workers after an abort
 
     def __init__(self, pipeline: ir.Pipeline, selected: Sequence[str], driver: Driver, reporter: Reporter,
-                 jobs: int, clock: Callable[[], float] = time.monotonic) -> None:
+                 jobs: int, clock: Callable[[], float] = time.monotonic, keep_going: bool = False) -> None:
         if jobs < 1:
             raise ValueError("jobs must be at least 1")
         self.pipeline = pipeline
@@ -166,6 +196,7 @@ class Scheduler:
         self.reporter = reporter
         self.jobs = jobs
         self.clock = clock
+        self.keep_going = keep_going
         chosen = set(selected)
         self.stages = [stage for stage in pipeline.stages if stage.name in chosen]
         self.by_name = {stage.name: stage for stage in self.stages}
@@ -179,6 +210,11 @@ class Scheduler:
         self._events: queue.Queue = queue.Queue()
         self._workers: dict[str, threading.Thread] = {}
         self._aborting = threading.Event()
+        # What may hold a pending stage back, in order: the first reason given is the
+        # one shown; a stage starts when none holds it.
+        self.gates: list[Callable[[ir.Stage], Waiting | None]] = [
+            self._wait_for_dependencies, self._wait_for_batch_stages, self._wait_for_slot,
+        ]
 
     # -- the scheduling loop ------------------------------------------------------------
 
@@ -200,10 +236,7 @@ class Scheduler:
         return RunResult([self.results[stage.name] for stage in self.stages])
 
     def _running(self) -> int:
-        return sum(1 for result in self.results.values() if result.status.is_active)
-
-    def _dependencies_done(self, stage: ir.Stage) -> bool:
-        return all(self.results[d].status in (Status.SUCCEEDED, Status.SERVING) for d in self.needs[stage.name])
+        return len(self._workers)
 
     def _batch_settled(self) -> bool:
         return all(self.results[stage.name].status not in (Status.PENDING, Status.RUNNING)
@@ -212,18 +245,44 @@ class Scheduler:
     def _run_failed(self) -> bool:
         return any(result.status.is_failure for result in self.results.values())
 
+    # -- gates: why a pending stage waits --------------------------------------------------
+
+    def _wait_for_dependencies(self, stage: ir.Stage) -> Waiting | None:
+        waiting = [d for d in self.needs[stage.name]
+                   if self.results[d].status not in (Status.SUCCEEDED, Status.SERVING)]
+        return Waiting("dependencies", f"waiting for {_names(waiting)}") if waiting else None
+
+    def _wait_for_batch_stages(self, stage: ir.Stage) -> Waiting | None:
+        if stage.is_batch or self._batch_settled():
+            return None
+        return Waiting("services", "waiting for the batch stages to finish (serve stages start last)")
+
+    def _wait_for_slot(self, stage: ir.Stage) -> Waiting | None:
+        running = self._running()
+        if running < self.jobs:
+            return None
+        return Waiting("slot", f"waiting for a free slot ({running} running, --jobs {self.jobs})")
+
     def _start_ready(self) -> None:
-        if self._batch_settled() and self._run_failed():
-            return  # services do not start after a failure; _skip_unstarted says why
+        stop = self._run_failed()  # after a failure nothing new starts (but batch stages with --keep-going)
         for stage in self.stages:
-            if self._running() >= self.jobs:
-                return
             result = self.results[stage.name]
-            if result.status is not Status.PENDING or not self._dependencies_done(stage):
+            if result.status is not Status.PENDING:
                 continue
-            if not stage.is_batch and not self._batch_settled():
-                continue
-            self._launch(stage)
+            if stop and not (self.keep_going and stage.is_batch):
+                continue  # _skip_unstarted says why once the running ones finished
+            waiting = None
+            for gate in self.gates:
+                waiting = gate(stage)
+                if waiting is not None:
+                    break
+            if waiting is None:
+                result.waiting = None
+                self._launch(stage)
+            elif waiting != result.waiting:
+                result.waiting = waiting
+                if waiting.worth_announcing:
+                    self.reporter.stage_changed(result)
 
     def _launch(self, stage: ir.Stage) -> None:
         result = self.results[stage.name]
@@ -252,7 +311,8 @@ class Scheduler:
             self._finish(result, event.outcome)
 
     def _finish(self, result: StageResult, outcome: Attempt) -> None:
-        result.exit_code = outcome.exit_code
+        # A service that came up has no exit code (yet): it runs on.
+        result.exit_code = None if outcome.ok and not result.is_batch else outcome.exit_code
         if not (outcome.ok and not result.is_batch):
             result.ended = self.clock()  # a service's time runs on while it serves
         if outcome.ok:
@@ -279,7 +339,7 @@ class Scheduler:
                 blocked.add(stage.name)
                 result = self.results[stage.name]
                 if result.status is Status.PENDING:
-                    result.status = Status.SKIPPED
+                    result.status, result.waiting = Status.SKIPPED, None
                     result.message = f"not started: upstream stage `{failed}` did not succeed"
                     self.reporter.stage_changed(result)
 
@@ -287,7 +347,7 @@ class Scheduler:
         failed = [result.name for result in self.results.values() if result.status.is_failure]
         for result in self.results.values():
             if result.status is Status.PENDING:
-                result.status = Status.SKIPPED
+                result.status, result.waiting = Status.SKIPPED, None
                 result.message = (f"not started: the run failed at {_names(failed)}" if failed
                                   else "not started")
                 self.reporter.stage_changed(result)

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from aipc.runner.scheduler import Attempt, Scheduler, Status
+from aipc.runner.scheduler import Attempt, Scheduler, Status, Waiting
 from aipc.runner.selection import SelectionError, missing_secrets, select_stages
 from tests.helpers import compile_ok
 
@@ -94,11 +94,11 @@ class Events:
         self.notes.append(text)
 
 
-def schedule(source: str, driver: FakeDriver, jobs: int = 4, only=(), start=None):
+def schedule(source: str, driver: FakeDriver, jobs: int = 4, only=(), start=None, keep_going=False):
     pipeline = compile_ok(IMAGE + source)
     selected = select_stages(pipeline, only, start)
     events = Events()
-    result = Scheduler(pipeline, selected, driver, events, jobs).run()
+    result = Scheduler(pipeline, selected, driver, events, jobs, keep_going=keep_going).run()
     return result, events
 
 
@@ -139,23 +139,43 @@ def test_jobs_bounds_how_many_stages_run_at_once():
     assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:]))
 
 
-def test_a_failure_skips_everything_downstream_and_lets_siblings_finish():
-    source = """
-    data a { command = ["a"] }
-    data slow { command = ["slow"] }
-    data b { after = [a] command = ["b"] }
-    train c { after = [b] command = ["c"] }
-    train d { after = [slow] command = ["d"] }
-    """
+FAILING_BESIDE_A_SLOW_ONE = """
+data a { command = ["a"] }
+data slow { command = ["slow"] }
+data b { after = [a] command = ["b"] }
+train c { after = [b] command = ["c"] }
+train d { after = [slow] command = ["d"] }
+"""
+
+
+def test_after_a_failure_running_stages_finish_and_nothing_new_starts():
     driver = FakeDriver(durations={"a": 0.02, "slow": 0.3}, codes={"a": [4]})
-    result, events = schedule(source, driver)
+    result, events = schedule(FAILING_BESIDE_A_SLOW_ONE, driver)
     assert statuses(result) == {"a": Status.FAILED, "slow": Status.SUCCEEDED, "b": Status.SKIPPED,
-                                "c": Status.SKIPPED, "d": Status.SUCCEEDED}
-    assert "b" not in driver.spans and "c" not in driver.spans
+                                "c": Status.SKIPPED, "d": Status.SKIPPED}
+    assert set(driver.spans) == {"a", "slow"}  # d's dependency succeeded, but after the failure
     assert result.get("a").exit_code == 4
     assert [stage.name for stage in result.failed] == ["a"]
     assert "upstream stage `a`" in result.get("c").message
+    assert result.get("d").message == "not started: the run failed at `a`"
     assert ("b", Status.SKIPPED, 0) in events.changes
+    assert result.done == 1
+
+
+def test_keep_going_runs_every_stage_whose_dependencies_succeeded():
+    driver = FakeDriver(durations={"a": 0.02, "slow": 0.3}, codes={"a": [4]})
+    result, _ = schedule(FAILING_BESIDE_A_SLOW_ONE, driver, keep_going=True)
+    assert statuses(result) == {"a": Status.FAILED, "slow": Status.SUCCEEDED, "b": Status.SKIPPED,
+                                "c": Status.SKIPPED, "d": Status.SUCCEEDED}
+    assert set(driver.spans) == {"a", "slow", "d"}
+    assert [stage.name for stage in result.failed] == ["a"] and result.done == 2
+
+
+def test_keep_going_starts_no_service_after_a_failure():
+    driver = FakeDriver(codes={"other": [1]})
+    result, _ = schedule(SERVICES, driver, keep_going=True)
+    assert result.get("prep").status is Status.SUCCEEDED
+    assert driver.services == [] and result.get("api").status is Status.SKIPPED
 
 
 def test_retries_run_until_success_and_count_attempts():
@@ -293,3 +313,44 @@ def test_jobs_must_be_positive():
     pipeline = compile_ok(IMAGE + DIAMOND)
     with pytest.raises(ValueError):
         Scheduler(pipeline, select_stages(pipeline), FakeDriver(), Events(), jobs=0)
+
+
+def test_a_pending_stage_says_why_it_waits_and_other_reasons_are_gates():
+    pipeline = compile_ok(IMAGE + """
+    data a { command = ["a"] }
+    data b { command = ["b"] }
+    train c { after = [a] command = ["c"] }
+    """)
+    seen: dict[str, list] = {}
+
+    class Watching(FakeDriver):
+        def run_batch(self, stage, attempt, deadline):
+            outcome = super().run_batch(stage, attempt, deadline)
+            for name, result in scheduler.results.items():  # as the scheduler left them meanwhile
+                seen.setdefault(name, []).append(result.waiting.text if result.waiting else None)
+            return outcome
+
+    events = Events()
+    scheduler = Scheduler(pipeline, select_stages(pipeline), Watching(durations={"a": 0.1}), events, jobs=1)
+    scheduler.run()
+    assert seen["b"][0] == "waiting for a free slot (1 running, --jobs 1)"
+    assert seen["c"][0] == "waiting for `a`"
+    # a free slot is news (announced), dependencies are not
+    announced = [(name, status) for name, status, _ in events.changes if status is Status.PENDING]
+    assert announced == [("b", Status.PENDING), ("c", Status.PENDING)]
+    assert all(result.waiting is None for result in scheduler.results.values())
+
+    # Another reason is one more gate: here a stage that waits for a made-up resource.
+    driver = FakeDriver(durations={"a": 0.1, "c": 0.1})
+    events = Events()
+    gated = Scheduler(pipeline, select_stages(pipeline), driver, events, jobs=4)
+
+    def gpus_free(stage):
+        if stage.name == "b" and gated.results["c"].status is not Status.SUCCEEDED:
+            return Waiting("gpus", "waiting for 2 GPUs")
+        return None
+
+    gated.gates.append(gpus_free)
+    assert all(result.status is Status.SUCCEEDED for result in gated.run().stages)
+    assert driver.first_start("b") >= driver.last_end("c")
+    assert ("b", Status.PENDING, 0) in events.changes
