@@ -5,6 +5,7 @@ and late binding, one error per failing use."""
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -19,7 +20,7 @@ from aipc.dsl import model as m
 from aipc.dsl.parser import parse
 from aipc.viz.graph import to_dot, to_mermaid
 from aipc.viz.plan import plan_pipeline, to_json
-from tests.helpers import plain
+from tests.helpers import ROOT, plain
 
 # LANGUAGE.md, "Templates and imports", verbatim.
 CONTRACT = '''\
@@ -439,3 +440,14 @@ def test_a_stage_keeps_the_spans_of_what_it_took_from_its_template():
     assert text[spans["retries"].start:spans["retries"].end] == "retries = 1"
     assert text[spans["timeout"].start:spans["timeout"].end] == "timeout = 1m"
     assert isinstance(parse(text, "p.aip").program.declarations[0], m.TemplateDecl)
+
+
+def test_the_language_page_s_templates_program_checks_with_the_examples_library():
+    (program,) = [p for p in re.findall(r"```aip\n(.*?)```", (ROOT / "docs" / "LANGUAGE.md").read_text(), re.S)
+                  if "template trainer" in p]
+    library = (ROOT / "examples" / "lib" / "ml.aip").read_text()
+    pipeline = ok({"p.aip": program, "lib/ml.aip": library})
+    large = pipeline.stage("large")
+    assert (large.resources.gpu, large.resources.memory.limit, large.resources.shm) == (8, 32 * 2**30, 8 * 2**30)
+    api = pipeline.stage("api")
+    assert (api.port, plain(api.health), [m.path for m in api.mounts]) == (8080, "/healthz", ["/models"])
