@@ -119,6 +119,10 @@ class _Loader:
                             label="read before parameters exist", help="write the path as plain text")
             return None
         literal = path.literal
+        if "\x00" in literal or not _encodable(literal):
+            self.sink.error(codes.INVALID_IMPORT, path.span, "the import path is not a path a file system takes",
+                            label="not a file name", help='name a file of templates: `import "lib/ml.aip"`')
+            return None
         if not literal.endswith(".aip") or posixpath.basename(literal) == ".aip":
             self.sink.error(codes.INVALID_IMPORT, path.span, f"`{literal}` is not a .aip file",
                             label="imports read .aip files", help='name a file of templates: `import "lib/ml.aip"`')
@@ -192,6 +196,14 @@ def import_path(importer: str, literal: str) -> str:
     (the current one for stdin)."""
     folder = posixpath.dirname(importer) if importer not in ("-", "<stdin>") else ""
     return posixpath.normpath(posixpath.join(folder, literal))
+
+
+def _encodable(path: str) -> bool:
+    try:
+        os.fsencode(path)
+    except UnicodeError:  # a lone surrogate, from an editor's text
+        return False
+    return True
 
 
 def _identity(path: str) -> str:

@@ -62,6 +62,8 @@ def read_bytes(path: str, shown: str | None = None, *, regular_only: bool = Fals
         raise Unreadable(f"cannot read `{shown}`: permission denied") from None
     except OSError as error:
         raise Unreadable(f"cannot read `{shown}`: {error.strerror or error}") from None
+    except (ValueError, UnicodeError):  # a NUL byte or a lone surrogate in the path
+        raise Unreadable(f"cannot read `{shown}`: not a valid file name") from None
     if len(data) > MAX_INPUT_BYTES:
         raise Unreadable(f"`{shown}` is larger than {MAX_INPUT_MIB} MiB, the most aipc reads",
                          f"aipc reads .aip files of up to {MAX_INPUT_MIB} MiB (10,000 stages take about 3 MiB)")

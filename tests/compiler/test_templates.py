@@ -20,24 +20,11 @@ from aipc.dsl import model as m
 from aipc.dsl.parser import parse
 from aipc.viz.graph import to_dot, to_mermaid
 from aipc.viz.plan import plan_pipeline, to_json
+from tests.dsl.test_v1_syntax import CONTRACT as CONTRACT_PROGRAMS
 from tests.helpers import ROOT, plain
 
-# LANGUAGE.md, "Templates and imports", verbatim.
-CONTRACT = '''\
-import "lib/gpu.aip" as gpu            # a file of templates; `as` defaults to the file's stem
-
-template trainer: train {              # any attributes of a `train` stage; never runs by itself
-  image = "pytorch/pytorch:2.3.1-cuda12.1-cudnn8-runtime"
-  resources { gpu = 1  memory = 32Gi  shm = 8Gi }
-  mount models at "/models"
-}
-
-train small from trainer { command = ["python", "train.py", "--size", "small"] }
-train large from gpu.h100_trainer {
-  command = ["python", "train.py", "--size", "large"]
-  resources { gpu = 8 }                # merged: gpu replaced, the rest kept
-}
-'''
+# LANGUAGE.md, "Templates and imports", verbatim (the syntax tests hold it).
+CONTRACT = CONTRACT_PROGRAMS["templates"]
 # The contract's templates mount `models`, which its fragment does not declare: a
 # name a template uses is the pipeline's to declare.
 CONTRACT_VOLUME = "volume models { size = 100Gi  access = rwx }\n"
@@ -451,3 +438,21 @@ def test_the_language_page_s_templates_program_checks_with_the_examples_library(
     assert (large.resources.gpu, large.resources.memory.limit, large.resources.shm) == (8, 32 * 2**30, 8 * 2**30)
     api = pipeline.stage("api")
     assert (api.port, plain(api.health), [m.path for m in api.mounts]) == (8080, "/healthz", ["/models"])
+
+
+@pytest.mark.parametrize("path", ["a\x00b.aip", "\ud800.aip", "lib/${v}.aip", "lib/ml.txt", "/", ".aip"])
+def test_an_import_path_that_names_no_aip_file_is_an_error_at_it(path):
+    text = f'import "{path}" as lib\n'
+    checked = check_source(text, "p.aip", read=reader({}))
+    assert [(d.code, d.span.start) for d in checked.diagnostics] == [("E156", text.index('"'))]
+
+
+def test_an_import_is_read_as_a_regular_file_only(tmp_path):
+    import os
+
+    os.mkfifo(tmp_path / "pipe.aip")  # reading it would wait for a writer forever
+    (tmp_path / "folder.aip").mkdir()
+    text = 'import "pipe.aip" as a\nimport "folder.aip" as b\n'
+    checked = check_source(text, str(tmp_path / "p.aip"))
+    assert [d.message.split(": ", 1)[1] for d in checked.diagnostics] == ["it is not a regular file",
+                                                                           "it is a directory"]
