@@ -8,7 +8,8 @@ language server raises its thresholds).
 
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple
+from dataclasses import dataclass
+from typing import Iterator, Mapping
 
 from aipc import codes
 from aipc.compiler import ir, sources
@@ -21,15 +22,19 @@ from aipc.diagnostics import Diagnostic, Diagnostics
 from aipc.dsl.parser import ParseResult, parse
 
 
-class Checked(NamedTuple):
+@dataclass(frozen=True)
+class Checked:
     """The IR (None when there are errors), every diagnostic in source order (by
     file), the files the check read besides the checked one (imports), and how
-    many templates the checked file declares."""
+    many templates the checked file declares. It unpacks as ``ir, diagnostics``."""
 
     ir: ir.Pipeline | None
     diagnostics: list[Diagnostic]
     imported: tuple[ImportedFile, ...] = ()
     templates: int = 0
+
+    def __iter__(self) -> Iterator:
+        return iter((self.ir, self.diagnostics))
 
     @property
     def has_errors(self) -> bool:

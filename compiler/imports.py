@@ -47,15 +47,6 @@ class Module:
     imports: dict[str, "Module | None"] = field(default_factory=dict)
     import_declarations: dict[str, m.ImportDecl] = field(default_factory=dict)
 
-    @property
-    def is_root(self) -> bool:
-        return isinstance(self, Root)
-
-
-@dataclass(eq=False)
-class Root(Module):
-    """The checked file."""
-
 
 @dataclass(frozen=True)
 class ImportedFile:
@@ -69,7 +60,7 @@ class ImportedFile:
 
 @dataclass
 class Imports:
-    root: Root
+    root: Module  # the checked file
     modules: list[Module]  # every module, the root first, each imported file once
     files: tuple[ImportedFile, ...]
 
@@ -89,7 +80,7 @@ class _Loader:
         self.stack: list[tuple[str, Module, m.ImportDecl | None]] = []  # (identity, module, the import that led here)
 
     def run(self, program: m.Program, path: str) -> Imports:
-        root = Root(path, program)
+        root = Module(path, program)
         root.templates = _first_by_name(d for d in program.declarations if isinstance(d, m.TemplateDecl))
         self.modules.append(root)
         identity = _identity(path) if path not in ("-", "<stdin>") else None
@@ -138,8 +129,7 @@ class _Loader:
 
     def _load(self, path: str, declaration: m.ImportDecl, via: Span) -> Module | None:
         identity = _identity(path)
-        cycle = [entry for entry in self.stack if entry[0] == identity]
-        if cycle:
+        if any(entry[0] == identity for entry in self.stack):
             self._report_cycle(declaration, identity)
             return None
         known = self.by_identity.get(identity)
@@ -208,7 +198,10 @@ def _encodable(path: str) -> bool:
 
 def _identity(path: str) -> str:
     """What makes two paths one file (symbolic links followed)."""
-    return os.path.realpath(path)
+    try:
+        return os.path.realpath(path)
+    except (ValueError, OSError):  # a NUL byte in an editor's file name; a loop of links
+        return path
 
 
 def _first_by_name(declarations) -> dict:

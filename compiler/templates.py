@@ -234,13 +234,18 @@ def _expand_stage(declaration: m.StageDecl, root: Module, templates: "_Templates
     chain, complete = templates.chain(found)
     if not complete:
         unresolved.add(name)
-    items: tuple = ()
-    for layer in reversed(chain):
-        items = merge_items(items, layer.declaration.items)
     expansion.chains.setdefault(name, chain)
     expansion.uses.setdefault(name, Use(tuple(layer.declaration.span for layer in chain),
                                         Label(declaration.base.span, "used here")))
-    return declaration.model_copy(update={"items": merge_items(items, declaration.items)})
+    return declaration.model_copy(update={"items": merge_items(_merged(chain), declaration.items)})
+
+
+def _merged(chain: tuple[Layer, ...]) -> tuple:
+    """The items of a chain of templates (nearest first), merged from the farthest."""
+    items: tuple = ()
+    for layer in reversed(chain):
+        items = merge_items(items, layer.declaration.items)
+    return items
 
 
 class _Templates:
@@ -360,11 +365,9 @@ class _Templates:
         """Check a template's body (its bases merged in) as a stage of its kind with no
         pipeline around it; keep what is wrong whoever uses it, found in its own text."""
         chain, _ = self.chain(Layer(template.name.value, module, template))
-        items: tuple = ()
-        for layer in reversed(chain):
-            items = merge_items(items, layer.declaration.items)
         stage = m.construct(m.StageDecl, span=template.span, decl="stage", kind=template.kind,
-                            kind_span=template.kind_span, name=template.name, base=None, from_span=None, items=items)
+                            kind_span=template.kind_span, name=template.name, base=None, from_span=None,
+                            items=_merged(chain))
         scratch = Diagnostics(self.sink.file)
         lower_detached_stage(stage, scratch)
         file, region = locate(template.span)
