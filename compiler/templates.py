@@ -13,10 +13,11 @@ merge without a change here (a test holds every attribute to a rule):
 
 - a block (``schema.STAGE_BLOCKS``: ``resources { }``...) merges key by key, and
   each value in it (a map such as ``schedule.node`` too) is replaced whole;
-- an attribute whose type is a map (:data:`MERGE_BY_TYPE`: ``env``, ``labels``)
-  merges key by key;
+- an attribute whose type is a map (:data:`MERGE_BY_TYPE`: ``env``, ``labels``,
+  ``ports``) merges key by key;
 - any other attribute is replaced; ``command`` and ``script``, the two ways to
-  say what runs, replace each other;
+  say what runs, replace each other (and so do the kinds of a ``health { }``
+  check, ``http``, ``tcp`` and ``command``);
 - statements (``schema.STATEMENTS``: ``mount``, ``output``, ``input``) add to the
   template's, and one at the same path replaces the template's.
 
@@ -56,10 +57,14 @@ MERGE_BY_TYPE: dict[Type, Merge] = {
     Type.STRING: Merge.REPLACE, Type.PATH: Merge.REPLACE, Type.STRING_LIST: Merge.REPLACE,
     Type.STRING_MAP: Merge.KEYS, Type.STAGE_LIST: Merge.REPLACE, Type.SECRET_LIST: Merge.REPLACE,
     Type.INT: Merge.REPLACE, Type.BYTES: Merge.REPLACE, Type.CPU: Merge.REPLACE,
-    Type.DURATION: Merge.REPLACE, Type.CHOICE: Merge.REPLACE,
+    Type.DURATION: Merge.REPLACE, Type.CHOICE: Merge.REPLACE, Type.BOOL: Merge.REPLACE, Type.PORT: Merge.REPLACE,
+    Type.PORT_MAP: Merge.KEYS,
 }
-# Attributes that fill one slot: a stage's `script` replaces a template's `command`.
+# Attributes that fill one slot, as alternatives: a stage's `script` replaces a
+# template's `command`, and in a `health { }` block a `tcp` or `command` check its
+# `http` one (the block holds exactly one of them).
 SAME_SLOT = {"script": "command"}
+SAME_SLOT_IN_BLOCK = {"health": {"tcp": "http", "command": "http"}}
 
 # What a template's body cannot be blamed for on its own: names that its users
 # declare (any "unknown ..." code but attributes) and required attributes its
@@ -130,7 +135,14 @@ def _normal_path(path: m.Str) -> str:
 
 def _combine(base, over):
     if _is_block(base) and _is_block(over) and base.name == over.name:
-        items = _merge(_block_items(base), _block_items(over), _inner_slot, _replace)
+        alternatives = SAME_SLOT_IN_BLOCK.get(over.name, {})
+
+        def inner_slot(item):
+            if not isinstance(item, (m.Attribute, m.Block)):
+                return None
+            return ("item", alternatives.get(item.name, item.name))
+
+        items = _merge(_block_items(base), _block_items(over), inner_slot, _replace)
         return m.construct(m.Block, span=over.span, item="block", name=over.name, name_span=over.name_span,
                            items=items)
     if (isinstance(base, m.Attribute) and isinstance(over, m.Attribute) and merge_rule(over.name) is Merge.KEYS
@@ -140,10 +152,6 @@ def _combine(base, over):
         return m.construct(m.Attribute, span=over.span, item="attribute", name=over.name,
                            name_span=over.name_span, value=value)
     return over
-
-
-def _inner_slot(item):
-    return ("item", item.name) if isinstance(item, (m.Attribute, m.Block)) else None
 
 
 def _entry_key(entry: m.Entry) -> str:

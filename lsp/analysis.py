@@ -43,7 +43,8 @@ KEYWORD_DOCS = {
     "as": '`import "PATH" as NAME`: the name the imported templates are used by (`NAME.TEMPLATE`)',
     **{keyword: spec.documentation for keyword, spec in schema.STATEMENTS.items()},
 }
-_BLOCK_PURPOSES = {"resources": "what the stage requests and is limited to"}
+_BLOCK_PURPOSES = {"resources": "what the stage requests and is limited to",
+                   "health": "how and when the service is checked (serve stages)"}
 BLOCK_DOCS = {  # a stage's blocks, as the schema has them
     name: f"`{name} {{ {', '.join(table)} }}`" + (f": {_BLOCK_PURPOSES[name]}" if name in _BLOCK_PURPOSES else "")
     for name, table in schema.STAGE_BLOCKS.items()

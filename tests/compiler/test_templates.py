@@ -163,6 +163,24 @@ def test_a_mount_is_added_and_one_at_the_same_path_replaces_the_template_s():
         ("data", "/data", True), ("models", "/models", True), ("extra", "/extra", False)]
 
 
+def test_ports_merge_key_by_key_and_a_health_block_too_its_kind_of_check_replaced():
+    files = {"p.aip": '''\
+template api: serve {
+  image = "api:1.0"
+  port  = 8080
+  ports = { metrics = 9090, admin = 9091 }
+  health { http = "/healthz"  start = 2m  interval = 10s }
+}
+serve a from api { ports = { admin = 9100, debug = 9200 }  health { interval = 5s } }
+serve b from api { health { tcp = true } }
+'''}
+    pipeline = ok(files)
+    a, b = pipeline.stage("a"), pipeline.stage("b")
+    assert [(p.name, p.port) for p in a.ports] == [("metrics", 9090), ("admin", 9100), ("debug", 9200)]
+    assert (a.health.kind.value, plain(a.health.path), a.health.start, a.health.interval) == ("http", "/healthz", 120, 5)
+    assert (b.health.kind.value, b.health.path, b.health.start, b.health.interval) == ("tcp", None, 120, 10)
+
+
 def test_inside_a_merged_block_a_map_value_is_replaced_whole():
     """`schedule.node` and any map inside a block: the stage's map wins whole."""
     template = parse('template t: train { schedule { node = { a = "1", b = "2" }  queue = "q" } }', "t.aip")
@@ -175,8 +193,10 @@ def test_inside_a_merged_block_a_map_value_is_replaced_whole():
 def test_every_attribute_block_and_statement_of_a_stage_has_a_merge_rule():
     """The rules are read from the schema: a new type must be given one here."""
     assert set(MERGE_BY_TYPE) == set(Type)
+    maps = {Type.STRING_MAP, Type.PORT_MAP}  # env, labels, ports
+    assert {t for t, rule in MERGE_BY_TYPE.items() if rule is Merge.KEYS} == maps
     for name, spec in schema.STAGE.items():
-        expected = Merge.KEYS if spec.type is Type.STRING_MAP else Merge.REPLACE
+        expected = Merge.KEYS if spec.type in maps else Merge.REPLACE
         assert merge_rule(name) is (Merge.KEYS if name in schema.STAGE_BLOCKS else expected), name
     for name in schema.STAGE_BLOCKS:
         assert merge_rule(name) is Merge.KEYS
@@ -437,7 +457,7 @@ def test_the_language_page_s_templates_program_checks_with_the_examples_library(
     large = pipeline.stage("large")
     assert (large.resources.gpu, large.resources.memory.limit, large.resources.shm) == (8, 32 * 2**30, 8 * 2**30)
     api = pipeline.stage("api")
-    assert (api.port, plain(api.health), [m.path for m in api.mounts]) == (8080, "/healthz", ["/models"])
+    assert (api.port, plain(api.health.path), [m.path for m in api.mounts]) == (8080, "/healthz", ["/models"])
 
 
 @pytest.mark.parametrize("path", ["a\x00b.aip", "\ud800.aip", "lib/${v}.aip", "lib/ml.txt", "/", ".aip"])
