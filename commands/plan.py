@@ -20,8 +20,13 @@ per replica). Then the peak GPU demand and the level where it happens; when
 stages of different levels could overlap (a stage starts as soon as its own
 dependencies finish) and hold more GPUs at once, the worst case too.
 
+A matrix stage is one line with its number of instances and its axes
+(--instances lists each instance); under max_parallel, a level counts only as
+many of its instances as may run at once.
+
 A table on a terminal, plain text otherwise; --format json for programs
-(CPU in millicores, memory in bytes).
+(CPU in millicores, memory in bytes; the stages are instances, and
+"matrices" lists each matrix stage with its own).
 
 exit status: 0 planned (warnings allowed), 1 errors in the input, 2 usage"""
 
@@ -31,6 +36,8 @@ def configure(parser) -> None:
     add_param_option(parser)
     parser.add_argument("--format", choices=("table", "json"), default="table",
                         help="table (default) or json")
+    parser.add_argument("--instances", action="store_true",
+                        help="list each instance of a matrix stage (default: one line per matrix stage)")
 
 
 def run(args) -> int:
@@ -46,7 +53,7 @@ def run(args) -> int:
     elif sys.stdout.isatty() and os.environ.get("TERM") != "dumb":
         from rich.console import Console
 
-        render_rich(plan, Console(highlight=False))
+        render_rich(plan, Console(highlight=False), args.instances)
     else:
-        sys.stdout.write(render_text(plan))
+        sys.stdout.write(render_text(plan, args.instances))
     return 0

@@ -58,7 +58,7 @@ MERGE_BY_TYPE: dict[Type, Merge] = {
     Type.STRING_MAP: Merge.KEYS, Type.STAGE_LIST: Merge.REPLACE, Type.SECRET_LIST: Merge.REPLACE,
     Type.INT: Merge.REPLACE, Type.BYTES: Merge.REPLACE, Type.CPU: Merge.REPLACE,
     Type.DURATION: Merge.REPLACE, Type.CHOICE: Merge.REPLACE, Type.BOOL: Merge.REPLACE, Type.PORT: Merge.REPLACE,
-    Type.PORT_MAP: Merge.KEYS,
+    Type.PORT_MAP: Merge.KEYS, Type.MAP_LIST: Merge.REPLACE, Type.STAGE_NAME: Merge.REPLACE,
 }
 # Attributes that fill one slot, as alternatives: a stage's `script` replaces a
 # template's `command`, and in a `health { }` block a `tcp` or `command` check its
@@ -320,7 +320,7 @@ class _Templates:
                         f"`{found.name}` is a template for `{kind}` stages, not for {article} `{declaration.kind}` {what}",
                         label=f"a `{kind}` template",
                         related=[Label(found.declaration.kind_span, f"`{found.name}` is for `{kind}` stages")],
-                        help=f"start from a `{declaration.kind}` template, or make this a `{kind}` {what}")
+                        help=f"start from {article} `{declaration.kind}` template, or make this a `{kind}` {what}")
         return False
 
     def chain(self, start: Layer) -> tuple[tuple[Layer, ...], bool]:

@@ -21,6 +21,7 @@ from aipc.compiler.templates import Layer, expand
 from aipc.diagnostics import Diagnostics, Source, Span, locate
 from aipc.dsl import model as m
 from aipc.dsl.parser import parse
+from aipc.lsp.analysis import instances
 
 MAX_SHOWN_VALUE = 60  # characters of a value shown in a merged stage's hover
 
@@ -181,6 +182,7 @@ def merged_stage(program: m.Program, name: str, read: Reader, text_of) -> str | 
     out = [f"**{stage.kind} stage** `{name}`, merged with its templates:", "", "```aip", *block, "```", ""]
     out.append("A comment names the template an attribute comes from; the others are the stage's own. "
                "Templates: " + ", ".join(_where(layer, texts) for layer in chain) + ".")
+    out += instances(expansion.program, name)
     return "\n".join(out)
 
 

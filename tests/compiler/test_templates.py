@@ -476,3 +476,94 @@ def test_an_import_is_read_as_a_regular_file_only(tmp_path):
     checked = check_source(text, str(tmp_path / "p.aip"))
     assert [d.message.split(": ", 1)[1] for d in checked.diagnostics] == ["it is not a regular file",
                                                                            "it is a directory"]
+
+
+# ------------------------------------------------- matrix stages from templates
+
+# A template holds a matrix and uses its axes; the stage adds an axis to it (a block
+# merges key by key) and `max_parallel`; a second stage copies the first's matrix.
+SWEEP_LIBRARY = '''\
+template sweep: train {
+  image   = "trainer:1.0"
+  matrix  { lr = [1e-4, 3e-4] }
+  command = ["python", "train.py", "--lr", "${matrix.lr}", "--seed", "${matrix.seed}"]
+  resources { gpu = 1  memory = 8Gi }
+}
+'''
+SWEEP = '''\
+import "lib/sweeps.aip" as sweeps
+train model from sweeps.sweep {
+  matrix       { seed = [1, 2] }
+  exclude      = [{ lr = 1e-4, seed = 2 }]
+  max_parallel = 2
+}
+train score from sweeps.sweep {
+  matrix    = model
+  after     = [model]
+  resources { gpu = 2 }
+}
+'''
+SWEEP_BY_HAND = '''\
+train model {
+  image        = "trainer:1.0"
+  matrix       { lr = [1e-4, 3e-4]  seed = [1, 2] }
+  command      = ["python", "train.py", "--lr", "${matrix.lr}", "--seed", "${matrix.seed}"]
+  resources    { gpu = 1  memory = 8Gi }
+  exclude      = [{ lr = 1e-4, seed = 2 }]
+  max_parallel = 2
+}
+train score {
+  image     = "trainer:1.0"
+  matrix    = model
+  command   = ["python", "train.py", "--lr", "${matrix.lr}", "--seed", "${matrix.seed}"]
+  resources { gpu = 2  memory = 8Gi }
+  after     = [model]
+}
+'''
+
+
+@pytest.mark.parametrize("target", list(TARGETS))
+def test_a_matrix_stage_from_a_template_compiles_as_its_hand_written_twin(target):
+    """Templates are merged before the matrix is unrolled: the stage's axis joins the
+    template's, and every instance sees both."""
+    with_templates = ok({"p.aip": SWEEP, "lib/sweeps.aip": SWEEP_LIBRARY})
+    by_hand = ok({"p.aip": SWEEP_BY_HAND})
+    assert [s.name for s in with_templates.stages] == [
+        "model-1e-4-1", "model-3e-4-1", "model-3e-4-2", "score-1e-4-1", "score-3e-4-1", "score-3e-4-2"]
+    backend = get_backend(target)
+    assert to_yaml(backend.emit(with_templates).documents) == to_yaml(backend.emit(by_hand).documents)
+    assert to_json(plan_pipeline(with_templates)) == to_json(plan_pipeline(by_hand))
+    assert to_dot(with_templates) == to_dot(by_hand)
+
+
+def test_a_matrix_problem_in_a_template_s_text_is_reported_there_per_failing_use():
+    """An axis or a `matrix = STAGE` a template names resolves where each stage that
+    uses it is declared; what is wrong whoever uses it is reported once."""
+    files = {"p.aip": '''\
+template t: train {
+  image   = "i:1"
+  matrix  { lr = [1e-4, 3e-4] }
+  command = ["x", "${matrix.seed}"]
+}
+train a from t { }
+train b from t { matrix { seed = [1] } }
+template u: train { image = "i:1"  matrix = base }
+train c from u { }
+template v: train { image = "i:1"  matrix { x = [1, 1] } }
+train d from v { }
+train e from v { }
+'''}
+    checked = check(files)
+    lines = Source("p.aip", files["p.aip"])
+    assert [(code, line, text, [lines.position(label.span.start).line for label in d.related])
+            for (code, _, line, _, text), d in zip(found(checked, files), checked.diagnostics)] == [
+        ("E130", 4, "${matrix.seed}", [6]),  # only `a` has no axis `seed`
+        ("E102", 8, "base", [9]),
+        ("E240", 10, "1", [10]),  # the value listed twice, and where first; not once per use
+    ]
+
+
+def test_a_library_alone_may_use_axes_its_users_declare():
+    files = {"lib.aip": 'template t: train { image = "i:1"  command = ["x", "${matrix.lr}"] }\n'
+                        'template u: train { image = "i:1"  matrix = base }\n'}
+    assert check(files, "lib.aip").diagnostics == []
