@@ -193,3 +193,8 @@ def test_a_matrix_stage_is_told_once_not_once_per_instance():
     assert codes_of(f'data a {{ image = "E:1"  {matrix} }}') == ["E403"]
     assert codes_of('volume v { size = 1Gi }\n' + f'data a {{ image = "e:1"  {matrix}  mount v at "/proc" }}') \
         == ["E401"]
+
+
+def test_a_library_of_templates_is_not_an_empty_pipeline():
+    assert codes_of('template base: train { image = "trainer:1.0" }') == []
+    assert codes_of('volume v { size = 1Gi }\n') == ["W403", "W101"]
