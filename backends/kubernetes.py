@@ -41,13 +41,15 @@ What a program becomes
   ``capabilities.drop: [ALL]`` (``add``: the stage's ``capabilities``),
   ``readOnlyRootFilesystem`` (true unless ``read_only = false``) with an
   ``emptyDir`` at ``/tmp``, and ``HOME`` and ``USER`` unless the stage sets them
-  (:meth:`aipc.compiler.ir.Stage.base_env`); a default-deny-ingress
-  NetworkPolicy named after the pipeline for all of its pods, and one per serve
-  stage admitting TCP traffic to its port;
+  (:meth:`aipc.compiler.ir.Stage.base_env`); a NetworkPolicy named after the
+  pipeline for all of its pods that denies ingress and allows egress only to
+  DNS, the pipeline's own pods and addresses other than the cloud metadata
+  service (169.254.169.254), and one per serve stage admitting TCP traffic to
+  its port;
 - a container that declares no cpu or memory gets the defaults
   (:data:`aipc.compiler.ir.DEFAULT_CPU`, ``DEFAULT_MEMORY``: 500m..2 cores,
   512Mi..2Gi) so every container has requests and limits; an ``shm`` above the
-  memory limit is an error (B002): /dev/shm's memory counts against it.
+  memory limit is an error (B003): /dev/shm's memory counts against it.
 
 Strings reach the cluster verbatim: ``$`` is doubled where Kubernetes would
 otherwise expand ``$(VAR)`` or ``$$`` in ``command``, ``args`` and ``env``.
@@ -539,15 +541,40 @@ def build_service(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
 # ----------------------------------------------------------------- network
 
 
+# Where clouds serve instance metadata, with the node's credentials: AWS (IMDS,
+# and fd00:ec2::254 on IPv6), Google Cloud, Azure, Oracle and others all answer at
+# 169.254.169.254. A pod that reaches it may act as the node.
+METADATA_ADDRESSES = {"0.0.0.0/0": "169.254.169.254/32", "::/0": "fd00:ec2::254/128"}
+
+
+def pipeline_selector(pipeline: ir.Pipeline) -> dict:
+    """The labels that pick every pod of the pipeline."""
+    return {"matchLabels": {ir.LABEL_PART_OF: ir.label_value(pipeline.name)}}
+
+
+def build_egress(pipeline: ir.Pipeline) -> list[dict]:
+    """Where the pipeline's pods may connect: DNS, wherever the cluster's resolver
+    is (a node-local cache listens on a link-local address); the pipeline's own
+    pods; and every other address but the cloud metadata service."""
+    return [
+        {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+        {"to": [{"podSelector": pipeline_selector(pipeline)}]},
+        {"to": [{"ipBlock": {"cidr": cidr, "except": [metadata_address]}}
+                for cidr, metadata_address in METADATA_ADDRESSES.items()]},
+    ]
+
+
 def build_default_deny(pipeline: ir.Pipeline) -> dict:
-    """No ingress to any of the pipeline's pods unless another policy admits it."""
+    """No ingress to any of the pipeline's pods unless another policy admits it, and
+    egress only as :func:`build_egress` says."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": metadata(pipeline, pipeline.dns_name, pipeline.labels_for(pipeline.name, "network-policy")),
         "spec": {
-            "podSelector": {"matchLabels": {ir.LABEL_PART_OF: ir.label_value(pipeline.name)}},
-            "policyTypes": ["Ingress"],
+            "podSelector": pipeline_selector(pipeline),
+            "policyTypes": ["Ingress", "Egress"],
+            "egress": build_egress(pipeline),
         },
     }
 
@@ -597,7 +624,7 @@ def check_shared_memory(pipeline: ir.Pipeline, sink: Diagnostics, target: str) -
     container's memory limit; the kubelet caps its size there (the API reference of
     ``EmptyDirVolumeSource.sizeLimit``: "the minimum value between the SizeLimit
     specified here and the sum of memory limits of all containers in a pod"). An
-    ``shm`` above that limit cannot be had (B002)."""
+    ``shm`` above that limit cannot be had (B003)."""
     for stage in pipeline.stages:
         resources = stage.resources
         memory = resources.memory or ir.DEFAULT_MEMORY
