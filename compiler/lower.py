@@ -947,7 +947,8 @@ class _StageLowering:
     def _check_gpu_memory(self) -> None:
         """GPUs without `memory` get the default limit, far too small for a GPU workload."""
         resources = self.fields["resources"]
-        if resources.gpu > 0 and resources.memory is None:
+        written = any(name == "memory" for name, _ in self.spans)  # a wrong one is reported as such
+        if resources.gpu > 0 and resources.memory is None and not written:
             limit = ir.format_bytes(ir.DEFAULT_MEMORY.limit)
             self.sink.warning(codes.GPU_WITHOUT_MEMORY, self.span_of("gpu"),
                               f"`{self.declared}` asks for GPUs but sets no `memory`: it gets the default limit, {limit}",

@@ -151,3 +151,12 @@ def test_pull_is_each_target_s_pull_policy():
         assert document["services"]["a"]["pull_policy"] == compose_policy
     documents, _ = emitted("k8s", 'data a { image = "e:1" }\n')
     assert "imagePullPolicy" not in pod_of(find(documents, "Job", "serving-a"))["containers"][0]  # the cluster's rule
+
+
+def test_gpus_without_memory_are_warned_about_once_and_not_when_memory_is_wrong():
+    assert [d.code for d in check_source('train a { image = "t:1"  resources { gpu = 1 } }', "p.aip").diagnostics] \
+        == ["W261"]
+    wrong = check_source('train a { image = "t:1"  resources { gpu = 1  memory = 64 } }', "p.aip")
+    assert [d.code for d in wrong.diagnostics] == ["E201"]  # the memory is written, wrongly: that is the error
+    swept = check_source('train a { image = "t:1"  matrix { lr = [1, 2] }  resources { gpu = 1 } }', "p.aip")
+    assert [d.code for d in swept.diagnostics] == ["W261"]  # once for the matrix stage, not per instance

@@ -510,7 +510,8 @@ def container_spans(found: list[dict]) -> dict[str, list[tuple[int, int]]]:
     for event in found:
         if event["Action"] == "start":
             begun[event["id"]] = event["timeNano"]
-        elif event["Action"] == "die":
+        elif event["Action"] == "die" and "dev.aipc.stage" in event["Actor"]["Attributes"]:
+            # (the one container without a stage prepares the volumes before any stage starts)
             stage = event["Actor"]["Attributes"]["dev.aipc.stage"]
             spans.setdefault(stage, []).append((begun.pop(event["id"]), event["timeNano"]))
     return spans
