@@ -184,6 +184,17 @@ def spec_options(spec: ContainerSpec, names: RunNames, *, environ: Mapping[str, 
     return options
 
 
+def writable_by_stages(path: str) -> None:
+    """A host folder aipc created for stages that write it: given to the volume group
+    (group-writable, new files inherit the group), as a Docker volume is; by anyone
+    when the caller may not give a folder to that group (not root)."""
+    try:
+        os.chown(path, -1, ir.VOLUME_GROUP)
+        os.chmod(path, 0o2775)
+    except PermissionError:
+        os.chmod(path, 0o777)
+
+
 def health_option(check: HealthCheck) -> docker.types.Healthcheck:
     """The health check compose writes, as the engine's (times in nanoseconds)."""
     return docker.types.Healthcheck(test=list(check.test), interval=check.interval * SECOND,
@@ -486,6 +497,7 @@ class DockerDriver:
                     continue  # a directory, or a file to bind
                 try:
                     os.makedirs(path)
+                    writable_by_stages(path)
                 except OSError as error:
                     problems.append(f"volume `{volume.name}`: cannot create `{path}`: {error.strerror or error}")
                     continue
