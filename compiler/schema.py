@@ -65,6 +65,11 @@ HEADER = _table(
                   example='registry = "registry.example.com/risk"'),
     AttributeSpec("image", Type.STRING, "The image of stages that do not set their own.",
                   example='image = "python:3.11-slim"'),
+    AttributeSpec("gpu_labels", Type.CHOICE,
+                  "Which node labels select a `gpu_model` on Kubernetes: `gfd` (NVIDIA GPU feature "
+                  "discovery, the default), `gke` (GKE's accelerator label) or `karpenter` (Karpenter's "
+                  "GPU name); `aipc compile --gpu-labels` overrides it.",
+                  choices=("gfd", "gke", "karpenter"), example="gpu_labels = gke"),
 )
 
 VOLUME = _table(
@@ -109,8 +114,9 @@ STAGE = _table(
                   kinds=BATCH, minimum=1, maximum=units.MAX_SECONDS, example="timeout = 12h"),
     AttributeSpec("port", Type.INT, "The port the service listens on.", kinds=SERVE, minimum=1,
                   maximum=65535, example="port = 8080"),
-    AttributeSpec("replicas", Type.INT, "How many copies of the service run.", kinds=SERVE, minimum=1,
-                  maximum=units.INT32_MAX, example="replicas = 3"),
+    AttributeSpec("replicas", Type.INT,
+                  "How many copies of the service run; `MIN..MAX` autoscales between them (see `autoscale`).",
+                  kinds=SERVE, minimum=1, maximum=units.INT32_MAX, example="replicas = 3"),
     AttributeSpec("health", Type.PATH, "The HTTP path probed for readiness and liveness.", kinds=SERVE,
                   example='health = "/healthz"'),
 )
@@ -131,7 +137,39 @@ RESOURCES = _table(
                   example="disk = 100Gi"),
 )
 
-STAGE_BLOCKS = {"resources": RESOURCES}
+SCHEDULE = _table(
+    AttributeSpec("node", Type.STRING_MAP, "Node labels the stage's nodes must have (a node selector).",
+                  example='node = { "cloud.google.com/gke-spot" = "true" }'),
+    AttributeSpec("tolerate", Type.STRING_LIST,
+                  "Node taints the stage tolerates: `KEY`, `KEY=VALUE`, `KEY:EFFECT` or `KEY=VALUE:EFFECT` "
+                  "(effects: NoSchedule, PreferNoSchedule, NoExecute).",
+                  example='tolerate = ["spot=true:NoSchedule"]'),
+    AttributeSpec("priority", Type.STRING, "The PriorityClass of the stage's pods.",
+                  example='priority = "batch-high"'),
+    AttributeSpec("queue", Type.STRING,
+                  "The Kueue LocalQueue a batch stage waits in (its `kueue.x-k8s.io/queue-name` label).",
+                  kinds=BATCH, example='queue = "team-a"'),
+)
+
+AUTOSCALE = _table(
+    AttributeSpec("cpu", Type.INT, "The average CPU use to keep, percent of the CPU request (default 80).",
+                  minimum=1, maximum=units.INT32_MAX, example="cpu = 70"),
+    AttributeSpec("metric", Type.STRING, "A per-pod custom metric to scale on, with `target`.",
+                  example='metric = "requests_per_second"'),
+    AttributeSpec("target", Type.INT, "The average value of `metric` per pod to keep.", minimum=1,
+                  maximum=units.MAX_COUNT, example="target = 100"),
+)
+
+STAGE_BLOCKS = {"resources": RESOURCES, "schedule": SCHEDULE, "autoscale": AUTOSCALE}
+HEADER_BLOCKS = {"schedule": SCHEDULE}  # defaults for every stage, merged key by key
+BLOCK_KINDS = {"autoscale": SERVE}  # blocks only some kinds of stage take (the others take every block)
+BLOCKS = {"stage": STAGE_BLOCKS, "pipeline": HEADER_BLOCKS}  # the blocks of each declaration that has some
+
+
+def blocks_for(declaration: str, kind: str | None = None) -> dict[str, dict[str, AttributeSpec]]:
+    """The blocks a declaration (``stage``, ``pipeline``) takes, for a stage of ``kind`` when known."""
+    return {name: table for name, table in BLOCKS.get(declaration, {}).items()
+            if kind is None or kind in BLOCK_KINDS.get(name, ALL_KINDS)}
 
 PARAM_TYPES = ("string", "int", "float", "bool", "duration")
 

@@ -36,10 +36,15 @@ KEYWORD_DOCS = {
     "mount": schema.MOUNT_DOC,
     **{kind: f"`{kind} NAME {{ ... }}`: {doc}" for kind, doc in STAGE_KIND_DOCS.items()},
 }
-_BLOCK_PURPOSES = {"resources": "what the stage requests and is limited to"}
-BLOCK_DOCS = {  # a stage's blocks, as the schema has them
+_BLOCK_PURPOSES = {
+    "resources": "what the stage requests and is limited to",
+    "schedule": "where the stage's pods may run and how they wait: a node selector, tolerations, a "
+                "PriorityClass and a Kueue queue (in the `pipeline` header: defaults for every stage)",
+    "autoscale": "how `replicas = MIN..MAX` scales: on CPU use (`cpu`, percent) or a per-pod `metric`",
+}
+BLOCK_DOCS = {  # the blocks of stages and of the header, as the schema has them
     name: f"`{name} {{ {', '.join(table)} }}`" + (f": {_BLOCK_PURPOSES[name]}" if name in _BLOCK_PURPOSES else "")
-    for name, table in schema.STAGE_BLOCKS.items()
+    for blocks in schema.BLOCKS.values() for name, table in blocks.items()
 }
 REFERENCE_KINDS = tuple(resolve.WHAT)
 _WHAT = {**resolve.WHAT, "pipeline": "pipeline"}
@@ -180,8 +185,9 @@ def _place_in(declaration, offset: int) -> Place:
     for item in items:
         if isinstance(item, m.Attribute) and _contains(item.span, offset):
             table = _table(declaration, block)
-            if block is None and isinstance(item.value, m.MapValue) and item.name in schema.STAGE_BLOCKS \
-                    and isinstance(declaration, m.StageDecl) and not _contains(item.name_span, offset):
+            owner = {m.StageDecl: "stage", m.PipelineDecl: "pipeline"}.get(type(declaration), "")
+            if block is None and isinstance(item.value, m.MapValue) and item.name in schema.blocks_for(owner) \
+                    and not _contains(item.name_span, offset):
                 for entry in item.value.entries:
                     if _contains(entry.span, offset):
                         spec = schema.STAGE_BLOCKS[item.name].get(entry.key)

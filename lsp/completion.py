@@ -171,7 +171,7 @@ def _step_body(frame: _Frame, token: Token, frames: list[_Frame]) -> None:
         if text == "=":
             frame.state = "value"
         elif text == "{":
-            table = frame.name if frame.table == "stage" and frame.name in schema.STAGE_BLOCKS else "unknown"
+            table = frame.name if frame.name in schema.blocks_for(frame.table) else "unknown"
             frame.state = "item"
             frames.append(_Frame("body", table))
         else:
@@ -262,9 +262,9 @@ def _attributes(frame: _Frame) -> list[Candidate]:
     if frame.table == "stage":
         out.append(Candidate(MOUNT, "keyword", f'{MOUNT} VOLUME {AT} "/path" [{READONLY}]', KEYWORD_DOCS[MOUNT],
                              MOUNT + " "))
-        for name, doc in BLOCK_DOCS.items():
-            if name not in seen:
-                out.append(Candidate(name, "block", "block", doc, name + " { "))
+    for name in schema.blocks_for(frame.table, frame.stage_kind):
+        if name not in seen:
+            out.append(Candidate(name, "block", "block", BLOCK_DOCS[name], name + " { "))
     return out
 
 

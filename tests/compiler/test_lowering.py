@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aipc.compiler import check_source, ir
+from aipc.compiler import check_source, gpus, ir
 from tests.helpers import EXAMPLES, ROOT, codes_of, compile_ok, plain
 
 
@@ -48,7 +48,8 @@ def test_fraud_detection_lowers_as_the_language_page_says():
     assert plain(model.command) == ("python", "train.py", "--epochs", "10", "--lr", "3e-4", "--amp=true")
     assert model.resources == ir.Resources(
         cpu=ir.Range(8000, 8000), memory=ir.Range(64 * 2**30, 64 * 2**30), gpu=4,
-        gpu_model="NVIDIA-A100-SXM4-80GB", shm=16 * 2**30)
+        gpu_model="NVIDIA-A100-SXM4-80GB", shm=16 * 2**30,
+        gpu_nodes=gpus.gpu_nodes("NVIDIA-A100-SXM4-80GB", ir.GpuVendor.NVIDIA))
     assert model.timeout == 12 * 3600
     assert [(m.volume.name, m.path, m.readonly) for m in model.mounts] == [
         ("features", "/data/features", True), ("models", "/models", False)]

@@ -1,15 +1,19 @@
 """Every rejection LANGUAGE.md lists has a case file here.
 
 Each case file states what it must produce in `# expect: CODE LINE:COLUMN`
-comments (and `# params: NAME=VALUE` for `-p` overrides). The test asserts
+comments (and `# params: NAME=VALUE` for `-p` overrides; `# compile: --target
+TARGET [OPTIONS]` adds what that target reports, for a diagnostic only a target
+gives). The test asserts
 exactly those diagnostics at exactly those places, then snapshots the rendered
 human and JSON output so that a change in wording is reviewed like code.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -20,6 +24,7 @@ from aipc.diagnostics import Source, render_human, render_json
 CASES = sorted((Path(__file__).parent / "cases").glob("*.aip"))
 EXPECT = re.compile(r"#\s*expect:\s*([EWB]\d{3})\s+(\d+):(\d+)")
 PARAMS = re.compile(r"#\s*params:\s*(\S+)=(\S*)")
+COMPILE = re.compile(r"#\s*compile:\s*(.+)")
 
 
 def run_case(path: Path):
@@ -27,7 +32,23 @@ def run_case(path: Path):
     params = dict(PARAMS.findall(text))
     name = f"cases/{path.name}"
     checked = check_source(text, name, params)
+    compiled = COMPILE.search(text)
+    if compiled is not None and checked.ir is not None:
+        checked = checked._replace(diagnostics=checked.diagnostics + target_diagnostics(checked.ir, compiled.group(1)))
     return text, name, checked
+
+
+def target_diagnostics(pipeline, command_line: str) -> list:
+    """What `aipc compile --target TARGET OPTIONS` adds, through the backend's own options."""
+    from aipc.backends import get_backend
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--target", required=True)
+    options, rest = parser.parse_known_args(shlex.split(command_line))
+    backend = get_backend(options.target)
+    backend_parser = argparse.ArgumentParser()
+    backend.add_arguments(backend_parser)
+    return list(backend.emit(pipeline, backend.options_from(backend_parser.parse_args(rest))).diagnostics)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)

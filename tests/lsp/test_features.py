@@ -76,6 +76,20 @@ def test_completion_inside_resources_and_map_forms():
     assert "memory" in labels and "cpu" not in labels
 
 
+def test_completion_of_scheduling_blocks_in_the_header_and_stages():
+    labels, _ = complete_at('pipeline "p" {\n  |\n}')
+    assert "schedule" in labels and "gpu_labels" in labels and "autoscale" not in labels
+    labels, _ = complete_at('pipeline "p" {\n  schedule {\n    queue = "q"\n    |\n  }\n}')
+    assert labels == ["node", "tolerate", "priority"]
+    labels, _ = complete_at('pipeline "p" { schedule = { | } }')
+    assert labels == ["node", "tolerate", "priority", "queue"]
+    labels, _ = complete_at('pipeline "p" { gpu_labels = | }')
+    assert labels == ["gfd", "gke", "karpenter"]
+    assert "autoscale" not in complete_at("train t {\n  |\n}")[0]  # a serve stage's block
+    assert {"schedule", "autoscale"} <= set(complete_at("serve s {\n  |\n}")[0])
+    assert complete_at("serve s {\n  autoscale { | }\n}")[0] == ["cpu", "metric", "target"]
+
+
 def test_hover_on_units_attributes_and_names():
     document = IncrementalParser("t.aip").parse(FRAUD)
     index = build_index(document)

@@ -83,7 +83,7 @@ def test_missing_secrets_only_count_for_selected_stages(aip, capsys, monkeypatch
 def test_what_docker_cannot_express_is_reported_as_compose_reports_it(tmp_path, capsys, monkeypatch):
     path = tmp_path / "gpu.aip"
     path.write_text(PIPELINE + 'eval score { after = [model] command = ["true"] '
-                               'resources { gpu_model = "H100"  disk = 1Gi } }\n')
+                               'resources { gpu_model = "H100-80GB"  disk = 1Gi } }\n')
     monkeypatch.delenv("AIPC_TEST_UNSET_TOKEN", raising=False)
     code, out, err = run(capsys, "run", str(path))
     assert code == 1 and "secrets need" in err  # stops before any engine is asked
