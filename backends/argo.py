@@ -81,7 +81,8 @@ def add_arguments(group) -> None:
 
 def options_from(args) -> Options:
     return Options(stable_name=bool(getattr(args, "stable_name", False)),
-                   service_account=getattr(args, "service_account", None) or DEFAULT_SERVICE_ACCOUNT)
+                   service_account=getattr(args, "service_account", None) or DEFAULT_SERVICE_ACCOUNT,
+                   kubernetes=k8s.options_from(args))  # --gpu-labels
 
 
 # -------------------------------------------------------------------- strings
@@ -206,15 +207,22 @@ def build_apply_template(name: str, document: dict, success: str | None = None) 
 def build_container_template(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, texts: ArgoTexts) -> dict:
     parts = k8s.build_pod_parts(pipeline, stage, options.kubernetes, texts.renderer(stage))
     container = {**parts.container, "name": "main"}  # Argo's name for the stage's container
-    template: dict = {"name": task_name(stage), "metadata": {"labels": k8s.stage_labels(pipeline, stage)}}
+    # The pod is the workload here: Kueue's pod integration queues it by the label on
+    # the template's metadata (kubernetes-sigs/kueue site/content/en/docs/tasks/run/
+    # external_workloads/argo_workflow.md, "Targeting a different LocalQueue per template").
+    template: dict = {"name": task_name(stage), "metadata": {"labels": k8s.workload_labels(pipeline, stage)}}
     if stage.retries > 0:
         template["retryStrategy"] = {"limit": stage.retries}
     if stage.timeout is not None:
         template["activeDeadlineSeconds"] = stage.timeout
     if parts.node_selector:
         template["nodeSelector"] = parts.node_selector
+    if parts.affinity:
+        template["affinity"] = parts.affinity
     if parts.tolerations:
         template["tolerations"] = parts.tolerations
+    if parts.priority_class is not None:
+        template["priorityClassName"] = parts.priority_class
     if parts.scratch_volumes:
         template["volumes"] = parts.scratch_volumes
     template["container"] = container
@@ -234,18 +242,22 @@ def serve_manifests(pipeline: ir.Pipeline, stage: ir.Stage, options: Options,
 
 def build_serve_templates(pipeline: ir.Pipeline, stage: ir.Stage, options: Options,
                           names: TemplateNames, texts: ArgoTexts) -> list[dict]:
+    """Templates applying the Deployment (done once ``replicas`` of it are available:
+    with autoscaling its minimum, at least 1), the Service, and the autoscaler."""
     deployment, service = serve_manifests(pipeline, stage, options, texts)
     base = task_name(stage)
     deployment_template, service_template = names.add(f"{base}-deployment"), names.add(f"{base}-service")
     ready = stage.replicas - 1
     success = f"status.updatedReplicas > {ready},status.availableReplicas > {ready}"
-    return [
-        {"name": base,
-         "steps": [[{"name": "deployment", "template": deployment_template},
-                    {"name": "service", "template": service_template}]]},
-        build_apply_template(deployment_template, deployment, success),
-        build_apply_template(service_template, service),
-    ]
+    steps = [{"name": "deployment", "template": deployment_template},
+             {"name": "service", "template": service_template}]
+    templates = [build_apply_template(deployment_template, deployment, success),
+                 build_apply_template(service_template, service)]
+    if stage.autoscale is not None:
+        autoscaler_template = names.add(f"{base}-autoscaler")
+        steps.append({"name": "autoscaler", "template": autoscaler_template})
+        templates.append(build_apply_template(autoscaler_template, k8s.build_autoscaler(pipeline, stage)))
+    return [{"name": base, "steps": [steps]}, *templates]
 
 
 def build_dag(pipeline: ir.Pipeline, volume_tasks: dict[str, str]) -> dict:
@@ -339,6 +351,7 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     options = options or Options()
     sink = Diagnostics(pipeline.file)
     k8s.check_host_mounts(pipeline, sink, "Argo Workflows")
+    k8s.check_scheduling(pipeline, options.kubernetes, sink, "Argo Workflows")
     if sink.has_errors:
         return Emitted((), tuple(sink.sorted()))
     workflow = build_workflow(pipeline, options, ArgoTexts(sink))

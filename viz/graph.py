@@ -49,19 +49,26 @@ FONT = "Helvetica"
 # ------------------------------------------------------------------ what is drawn
 
 
+def replica_text(stage: ir.Stage) -> str | None:
+    """``x3``, or ``x2..10`` for an autoscaled service; None for one replica."""
+    if stage.autoscale is not None:
+        return f"x{stage.autoscale.minimum}..{stage.autoscale.maximum}"
+    return f"x{stage.replicas}" if stage.kind is ir.StageKind.SERVE and stage.replicas > 1 else None
+
+
 def stage_lines(stage: ir.Stage) -> list[str]:
     """The lines of a stage's label: name, kind, service details, GPUs."""
     lines = [stage.name]
     kind = stage.kind.value
     if stage.kind is ir.StageKind.SERVE:
         kind += f" :{stage.port}" if stage.port else ""
-        if stage.replicas > 1:
-            kind += f" x{stage.replicas}"
+        if replica_text(stage):
+            kind += f" {replica_text(stage)}"
     lines.append(kind)
     resources = stage.resources
     if resources.gpu:
         gpu = f"{resources.gpu} GPU {resources.gpu_vendor.value}"
-        if stage.kind is ir.StageKind.SERVE and stage.replicas > 1:
+        if replica_text(stage):
             gpu += " per replica"
         lines.append(gpu)
         if resources.gpu_model:

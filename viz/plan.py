@@ -42,10 +42,10 @@ import json
 import textwrap
 from dataclasses import dataclass
 
-import networkx as nx
-
+from aipc.backends.devices import Assignment, Shortfall, assign_devices, heaviest_overlap
 from aipc.compiler import ir
 from aipc.compiler.units import format_bytes, format_cpu
+from aipc.viz.graph import replica_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +92,7 @@ class Plan:
     levels: tuple[Level, ...]
     peak: GpuPeak
     worst_case: GpuPeak
+    devices: Assignment | Shortfall | None = None  # on one machine of `--gpus N` GPUs
 
 
 def replicas(stage: ir.Stage) -> int:
@@ -125,7 +126,7 @@ def demand_of(stages: tuple[ir.Stage, ...]) -> Demand:
                   memory_request, memory_limit, tuple(cpu_unset), tuple(memory_unset))
 
 
-def plan_pipeline(pipeline: ir.Pipeline) -> Plan:
+def plan_pipeline(pipeline: ir.Pipeline, gpus: int | None = None) -> Plan:
     by_level: dict[int, list[ir.Stage]] = {}
     for stage in pipeline.stages:  # topological, ties by name: the order within a level
         by_level.setdefault(stage.level, []).append(stage)
@@ -142,52 +143,16 @@ def plan_pipeline(pipeline: ir.Pipeline) -> Plan:
         if level.demand.gpu_total > peak.gpus:
             names = tuple(s.name for s in level.running if s.resources.gpu)
             peak = GpuPeak(level.demand.gpu_total, level.index, names, level.demand.gpus)
-    return Plan(pipeline.name, tuple(levels), peak, worst_case_gpus(pipeline))
-
-
-def finishes_before(pipeline: ir.Pipeline) -> dict[str, set[str]]:
-    """For each stage, the stages that must have finished before it starts: its
-    batch ancestors (a serve stage never finishes, so it never counts)."""
-    before: dict[str, set[str]] = {}
-    for stage in pipeline.stages:
-        names: set[str] = set()
-        for dependency in stage.after:
-            names |= before[dependency]
-            if pipeline.stage(dependency).is_batch:
-                names.add(dependency)
-        before[stage.name] = names
-    return before
+    devices = assign_devices(pipeline, gpus) if gpus is not None else None
+    return Plan(pipeline.name, tuple(levels), peak, worst_case_gpus(pipeline), devices)
 
 
 def worst_case_gpus(pipeline: ir.Pipeline) -> GpuPeak:
-    """The heaviest set of GPU stages that may all run at one instant.
-
-    Weighted Dilworth: with a source edge to ``L(x)`` and a sink edge from
-    ``R(x)`` of capacity ``gpus(x)``, and an unbounded edge ``L(x) -> R(y)``
-    whenever ``x`` finishes before ``y`` starts, the heaviest antichain weighs
-    the total minus the maximum flow, and is the set of stages whose ``L`` is on
-    the source side of a minimum cut and whose ``R`` is on the sink side.
-    """
-    weighted = [s for s in pipeline.stages if stage_gpus(s)]
-    if not weighted:
-        return GpuPeak(0, None, ())
-    before = finishes_before(pipeline)
-    network = nx.DiGraph()
-    network.add_node("source")
-    network.add_node("sink")
-    for stage in weighted:
-        network.add_edge("source", ("L", stage.name), capacity=stage_gpus(stage))
-        network.add_edge(("R", stage.name), "sink", capacity=stage_gpus(stage))
-    for later in weighted:
-        for earlier in weighted:
-            if earlier.name in before[later.name]:
-                network.add_edge(("L", earlier.name), ("R", later.name))  # no capacity: unbounded
-    flow, (source_side, _) = nx.minimum_cut(network, "source", "sink")
-    chosen = tuple(s for s in weighted
-                   if ("L", s.name) in source_side and ("R", s.name) not in source_side)
-    total = sum(stage_gpus(s) for s in weighted) - flow
-    assert total == sum(stage_gpus(s) for s in chosen), "aipc bug: the minimum cut is not an antichain"
-    return GpuPeak(total, None, tuple(s.name for s in chosen), demand_of(chosen).gpus)
+    """The heaviest set of GPU stages that may all run at one instant (see
+    :mod:`aipc.backends.devices`, which assigns GPUs on one machine from the same
+    analysis)."""
+    overlap = heaviest_overlap(pipeline, stage_gpus)
+    return GpuPeak(overlap.total, None, tuple(s.name for s in overlap.stages), demand_of(overlap.stages).gpus)
 
 
 # ------------------------------------------------------------------ rendering
@@ -217,8 +182,8 @@ def memory_text(level: Level) -> str:
 def stage_text(stage: ir.Stage, serving: bool = False) -> str:
     if serving:
         return f"{stage.name} (serving)"
-    if stage.kind is ir.StageKind.SERVE and stage.replicas > 1:
-        return f"{stage.name} (serve x{stage.replicas})"
+    if replica_text(stage):
+        return f"{stage.name} (serve {replica_text(stage)})"
     return f"{stage.name} ({stage.kind.value})"
 
 
@@ -261,7 +226,8 @@ def note_lines(plan: Plan) -> list[str]:
                      + ", ".join(worst.stages) + " overlap: a stage starts as soon as its own "
                      "dependencies finish, so stages of different levels can run together")
     lines.append("CPU and memory: request / limit (one value when equal), summed over the stages "
-                 "running in the level; a serve stage counts once per replica.")
+                 "running in the level; a serve stage counts once per replica"
+                 + (", an autoscaled one (x MIN..MAX) for its minimum." if _autoscaled(plan) else "."))
     if any(level.serving for level in plan.levels):
         lines.append("serve stages keep running once started: they count in every later level (serving).")
     unset = _unset_stages(plan)
@@ -270,6 +236,31 @@ def note_lines(plan: Plan) -> list[str]:
                      + " (a total with * leaves some out, - when no stage of the level sets one; the "
                        "Kubernetes target gives them a default, which `aipc compile -t k8s` shows)")
     return lines
+
+
+def device_lines(plan: Plan) -> list[str]:
+    """The GPUs each stage gets on one machine (`--gpus N`), one line per stage."""
+    devices = plan.devices
+    if devices is None:
+        return []
+    if isinstance(devices, Shortfall):
+        return [f"on one machine with {devices.count} GPU{'s' if devices.count != 1 else ''}: {devices.message}"]
+    if not devices.devices:
+        return [f"on one machine with {devices.count} GPUs: no stage asks for a GPU it could be given"]
+    width = max(len(name) for name in devices.devices)
+    lines = [f"on one machine with {devices.count} GPU{'s' if devices.count != 1 else ''}, the devices of each "
+             "GPU stage (stages that may run at the same time never share one):"]
+    for name, containers in devices.devices.items():
+        if len(containers) == 1:
+            text = ",".join(containers[0])
+        else:
+            text = "; ".join(f"replica {number}: {','.join(ids)}" for number, ids in enumerate(containers, 1))
+        lines.append(f"  {name.ljust(width)}  {text}")
+    return lines
+
+
+def _autoscaled(plan: Plan) -> bool:
+    return any(stage.autoscale is not None for level in plan.levels for stage in level.stages)
 
 
 def _unset_stages(plan: Plan) -> list[str]:
@@ -300,6 +291,9 @@ def render_text(plan: Plan) -> str:
     out.append("")
     for line in note_lines(plan):
         out += textwrap.wrap(line, width=NOTE_WIDTH, subsequent_indent="  ", break_on_hyphens=False)
+    if plan.devices is not None:
+        out.append("")
+        out += device_lines(plan)
     return "\n".join(out) + "\n"
 
 
@@ -316,6 +310,8 @@ def render_rich(plan: Plan, console) -> None:
         table.add_row(*row, style=style)
     console.print(table)
     for line in note_lines(plan):
+        console.print(line, highlight=False, markup=False)
+    for line in device_lines(plan):
         console.print(line, highlight=False, markup=False)
 
 
@@ -338,4 +334,11 @@ def to_json(plan: Plan) -> str:
         })
     data = {"pipeline": plan.pipeline, "levels": levels, "peak_gpu": peak(plan.peak, level=plan.peak.level),
             "worst_case_gpu": peak(plan.worst_case)}
+    if isinstance(plan.devices, Assignment):
+        data["gpu_devices"] = {"gpus": plan.devices.count,
+                               "stages": {name: [list(ids) for ids in containers]
+                                          for name, containers in plan.devices.devices.items()}}
+    elif isinstance(plan.devices, Shortfall):
+        data["gpu_devices"] = {"gpus": plan.devices.count, "needed": plan.devices.needed,
+                               "overlapping": [stage.name for stage in plan.devices.stages]}
     return json.dumps(data, indent=2) + "\n"
