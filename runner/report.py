@@ -17,7 +17,7 @@ from aipc.runner.scheduler import RunResult, StageResult, Status
 
 COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_cyan", "bright_magenta", "bright_green")
 STATUS_STYLES = {
-    Status.PENDING: "dim", Status.RUNNING: "bold blue", Status.STARTING: "bold blue",
+    Status.PENDING: "dim", Status.WAITING: "yellow", Status.RUNNING: "bold blue", Status.STARTING: "bold blue",
     Status.SUCCEEDED: "green", Status.SERVING: "bold green", Status.FAILED: "bold red",
     Status.TIMED_OUT: "bold red", Status.SKIPPED: "yellow", Status.CANCELLED: "yellow", Status.STOPPED: "dim",
 }
@@ -45,6 +45,8 @@ def describe_change(result: StageResult) -> str:
         return text + (f" (attempt {result.attempts} of {result.max_attempts})" if result.max_attempts > 1 else "")
     if status is Status.STARTING:
         return f"{result.name}: starting"
+    if status is Status.WAITING:
+        return f"{result.name}: waiting for GPUs ({result.message})"
     if status is Status.SUCCEEDED:
         return f"{result.name}: succeeded in {format_duration(result.duration())}"
     if status is Status.SERVING:
@@ -142,6 +144,8 @@ class LiveReporter:
             status = result.status.value
             if result.status is Status.RUNNING and result.max_attempts > 1:
                 status += f" ({result.attempts}/{result.max_attempts})"
+            if result.status is Status.WAITING:
+                status += f" ({result.message})"
             spinner = "●" if result.status.is_active else " "
             table.add_row(f"[{self.colours.get(result.name, 'white')}]{spinner} {result.name}[/]",
                           f"[{STATUS_STYLES[result.status]}]{status}[/]",

@@ -7,6 +7,14 @@ skipped; stages already running finish. Serve stages start last: once every
 selected batch stage has finished and none failed, each after its own
 dependencies (a serve stage after a serve stage waits until that one is healthy).
 
+GPUs on one machine (``gpus``: the machine's device ids): a GPU stage whose
+dependencies are done starts once enough GPUs are free, with devices of its own
+(one set per container: each replica of a serve stage gets its own), and gives
+them back when it ends; until then it is ``waiting for GPUs``. A service keeps
+its GPUs while it serves: a stage that waits for GPUs only services hold fails.
+Without ``gpus`` every stage starts at once and its driver asks for a number of
+GPUs.
+
 All state changes happen on the thread that calls :meth:`Scheduler.run`;
 workers only execute stages through the :class:`Driver` and post what happened.
 Interrupting :meth:`Scheduler.run` (Ctrl-C) aborts the driver, waits for the
@@ -22,6 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
+from aipc.backends.devices import containers, gpus_per_container
 from aipc.compiler import ir
 
 
@@ -33,6 +42,7 @@ class Status(str, enum.Enum):
     TIMED_OUT = "timed out"
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
+    WAITING = "waiting for GPUs"  # its dependencies are done; not enough GPUs are free
     STARTING = "starting"  # a serve stage waiting to be healthy
     SERVING = "serving"
     STOPPED = "stopped"  # a serve stage that ended (stopped or exited)
@@ -44,6 +54,10 @@ class Status(str, enum.Enum):
     @property
     def is_active(self) -> bool:
         return self in (Status.RUNNING, Status.STARTING)
+
+    @property
+    def is_unstarted(self) -> bool:
+        return self in (Status.PENDING, Status.WAITING)
 
 
 @dataclass(frozen=True)
@@ -65,14 +79,19 @@ class Attempt:
         return self.exit_code == 0 and not (self.timed_out or self.error or self.cancelled)
 
 
+# The GPU device ids a stage's containers get, one tuple per container (a batch
+# stage's one container, each replica of a serve stage); () when GPUs are not assigned.
+Devices = tuple[tuple[str, ...], ...]
+
+
 class Driver(Protocol):
     """Executes stages. Methods other than :meth:`abort` are called from worker threads."""
 
-    def run_batch(self, stage: ir.Stage, attempt: int, deadline: float | None) -> Attempt:
+    def run_batch(self, stage: ir.Stage, attempt: int, deadline: float | None, devices: Devices = ()) -> Attempt:
         """Run one attempt to completion; kill it at ``deadline`` (a ``time.monotonic``
         value) and return ``timed_out``."""
 
-    def start_service(self, stage: ir.Stage) -> Attempt:
+    def start_service(self, stage: ir.Stage, devices: Devices = ()) -> Attempt:
         """Start every replica and return once they are healthy (exit code 0) or
         have failed to become so."""
 
@@ -151,6 +170,38 @@ class _Finished:
     attempts: int
 
 
+class GpuPool:
+    """The machine's GPUs, by device id; a stage takes the lowest free ones."""
+
+    def __init__(self, devices: Sequence[str]) -> None:
+        self.devices = tuple(devices)
+        self.free = list(self.devices)
+        self.held: dict[str, Devices] = {}
+
+    @staticmethod
+    def demand(stage: ir.Stage) -> int:
+        return containers(stage) * gpus_per_container(stage)
+
+    def take(self, stage: ir.Stage) -> Devices | None:
+        """Devices for each of the stage's containers, or None when too few are free."""
+        need = self.demand(stage)
+        if need > len(self.free):
+            return None
+        if need == 0:
+            return ()
+        taken, self.free = self.free[:need], self.free[need:]
+        size = gpus_per_container(stage)
+        devices = tuple(tuple(taken[i:i + size]) for i in range(0, need, size))
+        self.held[stage.name] = devices
+        return devices
+
+    def give_back(self, name: str) -> None:
+        for ids in self.held.pop(name, ()):
+            self.free.extend(ids)
+        order = {device: index for index, device in enumerate(self.devices)}
+        self.free.sort(key=order.__getitem__)
+
+
 class Scheduler:
     """Runs the selected stages of a pipeline through a driver. Use once."""
 
@@ -158,7 +209,7 @@ class Scheduler:
     ABORT_GRACE = 60.0  # seconds to wait for workers after an abort
 
     def __init__(self, pipeline: ir.Pipeline, selected: Sequence[str], driver: Driver, reporter: Reporter,
-                 jobs: int, clock: Callable[[], float] = time.monotonic) -> None:
+                 jobs: int, clock: Callable[[], float] = time.monotonic, gpus: Sequence[str] | None = None) -> None:
         if jobs < 1:
             raise ValueError("jobs must be at least 1")
         self.pipeline = pipeline
@@ -179,6 +230,7 @@ class Scheduler:
         self._events: queue.Queue = queue.Queue()
         self._workers: dict[str, threading.Thread] = {}
         self._aborting = threading.Event()
+        self.gpus = GpuPool(gpus) if gpus is not None else None
 
     # -- the scheduling loop ------------------------------------------------------------
 
@@ -187,6 +239,7 @@ class Scheduler:
             while True:
                 self._start_ready()
                 if not any(result.status.is_active for result in self.results.values()):
+                    self._fail_starved()
                     break
                 try:
                     event = self._events.get(timeout=self.POLL)
@@ -206,7 +259,7 @@ class Scheduler:
         return all(self.results[d].status in (Status.SUCCEEDED, Status.SERVING) for d in self.needs[stage.name])
 
     def _batch_settled(self) -> bool:
-        return all(self.results[stage.name].status not in (Status.PENDING, Status.RUNNING)
+        return all(self.results[stage.name].status not in (Status.PENDING, Status.WAITING, Status.RUNNING)
                    for stage in self.stages if stage.is_batch)
 
     def _run_failed(self) -> bool:
@@ -219,19 +272,52 @@ class Scheduler:
             if self._running() >= self.jobs:
                 return
             result = self.results[stage.name]
-            if result.status is not Status.PENDING or not self._dependencies_done(stage):
+            if not result.status.is_unstarted or not self._dependencies_done(stage):
                 continue
             if not stage.is_batch and not self._batch_settled():
                 continue
-            self._launch(stage)
+            devices = self.gpus.take(stage) if self.gpus is not None else ()
+            if devices is None:
+                self._wait_for_gpus(stage, result)
+                continue
+            self._launch(stage, devices)
 
-    def _launch(self, stage: ir.Stage) -> None:
+    def _wait_for_gpus(self, stage: ir.Stage, result: StageResult) -> None:
+        assert self.gpus is not None
+        message = (f"needs {GpuPool.demand(stage)} of the {len(self.gpus.devices)} GPUs, "
+                   f"{len(self.gpus.free)} free")
+        if result.status is not Status.WAITING or result.message != message:
+            result.status, result.message = Status.WAITING, message
+            self.reporter.stage_changed(result)
+
+    def _fail_starved(self) -> None:
+        """Stages still waiting for GPUs when nothing runs: services hold the rest."""
+        if self.gpus is None:
+            return
+        holders = [name for name in self.gpus.held if self.results[name].status is Status.SERVING]
+        for stage in self.stages:
+            result = self.results[stage.name]
+            if result.status is not Status.WAITING:
+                continue
+            need, total = GpuPool.demand(stage), len(self.gpus.devices)
+            result.status, result.ended = Status.FAILED, self.clock()
+            if need > total:
+                result.message = f"needs {_gpus_text(need)}; the machine has {total}"
+            else:
+                hold = f"{_names(holders)} holds" if len(holders) == 1 else f"{_names(holders) or 'services'} hold"
+                result.message = (f"needs {_gpus_text(need)}, but only {len(self.gpus.free)} of the {total} are "
+                                  f"free: {hold} the rest while serving")
+            self.reporter.stage_changed(result)
+            self._skip_downstream(stage.name)
+
+    def _launch(self, stage: ir.Stage, devices: Devices = ()) -> None:
         result = self.results[stage.name]
         result.status = Status.RUNNING if stage.is_batch else Status.STARTING
         result.started = self.clock()
+        result.message = None
         result.attempts = 0 if stage.is_batch else 1
         target = self._run_batch if stage.is_batch else self._start_service
-        worker = threading.Thread(target=target, args=(stage,), name=f"aipc-{stage.name}", daemon=True)
+        worker = threading.Thread(target=target, args=(stage, devices), name=f"aipc-{stage.name}", daemon=True)
         self._workers[stage.name] = worker
         if not stage.is_batch:
             self.reporter.stage_changed(result)
@@ -249,6 +335,8 @@ class Scheduler:
             result.message = None
         elif isinstance(event, _Finished):
             self._workers.pop(event.name, None)
+            if self.gpus is not None and not (event.outcome.ok and not result.is_batch):
+                self.gpus.give_back(event.name)  # a service that serves keeps its GPUs
             self._finish(result, event.outcome)
 
     def _finish(self, result: StageResult, outcome: Attempt) -> None:
@@ -278,7 +366,7 @@ class Scheduler:
             if any(d in blocked for d in self.needs[stage.name]):
                 blocked.add(stage.name)
                 result = self.results[stage.name]
-                if result.status is Status.PENDING:
+                if result.status.is_unstarted:
                     result.status = Status.SKIPPED
                     result.message = f"not started: upstream stage `{failed}` did not succeed"
                     self.reporter.stage_changed(result)
@@ -286,7 +374,7 @@ class Scheduler:
     def _skip_unstarted(self) -> None:
         failed = [result.name for result in self.results.values() if result.status.is_failure]
         for result in self.results.values():
-            if result.status is Status.PENDING:
+            if result.status.is_unstarted:
                 result.status = Status.SKIPPED
                 result.message = (f"not started: the run failed at {_names(failed)}" if failed
                                   else "not started")
@@ -294,7 +382,7 @@ class Scheduler:
 
     # -- workers --------------------------------------------------------------------------
 
-    def _run_batch(self, stage: ir.Stage) -> None:
+    def _run_batch(self, stage: ir.Stage, devices: Devices) -> None:
         deadline = self.clock() + stage.timeout if stage.timeout else None
         attempts = 1 + stage.retries
         outcome = Attempt(cancelled=True)
@@ -308,7 +396,7 @@ class Scheduler:
                     outcome = Attempt(timed_out=True, exit_code=outcome.exit_code)
                     break
                 self._events.put(_AttemptStarted(stage.name, number))
-                outcome = self.driver.run_batch(stage, number, deadline)
+                outcome = self.driver.run_batch(stage, number, deadline, devices)
                 if outcome.ok or outcome.timed_out or outcome.cancelled or outcome.error:
                     break
                 if number < attempts:
@@ -319,9 +407,9 @@ class Scheduler:
             outcome = Attempt(cancelled=True, exit_code=outcome.exit_code)
         self._events.put(_Finished(stage.name, outcome, number))
 
-    def _start_service(self, stage: ir.Stage) -> None:
+    def _start_service(self, stage: ir.Stage, devices: Devices) -> None:
         try:
-            outcome = self.driver.start_service(stage)
+            outcome = self.driver.start_service(stage, devices)
         except Exception as error:  # noqa: BLE001
             outcome = Attempt(error=f"internal error in the runner: {type(error).__name__}: {error}")
         if self._aborting.is_set() and not outcome.ok:
@@ -346,7 +434,7 @@ class Scheduler:
                 result.status, result.ended, result.message = Status.CANCELLED, now, "interrupted"
             elif result.status is Status.SERVING:
                 result.status, result.ended, result.message = Status.STOPPED, now, "stopped by Ctrl-C"
-            elif result.status is Status.PENDING:
+            elif result.status.is_unstarted:
                 result.status, result.message = Status.SKIPPED, "not started: interrupted"
         return RunResult([self.results[stage.name] for stage in self.stages], interrupted=True)
 
@@ -362,6 +450,10 @@ def _describe(outcome: Attempt, retrying: bool) -> str:
     if outcome.detail:
         text += f" ({outcome.detail})"
     return text + ("; retrying" if retrying else "")
+
+
+def _gpus_text(count: int) -> str:
+    return f"{count} GPU{'s' if count != 1 else ''}"
 
 
 def _names(names: Sequence[str]) -> str:
