@@ -26,8 +26,13 @@ What a program becomes
 - a serve stage: a DAG task running a steps template that applies, side by
   side, the Deployment (a ``resource`` template that succeeds once every
   replica is updated and available, so a dependant waits for a healthy service)
-  and the Service the Kubernetes backend builds. Its RBAC: the workflow's
-  service account may get, create and patch Deployments and Services;
+  and the Service the Kubernetes backend builds, and with ``replicas =
+  MIN..MAX`` its HorizontalPodAutoscaler. Its RBAC: the workflow's service
+  account may get, create and patch Deployments, Services and
+  HorizontalPodAutoscalers;
+- scheduling as on Kubernetes (node selector, GPU model affinity, tolerations,
+  priority class on the container template); a batch stage's pod carries the
+  Kueue queue label, for Kueue's pod integration;
 - a sized volume: a ``volumeClaimTemplates`` entry, created for the run and
   removed with it, unless a serve stage mounts it: the Deployment outlives the
   Workflow, so that volume is the Kubernetes backend's PersistentVolumeClaim

@@ -25,7 +25,10 @@ a service, and adds what compose itself decides:
 
 ``timeout`` has no compose equivalent and is reported as a B101 warning at the
 attribute, as are what no Docker container can express (``gpu_model``,
-``disk``, a number of Intel GPUs; see :func:`aipc.backends.docker.report_unsupported`).
+``disk``, a number of Intel GPUs, ``schedule``, autoscaling, which starts the
+low end; see :mod:`aipc.backends.docker`). With ``--gpus N`` each GPU stage's
+device reservation names ``device_ids`` of its own (:mod:`aipc.backends.devices`);
+without it, ``count``.
 """
 
 from __future__ import annotations

@@ -28,9 +28,13 @@ the compose backend writes a :class:`ContainerSpec` as a service, and the runner
 - labels: the standard ones (:func:`aipc.compiler.ir.standard_labels`), the
   pipeline's and the stage's.
 
+The GPUs of a device request are the first ``count`` of the machine, or the
+``device_ids`` one machine's assignment gives the stage (:mod:`aipc.backends.devices`).
+
 What a Docker container cannot express (a GPU model, a limit on local storage,
-a number of Intel GPUs) is reported by :func:`report_unsupported`, as the same
-B101 warning on both targets.
+a number of Intel GPUs) is reported by :func:`report_unsupported`, and what one
+machine has no use for (``schedule``, autoscaling) by :func:`report_scheduling`,
+as the same B101 warnings on both targets.
 """
 
 from __future__ import annotations

@@ -12,7 +12,15 @@ What a program becomes
   = retries, ``activeDeadlineSeconds`` = timeout, ``ttlSecondsAfterFinished``);
 - a serve stage: an ``apps/v1`` Deployment and a ``v1`` Service (port named
   ``http``; startup, readiness and liveness probes: ``httpGet`` on ``health``,
-  or ``tcpSocket`` on the port when the stage has no ``health``);
+  or ``tcpSocket`` on the port when the stage has no ``health``); with
+  ``replicas = MIN..MAX`` an ``autoscaling/v2`` HorizontalPodAutoscaler next to
+  the Deployment, which then has no ``replicas`` of its own;
+- scheduling: ``schedule.node`` and a ``gpu_model`` written as a label value are
+  the ``nodeSelector``; a portable ``gpu_model`` a required node affinity on the
+  labels of the convention (``--gpu-labels``, the header's ``gpu_labels``, else
+  GPU feature discovery's); GPU stages tolerate their vendor's GPU taint, then
+  ``schedule.tolerate``; ``schedule.priority`` is the ``priorityClassName``;
+  ``schedule.queue`` Kueue's queue label on the Job;
 - a sized volume: a PersistentVolumeClaim ``<pipeline>-<volume>``; a ``claim``
   volume references the existing claim and creates nothing; mounting a
   ``host`` volume is an error (B001) on this target;

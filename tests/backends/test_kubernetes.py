@@ -398,7 +398,7 @@ def test_output_is_deterministic_across_runs_and_hash_seeds():
         result = subprocess.run([sys.executable, "-c", script, *paths], capture_output=True, env=env, check=True)
         outputs.add(result.stdout)
     assert len(outputs) == 1
-    assert outputs.pop().count(b"\nkind: Job\n") == 18
+    assert outputs.pop().count(b"\nkind: Job\n") == 21
 
 
 # ----------------------------------------------------------- external checkers

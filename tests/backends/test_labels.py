@@ -27,7 +27,8 @@ def test_a_stage_has_the_same_labels_on_every_target_and_under_aipc_run(path):
                     **dict(pipeline.labels), **dict(stage.labels)}
         assert services[stage.name]["labels"] == expected
         if workloads:
-            assert workloads[stage.name]["metadata"]["labels"] == expected
+            queue = {kubernetes.QUEUE_LABEL: stage.schedule.queue} if stage.schedule.queue else {}
+            assert workloads[stage.name]["metadata"]["labels"] == {**expected, **queue}  # Kueue reads a Job's
             assert workloads[stage.name]["spec"]["template"]["metadata"]["labels"] == expected
         run = {**dict(specs[stage.name].labels), **names.stage_labels(stage)}
         assert {k: v for k, v in run.items() if not k.startswith(LABEL_PREFIX)} == expected

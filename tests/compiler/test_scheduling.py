@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from aipc.compiler import check_source, gpus, ir
-from tests.helpers import codes_of, compile_ok
+from tests.helpers import ROOT, codes_of, compile_ok
 
 # LANGUAGE.md, v1, "Scheduling on real clusters", verbatim.
 CONTRACT = '''\
@@ -35,6 +35,11 @@ IMAGE = 'pipeline "p" { image = "x:1" }\n'
 
 def stage_of(source: str, name: str) -> ir.Stage:
     return compile_ok(source).stage(name)
+
+
+def test_the_contract_program_is_the_language_pages_and_the_readmes():
+    for page in ("docs/LANGUAGE.md", "README.md"):
+        assert f"```aip\n{CONTRACT}```" in (ROOT / page).read_text()
 
 
 def test_the_contract_program_checks_clean():
