@@ -125,6 +125,22 @@ data ingest {
 """,
 )
 
+NOT_IMPLEMENTED = _code(
+    "E009", "part of the v1 language, not implemented in this build",
+    """The construct is written correctly: it is part of the v1 language
+    (LANGUAGE.md), and this build of aipc reads it but cannot compile it yet:
+    templates and `from`, `import`, `output` and `input` statements, and a
+    secret's key as an environment value (`hf.token`). Each is reported once,
+    where it is written; the rest of the file is checked as usual. Leave it out
+    (the help line says how) or use a build that implements it.""",
+    """
+template trainer: train { image = "trainer:1.0" }     # error: templates are not implemented here
+train small from trainer { command = ["train"] }      # error: neither is `from`
+# until then:
+train small { image = "trainer:1.0"  command = ["train"] }
+""",
+)
+
 # ------------------------------------------------------------------------- names
 
 DUPLICATE_NAME = _code(

@@ -57,6 +57,16 @@ def _read_block(items, table: Mapping[str, AttributeSpec], sink: Diagnostics, wh
     block = _Block()
     blocks = STAGE_BLOCKS if stage_kind is not None else HEADER_BLOCKS if where == "header" else {}
     for item in items:
+        if isinstance(item, (m.Output, m.Input)):
+            keyword = item.item
+            if stage_kind is None:
+                sink.error(codes.UNKNOWN_ATTRIBUTE, item.span, f"`{keyword}` is not allowed in {_WHERE[where]}",
+                           help=f"`{keyword}` statements belong in a stage")
+            else:
+                _not_implemented(sink, _keyword(item.span, keyword), f"an `{keyword}` statement",
+                                 help='until then, mount a volume at its path: `mount VOLUME at "/path"'
+                                 + (' readonly`' if keyword == "input" else '`'))
+            continue
         if isinstance(item, m.Mount):
             if stage_kind is None:
                 sink.error(codes.UNKNOWN_ATTRIBUTE, item.span, f"`mount` is not allowed in {_WHERE[where]}",
@@ -139,6 +149,18 @@ def _unknown_attribute(item: m.Attribute, table, sink: Diagnostics, where: str, 
     sink.error(codes.UNKNOWN_ATTRIBUTE, item.name_span, f"unknown attribute `{name}` in {place}",
                label="unknown", help=did_you_mean(name, candidates)
                or "known attributes: " + ", ".join(f"`{n}`" for n in candidates))
+
+
+def _not_implemented(sink: Diagnostics, span: Span, construct: str, help: str) -> None:
+    """E009 at a v1 construct this build reads but does not compile yet (each feature
+    that lands removes its call)."""
+    sink.error(codes.NOT_IMPLEMENTED, span, f"{construct} is part of the v1 language and not implemented in this build",
+               label="not implemented yet", help=help)
+
+
+def _keyword(span: Span, keyword: str) -> Span:
+    """The span of the keyword a construct's span starts with."""
+    return Span(span.start, span.start + len(keyword))
 
 
 # ----------------------------------------------------------------------- checks
@@ -442,8 +464,10 @@ class _Lowering:
 
     def missing(self, kind: str, name: str, attribute: str, span: Span, message: str, **details) -> None:
         """A required attribute is not there. When a syntax error lost its value the
-        syntax error says so already; the construct is invalid all the same."""
-        if self.symbols.written(kind, name, attribute):
+        syntax error says so already, and a stage `from` a template may get it from the
+        template (E009 says that is not implemented); the construct is invalid all the same."""
+        if self.symbols.written(kind, name, attribute) or (
+                kind == "stage" and self.symbols.stages[name].base is not None):
             self.sink.count_reported_error()
         else:
             self.sink.error(codes.MISSING_ATTRIBUTE, span, message, **details)
@@ -461,8 +485,18 @@ class _Lowering:
     def lower_stage(self, declaration: m.StageDecl, volumes, secrets) -> "_LoweredStage":
         return _StageLowering(self, declaration, volumes, secrets).run()
 
+    def _v1_declarations(self) -> None:
+        for declaration in self.program.declarations:
+            if isinstance(declaration, m.TemplateDecl):
+                _not_implemented(self.sink, _keyword(declaration.span, "template"), "a `template` declaration",
+                                 help="until then, write its attributes in each stage")
+            elif isinstance(declaration, m.ImportDecl):
+                _not_implemented(self.sink, _keyword(declaration.span, "import"), "an `import` declaration",
+                                 help="until then, write the templates' attributes in each stage")
+
     def run(self) -> ir.Pipeline | None:
         sink = self.sink
+        self._v1_declarations()
         self.lower_header()
         volumes = {n: self.lower_volume(d) for n, d in self.symbols.volumes.items()}
         secrets = {n: self.lower_secret(d) for n, d in self.symbols.secrets.items()}
@@ -572,6 +606,9 @@ class _StageLowering:
 
     def run(self) -> _LoweredStage:
         errors = self.sink.error_count()
+        if self.declaration.from_span is not None:
+            _not_implemented(self.sink, self.declaration.from_span, "a stage `from` a template",
+                             help="until then, write the template's attributes in the stage")
         block = _read_block(self.declaration.items, STAGE, self.sink, "stage", self.kind)
         attributes = block.attributes
         self.spans += [(name, attribute.span) for name, attribute in attributes.items()]
@@ -666,6 +703,16 @@ class _StageLowering:
             self.fields["health"] = _text(text, value.span)
 
     def _env(self, spec, value) -> None:
+        if isinstance(value, m.MapValue) and any(isinstance(e.value, m.Reference) for e in value.entries):
+            for entry in value.entries:
+                if isinstance(entry.value, m.Reference):
+                    _check_env_name(entry.key, entry.key_span, self.sink)
+                    _not_implemented(self.sink, entry.value.span,
+                                     f"a secret's key as a value (the reference `{entry.value.dotted}`)",
+                                     help=f"until then, list the secret: `secrets = [{entry.value.parts[0].value}]` "
+                                     "makes each of its keys an environment variable")
+            value = value.model_copy(update={"entries": tuple(
+                e for e in value.entries if not isinstance(e.value, m.Reference))})
         pairs = self.evaluator.string_map(spec, value, self.name)
         if pairs is not INVALID:
             self.fields["env"] = tuple(

@@ -11,13 +11,20 @@ span: what the language server's hover, definition, references and rename
 read. Which values hold references comes from the schema's types (a
 ``STAGE_LIST`` holds stage names), not from attribute names, so a new
 attribute of such a type is found without a change here. A new kind of
-reference (a template after ``from``, ``input STAGE.OUTPUT``) is one more
-entry in :data:`NAME_LISTS` or one more case in :func:`_references_in`.
+reference is one more entry in :data:`NAME_LISTS` or one more case in
+:func:`_references_in`.
+
+The v1 forms are declared and used here as well: a template by its name, an
+import by its ``as`` name (or its file's stem); ``from trainer`` uses the
+template, ``from gpu.h100_trainer`` the import ``gpu`` (its template lives in
+the imported file), ``input model.metrics`` the stage ``model``, and a dotted
+value (``hf.token``, v1's only one: a secret's key) the secret ``hf``.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 from typing import Iterator
 
 from aipc import codes
@@ -27,7 +34,8 @@ from aipc.diagnostics import Diagnostics, Label, Span
 from aipc.dsl import model as m
 
 # The kinds of declared names, and what a message calls each.
-WHAT = {"param": "parameter", "volume": "volume", "secret": "secret", "stage": "stage"}
+WHAT = {"param": "parameter", "volume": "volume", "secret": "secret", "stage": "stage", "template": "template",
+        "import": "import"}
 # Attribute types whose values are names of declarations of a kind: `after = [a, b]`.
 NAME_LISTS: dict[Type, str] = {Type.STAGE_LIST: "stage", Type.SECRET_LIST: "secret"}
 
@@ -39,6 +47,8 @@ class Symbols:
     volumes: dict[str, m.VolumeDecl] = field(default_factory=dict)
     secrets: dict[str, m.SecretDecl] = field(default_factory=dict)
     stages: dict[str, m.StageDecl] = field(default_factory=dict)
+    templates: dict[str, m.TemplateDecl] = field(default_factory=dict)
+    imports: dict[str, m.ImportDecl] = field(default_factory=dict)
     broken: dict[str, set[str]] = field(default_factory=dict)  # kind -> names that did not parse
     incomplete: set[tuple[str, str, str]] = field(default_factory=set)  # attributes dropped by the recovery
     _known: dict[str, frozenset[str]] = field(default_factory=dict, repr=False)  # filled once collected
@@ -48,8 +58,9 @@ class Symbols:
         return (kind, name, attribute) in self.incomplete
 
     def table(self, kind: str) -> dict:
-        """The declarations of a kind (param, volume, secret, stage), by name."""
-        return {"param": self.params, "volume": self.volumes, "secret": self.secrets, "stage": self.stages}[kind]
+        """The declarations of a kind (param, volume, secret, stage, template, import), by name."""
+        return {"param": self.params, "volume": self.volumes, "secret": self.secrets, "stage": self.stages,
+                "template": self.templates, "import": self.imports}[kind]
 
     def known(self, kind: str) -> frozenset[str]:
         """Names of this kind that exist, parsed or not (for "unknown name" checks)."""
@@ -77,14 +88,14 @@ def collect_declarations(program: m.Program, sink: Diagnostics) -> Symbols:
             continue
         kind = declaration.decl
         table = symbols.table(kind)
-        name = declaration.name.value
+        name, span = declared_name(declaration)
         if name in table:
             first = table[name]
             what = WHAT[kind]
-            sink.error(codes.DUPLICATE_NAME, declaration.name.span,
+            sink.error(codes.DUPLICATE_NAME, span,
                        f"the {what} `{name}` is declared twice",
                        label="declared again here",
-                       related=[Label(first.name.span, "first declared here")],
+                       related=[Label(declared_name(first)[1], "first declared here")],
                        help=f"rename one of them; {what} names are unique"
                        + (" across all stage kinds" if kind == "stage" else ""))
             continue
@@ -92,12 +103,22 @@ def collect_declarations(program: m.Program, sink: Diagnostics) -> Symbols:
     return symbols
 
 
+def declared_name(declaration) -> tuple[str, Span]:
+    """The name a declaration declares, and its span. An import without `as` is named
+    after its file's stem (`import "lib/gpu.aip"` declares `gpu`, at the path)."""
+    if isinstance(declaration, m.ImportDecl):
+        if declaration.alias is not None:
+            return declaration.alias.value, declaration.alias.span
+        return PurePosixPath(declaration.path.literal).stem, declaration.path.span
+    return declaration.name.value, declaration.name.span
+
+
 # ------------------------------------------------------------- the symbol table
 
 
 @dataclass(frozen=True)
 class Declared:
-    """A declaration: its kind (pipeline, param, volume, secret, stage), name and node."""
+    """A declaration: its kind (pipeline, param, volume, secret, stage, template, import), name and node."""
 
     kind: str
     name: str
@@ -109,7 +130,7 @@ class Declared:
 class Reference:
     """A use of a declared name (declared or not), at the span of the name itself."""
 
-    kind: str  # param, volume, secret, stage
+    kind: str  # param, volume, secret, stage, template, import
     name: str
     span: Span
 
@@ -136,8 +157,8 @@ def symbol_table(program: m.Program) -> SymbolTable:
         if isinstance(declaration, m.PipelineDecl):
             table.declared.append(Declared("pipeline", declaration.name, declaration.name_span, declaration))
         else:
-            name = declaration.name
-            table.declared.append(Declared(declaration.decl, name.value, name.span, declaration))
+            name, span = declared_name(declaration)
+            table.declared.append(Declared(declaration.decl, name, span, declaration))
         table.references += _references_in(declaration, _TABLES[type(declaration)])
     return table
 
@@ -145,7 +166,7 @@ def symbol_table(program: m.Program) -> SymbolTable:
 # What each kind of declaration accepts, as attributes (the schema's tables).
 _TABLES: dict[type, dict[str, AttributeSpec]] = {
     m.PipelineDecl: schema.HEADER, m.ParamDecl: {}, m.VolumeDecl: schema.VOLUME, m.SecretDecl: schema.SECRET,
-    m.StageDecl: schema.STAGE,
+    m.StageDecl: schema.STAGE, m.TemplateDecl: schema.STAGE, m.ImportDecl: {},
 }
 
 
@@ -155,6 +176,21 @@ def _references_in(node, table: dict[str, AttributeSpec]) -> Iterator[Reference]
         for part in node.parts:
             if isinstance(part, m.Interpolation) and "." not in part.name:  # dotted names are built-ins
                 yield Reference("param", part.name, part.name_span)
+        return
+    if isinstance(node, m.Reference):  # a dotted value: `hf.token`, a key of the secret `hf`
+        first = node.parts[0]
+        yield Reference("secret", first.value, first.span)
+        return
+    if isinstance(node, (m.StageDecl, m.TemplateDecl)) and node.base is not None:
+        first = node.base.parts[0]  # `from trainer`, or `from gpu.h100_trainer`: a template of the import `gpu`
+        yield Reference("template" if len(node.base.parts) == 1 else "import", first.value, first.span)
+        for item in node.items:
+            yield from _references_in(item, table)
+        return
+    if isinstance(node, m.Input):  # `input model.metrics`: an output of the stage `model`
+        first = node.source.parts[0]
+        yield Reference("stage", first.value, first.span)
+        yield from _references_in(node.path, table)
         return
     if isinstance(node, m.Mount):
         yield Reference("volume", node.volume.value, node.volume.span)

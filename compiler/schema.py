@@ -173,7 +173,26 @@ def blocks_for(declaration: str, kind: str | None = None) -> dict[str, dict[str,
 
 PARAM_TYPES = ("string", "int", "float", "bool", "duration")
 
-MOUNT_DOC = (
-    '`mount VOLUME at "/path" [readonly]` mounts a declared volume into the stage; '
-    "paths are absolute and distinct."
-)
+
+@dataclass(frozen=True, slots=True)
+class StatementSpec:
+    """A statement of a stage body, `KEYWORD SUBJECT at "/path"`: its form and what it does."""
+
+    keyword: str
+    form: str
+    doc: str
+    kinds: frozenset[str] = ALL_KINDS
+
+    @property
+    def documentation(self) -> str:
+        return f"`{self.form}` {self.doc}"
+
+
+STATEMENTS = {spec.keyword: spec for spec in (
+    StatementSpec("mount", 'mount VOLUME at "/path" [readonly]',
+                  "mounts a declared volume into the stage; paths are absolute and distinct."),
+    StatementSpec("output", 'output NAME at "/path"',
+                  "is a directory the stage writes and aipc keeps for the stages that read it.", kinds=BATCH),
+    StatementSpec("input", 'input STAGE.OUTPUT at "/path"',
+                  "mounts another stage's output read-only; the stage runs after that stage."),
+)}

@@ -88,6 +88,8 @@ def describe(value) -> str:
         return "a map"
     if isinstance(value, m.RangeValue):
         return "a range"
+    if isinstance(value, m.Reference):
+        return f"the reference `{value.dotted}`"
     return "a value"
 
 
@@ -104,6 +106,8 @@ def source_text(value) -> str:
         return value.value
     if isinstance(value, m.Str):
         return value.literal
+    if isinstance(value, m.Reference):
+        return value.dotted
     return "..."
 
 

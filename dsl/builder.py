@@ -127,6 +127,10 @@ class ModelBuilder(Transformer):
         (name,) = children
         return _construct(m.Word, span=name.span, kind="word", value=name.value)
 
+    def reference(self, children):
+        parts = tuple(children[::2])  # name, or name `.` name
+        return _construct(m.Reference, span=_span_of(parts[0], parts[-1]), kind="reference", parts=parts)
+
     def range(self, children):
         low, _, high = children
         return _construct(m.RangeValue, span=_span_of(low, high), kind="range", low=low, high=high)
@@ -173,6 +177,15 @@ class ModelBuilder(Transformer):
             readonly=readonly is not None,
         )
 
+    def output(self, children):
+        keyword, name, _, path = children
+        _check_identifier(name, "output")
+        return _construct(m.Output, span=_span_of(keyword, path), item="output", name=name, path=path)
+
+    def input(self, children):
+        keyword, source, _, path = children
+        return _construct(m.Input, span=_span_of(keyword, path), item="input", source=source, path=path)
+
     # declarations -------------------------------------------------------------
 
     def pipeline_decl(self, children):
@@ -206,12 +219,31 @@ class ModelBuilder(Transformer):
         return children[0]
 
     def stage_decl(self, children):
-        kind, name, body = children
+        kind, name, keyword, base, body = children
         _check_identifier(name, "stage")
         return _construct(
             m.StageDecl, span=_span_of(kind, body[-1]), decl="stage", kind=str(kind), kind_span=token_span(kind),
-            name=name, items=tuple(body[1:-1]),
+            name=name, base=base, from_span=_optional_span(keyword), items=tuple(body[1:-1]),
         )
+
+    def template_decl(self, children):
+        keyword, name, _colon, kind, from_keyword, base, body = children
+        _check_identifier(name, "template")
+        return _construct(
+            m.TemplateDecl, span=_span_of(keyword, body[-1]), decl="template", name=name, kind=str(kind),
+            kind_span=token_span(kind), base=base, from_span=_optional_span(from_keyword), items=tuple(body[1:-1]),
+        )
+
+    def import_decl(self, children):
+        keyword, path, _as, alias = children
+        if alias is not None:
+            _check_identifier(alias, "import")
+        return _construct(m.ImportDecl, span=_span_of(keyword, alias or path), decl="import", path=path,
+                          alias=alias)
+
+
+def _optional_span(token: Token | None) -> Span | None:
+    return None if token is None else token_span(token)
 
 
 def _bare_or_quoted(name) -> tuple[str, Span]:

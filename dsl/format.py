@@ -6,7 +6,8 @@ scanner. It never guesses at broken text: a file with syntax errors is refused.
 
 The layout:
 - two spaces of indentation, one item per line in a multi-line block, `=`
-  aligned over a block's attributes and `at` over its mounts;
+  aligned over a block's attributes and `at` over its statements (`mount`,
+  `output`, `input`);
 - a block written on one line stays on one line while it fits in ``WIDTH``
   columns and holds no comment (items separated by two spaces);
 - lists and maps stay on one line while they fit; a longer list of plain values
@@ -47,7 +48,9 @@ SYNTAX_CODES = frozenset({
     codes.UNEXPECTED_TOKEN.id, codes.UNEXPECTED_CHARACTER.id,
     codes.UNTERMINATED_STRING.id, codes.UNEXPECTED_EOF.id,
 })
-_SPAN_FIELDS = frozenset({"span", "name_span", "key_span", "kind_span"})
+_SPAN_FIELDS = frozenset({"span", "name_span", "key_span", "kind_span", "from_span"})
+# Statements of a body, `KEYWORD SUBJECT at PATH`: `at` is aligned over them.
+_STATEMENTS = (m.Mount, m.Output, m.Input)
 
 
 class Formatted(NamedTuple):
@@ -134,7 +137,7 @@ def _verify(program: m.Program, comments: list[Comment], result: str, path: str)
 
 
 def _is_container(node) -> bool:
-    return isinstance(node, (m.PipelineDecl, m.VolumeDecl, m.SecretDecl, m.StageDecl, m.Block,
+    return isinstance(node, (m.PipelineDecl, m.VolumeDecl, m.SecretDecl, m.StageDecl, m.TemplateDecl, m.Block,
                              m.ListValue, m.MapValue))
 
 
@@ -154,7 +157,7 @@ def _values(node) -> tuple:
         return (node.default,)
     if isinstance(node, m.RangeValue):
         return (node.low, node.high)
-    if isinstance(node, m.Mount):
+    if isinstance(node, (m.Mount, m.Output, m.Input, m.ImportDecl)):
         return (node.path,)
     return ()
 
@@ -295,6 +298,8 @@ class _Printer:
             return value.text
         if isinstance(value, m.Word):
             return value.value
+        if isinstance(value, m.Reference):
+            return value.dotted
         return self.raw(value.span)
 
     # flat (one-line) forms: None when a value cannot sit on one line ---------------------
@@ -303,7 +308,7 @@ class _Printer:
         if isinstance(node, m.Str):
             raw = self.raw(node.span)
             return None if "\n" in raw else raw
-        if isinstance(node, (m.Number, m.Word)):
+        if isinstance(node, (m.Number, m.Word, m.Reference)):
             return self.scalar(node)
         if isinstance(node, m.RangeValue):
             low, high = self.flat(node.low), self.flat(node.high)
@@ -322,9 +327,9 @@ class _Printer:
         if isinstance(node, m.Attribute):
             value = self.flat(node.value)
             return None if value is None else f"{node.name} = {value}"
-        if isinstance(node, m.Mount):
+        if isinstance(node, _STATEMENTS):
             path = self.flat(node.path)
-            return None if path is None else self.mount_lines(node, 0, [path])[0]
+            return None if path is None else self.statement_lines(node, 0, [path])[0]
         if isinstance(node, m.Block):
             body = self.flat_body(node)
             return None if body is None else f"{node.name} {body}"
@@ -346,10 +351,12 @@ class _Printer:
             return None
         return "{ " + "  ".join(items) + " }" if items else "{}"
 
-    def mount_lines(self, mount: m.Mount, width: int, path: list[str]) -> list[str]:
-        """``mount V at PATH [readonly]``, `readonly` after the last line of a triple-quoted path."""
-        lines = [f"mount {mount.volume.value.ljust(width)} at {path[0]}"] + path[1:]
-        if mount.readonly:
+    def statement_lines(self, statement, width: int, path: list[str]) -> list[str]:
+        """``mount V at PATH [readonly]``, ``output NAME at PATH``, ``input REF at PATH``, with
+        `at` after ``width`` columns of `KEYWORD SUBJECT`, `readonly` after the last line of a
+        triple-quoted path."""
+        lines = [f"{_statement_head(statement).ljust(width)} at {path[0]}"] + path[1:]
+        if isinstance(statement, m.Mount) and statement.readonly:
             lines[-1] += " readonly"
         return lines
 
@@ -363,7 +370,7 @@ class _Printer:
             if "\n" not in raw:
                 return [raw]
             return reindent_long_string(raw, " " * indent).split("\n")
-        if isinstance(node, (m.Number, m.Word)):
+        if isinstance(node, (m.Number, m.Word, m.Reference)):
             return [self.scalar(node)]
         if isinstance(node, m.RangeValue):
             low = self.value(node.low, indent, column)
@@ -431,8 +438,8 @@ class _Printer:
         lines = [head + " {" + (f"  {comment.text}" if comment else "")]
         inner = indent + len(INDENT)
         names = [len(i.name) for i in node.items if isinstance(i, m.Attribute)]
-        volumes = [len(i.volume.value) for i in node.items if isinstance(i, m.Mount)]
-        widths = (max(names, default=0), max(volumes, default=0))
+        statements = [len(_statement_head(i)) for i in node.items if isinstance(i, _STATEMENTS)]
+        widths = (max(names, default=0), max(statements, default=0))
         for entry in entries:
             if entry.blank_before and len(lines) > 1:
                 lines.append("")
@@ -450,8 +457,8 @@ class _Printer:
             head = prefix + node.name.ljust(widths[0]) + " = "
             body = self.value(node.value, indent, len(head))
             return [head + body[0]] + body[1:]
-        if isinstance(node, m.Mount):
-            lines = self.mount_lines(node, widths[1], self.value(node.path, indent, indent))
+        if isinstance(node, _STATEMENTS):
+            lines = self.statement_lines(node, widths[1], self.value(node.path, indent, indent))
             return [prefix + lines[0]] + lines[1:]
         return [prefix + line if i == 0 else line
                 for i, line in enumerate(self.block(node, node.name, indent))]
@@ -465,12 +472,19 @@ class _Printer:
             typed = f": {declaration.type.value}" if declaration.type is not None else ""
             return f"param {declaration.name.value}{typed}"
         if isinstance(declaration, m.StageDecl):
-            return f"{declaration.kind} {declaration.name.value}"
+            return f"{declaration.kind} {declaration.name.value}" + _base(declaration)
+        if isinstance(declaration, m.TemplateDecl):
+            return f"template {declaration.name.value}: {declaration.kind}" + _base(declaration)
+        if isinstance(declaration, m.ImportDecl):
+            alias = f" as {declaration.alias.value}" if declaration.alias is not None else ""
+            return f"import {self.raw(declaration.path.span)}{alias}"
         keyword = "volume" if isinstance(declaration, m.VolumeDecl) else "secret"
         return f"{keyword} {declaration.name.value}"
 
     def declaration(self, declaration, pad: int = 0) -> list[str]:
         head = self.head(declaration)
+        if isinstance(declaration, m.ImportDecl):
+            return [head]
         if isinstance(declaration, m.ParamDecl):
             start = head.ljust(pad) + " = "
             body = self.value(declaration.default, 0, len(start))
@@ -553,6 +567,20 @@ _TOP = _Top()
 
 def _category(declaration) -> str:
     return declaration.decl
+
+
+def _base(declaration) -> str:
+    """`` from BASE`` after a stage's or template's name, if it has one."""
+    return f" from {declaration.base.dotted}" if declaration.base is not None else ""
+
+
+def _statement_head(statement) -> str:
+    """What comes before `at` in a statement: ``mount V``, ``output NAME``, ``input REF``."""
+    if isinstance(statement, m.Mount):
+        return f"mount {statement.volume.value}"
+    if isinstance(statement, m.Output):
+        return f"output {statement.name.value}"
+    return f"input {statement.source.dotted}"
 
 
 def _fill(items: list[str], column: int) -> list[str]:

@@ -108,8 +108,23 @@ class RangeValue(Node):
     high: "Value"
 
 
+class Reference(Node):
+    """A name that refers to a declaration, each part with its span: one part
+    after ``from`` (``trainer``), two joined by ``.`` after ``from``, after
+    ``input`` and as a value (``gpu.h100_trainer``, ``model.metrics``,
+    ``hf.token``). A bare name as a value stays a :class:`Word`."""
+
+    kind: Literal["reference"] = "reference"
+    parts: tuple[Name, ...]
+
+    @property
+    def dotted(self) -> str:
+        """The reference as written without spaces: ``hf.token``."""
+        return ".".join(part.value for part in self.parts)
+
+
 Value = Annotated[
-    Union[Str, Number, Word, ListValue, MapValue, RangeValue], Field(discriminator="kind")
+    Union[Str, Number, Word, ListValue, MapValue, RangeValue, Reference], Field(discriminator="kind")
 ]
 
 
@@ -130,6 +145,22 @@ class Mount(Node):
     readonly: bool = False
 
 
+class Output(Node):
+    """``output NAME at "/path"``: a directory the stage writes and aipc keeps."""
+
+    item: Literal["output"] = "output"
+    name: Name
+    path: Str
+
+
+class Input(Node):
+    """``input STAGE.OUTPUT at "/path"``: another stage's output, read-only."""
+
+    item: Literal["input"] = "input"
+    source: Reference
+    path: Str
+
+
 class Block(Node):
     """A nested block such as ``resources { ... }``."""
 
@@ -139,7 +170,7 @@ class Block(Node):
     items: tuple["Item", ...]
 
 
-Item = Annotated[Union[Attribute, Mount, Block], Field(discriminator="item")]
+Item = Annotated[Union[Attribute, Mount, Output, Input, Block], Field(discriminator="item")]
 
 
 # ------------------------------------------------------------------ declarations
@@ -175,15 +206,39 @@ StageKind = Literal[STAGE_KINDS]  # data, train, eval, serve: the kinds grammar.
 
 
 class StageDecl(Node):
+    """``KIND NAME [from BASE] { ... }``; ``from_span`` is the span of ``from``."""
+
     decl: Literal["stage"] = "stage"
     kind: StageKind
     kind_span: Span
     name: Name
+    base: Reference | None = None
+    from_span: Span | None = None
     items: tuple[Item, ...]
 
 
+class TemplateDecl(Node):
+    """``template NAME: KIND [from BASE] { ... }``: a stage body that stages start from."""
+
+    decl: Literal["template"] = "template"
+    name: Name
+    kind: StageKind
+    kind_span: Span
+    base: Reference | None = None
+    from_span: Span | None = None
+    items: tuple[Item, ...]
+
+
+class ImportDecl(Node):
+    """``import "PATH" [as NAME]``; without ``as``, ``alias`` is None."""
+
+    decl: Literal["import"] = "import"
+    path: Str
+    alias: Name | None = None
+
+
 Declaration = Annotated[
-    Union[PipelineDecl, ParamDecl, VolumeDecl, SecretDecl, StageDecl],
+    Union[PipelineDecl, ParamDecl, VolumeDecl, SecretDecl, StageDecl, TemplateDecl, ImportDecl],
     Field(discriminator="decl"),
 ]
 

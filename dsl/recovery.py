@@ -22,11 +22,12 @@ from aipc.diagnostics import Diagnostics, Label, Span
 from aipc.dsl import scanner
 from aipc.dsl.builder import building_sink, lark_parser, token_span
 from aipc.dsl.vocabulary import (
-    BRACKETS, DECLARATION_KEYWORDS, DECLARATION_TOKENS, IGNORED, NAME_TOKENS, STAGE_KINDS, STRING_TOKENS,
-    TERMINALS, TEXT_OF, VALUE_TOKENS,
+    BRACKETS, DECLARATION_KEYWORDS, DECLARATION_TOKENS, IGNORED, ITEM_KEYWORDS, KEYWORDS, NAME_TOKENS, STAGE_KINDS,
+    STRING_TOKENS, TERMINALS, TEXT_OF, VALUE_TOKENS,
 )
 
 _DECLARATIONS = frozenset(DECLARATION_TOKENS)
+_RARE_STATEMENTS = frozenset(KEYWORDS[keyword] for keyword in ITEM_KEYWORDS) - {"MOUNT"}
 _TERMINALS = [*sorted(set(TERMINALS) - set(IGNORED)), "$END"]  # what a parser state may take next
 _DESCRIBE = {**{name: f"`{text}`" for name, text in TEXT_OF.items()}, "NUMBER": "a number", "$END": "end of file"}
 # the order in which expected tokens are named: the likely ones first
@@ -44,7 +45,7 @@ def describe_expected(expected: set[str]) -> str:
         rest -= VALUE_TOKENS
     if {"WORD", "MOUNT", "RBRACE"} <= rest and not (NAME_TOKENS - {"MOUNT"}) <= rest:
         words.append("an attribute")
-        rest -= {"WORD"}
+        rest -= {"WORD"} | _RARE_STATEMENTS  # `mount` is named; `output` and `input` are rarer
     if NAME_TOKENS <= rest:
         words.append("a name")
         rest -= NAME_TOKENS
@@ -58,7 +59,7 @@ def describe_expected(expected: set[str]) -> str:
         words.append("a string")
         rest -= STRING_TOKENS
     if len(rest) > 1:
-        rest.discard("DOTDOT")  # `..` is possible after any number; naming it is noise
+        rest -= {"DOTDOT", "DOT"}  # `..` is possible after any value, `.` after any name; naming them is noise
     ordered = [t for t in _ORDER if t in rest] + sorted(rest - set(_ORDER))
     words += [_DESCRIBE.get(t, f"`{t.lower()}`") for t in ordered]
     if not words:
@@ -97,6 +98,31 @@ def _hint(token: Token, expected: set[str]) -> str | None:
         return f"a file holds declarations: {others} and the stages {_KINDS}"
     if token.type == "EQUAL" and "LBRACE" in expected:
         return "blocks are written without `=`: `resources { cpu = 2 }`"
+    if token.type == "LBRACE" and "COLON" in expected and "EQUAL" not in expected:
+        return "a template names the kind of stage it is for: `template trainer: train { ... }`"
+    if token.type == "DOT":
+        return "`.` joins the two parts of a reference (`hf.token`, `model.metrics`, `gpu.h100_trainer`)"
+    return None
+
+
+def _hint_in_context(tokens: list[Token], index: int, expected: set[str]) -> str | None:
+    """A help line for mistakes that the tokens before the offending one explain."""
+    token = tokens[index] if index < len(tokens) else None
+    before = tokens[index - 1].type if 0 < index <= len(tokens) else None
+    if token is None:
+        return None
+    if token.type == "DOT" and index >= 2 and tokens[index - 2].type == "DOT":
+        return "a reference has two parts, `NAME.NAME`: a secret's key, a stage's output or an imported template"
+    if before == "IMPORT" and STRING_TOKENS & expected and token.type in NAME_TOKENS:
+        return f'the path is a string: `import "lib/{token}.aip" as {token}`'
+    if token.type == "READONLY":
+        first = index - 1
+        while first > 0 and tokens[first].type not in ("INPUT", "OUTPUT", "MOUNT", "LBRACE", "RBRACE"):
+            first -= 1
+        if tokens[first].type == "INPUT":
+            return "an input is always mounted read-only; remove `readonly`"
+        if tokens[first].type == "OUTPUT":
+            return "an output is the directory its stage writes; remove `readonly`"
     return None
 
 
@@ -438,7 +464,8 @@ class Recovery:
         self.sink.error(
             codes.UNEXPECTED_TOKEN, token_span(token),
             f"expected {describe_expected(expected)}, found {describe_token(token)}",
-            label="unexpected here", help=_hint(token, expected),
+            label="unexpected here",
+            help=_hint_in_context(self.tokens, index, expected) or _hint(token, expected),
         )
 
     @staticmethod
@@ -470,6 +497,8 @@ class Recovery:
                     candidates.append(([self._virtual(kind, token)], index + 1))  # or replace
         if token.type != "$END":
             candidates.append(([], index + 1))  # drop the offending token
+        if token.type == "DOT":
+            candidates.append(([], index + 2))  # or a third part of a reference with its `.`
         best = None
         for inserted, resume in candidates:
             trial = self._with(state, inserted)

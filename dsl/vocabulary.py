@@ -291,9 +291,12 @@ TEXT_OF: dict[str, str] = {t.name: t.literal for t in TERMINALS.values() if t.li
 DECLARATION_TOKENS: tuple[str, ...] = _in_order(FIRST["declaration"])
 DECLARATION_KEYWORDS: tuple[str, ...] = tuple(TEXT_OF[name] for name in DECLARATION_TOKENS)
 STAGE_KINDS: tuple[str, ...] = tuple(TEXT_OF[name] for name in _in_order(FIRST["stage_kind"]))
-# Words inside a declaration's body that start or continue a statement (`mount V at "/p" readonly`).
+# Words inside a declaration that start or continue a statement (`mount V at "/p" readonly`,
+# `train big from base`, `import "lib.aip" as lib`).
 STATEMENT_KEYWORDS: tuple[str, ...] = tuple(TEXT_OF[name] for name in _in_order(KEYWORD_TOKENS)
                                             if name not in DECLARATION_TOKENS)
+# The keywords an item of a body starts with: `mount`, `output`, `input`.
+ITEM_KEYWORDS: tuple[str, ...] = tuple(TEXT_OF[name] for name in _in_order(FIRST["item"] & KEYWORD_TOKENS))
 
 # What the kinds mean is not syntax: `serve` runs until stopped, the others run to completion.
 SERVICE_KINDS: frozenset[str] = frozenset({"serve"})

@@ -33,8 +33,14 @@ KEYWORD_DOCS = {
               "storage that stages mount",
     "secret": "`secret NAME { keys = [...] }`: keys that become environment variables of the stages "
               "listing the secret; values never appear in any output",
-    "mount": schema.MOUNT_DOC,
     **{kind: f"`{kind} NAME {{ ... }}`: {doc}" for kind, doc in STAGE_KIND_DOCS.items()},
+    "import": '`import "PATH" [as NAME]`: the templates of another file, used as `NAME.TEMPLATE`; '
+              "NAME defaults to the file's stem",
+    "template": "`template NAME: KIND [from BASE] { ... }`: attributes for stages of KIND, which start from "
+                "it with `KIND NAME from TEMPLATE`; it never runs by itself",
+    "from": "`KIND NAME from TEMPLATE { ... }`: the stage starts from the template's attributes; its own win",
+    "as": '`import "PATH" as NAME`: the name the imported templates are used by (`NAME.TEMPLATE`)',
+    **{keyword: spec.documentation for keyword, spec in schema.STATEMENTS.items()},
 }
 _BLOCK_PURPOSES = {
     "resources": "what the stage requests and is limited to",
@@ -52,7 +58,7 @@ _WHAT = {**resolve.WHAT, "pipeline": "pipeline"}
 
 @dataclass(frozen=True)
 class Declared:
-    kind: str  # stage, volume, secret, param, pipeline
+    kind: str  # stage, volume, secret, param, pipeline, template, import
     name: str
     name_span: Span  # real offsets
     span: Span
@@ -147,6 +153,10 @@ def _detail(declaration) -> str:
         return declaration.type.value if declaration.type is not None else "param"
     if isinstance(declaration, m.StageDecl):
         return f"{declaration.kind} stage"
+    if isinstance(declaration, m.TemplateDecl):
+        return f"{declaration.kind} template"
+    if isinstance(declaration, m.ImportDecl):
+        return "import " + declaration.path.literal
     return declaration.decl
 
 
@@ -170,7 +180,7 @@ def _table(declaration, block: str | None) -> dict[str, AttributeSpec]:
     if block is not None:
         return schema.STAGE_BLOCKS.get(block, {})
     return {m.PipelineDecl: schema.HEADER, m.VolumeDecl: schema.VOLUME, m.SecretDecl: schema.SECRET,
-            m.StageDecl: schema.STAGE}.get(type(declaration), {})
+            m.StageDecl: schema.STAGE, m.TemplateDecl: schema.STAGE}.get(type(declaration), {})
 
 
 def _place_in(declaration, offset: int) -> Place:
@@ -185,7 +195,7 @@ def _place_in(declaration, offset: int) -> Place:
     for item in items:
         if isinstance(item, m.Attribute) and _contains(item.span, offset):
             table = _table(declaration, block)
-            owner = {m.StageDecl: "stage", m.PipelineDecl: "pipeline"}.get(type(declaration), "")
+            owner = {m.StageDecl: "stage", m.TemplateDecl: "stage", m.PipelineDecl: "pipeline"}.get(type(declaration), "")
             if block is None and isinstance(item.value, m.MapValue) and item.name in schema.blocks_for(owner) \
                     and not _contains(item.name_span, offset):
                 for entry in item.value.entries:
@@ -268,7 +278,7 @@ def _describe_attribute(document: ParsedDocument, place: Place) -> str:
 
 
 def _applies_to(spec: AttributeSpec, place: Place) -> str:
-    if not isinstance(place.declaration, m.StageDecl) or place.block is not None:
+    if not isinstance(place.declaration, (m.StageDecl, m.TemplateDecl)) or place.block is not None:
         return ""
     kind = place.declaration.kind
     if kind not in spec.kinds:
@@ -309,7 +319,9 @@ def _describe_declaration(document: ParsedDocument, declared: Declared) -> str:
     head = {"stage": f"**{declared.detail}** `{declared.name}`",
             "volume": f"**volume** `{declared.name}`", "secret": f"**secret** `{declared.name}`",
             "param": f"**parameter** `{declared.name}`",
-            "pipeline": f"**pipeline** `{declared.name}`"}[declared.kind]
+            "pipeline": f"**pipeline** `{declared.name}`",
+            "template": f"**{declared.detail}** `{declared.name}`",
+            "import": f"**import** `{declared.name}`"}[declared.kind]
     out = [head, "", "```aip", *lines, "```"]
     if declared.kind == "stage":
         out += ["", STAGE_KIND_DOCS[declared.node.kind].capitalize() + "."]
@@ -330,12 +342,16 @@ def _is_keyword_use(document: ParsedDocument, span: Span) -> bool:
     """Whether a keyword-looking word is used as the keyword (not as a name)."""
     virtual = document.virtual(span.start)
     for declaration in document.program.declarations:
-        if isinstance(declaration, m.StageDecl) and declaration.kind_span.start == virtual:
+        if isinstance(declaration, (m.StageDecl, m.TemplateDecl)) and virtual in (
+                declaration.kind_span.start, declaration.from_span and declaration.from_span.start):
             return True
         if declaration.span.start == virtual:
             return True
+        if isinstance(declaration, m.ImportDecl) and declaration.alias is not None \
+                and declaration.path.span.end < virtual < declaration.alias.span.start:
+            return True  # `as`
         for node in m.walk(declaration):
-            if isinstance(node, m.Mount) and node.span.start == virtual:
+            if isinstance(node, (m.Mount, m.Output, m.Input)) and node.span.start == virtual:
                 return True
     return False
 
@@ -346,7 +362,7 @@ def _is_keyword_use(document: ParsedDocument, span: Span) -> bool:
 @dataclass(frozen=True)
 class Symbol:
     name: str
-    kind: str  # pipeline, param, volume, secret, stage, attribute, block, mount
+    kind: str  # pipeline, param, volume, secret, stage, template, import, attribute, block, mount, output, input
     detail: str
     span: Span
     selection: Span
@@ -365,10 +381,14 @@ def outline(document: ParsedDocument, index: Index) -> list[Symbol]:
 
 def _item_symbol(document: ParsedDocument, item) -> Symbol:
     real = document.real_span
-    if isinstance(item, m.Mount):
+    if isinstance(item, (m.Mount, m.Output, m.Input)):
         detail = document.text[real(item.path.span).start:real(item.path.span).end]
-        return Symbol(f"mount {item.volume.value}", "mount", detail + (" readonly" if item.readonly else ""),
-                      real(item.span), real(item.volume.span))
+        if isinstance(item, m.Mount):
+            return Symbol(f"mount {item.volume.value}", "mount", detail + (" readonly" if item.readonly else ""),
+                          real(item.span), real(item.volume.span))
+        subject = item.name if isinstance(item, m.Output) else item.source
+        text = subject.value if isinstance(subject, m.Name) else subject.dotted
+        return Symbol(f"{item.item} {text}", item.item, detail, real(item.span), real(subject.span))
     if isinstance(item, m.Block):
         children = tuple(_item_symbol(document, inner) for inner in item.items)
         return Symbol(item.name, "block", "", real(item.span), real(item.name_span), children)

@@ -3,8 +3,10 @@
 The line being typed rarely parses, so the context comes from a tolerant scan
 of the declaration around the cursor (unterminated strings and stray
 characters are fine) and a small state machine over its brackets: inside
-`after = [` only stage names fit, after `mount` only volumes, at the start of a
-stage's item the attributes of that stage kind, inside `${` the parameters.
+`after = [` only stage names fit, after `mount` only volumes, after `input`
+only stages, after `from` templates and imports, at the start of a stage's
+item the attributes and statements of that stage kind, inside `${` the
+parameters.
 Declared names come from the last parse of the document.
 """
 
@@ -23,6 +25,9 @@ from aipc.lsp.analysis import BLOCK_DOCS, KEYWORD_DOCS, Index
 
 BUILTIN_INTERPOLATIONS = {"pipeline.name": "the pipeline's name", "stage.name": "this stage's name"}
 MOUNT, AT, READONLY = (v.TEXT_OF[name] for name in ("MOUNT", "AT", "READONLY"))  # `mount V at "/p" readonly`
+IMPORT, AS, TEMPLATE, FROM = (v.TEXT_OF[name] for name in ("IMPORT", "AS", "TEMPLATE", "FROM"))
+# What the subject of each statement (`mount V`, `input STAGE.OUTPUT`) names: completion offers those.
+_SUBJECTS = {MOUNT: "volume", v.TEXT_OF["INPUT"]: "stage"}
 
 # What the scanner's token types are to the completion's state machine.
 _KINDS = {
@@ -74,6 +79,7 @@ class _Frame:
     owner: str | None = None  # list/map: the attribute it is the value of
     state: str = "item"
     name: str | None = None  # the attribute being written
+    statement: str = ""  # the statement being written: mount, output, input
     seen: list[str] = field(default_factory=list)  # attributes set, or items listed
     last: str = ""  # the previous token's text
 
@@ -94,7 +100,7 @@ def complete(text: str, offset: int, chunk_start: int, index: Index) -> Completi
     frames, top = _run(scanned)
     previous_end = scanned[-1].end if scanned else chunk_start
     if frames and frames[-1].kind == "body" and "\n" in text[previous_end:prefix_start] \
-            and frames[-1].state in ("name", "mount_volume", "mount_at", "mount_path"):
+            and frames[-1].state in ("name", "subject", "at", "path"):
         frames[-1].state = "item"  # a new line below an unfinished item starts another
     items = _candidates(frames, top, index)
     line_end = text.find("\n", offset)
@@ -117,7 +123,7 @@ def _run(scanned: list[Token]) -> tuple[list[_Frame], list[str]]:
             if text == "{":
                 frames.append(_open_declaration(top))
                 top = []
-            elif text in v.DECLARATION_KEYWORDS and _complete_param(top):
+            elif text in v.DECLARATION_KEYWORDS and _finished(top):
                 top = [text]
             else:
                 top.append(text)
@@ -138,12 +144,19 @@ def _run(scanned: list[Token]) -> tuple[list[_Frame], list[str]]:
     return frames, top
 
 
-def _complete_param(top: list[str]) -> bool:
-    """Whether ``top`` holds a finished `param NAME[: TYPE] = VALUE`."""
+def _finished(top: list[str]) -> bool:
+    """Whether ``top`` holds a finished declaration without a body: `param NAME[: TYPE] = VALUE`
+    or `import "PATH" [as NAME]`."""
+    if top[:1] == [IMPORT]:
+        return top[1:2] in (["string"], ["long"]) and len(top) in (2, 4)
     return len(top) >= 4 and top[0] == "param" and "=" in top and top[-1] != "="
 
 
 def _open_declaration(words: list[str]) -> _Frame:
+    if FROM in words[-4:-1]:  # `KIND NAME from BASE {`, `template NAME: KIND from BASE {`
+        words = words[:len(words) - 1 - words[::-1].index(FROM)]
+    if len(words) >= 4 and words[-4] == TEMPLATE and words[-2] == ":" and words[-1] in v.STAGE_KINDS:
+        return _Frame("body", "stage", stage_kind=words[-1])
     if len(words) >= 2 and words[-2] in v.STAGE_KINDS:
         return _Frame("body", "stage", stage_kind=words[-2], stage_name=words[-1])
     if len(words) >= 2 and words[-2] in ("volume", "secret", "pipeline"):
@@ -155,10 +168,10 @@ def _open_declaration(words: list[str]) -> _Frame:
 
 def _step_body(frame: _Frame, token: Token, frames: list[_Frame]) -> None:
     text, state = token.text, frame.state
-    if state in ("item", "after_value", "mount_end"):
-        if text == MOUNT:
-            frame.state = "mount_volume"
-        elif state == "mount_end" and text == READONLY:
+    if state in ("item", "after_value", "end"):
+        if text in v.ITEM_KEYWORDS:
+            frame.state, frame.statement = "subject", text
+        elif state == "end" and text == READONLY:
             frame.state = "item"
         elif token.kind == "word":
             frame.state, frame.name = "name", text
@@ -180,12 +193,12 @@ def _step_body(frame: _Frame, token: Token, frames: list[_Frame]) -> None:
         if text in ("[", "{"):
             frames.append(_Frame("list" if text == "[" else "map", owner=frame.name))
         frame.state = "after_value"
-    elif state == "mount_volume":
-        frame.state = "mount_at" if token.kind == "word" else "item"
-    elif state == "mount_at":
-        frame.state = "mount_path" if text == AT else "item"
-    elif state == "mount_path":
-        frame.state = "mount_end" if token.kind in ("string", "long") else "item"
+    elif state == "subject":  # a name, or two joined by `.`
+        frame.state = "at" if token.kind == "word" else "item"
+    elif state == "at":
+        frame.state = "path" if text == AT else "subject" if text == "." else "item"
+    elif state == "path":
+        frame.state = "end" if token.kind in ("string", "long") else "item"
 
 
 def _step_map(frame: _Frame, token: Token, frames: list[_Frame]) -> None:
@@ -233,15 +246,19 @@ def _candidates(frames: list[_Frame], top: list[str], index: Index) -> list[Cand
             return [_attribute(spec) for name, spec in schema.STAGE_BLOCKS[frame.owner].items()
                     if name not in frame.seen]
         return []
-    if frame.state in ("item", "after_value", "mount_end"):
+    if frame.state in ("item", "after_value", "end"):
         out = _attributes(frame)
-        if frame.state == "mount_end":
+        if frame.state == "end" and frame.statement == MOUNT:
             out.insert(0, Candidate(READONLY, "keyword", "mount it read-only"))
         return out
-    if frame.state == "mount_volume":
-        return [_named(name, detail, "volume") for name, detail in index.known_names("volume")]
-    if frame.state == "mount_at":
-        return [Candidate(AT, "keyword", f'{MOUNT} VOLUME {AT} "/path"')]
+    if frame.state == "subject":
+        kind = _SUBJECTS.get(frame.statement)
+        if kind is None or frame.last == ".":
+            return []
+        return [_named(name, detail, kind) for name, detail in index.known_names(kind)
+                if not (kind == "stage" and name == frame.stage_name)]
+    if frame.state == "at":
+        return [Candidate(AT, "keyword", schema.STATEMENTS[frame.statement].form)]
     if frame.state == "value":
         spec = _table(frame).get(frame.name or "")
         if spec is not None and spec.choices:
@@ -260,8 +277,9 @@ def _attributes(frame: _Frame) -> list[Candidate]:
     out = [_attribute(spec) for name, spec in table.items()
            if name not in seen and (frame.stage_kind is None or frame.stage_kind in spec.kinds)]
     if frame.table == "stage":
-        out.append(Candidate(MOUNT, "keyword", f'{MOUNT} VOLUME {AT} "/path" [{READONLY}]', KEYWORD_DOCS[MOUNT],
-                             MOUNT + " "))
+        for keyword, spec in schema.STATEMENTS.items():
+            if frame.stage_kind is None or frame.stage_kind in spec.kinds:
+                out.append(Candidate(keyword, "keyword", spec.form, KEYWORD_DOCS[keyword], keyword + " "))
     for name in schema.blocks_for(frame.table, frame.stage_kind):
         if name not in seen:
             out.append(Candidate(name, "block", "block", BLOCK_DOCS[name], name + " { "))
@@ -281,10 +299,21 @@ def _named(name: str, detail: str, kind: str) -> Candidate:
 def _top_level(top: list[str], index: Index) -> list[Candidate]:
     if top[:1] == ["param"] and len(top) >= 2 and top[-1] == ":":
         return [Candidate(name, "type", "parameter type") for name in schema.PARAM_TYPES]
-    if top and not _complete_param(top):
+    is_stage = top[:1] != [] and top[0] in v.STAGE_KINDS
+    if top[:1] == [TEMPLATE] and len(top) == 3 and top[-1] == ":":
+        return [Candidate(kind, "keyword", "stage kind", KEYWORD_DOCS[kind]) for kind in v.STAGE_KINDS]
+    if top[-1:] == [FROM] and (is_stage and len(top) == 3 or top[0] == TEMPLATE and len(top) == 5):
+        itself = top[1] if top[0] == TEMPLATE else None
+        return [_named(name, detail, kind) for kind in ("template", "import")
+                for name, detail in index.known_names(kind) if name != itself]
+    if is_stage and len(top) == 2 or top[:1] == [TEMPLATE] and len(top) == 4:
+        return [Candidate(FROM, "keyword", "start from a template", KEYWORD_DOCS[FROM], FROM + " ")]
+    out = []
+    if top[:1] == [IMPORT] and len(top) == 2:  # `as`, or the next declaration
+        out.append(Candidate(AS, "keyword", "the name its templates are used by", KEYWORD_DOCS[AS], AS + " "))
+    if top and not _finished(top):
         return []
     has_header = any(d.kind == "pipeline" for d in index.declared)
-    out = []
     for keyword in v.DECLARATION_KEYWORDS:
         if keyword == "pipeline" and has_header:
             continue

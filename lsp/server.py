@@ -44,13 +44,16 @@ COMPLETION_KINDS = {
     "block": types.CompletionItemKind.Struct, "stage": types.CompletionItemKind.Function,
     "volume": types.CompletionItemKind.Folder, "secret": types.CompletionItemKind.Constant,
     "param": types.CompletionItemKind.Variable, "value": types.CompletionItemKind.EnumMember,
-    "type": types.CompletionItemKind.TypeParameter,
+    "type": types.CompletionItemKind.TypeParameter, "template": types.CompletionItemKind.Class,
+    "import": types.CompletionItemKind.Module,
 }
 SYMBOL_KINDS = {
     "pipeline": types.SymbolKind.Module, "param": types.SymbolKind.Variable,
     "volume": types.SymbolKind.Struct, "secret": types.SymbolKind.Key,
     "stage": types.SymbolKind.Function, "attribute": types.SymbolKind.Property,
     "block": types.SymbolKind.Object, "mount": types.SymbolKind.Field,
+    "template": types.SymbolKind.Class, "import": types.SymbolKind.Namespace,
+    "output": types.SymbolKind.Field, "input": types.SymbolKind.Field,
 }
 
 

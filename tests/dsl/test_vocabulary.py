@@ -99,9 +99,11 @@ def test_model_schema_ir_and_language_server_take_the_kinds_from_it():
     assert schema.ALL_KINDS == set(v.STAGE_KINDS) and schema.BATCH | schema.SERVE == schema.ALL_KINDS
     assert tuple(kind.value for kind in ir.StageKind) == v.STAGE_KINDS
     assert [kind.is_batch for kind in ir.StageKind] == [kind in v.BATCH_KINDS for kind in v.STAGE_KINDS]
-    # every keyword a declaration or statement starts with is explained on hover
+    # every keyword a declaration or an item starts with, and `from` and `as`, is explained on hover
     assert tuple(analysis.STAGE_KIND_DOCS) == v.STAGE_KINDS
-    assert set(analysis.KEYWORD_DOCS) == set(v.DECLARATION_KEYWORDS) | {v.STATEMENT_KEYWORDS[0]}
+    assert v.ITEM_KEYWORDS == ("mount", "output", "input")
+    assert tuple(schema.STATEMENTS) == v.ITEM_KEYWORDS
+    assert set(analysis.KEYWORD_DOCS) == set(v.DECLARATION_KEYWORDS) | set(v.ITEM_KEYWORDS) | {"from", "as"}
 
 
 def test_the_ir_and_the_backends_load_no_parser():

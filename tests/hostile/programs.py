@@ -24,7 +24,9 @@ from hypothesis import strategies as st
 from hypothesis.extra.lark import from_lark
 from lark import Lark
 
-KEYWORDS = ("pipeline", "param", "volume", "secret", "data", "train", "eval", "serve", "mount", "at", "readonly")
+from aipc.dsl import vocabulary
+
+KEYWORDS = tuple(vocabulary.KEYWORDS)  # pipeline, param, ... mount, at, readonly, import, as, template, from, ...
 LOWER = "abcdefghijklmnopqrstuvwxyz"
 
 # Strings a YAML reader would take for something else if they were written bare.
@@ -81,6 +83,7 @@ def grammar_programs() -> st.SearchStrategy[str]:
         "LONG_STRING": _separated(_long_strings), "COMMENT": _comments,
         "LBRACE": st.just("{ "), "RBRACE": st.just("}\n"), "LSQB": st.just("["), "RSQB": st.just("] "),
         "COMMA": st.just(", "), "EQUAL": st.just(" = "), "COLON": st.just(": "), "DOTDOT": st.just(".."),
+        "DOT": st.just("."),
     })
     return from_lark(_grammar(), start="start", explicit=explicit)
 

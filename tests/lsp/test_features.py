@@ -55,7 +55,7 @@ def test_completion_contexts(typed, expected):
 
 def test_top_level_offers_declarations_but_no_second_header():
     labels, _ = complete_at(FRAUD + "\n|")
-    assert labels == ["param", "volume", "secret", "data", "train", "eval", "serve"]
+    assert labels == ["param", "volume", "secret", "data", "train", "eval", "serve", "import", "template"]
     labels, _ = complete_at("|")
     assert labels[0] == "pipeline"
 

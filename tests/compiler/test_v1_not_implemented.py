@@ -1,0 +1,118 @@
+"""v1 forms this build reads but does not compile: one E009 at each, where it is
+written, and no cascade from it; the resolver declares and uses their names."""
+
+from __future__ import annotations
+
+from aipc.compiler import check_source
+from aipc.compiler.resolve import symbol_table
+from aipc.diagnostics import Source
+from aipc.dsl.parser import parse
+
+VALID = '''\
+volume models { size = 1Gi }
+secret hf { keys = ["token"] }
+data prep { image = "i:1" }
+'''
+
+
+def found(text: str) -> list[tuple[str, int, int, str]]:
+    """(code, line, column, the text at the span) of every diagnostic."""
+    source = Source("t.aip", text)
+    return [(d.code, *source.position(d.span.start), text[d.span.start:d.span.end])
+            for d in check_source(text, "t.aip").diagnostics]
+
+
+def test_each_construct_is_reported_once_at_its_keyword():
+    text = VALID + '''\
+import "lib/gpu.aip" as gpu
+template trainer: train { image = "i:1" }
+train small from trainer { command = ["train"] }
+train large from gpu.h100_trainer { command = ["train"] }
+train model {
+  image = "i:1"
+  output metrics at "/out/metrics"
+}
+eval score {
+  image = "i:1"
+  input model.metrics at "/in/metrics"
+  env = { HF_TOKEN = hf.token, LEVEL = "info" }
+}
+'''
+    assert found(text) == [
+        ("E009", 4, 1, "import"), ("E009", 5, 1, "template"), ("E009", 6, 13, "from"), ("E009", 7, 13, "from"),
+        ("E009", 10, 3, "output"), ("E009", 14, 3, "input"), ("E009", 15, 22, "hf.token"),
+    ]
+    assert check_source(text, "t.aip").ir is None
+    (diagnostic,) = [d for d in check_source(text, "t.aip").diagnostics if text[d.span.start:].startswith("template")]
+    assert diagnostic.message == "a `template` declaration is part of the v1 language and not implemented in this build"
+    assert diagnostic.help
+
+
+def test_a_stage_from_a_template_is_checked_but_not_missing_what_the_template_may_set():
+    text = VALID + '''\
+template service: serve { image = "i:1"  port = 80 }
+serve api from service { replicas = 0 }
+data job from base { retries = -1  timeout = 1Gi  mount ghost at "/g" }
+'''
+    assert [(code, line) for code, line, _, _ in found(text)] == [
+        ("E009", 4), ("E009", 5), ("E209", 5),  # no E205: the template may set `image` and `port`
+        ("E009", 6), ("E209", 6), ("E201", 6), ("E103", 6),
+    ]
+
+
+def test_a_template_s_body_is_not_checked_yet():
+    text = VALID + 'template t: train { retries = "many"  port = 80  bogus = 1  output o at "relative" }\n'
+    assert [code for code, *_ in found(text)] == ["E009"]
+
+
+def test_a_reference_value_is_e009_in_env_and_a_type_error_where_v1_gives_it_no_meaning():
+    text = VALID + '''\
+data a {
+  image = hf.token
+  env = { "bad name" = hf.token, OK = "1" }
+  labels = { team = hf.token }
+}
+'''
+    assert found(text) == [
+        ("E202", 5, 11, "hf.token"),
+        ("E214", 6, 11, '"bad name"'), ("E009", 6, 24, "hf.token"),
+        ("E202", 7, 21, "hf.token"),
+    ]
+    messages = [d.message for d in check_source(text, "t.aip").diagnostics]
+    assert messages[0] == "`image` expects a string, found the reference `hf.token`"
+    assert "the reference `hf.token`" in messages[2]
+
+
+def test_statements_outside_a_stage_are_not_allowed():
+    text = 'volume v { size = 1Gi  output o at "/o" }\npipeline "p" { input a.b at "/i" }\n'
+    assert [(code, text) for code, _, _, text in found(text)] == [
+        ("E106", 'output o at "/o"'), ("E106", 'input a.b at "/i"')]
+
+
+def test_templates_and_imports_are_declared_names():
+    text = VALID + '''\
+import "lib/gpu.aip"
+import "lib/other.aip" as gpu
+template t: train { image = "i:1" }
+template t: eval { image = "i:1" }
+'''
+    assert [(code, line) for code, line, _, _ in found(text)] == [
+        ("E009", 4), ("E009", 5), ("E101", 5), ("E009", 6), ("E009", 7), ("E101", 7)]
+
+
+def test_the_symbol_table_declares_and_uses_the_v1_names():
+    text = VALID + '''\
+import "lib/gpu.aip"
+import "lib/cpu.aip" as cpu
+template trainer: train from cpu.base { image = "i:1" }
+train small from trainer { env = { T = hf.token } }
+eval score { image = "i:1"  input prep.features at "/in" }
+'''
+    table = symbol_table(parse(text, "t.aip").program)
+    declared = [(d.kind, d.name, text[d.name_span.start:d.name_span.end]) for d in table.declared]
+    assert declared[3:] == [("import", "gpu", '"lib/gpu.aip"'), ("import", "cpu", "cpu"),
+                            ("template", "trainer", "trainer"), ("stage", "small", "small"),
+                            ("stage", "score", "score")]
+    used = [(r.kind, r.name, text[r.span.start:r.span.end]) for r in table.references]
+    assert used == [("import", "cpu", "cpu"), ("template", "trainer", "trainer"), ("secret", "hf", "hf"),
+                    ("stage", "prep", "prep")]
