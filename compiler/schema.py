@@ -7,6 +7,7 @@ import enum
 from dataclasses import dataclass
 
 from aipc.compiler import units
+from aipc.compiler.gpus import PORTABLE_NAMES
 from aipc.compiler.units import Kind
 from aipc.dsl.vocabulary import BATCH_KINDS, SERVICE_KINDS, STAGE_KINDS
 
@@ -129,8 +130,11 @@ RESOURCES = _table(
     AttributeSpec("gpu", Type.INT, "The number of GPUs.", minimum=0, maximum=units.MAX_COUNT, example="gpu = 4"),
     AttributeSpec("gpu_vendor", Type.CHOICE, "The GPU vendor: `nvidia` (default), `amd` or `intel`.",
                   choices=("nvidia", "amd", "intel"), example="gpu_vendor = amd"),
-    AttributeSpec("gpu_model", Type.STRING, "A GPU product, matched against the node's GPU label.",
-                  example='gpu_model = "NVIDIA-A100-SXM4-80GB"'),
+    AttributeSpec("gpu_model", Type.STRING,
+                  "A GPU model: a portable name (" + ", ".join(f"`{name}`" for name in PORTABLE_NAMES)
+                  + "), which selects the nodes of that model under the cluster's label convention, or a node "
+                  "label value written as is.",
+                  example='gpu_model = "H100-80GB"'),
     AttributeSpec("shm", Type.BYTES, "The size of /dev/shm (shared memory for data loaders, NCCL).",
                   minimum=1, maximum=units.MAX_BYTES, example="shm = 16Gi"),
     AttributeSpec("disk", Type.BYTES, "Ephemeral local storage.", minimum=1, maximum=units.MAX_BYTES,

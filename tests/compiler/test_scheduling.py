@@ -7,28 +7,11 @@ from __future__ import annotations
 import pytest
 
 from aipc.compiler import check_source, gpus, ir
+from tests.dsl.test_v1_syntax import CONTRACT as V1_PROGRAMS
 from tests.helpers import ROOT, codes_of, compile_ok
 
 # LANGUAGE.md, v1, "Scheduling on real clusters", verbatim.
-CONTRACT = '''\
-pipeline "pretrain" {
-  schedule { queue = "team-a"  priority = "batch-high" }     # defaults for every stage
-}
-train big {
-  image = "ghcr.io/acme/trainer:2.1"
-  resources { gpu = 8  gpu_model = "H100-80GB"  memory = 900Gi  shm = 128Gi }
-  schedule {
-    node     = { "cloud.google.com/gke-spot" = "true" }   # node labels that must match
-    tolerate = ["ondemand", "spot=true:NoSchedule"]       # KEY, KEY=VALUE, KEY:EFFECT, KEY=VALUE:EFFECT
-  }
-}
-serve api {
-  image    = "ghcr.io/acme/api:2.1"
-  port     = 8080
-  replicas = 2..10                        # a range: autoscaled between 2 and 10
-  autoscale { cpu = 70 }                  # target average CPU use, percent; or { metric = "NAME"  target = N }
-}
-'''
+CONTRACT = V1_PROGRAMS["scheduling"]
 
 IMAGE = 'pipeline "p" { image = "x:1" }\n'
 
