@@ -286,8 +286,9 @@ class Scheduler:
         assert self.gpus is not None
         message = (f"needs {GpuPool.demand(stage)} of the {len(self.gpus.devices)} GPUs, "
                    f"{len(self.gpus.free)} free")
-        if result.status is not Status.WAITING or result.message != message:
-            result.status, result.message = Status.WAITING, message
+        reported = result.status is Status.WAITING
+        result.status, result.message = Status.WAITING, message  # the live view shows what is free now
+        if not reported:
             self.reporter.stage_changed(result)
 
     def _fail_starved(self) -> None:

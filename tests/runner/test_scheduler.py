@@ -370,3 +370,22 @@ def test_without_the_machines_gpus_stages_are_not_held_back():
     result, events = schedule(FOUR_GPU_STAGES, driver, jobs=8)
     assert driver.peak == 5 and all(driver.devices[f"t{i}"] == [()] for i in range(4))
     assert not [change for change in events.changes if change[1] is Status.WAITING]
+
+
+def test_the_live_view_says_a_stage_waits_for_gpus_not_for_its_dependencies():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from aipc.compiler import ir
+    from aipc.runner.report import LiveReporter
+    from aipc.runner.scheduler import StageResult
+
+    reporter = LiveReporter(["t1", "t2"], Console(file=StringIO()))
+    reporter.results = [StageResult("t1", ir.StageKind.TRAIN, status=Status.WAITING,
+                                    message="needs 2 of the 4 GPUs, 0 free"),
+                        StageResult("t2", ir.StageKind.TRAIN)]
+    screen = Console(file=StringIO(), width=100)
+    screen.print(reporter._table())
+    rows = screen.file.getvalue().splitlines()
+    assert "waiting for GPUs (needs 2 of the 4 GPUs, 0 free)" in rows[0] and "pending" in rows[1]
