@@ -29,6 +29,8 @@ COMMANDS = (
     "fmt",
     "lsp",
     "run",
+    "ps",
+    "logs",
     "down",
 )
 

@@ -1,7 +1,8 @@
 """Stable diagnostic codes, each with the explanation ``aipc explain CODE`` prints.
 
 E0xx input and syntax, E1xx names, E2xx types and units, E3xx the dependency
-graph, W2xx/W3xx warnings, Bxxx what a backend cannot express. A code, once
+graph, W1xx/W2xx/W3xx warnings (about names, values, the graph), Bxxx what a
+backend cannot express. A code, once
 published, keeps its meaning; retired codes are not reused.
 """
 
@@ -489,6 +490,17 @@ eval smoke { image = "tests:1.0"  after = [api] }    # error
 )
 
 # ---------------------------------------------------------------------- warnings
+
+UNUSED_DECLARATION = _code(
+    "W101", "a declaration nothing uses",
+    """A volume no stage mounts, a secret no stage lists in `secrets`, or a parameter
+    no value refers to (`${name}`) does nothing: it is left out of every output, so
+    it is most likely a leftover or a misspelt use. Use it or remove it.""",
+    """
+volume scratch { size = 10Gi }                  # warning: no stage mounts it
+data ingest { image = "etl:1.0"  mount scratch at "/scratch" }    # fixed: mounted
+""",
+)
 
 UNPINNED_IMAGE = _code(
     "W201", "image without a tag or with `latest`",

@@ -49,15 +49,23 @@ def write_output(path: str, data: bytes, default_name: str | None = None) -> str
     from aipc.diagnostics import visible
 
     try:
-        if default_name is not None and (path.endswith(("/", os.sep)) or os.path.isdir(path)):
-            if not os.path.isdir(path):
-                os.makedirs(path)
-            path = os.path.join(path, default_name)
+        target = output_path(path, default_name)
+        if target != path and not os.path.isdir(path):
+            os.makedirs(path)
+        path = target
         _write(path, data)
     except BrokenPipeError:  # a FIFO or pipe whose reader stopped reading, as on stdout
         raise
     except OSError as error:
         raise OutputError(f"`{visible(path)}`", error) from None
+    return path
+
+
+def output_path(path: str, default_name: str | None = None) -> str:
+    """The file ``write_output`` writes for ``path``: with ``default_name``, that name
+    inside a directory (an existing one, or a path ending with a slash)."""
+    if default_name is not None and (path.endswith(("/", os.sep)) or os.path.isdir(path)):
+        return os.path.join(path, default_name)
     return path
 
 

@@ -1,8 +1,9 @@
 """The backend registry: one module per target, each a pure function IR -> documents.
 
 A backend module defines ``DEFAULT_FILENAME``, a frozen ``Options`` dataclass,
-``add_arguments(group)`` and ``options_from(args)`` for its command-line flags,
-and ``emit(pipeline, options) -> Emitted``. It imports only the IR and the
+``add_arguments(group)`` and ``options_from(args)`` for its command-line flags
+(``aipc compile`` adds ``args.input_directory``: the .aip file's directory seen from
+where the output's relative paths resolve), and ``emit(pipeline, options) -> Emitted``. It imports only the IR and the
 diagnostics module (never ``aipc.dsl``), does not re-validate the program, and
 reports what its target cannot express as diagnostics with the construct's span.
 Registering a target is one line in ``TARGETS``.

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import posixpath
 import shlex
 from dataclasses import dataclass
 
@@ -68,6 +69,10 @@ class Options:
 
     # The host address serve stages' ports are published on; None: every interface.
     publish_address: str | None = None
+    # Where the .aip file lies, seen from the directory docker-compose resolves relative
+    # paths against (the compose file's; the current one for a file read from stdin):
+    # a `host` path is relative to the .aip file, so it is written relative to this.
+    input_directory: str = "."
     # The GPUs of the machine: each GPU stage gets device ids of its own (backends/devices.py).
     gpus: int | None = None
 
@@ -100,7 +105,8 @@ def add_arguments(group) -> None:
 
 
 def options_from(args) -> Options:
-    return Options(publish_address=getattr(args, "compose_publish_address", None), gpus=getattr(args, "gpus", None))
+    return Options(publish_address=getattr(args, "compose_publish_address", None),
+                   input_directory=getattr(args, "input_directory", "."), gpus=getattr(args, "gpus", None))
 
 
 def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
@@ -143,7 +149,7 @@ def build_service(pipeline: ir.Pipeline, stage: ir.Stage, spec: docker.Container
     if depends_on:
         service["depends_on"] = depends_on
     if spec.mounts:
-        service["volumes"] = [build_mount(mount) for mount in spec.mounts]
+        service["volumes"] = [build_mount(mount, options) for mount in spec.mounts]
     if spec.publish is not None:
         service["ports"] = [build_port(spec.publish, options)]
     if spec.aliases:
@@ -192,12 +198,12 @@ def build_depends_on(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
     return depends_on
 
 
-def build_mount(mount: docker.Mount) -> str | dict:
+def build_mount(mount: docker.Mount, options: Options) -> str | dict:
     """The short syntax (``raw:/data/raw:ro``), which also creates a missing host
     directory; the long one only when a path holds a `:` the short one splits on."""
     volume = mount.volume
     if volume.kind is ir.VolumeKind.HOST:
-        source = host_source(volume.host_path or ".")
+        source = host_source(volume.host_path or ".", options.input_directory)
     else:
         source = volume.name
     if ":" in source or ":" in mount.target:
@@ -209,12 +215,19 @@ def build_mount(mount: docker.Mount) -> str | dict:
     return escape(f"{source}:{mount.target}" + (":ro" if mount.read_only else ""))
 
 
-def host_source(path: str) -> str:
-    """A host path as compose reads it: relative paths must start with `.` (else
-    compose takes them for a volume name) and resolve against the compose file."""
-    if path.startswith(("/", ".", "~")):
+def host_source(path: str, input_directory: str = ".") -> str:
+    """A host path as compose reads it. A relative path is relative to the .aip file
+    (as `aipc run` reads it), compose resolves it against the compose file: it is
+    written from there (``input_directory``), and starts with `.` (else compose takes
+    it for a volume name)."""
+    if path.startswith(("/", "~")):
         return path
-    return "./" + path
+    if input_directory == "." and path.startswith("."):
+        return path  # as written
+    joined = posixpath.normpath(posixpath.join(input_directory, path))
+    if joined.startswith("/") or joined == "." or joined == ".." or joined.startswith("../"):
+        return joined
+    return "./" + joined
 
 
 def build_port(publish: docker.Publish, options: Options) -> str:

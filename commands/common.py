@@ -152,3 +152,42 @@ def print_summary(path: str, diagnostics: list[Diagnostic], stream: TextIO, ok_d
         stream.write(f"{path}: ok{ok_detail}, {counts}\n")
     else:
         stream.write(f"{path}: ok{ok_detail}\n")
+
+
+@dataclass
+class RunTarget:
+    """What `aipc down`, `logs` and `ps` act on: the pipeline a file declares (its
+    name and namespace, what a run belongs to) and, when the file checks, its IR."""
+
+    path: str
+    name: str
+    namespace: str | None
+    pipeline: "Pipeline | None"
+
+
+def run_target(path: str, params: dict[str, str] | None = None) -> RunTarget | None:
+    """The pipeline ``path`` declares. A file with errors still names its pipeline
+    by its header (or its name): the runs to find may predate the errors. None, with
+    the problem printed, when the file cannot be read."""
+    from aipc.compiler import ir
+    from aipc.compiler.check import check_source, source_text
+    from aipc.dsl import model as m
+    from aipc.dsl.parser import parse
+
+    read = read_input(path)
+    text, problems = (None, read.diagnostics) if read.data is None else source_text(read.data, read.path)
+    if text is None:
+        print_diagnostics(problems, {}, "human", "auto", sys.stderr)
+        return None
+    pipeline, _ = check_source(text, read.path, params or {})
+    if pipeline is not None:
+        return RunTarget(path, pipeline.name, pipeline.namespace, pipeline)
+    program = parse(text, read.path).program
+    header = next((d for d in program.declarations if isinstance(d, m.PipelineDecl)), None)
+    if header is None:
+        return RunTarget(path, ir.clean_name(os.path.splitext(os.path.basename(path))[0]), None, None)
+    namespace = next((attribute.value.parts[0] for attribute in header.items
+                      if isinstance(attribute, m.Attribute) and attribute.name == "namespace"
+                      and isinstance(attribute.value, m.Str) and len(attribute.value.parts) == 1
+                      and isinstance(attribute.value.parts[0], str)), None)
+    return RunTarget(path, ir.clean_name(header.name), namespace, None)

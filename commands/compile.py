@@ -42,7 +42,7 @@ def run(args) -> int:
     from aipc.backends import UnknownTarget, get_backend
     from aipc.backends.writer import to_yaml
     from aipc.diagnostics import Diagnostic, visible
-    from aipc.output import write_output
+    from aipc.output import output_path, write_output
 
     try:
         backend = get_backend(args.target)
@@ -52,6 +52,8 @@ def run(args) -> int:
     pipeline, diagnostics, sources = checked.pipeline, checked.diagnostics, checked.sources
     emitted = None
     if pipeline is not None:
+        args.input_directory = input_directory(args.file, args.output and output_path(
+            args.output, backend.default_filename(pipeline)))
         options = backend.options_from(args) if hasattr(backend, "options_from") else None
         emitted = backend.emit(pipeline, options)
         diagnostics = sorted([*diagnostics, *emitted.diagnostics], key=Diagnostic.sort_key)
@@ -65,3 +67,23 @@ def run(args) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def input_directory(source: str, destination: str | None) -> str:
+    """The .aip file's directory, relative to the directory the output's relative paths
+    are resolved against: the output file's, or the current one for stdout (and for a
+    device or FIFO, which a consumer reads as a stream)."""
+    import os
+    import stat
+
+    here = os.getcwd()
+    base = here
+    if destination is not None:
+        try:
+            regular = stat.S_ISREG(os.stat(destination).st_mode)
+        except OSError:
+            regular = True  # to be created
+        if regular:
+            base = os.path.dirname(os.path.realpath(destination))
+    source_dir = here if source == "-" else os.path.dirname(os.path.realpath(source))
+    return os.path.relpath(source_dir, base)

@@ -8,6 +8,8 @@ import os
 import signal
 import sys
 import threading
+import time
+from typing import Callable
 
 from aipc.commands import UsageError
 from aipc.commands.common import add_param_option, check_file, parse_params, print_diagnostics
@@ -19,13 +21,21 @@ DESCRIPTION = """\
 Check a .aip file, then run it on the local Docker engine (the `run` extra:
 pip install 'aipc[run]'). Batch stages run in dependency order, independent ones
 in parallel (at most --jobs at a time), with their retries and timeouts; each
-line of output is prefixed with its stage. A failed stage stops the stages after
-it, lets running ones finish, and the run exits 1 naming it. Serve stages start
-last, once the batch stages succeeded, and keep running: in the foreground until
-Ctrl-C, or with --detach until `aipc down FILE`. Ctrl-C stops and removes the
-run's containers. Named volumes persist between runs (`aipc down -v` removes them);
-host volumes are relative to the .aip file. Secrets come from the environment:
-every key of every secret a selected stage uses must be set.
+line of output is prefixed with its stage.
+
+When a stage fails (after its retries), no new stage starts: the stages already
+running finish, the others are skipped, and the run exits 1 naming the failed
+stage, repeating its last lines and the command that re-runs from it. With
+--keep-going every batch stage whose dependencies succeeded still runs.
+
+Serve stages start last, once the batch stages succeeded, and keep running: in
+the foreground until Ctrl-C, or with --detach until `aipc down FILE`. Ctrl-C
+stops and removes the run's containers. A run belongs to the pipeline (its name
+and namespace), not to the file name: `aipc ps FILE` shows what runs, `aipc logs
+FILE [STAGE]` each stage's output of its last run. Named volumes persist between
+runs (`aipc down -v` removes them); host folders are relative to the .aip file,
+and one that does not exist is an error when the run only reads it. Secrets come
+from the environment: every key of every secret a selected stage uses must be set.
 
 GPUs: a stage that asks for GPUs gets devices of its own and starts once enough
 of the machine's GPUs are free (it shows as "waiting for GPUs" until then);
@@ -65,11 +75,14 @@ def configure(parser) -> None:
     parser.add_argument("file", metavar="FILE", help="the .aip file")
     add_param_option(parser)
     selection = parser.add_mutually_exclusive_group()
-    selection.add_argument("--only", nargs="+", action="extend", default=[], metavar="STAGE",
-                           help="run just these stages (also comma-separated); stages they depend on are "
-                                "not run and must have produced their data already")
+    selection.add_argument("--only", action="append", default=[], metavar="STAGE[,STAGE...]",
+                           help="run just these stages (comma-separated, or --only again); the stages they "
+                                "depend on are not run and must have produced their data already")
     selection.add_argument("--from", dest="from_stage", metavar="STAGE",
                            help="run this stage and everything downstream of it")
+    parser.add_argument("-k", "--keep-going", action="store_true",
+                        help="after a failure, still run every batch stage whose dependencies succeeded "
+                             "(by default no new stage starts after a failure; running ones finish)")
     parser.add_argument("-j", "--jobs", type=positive_int, default=max(1, os.cpu_count() or 1), metavar="N",
                         help="run at most N stages at a time (default: the number of CPUs)")
     parser.add_argument("-d", "--detach", action="store_true",
@@ -137,6 +150,8 @@ def run(args) -> int:
     from aipc.runner.selection import RunNames, SelectionError, missing_secrets, select_stages
 
     only = [name.strip() for value in args.only for name in value.split(",") if name.strip()]
+    if args.only and not only:
+        raise UsageError("--only needs the name of a stage")
     try:
         selected = select_stages(pipeline, only, args.from_stage)
     except SelectionError as problem:
@@ -164,13 +179,26 @@ def run(args) -> int:
         error(str(problem))
         return 1
 
+    from aipc.runner.report import Ending
+    from aipc.runner.selection import PipelineId
+    from aipc.runner.state import PipelineState, RunRecorder
+
     names = RunNames.new(pipeline, args.file)
-    reporter = make_reporter(args.progress, selected)
+    shown = make_reporter(args.progress, selected)
+    reporter = RunRecorder(PipelineState(PipelineId.of(pipeline)), names.run_id, names.file, list(selected), shown)
     driver = DockerDriver(client, pipeline, specs, names, reporter.log, reporter.note, environ=dict(os.environ),
                           base_dir=os.path.dirname(os.path.realpath(args.file)), bind_address=args.publish_address,
                           health_timeout=args.health_timeout, gpu_request=args.gpu_request)
+    scheduler = Scheduler(pipeline, selected, driver, reporter, args.jobs, keep_going=args.keep_going)
+    started = time.monotonic()
+
+    def finish(result, outcome: str) -> None:
+        """The summary, and the run's end recorded for `aipc logs` and `aipc ps`."""
+        tails = {stage.name: reporter.tail(stage.name) for stage in result.failed}
+        shown.summary(result, Ending(time.monotonic() - started, tails, rerun_command(args)))
+        reporter.close(result.stages, outcome)
+
     keep_services = False
-    scheduler = None
     with Interrupts(reporter.note):
         try:
             try:
@@ -180,35 +208,38 @@ def run(args) -> int:
                 for text in problem.problems:
                     error(text)
                 return 1
-            scheduler = Scheduler(pipeline, selected, driver, reporter, args.jobs, gpus=gpus)
-            reporter.note(f"run {names.run_id} of `{pipeline.name}`: {len(selected)} stage"
-                          f"{'s' if len(selected) != 1 else ''}, at most {args.jobs} at a time")
-            reporter.start([scheduler.results[name] for name in selected])
+            if gpus is not None:
+                scheduler.use_gpus(gpus)
+            reporter.open()
+            reporter.note(f"run {names.run_id} of {names.pipeline}: {intro(pipeline, selected, args.jobs)}")
+            shown.start([scheduler.results[name] for name in selected])
             result = scheduler.run()
             if result.failed or not result.serving:
                 for stage in result.serving:  # a failed run does not leave services behind
                     stage.status, stage.message = Status.STOPPED, "stopped: the run failed"
-                reporter.summary(result)
+                finish(result, "failed" if result.failed else "succeeded")
                 return 1 if result.failed else 0
             for replica in driver.services():
                 if replica.url:
                     reporter.note(f"{replica.stage} (replica {replica.number}) is serving at {replica.url}")
             if args.detach:
                 keep_services = True
-                reporter.summary(result)
-                reporter.note(f"the serve stages keep running; stop them with `aipc down {args.file}`")
+                finish(result, "serving")
+                reporter.note(f"the serve stages keep running; see them with `aipc ps {args.file}`, their "
+                              f"output with `aipc logs {args.file}`, stop them with `aipc down {args.file}`")
                 return 0
             reporter.note("serving; press Ctrl-C to stop and remove the services")
-            return serve_in_foreground(driver, reporter, result)
+            replicas = serve_in_foreground(driver, reporter, result)
+            finish(result, "stopped")
+            return 1 if any(r.exit_code for r in replicas) else 0
         except KeyboardInterrupt:
             with contextlib.suppress(KeyboardInterrupt):
                 reporter.note("interrupted: stopping and removing the run's containers")
                 driver.abort()
-            if scheduler is not None:
-                reporter.summary(scheduler.interrupted_result())
+            finish(scheduler.interrupted_result(), "interrupted")
             return 130
         finally:
-            reporter.stop()
+            shown.stop()
             driver.close(keep_services=keep_services)
 
 
@@ -239,11 +270,28 @@ def machine_gpus(args, driver, stages, specs) -> list[str] | None:
     return gpus
 
 
-def serve_in_foreground(driver, reporter, result) -> int:
-    """Stream the services' logs until they all exit on their own (Ctrl-C, the usual
-    end, is handled by the caller)."""
-    import time
+def intro(pipeline, selected, jobs: int) -> str:
+    """`3 stages, at most 2 at a time`: the bound only when more could run together."""
+    from collections import Counter
 
+    widest = max(Counter(pipeline.stage(name).level for name in selected).values(), default=0)
+    text = f"{len(selected)} stage{'s' if len(selected) != 1 else ''}"
+    return text + (f", at most {jobs} at a time" if widest > jobs else "")
+
+
+def rerun_command(args) -> Callable[[str], str]:
+    """The command line that runs the pipeline again from a stage, with the same parameters."""
+    import shlex
+
+    def command(stage: str) -> str:
+        params = [word for value in args.params for word in ("-p", value)]
+        return shlex.join(["aipc", "run", args.file, *params, "--from", stage])
+    return command
+
+
+def serve_in_foreground(driver, reporter, result):
+    """Stream the services' logs until they all exit on their own (Ctrl-C, the usual
+    end, is handled by the caller); returns the replicas with their exit codes."""
     from aipc.runner.scheduler import Status
 
     def exited(replica) -> None:
@@ -255,5 +303,4 @@ def serve_in_foreground(driver, reporter, result) -> int:
         stage.status = Status.STOPPED
         stage.exit_code = next((code for code in codes if code), codes[0] if codes else None)
         stage.ended = time.monotonic()
-    reporter.summary(result)
-    return 1 if any(r.exit_code for r in replicas) else 0
+    return replicas

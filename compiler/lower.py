@@ -283,6 +283,13 @@ class _Lowering:
         self.header = _Header(self._pipeline_name())
         self.params = bind_params(self.symbols, overrides, sink)
         self.evaluator = Evaluator(sink, self.params, self.symbols.known("param"), self.header.name)
+        # Names the stages refer to, by kind; every reference to a declaration marks it here
+        # (params through the evaluator), and what is left unmarked is W101.
+        self.used: dict[str, set[str]] = {"volume": set(), "secret": set()}
+
+    def use(self, kind: str, name: str) -> None:
+        """A reference to the declaration ``name`` of ``kind`` (volume, secret)."""
+        self.used[kind].add(name)
 
     # the pipeline ---------------------------------------------------------------
 
@@ -513,6 +520,7 @@ class _Lowering:
         self._check_volume_use(reach, volumes, lowered)
         if sink.has_errors:
             return None
+        self._check_unused()
         level = dag.levels(graph, order)
         stages = tuple(dataclasses.replace(lowered[n].stage, level=level[n]) for n in order)
         header = self.header
@@ -525,6 +533,22 @@ class _Lowering:
             stages=stages, gpu_labels=header.gpu_labels,
             span=self.symbols.header.span if self.symbols.header else Span(0, 0),
         )
+
+    def _check_unused(self) -> None:
+        """W101 for each volume, secret and parameter nothing refers to. Only for a file
+        without errors: with them, a use may sit in what did not parse or check."""
+        unused = [("volume", "no stage mounts it", "mount it in a stage (`mount {name} at \"/path\"`) or remove it",
+                   self.symbols.volumes, self.used["volume"]),
+                  ("secret", "no stage lists it in `secrets`", "list it in a stage (`secrets = [{name}]`) or remove it",
+                   self.symbols.secrets, self.used["secret"]),
+                  ("parameter", "no value refers to it", "use it in a value (`\"${{{name}}}\"`) or remove it",
+                   self.symbols.params, self.evaluator.used_params)]
+        for what, why, help, declared, used in unused:
+            for name, declaration in declared.items():
+                if name not in used:
+                    self.sink.warning(codes.UNUSED_DECLARATION, declaration.name.span,
+                                      f"the {what} `{name}` is declared but never used: {why}",
+                                      label="never used", help=help.format(name=name))
 
     def _check_volume_use(self, reach: dag.Reachability, volumes, lowered) -> None:
         uses: dict[str, list[dag.Use]] = {}
@@ -736,7 +760,9 @@ class _StageLowering:
                 self.sink.error(codes.UNKNOWN_SECRET, span, f"unknown secret `{name}`", label="not declared",
                                 help=did_you_mean(name, symbols.secrets)
                                 or f'declare it: `secret {name} {{ keys = ["..."] }}`')
-            elif self.secrets.get(name) is not None and self.secrets[name] not in out:
+                continue
+            self.lowering.use("secret", name)
+            if self.secrets.get(name) is not None and self.secrets[name] not in out:
                 out.append(self.secrets[name])
         self.fields["secrets"] = tuple(out)
 
@@ -929,6 +955,7 @@ class _StageLowering:
                                 label="not declared", help=did_you_mean(volume_name, symbols.volumes)
                                 or f"declare it: `volume {volume_name} {{ size = 10Gi }}`")
                 continue
+            self.lowering.use("volume", volume_name)
             text = self.evaluator.interpolate(mount.path, self.name)
             if text is INVALID:
                 continue

@@ -126,6 +126,7 @@ class Evaluator:
         self.params = params
         self.declared_params = frozenset(declared_params)  # including ones whose value is invalid
         self.pipeline_name = pipeline_name
+        self.used_params: set[str] = set()  # every parameter a value referred to (unused ones are W101)
 
     # strings ------------------------------------------------------------------
 
@@ -174,8 +175,10 @@ class Evaluator:
                 return INVALID
             return stage
         if name in self.params:
+            self.used_params.add(name)
             return self.params[name].text
         if name in self.declared_params:
+            self.used_params.add(name)
             return INVALID  # its declaration is already reported
         help = did_you_mean(name, list(self.declared_params) + list(BUILTINS))
         if help is None and (name.isupper() or name in ("HOME", "PATH", "PWD")):
@@ -240,6 +243,7 @@ class Evaluator:
         if isinstance(value, m.Str) and value.sole_interpolation is not None:
             param = self.params.get(value.sole_interpolation.name)
             if param is not None and ".." in param.text and spec.ranges:
+                self.used_params.add(param.name)
                 low_text, _, high_text = param.text.partition("..")
                 low = self._parse(spec, kind, low_text, value.span, param)
                 high = self._parse(spec, kind, high_text, value.span, param)

@@ -27,6 +27,7 @@ ids, which reach the engine one of two ways (``--gpu-request``):
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import threading
@@ -35,6 +36,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
+from http.client import HTTPException
 from typing import Callable, Iterable, Mapping
 
 import docker
@@ -43,19 +45,27 @@ import docker.types
 import requests.exceptions
 from docker.utils import parse_repository_tag
 
-from aipc.backends.docker import ContainerSpec, Mount
+from aipc.backends.docker import ContainerSpec, Mount, port_range
 from aipc.compiler import ir
 from aipc.runner.scheduler import Attempt, Devices
-from aipc.runner.selection import LABEL_FILE, LABEL_RUN, RunNames, label_filter
+from aipc.runner.selection import (
+    LABEL_FILE, LABEL_PIPELINE, LABEL_RUN, LABEL_STAGE, PipelineId, RunNames, label_filter,
+)
 
 WAIT_SLICE = 30.0  # seconds per `docker wait` call; a deadline is checked between them
-LOG_DRAIN = 10.0  # seconds to wait for the last log lines of a container that ended
+LOG_STALL = 30.0  # seconds a container's log may go without a byte before the runner stops reading it
+MAX_LINE = 2**20  # bytes: a longer line is passed on in pieces of this size (nothing is dropped)
 STOP_GRACE = 5  # seconds between SIGTERM and SIGKILL when a service is stopped
 SETTLE = 1.0  # a service without `health` counts as started when still running after this
+ANSWER_SHOWN = 200  # characters of a health endpoint's answer that a failure repeats
 
 
 class EngineUnavailable(Exception):
     """No Docker engine answers."""
+
+
+class NameTaken(Exception):
+    """A Docker object under a name aipc computed exists and is not this run's."""
 
 
 class PreflightError(Exception):
@@ -85,6 +95,32 @@ def engine_message(error: BaseException) -> str:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
     return " ".join(str(text).split())
+
+
+def shown_path(path: str) -> str:
+    """A path as a message shows it: relative to the current directory when under it."""
+    relative = os.path.relpath(path)
+    return path if relative.startswith("..") else relative
+
+
+def explain_start_error(error: BaseException, spec: ContainerSpec) -> str:
+    """Why the engine would not start a container, with what to do about it."""
+    message = engine_message(error)
+    if "could not select device driver" in message and spec.gpu is not None:
+        if spec.gpu.driver == "nvidia":
+            # NVIDIA's install guide: install nvidia-container-toolkit, then `nvidia-ctk runtime
+            # configure --runtime=docker` and restart Docker
+            # (https://docs.nvidia.com/datacenter/cloud-native/container-toolkit/latest/install-guide.html).
+            return (f"{message}; this Docker engine cannot give containers NVIDIA GPUs: install the NVIDIA "
+                    "Container Toolkit on the host, run `sudo nvidia-ctk runtime configure --runtime=docker` "
+                    "and restart Docker (or run the stage where there are GPUs)")
+        return (f"{message}; this Docker engine cannot give containers {spec.gpu.driver.upper()} GPUs: "
+                f"install the AMD Container Toolkit (Docker Engine 28.3 or later) on the host and restart Docker")
+    if ("port is already allocated" in message or "address already in use" in message) and spec.publish:
+        ports = port_range(spec.publish.first, spec.publish.last)
+        return (f"a host port of {ports} is in use by another program on this machine ({message}); "
+                "stop it, or give the stage another `port`")
+    return message
 
 
 # -- what a stage becomes ------------------------------------------------------------------
@@ -170,6 +206,85 @@ def used_volumes(stages: Iterable[ir.Stage]) -> list[ir.Volume]:
     return [seen[name] for name in sorted(seen)]
 
 
+def _names(names: Iterable[str]) -> str:
+    return ", ".join(f"`{name}`" for name in names)
+
+
+def _same_file(one: str, other: str) -> bool:
+    try:
+        return os.path.samefile(one, other)
+    except OSError:
+        return False
+
+
+def _addresses_overlap(one: str | None, other: str | None) -> bool:
+    """Whether ports bound on two host addresses collide (`0.0.0.0` and `::` take every address)."""
+    everywhere = {None, "", "0.0.0.0", "::"}
+    if one in everywhere or other in everywhere:
+        return True
+    try:
+        return ipaddress.ip_address(one) == ipaddress.ip_address(other)
+    except ValueError:
+        return one == other
+
+
+class LogPump(threading.Thread):
+    """Reads a container's log to its end and passes it on line by line.
+
+    The engine sends the log in chunks; a line is split only at a newline, and a
+    line longer than :data:`MAX_LINE` is passed on in pieces of that size, so
+    memory stays bounded and no byte is copied more than a few times (a huge
+    line is not re-scanned at every chunk). The stream ends once the container
+    has stopped and the engine has sent everything: :meth:`drain` waits for that,
+    as long as bytes keep coming.
+    """
+
+    def __init__(self, container, source: str, log: Callable[[str, str], None], follow: bool = True) -> None:
+        super().__init__(name=f"logs-{source}", daemon=True)
+        self.container = container
+        self.source = source
+        self.log = log
+        self.follow = follow  # False: what the log holds now, then stop
+        self.received = 0  # bytes so far; drain() watches it move
+
+    def _emit(self, data: bytes) -> None:
+        self.log(self.source, data.rstrip(b"\r").decode("utf-8", "replace"))
+
+    def run(self) -> None:
+        pending = bytearray()
+        try:
+            for chunk in self.container.logs(stream=True, follow=self.follow):
+                self.received += len(chunk)
+                end = chunk.rfind(b"\n")
+                if end < 0:  # still the same line
+                    pending += chunk
+                    while len(pending) >= MAX_LINE:
+                        self._emit(bytes(pending[:MAX_LINE]))
+                        del pending[:MAX_LINE]
+                    continue
+                pending += chunk[:end]
+                for line in bytes(pending).split(b"\n"):
+                    self._emit(line)
+                pending = bytearray(chunk[end + 1:])
+        except Exception:  # noqa: BLE001 - the container went away mid-stream (Ctrl-C, removed)
+            pass
+        if pending:
+            self._emit(bytes(pending))
+
+    def drain(self) -> None:
+        """Wait until the whole log has been read (the container has ended), for as
+        long as it keeps coming: a stream that stalls for LOG_STALL seconds is left."""
+        seen, since = -1, time.monotonic()
+        while self.is_alive():
+            self.join(timeout=0.5)
+            if self.received != seen:
+                seen, since = self.received, time.monotonic()
+            elif time.monotonic() - since > LOG_STALL:
+                self.log(self.source, f"[aipc: the engine stopped sending this log for {LOG_STALL:g}s; "
+                                      "the rest of it was not read]")
+                return
+
+
 # -- the driver ----------------------------------------------------------------------------
 
 @dataclass
@@ -205,19 +320,74 @@ class DockerDriver:
     # -- before anything starts ----------------------------------------------------------
 
     def prepare(self, stages: list[ir.Stage]) -> None:
-        """Images, volumes and the network; raises PreflightError listing every problem."""
+        """Images, volumes and the network; raises PreflightError listing every problem
+        (nothing has been created then)."""
         try:
-            problems = self._check_images(sorted({self.specs[stage.name].image for stage in stages}))
+            problems = self._check_other_files()
+            problems += self._check_images(sorted({self.specs[stage.name].image for stage in stages}))
             volumes = used_volumes(stages)
             problems += self._check_claims(volumes)
+            problems += self._check_volume_owners(volumes)
+            problems += self._check_host_folders(stages)
+            problems += self._check_ports(stages)
             if problems:
                 raise PreflightError(problems)
-            problems = self._create_volumes(volumes)
+            problems = self._create_volumes(volumes, stages)
             if problems:
                 raise PreflightError(problems)
             self._create_network()
         except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
             raise PreflightError([f"the Docker engine failed: {engine_message(error)}"]) from None
+
+    def _check_other_files(self) -> list[str]:
+        """Containers of this pipeline started from another .aip file that still exists:
+        two files claim the pipeline. (One whose file is gone was moved or renamed:
+        its run is this pipeline's, and `aipc down` with the new name finds it.)"""
+        others: dict[str, str] = {}
+        for container in self.client.containers.list(all=True, sparse=True,
+                                                     filters=label_filter(LABEL_PIPELINE, self.names.key)):
+            labels = container.attrs.get("Labels") or {}
+            file = labels.get(LABEL_FILE)
+            if not file or file == self.names.file or not os.path.exists(file) or _same_file(file, self.names.file):
+                continue
+            others.setdefault(file, labels.get(LABEL_RUN, "?"))
+        return [f"pipeline {self.names.pipeline} is in use by run {run} from `{shown_path(file)}`, and "
+                f"`{shown_path(self.names.file)}` declares the same pipeline: a run belongs to the pipeline's "
+                "name and namespace, so two files cannot run it at once; give one of them another name or "
+                f"`namespace` in its `pipeline` header, or stop that run with `aipc down {shown_path(file)}`"
+                for file, run in sorted(others.items())]
+
+    def _check_ports(self, stages: list[ir.Stage]) -> list[str]:
+        """Host ports the serve stages publish that a running container holds already
+        (an earlier `aipc run --detach`, most often)."""
+        wanted = [(stage, self.specs[stage.name].publish) for stage in stages
+                  if not stage.is_batch and self.specs[stage.name].publish is not None]
+        if not wanted:
+            return []
+        problems: list[str] = []
+        running = self.client.containers.list(sparse=True)
+        for stage, publish in wanted:
+            for container in running:
+                held = [port["PublicPort"] for port in container.attrs.get("Ports") or []
+                        if port.get("PublicPort") is not None and publish.first <= port["PublicPort"] <= publish.last
+                        and _addresses_overlap(port.get("IP"), self.bind_address)]
+                if held:
+                    problems.append(self._port_holder(stage, min(held), container.attrs))
+        return problems
+
+    def _port_holder(self, stage: ir.Stage, port: int, attrs: dict) -> str:
+        labels = attrs.get("Labels") or {}
+        name = (attrs.get("Names") or ["?"])[0].lstrip("/")
+        if LABEL_RUN not in labels:
+            return (f"`{stage.name}` publishes host port {port}, which the container `{name}` holds (aipc did not "
+                    f"start it): stop it (`docker stop {name}`) or give `{stage.name}` another `port`")
+        file = shown_path(labels.get(LABEL_FILE, "?"))
+        owner = labels.get(LABEL_PIPELINE)
+        whose = "an earlier run of this pipeline" if owner == self.names.key else f"pipeline `{owner}`"
+        since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(attrs.get("Created") or 0))
+        return (f"`{stage.name}` publishes host port {port}, which `{labels.get(LABEL_STAGE, name)}` of {whose} "
+                f"holds (run {labels[LABEL_RUN]} from `{file}`, up since {since}): stop that run with "
+                f"`aipc down {file}` and run again")
 
     def _check_images(self, images: list[str]) -> list[str]:
         problems = []
@@ -254,8 +424,58 @@ class DockerDriver:
                 problems.append(f"volume `{volume.name}`: {engine_message(error)}")
         return problems
 
-    def _create_volumes(self, volumes: list[ir.Volume]) -> list[str]:
+    def _check_volume_owners(self, volumes: list[ir.Volume]) -> list[str]:
+        """A Docker volume under the name aipc computes is used only if aipc made it for
+        this pipeline (its labels say so): one that aipc did not create, or made for
+        another pipeline, is never taken over."""
         problems = []
+        for volume in volumes:
+            if volume.kind is not ir.VolumeKind.SIZED:
+                continue
+            name = self.names.volume(volume)
+            try:
+                existing = self.client.volumes.get(name)
+            except docker.errors.NotFound:
+                continue
+            owner = (existing.attrs.get("Labels") or {}).get(LABEL_PIPELINE)
+            if owner == self.names.key:
+                continue
+            if owner is None:
+                problems.append(f"volume `{volume.name}`: a Docker volume named `{name}` already exists and aipc did "
+                                "not create it (it has no aipc labels), so aipc does not use it: remove it "
+                                f"(`docker volume rm {name}`) if nothing needs it, or mount it on purpose with "
+                                f"`claim = \"{name}\"`")
+            else:
+                problems.append(f"volume `{volume.name}`: the Docker volume `{name}` belongs to pipeline `{owner}`, "
+                                f"not to {self.names.pipeline}: give one of the pipelines or volumes another name")
+        return problems
+
+    def _host_folder_uses(self, stages: list[ir.Stage]) -> dict[str, tuple[ir.Volume, list[str], list[str]]]:
+        """Each host volume the stages mount: the stages that write it and those that only read it."""
+        uses: dict[str, tuple[ir.Volume, list[str], list[str]]] = {}
+        for stage in stages:
+            for mount in self.specs[stage.name].mounts:
+                if mount.volume.kind is ir.VolumeKind.HOST:
+                    _, writers, readers = uses.setdefault(mount.volume.name, (mount.volume, [], []))
+                    (readers if mount.read_only else writers).append(stage.name)
+        return uses
+
+    def _check_host_folders(self, stages: list[ir.Stage]) -> list[str]:
+        """A host folder that does not exist is an error when the run only reads it:
+        the stages would run on an empty folder."""
+        problems = []
+        for volume, writers, readers in self._host_folder_uses(stages).values():
+            path = host_path(volume, self.base_dir)
+            if not writers and not os.path.exists(path):
+                problems.append(f"volume `{volume.name}`: the host folder `{shown_path(path)}` does not exist, and "
+                                f"{_names(readers)} only read{'s' if len(readers) == 1 else ''} it: create it with "
+                                f"the input {'it expects' if len(readers) == 1 else 'they expect'}, or correct "
+                                f"`host = \"{volume.host_path}\"` (relative to the .aip file)")
+        return problems
+
+    def _create_volumes(self, volumes: list[ir.Volume], stages: list[ir.Stage]) -> list[str]:
+        problems = []
+        folders = self._host_folder_uses(stages)
         for volume in volumes:
             if volume.kind is ir.VolumeKind.HOST:
                 path = host_path(volume, self.base_dir)
@@ -265,6 +485,10 @@ class DockerDriver:
                     os.makedirs(path)
                 except OSError as error:
                     problems.append(f"volume `{volume.name}`: cannot create `{path}`: {error.strerror or error}")
+                    continue
+                writers = folders[volume.name][1]
+                self.note(f"created the host folder {shown_path(path)} of volume `{volume.name}`, which did not "
+                          f"exist ({_names(writers)} write{'s' if len(writers) == 1 else ''} it)")
             elif volume.kind is ir.VolumeKind.SIZED:
                 name = self.names.volume(volume)
                 try:
@@ -278,12 +502,16 @@ class DockerDriver:
         return problems
 
     def _create_network(self) -> None:
+        name = self.names.network
+        if self.client.networks.list(names=[name]):
+            raise PreflightError([f"a Docker network named `{name}` already exists and this run did not create "
+                                  "it: aipc does not take it over; remove it (`docker network rm "
+                                  f"{name}`) or run again"])
         try:
-            self.client.networks.create(self.names.network, driver="bridge", labels=self.names.run_labels())
+            self.client.networks.create(name, driver="bridge", labels=self.names.run_labels())
         except docker.errors.APIError as error:
-            raise PreflightError([f"cannot create the network `{self.names.network}`: "
-                                  f"{engine_message(error)}"]) from None
-        self._network = self.names.network
+            raise PreflightError([f"cannot create the network `{name}`: {engine_message(error)}"]) from None
+        self._network = name
 
     # -- containers ----------------------------------------------------------------------
 
@@ -321,11 +549,19 @@ class DockerDriver:
         return found
 
     def _create(self, stage: ir.Stage, number: int, is_service: bool, devices: tuple[str, ...] = ()):
-        """A created (not started) container, or None when the run was aborted meanwhile."""
+        """A created (not started) container, or None when the run was aborted meanwhile.
+        A container that already has the name is not this run's: it is left alone."""
         options = container_options(stage, self.specs[stage.name], self.names, number, environ=self.environ,
                                     base_dir=self.base_dir, network=self._network,
                                     bind_address=self.bind_address, devices=devices, gpu_request=self.gpu_request)
-        container = self.client.containers.create(**options)
+        try:
+            container = self.client.containers.create(**options)
+        except docker.errors.APIError as error:
+            if error.status_code == 409:  # Conflict: the name is taken
+                raise NameTaken(f"a container named `{options['name']}` already exists and this run did not "
+                                f"create it: aipc does not take it over; remove it (`docker rm {options['name']}`) "
+                                "or run again") from None
+            raise
         with self._lock:
             aborted = self._aborted
             if not aborted:
@@ -350,24 +586,10 @@ class DockerDriver:
         with self._lock:
             self._live.pop(container.id, None)
 
-    def _follow(self, container, source: str) -> threading.Thread:
-        thread = threading.Thread(target=self._pump_logs, args=(container, source),
-                                  name=f"logs-{source}", daemon=True)
-        thread.start()
-        return thread
-
-    def _pump_logs(self, container, source: str) -> None:
-        pending = b""
-        try:
-            for chunk in container.logs(stream=True, follow=True):
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                for line in lines:
-                    self.log(source, line.rstrip(b"\r").decode("utf-8", "replace"))
-        except Exception:  # noqa: BLE001 - the container went away mid-stream (Ctrl-C, timeout)
-            pass
-        if pending:
-            self.log(source, pending.rstrip(b"\r").decode("utf-8", "replace"))
+    def _follow(self, container, source: str) -> "LogPump":
+        pump = LogPump(container, source, self.log)
+        pump.start()
+        return pump
 
     def _wait(self, container, deadline: float | None) -> int | None:
         """The exit code, or None when ``deadline`` passes first."""
@@ -386,6 +608,8 @@ class DockerDriver:
     def run_batch(self, stage: ir.Stage, attempt: int, deadline: float | None, devices: Devices = ()) -> Attempt:
         try:
             container = self._create(stage, attempt, is_service=False, devices=devices[0] if devices else ())
+        except NameTaken as error:
+            return Attempt(error=str(error))
         except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
             return Attempt(error=f"cannot create the container: {engine_message(error)}")
         if container is None:
@@ -405,7 +629,7 @@ class DockerDriver:
         try:
             container.start()
         except docker.errors.APIError as error:
-            return Attempt(error=f"Docker cannot start it: {engine_message(error)}")
+            return Attempt(error=f"Docker cannot start it: {explain_start_error(error, self.specs[stage.name])}")
         source = stage.name if attempt == 1 else f"{stage.name}#{attempt}"
         logs = self._follow(container, source)
         exit_code = self._wait(container, deadline)
@@ -416,7 +640,8 @@ class DockerDriver:
             except docker.errors.APIError:
                 pass  # it ended just now
             exit_code = self._wait(container, time.monotonic() + WAIT_SLICE)
-        logs.join(timeout=LOG_DRAIN)
+        if not self._aborted:
+            logs.drain()  # every line, before the container goes
         detail = None
         container.reload()
         if container.attrs.get("State", {}).get("OOMKilled"):
@@ -440,13 +665,16 @@ class DockerDriver:
                 try:
                     container.start()
                 except docker.errors.APIError as error:
-                    outcome = Attempt(error=f"Docker cannot start it: {engine_message(error)}")
+                    outcome = Attempt(error=f"Docker cannot start it: "
+                                            f"{explain_start_error(error, self.specs[stage.name])}")
                     break
                 source = stage.name if stage.replicas == 1 else f"{stage.name}#{number}"
                 self._follow(container, source)
                 replica.url = self._url(container, stage)
             else:
                 outcome = self._await_ready(stage, replicas)
+        except NameTaken as error:
+            outcome = Attempt(error=str(error))
         except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
             outcome = Attempt(cancelled=True) if self._aborted else Attempt(error=engine_message(error))
         if outcome.ok:
@@ -479,6 +707,7 @@ class DockerDriver:
         health = self.specs[stage.name].health
         deadline = time.monotonic() + (self.health_timeout if health else SETTLE)
         waiting = list(replicas)
+        answers: dict[int, str] = {}  # replica -> what its health endpoint last answered
         pause = 0.1
         while True:
             if self._aborted:
@@ -490,15 +719,19 @@ class DockerDriver:
                     code = state.get("ExitCode")
                     return Attempt(exit_code=code, error=f"replica {replica.number} exited with code {code} "
                                                           "before it was ready")
-                if health and replica.url and _healthy(replica.url + health):
-                    waiting.remove(replica)
+                if health and replica.url:
+                    healthy, answers[replica.number] = probe(replica.url + health)
+                    if healthy:
+                        waiting.remove(replica)
             if not waiting:
                 return Attempt(exit_code=0)
             if time.monotonic() >= deadline:
                 if not health:
                     return Attempt(exit_code=0)  # still running after SETTLE: started
-                where = waiting[0].url + health if waiting[0].url else health
-                return Attempt(error=f"not healthy after {self.health_timeout:g}s (GET {where})")
+                first = waiting[0]
+                where = first.url + health if first.url else health
+                answer = answers.get(first.number, "no answer: its port is not published")
+                return Attempt(error=f"not healthy after {self.health_timeout:g}s (GET {where}: {answer})")
             time.sleep(pause)
             pause = min(1.0, pause * 1.5)
 
@@ -558,12 +791,29 @@ class DockerDriver:
                 self.note(f"could not remove network {self._network}: {engine_message(error)}")
 
 
-def _healthy(url: str) -> bool:
+def probe(url: str) -> tuple[bool, str]:
+    """Whether ``url`` answers with a success (2xx or 3xx), and what it answered: the
+    status and the start of the body, or why there was no answer."""
     try:
         with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own service
-            return 200 <= response.status < 400
-    except (urllib.error.URLError, OSError, ValueError):
-        return False
+            return 200 <= response.status < 400, _answer(response.status, response.reason, response.read(ANSWER_SHOWN))
+    except urllib.error.HTTPError as error:  # 4xx and 5xx
+        try:
+            body = error.read(ANSWER_SHOWN)
+        except (OSError, HTTPException):
+            body = b""
+        return False, _answer(error.code, error.reason, body)
+    except urllib.error.URLError as error:
+        reason = error.reason
+        why = getattr(reason, "strerror", None) or str(reason)
+        return False, f"no answer ({why.lower() if why else 'no connection'})"
+    except (OSError, HTTPException, ValueError) as error:  # a reset connection, a malformed answer
+        return False, f"no answer ({engine_message(error).lower()})"
+
+
+def _answer(status: int, reason: str, body: bytes) -> str:
+    text = " ".join(body.decode("utf-8", "replace").split())[:ANSWER_SHOWN]
+    return f"answered {status} {reason}" + (f": {text}" if text else " with an empty body")
 
 
 def _in_parallel(tasks: list[Callable[[], None]]) -> None:
@@ -596,11 +846,25 @@ def _remove_all(objects, kind: str, removed: list[str], problems: list[str]) -> 
             problems.append(f"{kind} {item.name}: {engine_message(error)}")
 
 
-def down(client: docker.DockerClient, file: str, volumes: bool = False) -> Removed:
-    """Remove every container and network ``aipc run`` made from ``file`` (and with
-    ``volumes`` its named volumes too)."""
+def owned(listing: Callable[..., list], file: str, pipeline: PipelineId | None) -> list:
+    """What ``listing`` (``client.containers.list``...) finds of a pipeline: objects with its
+    label, and those that runs from ``file`` made under another pipeline name (the file was
+    edited since), once each."""
+    found: dict[str, object] = {}
+    filters = [label_filter(LABEL_FILE, os.path.realpath(file))]
+    if pipeline is not None:
+        filters.append(label_filter(LABEL_PIPELINE, pipeline.label))
+    for labels in filters:
+        for item in listing(labels):
+            found.setdefault(item.id, item)
+    return list(found.values())
+
+
+def down(client: docker.DockerClient, file: str, volumes: bool = False,
+         pipeline: PipelineId | None = None) -> Removed:
+    """Remove every container and network ``aipc run`` made for ``pipeline`` or from
+    ``file`` (and with ``volumes`` its named volumes too)."""
     removed = Removed()
-    labels = label_filter(LABEL_FILE, os.path.realpath(file))
 
     def remove_container(container) -> None:
         try:
@@ -612,9 +876,12 @@ def down(client: docker.DockerClient, file: str, volumes: bool = False) -> Remov
         except docker.errors.APIError as error:
             removed.problems.append(f"container {container.name}: {engine_message(error)}")
 
-    _in_parallel([lambda c=c: remove_container(c) for c in client.containers.list(all=True, filters=labels)])
-    _remove_all(client.networks.list(filters=labels), "network", removed.networks, removed.problems)
+    containers = owned(lambda f: client.containers.list(all=True, filters=f), file, pipeline)
+    _in_parallel([lambda c=c: remove_container(c) for c in containers])
+    _remove_all(owned(lambda f: client.networks.list(filters=f), file, pipeline), "network", removed.networks,
+                removed.problems)
     if volumes:
-        _remove_all(client.volumes.list(filters=labels), "volume", removed.volumes, removed.problems)
+        _remove_all(owned(lambda f: client.volumes.list(filters=f), file, pipeline), "volume", removed.volumes,
+                    removed.problems)
     removed.containers.sort()
     return removed

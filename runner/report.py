@@ -11,13 +11,14 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Sequence, TextIO
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence, TextIO
 
 from aipc.runner.scheduler import RunResult, StageResult, Status
 
 COLOURS = ("cyan", "magenta", "green", "yellow", "blue", "bright_cyan", "bright_magenta", "bright_green")
 STATUS_STYLES = {
-    Status.PENDING: "dim", Status.WAITING: "yellow", Status.RUNNING: "bold blue", Status.STARTING: "bold blue",
+    Status.PENDING: "dim", Status.RUNNING: "bold blue", Status.STARTING: "bold blue",
     Status.SUCCEEDED: "green", Status.SERVING: "bold green", Status.FAILED: "bold red",
     Status.TIMED_OUT: "bold red", Status.SKIPPED: "yellow", Status.CANCELLED: "yellow", Status.STOPPED: "dim",
 }
@@ -45,12 +46,12 @@ def describe_change(result: StageResult) -> str:
         return text + (f" (attempt {result.attempts} of {result.max_attempts})" if result.max_attempts > 1 else "")
     if status is Status.STARTING:
         return f"{result.name}: starting"
-    if status is Status.WAITING:
-        return f"{result.name}: waiting for GPUs ({result.message})"
     if status is Status.SUCCEEDED:
         return f"{result.name}: succeeded in {format_duration(result.duration())}"
     if status is Status.SERVING:
         return f"{result.name}: serving"
+    if status is Status.PENDING and result.waiting is not None:
+        return f"{result.name}: {result.waiting.text}"
     detail = f": {result.message}" if result.message else ""
     return f"{result.name}: {status.value}{detail}"
 
@@ -76,15 +77,54 @@ def summary_text(result: RunResult) -> str:
     return "\n".join(lines) + "\n"
 
 
-def outcome_line(result: RunResult) -> str:
+@dataclass(frozen=True)
+class Ending:
+    """What the end of a run says besides the table: how long it took, the last
+    lines of each failed stage, and the command that re-runs from a stage."""
+
+    elapsed: float
+    tails: Mapping[str, Sequence[str]] = field(default_factory=dict)
+    rerun: Callable[[str], str] | None = None
+
+
+def progress_text(results: Sequence[StageResult]) -> str:
+    """`2 of 5 done`, and what is running or failed, for the live view and the end."""
+    text = f"{RunResult(list(results)).done} of {len(results)} done"
+    running = sum(1 for result in results if result.status.is_active)
+    failed = sum(1 for result in results if result.status.is_failure)
+    if running:
+        text += f", {running} running"
+    if failed:
+        text += f", {failed} failed"
+    return text
+
+
+def outcome_line(result: RunResult, elapsed: float | None = None) -> str:
+    took = "" if elapsed is None else f" in {format_duration(elapsed)}"
+    counted = f"{result.done} of {len(result.stages)} stage{'s' if len(result.stages) != 1 else ''} done{took}"
     failed = result.failed
     if result.interrupted:
-        return "run interrupted: its containers were stopped and removed"
+        return f"run interrupted: its containers were stopped and removed; {counted}"
     if failed:
         reasons = "; ".join(f"stage `{stage.name}` {stage.status.value}" + (f" ({stage.message})" if stage.message else "")
                             for stage in failed)
-        return f"run failed: {reasons}"
-    return "run succeeded"
+        return f"run failed: {reasons}; {counted}"
+    return f"run succeeded: {counted}"
+
+
+def failure_lines(result: RunResult, ending: Ending) -> list[str]:
+    """For each failed stage: its last lines, then how to re-run from it."""
+    lines: list[str] = []
+    for stage in result.failed:
+        tail = list(ending.tails.get(stage.name, ()))
+        if tail:
+            lines.append(f"the last lines of `{stage.name}`:")
+            lines += [f"  {line}" for line in tail]
+        else:
+            lines.append(f"`{stage.name}` printed nothing")
+        if ending.rerun is not None:
+            lines.append(f"re-run from it: {ending.rerun(stage.name)}")
+    return lines
 
 
 class PlainReporter:
@@ -119,8 +159,10 @@ class PlainReporter:
     def stop(self) -> None:
         pass
 
-    def summary(self, result: RunResult) -> None:
-        self._write("\n" + summary_text(result) + outcome_line(result) + "\n")
+    def summary(self, result: RunResult, ending: Ending) -> None:
+        details = "".join(line + "\n" for line in failure_lines(result, ending))
+        self._write("\n" + summary_text(result) + ("\n" + details if details else "")
+                    + outcome_line(result, ending.elapsed) + "\n")
 
 
 class LiveReporter:
@@ -134,9 +176,12 @@ class LiveReporter:
         self.colours = {name: COLOURS[index % len(COLOURS)] for index, name in enumerate(stages)}
         self.results: list[StageResult] = []
         self.live = None
+        self.started = time.monotonic()
 
     def _table(self):
+        from rich.console import Group
         from rich.table import Table
+        from rich.text import Text
 
         table = Table(box=None, show_header=False, pad_edge=False, padding=(0, 2, 0, 0))
         now = time.monotonic()
@@ -144,13 +189,13 @@ class LiveReporter:
             status = result.status.value
             if result.status is Status.RUNNING and result.max_attempts > 1:
                 status += f" ({result.attempts}/{result.max_attempts})"
-            if result.status is Status.WAITING:
-                status += f" ({result.message})"
             spinner = "●" if result.status.is_active else " "
+            why = result.waiting.text if result.status is Status.PENDING and result.waiting else ""
             table.add_row(f"[{self.colours.get(result.name, 'white')}]{spinner} {result.name}[/]",
                           f"[{STATUS_STYLES[result.status]}]{status}[/]",
-                          format_duration(result.duration(now)))
-        return table
+                          format_duration(result.duration(now)), Text(why, style="dim"))
+        heading = Text(f"{progress_text(self.results)} · {format_duration(now - self.started)}", style="bold")
+        return Group(heading, table)
 
     def start(self, results: Sequence[StageResult]) -> None:
         from rich.live import Live
@@ -181,12 +226,14 @@ class LiveReporter:
     def stage_changed(self, result: StageResult) -> None:
         from rich.text import Text
 
+        if result.status is Status.PENDING:
+            return  # the table says why it waits
         if result.status in (Status.FAILED, Status.TIMED_OUT) or (result.status is Status.RUNNING and result.message):
             self.console.print(Text("aipc: " + describe_change(result), style="bold red"), highlight=False)
         elif result.status in (Status.SKIPPED, Status.CANCELLED):
             self.console.print(Text("aipc: " + describe_change(result), style="yellow"), highlight=False)
 
-    def summary(self, result: RunResult) -> None:
+    def summary(self, result: RunResult, ending: Ending) -> None:
         from rich.table import Table
         from rich.text import Text
 
@@ -196,8 +243,11 @@ class LiveReporter:
             stage_status = Status(row[1])
             table.add_row(row[0], f"[{STATUS_STYLES[stage_status]}]{row[1]}[/]", *row[2:])
         self.console.print(table)
+        for line in failure_lines(result, ending):
+            style = "bold" if line.startswith("re-run") else ("red" if line.startswith(" ") else "")
+            self.console.print(Text(line, style=style), soft_wrap=True, highlight=False)
         style = "bold green" if not (result.failed or result.interrupted) else "bold red"
-        self.console.print(Text(outcome_line(result), style=style), highlight=False)
+        self.console.print(Text(outcome_line(result, ending.elapsed), style=style), highlight=False)
 
 
 def make_reporter(mode: str, stages: Sequence[str], stream: TextIO | None = None):

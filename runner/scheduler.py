@@ -3,17 +3,23 @@
 Batch stages start once every selected dependency has succeeded, at most
 ``jobs`` at a time, in the pipeline's topological order. A stage that fails
 (after its retries) or passes its timeout marks every stage downstream of it
-skipped; stages already running finish. Serve stages start last: once every
-selected batch stage has finished and none failed, each after its own
-dependencies (a serve stage after a serve stage waits until that one is healthy).
+skipped, and no new stage starts after it: stages already running finish, the
+others are skipped. With ``keep_going`` every batch stage whose dependencies
+succeeded still runs. Serve stages start last: once every selected batch stage
+has finished and none failed, each after its own dependencies (a serve stage
+after a serve stage waits until that one is healthy).
 
-GPUs on one machine (``gpus``: the machine's device ids): a GPU stage whose
-dependencies are done starts once enough GPUs are free, with devices of its own
-(one set per container: each replica of a serve stage gets its own), and gives
-them back when it ends; until then it is ``waiting for GPUs``. A service keeps
-its GPUs while it serves: a stage that waits for GPUs only services hold fails.
-Without ``gpus`` every stage starts at once and its driver asks for a number of
-GPUs.
+A pending stage says why it waits (:class:`Waiting`): each of
+:attr:`Scheduler.gates`, in order, may hold it back with a reason. The reasons
+are an open set: dependencies and a free slot here, others (GPUs, a window of a
+sweep) are more gates.
+
+GPUs on one machine (``gpus``: the machine's device ids) are such a gate: a GPU
+stage starts once enough GPUs are free, with devices of its own (one set per
+container: each replica of a serve stage gets its own), and gives them back when
+it ends. A service keeps its GPUs while it serves: a stage that waits for GPUs
+only services hold fails. Without ``gpus`` every stage starts at once and its
+driver asks for a number of GPUs.
 
 All state changes happen on the thread that calls :meth:`Scheduler.run`;
 workers only execute stages through the :class:`Driver` and post what happened.
@@ -42,7 +48,6 @@ class Status(str, enum.Enum):
     TIMED_OUT = "timed out"
     SKIPPED = "skipped"
     CANCELLED = "cancelled"
-    WAITING = "waiting for GPUs"  # its dependencies are done; not enough GPUs are free
     STARTING = "starting"  # a serve stage waiting to be healthy
     SERVING = "serving"
     STOPPED = "stopped"  # a serve stage that ended (stopped or exited)
@@ -55,9 +60,8 @@ class Status(str, enum.Enum):
     def is_active(self) -> bool:
         return self in (Status.RUNNING, Status.STARTING)
 
-    @property
-    def is_unstarted(self) -> bool:
-        return self in (Status.PENDING, Status.WAITING)
+
+DONE = frozenset({Status.SUCCEEDED, Status.SERVING, Status.STOPPED})  # counted in "n of m done"
 
 
 @dataclass(frozen=True)
@@ -100,6 +104,20 @@ class Driver(Protocol):
         thread while workers may still be inside the methods above."""
 
 
+@dataclass(frozen=True)
+class Waiting:
+    """Why a pending stage has not started. ``kind`` is a short word (an open set:
+    `dependencies`, `slot`, `services`...); ``text`` says it to a person."""
+
+    kind: str
+    text: str
+
+    @property
+    def worth_announcing(self) -> bool:
+        """Waiting for dependencies is what the order says anyway; anything else is news."""
+        return self.kind != "dependencies"
+
+
 @dataclass
 class StageResult:
     name: str
@@ -111,6 +129,7 @@ class StageResult:
     started: float | None = None
     ended: float | None = None
     message: str | None = None
+    waiting: Waiting | None = None  # while pending: why
 
     @property
     def is_batch(self) -> bool:
@@ -141,6 +160,11 @@ class RunResult:
     @property
     def serving(self) -> list[StageResult]:
         return [result for result in self.stages if result.status is Status.SERVING]
+
+    @property
+    def done(self) -> int:
+        """How many stages did their part: succeeded, or serving (or served until stopped)."""
+        return sum(1 for result in self.stages if result.status in DONE)
 
     def get(self, name: str) -> StageResult:
         for result in self.stages:
@@ -182,11 +206,9 @@ class GpuPool:
     def demand(stage: ir.Stage) -> int:
         return containers(stage) * gpus_per_container(stage)
 
-    def take(self, stage: ir.Stage) -> Devices | None:
-        """Devices for each of the stage's containers, or None when too few are free."""
+    def take(self, stage: ir.Stage) -> Devices:
+        """Devices for each of the stage's containers (the caller checked there are enough)."""
         need = self.demand(stage)
-        if need > len(self.free):
-            return None
         if need == 0:
             return ()
         taken, self.free = self.free[:need], self.free[need:]
@@ -209,7 +231,8 @@ class Scheduler:
     ABORT_GRACE = 60.0  # seconds to wait for workers after an abort
 
     def __init__(self, pipeline: ir.Pipeline, selected: Sequence[str], driver: Driver, reporter: Reporter,
-                 jobs: int, clock: Callable[[], float] = time.monotonic, gpus: Sequence[str] | None = None) -> None:
+                 jobs: int, clock: Callable[[], float] = time.monotonic, keep_going: bool = False,
+                 gpus: Sequence[str] | None = None) -> None:
         if jobs < 1:
             raise ValueError("jobs must be at least 1")
         self.pipeline = pipeline
@@ -217,6 +240,7 @@ class Scheduler:
         self.reporter = reporter
         self.jobs = jobs
         self.clock = clock
+        self.keep_going = keep_going
         chosen = set(selected)
         self.stages = [stage for stage in pipeline.stages if stage.name in chosen]
         self.by_name = {stage.name: stage for stage in self.stages}
@@ -230,7 +254,20 @@ class Scheduler:
         self._events: queue.Queue = queue.Queue()
         self._workers: dict[str, threading.Thread] = {}
         self._aborting = threading.Event()
-        self.gpus = GpuPool(gpus) if gpus is not None else None
+        # What may hold a pending stage back, in order: the first reason given is the
+        # one shown; a stage starts when none holds it.
+        self.gates: list[Callable[[ir.Stage], Waiting | None]] = [
+            self._wait_for_dependencies, self._wait_for_batch_stages, self._wait_for_slot,
+        ]
+        self.gpus: GpuPool | None = None
+        if gpus is not None:
+            self.use_gpus(gpus)
+
+    def use_gpus(self, gpus: Sequence[str]) -> None:
+        """The machine's GPU device ids, once known (before :meth:`run`): GPU stages
+        then wait for free ones and get their own."""
+        self.gpus = GpuPool(gpus)
+        self.gates.append(self._wait_for_gpus)
 
     # -- the scheduling loop ------------------------------------------------------------
 
@@ -253,43 +290,39 @@ class Scheduler:
         return RunResult([self.results[stage.name] for stage in self.stages])
 
     def _running(self) -> int:
-        return sum(1 for result in self.results.values() if result.status.is_active)
-
-    def _dependencies_done(self, stage: ir.Stage) -> bool:
-        return all(self.results[d].status in (Status.SUCCEEDED, Status.SERVING) for d in self.needs[stage.name])
+        return len(self._workers)
 
     def _batch_settled(self) -> bool:
-        return all(self.results[stage.name].status not in (Status.PENDING, Status.WAITING, Status.RUNNING)
+        return all(self.results[stage.name].status not in (Status.PENDING, Status.RUNNING)
                    for stage in self.stages if stage.is_batch)
 
     def _run_failed(self) -> bool:
         return any(result.status.is_failure for result in self.results.values())
 
-    def _start_ready(self) -> None:
-        if self._batch_settled() and self._run_failed():
-            return  # services do not start after a failure; _skip_unstarted says why
-        for stage in self.stages:
-            if self._running() >= self.jobs:
-                return
-            result = self.results[stage.name]
-            if not result.status.is_unstarted or not self._dependencies_done(stage):
-                continue
-            if not stage.is_batch and not self._batch_settled():
-                continue
-            devices = self.gpus.take(stage) if self.gpus is not None else ()
-            if devices is None:
-                self._wait_for_gpus(stage, result)
-                continue
-            self._launch(stage, devices)
+    # -- gates: why a pending stage waits --------------------------------------------------
 
-    def _wait_for_gpus(self, stage: ir.Stage, result: StageResult) -> None:
+    def _wait_for_dependencies(self, stage: ir.Stage) -> Waiting | None:
+        waiting = [d for d in self.needs[stage.name]
+                   if self.results[d].status not in (Status.SUCCEEDED, Status.SERVING)]
+        return Waiting("dependencies", f"waiting for {_names(waiting)}") if waiting else None
+
+    def _wait_for_batch_stages(self, stage: ir.Stage) -> Waiting | None:
+        if stage.is_batch or self._batch_settled():
+            return None
+        return Waiting("services", "waiting for the batch stages to finish (serve stages start last)")
+
+    def _wait_for_slot(self, stage: ir.Stage) -> Waiting | None:
+        running = self._running()
+        if running < self.jobs:
+            return None
+        return Waiting("slot", f"waiting for a free slot ({running} running, --jobs {self.jobs})")
+
+    def _wait_for_gpus(self, stage: ir.Stage) -> Waiting | None:
         assert self.gpus is not None
-        message = (f"needs {GpuPool.demand(stage)} of the {len(self.gpus.devices)} GPUs, "
-                   f"{len(self.gpus.free)} free")
-        reported = result.status is Status.WAITING
-        result.status, result.message = Status.WAITING, message  # the live view shows what is free now
-        if not reported:
-            self.reporter.stage_changed(result)
+        need = GpuPool.demand(stage)
+        if need <= len(self.gpus.free):
+            return None
+        return Waiting("gpus", f"waiting for GPUs (needs {need} of the {len(self.gpus.devices)})")
 
     def _fail_starved(self) -> None:
         """Stages still waiting for GPUs when nothing runs: services hold the rest."""
@@ -298,10 +331,10 @@ class Scheduler:
         holders = [name for name in self.gpus.held if self.results[name].status is Status.SERVING]
         for stage in self.stages:
             result = self.results[stage.name]
-            if result.status is not Status.WAITING:
+            if result.status is not Status.PENDING or result.waiting is None or result.waiting.kind != "gpus":
                 continue
             need, total = GpuPool.demand(stage), len(self.gpus.devices)
-            result.status, result.ended = Status.FAILED, self.clock()
+            result.status, result.waiting, result.ended = Status.FAILED, None, self.clock()
             if need > total:
                 result.message = f"needs {_gpus_text(need)}; the machine has {total}"
             else:
@@ -311,11 +344,31 @@ class Scheduler:
             self.reporter.stage_changed(result)
             self._skip_downstream(stage.name)
 
+    def _start_ready(self) -> None:
+        stop = self._run_failed()  # after a failure nothing new starts (but batch stages with --keep-going)
+        for stage in self.stages:
+            result = self.results[stage.name]
+            if result.status is not Status.PENDING:
+                continue
+            if stop and not (self.keep_going and stage.is_batch):
+                continue  # _skip_unstarted says why once the running ones finished
+            waiting = None
+            for gate in self.gates:
+                waiting = gate(stage)
+                if waiting is not None:
+                    break
+            if waiting is None:
+                result.waiting = None
+                self._launch(stage, self.gpus.take(stage) if self.gpus is not None else ())
+            elif waiting != result.waiting:
+                result.waiting = waiting
+                if waiting.worth_announcing:
+                    self.reporter.stage_changed(result)
+
     def _launch(self, stage: ir.Stage, devices: Devices = ()) -> None:
         result = self.results[stage.name]
         result.status = Status.RUNNING if stage.is_batch else Status.STARTING
         result.started = self.clock()
-        result.message = None
         result.attempts = 0 if stage.is_batch else 1
         target = self._run_batch if stage.is_batch else self._start_service
         worker = threading.Thread(target=target, args=(stage, devices), name=f"aipc-{stage.name}", daemon=True)
@@ -341,7 +394,8 @@ class Scheduler:
             self._finish(result, event.outcome)
 
     def _finish(self, result: StageResult, outcome: Attempt) -> None:
-        result.exit_code = outcome.exit_code
+        # A service that came up has no exit code (yet): it runs on.
+        result.exit_code = None if outcome.ok and not result.is_batch else outcome.exit_code
         if not (outcome.ok and not result.is_batch):
             result.ended = self.clock()  # a service's time runs on while it serves
         if outcome.ok:
@@ -367,16 +421,16 @@ class Scheduler:
             if any(d in blocked for d in self.needs[stage.name]):
                 blocked.add(stage.name)
                 result = self.results[stage.name]
-                if result.status.is_unstarted:
-                    result.status = Status.SKIPPED
+                if result.status is Status.PENDING:
+                    result.status, result.waiting = Status.SKIPPED, None
                     result.message = f"not started: upstream stage `{failed}` did not succeed"
                     self.reporter.stage_changed(result)
 
     def _skip_unstarted(self) -> None:
         failed = [result.name for result in self.results.values() if result.status.is_failure]
         for result in self.results.values():
-            if result.status.is_unstarted:
-                result.status = Status.SKIPPED
+            if result.status is Status.PENDING:
+                result.status, result.waiting = Status.SKIPPED, None
                 result.message = (f"not started: the run failed at {_names(failed)}" if failed
                                   else "not started")
                 self.reporter.stage_changed(result)
@@ -435,7 +489,7 @@ class Scheduler:
                 result.status, result.ended, result.message = Status.CANCELLED, now, "interrupted"
             elif result.status is Status.SERVING:
                 result.status, result.ended, result.message = Status.STOPPED, now, "stopped by Ctrl-C"
-            elif result.status.is_unstarted:
+            elif result.status is Status.PENDING:
                 result.status, result.message = Status.SKIPPED, "not started: interrupted"
         return RunResult([self.results[stage.name] for stage in self.stages], interrupted=True)
 

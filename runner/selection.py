@@ -7,7 +7,6 @@ Pure functions over the IR; nothing here talks to Docker.
 from __future__ import annotations
 
 import difflib
-import hashlib
 import os
 import secrets as _random
 from dataclasses import dataclass
@@ -17,8 +16,8 @@ from aipc.backends.docker import secret_keys
 from aipc.compiler import ir
 
 LABEL_PREFIX = "dev.aipc"
-LABEL_FILE = f"{LABEL_PREFIX}.file"  # realpath of the .aip file: what `aipc down FILE` looks for
-LABEL_PIPELINE = f"{LABEL_PREFIX}.pipeline"  # the pipeline key (name and path hash)
+LABEL_FILE = f"{LABEL_PREFIX}.file"  # realpath of the .aip file a run was started from
+LABEL_PIPELINE = f"{LABEL_PREFIX}.pipeline"  # the pipeline: `namespace/name` or `name` (PipelineId.label)
 LABEL_RUN = f"{LABEL_PREFIX}.run"  # one `aipc run`
 LABEL_STAGE = f"{LABEL_PREFIX}.stage"
 LABEL_VOLUME = f"{LABEL_PREFIX}.volume"
@@ -79,43 +78,73 @@ def missing_secrets(pipeline: ir.Pipeline, selected: Iterable[str], environ: Map
 
 
 @dataclass(frozen=True)
+class PipelineId:
+    """Who a run belongs to: the pipeline's name and the namespace of its project
+    (the header's ``namespace``), not the file that declares it. Renaming or moving
+    the file keeps its runs, volumes and logs; two files that declare one pipeline
+    share them (``aipc run`` says so when both are in use)."""
+
+    name: str
+    namespace: str | None = None
+
+    @classmethod
+    def of(cls, pipeline: ir.Pipeline) -> "PipelineId":
+        return cls(pipeline.name, pipeline.namespace)
+
+    @property
+    def label(self) -> str:
+        """The value of the pipeline label: ``namespace/name``, or ``name``."""
+        return f"{self.namespace}/{self.name}" if self.namespace else self.name
+
+    @property
+    def slug(self) -> str:
+        """The part of Docker object names that stands for the pipeline."""
+        name = ir.dns_label(self.name)
+        return f"{self.namespace}-{name}" if self.namespace else name
+
+    def __str__(self) -> str:
+        return f"`{self.name}`" + (f" (namespace `{self.namespace}`)" if self.namespace else "")
+
+
+@dataclass(frozen=True)
 class RunNames:
     """Names and labels of one run's Docker objects.
 
-    The pipeline key joins the pipeline's name and a hash of the .aip file's real
-    path, so two pipelines with the same name in different places never share
-    volumes. Named volumes belong to the pipeline (they persist between runs);
-    containers and the network belong to one run.
+    Named volumes belong to the pipeline (:class:`PipelineId`) and persist between
+    runs; containers and the network belong to one run. Every object carries the
+    pipeline label (what ``aipc down``, ``ps`` and ``logs`` look for) and the real
+    path of the file it was run from (what a message names).
     """
 
-    pipeline: str  # the pipeline's name
+    pipeline: PipelineId
     file: str  # real path of the .aip file
     run_id: str
 
     @classmethod
     def new(cls, pipeline: ir.Pipeline, path: str, run_id: str | None = None) -> "RunNames":
-        return cls(pipeline.name, os.path.realpath(path), run_id or _random.token_hex(4))
+        return cls(PipelineId.of(pipeline), os.path.realpath(path), run_id or _random.token_hex(4))
 
     @property
     def key(self) -> str:
-        return f"{ir.dns_label(self.pipeline)}-{file_hash(self.file)}"
+        """The pipeline label's value."""
+        return self.pipeline.label
 
     def volume(self, volume: ir.Volume) -> str:
         """The Docker volume behind an .aip volume (a claim names an existing volume)."""
         if volume.kind is ir.VolumeKind.CLAIM and volume.claim:
             return volume.claim
-        return f"aipc-{self.key}-{ir.dns_label(volume.name)}"
+        return f"aipc-{self.pipeline.slug}-{ir.dns_label(volume.name)}"
 
     @property
     def network(self) -> str:
-        return f"aipc-{self.key}-{self.run_id}"
+        return f"aipc-{self.pipeline.slug}-{self.run_id}"
 
     def container(self, stage: str, number: int) -> str:
         """``number`` is the attempt of a batch stage or the replica of a serve stage."""
-        return f"aipc-{ir.dns_label(self.pipeline)}-{ir.dns_label(stage)}-{self.run_id}-{number}"
+        return f"aipc-{self.pipeline.slug}-{ir.dns_label(stage)}-{self.run_id}-{number}"
 
     def base_labels(self) -> dict[str, str]:
-        return {LABEL_FILE: self.file, LABEL_PIPELINE: self.key, **ir.standard_labels(self.pipeline)}
+        return {LABEL_FILE: self.file, LABEL_PIPELINE: self.key, **ir.standard_labels(self.pipeline.name)}
 
     def run_labels(self) -> dict[str, str]:
         return {**self.base_labels(), LABEL_RUN: self.run_id}
@@ -127,10 +156,6 @@ class RunNames:
         """This run's labels of a stage's containers, added to the labels of its
         container spec (DESIGN.md's and the user's)."""
         return {**self.run_labels(), LABEL_STAGE: stage.name, LABEL_ROLE: "batch" if stage.is_batch else "serve"}
-
-
-def file_hash(path: str) -> str:
-    return hashlib.sha256(os.path.realpath(path).encode("utf-8", "surrogateescape")).hexdigest()[:8]
 
 
 def label_filter(name: str, value: str) -> dict[str, list[str]]:

@@ -15,6 +15,7 @@ command -v docker-compose >/dev/null 2>&1 || packages+=(docker-compose)
 [ -x /bin/busybox ] || packages+=(busybox-static)
 command -v iptables >/dev/null 2>&1 || packages+=(iptables)
 command -v dot >/dev/null 2>&1 || packages+=(graphviz)
+command -v tmux >/dev/null 2>&1 || packages+=(tmux)  # the terminal test of `aipc run`'s live view
 python3 -c "import ensurepip, venv" >/dev/null 2>&1 || packages+=(python3-venv)
 command -v npm >/dev/null 2>&1 || packages+=(nodejs npm)  # the VS Code extension's tests
 [ -x /usr/lib/chromium/chromium ] || packages+=(chromium)  # the VS Code end-to-end test's browser

@@ -52,6 +52,16 @@ def json_snapshot(snapshot):
     return snapshot.use_extension(JsonSnapshot)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def state_home(tmp_path_factory):
+    """`aipc run` keeps logs under $XDG_STATE_HOME/aipc: the tests keep theirs in a
+    temporary directory (subprocesses inherit it), never in the user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        home = tmp_path_factory.mktemp("state")
+        patch.setenv("XDG_STATE_HOME", str(home))
+        yield home
+
+
 def example_id(path: Path) -> str:
     return path.stem
 

@@ -71,3 +71,27 @@ def test_installed_wheel_checks_an_example_outside_the_repository(wheel: Path, t
     where = subprocess.run([str(venv / "bin" / "python"), "-c", "import aipc; print(aipc.__file__)"], cwd=tmp_path,
                            env=env, capture_output=True, text=True, timeout=60)
     assert str(venv) in where.stdout
+
+
+def test_the_license_is_an_spdx_expression(wheel: Path):
+    """`license = "Apache-2.0"` (PEP 639), not the deprecated table form that makes
+    setuptools warn on every install: the wheel's metadata says License-Expression."""
+    with zipfile.ZipFile(wheel) as archive:
+        (metadata,) = [n for n in archive.namelist() if n.endswith(".dist-info/METADATA")]
+        headers = archive.read(metadata).decode().split("\n\n", 1)[0].splitlines()
+    assert "License-Expression: Apache-2.0" in headers
+    assert not any(line.startswith("License: ") for line in headers)
+
+
+def test_the_readme_names_only_documents_that_exist():
+    """Every link and every `NAME.md` the README mentions is a file of the repository
+    (the design document is docs/DESIGN.md)."""
+    import re
+
+    readme = (ROOT / "README.md").read_text()
+    links = {target.split("#")[0] for target in re.findall(r"\]\(([^)\s]+)\)", readme)
+             if not target.startswith(("http://", "https://", "#"))}
+    assert links and all((ROOT / link).exists() for link in links), sorted(links)
+    for name in set(re.findall(r"\b[A-Z][A-Z_]+\.md\b", readme)):  # DESIGN.md, LANGUAGE.md...
+        assert (ROOT / name).exists() or (ROOT / "docs" / name).exists(), name
+    assert "docs/DESIGN.md" in links

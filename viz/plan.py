@@ -230,11 +230,6 @@ def note_lines(plan: Plan) -> list[str]:
                  + (", an autoscaled one (x MIN..MAX) for its minimum." if _autoscaled(plan) else "."))
     if any(level.serving for level in plan.levels):
         lines.append("serve stages keep running once started: they count in every later level (serving).")
-    unset = _unset_stages(plan)
-    if unset:
-        lines.append("not counted, as they set no request or limit: " + ", ".join(unset)
-                     + " (a total with * leaves some out, - when no stage of the level sets one; the "
-                       "Kubernetes target gives them a default, which `aipc compile -t k8s` shows)")
     return lines
 
 
@@ -261,6 +256,22 @@ def device_lines(plan: Plan) -> list[str]:
 
 def _autoscaled(plan: Plan) -> bool:
     return any(stage.autoscale is not None for level in plan.levels for stage in level.stages)
+
+
+def legend(plan: Plan) -> list[tuple[str, str]]:
+    """What `*` and `-` in the CPU and memory columns mean, as (mark, text), only for
+    the marks the table shows."""
+    unset = _unset_stages(plan)
+    cells = [text for level in plan.levels for text in (cpu_text(level), memory_text(level))]
+    entries = []
+    if any(text.endswith(" *") for text in cells):
+        entries.append(("*", "a total that leaves out stages which set no cpu or memory"))
+    if "-" in cells:
+        entries.append(("-", "none; as a CPU or memory total: no stage of the level sets one"))
+    if unset:
+        entries.append(("", "not set: " + ", ".join(unset) + "; on Kubernetes such stages get a default "
+                            "request and limit (`aipc compile -t k8s` shows it)"))
+    return entries
 
 
 def _unset_stages(plan: Plan) -> list[str]:
@@ -291,6 +302,9 @@ def render_text(plan: Plan) -> str:
     out.append("")
     for line in note_lines(plan):
         out += textwrap.wrap(line, width=NOTE_WIDTH, subsequent_indent="  ", break_on_hyphens=False)
+    for mark, text in legend(plan):  # `*  text`, its continuation lines under the text
+        out += textwrap.wrap(text, width=NOTE_WIDTH, initial_indent=mark.ljust(3), subsequent_indent="   ",
+                             break_on_hyphens=False)
     if plan.devices is not None:
         out.append("")
         out += device_lines(plan)
@@ -311,6 +325,8 @@ def render_rich(plan: Plan, console) -> None:
     console.print(table)
     for line in note_lines(plan):
         console.print(line, highlight=False, markup=False)
+    for mark, text in legend(plan):
+        console.print(mark.ljust(3) + text, highlight=False, markup=False)
     for line in device_lines(plan):
         console.print(line, highlight=False, markup=False)
 

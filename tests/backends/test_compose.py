@@ -307,6 +307,35 @@ def test_absolute_and_relative_host_paths():
     assert compose.host_source("../data") == "../data"
     assert compose.host_source("~/data") == "~/data"
     assert compose.host_source("data/raw") == "./data/raw"
+    # written from where compose resolves them: the compose file's directory, seen from the .aip file
+    assert compose.host_source("./data", "..") == "../data"
+    assert compose.host_source("data", "../proj") == "../proj/data"
+    assert compose.host_source("../shared", "proj") == "./shared"
+    assert compose.host_source(".", "..") == ".."
+    assert compose.host_source("/srv/data", "..") == "/srv/data"
+
+
+def test_compose_finds_host_folders_where_aipc_run_does(docker_compose, tmp_path, monkeypatch):
+    """`-o out/` and a file elsewhere: docker-compose resolves a host path against
+    the compose file (or, read from stdin, the current directory); aipc writes it so
+    that it names the folder next to the .aip file, as `aipc run` mounts it."""
+    project = tmp_path / "proj"
+    project.mkdir()
+    (project / "p.aip").write_text('volume raw { host = "./data" }\n'
+                                   'data a { image = "busybox:1.36"  mount raw at "/raw" readonly }\n')
+    monkeypatch.chdir(tmp_path)
+    assert main(["compile", "proj/p.aip", "-t", "compose", "-o", "proj/out/"]) == 0
+    assert main(["compile", "proj/p.aip", "-t", "compose", "-o", "elsewhere.yml"]) == 0
+
+    def bind_source(compose_file: Path, cwd: Path) -> str:
+        config = subprocess.run([docker_compose, "-f", str(compose_file), "config"], cwd=cwd,
+                                capture_output=True, text=True, check=True).stdout
+        return yaml.safe_load(config)["services"]["a"]["volumes"][0].split(":")[0]
+
+    assert yaml.safe_load((project / "out" / "compose.yaml").read_text())["services"]["a"]["volumes"] == [
+        "../data:/raw:ro"]
+    assert bind_source(project / "out" / "compose.yaml", tmp_path) == str(project / "data")
+    assert bind_source(tmp_path / "elsewhere.yml", tmp_path) == str(project / "data")
 
 
 def test_no_volumes_key_without_volumes():
@@ -519,7 +548,7 @@ def test_what_compose_cannot_express_is_a_warning_at_the_attribute():
 def test_the_example_warnings():
     text = (ROOT / "examples" / "fraud-detection.aip").read_text()
     assert [(code, line, column) for code, line, column, _ in warnings_at(text)] == [
-        ("B101", 28, 3), ("B101", 51, 14), ("B101", 54, 3)]
+        ("B101", 27, 3), ("B101", 52, 5), ("B101", 55, 3)]
 
 
 def test_warnings_are_not_errors():

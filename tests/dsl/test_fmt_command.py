@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 from aipc.dsl.format import format_text
+from tests.helpers import ROOT
 
 MESSY = 'data   one {\n    image="a:1"\n  after =[ two ]   # why\n}\ndata two { image = "a:1" }\n'
 BROKEN = "data one {\n  image = \n"
@@ -76,3 +77,13 @@ def test_unreadable_inputs_are_reported(tmp_path):
     binary = tmp_path / "b.aip"
     binary.write_bytes(b"\x00\x01")
     assert aipc(str(binary)).returncode == 1
+
+
+def test_every_example_is_in_the_canonical_layout():
+    """`aipc fmt --check examples/*.aip` passes: every example, also ones added later."""
+    examples = sorted((ROOT / "examples").glob("*.aip"))
+    assert len(examples) >= 5
+    result = aipc("--check", *map(str, examples))
+    assert result.returncode == 0, result.stderr
+    for path in examples:
+        assert format_text(path.read_text()).text == path.read_text(), path.name

@@ -32,7 +32,7 @@ def complete_at(text: str, marker: str = "|"):
     ("data x {\n  after = [mo|", STAGES),
     ("data x {\n  after = [\n    ingest,\n    |\n  ]\n}", STAGES - {"ingest"}),
     ("data x {\n  secrets = [|]\n}", {"s3"}),
-    ("data x {\n  mount |", {"raw", "features", "models", "scratch"}),
+    ("data x {\n  mount |", {"raw", "features", "models"}),
     ("data x {\n  mount raw |", {"at"}),
     ("volume q { access = |", {"rwo", "rwx", "rox"}),
     ("data x {\n  resources { gpu_vendor = |", {"nvidia", "amd", "intel"}),

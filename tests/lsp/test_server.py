@@ -140,8 +140,8 @@ async def test_hover_explains_attributes_and_normalises_units(client: LanguageCl
         assert result is not None, needle
         return result.contents.value
 
-    assert "16Gi` = 17179869184 bytes" in await hover("shm = 16Gi", 7)
-    assert (await hover("cpu = 8", 6)).startswith("`8` = 8 cores (8000 millicores)")
+    assert "16Gi` = 17179869184 bytes" in await hover("shm       = 16Gi", 13)
+    assert (await hover("cpu       = 8", 12)).startswith("`8` = 8 cores (8000 millicores)")
     assert "1800 seconds" in await hover("timeout = 30m", 11)
     text = await hover("timeout = 12h")
     assert "**`timeout`**: a duration (batch stages)" in text and "deadline" in text
@@ -174,7 +174,7 @@ async def test_completion_of_attributes_mounts_and_parameters(client: LanguageCl
     attributes = await labels('  \n}\n', 2)
     assert {"port", "replicas", "health", "workdir", "mount", "resources"} <= attributes
     assert not {"image", "command", "retries", "timeout"} & attributes  # already set, or not for serve
-    assert await labels("mount \n", 6) == {"raw", "features", "models", "scratch"}
+    assert await labels("mount \n", 6) == {"raw", "features", "models"}
     assert {"epochs", "lr", "run_date", "use_amp"} <= await labels('${ep"', 4)
 
 

@@ -11,7 +11,7 @@ import pytest
 from aipc.backends.docker import container_specs
 from aipc.diagnostics import Diagnostics
 from aipc.runner.docker_driver import container_options, used_volumes
-from aipc.runner.report import LiveReporter, PlainReporter, summary_text
+from aipc.runner.report import Ending, LiveReporter, PlainReporter, failure_lines, outcome_line, summary_text
 from aipc.runner.scheduler import RunResult, StageResult, Status
 from aipc.runner.selection import LABEL_FILE, LABEL_PIPELINE, LABEL_RUN, LABEL_STAGE, RunNames, missing_secrets
 from aipc.compiler import ir
@@ -137,7 +137,7 @@ def test_labels_let_down_and_ctrl_c_find_the_containers():
     labels = options["labels"]
     assert labels[LABEL_FILE] == os.path.realpath("/srv/pipelines/fraud.aip")
     assert labels[LABEL_RUN] == "abcd1234" and labels[LABEL_STAGE] == "ingest"
-    assert labels[LABEL_PIPELINE] == names.key and names.key.startswith("fraud-")
+    assert labels[LABEL_PIPELINE] == names.key == "fraud"  # the pipeline, not the file it was run from
     assert labels["app.kubernetes.io/part-of"] == "fraud"
     assert labels["app.kubernetes.io/component"] == "data"
     assert labels["app.kubernetes.io/managed-by"] == "aipc"
@@ -145,15 +145,20 @@ def test_labels_let_down_and_ctrl_c_find_the_containers():
     assert options["name"] == "aipc-fraud-ingest-abcd1234-1"
 
 
-def test_volume_names_differ_between_pipelines_of_the_same_name_in_different_files():
+def test_a_run_and_its_volumes_belong_to_the_pipeline_not_to_the_file():
     pipeline = compile_ok(SOURCE)
     here = RunNames.new(pipeline, "/a/fraud.aip")
-    there = RunNames.new(pipeline, "/b/fraud.aip")
+    renamed = RunNames.new(pipeline, "/b/renamed.aip")
     raw = pipeline.volumes[2]
     assert raw.name == "raw"
-    assert here.volume(raw) != there.volume(raw)
-    assert here.volume(raw) == RunNames.new(pipeline, "/a/fraud.aip").volume(raw)  # stable between runs
+    assert here.volume(raw) == renamed.volume(raw) == "aipc-fraud-raw"
+    assert here.key == renamed.key == "fraud"
     assert here.run_id != RunNames.new(pipeline, "/a/fraud.aip").run_id
+    # The namespace of the project is part of the pipeline: another namespace, other volumes and labels.
+    elsewhere = compile_ok(SOURCE.replace('pipeline "fraud" {', 'pipeline "fraud" { namespace = "team-b"'))
+    there = RunNames.new(elsewhere, "/a/fraud.aip")
+    assert there.key == "team-b/fraud" and there.volume(raw) == "aipc-team-b-fraud-raw"
+    assert there.container("ingest", 1).startswith("aipc-team-b-fraud-ingest-")
 
 
 def test_services_publish_their_port_and_join_the_run_network():
@@ -190,8 +195,33 @@ def test_summary_table_and_outcome():
         "evaluate  skipped    -         -          -\n"
     )
     stream = io.StringIO()
-    PlainReporter(["ingest", "train", "evaluate"], stream).summary(run)
-    assert stream.getvalue().endswith("run failed: stage `train` failed (exited with code 3)\n")
+    ending = Ending(77.0, {"train": ["epoch 2", "Traceback (most recent call last):", "ValueError: nan loss"]},
+                    lambda stage: f"aipc run p.aip --from {stage}")
+    PlainReporter(["ingest", "train", "evaluate"], stream).summary(run, ending)
+    assert stream.getvalue().endswith(
+        "evaluate  skipped    -         -          -\n"
+        "\n"
+        "the last lines of `train`:\n"
+        "  epoch 2\n"
+        "  Traceback (most recent call last):\n"
+        "  ValueError: nan loss\n"
+        "re-run from it: aipc run p.aip --from train\n"
+        "run failed: stage `train` failed (exited with code 3); 1 of 3 stages done in 1m17s\n")
+
+
+def test_the_outcome_counts_what_is_done_and_a_service_has_no_exit_code():
+    serving = result("api", Status.SERVING, 3.0)
+    serving.kind = ir.StageKind.SERVE
+    run = RunResult([result("prep", Status.SUCCEEDED, 1.0, 0), serving])
+    assert outcome_line(run, 4.25) == "run succeeded: 2 of 2 stages done in 4.2s"
+    assert summary_text(run).splitlines()[3].split()[:4] == ["api", "serving", "3.0s", "-"]
+    assert outcome_line(RunResult([result("one", Status.SUCCEEDED, 1.0, 0)]), 1.0) == (
+        "run succeeded: 1 of 1 stage done in 1.0s")
+    stopped = RunResult([result("one", Status.CANCELLED)], interrupted=True)
+    assert outcome_line(stopped, 2.0) == ("run interrupted: its containers were stopped and removed; "
+                                          "0 of 1 stage done in 2.0s")
+    failed = RunResult([result("one", Status.FAILED, 1.0, 1)])
+    assert failure_lines(failed, Ending(1.0)) == ["`one` printed nothing"]
 
 
 def test_plain_log_lines_carry_an_aligned_stage_prefix():
@@ -216,11 +246,12 @@ def test_live_view_renders_a_status_table_and_the_summary_on_a_terminal():
     reporter.log("train", "epoch [1/3]")  # output that looks like markup is printed as is
     stages[1].status, stages[1].exit_code, stages[1].message = Status.FAILED, 1, "device [[gpu]] missing"
     reporter.stage_changed(stages[1])
-    reporter.summary(RunResult(stages))
+    reporter.summary(RunResult(stages), Ending(2.0, {"train": ["[red]not markup[/]"]}, lambda s: f"rerun {s}"))
     text = stream.getvalue()
     assert "train  | epoch [1/3]" in text
     assert "train: failed: device [[gpu]] missing" in text
-    assert "run failed: stage `train` failed (device [[gpu]] missing)" in text
+    assert "run failed: stage `train` failed (device [[gpu]] missing); 1 of 2 stages done in 2.0s" in text
+    assert "  [red]not markup[/]" in text and "re-run from it: rerun train" in text
     assert "succeeded" in text and "exit code" in text
 
 
@@ -301,3 +332,26 @@ data b { image = "e:1"  resources { gpu = 2  gpu_vendor = intel } }
                 if d.span != pipeline.stage("a").span_of("timeout")]  # compose has no deadline; `aipc run` has
     assert run == composed and len(run) == 3
     assert all("`aipc run` cannot" in d.message for d in sink.sorted())
+
+
+def test_the_engines_refusals_say_what_to_do():
+    import docker.errors
+
+    from aipc.runner.docker_driver import explain_start_error
+
+    def refusal(text: str) -> Exception:
+        return docker.errors.APIError("500 Server Error", explanation=text)
+
+    pipeline = compile_ok(SOURCE)
+    specs = container_specs(pipeline, pipeline.stages, Diagnostics(pipeline.file), "`aipc run`")
+    nvidia = explain_start_error(refusal('could not select device driver "nvidia" with capabilities: [[gpu]]'),
+                                 specs["model"])
+    assert nvidia.startswith('could not select device driver "nvidia" with capabilities: [[gpu]]; ')
+    assert "install the NVIDIA Container Toolkit" in nvidia and "nvidia-ctk runtime configure" in nvidia
+    amd = explain_start_error(refusal('could not select device driver "amd" with capabilities: [[gpu]]'),
+                              specs["rocm"])
+    assert "AMD Container Toolkit (Docker Engine 28.3 or later)" in amd
+    taken = explain_start_error(refusal("driver failed programming external connectivity: Bind for "
+                                        "127.0.0.1:9001 failed: port is already allocated"), specs["many"])
+    assert taken.startswith("a host port of 9000-9002 is in use by another program on this machine (")
+    assert explain_start_error(refusal("no such image"), specs["api"]) == "no such image"

@@ -64,8 +64,9 @@ def pipeline(tmp_path, busybox_image):
     # Tear down whatever the test left, then make sure nothing is left.
     if made.containers() or made.volumes() or made.networks():
         from aipc.runner.docker_driver import connect, down
+        from aipc.runner.selection import PipelineId
 
-        down(connect(), str(made.path), volumes=True)
+        down(connect(), str(made.path), volumes=True, pipeline=PipelineId(made.name))
     assert made.containers() == [] and made.volumes() == [] and made.networks() == []
 
 
@@ -126,7 +127,7 @@ eval report { after = [transform] script = "echo result: $(cat /work/model)" mou
     assert code == 0, out + err
     assert lines_of(out, "report") == ["result: 42-trained"]
     assert [summary_row(out, name)[1] for name in ("make", "transform", "report")] == ["succeeded"] * 3
-    assert out.rstrip().endswith("run succeeded")
+    assert re.search(r"\nrun succeeded: 3 of 3 stages done in \d+\.\ds$", out.rstrip()), out
     assert pipeline.containers() == []
     assert pipeline.networks() == []
     [volume] = pipeline.volumes()
@@ -280,6 +281,9 @@ eval after_gpu { after = [gpu] script = "echo never" }
     code, out, err = aipc(capsys, "run", str(pipeline.path), "--progress", "plain", "--gpus", "1")
     assert code == 1
     assert "gpu: failed: Docker cannot start it: could not select device driver" in out
+    # ... and what to do about it
+    assert ("this Docker engine cannot give containers NVIDIA GPUs: install the NVIDIA Container Toolkit on the "
+            "host, run `sudo nvidia-ctk runtime configure --runtime=docker` and restart Docker") in out
     assert summary_row(out, "gpu")[-1] == "1/3"  # the engine's refusal is not retried
     assert summary_row(out, "after_gpu")[1] == "skipped"
     assert pipeline.containers() == []
@@ -341,7 +345,9 @@ serve front {{ after = [web] command = ["httpd", "-f", "-p", "{port + 1}", "-h",
     code, out, err = aipc(capsys, "run", str(pipeline.path), "--progress", "plain", "--health-timeout", "2")
     assert code == 1
     assert time.monotonic() - started < 30
-    assert f"web: failed: not healthy after 2s (GET http://127.0.0.1:{port}/missing)" in out
+    # what the endpoint answered, not only that it was unhealthy
+    assert f"web: failed: not healthy after 2s (GET http://127.0.0.1:{port}/missing: answered 404 Not Found: " \
+           "<HTML><HEAD><TITLE>404 Not Found</TITLE></HEAD>" in out
     assert summary_row(out, "front")[1] == "skipped"
     assert pipeline.containers() == [] and pipeline.networks() == []
 

@@ -57,7 +57,7 @@ def test_gpu_stages_wait_for_free_gpus_and_never_share_one(pipeline, capsys):  #
     for name in names:  # never more than two at once: 4 GPUs, 2 each
         start = runs[name][0]
         assert sum(1 for other in runs.values() if other[0] <= start < other[1]) <= 2
-    assert "waiting for GPUs (needs 2 of the 4 GPUs, 0 free)" in out
+    assert "t2: waiting for GPUs (needs 2 of the 4)" in out
     assert lines_of(out, "cpu") == ["devices=void"]  # a CPU stage sees no GPU
     assert "4 GPUs (--gpus)" in out
     assert pipeline.containers() == []

@@ -91,3 +91,25 @@ def test_what_docker_cannot_express_is_reported_as_compose_reports_it(tmp_path, 
     assert "`aipc run` cannot select a GPU model" in err and "cannot limit a container's local storage" in err
     code, out, err = run(capsys, "run", str(path), "--only", "ingest,model")
     assert "warning[" not in err  # about the stages this run runs only
+
+
+def test_the_first_line_names_the_bound_only_when_more_stages_could_run_together():
+    from aipc.commands.run import intro
+    from tests.helpers import compile_ok
+
+    one = compile_ok('data a { image = "e:1" }')
+    assert intro(one, ("a",), jobs=2) == "1 stage"
+    wide = compile_ok('data a { image = "e:1" }\ndata b { image = "e:1" }\ndata c { image = "e:1" }')
+    assert intro(wide, ("a", "b", "c"), jobs=2) == "3 stages, at most 2 at a time"
+    assert intro(wide, ("a", "b", "c"), jobs=3) == "3 stages"
+    chain = compile_ok('data a { image = "e:1" }\ndata b { image = "e:1" after = [a] }')
+    assert intro(chain, ("a", "b"), jobs=1) == "2 stages"
+
+
+def test_only_takes_one_stage_list_per_option_so_the_file_is_never_swallowed(aip, capsys, monkeypatch):
+    monkeypatch.delenv("AIPC_TEST_UNSET_TOKEN", raising=False)
+    for words in (["--only", "model", str(aip)], [str(aip), "--only", "ingest,model"]):
+        code, out, err = run(capsys, "run", *words)
+        assert code == 1 and "secrets need these environment variables" in err  # got as far as the secrets
+    code, out, err = run(capsys, "run", "--only", ",", str(aip))
+    assert code == 2 and "--only needs the name of a stage" in err

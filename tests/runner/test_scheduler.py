@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from aipc.runner.scheduler import Attempt, Scheduler, Status
+from aipc.runner.scheduler import Attempt, Scheduler, Status, Waiting
 from aipc.runner.selection import SelectionError, missing_secrets, select_stages
 from tests.helpers import compile_ok
 
@@ -88,20 +88,23 @@ class FakeDriver:
 class Events:
     def __init__(self):
         self.changes: list[tuple[str, Status, int]] = []
+        self.waiting: list[tuple[str, str]] = []  # (stage, why) as announced
         self.notes: list[str] = []
 
     def stage_changed(self, result):
         self.changes.append((result.name, result.status, result.attempts))
+        if result.waiting is not None:
+            self.waiting.append((result.name, result.waiting.text))
 
     def note(self, text):
         self.notes.append(text)
 
 
-def schedule(source: str, driver: FakeDriver, jobs: int = 4, only=(), start=None, gpus=None):
+def schedule(source: str, driver: FakeDriver, jobs: int = 4, only=(), start=None, keep_going=False, gpus=None):
     pipeline = compile_ok(IMAGE + source)
     selected = select_stages(pipeline, only, start)
     events = Events()
-    result = Scheduler(pipeline, selected, driver, events, jobs, gpus=gpus).run()
+    result = Scheduler(pipeline, selected, driver, events, jobs, keep_going=keep_going, gpus=gpus).run()
     return result, events
 
 
@@ -142,23 +145,43 @@ def test_jobs_bounds_how_many_stages_run_at_once():
     assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:]))
 
 
-def test_a_failure_skips_everything_downstream_and_lets_siblings_finish():
-    source = """
-    data a { command = ["a"] }
-    data slow { command = ["slow"] }
-    data b { after = [a] command = ["b"] }
-    train c { after = [b] command = ["c"] }
-    train d { after = [slow] command = ["d"] }
-    """
+FAILING_BESIDE_A_SLOW_ONE = """
+data a { command = ["a"] }
+data slow { command = ["slow"] }
+data b { after = [a] command = ["b"] }
+train c { after = [b] command = ["c"] }
+train d { after = [slow] command = ["d"] }
+"""
+
+
+def test_after_a_failure_running_stages_finish_and_nothing_new_starts():
     driver = FakeDriver(durations={"a": 0.02, "slow": 0.3}, codes={"a": [4]})
-    result, events = schedule(source, driver)
+    result, events = schedule(FAILING_BESIDE_A_SLOW_ONE, driver)
     assert statuses(result) == {"a": Status.FAILED, "slow": Status.SUCCEEDED, "b": Status.SKIPPED,
-                                "c": Status.SKIPPED, "d": Status.SUCCEEDED}
-    assert "b" not in driver.spans and "c" not in driver.spans
+                                "c": Status.SKIPPED, "d": Status.SKIPPED}
+    assert set(driver.spans) == {"a", "slow"}  # d's dependency succeeded, but after the failure
     assert result.get("a").exit_code == 4
     assert [stage.name for stage in result.failed] == ["a"]
     assert "upstream stage `a`" in result.get("c").message
+    assert result.get("d").message == "not started: the run failed at `a`"
     assert ("b", Status.SKIPPED, 0) in events.changes
+    assert result.done == 1
+
+
+def test_keep_going_runs_every_stage_whose_dependencies_succeeded():
+    driver = FakeDriver(durations={"a": 0.02, "slow": 0.3}, codes={"a": [4]})
+    result, _ = schedule(FAILING_BESIDE_A_SLOW_ONE, driver, keep_going=True)
+    assert statuses(result) == {"a": Status.FAILED, "slow": Status.SUCCEEDED, "b": Status.SKIPPED,
+                                "c": Status.SKIPPED, "d": Status.SUCCEEDED}
+    assert set(driver.spans) == {"a", "slow", "d"}
+    assert [stage.name for stage in result.failed] == ["a"] and result.done == 2
+
+
+def test_keep_going_starts_no_service_after_a_failure():
+    driver = FakeDriver(codes={"other": [1]})
+    result, _ = schedule(SERVICES, driver, keep_going=True)
+    assert result.get("prep").status is Status.SUCCEEDED
+    assert driver.services == [] and result.get("api").status is Status.SKIPPED
 
 
 def test_retries_run_until_success_and_count_attempts():
@@ -298,6 +321,47 @@ def test_jobs_must_be_positive():
         Scheduler(pipeline, select_stages(pipeline), FakeDriver(), Events(), jobs=0)
 
 
+def test_a_pending_stage_says_why_it_waits_and_other_reasons_are_gates():
+    pipeline = compile_ok(IMAGE + """
+    data a { command = ["a"] }
+    data b { command = ["b"] }
+    train c { after = [a] command = ["c"] }
+    """)
+    seen: dict[str, list] = {}
+
+    class Watching(FakeDriver):
+        def run_batch(self, stage, attempt, deadline, devices=()):
+            outcome = super().run_batch(stage, attempt, deadline, devices)
+            for name, result in scheduler.results.items():  # as the scheduler left them meanwhile
+                seen.setdefault(name, []).append(result.waiting.text if result.waiting else None)
+            return outcome
+
+    events = Events()
+    scheduler = Scheduler(pipeline, select_stages(pipeline), Watching(durations={"a": 0.1}), events, jobs=1)
+    scheduler.run()
+    assert seen["b"][0] == "waiting for a free slot (1 running, --jobs 1)"
+    assert seen["c"][0] == "waiting for `a`"
+    # a free slot is news (announced), dependencies are not
+    announced = [(name, status) for name, status, _ in events.changes if status is Status.PENDING]
+    assert announced == [("b", Status.PENDING), ("c", Status.PENDING)]
+    assert all(result.waiting is None for result in scheduler.results.values())
+
+    # Another reason is one more gate: here a stage that waits for a made-up resource.
+    driver = FakeDriver(durations={"a": 0.1, "c": 0.1})
+    events = Events()
+    gated = Scheduler(pipeline, select_stages(pipeline), driver, events, jobs=4)
+
+    def gpus_free(stage):
+        if stage.name == "b" and gated.results["c"].status is not Status.SUCCEEDED:
+            return Waiting("gpus", "waiting for 2 GPUs")
+        return None
+
+    gated.gates.append(gpus_free)
+    assert all(result.status is Status.SUCCEEDED for result in gated.run().stages)
+    assert driver.first_start("b") >= driver.last_end("c")
+    assert ("b", Status.PENDING, 0) in events.changes
+
+
 # ------------------------------------------------------------------ GPUs on one machine
 
 FOUR_GPU_STAGES = "\n".join(f'train t{i} {{ command = ["x"]  resources {{ gpu = 2 }} }}' for i in range(4)) + """
@@ -321,8 +385,8 @@ def test_gpu_stages_wait_for_free_gpus_and_never_share_one():
     for first, second in [("t0", "t1"), ("t0", "t2"), ("t0", "t3"), ("t1", "t2"), ("t1", "t3"), ("t2", "t3")]:
         if overlapping(driver, first, second):
             assert set(driver.devices[first][0][0]).isdisjoint(driver.devices[second][0][0])
-    waited = [name for name, status, _ in events.changes if status is Status.WAITING]
-    assert sorted(set(waited)) == ["t2", "t3"]  # shown as waiting for GPUs, not pending
+    assert sorted(set(events.waiting)) == [("t2", "waiting for GPUs (needs 2 of the 4)"),
+                                           ("t3", "waiting for GPUs (needs 2 of the 4)")]
     assert driver.devices["cpu"] == [()]
     # the stages that waited started only once an earlier one had given its GPUs back
     assert min(driver.first_start("t2"), driver.first_start("t3")) >= min(driver.last_end("t0"), driver.last_end("t1"))
@@ -335,9 +399,10 @@ def test_a_waiting_stage_is_described_with_the_gpus_it_needs():
     result, events = schedule('train t0 { command = ["x"] resources { gpu = 2 } }\n'
                               'train t1 { command = ["x"] resources { gpu = 2 } }', driver, gpus=["0", "1", "2"])
     assert statuses(result) == {"t0": Status.SUCCEEDED, "t1": Status.SUCCEEDED}
+    assert events.waiting == [("t1", "waiting for GPUs (needs 2 of the 3)")]  # announced once
     waiting = result.get("t1")
-    waiting.status, waiting.message = Status.WAITING, "needs 2 of the 3 GPUs, 1 free"
-    assert describe_change(waiting) == "t1: waiting for GPUs (needs 2 of the 3 GPUs, 1 free)"
+    waiting.status, waiting.waiting = Status.PENDING, Waiting("gpus", "waiting for GPUs (needs 2 of the 3)")
+    assert describe_change(waiting) == "t1: waiting for GPUs (needs 2 of the 3)"
 
 
 def test_each_replica_of_a_service_gets_gpus_of_its_own():
@@ -351,7 +416,8 @@ def test_each_replica_of_a_service_gets_gpus_of_its_own():
 def test_a_failed_stage_gives_its_gpus_back():
     driver = FakeDriver(codes={"bad": [3]}, durations={"bad": 0.05, "next": 0.05})
     result, _ = schedule('train bad { command = ["x"] resources { gpu = 2 } }\n'
-                         'train next { command = ["x"] resources { gpu = 2 } }', driver, gpus=["0", "1"])
+                         'train next { command = ["x"] resources { gpu = 2 } }', driver, gpus=["0", "1"],
+                         keep_going=True)
     assert statuses(result) == {"bad": Status.FAILED, "next": Status.SUCCEEDED}
     assert driver.devices["next"] == [(("0", "1"),)]
 
@@ -369,7 +435,7 @@ def test_without_the_machines_gpus_stages_are_not_held_back():
     driver = FakeDriver(durations={f"t{i}": 0.1 for i in range(4)})
     result, events = schedule(FOUR_GPU_STAGES, driver, jobs=8)
     assert driver.peak == 5 and all(driver.devices[f"t{i}"] == [()] for i in range(4))
-    assert not [change for change in events.changes if change[1] is Status.WAITING]
+    assert events.waiting == []
 
 
 def test_the_live_view_says_a_stage_waits_for_gpus_not_for_its_dependencies():
@@ -382,10 +448,10 @@ def test_the_live_view_says_a_stage_waits_for_gpus_not_for_its_dependencies():
     from aipc.runner.scheduler import StageResult
 
     reporter = LiveReporter(["t1", "t2"], Console(file=StringIO()))
-    reporter.results = [StageResult("t1", ir.StageKind.TRAIN, status=Status.WAITING,
-                                    message="needs 2 of the 4 GPUs, 0 free"),
-                        StageResult("t2", ir.StageKind.TRAIN)]
-    screen = Console(file=StringIO(), width=100)
+    reporter.results = [
+        StageResult("t1", ir.StageKind.TRAIN, waiting=Waiting("gpus", "waiting for GPUs (needs 2 of the 4)")),
+        StageResult("t2", ir.StageKind.TRAIN, waiting=Waiting("dependencies", "waiting for `t1`"))]
+    screen = Console(file=StringIO(), width=120)
     screen.print(reporter._table())
-    rows = screen.file.getvalue().splitlines()
-    assert "waiting for GPUs (needs 2 of the 4 GPUs, 0 free)" in rows[0] and "pending" in rows[1]
+    rows = [row for row in screen.file.getvalue().splitlines() if " t1 " in row or " t2 " in row]
+    assert "waiting for GPUs (needs 2 of the 4)" in rows[0] and "waiting for `t1`" in rows[1]

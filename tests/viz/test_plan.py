@@ -92,8 +92,13 @@ def test_a_serve_stage_counts_in_every_later_level():
     assert "serve stages keep running once started" in text
     # a sets no cpu: its level total leaves it out and says so
     assert "2 *" in text.splitlines()[5]  # api: 1 cpu x 2 replicas
-    flat = " ".join(text.split())  # notes are wrapped
-    assert "not counted" in flat and ": a (cpu and memory), api (memory), b (cpu)" in flat
+    # The footnote is a legend, one mark a line: what `*` and `-` mean, and which stages they leave out.
+    notes = text.split("serve stages keep running once started: they count in every later level (serving).\n")[1]
+    assert notes == (
+        "*  a total that leaves out stages which set no cpu or memory\n"
+        "-  none; as a CPU or memory total: no stage of the level sets one\n"
+        "   not set: a (cpu and memory), api (memory), b (cpu); on Kubernetes such stages get a default\n"
+        "   request and limit (`aipc compile -t k8s` shows it)\n")
 
 
 OVERLAP = '''
