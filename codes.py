@@ -214,8 +214,9 @@ data ingest { image = "etl:1.0"  comand = ["etl"] }    # error: did you mean `co
 ATTRIBUTE_NOT_FOR_KIND = _code(
     "E107", "attribute not allowed on this kind of stage",
     """`retries` and `timeout` belong to batch stages (`data`, `train`, `eval`),
-    which run to completion; `port`, `replicas` and `health` belong to `serve`
-    stages, which run until stopped.""",
+    which run to completion; `port`, `expose`, `ports`, `replicas` and `health`
+    (the attribute and the block) belong to `serve` stages, which run until
+    stopped.""",
     """
 train model { image = "trainer:1.0"  port = 8080 }    # error: `port` is only for serve stages
 """,
@@ -264,6 +265,57 @@ pipeline "Fraud Detection" { }    # error: write "fraud-detection"
 """,
 )
 
+NOT_A_SERVICE = _code(
+    "E120", "an address of something that is not a serve stage",
+    """`${STAGE.host}`, `${STAGE.port}` and `${STAGE.url}` name a serve stage's
+    address as other stages reach it. A batch stage (`data`, `train`, `eval`)
+    serves nothing and has no address; a secret, volume or parameter has none
+    either. (`${pipeline.name}`, `${stage.name}` and `${matrix.X}` are built in and
+    win over a stage of that name.)""",
+    """
+data prepare { image = "etl:1.0" }
+train model { image = "trainer:1.0"  command = ["train", "--from", "${prepare.url}"] }   # error
+""",
+)
+
+UNKNOWN_ADDRESS_FIELD = _code(
+    "E121", "unknown part of a service address",
+    """A serve stage's address has three parts: `${STAGE.host}` (the name other
+    stages reach it by), `${STAGE.port}` (the port they connect to) and
+    `${STAGE.url}` (`http://HOST:PORT`).""",
+    """
+serve db { image = "postgres:16"  port = 5432 }
+data load { image = "etl:1.0"  command = ["load", "--db", "${db.hostname}"] }   # error: did you mean `host`?
+""",
+)
+
+UNKNOWN_PORT_NAME = _code(
+    "E122", "unknown port name",
+    """`health { port = NAME }` checks one of the stage's named ports: `NAME` must be
+    a key of its `ports` map (or write the port's number).""",
+    """
+serve api {
+  image  = "api:1.0"
+  port   = 8000
+  ports  = { metrics = 9090 }
+  health { http = "/metrics"  port = metric }    # error: did you mean `metrics`?
+}
+""",
+)
+
+ADDRESS_NOT_ALLOWED = _code(
+    "E123", "a service address where the value is fixed when compiling",
+    """A service address differs per target (the container port on docker-compose,
+    the Service port on Kubernetes), so it may only appear in what a stage hands
+    its running container: `command`, `args`, `script`, `env` values, `workdir`
+    and `health`. Images, labels, mount paths, numbers and the header's values
+    are the same on every target and cannot hold one.""",
+    """
+serve db { image = "postgres:16"  port = 5432 }
+data load { image = "etl:1.0"  labels = { upstream = "${db.host}" } }    # error
+""",
+)
+
 # --------------------------------------------------------------- types and units
 
 WRONG_UNIT = _code(
@@ -295,7 +347,7 @@ MISSING_ATTRIBUTE = _code(
     """Some attributes have no default: every stage needs an `image` (unless the
     pipeline header sets one), a serve stage needs a `port`, a volume needs a
     `size` unless it is a `host` path or an existing `claim`, a secret needs
-    `keys`.""",
+    `keys`, a `health` block needs one check (`http`, `tcp` or `command`).""",
     """
 serve api { image = "api:1.0" }             # error: a serve stage needs a `port`
 serve api { image = "api:1.0"  port = 8080 }
@@ -306,7 +358,9 @@ CONFLICTING_ATTRIBUTES = _code(
     "E204", "attributes that cannot be used together",
     """`command` (an argv list) and `script` (run with `sh -c`) are two ways to say
     what runs, so a stage has at most one. A volume is either created (`size`,
-    `access`, `class`), a bind mount of a `host` path, or an existing `claim`.""",
+    `access`, `class`), a bind mount of a `host` path, or an existing `claim`. A
+    `health` block has one check: `http`, `tcp` or `command` (and `port` only
+    with `http` or `tcp`).""",
     """
 data ingest { image = "etl:1.0"  command = ["etl"]  script = "etl --all" }    # error
 """,
@@ -420,11 +474,34 @@ secret s3 { keys = ["aws-key"] }    # error: write "AWS_KEY"
 """,
 )
 
-# Scheduling on real clusters (issue 15): numbered apart from the codes above, which
-# other v1 constructs extend at the same time.
+INVALID_PORT_NAME = _code(
+    "E230", "invalid port name",
+    """The keys of `ports` become Kubernetes port names (IANA service names): at most
+    15 lower-case letters, digits and `-`, with at least one letter, not starting or
+    ending with `-` and without `--`. `_` becomes `-`, as in object names. The name
+    of `port` itself (`http`, or `main` when its health check is `tcp` or
+    `command`) is taken.""",
+    """
+serve api { image = "api:1.0"  port = 8000  ports = { prometheus_metrics = 9090 } }   # error: 18 characters
+serve api { image = "api:1.0"  port = 8000  ports = { metrics = 9090 } }              # fixed
+""",
+)
+
+PORT_CONFLICT = _code(
+    "E231", "a port used twice",
+    """A serve stage's ports are distinct: `port` and the numbers in `ports` are the
+    container's ports, and `expose` with the numbers in `ports` are its Service's
+    ports on Kubernetes. Listing one twice would give Kubernetes a duplicate port.""",
+    """
+serve api { image = "api:1.0"  port = 8000  expose = 9090  ports = { metrics = 9090 } }   # error
+""",
+)
+
+# Scheduling on real clusters (issue 15): E25x, W25x and B150, numbered apart from
+# the codes other v1 constructs add at the same time.
 
 UNKNOWN_GPU_MODEL = _code(
-    "E230", "unknown portable GPU model",
+    "E250", "unknown portable GPU model",
     """`gpu_model` is a portable model name (`A100-40GB`, `A100-80GB`, `H100-80GB`,
     `H200`, `B200`, `L4`, `L40S`, `T4`, `A10G`, `V100`, `MI300X`; any letter case),
     which every target turns into the node labels of the cluster's convention, or a
@@ -439,7 +516,7 @@ train big { image = "trainer:2.1"  resources { gpu = 8  gpu_model = "H100" } }
 )
 
 INVALID_TOLERATION = _code(
-    "E231", "invalid toleration",
+    "E251", "invalid toleration",
     """`schedule { tolerate = [...] }` lists node taints in kubectl's taint syntax:
     `KEY` (any value, any effect), `KEY=VALUE`, `KEY:EFFECT` or `KEY=VALUE:EFFECT`.
     The key is a label key, the value a label value, and the effect one of
@@ -451,7 +528,7 @@ train big { image = "trainer:2.1"  schedule { tolerate = ["spot=true:noschedule"
 )
 
 AUTOSCALING = _code(
-    "E232", "autoscaling that cannot work",
+    "E252", "autoscaling that cannot work",
     """`replicas = MIN..MAX` on a serve stage autoscales it, on CPU use (`autoscale {
     cpu = PERCENT }`, 80 by default) or on a per-pod custom metric (`autoscale {
     metric = "NAME"  target = N }`). An `autoscale` block needs such a range; and a
@@ -478,14 +555,17 @@ data b { image = "etl:1.0"  after = [a] }    # error: a -> b -> a
 """,
 )
 
-BATCH_AFTER_SERVE = _code(
-    "E302", "a batch stage waits for a serve stage",
-    """A serve stage runs until it is stopped, so a batch stage that waits for it to
-    finish would never start. A serve stage may wait for another serve stage (it
-    starts once that one is healthy).""",
+BATCH_AFTER_SERVE = _code(  # retired in v1: kept so that `aipc explain E302` says what became of it
+    "E302", "(retired) a batch stage waits for a serve stage",
+    """v0 rejected a batch stage `after` a serve stage, since a service never
+    finishes. Since v1 this is allowed and means: the batch stage starts once the
+    service is healthy (has passed its health check, or has started if it has
+    none) — docker-compose `service_healthy`, `aipc run` and `aipc apply` wait for
+    it, Argo waits for the applied Deployment's available replicas. The code is no
+    longer reported.""",
     """
-serve api { image = "api:1.0"  port = 8080 }
-eval smoke { image = "tests:1.0"  after = [api] }    # error
+serve db { image = "postgres:16"  port = 5432  health { command = ["pg_isready"] } }
+data load { image = "etl:1.0"  after = [db]  command = ["load", "--db", "${db.url}"] }   # starts once db is healthy
 """,
 )
 
@@ -513,7 +593,7 @@ data ingest { image = "python:3.11-slim" }   # fixed
 )
 
 GPU_SERVICE_SCALED_ON_CPU = _code(
-    "W230", "a GPU service autoscaled on CPU use",
+    "W250", "a GPU service autoscaled on CPU use",
     """A serve stage with GPUs that autoscales on CPU (`autoscale { cpu = ... }`, or a
     replica range without `autoscale`, which means 80% CPU) scales on the wrong
     signal: a model server is busy on its GPU while its CPU idles, so it would not
@@ -546,6 +626,22 @@ CONCURRENT_WRITERS = _code(
 volume scratch { size = 10Gi }
 data a { image = "etl:1.0"  mount scratch at "/s" }
 data b { image = "etl:1.0"  mount scratch at "/s" }    # warning: a and b may run together
+""",
+)
+
+SPELLED_SERVICE_NAME = _code(
+    "W120", "a service name spelled by hand",
+    """A string names a serve stage by its generated name (`<pipeline>-<stage>`,
+    written out or as `${pipeline.name}-<stage>`). That name is derived: `_`
+    becomes `-`, a file name with capitals or `.` is cleaned, so a hand-written one
+    often does not resolve (`my_demo-api` while the service is `my-demo-api`), and
+    the port other stages use differs per target. Write `${STAGE.host}`,
+    `${STAGE.port}` or `${STAGE.url}`: aipc writes the right name and port on
+    every target.""",
+    """
+serve api { image = "api:1.0"  port = 8080 }
+eval smoke { image = "tests:1.0"  after = [api]  env = { API = "http://${pipeline.name}-api:8080" } }   # warning
+eval smoke { image = "tests:1.0"  after = [api]  env = { API = "${api.url}" } }                         # fixed
 """,
 )
 
@@ -584,11 +680,14 @@ $ aipc compile p.aip --target compose     # warning: compose has no timeout; it 
 
 HOST_PORTS_OVERLAP = _code(
     "B102", "host ports overlap on docker-compose",
-    """On docker-compose a serve stage publishes its port on the host, one host port
-    per replica: `port = 8080  replicas = 3` takes 8080-8082 (the engine gives each
-    replica one of them, so 8080 always answers). Two serve stages whose host ports
-    overlap cannot all start: the later one fails with `port is already allocated`.
-    Keep the ports of serve stages at least as far apart as their replicas.""",
+    """On docker-compose (and under `aipc run`) a serve stage publishes its ports on
+    the host, one host port per replica: `port = 8080  replicas = 3` takes
+    8080-8082 (the engine gives each replica one of them, so 8080 always answers);
+    `expose` moves `port`'s host ports (`port = 8000  expose = 80` takes 80), and
+    each of `ports` takes its own number up. Published ports that overlap cannot
+    all start: the later one fails with `port is already allocated`. Keep them at
+    least as far apart as their replicas, or give services that listen on the same
+    port different `expose` ports.""",
     """
 serve candidates { image = "retrieval:2.0"  port = 8081  replicas = 2 }   # host ports 8081-8082
 serve ranker     { image = "ranking:2.0"    port = 8080  replicas = 3 }   # warning: 8080-8082 overlap
@@ -609,7 +708,7 @@ $ aipc compile p.aip --target argo     # warning: the Workflow is 2.1 MB; Argo s
 )
 
 TOO_MANY_GPUS = _code(
-    "B110", "more GPUs at once than the machine has",
+    "B150", "more GPUs at once than the machine has",
     """On one machine (`aipc compile --target compose --gpus N`, `aipc plan --gpus N`)
     each GPU stage gets GPUs of its own, so that stages that may run at the same time
     never share one. Stages may run at the same time unless one waits, directly or

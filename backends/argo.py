@@ -16,6 +16,7 @@ What a program becomes
   default (``-p`` at compile time changes it); a stage's strings (command,
   script, env, image, workdir, health: every ``ir.Text``) refer to it as
   ``{{workflow.parameters.NAME}}``, so ``argo submit -p epochs=20`` works.
+  A service address (``${db.url}``) is the Service's, as on Kubernetes.
   Numbers, sizes and durations (gpu, memory, timeout...) are fixed when
   compiling;
 - a batch stage: a container template (the same container, resources, GPUs,
@@ -25,10 +26,10 @@ What a program becomes
   are the stage's ``after``;
 - a serve stage: a DAG task running a steps template that applies, side by
   side, the Deployment (a ``resource`` template that succeeds once every
-  replica is updated and available, so a dependant waits for a healthy service)
-  and the Service the Kubernetes backend builds, and with ``replicas =
-  MIN..MAX`` its HorizontalPodAutoscaler. Its RBAC: the workflow's service
-  account may get, create and patch Deployments, Services and
+  replica is updated and available, so a dependant, batch or serve, waits for
+  a healthy service) and the Service the Kubernetes backend builds, and with
+  ``replicas = MIN..MAX`` its HorizontalPodAutoscaler. Its RBAC: the workflow's
+  service account may get, create and patch Deployments, Services and
   HorizontalPodAutoscalers;
 - scheduling as on Kubernetes (node selector, GPU model affinity, tolerations,
   priority class on the container template); a batch stage's pod carries the
@@ -114,9 +115,10 @@ class ArgoTexts:
     def renderer(self, stage: ir.Stage) -> k8s.Render:
         def render(text: ir.Text) -> str:
             literal = text.literal
-            if "{{" in (literal if literal is not None else text.render(param=ir.param_value)):
+            if "{{" in (literal if literal is not None else k8s.substituted(text)):
                 self.report_braces(stage, text)
-            return literal if literal is not None else text.render(param=workflow_parameter)
+            return literal if literal is not None else text.render(param=workflow_parameter,
+                                                                     service=ir.service_address)
         return render
 
     def report_braces(self, stage: ir.Stage, text: ir.Text) -> None:

@@ -14,10 +14,11 @@ a service, and adds what compose itself decides:
 - sized volumes are named volumes, ``host`` volumes bind mounts (a relative path
   resolves against the compose file's directory), ``claim`` volumes external
   named volumes; read-only mounts (``readonly``, or a ``rox`` volume) end in ``:ro``;
-- a serve stage's aliases are network aliases, its published host ports a range
-  ``FIRST-LAST:PORT`` (``--compose-publish-address`` limits them to one address),
-  its health path a ``healthcheck`` that probes it with whatever HTTP client
-  the image has;
+- a serve stage's aliases are network aliases; its published ports are
+  ``ADDRESS:FIRST-LAST:PORT``, on 127.0.0.1 unless ``--publish-address`` says
+  otherwise (the default of `aipc run` too), ``port`` from ``expose`` up and each
+  of ``ports`` from its own number; its health check a ``healthcheck`` with its
+  timings (``start`` is ``start_period``, ``failures`` is ``retries``);
 - secrets are environment variables passed through by name only: the values
   come from the environment of ``docker-compose`` (or its ``.env`` file);
 - a batch stage restarts ``on-failure:RETRIES``;
@@ -34,9 +35,7 @@ without it, ``count``.
 from __future__ import annotations
 
 import argparse
-import ipaddress
 import posixpath
-import shlex
 from dataclasses import dataclass
 
 from aipc import codes
@@ -44,16 +43,6 @@ from aipc.backends import Emitted, devices, docker
 from aipc.compiler import ir
 from aipc.compiler.ir import format_duration
 from aipc.diagnostics import Diagnostics, Label
-
-# The probe a serve stage's healthcheck runs. It uses whichever HTTP client the
-# image has: wget (busybox, alpine, most distributions), curl, or Python's
-# standard library (python:*-slim images have neither wget nor curl). Proxy
-# variables are dropped so that a probe of 127.0.0.1 never goes through a proxy.
-HEALTH_INTERVAL = 5  # seconds between probes
-HEALTH_TIMEOUT = 4  # seconds one probe may take
-HEALTH_RETRIES = 3  # failed probes in a row that make the service unhealthy
-HEALTH_START_PERIOD = 300  # seconds of start-up (loading a model) in which failures do not count
-_PYTHON_PROBE = "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=%d)" % (HEALTH_TIMEOUT - 1)
 
 TARGET = "docker-compose"  # how messages name this target
 DEFAULT_FILENAME = "compose.yaml"  # a name docker-compose 1.29 and v2 both find by themselves
@@ -67,8 +56,8 @@ def default_filename(pipeline: ir.Pipeline) -> str:
 class Options:
     """What `aipc compile --target compose` can be told besides the program."""
 
-    # The host address serve stages' ports are published on; None: every interface.
-    publish_address: str | None = None
+    # The host address serve stages' ports are published on (0.0.0.0: every interface).
+    publish_address: str = docker.DEFAULT_PUBLISH_ADDRESS
     # Where the .aip file lies, seen from the directory docker-compose resolves relative
     # paths against (the compose file's; the current one for a file read from stdin):
     # a `host` path is relative to the .aip file, so it is written relative to this.
@@ -79,9 +68,9 @@ class Options:
 
 def _address(text: str) -> str:
     try:
-        return str(ipaddress.ip_address(text.strip("[]")))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"`{text}` is not an IP address (e.g. 127.0.0.1)") from None
+        return docker.publish_address(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
 
 
 def gpu_count(text: str) -> int:
@@ -95,9 +84,11 @@ def gpu_count(text: str) -> int:
 
 
 def add_arguments(group) -> None:
-    group.add_argument("--compose-publish-address", metavar="ADDRESS", type=_address,
-                       help="publish serve stages' ports on this host address only, e.g. 127.0.0.1 "
-                       "(default: every interface)")
+    group.add_argument("--publish-address", "--compose-publish-address", dest="publish_address",
+                       metavar="ADDRESS", type=_address, default=docker.DEFAULT_PUBLISH_ADDRESS,
+                       help="compose: the host address serve stages' ports are published on, an IP address or "
+                       f"localhost (default {docker.DEFAULT_PUBLISH_ADDRESS}, as `aipc run`; 0.0.0.0 for every "
+                       "interface)")
     group.add_argument("--gpus", metavar="N", type=gpu_count,
                        help="compose: the machine has N GPUs; give each GPU stage device_ids of its own, so "
                        "that stages that may run at the same time never share one (an error when they need "
@@ -105,7 +96,7 @@ def add_arguments(group) -> None:
 
 
 def options_from(args) -> Options:
-    return Options(publish_address=getattr(args, "compose_publish_address", None),
+    return Options(publish_address=getattr(args, "publish_address", None) or docker.DEFAULT_PUBLISH_ADDRESS,
                    input_directory=getattr(args, "input_directory", "."), gpus=getattr(args, "gpus", None))
 
 
@@ -150,12 +141,12 @@ def build_service(pipeline: ir.Pipeline, stage: ir.Stage, spec: docker.Container
         service["depends_on"] = depends_on
     if spec.mounts:
         service["volumes"] = [build_mount(mount, options) for mount in spec.mounts]
-    if spec.publish is not None:
-        service["ports"] = [build_port(spec.publish, options)]
+    if spec.publish:
+        service["ports"] = [build_port(publish, options) for publish in spec.publish]
     if spec.aliases:
         service["networks"] = {"default": {"aliases": list(spec.aliases)}}
-    if spec.health is not None and spec.publish is not None:
-        service["healthcheck"] = build_healthcheck(spec.publish.port, spec.health)
+    if spec.healthcheck is not None:
+        service["healthcheck"] = build_healthcheck(spec.healthcheck)
     deploy = build_deploy(stage, spec)
     if deploy:
         service["deploy"] = deploy
@@ -231,30 +222,20 @@ def host_source(path: str, input_directory: str = ".") -> str:
 
 
 def build_port(publish: docker.Publish, options: Options) -> str:
+    """``ADDRESS:FIRST-LAST:PORT``: the container port on host ports of one address."""
     published = f"{docker.port_range(publish.first, publish.last)}:{publish.port}"
     address = options.publish_address
-    if address is None:
-        return published
     return f"[{address}]:{published}" if ":" in address else f"{address}:{published}"
 
 
-def build_healthcheck(port: int, path: str) -> dict:
-    """An HTTP GET of the health path that works in common images (see the probe)."""
-    url = shlex.quote(f"http://127.0.0.1:{port}{path}")
-    python = shlex.quote(_PYTHON_PROBE)
-    probe = (
-        "unset http_proxy HTTP_PROXY all_proxy ALL_PROXY; "
-        f"if command -v wget >/dev/null 2>&1; then wget -q -O /dev/null {url}; "
-        f"elif command -v curl >/dev/null 2>&1; then curl -fsS -o /dev/null {url}; "
-        f"elif command -v python3 >/dev/null 2>&1; then python3 -c {python} {url}; "
-        f"else python -c {python} {url}; fi"
-    )
+def build_healthcheck(check: docker.HealthCheck) -> dict:
+    """The container's health check (see :func:`aipc.backends.docker.health_check`)."""
     return {
-        "test": ["CMD-SHELL", escape(probe)],
-        "interval": format_duration(HEALTH_INTERVAL),
-        "timeout": format_duration(HEALTH_TIMEOUT),
-        "retries": HEALTH_RETRIES,
-        "start_period": format_duration(HEALTH_START_PERIOD),
+        "test": [escape(part) for part in check.test],
+        "interval": format_duration(check.interval),
+        "timeout": format_duration(check.timeout),
+        "retries": check.retries,
+        "start_period": format_duration(check.start_period),
     }
 
 

@@ -194,7 +194,7 @@ def assign_devices(pipeline: ir.Pipeline, count: int,
 
 
 def report_shortfall(shortfall: Shortfall, sink: Diagnostics) -> None:
-    """B110 at the first stage's GPUs, naming every stage that may run with it."""
+    """B150 at the first stage's GPUs, naming every stage that may run with it."""
     first, *others = shortfall.stages
     sink.error(codes.TOO_MANY_GPUS, first.span_of("gpu"), shortfall.message,
                label=f"{device_demand(first)} of them here",

@@ -20,11 +20,17 @@ the compose backend writes a :class:`ContainerSpec` as a service, and the runner
   GPUs as a device request (``amd`` is the driver Docker Engine 28.3+ registers
   with the AMD Container Toolkit), Intel GPUs as the ``/dev/dri`` device nodes
   (Docker has no driver to count them), ``shm`` as the shm size;
-- a serve stage publishes its port: host ports from ``port`` up, one per
-  replica, so each replica gets its own and the declared port always answers
-  (stages whose host ports overlap are reported, B102); it is probed at its
-  ``health`` path, and other containers reach it as the stage and as
-  ``<pipeline>-<stage>``, the name of its Service on Kubernetes;
+- a serve stage publishes its ports: ``port`` on host ports from ``expose``
+  (default ``port``) up, one per replica, so each replica gets its own and the
+  exposed port always answers, and each of ``ports`` on host ports from its own
+  number up (ports that overlap are reported, B102); other containers reach it
+  as the stage and as ``<pipeline>-<stage>``, the name of its Service on
+  Kubernetes, on its container ports (what ``${STAGE.host}`` and
+  ``${STAGE.port}`` become here);
+- its health check, the same for compose's ``healthcheck`` and the container
+  `aipc run` creates: ``command`` as an argv (``CMD``), ``http`` as a shell probe
+  that GETs the path with whatever HTTP client the image has, ``tcp`` as one that
+  connects with whatever the image has, with the stage's timings;
 - labels: the standard ones (:func:`aipc.compiler.ir.standard_labels`), the
   pipeline's and the stage's.
 
@@ -40,6 +46,8 @@ as the same B101 warnings on both targets.
 from __future__ import annotations
 
 import functools
+import ipaddress
+import shlex
 from dataclasses import dataclass, field, fields
 from typing import Iterable, Iterator, Mapping
 
@@ -49,6 +57,7 @@ from aipc.compiler.ir import format_bytes
 from aipc.diagnostics import Diagnostics, Label, Span
 
 HARDENING_TMP = "/tmp"
+DEFAULT_PUBLISH_ADDRESS = "127.0.0.1"  # where compose and `aipc run` publish serve stages' ports
 INTEL_GPU_DEVICES = "/dev/dri:/dev/dri"  # HOST:CONTAINER, every render node
 MAX_PORT = 65535
 
@@ -71,9 +80,21 @@ class GpuRequest:
 class Publish:
     """A serve stage's port, published on the host ports ``first``..``last`` (one per replica)."""
 
-    port: int
+    name: str  # its name among the stage's ports (`http` for `port`)
+    port: int  # the container port
     first: int
     last: int
+
+
+@dataclass(frozen=True, slots=True)
+class HealthCheck:
+    """A container's health check, as Docker runs it; times in seconds."""
+
+    test: tuple[str, ...]  # ("CMD", argv...) or ("CMD-SHELL", script)
+    interval: int
+    timeout: int
+    retries: int
+    start_period: int
 
 
 # A field the Docker Engine takes as it is, under the same name (the SDK's
@@ -102,8 +123,8 @@ class ContainerSpec:
     gpu: GpuRequest | None
     devices: tuple[str, ...]
     shm_size: int | None = field(metadata=AS_IS)  # bytes
-    publish: Publish | None
-    health: str | None  # the HTTP path probed
+    publish: tuple[Publish, ...]  # `port` first, then the extra `ports`
+    healthcheck: HealthCheck | None
     aliases: tuple[str, ...]  # names other containers reach it by, besides its own
     labels: tuple[tuple[str, str], ...]
 
@@ -121,8 +142,21 @@ _AS_IS = tuple(f.name for f in fields(ContainerSpec) if f.metadata.get("engine")
 
 
 def rendered(text: ir.Text) -> str:
-    """A stage's string as its container gets it: each parameter's value in place."""
-    return text.render(param=ir.param_value)
+    """A stage's string as its container gets it: each parameter's value in place, each
+    service address as the network alias and container port."""
+    return text.render(param=ir.param_value, service=ir.container_address)
+
+
+def publish_address(text: str) -> str:
+    """A host address to publish ports on: an IP address (``[::1]`` too), or ``localhost``
+    as 127.0.0.1. Anything else is a ValueError: Docker reads an address it cannot
+    parse as every interface."""
+    if text.strip().lower() == "localhost":
+        return "127.0.0.1"
+    try:
+        return str(ipaddress.ip_address(text.strip().strip("[]")))
+    except ValueError:
+        raise ValueError(f"`{text}` is not an IP address (e.g. 127.0.0.1, 0.0.0.0 or ::1) nor localhost") from None
 
 
 def container_specs(pipeline: ir.Pipeline, stages: Iterable[ir.Stage], sink: Diagnostics,
@@ -142,11 +176,11 @@ def each_container(pipeline: ir.Pipeline, stages: Iterable[ir.Stage], sink: Diag
     report_scheduling(stages, sink, target)
     for stage in stages:
         report_unsupported(stage, sink, target)
-        yield stage, container_spec(pipeline, stage, ports.get(stage.name),
+        yield stage, container_spec(pipeline, stage, ports.get(stage.name, ()),
                                     devices.get(stage.name, ()) if devices else ())
 
 
-def container_spec(pipeline: ir.Pipeline, stage: ir.Stage, publish: Publish | None,
+def container_spec(pipeline: ir.Pipeline, stage: ir.Stage, publish: tuple[Publish, ...],
                    devices: tuple[str, ...] = ()) -> ContainerSpec:
     entrypoint, command = program(stage)
     resources = stage.resources
@@ -171,7 +205,7 @@ def container_spec(pipeline: ir.Pipeline, stage: ir.Stage, publish: Publish | No
         devices=(INTEL_GPU_DEVICES,) if resources.gpu > 0 and resources.gpu_vendor is ir.GpuVendor.INTEL else (),
         shm_size=resources.shm,
         publish=publish,
-        health=rendered(stage.health) if serving and stage.health is not None else None,
+        healthcheck=health_check(stage.health) if serving and stage.health is not None else None,
         aliases=(pipeline.object_name(stage.name),) if serving else (),
         labels=tuple(pipeline.labels_for(stage.name, stage.kind.value, stage.labels).items()),
     )
@@ -206,39 +240,126 @@ def secret_keys(stage: ir.Stage) -> tuple[str, ...]:
     return tuple(keys)
 
 
-def plan_host_ports(pipeline: ir.Pipeline, stages: list[ir.Stage], sink: Diagnostics) -> dict[str, Publish]:
-    """The published ports of each serve stage: host ports from the declared port
-    up, one per replica. Overlaps between stages are reported: the engine would
-    fail to start the later stage's containers."""
-    planned: dict[str, Publish] = {}
+def plan_host_ports(pipeline: ir.Pipeline, stages: list[ir.Stage], sink: Diagnostics
+                    ) -> dict[str, tuple[Publish, ...]]:
+    """The published ports of each serve stage: ``port`` on host ports from
+    ``expose`` up and each of ``ports`` from its number up, one host port per
+    replica. Overlaps are reported: the engine would fail to start the later
+    containers."""
+    planned: dict[str, tuple[Publish, ...]] = {}
+    taken: list[tuple[str, Publish]] = []  # (stage, publish) so far
     for stage in stages:
         if stage.is_batch or stage.port is None:
             continue
-        first = stage.port
-        last = min(MAX_PORT, first + stage.replicas - 1)
-        if last - first + 1 < stage.replicas:
-            sink.warning(codes.HOST_PORTS_OVERLAP, stage.span_of("replicas"),
-                         f"{stage.replicas} replicas of `{stage.name}` need host ports {first}-"
-                         f"{first + stage.replicas - 1}, beyond {MAX_PORT}",
-                         label="too many replicas for this port",
-                         help="use a lower port or fewer replicas")
-        for other, published in planned.items():
-            if first <= published.last and published.first <= last:
-                other_stage = pipeline.stage(other)
-                sink.warning(codes.HOST_PORTS_OVERLAP, stage.span_of("port"),
-                             f"the host ports of `{stage.name}` ({port_range(first, last)}) overlap "
-                             f"those of `{other}` ({port_range(published.first, published.last)})",
-                             label="published on the host from here",
-                             related=[Label(other_stage.span_of("port"), f"`{other}` publishes from here")],
-                             help=f"on docker-compose each replica takes its own host port: keep serve "
-                             f"stages' ports at least as far apart as their replicas ({other_stage.replicas} "
-                             f"for `{other}`)")
-        planned[stage.name] = Publish(stage.port, first, last)
+        publishes = []
+        for named, first, attribute in _published(stage):
+            last = min(MAX_PORT, first + stage.replicas - 1)
+            if last - first + 1 < stage.replicas:
+                sink.warning(codes.HOST_PORTS_OVERLAP, stage.span_of("replicas"),
+                             f"{stage.replicas} replicas of `{stage.name}` need host ports {first}-"
+                             f"{first + stage.replicas - 1}, beyond {MAX_PORT}",
+                             label="too many replicas for this port",
+                             help="use a lower port or fewer replicas")
+            publish = Publish(named.name, named.port, first, last)
+            for other, published in taken:
+                if first <= published.last and published.first <= last:
+                    _report_overlap(pipeline, stage, publish, attribute, other, published, sink)
+            taken.append((stage.name, publish))
+            publishes.append(publish)
+        planned[stage.name] = tuple(publishes)
     return planned
+
+
+def _published(stage: ir.Stage) -> Iterator[tuple[ir.NamedPort, int, str]]:
+    """Each port a serve stage publishes, its first host port, and the attribute that says so."""
+    for index, named in enumerate(stage.named_ports()):
+        if index == 0:
+            yield named, stage.service_port or named.port, "expose" if stage.expose is not None else "port"
+        else:
+            yield named, named.port, "ports"
+
+
+def _describe_publish(stage: ir.Stage, publish: Publish) -> str:
+    """```a` (8080-8082)``, ```a` `metrics` (9090)``."""
+    which = "" if publish.name == stage.port_name else f" `{publish.name}`"
+    return f"`{stage.name}`{which} ({port_range(publish.first, publish.last)})"
+
+
+def _report_overlap(pipeline: ir.Pipeline, stage: ir.Stage, publish: Publish, attribute: str, other: str,
+                    published: Publish, sink: Diagnostics) -> None:
+    other_stage = pipeline.stage(other)
+    other_attribute = ("ports" if published.name != other_stage.port_name
+                       else "expose" if other_stage.expose is not None else "port")
+    sink.warning(codes.HOST_PORTS_OVERLAP, stage.span_of(attribute),
+                 f"the host ports of {_describe_publish(stage, publish)} overlap those of "
+                 f"{_describe_publish(other_stage, published)}",
+                 label="published on the host from here",
+                 related=[Label(other_stage.span_of(other_attribute), f"`{other}` publishes from here")]
+                 if other != stage.name or other_attribute != attribute else (),
+                 help=f"on docker-compose each replica takes its own host port: keep published ports at "
+                 f"least as far apart as their replicas ({other_stage.replicas} for `{other}`); `expose` "
+                 "publishes `port` on another host port")
 
 
 def port_range(first: int, last: int) -> str:
     return str(first) if first == last else f"{first}-{last}"
+
+
+# ------------------------------------------------------------------ health checks
+
+# The probes of `http` and `tcp` health checks run inside the container with
+# whatever the image has. HTTP: wget (busybox, alpine, most distributions), curl,
+# or Python's standard library (python:*-slim images have neither); proxy
+# variables are dropped so that a probe of 127.0.0.1 never goes through a proxy.
+# TCP: bash's /dev/tcp (Debian-based images such as postgres), nc (`-z` where it
+# exists; busybox's nc connects and exits at the end of its input), or Python.
+_PYTHON_HTTP = "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=%d)"
+_PYTHON_TCP = "import socket, sys; socket.create_connection(('127.0.0.1', int(sys.argv[1])), %d).close()"
+
+
+def health_check(health: ir.Health) -> HealthCheck:
+    """A stage's health check as Docker runs it (compose's `healthcheck`, `aipc run`)."""
+    if health.kind is ir.HealthKind.COMMAND:
+        test: tuple[str, ...] = ("CMD", *[rendered(argument) for argument in health.command or ()])
+    elif health.kind is ir.HealthKind.HTTP:
+        test = ("CMD-SHELL", http_probe(health.port or 0, rendered(health.path) if health.path else "/",
+                                        health.timeout))
+    else:
+        test = ("CMD-SHELL", tcp_probe(health.port or 0, health.timeout))
+    return HealthCheck(test, health.interval, health.timeout, health.failures, health.start)
+
+
+def describe_health(health: ir.Health) -> str:
+    """A health check in a few words, for messages: ``GET /health on port 8000``."""
+    if health.kind is ir.HealthKind.COMMAND:
+        return "`" + " ".join(rendered(argument) for argument in health.command or ()) + "`"
+    if health.kind is ir.HealthKind.HTTP:
+        return f"GET {rendered(health.path) if health.path else '/'} on port {health.port}"
+    return f"a TCP connection to port {health.port}"
+
+
+def http_probe(port: int, path: str, timeout: int) -> str:
+    url = shlex.quote(f"http://127.0.0.1:{port}{path}")
+    python = shlex.quote(_PYTHON_HTTP % max(1, timeout - 1))  # ends before Docker stops it
+    return (
+        "unset http_proxy HTTP_PROXY all_proxy ALL_PROXY; "
+        f"if command -v wget >/dev/null 2>&1; then wget -q -O /dev/null {url}; "
+        f"elif command -v curl >/dev/null 2>&1; then curl -fsS -o /dev/null {url}; "
+        f"elif command -v python3 >/dev/null 2>&1; then python3 -c {python} {url}; "
+        f"else python -c {python} {url}; fi"
+    )
+
+
+def tcp_probe(port: int, timeout: int) -> str:
+    python = shlex.quote(_PYTHON_TCP % max(1, timeout - 1))
+    bash = shlex.quote(f"exec 3<>/dev/tcp/127.0.0.1/{port}")
+    return (
+        f"if command -v bash >/dev/null 2>&1; then bash -c {bash}; "
+        f"elif command -v nc >/dev/null 2>&1; then nc -z 127.0.0.1 {port} 2>/dev/null "
+        f"|| nc -w {timeout} 127.0.0.1 {port} </dev/null >/dev/null 2>&1; "
+        f"elif command -v python3 >/dev/null 2>&1; then python3 -c {python} {port}; "
+        f"else python -c {python} {port}; fi"
+    )
 
 
 def report_unsupported(stage: ir.Stage, sink: Diagnostics, target: str) -> None:

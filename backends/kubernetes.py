@@ -10,11 +10,18 @@ What a program becomes
 ----------------------
 - a batch stage: a ``batch/v1`` Job (``restartPolicy: Never``, ``backoffLimit``
   = retries, ``activeDeadlineSeconds`` = timeout, ``ttlSecondsAfterFinished``);
-- a serve stage: an ``apps/v1`` Deployment and a ``v1`` Service (port named
-  ``http``; startup, readiness and liveness probes: ``httpGet`` on ``health``,
-  or ``tcpSocket`` on the port when the stage has no ``health``); with
-  ``replicas = MIN..MAX`` an ``autoscaling/v2`` HorizontalPodAutoscaler next to
-  the Deployment, which then has no ``replicas`` of its own;
+- a serve stage: an ``apps/v1`` Deployment and a ``v1`` Service. Its container
+  ports are ``port`` (named ``http``, or ``main`` when its health check is
+  ``tcp`` or ``command``) and each of ``ports`` under its name; the Service
+  maps ``expose`` (default ``port``) to ``port`` and each of ``ports`` to
+  itself. Its health check is three probes with the same handler (``httpGet``
+  for ``http``, ``tcpSocket`` for ``tcp``, ``exec`` for ``command``; a stage
+  without ``health`` gets ``tcpSocket`` on ``port``) and the stage's timings:
+  ``periodSeconds`` = ``interval``, ``timeoutSeconds`` = ``timeout``; the
+  startup probe allows ``ceil(start / interval)`` failures, the readiness and
+  liveness probes ``failures``;
+  with ``replicas = MIN..MAX`` an ``autoscaling/v2`` HorizontalPodAutoscaler
+  next to the Deployment, which then has no ``replicas`` of its own;
 - scheduling: ``schedule.node`` and a ``gpu_model`` written as a label value are
   the ``nodeSelector``; a portable ``gpu_model`` a required node affinity on the
   labels of the convention (``--gpu-labels``, the header's ``gpu_labels``, else
@@ -81,7 +88,6 @@ SECRETS_AS_ENV_SKIP = {
     "checkov.io/skip1": "CKV_K8S_35=the .aip language injects secret keys as environment variables",
 }
 
-PORT_NAME = "http"
 NON_ROOT_ID = 65532  # the conventional `nonroot` user: above 10000, outside host ranges
 
 GPU_RESOURCE = {
@@ -148,8 +154,12 @@ Render = Callable[[ir.Text], str]
 
 
 def substituted(text: ir.Text) -> str:
-    """A stage's string as this target writes it: each parameter's value in place."""
-    return text.render(param=ir.param_value)
+    """A stage's string as this target writes it: each parameter's value in place, each
+    service address as its Service's name and port (``expose``). The short name
+    resolves in the pods' own namespace whatever the cluster's domain, and the
+    objects of a pipeline share one namespace (also when `aipc apply --namespace`
+    moves them), so it needs no ``.NAMESPACE.svc.cluster.local``."""
+    return text.render(param=ir.param_value, service=ir.service_address)
 
 
 def no_expansion(text: str) -> str:
@@ -353,15 +363,26 @@ def build_env(stage: ir.Stage, render: Render) -> list[dict]:
 
 
 def build_probes(stage: ir.Stage, render: Render) -> dict:
-    if stage.health is not None:
-        handler: dict = {"httpGet": {"path": render(stage.health), "port": PORT_NAME}}
-    else:
-        handler = {"tcpSocket": {"port": PORT_NAME}}
+    """Startup, readiness and liveness probes: one handler, the stage's timings. The
+    startup probe holds the others back until it passes, for up to ``start``."""
+    health = stage.health if stage.health is not None else ir.Health(ir.HealthKind.TCP, port=stage.port)
+    handler = build_probe_handler(stage, health, render)
+    timing = {"periodSeconds": health.interval, "timeoutSeconds": health.timeout}
     return {
-        "startupProbe": {**handler, "periodSeconds": 10, "failureThreshold": 60},
-        "readinessProbe": {**handler, "periodSeconds": 10, "failureThreshold": 3},
-        "livenessProbe": {**handler, "periodSeconds": 20, "failureThreshold": 3},
+        "startupProbe": {**handler, **timing, "failureThreshold": health.start_checks},
+        "readinessProbe": {**handler, **timing, "failureThreshold": health.failures},
+        "livenessProbe": {**handler, **timing, "failureThreshold": health.failures},
     }
+
+
+def build_probe_handler(stage: ir.Stage, health: ir.Health, render: Render) -> dict:
+    if health.kind is ir.HealthKind.COMMAND:
+        return {"exec": {"command": [render(argument) for argument in health.command or ()]}}
+    names = {named.port: named.name for named in stage.named_ports()}
+    port = names.get(health.port or 0, health.port)  # a declared port by its name
+    if health.kind is ir.HealthKind.HTTP:
+        return {"httpGet": {"path": render(health.path) if health.path else "/", "port": port}}
+    return {"tcpSocket": {"port": port}}
 
 
 def build_volume_mounts(stage: ir.Stage, scratch: ScratchNames) -> list[dict]:
@@ -390,7 +411,8 @@ def build_container(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, re
     if stage.secrets:
         container["envFrom"] = [{"secretRef": {"name": ir.dns_label(s.name)}} for s in stage.secrets]
     if not stage.is_batch and stage.port is not None:
-        container["ports"] = [{"name": PORT_NAME, "containerPort": stage.port, "protocol": "TCP"}]
+        container["ports"] = [{"name": named.name, "containerPort": named.port, "protocol": "TCP"}
+                              for named in stage.named_ports()]
         container.update(build_probes(stage, render))
     container["resources"] = build_resources(stage.resources, options)
     container["securityContext"] = container_security_context()
@@ -552,7 +574,9 @@ def build_service(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
         "spec": {
             "type": "ClusterIP",
             "selector": selector_labels(pipeline, stage),
-            "ports": [{"name": PORT_NAME, "port": stage.port, "targetPort": PORT_NAME, "protocol": "TCP"}],
+            "ports": [{"name": named.name, "port": stage.service_port if index == 0 else named.port,
+                       "targetPort": named.name, "protocol": "TCP"}
+                      for index, named in enumerate(stage.named_ports())],
         },
     }
 
@@ -574,7 +598,8 @@ def build_default_deny(pipeline: ir.Pipeline) -> dict:
 
 
 def build_allow_port(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
-    """Admit TCP traffic to a serve stage's port, from anywhere."""
+    """Admit TCP traffic to each of a serve stage's ports, from anywhere. A policy
+    names the pod's ports (the Service's targets), not the Service's."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
@@ -582,7 +607,7 @@ def build_allow_port(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
         "spec": {
             "podSelector": {"matchLabels": selector_labels(pipeline, stage)},
             "policyTypes": ["Ingress"],
-            "ingress": [{"ports": [{"protocol": "TCP", "port": stage.port}]}],
+            "ingress": [{"ports": [{"protocol": "TCP", "port": named.port} for named in stage.named_ports()]}],
         },
     }
 

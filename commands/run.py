@@ -28,7 +28,9 @@ running finish, the others are skipped, and the run exits 1 naming the failed
 stage, repeating its last lines and the command that re-runs from it. With
 --keep-going every batch stage whose dependencies succeeded still runs.
 
-Serve stages start last, once the batch stages succeeded, and keep running: in
+A serve stage that a batch stage waits for (`after`) starts as soon as its own
+dependencies allow, and the batch stage once it is healthy; the other serve
+stages start last, once the batch stages succeeded. Services keep running: in
 the foreground until Ctrl-C, or with --detach until `aipc down FILE`. Ctrl-C
 stops and removes the run's containers. A run belongs to the pipeline (its name
 and namespace), not to the file name: `aipc ps FILE` shows what runs, `aipc logs
@@ -69,6 +71,15 @@ def positive_seconds(text: str) -> float:
     return value
 
 
+def publish_address(text: str) -> str:
+    from aipc.backends.docker import publish_address as parse  # no YAML, no Docker SDK
+
+    try:
+        return parse(text)
+    except ValueError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def configure(parser) -> None:
     from aipc.backends.compose import gpu_count
 
@@ -89,11 +100,13 @@ def configure(parser) -> None:
                         help="return once the serve stages are up, leaving them running (stop: aipc down FILE)")
     parser.add_argument("--progress", choices=("auto", "live", "plain"), default="auto",
                         help="live status table or plain lines (default: live on a terminal)")
-    parser.add_argument("--publish-address", default="127.0.0.1", metavar="ADDRESS",
-                        help="host address serve stages publish their port on (replica n on PORT+n-1); "
-                             "default 127.0.0.1, 0.0.0.0 for every interface")
-    parser.add_argument("--health-timeout", type=positive_seconds, default=300.0, metavar="SECONDS",
-                        help="how long a serve stage may take to answer its health path (default: 300)")
+    parser.add_argument("--publish-address", type=publish_address, default="127.0.0.1", metavar="ADDRESS",
+                        help="host address serve stages publish their ports on (replica n of `port` on "
+                             "EXPOSE+n-1), an IP address or localhost; default 127.0.0.1, 0.0.0.0 for every "
+                             "interface")
+    parser.add_argument("--health-timeout", type=positive_seconds, default=None, metavar="SECONDS",
+                        help="how long a serve stage may take to become healthy (default: what its health "
+                             "check allows, `start` and then `failures` checks)")
     parser.add_argument("--gpus", type=gpu_count, metavar="N",
                         help="the machine has N GPUs (device ids 0 to N-1); default: count the NVIDIA GPUs with "
                              "nvidia-smi when a selected stage needs GPUs")

@@ -1,4 +1,4 @@
-"""The dependency graph: cycles, waits on services, order, and volume races.
+"""The dependency graph: cycles, order, and volume races.
 
 Edges run in execution order, from a dependency to the stage that waits for
 it. Reachability questions ("is the writer upstream of the reader?") use one
@@ -83,23 +83,6 @@ def _cycle_through(graph: nx.DiGraph, component: set[str]) -> list[str]:
 def _closest_predecessor(sub: nx.DiGraph, start: str) -> str:
     lengths = nx.single_source_shortest_path_length(sub, start)
     return min(sub.predecessors(start), key=lambda p: (lengths.get(p, len(sub)), p))
-
-
-def check_service_waits(graph: nx.DiGraph, nodes: Mapping[str, Node], sink: Diagnostics) -> None:
-    """A batch stage cannot wait for a serve stage to finish: it never does."""
-    for name in sorted(nodes):
-        node = nodes[name]
-        if not node.batch:
-            continue
-        for dependency, span in node.after:
-            if dependency in nodes and not nodes[dependency].batch:
-                sink.error(
-                    codes.BATCH_AFTER_SERVE, span,
-                    f"batch stage `{name}` waits for serve stage `{dependency}`, which never finishes",
-                    label="a service runs until stopped",
-                    related=[Label(nodes[dependency].span, f"`{dependency}` is a serve stage")],
-                    help=f"remove `{dependency}` from `after`; a batch stage can only follow batch stages",
-                )
 
 
 def execution_order(graph: nx.DiGraph) -> list[str]:

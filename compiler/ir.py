@@ -8,9 +8,11 @@ location, what its target cannot express.
 
 The strings a stage hands its container (image, command, script, workdir, env
 values, health) are :class:`Text`: literal parts and references such as
-``${param}``, each reference knowing its value in this compilation. A backend
-writes one only through :meth:`Text.render`, saying what each kind of reference
-becomes on its target (Kubernetes: the value; Argo: ``{{workflow.parameters.x}}``).
+``${param}`` or ``${db.host}``, each reference knowing its value in this
+compilation. A backend writes one only through :meth:`Text.render`, saying what
+each kind of reference becomes on its target (Kubernetes: a parameter's value and
+a service's Service port; Argo: ``{{workflow.parameters.x}}``; docker-compose and
+`aipc run`: a service's container port).
 Names, labels, paths of mounts and volumes, and quantities are fixed when
 compiling and are plain values.
 """
@@ -74,10 +76,46 @@ def param_value(reference: ParamRef) -> str:
     return reference.value
 
 
+ADDRESS_FIELDS = ("host", "port", "url")  # what `${STAGE.FIELD}` may ask of a serve stage
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceRef:
+    """``${STAGE.host}``, ``${STAGE.port}`` or ``${STAGE.url}``: a serve stage's address
+    as other stages reach it. The host is the same name on every target (the
+    Kubernetes Service, the compose and `aipc run` network alias); the port is not:
+    other containers of a Docker network reach the container ``port`` itself, a
+    cluster's pods the Service's port, ``expose``."""
+
+    stage: str
+    field: str  # one of ADDRESS_FIELDS
+    host: str
+    port: int  # the container port
+    expose: int  # the Service port (`expose`, else `port`)
+
+    def address(self, port: int) -> str:
+        """The field, with ``port`` as the port other stages connect to."""
+        if self.field == "host":
+            return self.host
+        if self.field == "port":
+            return str(port)
+        return f"http://{self.host}:{port}"
+
+
+def container_address(reference: ServiceRef) -> str:
+    """A service address inside a Docker network (compose, `aipc run`): the alias and the container port."""
+    return reference.address(reference.port)
+
+
+def service_address(reference: ServiceRef) -> str:
+    """A service address inside a cluster (Kubernetes, Argo): the Service's name and port."""
+    return reference.address(reference.expose)
+
+
 # A part of a Text: literal text, or a reference each target renders its own way.
-# A new kind of reference (a service address, a sweep's value) is a new class
-# here and a new keyword of Text.render, which every backend must then pass.
-Part = Union[str, ParamRef]
+# A new kind of reference (a sweep's value) is a new class here and a new
+# keyword of Text.render, which every backend must then pass.
+Part = Union[str, ParamRef, ServiceRef]
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,13 +139,17 @@ class Text:
             return parts[0]  # type: ignore[return-value]
         return None
 
-    def render(self, *, param: Callable[[ParamRef], str]) -> str:
-        """The text on a target: literal parts as they are, each reference as ``param`` renders it."""
+    def render(self, *, param: Callable[[ParamRef], str], service: Callable[[ServiceRef], str]) -> str:
+        """The text on a target: literal parts as they are, each parameter as ``param``
+        renders it, each service address as ``service`` does."""
         parts = self.parts
         if len(parts) == 1:
             part = parts[0]
-            return part if part.__class__ is str else param(part)  # type: ignore[arg-type, return-value]
-        return "".join([part if part.__class__ is str else param(part) for part in parts])  # type: ignore[misc]
+            if part.__class__ is str:
+                return part  # type: ignore[return-value]
+            return param(part) if part.__class__ is ParamRef else service(part)  # type: ignore[arg-type]
+        return "".join([part if part.__class__ is str else param(part) if part.__class__ is ParamRef
+                        else service(part) for part in parts])  # type: ignore[misc, arg-type]
 
     def __str__(self) -> str:
         raise TypeError("an ir.Text has no str(): render it for its target with Text.render()")
@@ -272,6 +314,55 @@ class Mount:
         return self.readonly or self.volume.access is Access.ROX
 
 
+class HealthKind(str, enum.Enum):
+    HTTP = "http"  # GET a path: a 2xx or 3xx answer is healthy
+    TCP = "tcp"  # a TCP connection is accepted
+    COMMAND = "command"  # an argv run inside the container exits 0
+
+
+# A serve stage's health check when the program does not say otherwise: on every
+# target the same timings (Kubernetes probes, a compose healthcheck, `aipc run`).
+HEALTH_START = 300  # seconds startup may take (a model loading) before failures count
+HEALTH_INTERVAL = 5  # seconds between checks
+HEALTH_TIMEOUT = 4  # seconds one check may take
+HEALTH_FAILURES = 3  # failed checks in a row that make the service unhealthy
+
+
+@dataclass(frozen=True, slots=True)
+class Health:
+    """How a serve stage is checked: ``health = "/path"`` or a ``health { }`` block."""
+
+    kind: HealthKind
+    path: Text | None = None  # HTTP
+    command: tuple[Text, ...] | None = None  # COMMAND: the argv
+    port: int | None = None  # HTTP and TCP: the container port checked
+    start: int = HEALTH_START  # seconds
+    interval: int = HEALTH_INTERVAL  # seconds
+    timeout: int = HEALTH_TIMEOUT  # seconds
+    failures: int = HEALTH_FAILURES
+    span: Span = Span(0, 0)
+
+    @property
+    def start_checks(self) -> int:
+        """How many checks fit in ``start``, one per ``interval``: Kubernetes' startup
+        probe allows that many failures (at least one)."""
+        return max(1, -(-self.start // self.interval))
+
+
+# The name of a serve stage's `port` among its named ports (Kubernetes container
+# and Service ports): `http`, unless its health check says it speaks something
+# else (`tcp` or `command`), since service meshes (Istio, Linkerd) read a port
+# named `http` as HTTP traffic.
+MAIN_PORT_NAME = "http"
+OTHER_MAIN_PORT_NAME = "main"
+
+
+@dataclass(frozen=True, slots=True)
+class NamedPort:
+    name: str
+    port: int  # the container port
+
+
 @dataclass(frozen=True, slots=True)
 class Stage:
     name: str
@@ -288,8 +379,10 @@ class Stage:
     retries: int = 0
     timeout: int | None = None  # seconds
     port: int | None = None
+    expose: int | None = None  # the port clients use for `port` (None: `port` itself)
+    ports: tuple[NamedPort, ...] = ()  # extra named ports, in the order written
     replicas: int = 1  # how many start; with autoscaling, its minimum (at least 1)
-    health: Text | None = None  # the HTTP path probed
+    health: Health | None = None
     labels: tuple[tuple[str, str], ...] = ()
     schedule: Schedule = field(default_factory=Schedule)
     autoscale: Autoscale | None = None  # serve stages with `replicas = MIN..MAX`
@@ -301,6 +394,24 @@ class Stage:
     @property
     def is_batch(self) -> bool:
         return self.kind.is_batch
+
+    @property
+    def service_port(self) -> int | None:
+        """The port clients use for ``port``: the Service's port, the published host port."""
+        return self.expose if self.expose is not None else self.port
+
+    @property
+    def port_name(self) -> str:
+        """The name of ``port`` among the stage's named ports."""
+        if self.health is not None and self.health.kind is not HealthKind.HTTP:
+            return OTHER_MAIN_PORT_NAME
+        return MAIN_PORT_NAME
+
+    def named_ports(self) -> tuple[NamedPort, ...]:
+        """``port`` under its name, then the extra ``ports``."""
+        if self.port is None:
+            return self.ports
+        return (NamedPort(self.port_name, self.port), *self.ports)
 
     def span_of(self, attribute: str) -> Span:
         for name, span in self.spans:
@@ -344,7 +455,7 @@ class Pipeline:
 
     def object_name(self, name: str) -> str:
         """The DNS-1123 name of one of this pipeline's objects: ``<pipeline>-<name>``."""
-        return f"{dns_label(self.name)}-{dns_label(name)}"
+        return object_name(self.name, name)
 
     @property
     def dns_name(self) -> str:
@@ -431,6 +542,12 @@ def label_value(text: str) -> str:
 
 
 # ------------------------------------------------------------------ names
+
+
+def object_name(pipeline_name: str, name: str) -> str:
+    """The DNS-1123 name of an object of a pipeline: ``<pipeline>-<name>``. A serve
+    stage's is its host name on every target (Service, network alias)."""
+    return f"{dns_label(pipeline_name)}-{dns_label(name)}"
 
 
 def dns_label(name: str) -> str:

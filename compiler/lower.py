@@ -14,7 +14,7 @@ import posixpath
 import re
 from dataclasses import dataclass, field
 from pathlib import PurePath
-from typing import Callable, Mapping
+from typing import Any, Callable, Mapping
 
 from aipc import codes
 from aipc.compiler import gpus
@@ -23,9 +23,10 @@ from aipc.compiler import ir
 from aipc.compiler.params import bind_params
 from aipc.compiler.resolve import Symbols, collect_declarations
 from aipc.compiler.schema import (
-    AUTOSCALE, BLOCK_KINDS, HEADER, HEADER_BLOCKS, RESOURCES, SCHEDULE, SECRET, STAGE, STAGE_BLOCKS, VOLUME,
-    AttributeSpec, Type,
+    AUTOSCALE, HEADER, HEADER_BLOCKS, HEALTH, HEALTH_CHECKS, RESOURCES, SCHEDULE, SECRET, STAGE, STAGE_BLOCKS,
+    VOLUME, AttributeSpec, Type, block_kinds,
 )
+from aipc.compiler.services import Services
 from aipc.compiler.values import ENV_NAME, INVALID, Evaluator, Text, did_you_mean
 from aipc.diagnostics import Diagnostics, Label, Span
 from aipc.dsl import model as m
@@ -37,7 +38,8 @@ DNS_SUBDOMAIN = re.compile(r"[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?")
 LABEL_NAME = re.compile(r"[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?")
 LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
 _WHERE = {"header": "the `pipeline` header", "volume": "a volume", "secret": "a secret",
-          "resources": "`resources`", "schedule": "`schedule`", "autoscale": "`autoscale`"}
+          "resources": "`resources`", "health": "`health`", "schedule": "`schedule`", "autoscale": "`autoscale`"}
+PORT_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")  # IANA_SVC_NAME, with the rules below
 
 
 # ------------------------------------------------------------------ reading blocks
@@ -84,12 +86,7 @@ def _read_block(items, table: Mapping[str, AttributeSpec], sink: Diagnostics, wh
             _unknown_attribute(item, table, sink, where, stage_kind)
             continue
         if stage_kind is not None and stage_kind not in spec.kinds:
-            allowed = _kinds_text(spec.kinds)
-            why = ("a serve stage runs until stopped" if "serve" not in spec.kinds
-                   else "a batch stage runs to completion and serves nothing")
-            sink.error(codes.ATTRIBUTE_NOT_FOR_KIND, item.name_span,
-                       f"`{item.name}` is only for {allowed}, not `{stage_kind}` stages",
-                       label=f"not allowed on a `{stage_kind}` stage", help=why)
+            _not_for_kind(item, spec.kinds, stage_kind, sink)
             continue
         if item.name in block.attributes:
             sink.error(codes.DUPLICATE_ATTRIBUTE, item.name_span, f"`{item.name}` is set twice",
@@ -101,21 +98,26 @@ def _read_block(items, table: Mapping[str, AttributeSpec], sink: Diagnostics, wh
     return block
 
 
+def _not_for_kind(item, kinds, stage_kind: str, sink: Diagnostics) -> None:
+    why = ("a serve stage runs until stopped" if "serve" not in kinds
+           else "a batch stage runs to completion and serves nothing")
+    sink.error(codes.ATTRIBUTE_NOT_FOR_KIND, item.name_span,
+               f"`{item.name}` is only for {_kinds_text(kinds)}, not `{stage_kind}` stages",
+               label=f"not allowed on a `{stage_kind}` stage", help=why)
+
+
 def _read_nested(item, block: _Block, sink: Diagnostics, where: str, stage_kind: str | None,
                  blocks: Mapping[str, Mapping[str, AttributeSpec]]) -> None:
     if item.name not in blocks:
+        owner = "a stage" if stage_kind is not None else "the `pipeline` header"
         sink.error(codes.UNKNOWN_ATTRIBUTE, item.name_span, f"unknown block `{item.name}` in {_WHERE.get(where, where)}",
                    help=did_you_mean(item.name, list(blocks)) or (
-                       "the blocks here are " + ", ".join(f"`{name} {{ ... }}`" for name in blocks) if blocks
-                       else "blocks belong in a stage or the `pipeline` header"))
+                       f"the blocks of {owner} are " + ", ".join(f"`{name} {{ ... }}`" for name in blocks) if blocks
+                       else None))
         return
-    kinds = BLOCK_KINDS.get(item.name)
-    if stage_kind is not None and kinds is not None and stage_kind not in kinds:
-        sink.error(codes.ATTRIBUTE_NOT_FOR_KIND, item.name_span,
-                   f"`{item.name}` is only for {_kinds_text(kinds)}, not `{stage_kind}` stages",
-                   label=f"not allowed on a `{stage_kind}` stage",
-                   help="a batch stage runs to completion and serves nothing" if "serve" in kinds
-                   else "a serve stage runs until stopped")
+    kinds = block_kinds(item.name)  # a block named like an attribute (`health`) has its kinds
+    if stage_kind is not None and stage_kind not in kinds:
+        _not_for_kind(item, kinds, stage_kind, sink)
         return
     if item.name in block.blocks:
         sink.error(codes.DUPLICATE_ATTRIBUTE, item.name_span, f"`{item.name}` is set twice",
@@ -201,6 +203,20 @@ def _label_key(key: str) -> bool:
     return "/" not in key
 
 
+def port_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot be a Kubernetes port name (an IANA service name,
+    k8s.io/apimachinery validation.IsValidPortName), or None."""
+    if len(name) > 15:
+        return f"{len(name)} characters, at most 15"
+    if not PORT_NAME.fullmatch(name):
+        return "lower-case letters, digits and `-` only, not starting or ending with `-`"
+    if "--" in name:
+        return "`--` is not allowed"
+    if not any(c.isalpha() for c in name):
+        return "it needs at least one letter"
+    return None
+
+
 def _label_value(text: str) -> bool:
     return len(text) <= 63 and LABEL_VALUE.fullmatch(text) is not None
 
@@ -283,6 +299,7 @@ class _Lowering:
         self.header = _Header(self._pipeline_name())
         self.params = bind_params(self.symbols, overrides, sink)
         self.evaluator = Evaluator(sink, self.params, self.symbols.known("param"), self.header.name)
+        self.evaluator.services = self._services()
         # Names the stages refer to, by kind; every reference to a declaration marks it here
         # (params through the evaluator), and what is left unmarked is W101.
         self.used: dict[str, set[str]] = {"volume": set(), "secret": set()}
@@ -304,6 +321,32 @@ class _Lowering:
                             help=f'lowercase letters, digits, `-` and `_`, starting with a letter: "{ir.clean_name(header.name)}"')
             return ir.clean_name(header.name)
         return header.name
+
+    def _services(self) -> Services:
+        """The serve stages' addresses, read before any stage is lowered (a stage may
+        name one declared after it). Their ports are evaluated here without a word:
+        what is wrong with them is reported when their stage is lowered."""
+        quiet = Evaluator(Diagnostics(self.program.path), self.params, self.symbols.known("param"), self.header.name)
+        ports: dict[str, tuple[int, int]] = {}
+        for name, declaration in self.symbols.stages.items():
+            if declaration.kind != "serve":
+                continue
+            values = {}
+            for item in declaration.items:
+                if isinstance(item, m.Attribute) and item.name in ("port", "expose") and item.name not in values:
+                    values[item.name] = quiet.quantity(STAGE[item.name], item.value, name)
+            port = values.get("port", INVALID)
+            expose = values.get("expose", port)
+            if port is not INVALID and expose is not INVALID:
+                ports[name] = (port, expose)
+        others = {name: what for kind, what in (("secret", "secret"), ("volume", "volume"), ("param", "parameter"))
+                  for name in self.symbols.known(kind)}
+        return Services(
+            pipeline=self.header.name,
+            kinds={name: d.kind for name, d in self.symbols.stages.items()}
+            | {name: "broken" for name in self.symbols.broken.get("stage", ()) if name not in self.symbols.stages},
+            ports=ports, spans={name: d.name.span for name, d in self.symbols.stages.items()}, others=others,
+        )
 
     def lower_header(self) -> None:
         header = self.symbols.header
@@ -510,7 +553,6 @@ class _Lowering:
         lowered = {n: self.lower_stage(d, volumes, secrets) for n, d in self.symbols.stages.items()}
         nodes = {n: result.node for n, result in lowered.items()}
         graph = dag.dependency_graph(nodes)
-        dag.check_service_waits(graph, nodes, sink)
         acyclic = dag.check_cycles(graph, sink)
         self._check_object_names(volumes)
         if not acyclic:
@@ -642,9 +684,15 @@ class _StageLowering:
             attributes = {name: a for name, a in attributes.items() if name not in ("command", "script")}
         if "image" not in attributes:
             self._default_image()
+        for name in [name for name in block.blocks if name in attributes]:  # `health = "/x"` and `health { }`
+            self.sink.error(codes.DUPLICATE_ATTRIBUTE, block.blocks[name][0], f"`{name}` is set twice",
+                            label="set again here", related=[Label(attributes[name].name_span, "first set here")],
+                            help="keep the attribute or the block")
+            del block.blocks[name]
         for name, attribute in attributes.items():
             LOWER_STAGE_ATTRIBUTE[name](self, STAGE[name], attribute.value)
-        for name, (_, items) in block.blocks.items():
+        for name, (span, items) in block.blocks.items():
+            self.spans.append((name, span))
             LOWER_STAGE_BLOCK[name](self, items)
         self.fields["schedule"] = self._merged_schedule()
         self._check_autoscaling(block.blocks["autoscale"][0] if "autoscale" in block.blocks else None)
@@ -653,6 +701,8 @@ class _StageLowering:
             self.lowering.missing("stage", self.name, "port", self.declaration.name.span,
                                   f"serve stage `{self.name}` has no `port`",
                                   label="needs a port", help="add the port the service listens on: `port = 8080`")
+        elif self.kind == "serve":
+            self._check_ports(attributes)
         node = dag.Node(self.name, self.kind != "serve", tuple(self.after), self.declaration.name.span)
         if self.sink.error_count() > errors:
             return _LoweredStage(node, uses, None)
@@ -677,7 +727,7 @@ class _StageLowering:
         self._set_image(header.image, header.image_span)
 
     def _image(self, spec, value) -> None:
-        text = self.evaluator.string(spec, value, self.name)
+        text = self.evaluator.string(spec, value, self.name)  # no service address: an image names none
         if text is not INVALID:
             self._set_image(text, value.span)
 
@@ -701,7 +751,7 @@ class _StageLowering:
                               label="unpinned", help="pin a version tag (`:1.4.2`) or a digest (`@sha256:...`)")
 
     def _command(self, spec, value) -> None:
-        items = self.evaluator.string_list(spec, value, self.name)
+        items = self.evaluator.string_list(spec, value, self.name, addresses=True)
         if items == []:
             self.sink.error(codes.WRONG_TYPE, value.span, "`command` is empty",
                             help="leave `command` out to run the image's own entrypoint")
@@ -709,7 +759,7 @@ class _StageLowering:
             self.fields["command"] = tuple(_text(text, span) for text, span in items)
 
     def _script(self, spec, value) -> None:
-        text = self.evaluator.string(spec, value, self.name)
+        text = self.evaluator.string(spec, value, self.name, addresses=True)
         if text is not INVALID and not text.value.strip():
             self.sink.error(codes.WRONG_TYPE, value.span, "`script` is empty",
                             help="leave `script` out to run the image's own entrypoint")
@@ -717,14 +767,14 @@ class _StageLowering:
             self.fields["script"] = _text(text, value.span)
 
     def _workdir(self, spec, value) -> None:
-        text = self.evaluator.string(spec, value, self.name)
+        text = self.evaluator.string(spec, value, self.name, addresses=True)
         if text is not INVALID:
             self.fields["workdir"] = _text(text, value.span)
 
     def _health(self, spec, value) -> None:
-        text = self.evaluator.string(spec, value, self.name)
+        text = self.evaluator.string(spec, value, self.name, addresses=True)
         if text is not INVALID:
-            self.fields["health"] = _text(text, value.span)
+            self.fields["health"] = ir.Health(ir.HealthKind.HTTP, path=_text(text, value.span), span=value.span)
 
     def _env(self, spec, value) -> None:
         if isinstance(value, m.MapValue) and any(isinstance(e.value, m.Reference) for e in value.entries):
@@ -737,7 +787,7 @@ class _StageLowering:
                                      "makes each of its keys an environment variable")
             value = value.model_copy(update={"entries": tuple(
                 e for e in value.entries if not isinstance(e.value, m.Reference))})
-        pairs = self.evaluator.string_map(spec, value, self.name)
+        pairs = self.evaluator.string_map(spec, value, self.name, addresses=True)
         if pairs is not INVALID:
             self.fields["env"] = tuple(
                 (key, _text(text, entry.value.span)) for key, text, entry in pairs
@@ -888,6 +938,139 @@ class _StageLowering:
         self.fields["autoscale"] = ir.Autoscale(low, high, cpu=cpu, metric=metric,
                                                 target=written.get("target", (None,))[0], span=span)
 
+    # ports and health ----------------------------------------------------------------
+
+    def _expose(self, spec, value) -> None:
+        self._set("expose", self.evaluator.quantity(spec, value, self.name))
+
+    def _ports(self, spec, value) -> None:
+        """``ports = { NAME = PORT, ... }``: Kubernetes port names (``_`` becomes ``-``)."""
+        if not isinstance(value, m.MapValue):
+            self.evaluator.quantity(spec, value, self.name)  # says what was expected
+            return
+        out: list[ir.NamedPort] = []
+        seen: dict[str, m.Entry] = {}
+        for entry in value.entries:
+            number = self.evaluator.quantity(spec, entry.value, self.name)
+            name = entry.key.replace("_", "-")
+            if name in seen:
+                self.sink.error(codes.DUPLICATE_ATTRIBUTE, entry.key_span, f"the port `{name}` is named twice",
+                                label="named again here", related=[Label(seen[name].key_span, "first named here")],
+                                help="give each port its own name (`_` and `-` are the same in port names)")
+                continue
+            seen[name] = entry
+            problem = port_name_problem(name)
+            if problem is not None:
+                self.sink.error(codes.INVALID_PORT_NAME, entry.key_span, f"`{entry.key}` is not a valid port name: "
+                                f"{problem}", label="becomes a Kubernetes port name",
+                                help="at most 15 lower-case letters, digits and `-`, with a letter, e.g. `metrics`")
+                continue
+            if number is not INVALID:
+                out.append(ir.NamedPort(name, number))
+        self.port_keys = seen
+        self.fields["ports"] = tuple(out)
+
+    def _health_block(self, items) -> None:
+        block = _read_block(items, HEALTH, self.sink, "health")
+        attributes = block.attributes
+        checks = [name for name in HEALTH_CHECKS if name in attributes]
+        span = dict(self.spans)["health"]
+        self.spans += [(f"health.{name}", attribute.span) for name, attribute in attributes.items()]
+        if not checks:
+            self.sink.error(codes.MISSING_ATTRIBUTE, span, "`health` says how to check the service: it needs "
+                            "one of `http`, `tcp` or `command`", label="no check",
+                            help='add `http = "/health"`, `tcp = true` or `command = ["..."]`')
+            return
+        for other in checks[1:]:
+            self.lowering._conflict(attributes[other], attributes[checks[0]],
+                                    f"`{checks[0]}` and `{other}` are two health checks; a service has one")
+        if "port" in attributes and checks[0] == "command":
+            self.lowering._conflict(attributes["port"], attributes["command"],
+                                    "`port` says where `http` or `tcp` checks; `command` runs in the container")
+        values: dict = {}
+        for name, attribute in attributes.items():
+            spec = HEALTH[name]
+            if name == "http":
+                text = self.evaluator.string(spec, attribute.value, self.name, addresses=True)
+                values["path"] = _text(text, attribute.value.span) if text is not INVALID else INVALID
+            elif name == "command":
+                values["command"] = self._argv(spec, attribute.value)
+            elif name == "tcp":
+                values["tcp"] = self.evaluator.boolean(spec, attribute.value, self.name)
+                if values["tcp"] is False:
+                    self.sink.error(codes.INVALID_CHOICE, attribute.value.span, "`tcp = false` checks nothing",
+                                    label="expected `true`", help="write `tcp = true`, or use `http` or `command`")
+            elif name == "port":
+                values["port"] = self._health_port(spec, attribute.value)
+            else:
+                values[name] = self.evaluator.quantity(spec, attribute.value, self.name)
+        if any(value is INVALID for value in values.values()) or len(checks) > 1:
+            return
+        values.pop("tcp", None)
+        self.fields["health"] = ir.Health(ir.HealthKind(checks[0]), span=span, **values)
+
+    def _argv(self, spec, value) -> tuple[ir.Text, ...] | Any:
+        items = self.evaluator.string_list(spec, value, self.name, addresses=True)
+        if items == []:
+            self.sink.error(codes.WRONG_TYPE, value.span, f"`{spec.name}` is empty",
+                            help=f"write the program to run: `{spec.example}`")
+            return INVALID
+        return INVALID if items is INVALID else tuple(_text(text, span) for text, span in items)
+
+    def _health_port(self, spec, value) -> int | Any:
+        """A port number, or the name of one of ``ports``."""
+        name = value.value if isinstance(value, m.Word) else value.literal if (
+            isinstance(value, m.Str) and value.is_literal) else None
+        if name is None:
+            return self.evaluator.quantity(spec, value, self.name)
+        ports = {port.name: port.port for port in self.fields.get("ports", ())}
+        found = ports.get(name.replace("_", "-"))
+        if found is None:
+            written = [key for key in getattr(self, "port_keys", {})]
+            self.sink.error(codes.UNKNOWN_PORT_NAME, value.span, f"`{name}` is not one of the stage's `ports`",
+                            label="no port of this name", help=did_you_mean(name, written)
+                            or ("write the port's number, or name one of: " + ", ".join(f"`{k}`" for k in written)
+                                if written else "write the port's number, or add it to `ports = { NAME = PORT }`"))
+            return INVALID
+        return found
+
+    def _check_ports(self, attributes) -> None:
+        """Distinct container ports and Service ports; names clear of ``port``'s; the
+        health check's port, by default ``port``."""
+        port = self.fields.get("port")
+        if port is None:
+            return
+        health = self.fields.get("health")
+        main_name = (ir.OTHER_MAIN_PORT_NAME if health is not None and health.kind is not ir.HealthKind.HTTP
+                     else ir.MAIN_PORT_NAME)
+        expose = self.fields.get("expose", port)
+        keys = getattr(self, "port_keys", {})
+        for named in self.fields.get("ports", ()):
+            key = keys[named.name].key_span
+            if named.name == main_name:
+                self.sink.error(codes.INVALID_PORT_NAME, key, f"`{named.name}` is the name of `port`",
+                                label="taken", related=[Label(attributes["port"].name_span, f"named `{main_name}`")],
+                                help="choose another name for this port")
+            elif named.port == port:
+                self.sink.error(codes.PORT_CONFLICT, key, f"port {port} is `port` already",
+                                label="listed twice", related=[Label(attributes["port"].value.span, "here")],
+                                help="list each port once: `port` is named `" + main_name + "`")
+            elif named.port == expose:
+                self.sink.error(codes.PORT_CONFLICT, key,
+                                f"port {named.port} is also `expose`, the Service port of `port`",
+                                label="two Service ports numbered alike",
+                                related=[Label(attributes["expose"].value.span, "exposed here")],
+                                help="expose `port` on another number, or move this port")
+        numbers: dict[int, str] = {}
+        for named in self.fields.get("ports", ()):
+            if named.port in numbers:
+                self.sink.error(codes.PORT_CONFLICT, keys[named.name].key_span,
+                                f"port {named.port} is named twice (`{numbers[named.port]}` and `{named.name}`)",
+                                label="listed twice", help="list each port once")
+            numbers.setdefault(named.port, named.name)
+        if health is not None and health.kind is not ir.HealthKind.COMMAND and health.port is None:
+            self.fields["health"] = dataclasses.replace(health, port=port)
+
     # resources and mounts -----------------------------------------------------------
 
     def _resources(self, items) -> None:
@@ -994,11 +1177,14 @@ LOWER_STAGE_ATTRIBUTE: dict[str, Callable[[_StageLowering, AttributeSpec, m.Valu
     "retries": _StageLowering._retries,
     "timeout": _StageLowering._timeout,
     "port": _StageLowering._port,
+    "expose": _StageLowering._expose,
+    "ports": _StageLowering._ports,
     "replicas": _StageLowering._replicas,
     "health": _StageLowering._health,
 }
 LOWER_STAGE_BLOCK: dict[str, Callable[[_StageLowering, list], None]] = {
     "resources": _StageLowering._resources,
+    "health": _StageLowering._health_block,
     "schedule": _StageLowering._schedule,
     "autoscale": _StageLowering._autoscale_block,
 }

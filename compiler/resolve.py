@@ -17,8 +17,9 @@ reference is one more entry in :data:`NAME_LISTS` or one more case in
 The v1 forms are declared and used here as well: a template by its name, an
 import by its ``as`` name (or its file's stem); ``from trainer`` uses the
 template, ``from gpu.h100_trainer`` the import ``gpu`` (its template lives in
-the imported file), ``input model.metrics`` the stage ``model``, and a dotted
-value (``hf.token``, v1's only one: a secret's key) the secret ``hf``.
+the imported file), ``input model.metrics`` the stage ``model``, a dotted
+value (``hf.token``, v1's only one: a secret's key) the secret ``hf``, and a
+service address in a string (``${db.host}``) the stage ``db``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ from aipc.dsl import model as m
 # The kinds of declared names, and what a message calls each.
 WHAT = {"param": "parameter", "volume": "volume", "secret": "secret", "stage": "stage", "template": "template",
         "import": "import"}
+# `${NAME.x}` with these is a built-in (`${pipeline.name}`), never a stage's address.
+ADDRESS_BUILTINS = ("pipeline", "stage", "matrix")
 # Attribute types whose values are names of declarations of a kind: `after = [a, b]`.
 NAME_LISTS: dict[Type, str] = {Type.STAGE_LIST: "stage", Type.SECRET_LIST: "secret"}
 
@@ -174,8 +177,14 @@ def _references_in(node, table: dict[str, AttributeSpec]) -> Iterator[Reference]
     """The references under a model node whose attributes are read against ``table``."""
     if isinstance(node, m.Str):
         for part in node.parts:
-            if isinstance(part, m.Interpolation) and "." not in part.name:  # dotted names are built-ins
+            if not isinstance(part, m.Interpolation):
+                continue
+            head, dot, _ = part.name.partition(".")
+            if not dot:
                 yield Reference("param", part.name, part.name_span)
+            elif head not in ADDRESS_BUILTINS:  # `${db.host}`: a use of the stage `db`
+                start = part.name_span.start
+                yield Reference("stage", head, Span(start, start + len(head)))
         return
     if isinstance(node, m.Reference):  # a dotted value: `hf.token`, a key of the secret `hf`
         first = node.parts[0]

@@ -28,13 +28,17 @@ class Type(enum.Enum):
     CPU = "a cpu quantity"
     DURATION = "a duration"
     CHOICE = "one of the choices"
+    BOOL = "a boolean"
+    PORT = "a port number or the name of one of `ports`"
+    PORT_MAP = "a map of port names to port numbers"
 
     @property
     def quantity(self) -> Kind | None:
         return _QUANTITIES.get(self)
 
 
-_QUANTITIES = {Type.INT: Kind.COUNT, Type.BYTES: Kind.BYTES, Type.CPU: Kind.CPU, Type.DURATION: Kind.DURATION}
+_QUANTITIES = {Type.INT: Kind.COUNT, Type.BYTES: Kind.BYTES, Type.CPU: Kind.CPU, Type.DURATION: Kind.DURATION,
+               Type.PORT: Kind.COUNT, Type.PORT_MAP: Kind.COUNT}  # a port map's values, a port's number
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,12 +119,41 @@ STAGE = _table(
                   kinds=BATCH, minimum=1, maximum=units.MAX_SECONDS, example="timeout = 12h"),
     AttributeSpec("port", Type.INT, "The port the service listens on.", kinds=SERVE, minimum=1,
                   maximum=65535, example="port = 8080"),
+    AttributeSpec("expose", Type.INT,
+                  "The port clients use for `port`: the Service's port on Kubernetes and Argo, the "
+                  "published host port on docker-compose and `aipc run` (default: `port`).",
+                  kinds=SERVE, minimum=1, maximum=65535, example="expose = 80"),
+    AttributeSpec("ports", Type.PORT_MAP,
+                  "More ports the service listens on, by name (at most 15 lower-case letters, digits "
+                  "and `-`, with a letter); published and admitted like `port`.",
+                  kinds=SERVE, minimum=1, maximum=65535, example="ports = { metrics = 9090 }"),
     AttributeSpec("replicas", Type.INT,
                   "How many copies of the service run; `MIN..MAX` autoscales between them (see `autoscale`).",
                   kinds=SERVE, minimum=1, maximum=units.INT32_MAX, example="replicas = 3"),
-    AttributeSpec("health", Type.PATH, "The HTTP path probed for readiness and liveness.", kinds=SERVE,
-                  example='health = "/healthz"'),
+    AttributeSpec("health", Type.PATH,
+                  "The HTTP path probed for startup, readiness and liveness; or a block "
+                  "`health { http, tcp, command, port, start, interval, timeout, failures }`.",
+                  kinds=SERVE, example='health = "/healthz"'),
 )
+
+HEALTH = _table(
+    AttributeSpec("http", Type.PATH, "Check with an HTTP GET of this path (healthy: a 2xx or 3xx answer).",
+                  example='http = "/health"'),
+    AttributeSpec("tcp", Type.BOOL, "Check that the port accepts a TCP connection.", example="tcp = true"),
+    AttributeSpec("command", Type.STRING_LIST, "Check by running this argv in the container (healthy: exit 0).",
+                  example='command = ["pg_isready", "-U", "postgres"]'),
+    AttributeSpec("port", Type.PORT, "The port `http` and `tcp` check: a number, or a name from `ports` "
+                  "(default: `port`).", minimum=1, maximum=65535, example="port = metrics"),
+    AttributeSpec("start", Type.DURATION, "How long startup may take before failed checks count "
+                  "(default 5m).", minimum=1, maximum=units.MAX_SECONDS, example="start = 20m"),
+    AttributeSpec("interval", Type.DURATION, "The time between two checks (default 5s).", minimum=1,
+                  maximum=units.MAX_SECONDS, example="interval = 10s"),
+    AttributeSpec("timeout", Type.DURATION, "How long one check may take (default 4s).", minimum=1,
+                  maximum=units.MAX_SECONDS, example="timeout = 5s"),
+    AttributeSpec("failures", Type.INT, "Failed checks in a row that make the service unhealthy (default 3).",
+                  minimum=1, maximum=units.INT32_MAX, example="failures = 3"),
+)
+HEALTH_CHECKS = ("http", "tcp", "command")  # a `health` block has exactly one of them
 
 RESOURCES = _table(
     AttributeSpec("cpu", Type.CPU, "CPU cores: `2`, `0.5` or `500m`; `LOW..HIGH` is request..limit.",
@@ -164,16 +197,23 @@ AUTOSCALE = _table(
                   maximum=units.MAX_COUNT, example="target = 100"),
 )
 
-STAGE_BLOCKS = {"resources": RESOURCES, "schedule": SCHEDULE, "autoscale": AUTOSCALE}
+# Blocks of a stage. A block named like a stage attribute (`health`) is another
+# way to write that attribute, for the same kinds of stage.
+STAGE_BLOCKS = {"resources": RESOURCES, "health": HEALTH, "schedule": SCHEDULE, "autoscale": AUTOSCALE}
 HEADER_BLOCKS = {"schedule": SCHEDULE}  # defaults for every stage, merged key by key
-BLOCK_KINDS = {"autoscale": SERVE}  # blocks only some kinds of stage take (the others take every block)
+BLOCK_KINDS = {"autoscale": SERVE}  # blocks only some kinds of stage take, besides those named like attributes
 BLOCKS = {"stage": STAGE_BLOCKS, "pipeline": HEADER_BLOCKS}  # the blocks of each declaration that has some
+
+
+def block_kinds(name: str) -> frozenset[str]:
+    """The kinds of stage that take the block ``name``."""
+    return BLOCK_KINDS.get(name) or (STAGE[name].kinds if name in STAGE else ALL_KINDS)
 
 
 def blocks_for(declaration: str, kind: str | None = None) -> dict[str, dict[str, AttributeSpec]]:
     """The blocks a declaration (``stage``, ``pipeline``) takes, for a stage of ``kind`` when known."""
     return {name: table for name, table in BLOCKS.get(declaration, {}).items()
-            if kind is None or kind in BLOCK_KINDS.get(name, ALL_KINDS)}
+            if kind is None or kind in block_kinds(name)}
 
 PARAM_TYPES = ("string", "int", "float", "bool", "duration")
 

@@ -15,6 +15,7 @@ from typing import Any, Mapping
 
 from aipc import codes
 from aipc.compiler import ir, units
+from aipc.compiler.resolve import ADDRESS_BUILTINS
 from aipc.compiler.schema import AttributeSpec, Type
 from aipc.diagnostics import Diagnostics, Label, Span
 from aipc.dsl import model as m
@@ -127,27 +128,43 @@ class Evaluator:
         self.declared_params = frozenset(declared_params)  # including ones whose value is invalid
         self.pipeline_name = pipeline_name
         self.used_params: set[str] = set()  # every parameter a value referred to (unused ones are W101)
+        # The serve stages' addresses (aipc.compiler.services.Services), set by lowering
+        # before it reads stages; without them `${STAGE.host}` is an unknown name.
+        self.services = None
 
     # strings ------------------------------------------------------------------
 
-    def interpolate(self, string: m.Str, stage: str | None) -> Text | Any:
+    def interpolate(self, string: m.Str, stage: str | None, *, addresses: bool = False) -> Text | Any:
+        """The string with its references substituted. With ``addresses`` (a string a
+        stage hands its container, kept as ``ir.Text``) it may name service addresses
+        (``${db.host}``), and is checked for service names spelled by hand."""
         parts = string.parts
         if not parts:
             return Text("")
         if len(parts) == 1 and parts[0].__class__ is str:  # most strings: literal text
+            if addresses and self.services is not None:
+                self.services.check_spelled(parts[0], string.span, self.sink)
             return Text(parts[0])
         out: list[str] = []
         template: list = []
+        written: list[str] = []  # the text as the author spelled it: literals and `${pipeline.name}`
         parameterised = False
         ok = True
         for part in string.parts:
             if isinstance(part, str):
                 out.append(part)
                 template.append(part)
+                written.append(part)
                 continue
-            value = self._substitute(part, stage)
+            value = self._substitute(part, stage, addresses)
             if value is INVALID:
                 ok = False
+                continue
+            written.append(value if part.name == "pipeline.name" else "\0")
+            if value.__class__ is ir.ServiceRef:
+                out.append(ir.container_address(value))  # what checks of the text see
+                template.append(value)
+                parameterised = True
                 continue
             out.append(value)
             if part.name in self.params:
@@ -163,10 +180,15 @@ class Evaluator:
                 merged[-1] += piece
             elif piece != "":
                 merged.append(piece)
+        if addresses and self.services is not None:
+            self.services.check_spelled("".join(written), string.span, self.sink)
         return Text("".join(out), tuple(merged) if parameterised else None)
 
-    def _substitute(self, part: m.Interpolation, stage: str | None) -> str | Any:
+    def _substitute(self, part: m.Interpolation, stage: str | None, addresses: bool = False
+                    ) -> str | ir.ServiceRef | Any:
         name = part.name
+        if self.services is not None and "." in name and name.partition(".")[0] not in ADDRESS_BUILTINS:
+            return self.services.reference(part, self.sink, addresses and stage is not None)
         if name == "pipeline.name":
             return self.pipeline_name
         if name == "stage.name":
@@ -189,10 +211,10 @@ class Evaluator:
                         label="not declared", help=help)
         return INVALID
 
-    def string(self, spec: AttributeSpec, value, stage: str | None) -> Text | Any:
+    def string(self, spec: AttributeSpec, value, stage: str | None, *, addresses: bool = False) -> Text | Any:
         if not isinstance(value, m.Str):
             return self._wrong_type(spec, value)
-        text = self.interpolate(value, stage)
+        text = self.interpolate(value, stage, addresses=addresses)
         if text is INVALID:
             return INVALID
         if spec.type is Type.PATH and not text.value.startswith("/"):
@@ -329,6 +351,22 @@ class Evaluator:
 
     # choices, lists, maps -----------------------------------------------------------
 
+    def boolean(self, spec: AttributeSpec, value, stage: str | None) -> bool | Any:
+        """``true`` or ``false``, or a string that is exactly one ``${param}`` of type bool."""
+        if isinstance(value, m.Word) and value.value in ("true", "false"):
+            return value.value == "true"
+        if isinstance(value, m.Str) and value.sole_interpolation is not None:
+            text = self._substitute(value.sole_interpolation, stage)
+            if text is INVALID:
+                return INVALID
+            if text in ("true", "false"):
+                return text == "true"
+            self.sink.error(codes.WRONG_TYPE, value.span,
+                            f"`{spec.name}` expects a boolean, found `{units.abbreviate(text)}` "
+                            f"(parameter `{value.sole_interpolation.name}`)", help="give it `true` or `false`")
+            return INVALID
+        return self._wrong_type(spec, value, "`true` or `false`")
+
     def choice(self, spec: AttributeSpec, value) -> str | Any:
         if isinstance(value, m.Word):
             word = value.value
@@ -346,8 +384,8 @@ class Evaluator:
             return INVALID
         return word
 
-    def string_list(self, spec: AttributeSpec, value, stage: str | None, *, words: bool = False
-                    ) -> list[tuple[Text, Span]] | Any:
+    def string_list(self, spec: AttributeSpec, value, stage: str | None, *, words: bool = False,
+                    addresses: bool = False) -> list[tuple[Text, Span]] | Any:
         """Each item as text; numbers are taken as written, bare words only if ``words``."""
         if not isinstance(value, m.ListValue):
             return self._wrong_type(spec, value)
@@ -355,7 +393,7 @@ class Evaluator:
         ok = True
         for item in value.items:
             if isinstance(item, m.Str):
-                text = self.interpolate(item, stage)
+                text = self.interpolate(item, stage, addresses=addresses)
             elif isinstance(item, m.Number) and not words:
                 text = Text(item.text)
             elif isinstance(item, m.Word) and words:
@@ -371,7 +409,8 @@ class Evaluator:
                 out.append((text, item.span))
         return out if ok else INVALID
 
-    def string_map(self, spec: AttributeSpec, value, stage: str | None) -> list[tuple[str, Text, m.Entry]] | Any:
+    def string_map(self, spec: AttributeSpec, value, stage: str | None, *, addresses: bool = False
+                   ) -> list[tuple[str, Text, m.Entry]] | Any:
         """Entries in order; numbers and booleans are taken as written."""
         if not isinstance(value, m.MapValue):
             return self._wrong_type(spec, value)
@@ -388,7 +427,7 @@ class Evaluator:
             seen[entry.key] = entry
             item = entry.value
             if isinstance(item, m.Str):
-                text = self.interpolate(item, stage)
+                text = self.interpolate(item, stage, addresses=addresses)
             elif isinstance(item, m.Number) or (isinstance(item, m.Word) and item.value in ("true", "false")):
                 text = Text(source_text(item))
             else:

@@ -44,6 +44,7 @@ KEYWORD_DOCS = {
 }
 _BLOCK_PURPOSES = {
     "resources": "what the stage requests and is limited to",
+    "health": "how and when the service is checked (serve stages)",
     "schedule": "where the stage's pods may run and how they wait: a node selector, tolerations, a "
                 "PriorityClass and a Kueue queue (in the `pipeline` header: defaults for every stage)",
     "autoscale": "how `replicas = MIN..MAX` scales: on CPU use (`cpu`, percent) or a per-pod `metric`",

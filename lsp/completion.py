@@ -24,6 +24,11 @@ from aipc.dsl import vocabulary as v
 from aipc.lsp.analysis import BLOCK_DOCS, KEYWORD_DOCS, Index
 
 BUILTIN_INTERPOLATIONS = {"pipeline.name": "the pipeline's name", "stage.name": "this stage's name"}
+ADDRESS_DOCS = {  # `${STAGE.x}` of a serve stage, as ir.ADDRESS_FIELDS lists them
+    "host": "the service's host name, as other stages reach it on the target",
+    "port": "the port other stages connect to on the target",
+    "url": "http://HOST:PORT of the service on the target",
+}
 MOUNT, AT, READONLY = (v.TEXT_OF[name] for name in ("MOUNT", "AT", "READONLY"))  # `mount V at "/p" readonly`
 IMPORT, AS, TEMPLATE, FROM = (v.TEXT_OF[name] for name in ("IMPORT", "AS", "TEMPLATE", "FROM"))
 # What the subject of each statement (`mount V`, `input STAGE.OUTPUT`) names: completion offers those.
@@ -337,6 +342,9 @@ def _in_string(token: Token, offset: int, text: str, index: Index) -> Completion
     closing = "" if text[offset:offset + 1] == "}" else "}"
     items = [Candidate(name, "param", detail, insert=name + closing) for name, detail in index.known_names("param")]
     items += [Candidate(name, "param", doc, insert=name + closing) for name, doc in BUILTIN_INTERPOLATIONS.items()]
+    items += [Candidate(f"{declared.name}.{part}", "stage", doc, insert=f"{declared.name}.{part}{closing}")
+              for declared in index.names("stage") if getattr(declared.node, "kind", None) == "serve"
+              for part, doc in ADDRESS_DOCS.items()]
     return Completions(items, Span(start, offset))
 
 

@@ -32,11 +32,8 @@ import os
 import re
 import threading
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from dataclasses import dataclass, field
-from http.client import HTTPException
 from typing import Callable, Iterable, Mapping
 
 import docker
@@ -45,7 +42,7 @@ import docker.types
 import requests.exceptions
 from docker.utils import parse_repository_tag
 
-from aipc.backends.docker import ContainerSpec, Mount, port_range
+from aipc.backends.docker import ContainerSpec, HealthCheck, Mount, describe_health, port_range
 from aipc.compiler import ir
 from aipc.runner.scheduler import Attempt, Devices
 from aipc.runner.selection import (
@@ -57,7 +54,7 @@ LOG_STALL = 30.0  # seconds a container's log may go without a byte before the r
 MAX_LINE = 2**20  # bytes: a longer line is passed on in pieces of this size (nothing is dropped)
 STOP_GRACE = 5  # seconds between SIGTERM and SIGKILL when a service is stopped
 SETTLE = 1.0  # a service without `health` counts as started when still running after this
-ANSWER_SHOWN = 200  # characters of a health endpoint's answer that a failure repeats
+SECOND = 1_000_000_000  # the engine's durations are in nanoseconds
 
 
 class EngineUnavailable(Exception):
@@ -117,7 +114,7 @@ def explain_start_error(error: BaseException, spec: ContainerSpec) -> str:
         return (f"{message}; this Docker engine cannot give containers {spec.gpu.driver.upper()} GPUs: "
                 f"install the AMD Container Toolkit (Docker Engine 28.3 or later) on the host and restart Docker")
     if ("port is already allocated" in message or "address already in use" in message) and spec.publish:
-        ports = port_range(spec.publish.first, spec.publish.last)
+        ports = ", ".join(port_range(p.first, p.last) for p in spec.publish)
         return (f"a host port of {ports} is in use by another program on this machine ({message}); "
                 "stop it, or give the stage another `port`")
     return message
@@ -192,10 +189,20 @@ def container_options(stage: ir.Stage, spec: ContainerSpec, names: RunNames, num
         options["network"] = network
         aliases = sorted({stage.name, ir.dns_label(stage.name), *spec.aliases})
         options["networking_config"] = {network: docker.types.EndpointConfig("1.41", aliases=aliases)}
-    if spec.publish is not None:
-        # Replica n answers on the n-th host port of the spec's range.
-        options["ports"] = {f"{spec.publish.port}/tcp": (bind_address, spec.publish.first + number - 1)}
+    if spec.publish:
+        # Replica n answers on the n-th host port of each range.
+        options["ports"] = {f"{publish.port}/tcp": (bind_address, publish.first + number - 1)
+                            for publish in spec.publish}
+    if spec.healthcheck is not None:
+        options["healthcheck"] = health_option(spec.healthcheck)
     return options
+
+
+def health_option(check: HealthCheck) -> docker.types.Healthcheck:
+    """The health check compose writes, as the engine's (times in nanoseconds)."""
+    return docker.types.Healthcheck(test=list(check.test), interval=check.interval * SECOND,
+                                    timeout=check.timeout * SECOND, retries=check.retries,
+                                    start_period=check.start_period * SECOND)
 
 
 def used_volumes(stages: Iterable[ir.Stage]) -> list[ir.Volume]:
@@ -309,7 +316,7 @@ class DockerDriver:
     environ: Mapping[str, str] = field(default_factory=lambda: dict(os.environ))
     base_dir: str = "."
     bind_address: str = "127.0.0.1"
-    health_timeout: float = 300.0
+    health_timeout: float | None = None  # None: as long as each service's health check allows
     gpu_request: str = "device"  # how containers get their GPUs: a device request, or NVIDIA_VISIBLE_DEVICES
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _live: dict = field(default_factory=dict, init=False)  # container id -> (container, is_service)
@@ -361,15 +368,16 @@ class DockerDriver:
         """Host ports the serve stages publish that a running container holds already
         (an earlier `aipc run --detach`, most often)."""
         wanted = [(stage, self.specs[stage.name].publish) for stage in stages
-                  if not stage.is_batch and self.specs[stage.name].publish is not None]
+                  if not stage.is_batch and self.specs[stage.name].publish]
         if not wanted:
             return []
         problems: list[str] = []
         running = self.client.containers.list(sparse=True)
-        for stage, publish in wanted:
+        for stage, publishes in wanted:
             for container in running:
                 held = [port["PublicPort"] for port in container.attrs.get("Ports") or []
-                        if port.get("PublicPort") is not None and publish.first <= port["PublicPort"] <= publish.last
+                        if port.get("PublicPort") is not None
+                        and any(p.first <= port["PublicPort"] <= p.last for p in publishes)
                         and _addresses_overlap(port.get("IP"), self.bind_address)]
                 if held:
                     problems.append(self._port_holder(stage, min(held), container.attrs))
@@ -692,11 +700,12 @@ class DockerDriver:
         return "127.0.0.1" if self.bind_address in ("0.0.0.0", "::", "") else self.bind_address
 
     def _url(self, container, stage: ir.Stage) -> str | None:
+        """Where the host reaches a replica's `port` (its first published port)."""
         publish = self.specs[stage.name].publish
-        if publish is None:
+        if not publish:
             return None
         container.reload()
-        bindings = (container.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{publish.port}/tcp")
+        bindings = (container.attrs.get("NetworkSettings", {}).get("Ports") or {}).get(f"{publish[0].port}/tcp")
         if not bindings:
             return None
         host = self._probe_host()
@@ -704,8 +713,18 @@ class DockerDriver:
         return f"http://{host}:{bindings[0]['HostPort']}"
 
     def _await_ready(self, stage: ir.Stage, replicas: list[Replica]) -> Attempt:
-        health = self.specs[stage.name].health
-        deadline = time.monotonic() + (self.health_timeout if health else SETTLE)
+        """Wait until the engine finds every replica healthy (its health check is the
+        one compose writes, so the wait honours `start`: failures count after it), or
+        a replica exits or turns unhealthy. Without a health check a service is
+        ready once it still runs after SETTLE."""
+        check = self.specs[stage.name].healthcheck
+        if check is None:
+            limit = SETTLE
+        elif self.health_timeout is not None:
+            limit = self.health_timeout
+        else:  # the longest the engine takes to say `unhealthy`, with a little slack
+            limit = check.start_period + (check.retries + 1) * (check.interval + check.timeout) + 5
+        deadline = time.monotonic() + limit
         waiting = list(replicas)
         answers: dict[int, str] = {}  # replica -> what its health endpoint last answered
         pause = 0.1
@@ -719,21 +738,25 @@ class DockerDriver:
                     code = state.get("ExitCode")
                     return Attempt(exit_code=code, error=f"replica {replica.number} exited with code {code} "
                                                           "before it was ready")
-                if health and replica.url:
-                    healthy, answers[replica.number] = probe(replica.url + health)
-                    if healthy:
-                        waiting.remove(replica)
+                health = state.get("Health") or {}
+                if check is not None and health.get("Status") == "healthy":
+                    waiting.remove(replica)
+                elif check is not None and health.get("Status") == "unhealthy":
+                    return Attempt(error=f"unhealthy: {self._health_words(stage)} failed {check.retries} times "
+                                         f"in a row{_last_output(health)}")
             if not waiting:
                 return Attempt(exit_code=0)
             if time.monotonic() >= deadline:
-                if not health:
+                if check is None:
                     return Attempt(exit_code=0)  # still running after SETTLE: started
-                first = waiting[0]
-                where = first.url + health if first.url else health
-                answer = answers.get(first.number, "no answer: its port is not published")
-                return Attempt(error=f"not healthy after {self.health_timeout:g}s (GET {where}: {answer})")
+                health = waiting[0].container.attrs.get("State", {}).get("Health") or {}
+                return Attempt(error=f"not healthy after {limit:g}s ({self._health_words(stage)})"
+                                     f"{_last_output(health)}")
             time.sleep(pause)
             pause = min(1.0, pause * 1.5)
+
+    def _health_words(self, stage: ir.Stage) -> str:
+        return describe_health(stage.health) if stage.health is not None else "its health check"
 
     def services(self) -> list[Replica]:
         with self._lock:
@@ -791,29 +814,11 @@ class DockerDriver:
                 self.note(f"could not remove network {self._network}: {engine_message(error)}")
 
 
-def probe(url: str) -> tuple[bool, str]:
-    """Whether ``url`` answers with a success (2xx or 3xx), and what it answered: the
-    status and the start of the body, or why there was no answer."""
-    try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - our own service
-            return 200 <= response.status < 400, _answer(response.status, response.reason, response.read(ANSWER_SHOWN))
-    except urllib.error.HTTPError as error:  # 4xx and 5xx
-        try:
-            body = error.read(ANSWER_SHOWN)
-        except (OSError, HTTPException):
-            body = b""
-        return False, _answer(error.code, error.reason, body)
-    except urllib.error.URLError as error:
-        reason = error.reason
-        why = getattr(reason, "strerror", None) or str(reason)
-        return False, f"no answer ({why.lower() if why else 'no connection'})"
-    except (OSError, HTTPException, ValueError) as error:  # a reset connection, a malformed answer
-        return False, f"no answer ({engine_message(error).lower()})"
-
-
-def _answer(status: int, reason: str, body: bytes) -> str:
-    text = " ".join(body.decode("utf-8", "replace").split())[:ANSWER_SHOWN]
-    return f"answered {status} {reason}" + (f": {text}" if text else " with an empty body")
+def _last_output(health: dict) -> str:
+    """``: OUTPUT`` of the last health check the engine ran, on one line, if it said anything."""
+    log = health.get("Log") or []
+    text = " ".join(str(log[-1].get("Output") or "").split()) if log else ""
+    return f": {text[:200]}" if text else ""
 
 
 def _in_parallel(tasks: list[Callable[[], None]]) -> None:

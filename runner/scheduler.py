@@ -1,13 +1,20 @@
 """The order a run follows, independent of how a stage is executed.
 
-Batch stages start once every selected dependency has succeeded, at most
-``jobs`` at a time, in the pipeline's topological order. A stage that fails
-(after its retries) or passes its timeout marks every stage downstream of it
-skipped, and no new stage starts after it: stages already running finish, the
-others are skipped. With ``keep_going`` every batch stage whose dependencies
-succeeded still runs. Serve stages start last: once every selected batch stage
-has finished and none failed, each after its own dependencies (a serve stage
-after a serve stage waits until that one is healthy).
+Batch stages start once every selected dependency has succeeded (a serve
+dependency: is healthy), at most ``jobs`` at a time, in the pipeline's
+topological order. A stage that fails (after its retries) or passes its timeout
+marks every stage downstream of it skipped, and no new stage starts after it:
+stages already running finish, the others are skipped. With ``keep_going`` every
+batch stage whose dependencies succeeded still runs.
+
+Serve stages come in two sorts. One that a batch stage waits for, directly or
+through other serve stages (a database the training job writes to), starts as
+soon as its own dependencies allow, so the batch stage can start once it is
+healthy: what docker-compose does with ``service_healthy``. The others (the
+model server at the end of a pipeline) start last, once every selected batch
+stage has finished and none failed: the pipeline's result is served only when
+the pipeline succeeded. No serve stage starts after a failure; each waits for
+its own dependencies (a serve stage after a serve stage until that one is healthy).
 
 A pending stage says why it waits (:class:`Waiting`): each of
 :attr:`Scheduler.gates`, in order, may hold it back with a reason. The reasons
@@ -246,6 +253,7 @@ class Scheduler:
         self.by_name = {stage.name: stage for stage in self.stages}
         # Dependencies outside the selection are taken as done (`--only`, `--from`).
         self.needs = {stage.name: tuple(d for d in stage.after if d in chosen) for stage in self.stages}
+        self.needed_early = self._services_batch_stages_wait_for()
         self.results = {
             stage.name: StageResult(stage.name, stage.kind,
                                     max_attempts=1 + (stage.retries if stage.is_batch else 0))
@@ -268,6 +276,14 @@ class Scheduler:
         then wait for free ones and get their own."""
         self.gpus = GpuPool(gpus)
         self.gates.append(self._wait_for_gpus)
+
+    def _services_batch_stages_wait_for(self) -> frozenset[str]:
+        """Serve stages a selected batch stage waits for, directly or through serve stages."""
+        early: set[str] = set()
+        for stage in reversed(self.stages):  # dependants before their dependencies
+            if stage.is_batch or stage.name in early:
+                early.update(d for d in self.needs[stage.name] if not self.by_name[d].is_batch)
+        return frozenset(early)
 
     # -- the scheduling loop ------------------------------------------------------------
 
@@ -307,7 +323,7 @@ class Scheduler:
         return Waiting("dependencies", f"waiting for {_names(waiting)}") if waiting else None
 
     def _wait_for_batch_stages(self, stage: ir.Stage) -> Waiting | None:
-        if stage.is_batch or self._batch_settled():
+        if stage.is_batch or stage.name in self.needed_early or self._batch_settled():
             return None
         return Waiting("services", "waiting for the batch stages to finish (serve stages start last)")
 

@@ -51,7 +51,7 @@ def plain(value):
     """IR strings (ir.Text) as the Kubernetes target writes them, each parameter's
     value in place, in whatever tuples hold them: `plain(stage.env)`."""
     if isinstance(value, ir.Text):
-        return value.render(param=ir.param_value)
+        return value.render(param=ir.param_value, service=ir.service_address)
     if isinstance(value, tuple):
         return tuple(plain(item) for item in value)
     return value

@@ -414,6 +414,36 @@ EXAMPLE_CASES = {
             *hardened_argo(batch=("download", "tokenize", "finetune", "benchmark"), serve=("assistant",)),
         ],
     }),
+    "llm-serving": Case(example("llm-serving"), env={"HUGGING_FACE_HUB_TOKEN": "hf_table_test_token",
+                                                      "POSTGRES_PASSWORD": "table-test-password"}, facts={
+        "compose": [
+            (f"{svc('vllm')}.ports", ["127.0.0.1:80:8000", "127.0.0.1:9090:9090"]),
+            (f"{svc('vllm')}.healthcheck.start_period", "20m"),
+            (f"{svc('db')}.healthcheck.test", ["CMD", "pg_isready", "-U", "mlflow", "-d", "mlflow"]),
+            (f"{svc('tracking')}.depends_on", {"db": {"condition": "service_healthy"}}),
+            (f"{svc('tracking')}.command", [Re(r'(?s).*postgresql://mlflow:\$\$\{POSTGRES_PASSWORD\}@llm-serving-db:5432/.*')]),
+            (f"{svc('smoke')}.depends_on", {"tracking": {"condition": "service_healthy"},
+                                            "vllm": {"condition": "service_healthy"}}),
+            (f"{svc('smoke')}.command", Has("http://llm-serving-vllm:8000/v1", "http://llm-serving-tracking:5000")),
+            *hardened_compose("db", "tracking", "vllm", "smoke"),
+        ],
+        "k8s": [
+            (f"{obj('Service', 'llm-serving-vllm')}.spec.ports[0].port", 80),
+            (f"{obj('Service', 'llm-serving-vllm')}.spec.ports[0].targetPort", "http"),
+            (f"{ctr('Deployment', 'llm-serving-vllm')}.startupProbe.failureThreshold", 120),
+            (f"{ctr('Deployment', 'llm-serving-db')}.readinessProbe.exec.command",
+             ["pg_isready", "-U", "mlflow", "-d", "mlflow"]),
+            (f"{obj('Job', 'llm-serving-smoke')}.metadata.annotations[aipc.dev/depends-on]",
+             "Deployment/llm-serving-tracking,Deployment/llm-serving-vllm"),
+            (f"{ctr('Job', 'llm-serving-smoke')}.command", Has("http://llm-serving-vllm:80/v1")),
+            *hardened_k8s("llm-serving", jobs=("smoke",), deployments=("db", "tracking", "vllm")),
+        ],
+        "argo": [
+            (f"{task('smoke')}.dependencies", ["tracking", "vllm"]),
+            (f"{tpl('smoke')}.container.command", Has("http://llm-serving-vllm:80/v1")),
+            *hardened_argo(batch=("smoke",), serve=("db", "tracking", "vllm")),
+        ],
+    }),
     "recommender": Case(example("recommender"), env={"WAREHOUSE_USER": "table-test-user",
                                                       "WAREHOUSE_PASSWORD": "table-test-password"}, facts={
         "compose": [
@@ -608,6 +638,16 @@ data prep { image = "x:1" }
 serve db  { image = "db:1"   after = [prep]  port = 5432 }
 serve api { image = "api:1"  after = [db]    port = 8080  replicas = 2  health = "/healthz" }
 serve web { image = "web:1"  after = [api]   port = 3000 }
+"""
+
+# Ports, `expose`, the `health` block, service addresses, a batch stage after serve stages.
+ADDRESSES = """\
+serve db  { image = "db:1"  port = 5432  expose = 15432  health { command = ["pg_isready"]  interval = 2s  failures = 5 } }
+serve api {
+  image = "api:1"  port = 8000  expose = 80  ports = { metrics = 9090 }  replicas = 2
+  health { http = "/ready"  start = 2m  interval = 10s  timeout = 3s }
+}
+data load { image = "etl:1"  after = [db, api]  command = ["load", "${db.host}:${db.port}", "${api.url}"] }
 """
 
 PARAMS = """\
@@ -856,6 +896,49 @@ CASES = {
             *hardened_argo(batch=("prep",), serve=("db", "api", "web")),
         ],
     }),
+    "addresses": Case(ADDRESSES, facts={
+        "compose": [
+            Quiet(),
+            (f"{svc('db')}.ports", ["127.0.0.1:15432:5432"]),  # expose is the host port
+            (f"{svc('db')}.healthcheck.test", ["CMD", "pg_isready"]),
+            (f"{svc('db')}.healthcheck.interval", "2s"),
+            (f"{svc('db')}.healthcheck.retries", 5),
+            (f"{svc('api')}.ports", ["127.0.0.1:80-81:8000", "127.0.0.1:9090-9091:9090"]),
+            (f"{svc('api')}.healthcheck.start_period", "2m"),
+            (f"{svc('api')}.healthcheck.timeout", "3s"),
+            (f"{svc('load')}.depends_on", {"api": {"condition": "service_healthy"},
+                                           "db": {"condition": "service_healthy"}}),
+            (f"{svc('load')}.command", ["t-db:5432", "http://t-api:8000"]),  # alias and container port
+            (f"{svc('db')}.networks.default.aliases", ["t-db"]),
+            *hardened_compose("db", "api", "load"),
+        ],
+        "k8s": [
+            Quiet(),
+            (f"{obj('Service', 't-db')}.spec.ports", [{"name": "main", "port": 15432, "targetPort": "main",
+                                                       "protocol": "TCP"}]),
+            (f"{obj('Service', 't-api')}.spec.ports[0]", {"name": "http", "port": 80, "targetPort": "http",
+                                                          "protocol": "TCP"}),
+            (f"{obj('Service', 't-api')}.spec.ports[1]", {"name": "metrics", "port": 9090, "targetPort": "metrics",
+                                                          "protocol": "TCP"}),
+            (f"{ctr('Deployment', 't-api')}.startupProbe", {"httpGet": {"path": "/ready", "port": "http"},
+                                                            "periodSeconds": 10, "timeoutSeconds": 3,
+                                                            "failureThreshold": 12}),
+            (f"{ctr('Deployment', 't-db')}.readinessProbe.exec.command", ["pg_isready"]),
+            (f"{ctr('Deployment', 't-db')}.livenessProbe.failureThreshold", 5),
+            (f"{obj('NetworkPolicy', 't-api')}.spec.ingress[0].ports", [{"protocol": "TCP", "port": 8000},
+                                                                        {"protocol": "TCP", "port": 9090}]),
+            (f"{obj('Job', 't-load')}.metadata.annotations[aipc.dev/depends-on]", "Deployment/t-api,Deployment/t-db"),
+            (f"{ctr('Job', 't-load')}.command", ["load", "t-db:15432", "http://t-api:80"]),  # the Service's
+            *hardened_k8s("t", jobs=("load",), deployments=("db", "api")),
+        ],
+        "argo": [
+            (f"{task('load')}.dependencies", ["api", "db"]),
+            (f"{tpl('load')}.container.command", ["load", "t-db:15432", "http://t-api:80"]),
+            (f"{applied('api', 'service')}spec.ports[0].port", 80),
+            (f"{applied('db')}spec.template.spec.containers[0].startupProbe.exec.command", ["pg_isready"]),
+            *hardened_argo(batch=("load",), serve=("db", "api")),
+        ],
+    }),
     "params": Case(PARAMS, params=("epochs=20", "tag=2.0"), facts={
         "compose": [
             (f"{svc('model')}.image", "trainer:2.0"),
@@ -919,7 +1002,7 @@ CASES = {
         "argo": [(f"{tpl('a')}.container.resources.limits[nvidia.com/gpu]", 2)],
     }),
     "gpu-box-too-small": Case(GPU_BOX, args={"compose": ("--gpus", "2")}, facts={
-        "compose": [Fails("B110", (3, 58))],  # `both` alone needs 3
+        "compose": [Fails("B150", (3, 58))],  # `both` alone needs 3
         "k8s": [(f"{ctr('Job', 't-both')}.resources.limits[nvidia.com/gpu]", 3)],
         "argo": [(f"{tpl('both')}.container.resources.limits[nvidia.com/gpu]", 3)],
     }),

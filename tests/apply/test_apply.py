@@ -139,6 +139,26 @@ def test_serve_after_serve_waits_for_availability(stub, capsys):
     assert "stage candidates available" in out
 
 
+def test_a_batch_stage_after_services_waits_until_they_are_available(stub, capsys):
+    server = stub()
+    code, out, err = apply(capsys, str(example("llm-serving")), "--kubeconfig", str(server.kubeconfig))
+    assert code == 0, err
+    cluster = server.cluster
+    smoke = patch_index(cluster, "llm-serving-smoke", "jobs")
+    # the Job goes out once both Deployments it follows are available, not when they are applied
+    for service in ("llm-serving-vllm", "llm-serving-tracking"):
+        assert patch_index(cluster, service, "deployments") < met_at(cluster, "Deployment", service) < smoke
+    assert "stage vllm available" in out and "stage tracking available" in out
+    assert_dependency_order(cluster, example("llm-serving"))
+
+
+def test_a_batch_stage_after_a_stalled_service_is_never_applied(stub, capsys):
+    server = stub(stall_deployments=frozenset({"llm-serving-vllm"}))
+    code, out, err = apply(capsys, str(example("llm-serving")), "--kubeconfig", str(server.kubeconfig))
+    assert code == 1
+    assert "vllm" in err and not any(r.path.endswith("/jobs/llm-serving-smoke") for r in server.cluster.patches)
+
+
 def test_parallel_stages_are_applied_together(stub, capsys):
     server = stub()
     code, _, err = apply(capsys, str(example("recommender")), "--kubeconfig", str(server.kubeconfig))

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from aipc.backends import compose, get_backend
+from aipc.backends import compose, docker, get_backend
 from aipc.backends.writer import to_yaml
 from aipc.cli import main
 from aipc.compiler import check_source
@@ -396,16 +396,16 @@ def test_shm_size():
 
 def test_ports_replicas_and_host_port_ranges():
     svc = services(EVERYTHING)
-    assert svc["api"]["ports"] == ["8080-8082:8080"]
+    assert svc["api"]["ports"] == ["127.0.0.1:8080-8082:8080"]
     assert svc["api"]["deploy"]["replicas"] == 3
-    assert svc["ui"]["ports"] == ["9000:9000"]
+    assert svc["ui"]["ports"] == ["127.0.0.1:9000:9000"]
     assert svc["ui"]["deploy"] == {"replicas": 1}
     assert "ports" not in svc["prep"] and "replicas" not in svc["prep"].get("deploy", {})
 
 
 def test_publish_address():
-    v4 = services(EVERYTHING, options=compose.Options(publish_address="127.0.0.1"))
-    assert v4["api"]["ports"] == ["127.0.0.1:8080-8082:8080"]
+    v4 = services(EVERYTHING, options=compose.Options(publish_address="0.0.0.0"))
+    assert v4["api"]["ports"] == ["0.0.0.0:8080-8082:8080"]
     v6 = services(EVERYTHING, options=compose.Options(publish_address="::1"))
     assert v6["ui"]["ports"] == ["[::1]:9000:9000"]
 
@@ -430,7 +430,7 @@ serve d { image = "d:1"  port = 9000 }
 def test_replicas_beyond_the_last_port_are_reported():
     text = 'serve a { image = "a:1"  port = 65535  replicas = 2 }'
     document, diagnostics = emit(text)
-    assert document["services"]["a"]["ports"] == ["65535:65535"]
+    assert document["services"]["a"]["ports"] == ["127.0.0.1:65535:65535"]
     assert [d.code for d in diagnostics] == ["B102"]
 
 
@@ -467,7 +467,7 @@ def probe(port: int, path: str, tools: dict[str, str], tmp_path: Path) -> int:
     """Run the healthcheck of a service on `port` with only `tools` on PATH, as the
     container's shell would after compose turned `$$` back into `$`."""
     stage = check_source(f'serve s {{ image = "s:1"  port = {port}  health = "{path}" }}', "t.aip").ir.stages[0]
-    script = compose.build_healthcheck(stage.port, plain(stage.health))["test"][1].replace("$$", "$")
+    script = compose.build_healthcheck(docker.health_check(stage.health))["test"][1].replace("$$", "$")
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir(exist_ok=True)
     for name, target in tools.items():
@@ -629,17 +629,25 @@ def test_usage_errors(tmp_path, capsys):
     (tmp_path / "p.aip").write_text(GOOD)
     assert run_cli("compile", str(tmp_path / "p.aip"), "--target", "nomad") == 2
     assert "unknown target `nomad`" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as exit_info:
-        run_cli("compile", str(tmp_path / "p.aip"), "--target", "compose", "--compose-publish-address", "localhost")
-    assert exit_info.value.code == 2
-    assert "is not an IP address" in capsys.readouterr().err
+    for option in ("--publish-address", "--compose-publish-address"):
+        for address in ("local-host", "127.0.0.300", "0.0.0.0:80", ""):
+            with pytest.raises(SystemExit) as exit_info:
+                run_cli("compile", str(tmp_path / "p.aip"), "--target", "compose", option, address)
+            assert exit_info.value.code == 2
+            assert "is not an IP address" in capsys.readouterr().err
 
 
-def test_publish_address_from_the_command_line(tmp_path, capsys):
+@pytest.mark.parametrize(("arguments", "published"), [
+    ((), "127.0.0.1:80:80"),  # the default, as `aipc run`'s (it was every interface)
+    (("--publish-address", "0.0.0.0"), "0.0.0.0:80:80"),
+    (("--publish-address", "localhost"), "127.0.0.1:80:80"),
+    (("--publish-address", "[::1]"), "[::1]:80:80"),
+    (("--compose-publish-address", "192.0.2.7"), "192.0.2.7:80:80"),  # the option's old name still works
+])
+def test_publish_address_from_the_command_line(tmp_path, capsys, arguments, published):
     (tmp_path / "p.aip").write_text('serve s { image = "s:1"  port = 80 }\n')
-    assert run_cli("compile", str(tmp_path / "p.aip"), "--target", "compose",
-                   "--compose-publish-address", "127.0.0.1") == 0
-    assert yaml.safe_load(capsys.readouterr().out)["services"]["s"]["ports"] == ["127.0.0.1:80:80"]
+    assert run_cli("compile", str(tmp_path / "p.aip"), "--target", "compose", *arguments) == 0
+    assert yaml.safe_load(capsys.readouterr().out)["services"]["s"]["ports"] == [published]
 
 
 def test_the_backend_is_registered():

@@ -403,7 +403,7 @@ def test_output_is_deterministic_across_runs_and_hash_seeds():
         outputs.add(result.stdout)
     assert len(outputs) == 1
     jobs = sum(stage.is_batch for path in CLUSTER_EXAMPLES for stage in example_ir(path).stages)
-    assert outputs.pop().count(b"\nkind: Job\n") == jobs >= 18
+    assert outputs.pop().count(b"\nkind: Job\n") == jobs >= 19
 
 
 # ----------------------------------------------------------- external checkers

@@ -287,7 +287,7 @@ def test_compose_gpus_gives_overlapping_stages_devices_of_their_own():
 def test_compose_gpus_fewer_than_the_peak_is_an_error_naming_the_stages():
     emitted = get_backend("compose").emit(compile_ir(GPU_BOX), get_backend("compose").Options(gpus=3))
     (error,) = emitted.diagnostics
-    assert error.code == "B110" and error.is_error and emitted.documents == ()
+    assert error.code == "B150" and error.is_error and emitted.documents == ()
     assert "need 4 GPUs" in error.message and "`a` and `b` at level 1" in error.message
     one = get_backend("compose").emit(compile_ir('train big { image = "x:1"  resources { gpu = 3 } }'),
                                       get_backend("compose").Options(gpus=2))
@@ -305,6 +305,6 @@ def test_compose_gpus_from_the_command_line(tmp_path, capsys):
     source = tmp_path / "p.aip"
     source.write_text(GPU_BOX)
     assert cli.main(["compile", str(source), "-t", "compose", "--gpus", "3"]) == 1
-    assert "error[B110]" in capsys.readouterr().err
+    assert "error[B150]" in capsys.readouterr().err
     assert cli.main(["compile", str(source), "-t", "compose", "--gpus", "4"]) == 0
     assert "device_ids" in capsys.readouterr().out

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aipc.compiler import check_source
-from tests.helpers import codes_of
+from tests.helpers import codes_of, compile_ok
 
 
 def messages(text: str) -> list[str]:
@@ -33,12 +33,19 @@ def test_cycle_through_a_long_chain():
     assert message == "E301 dependency cycle: s0 -> s1 -> s2 -> s3 -> s4 -> s5 -> s0"
 
 
-def test_batch_stage_cannot_wait_for_a_service_even_with_a_cycle_elsewhere():
-    assert sorted(codes_of('''
+def test_a_batch_stage_may_wait_for_a_service_since_v1():
+    # v0 rejected it (E302); now it means: start once the service is healthy
+    assert codes_of('''
 serve api { image = "e:1"  port = 80 }
 data x { image = "e:1"  after = [api] }
-data a { image = "e:1"  after = [a] }
-''')) == ["E301", "E302"]
+''') == []
+    pipeline = compile_ok('''
+serve api { image = "e:1"  port = 80 }
+data x { image = "e:1"  after = [api] }
+serve front { image = "e:1"  port = 81  after = [x] }
+''')
+    assert [stage.name for stage in pipeline.stages] == ["api", "x", "front"]
+    assert pipeline.stage("x").after == ("api",) and pipeline.stage("x").level == 1
 
 
 RACE = '''

@@ -18,7 +18,7 @@ import pytest
 
 from aipc import cli
 from aipc.compiler import check_source, units
-from aipc.compiler.schema import RESOURCES, STAGE, VOLUME, AttributeSpec
+from aipc.compiler.schema import HEALTH, RESOURCES, STAGE, VOLUME, AttributeSpec
 from aipc.diagnostics import Source
 
 CASES = Path(__file__).resolve().parent.parent / "diagnostics" / "cases"
@@ -28,6 +28,7 @@ HUGE = "9" * 4400  # beyond the 4,300 digits Python's int() reads from text
 
 NUMBERS = {name: spec for table in (VOLUME, STAGE, RESOURCES) for name, spec in table.items()
            if spec.type.quantity is not None}
+NUMBERS |= {f"health.{name}": spec for name, spec in HEALTH.items() if spec.type.quantity is not None}
 
 
 def program(name: str, literal: str) -> str:
@@ -38,6 +39,10 @@ def program(name: str, literal: str) -> str:
         return f'data a {{ image = "x:1"\n  resources {{ {name} = {literal} }} }}'
     if name == "port":
         return f'serve a {{ image = "x:1"\n  port = {literal} }}'
+    if name == "ports":
+        return f'serve a {{ image = "x:1"  port = 80\n  ports = {{ m = {literal} }} }}'
+    if name.startswith("health."):
+        return f'serve a {{ image = "x:1"  port = 80\n  health {{ tcp = true  {name[7:]} = {literal} }} }}'
     if NUMBERS[name].kinds == {"serve"}:
         return f'serve a {{ image = "x:1"  port = 80\n  {name} = {literal} }}'
     return f'data a {{ image = "x:1"\n  {name} = {literal} }}'
@@ -64,7 +69,9 @@ def run(capsys, tmp_path: Path, text: str, *args: str) -> tuple[int, str]:
 
 
 def test_every_number_attribute_has_a_minimum_and_a_maximum():
-    assert set(NUMBERS) == {"size", "retries", "timeout", "port", "replicas", "cpu", "memory", "gpu", "shm", "disk"}
+    assert set(NUMBERS) == {"size", "retries", "timeout", "port", "expose", "ports", "replicas", "cpu", "memory",
+                            "gpu", "shm", "disk", "health.port", "health.start", "health.interval",
+                            "health.timeout", "health.failures"}
     for name, spec in NUMBERS.items():
         assert spec.minimum is not None and spec.maximum is not None, name
         assert spec.maximum <= units.INT64_MAX, name
@@ -77,7 +84,7 @@ def test_the_maximum_is_accepted_and_one_more_is_an_error_at_the_value(name):
     text = program(name, written(spec, spec.maximum + 1))
     checked = check_source(text, "t.aip")
     (error,) = checked.diagnostics
-    assert error.code == "E209" and f"`{name}` must be" in error.message
+    assert error.code == "E209" and f"`{name.removeprefix('health.')}` must be" in error.message
     assert text[error.span.start:error.span.end] == written(spec, spec.maximum + 1)
     assert Source("t.aip", text).position(error.span.start)[0] == 2
 

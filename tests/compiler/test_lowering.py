@@ -23,8 +23,14 @@ def test_every_example_checks_clean(path: Path):
 
 
 def test_the_language_page_example_is_an_example():
-    program = language_page_programs()[0]  # kept verbatim in examples/, so every backend compiles it
+    program, *_ = language_page_programs()  # kept verbatim in examples/, so every backend compiles it
     assert (ROOT / "examples" / "fraud-detection.aip").read_text() == program
+
+
+@pytest.mark.parametrize("index", range(1, len(language_page_programs())))
+def test_every_other_program_of_the_language_page_checks_clean(index):
+    checked = check_source(language_page_programs()[index], f"page-{index}.aip")
+    assert checked.diagnostics == [] and checked.ir is not None
 
 
 def test_the_readme_tour_checks_clean():
@@ -66,7 +72,10 @@ def test_fraud_detection_lowers_as_the_language_page_says():
     assert [(m.volume.name, m.path, m.readonly) for m in model.mounts] == [
         ("features", "/data/features", True), ("models", "/models", False)]
     api = pipeline.stage("api")
-    assert (api.kind, api.port, api.replicas, plain(api.health)) == (ir.StageKind.SERVE, 8080, 3, "/healthz")
+    assert (api.kind, api.port, api.replicas, plain(api.health.path)) == (ir.StageKind.SERVE, 8080, 3, "/healthz")
+    assert (api.health.kind, api.health.port, api.health.start, api.health.interval) == (
+        ir.HealthKind.HTTP, 8080, ir.HEALTH_START, ir.HEALTH_INTERVAL)
+    assert (api.expose, api.service_port, api.ports, api.port_name) == (None, 8080, (), "http")
     raw = next(v for v in pipeline.volumes if v.name == "raw")
     assert (raw.kind, raw.size, raw.access, raw.storage_class) == (
         ir.VolumeKind.SIZED, 200 * 2**30, ir.Access.RWX, "fast-ssd")

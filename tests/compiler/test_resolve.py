@@ -42,6 +42,14 @@ def test_the_symbol_table_lists_every_declaration_and_every_reference():
     ]
 
 
+def test_a_service_address_is_a_use_of_its_stage_and_built_ins_are_not():
+    text = ('serve db { image = "p:1"  port = 5432 }\n'
+            'data load { image = "i:1"  after = [db]  command = ["${db.host}", "${ db.url }", "${pipeline.name}",'
+            ' "${stage.name}", "${matrix.lr}", "${ghost.port}"] }\n')
+    assert references(text) == [("stage", "db", "db"), ("stage", "db", "db"), ("stage", "db", "db"),
+                                ("stage", "ghost", "ghost")]
+
+
 def test_what_holds_references_comes_from_the_schema_types(monkeypatch):
     """A new attribute whose type is a list of stage names is a reference without a
     change in the resolver (nor in the language server, which reads the resolver)."""

@@ -63,7 +63,7 @@ def test_a_malformed_toleration_is_an_error_at_it(written, message):
     source = IMAGE + f'train t {{ schedule {{ tolerate = ["ok", "{written}"] }} }}'
     checked = check_source(source, "t.aip")
     (diagnostic,) = checked.diagnostics
-    assert diagnostic.code == "E231" and message in diagnostic.message
+    assert diagnostic.code == "E251" and message in diagnostic.message
     assert source[diagnostic.span.start:diagnostic.span.end] == f'"{written}"'
 
 
@@ -146,7 +146,7 @@ def test_a_portable_model_names_its_vendor():
 def test_text_shaped_like_a_model_name_is_an_unknown_model(written, suggested):
     (diagnostic,) = check_source(IMAGE + f'train t {{ resources {{ gpu = 1  gpu_model = "{written}" }} }}',
                                  "t.aip").diagnostics
-    assert diagnostic.code == "E230"
+    assert diagnostic.code == "E250"
     for name in suggested:
         assert f"`{name}`" in diagnostic.help.split("?")[0]
     assert "H100-80GB, H200, B200" in diagnostic.help  # the known ones, always
@@ -207,12 +207,12 @@ def test_zero_to_n_needs_a_custom_metric():
     scaled = autoscale_of('replicas = 0..4  autoscale { metric = "requests_waiting"  target = 1 }')
     assert (scaled.minimum, scaled.maximum) == (0, 4)
     assert stage_of(SERVE.format(body='replicas = 0..4  autoscale { metric = "q"  target = 1 }'), "api").replicas == 1
-    assert codes_of(SERVE.format(body="replicas = 0..4")) == ["E232"]
-    assert codes_of(SERVE.format(body="replicas = 0..4  autoscale { cpu = 50 }")) == ["E232"]
+    assert codes_of(SERVE.format(body="replicas = 0..4")) == ["E252"]
+    assert codes_of(SERVE.format(body="replicas = 0..4  autoscale { cpu = 50 }")) == ["E252"]
 
 
 @pytest.mark.parametrize("body, code", [
-    ("autoscale { cpu = 70 }", "E232"),  # no range
+    ("autoscale { cpu = 70 }", "E252"),  # no range
     ('replicas = 2..4  autoscale { cpu = 70  metric = "q"  target = 1 }', "E204"),
     ('replicas = 2..4  autoscale { metric = "q" }', "E203"),
     ("replicas = 2..4  autoscale { target = 3 }", "E203"),
@@ -233,7 +233,7 @@ def test_a_replica_range_from_a_parameter():
 
 
 def test_a_gpu_service_on_cpu_is_warned_about_once():
-    assert codes_of(SERVE.format(body="replicas = 1..4  resources { gpu = 1 }")) == ["W230"]
-    assert codes_of(SERVE.format(body="replicas = 1..4  autoscale { cpu = 60 }  resources { gpu = 1 }")) == ["W230"]
+    assert codes_of(SERVE.format(body="replicas = 1..4  resources { gpu = 1 }")) == ["W250"]
+    assert codes_of(SERVE.format(body="replicas = 1..4  autoscale { cpu = 60 }  resources { gpu = 1 }")) == ["W250"]
     assert codes_of(SERVE.format(body='replicas = 1..4  autoscale { metric = "q"  target = 5 }  '
                                       "resources { gpu = 1 }")) == []

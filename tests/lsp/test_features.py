@@ -37,9 +37,11 @@ def complete_at(text: str, marker: str = "|"):
     ("volume q { access = |", {"rwo", "rwx", "rox"}),
     ("data x {\n  resources { gpu_vendor = |", {"nvidia", "amd", "intel"}),
     ("param q: |", {"string", "int", "float", "bool", "duration"}),
-    ('data x {\n  command = ["${|"]', {"epochs", "lr", "run_date", "use_amp", "pipeline.name", "stage.name"}),
+    ('data x {\n  command = ["${|"]', {"epochs", "lr", "run_date", "use_amp", "pipeline.name", "stage.name",
+                                       "api.host", "api.port", "api.url"}),
     ('data x {\n  script = """\n    run ${ru|\n  """', {"epochs", "lr", "run_date", "use_amp",
-                                                         "pipeline.name", "stage.name"}),
+                                                         "pipeline.name", "stage.name", "api.host", "api.port",
+                                                         "api.url"}),
     ("data x {\n  # a comment |", set()),
     ('data x {\n  image = "no completion in |', set()),
     ("data x {\n  after = [ingest] |", None),
@@ -163,6 +165,18 @@ def test_an_interpolation_s_reference_is_its_name():
     spans = index.references(text.index("lr }"), include_declaration=True)
     assert [(s.start, text[s.start:s.end]) for s in spans] == [
         (text.index("lr:"), "lr"), (text.index("lr }"), "lr"), (text.index("lr}"), "lr")]
+
+
+def test_a_service_address_is_a_use_of_its_stage():
+    """`${api.url}` is a reference to the stage `api`: definition, references and
+    rename (whose edits are these spans) see it."""
+    text = FRAUD + '\neval smoke {\n  image = "t:1"\n  after = [api]\n  env = { URL = "${api.url}/v1" }\n}\n'
+    index = build_index(IncrementalParser("t.aip").parse(text))
+    use = text.index("${api.url}") + 2
+    assert index.definition(use).name_span.start == text.index("api {")
+    spans = index.references(text.index("api {"), include_declaration=True)
+    assert [text[s.start:s.end] for s in spans] == ["api", "api", "api"]
+    assert (use, use + 3) in [(s.start, s.end) for s in spans]
 
 
 def test_a_new_attribute_needs_nothing_in_the_language_server(monkeypatch):

@@ -14,7 +14,7 @@ from aipc.runner.docker_driver import container_options, used_volumes
 from aipc.runner.report import Ending, LiveReporter, PlainReporter, failure_lines, outcome_line, summary_text
 from aipc.runner.scheduler import RunResult, StageResult, Status
 from aipc.runner.selection import LABEL_FILE, LABEL_PIPELINE, LABEL_RUN, LABEL_STAGE, RunNames, missing_secrets
-from aipc.compiler import ir
+from aipc.compiler import ir, units
 from tests.helpers import EXAMPLES, compile_ok
 
 SOURCE = """
@@ -46,6 +46,8 @@ train model {
 eval rocm { after = [model] command = ["eval"] resources { gpu = 1 gpu_vendor = amd } }
 eval arc { after = [model] command = ["eval"] resources { gpu = 1 gpu_vendor = intel } }
 serve api { after = [rocm] command = ["serve"] port = 8080 health = "/healthz" }
+serve db { command = ["db"] port = 5432 expose = 15432 ports = { admin = 5050 } replicas = 2
+           health { command = ["pg_isready", "-U", "$USER"]  start = 1m  interval = 2s  timeout = 1s  failures = 5 } }
 serve many { after = [rocm] command = ["serve"] port = 9000 replicas = 3 }
 """
 
@@ -172,6 +174,19 @@ def test_services_publish_their_port_and_join_the_run_network():
     assert many["name"].endswith("-2")
     _, _, batch = build("ingest", network=None)
     assert "ports" not in batch and "network" not in batch
+    # `port` published from `expose` up, each of `ports` from its own number up
+    _, _, db = build("db", number=2)
+    assert db["ports"] == {"5432/tcp": ("127.0.0.1", 15433), "5050/tcp": ("127.0.0.1", 5051)}
+
+
+def test_services_get_the_health_check_compose_writes():
+    _, _, db = build("db")
+    assert db["healthcheck"] == {"Test": ["CMD", "pg_isready", "-U", "$USER"], "Interval": 2 * 10**9,
+                                 "Timeout": 10**9, "Retries": 5, "StartPeriod": 60 * 10**9}
+    _, _, api = build("api")
+    assert api["healthcheck"]["Test"][0] == "CMD-SHELL" and "http://127.0.0.1:8080/healthz" in api["healthcheck"]["Test"][1]
+    _, _, many = build("many")
+    assert "healthcheck" not in many  # none: started once it still runs a moment later
 
 
 def result(name, status, duration=None, exit_code=None, attempts=1, max_attempts=1, message=None):
@@ -311,11 +326,23 @@ def test_compose_and_aipc_run_make_the_same_container(path):
         assert [(r["Driver"], r["Count"]) for r in options.get("device_requests", [])] == [
             (d["driver"], d["count"]) for d in reserved]
         assert [d.rsplit(":", 1)[0] for d in options.get("devices", [])] == service.get("devices", [])
+        published = {}
+        for item in service.get("ports", []):
+            address, host, port = item.rsplit(":", 2)
+            published[f"{port}/tcp"] = (address, int(host.split("-")[0]))
+        assert options.get("ports", {}) == published
         if "ports" in service:
-            host, _, port = service["ports"][0].rpartition(":")
-            assert options["ports"] == {f"{port}/tcp": ("127.0.0.1", int(host.split("-")[0]))}
             assert set(service["networks"]["default"]["aliases"]) <= set(
                 options["networking_config"]["net"]["Aliases"])
+        check = service.get("healthcheck")
+        assert ("healthcheck" in options) == (check is not None)
+        if check is not None:
+            second = 1_000_000_000
+            assert options["healthcheck"] == {
+                "Test": check["test"], "Interval": units.parse(units.Kind.DURATION, check["interval"]) * second,
+                "Timeout": units.parse(units.Kind.DURATION, check["timeout"]) * second,
+                "Retries": check["retries"],
+                "StartPeriod": units.parse(units.Kind.DURATION, check["start_period"]) * second}
 
 
 def test_what_docker_cannot_express_is_the_same_warning_under_aipc_run_and_compose():

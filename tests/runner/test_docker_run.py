@@ -5,6 +5,7 @@ removes all of them afterwards."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -338,16 +339,20 @@ serve web {{
 def test_a_service_that_never_gets_healthy_fails_the_run(pipeline, capsys):
     port = free_port()
     pipeline.write(f"""
-serve web {{ command = ["httpd", "-f", "-p", "{port}", "-h", "/www"] port = {port} health = "/missing" }}
+serve web {{
+  command = ["httpd", "-f", "-p", "{port}", "-h", "/www"]
+  port    = {port}
+  health {{ http = "/missing"  start = 1s  interval = 1s  timeout = 1s  failures = 2 }}
+}}
 serve front {{ after = [web] command = ["httpd", "-f", "-p", "{port + 1}", "-h", "/www"] port = {port + 1} }}
 """)
     started = time.monotonic()
-    code, out, err = aipc(capsys, "run", str(pipeline.path), "--progress", "plain", "--health-timeout", "2")
+    code, out, err = aipc(capsys, "run", str(pipeline.path), "--progress", "plain")
     assert code == 1
     assert time.monotonic() - started < 30
     # what the endpoint answered, not only that it was unhealthy
-    assert f"web: failed: not healthy after 2s (GET http://127.0.0.1:{port}/missing: answered 404 Not Found: " \
-           "<HTML><HEAD><TITLE>404 Not Found</TITLE></HEAD>" in out
+    assert f"web: failed: unhealthy: GET /missing on port {port} failed 2 times in a row: " in out
+    assert "404 Not Found" in out.split("web: failed: unhealthy:")[1].splitlines()[0]
     assert summary_row(out, "front")[1] == "skipped"
     assert pipeline.containers() == [] and pipeline.networks() == []
 
@@ -435,3 +440,69 @@ def test_no_docker_engine_is_a_clear_error(tmp_path, capsys, monkeypatch):
     assert "Traceback" not in err
     code, out, err = aipc(capsys, "down", str(path))
     assert code == 1 and "no Docker engine answers" in err
+
+
+def docker_events(labels: str, since: float) -> list[dict]:
+    """The engine's container events since ``since`` for containers with ``labels``
+    (they outlive the removed batch containers)."""
+    out = subprocess.run(["docker", "events", "--since", f"{since:.3f}", "--until", f"{time.time() + 1:.3f}",
+                          "--filter", "type=container", "--filter", f"label={labels}", "--format", "{{json .}}"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def moments(found: list[dict], action: str, stage: str) -> list[int]:
+    return [event["timeNano"] for event in found
+            if event["Action"] == action and event["Actor"]["Attributes"].get("dev.aipc.stage") == stage]
+
+
+def test_three_services_on_one_container_port_run_side_by_side_through_expose(pipeline, capsys):
+    first = free_port(3)
+    serve = ('serve {name} {{ script = "mkdir /tmp/w; echo {name} > /tmp/w/who; exec httpd -f -p 8000 -h /tmp/w" '
+             'port = 8000  expose = {expose}  health {{ {check}  interval = 1s }} }}\n')
+    pipeline.write(serve.format(name="one", expose=first, check='http = "/who"')
+                   + serve.format(name="two", expose=first + 1, check='http = "/who"')
+                   + serve.format(name="three", expose=first + 2, check="tcp = true"))
+    code, out, err = aipc(capsys, "run", str(pipeline.path), "--detach", "--progress", "plain")
+    assert code == 0, out + err
+    assert "B102" not in err
+    for n, name in enumerate(("one", "two", "three")):
+        assert f"{name} (replica 1) is serving at http://127.0.0.1:{first + n}" in out
+        with urllib.request.urlopen(f"http://127.0.0.1:{first + n}/who", timeout=5) as response:
+            assert response.read() == f"{name}\n".encode()
+
+
+def test_a_batch_stage_after_services_starts_once_they_are_healthy(pipeline, capsys):
+    # Both services take a few seconds to get ready; the client tries once, and the
+    # engine's events say it started after both were healthy. A service nothing waits
+    # for (`late`) still starts after the batch stages.
+    first = free_port(3)
+    pipeline.write(f"""
+serve db {{
+  script = "mkdir /tmp/w; echo pong > /tmp/w/ping; sleep 3; touch /tmp/ready; exec httpd -f -p 7000 -h /tmp/w"
+  port   = 7000  expose = {first}
+  health {{ command = ["test", "-e", "/tmp/ready"]  interval = 1s  start = 1m }}
+}}
+serve web {{
+  script = "mkdir /tmp/w; echo up > /tmp/w/health; sleep 3; exec httpd -f -p 7001 -h /tmp/w"
+  port   = 7001  expose = {first + 1}
+  health {{ http = "/health"  interval = 1s }}
+}}
+data client {{
+  after  = [db, web]
+  script = "wget -q -O - ${{db.url}}/ping && wget -q -O - http://${{web.host}}:${{web.port}}/health && echo client done"
+}}
+serve late {{ script = "exec httpd -f -p 7002 -h /www"  port = 7002  expose = {first + 2} }}
+""")
+    since = time.time() - 1
+    code, out, err = aipc(capsys, "run", str(pipeline.path), "--detach", "--progress", "plain")
+    assert code == 0, out + err
+    assert lines_of(out, "client") == ["pong", "up", "client done"]
+    assert summary_row(out, "client")[1] == "succeeded"
+    found = docker_events(pipeline.labels().removeprefix("label="), since)
+    started = moments(found, "start", "client")
+    for service in ("db", "web"):
+        healthy = moments(found, "health_status: healthy", service)
+        assert healthy and started and min(healthy) < min(started), (service, found)
+    assert min(moments(found, "start", "late")) > min(moments(found, "die", "client"))
+

@@ -113,3 +113,19 @@ def test_only_takes_one_stage_list_per_option_so_the_file_is_never_swallowed(aip
         assert code == 1 and "secrets need these environment variables" in err  # got as far as the secrets
     code, out, err = run(capsys, "run", "--only", ",", str(aip))
     assert code == 2 and "--only needs the name of a stage" in err
+
+
+@pytest.mark.parametrize("address", ["local-host", "0.0.0.0:80", "example.com", "", "127.0.0.300"])
+def test_the_publish_address_is_an_ip_address_or_localhost(aip, capsys, address):
+    # Docker reads an address it cannot parse as every interface: refused before anything runs
+    with pytest.raises(SystemExit) as exit_info:
+        main(["run", str(aip), "--publish-address", address])
+    assert exit_info.value.code == 2
+    assert "is not an IP address" in capsys.readouterr().err
+
+
+def test_localhost_publishes_on_127_0_0_1():
+    from aipc.commands.run import publish_address
+
+    assert [publish_address(a) for a in ("localhost", "LOCALHOST", "0.0.0.0", "::", "[::1]", "10.1.2.3")] == [
+        "127.0.0.1", "127.0.0.1", "0.0.0.0", "::", "::1", "10.1.2.3"]

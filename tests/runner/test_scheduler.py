@@ -252,6 +252,50 @@ def test_an_unhealthy_service_fails_and_skips_the_services_after_it():
     assert driver.services == ["api"]
 
 
+WAITED_FOR = """
+data slow { command = ["slow"] }
+serve db { command = ["db"] port = 5432 }
+serve cache { after = [db] command = ["cache"] port = 6379 }
+data load { after = [cache] command = ["load"] }
+serve api { after = [load] command = ["api"] port = 8080 }
+serve ui { command = ["ui"] port = 8081 }
+"""
+
+
+def test_a_service_a_batch_stage_waits_for_starts_early_and_the_batch_stage_once_it_is_healthy():
+    # `load` waits for `cache`, which waits for `db`: both start at once, while `slow`
+    # runs; `load` starts once `cache` serves. `api` and `ui` still start last.
+    driver = FakeDriver(durations={"slow": 0.4, "load": 0.02})
+    result, events = schedule(WAITED_FOR, driver)
+    assert set(statuses(result).values()) <= {Status.SUCCEEDED, Status.SERVING}
+    assert driver.services[:2] == ["db", "cache"]
+    assert driver.first_start("db") < driver.last_end("slow")
+    assert driver.first_start("load") >= driver.first_start("cache")
+    serving = [i for i, change in enumerate(events.changes) if change[:2] == ("cache", Status.SERVING)]
+    running = [i for i, change in enumerate(events.changes) if change[:2] == ("load", Status.RUNNING)]
+    assert serving[0] < running[0]
+    assert sorted(driver.services[2:]) == ["api", "ui"]
+    assert min(driver.first_start("api"), driver.first_start("ui")) >= driver.last_end("slow")
+
+
+def test_a_batch_stage_after_an_unhealthy_service_is_skipped():
+    driver = FakeDriver(unhealthy={"db"})
+    result, _ = schedule(WAITED_FOR, driver)
+    assert result.get("db").status is Status.FAILED
+    assert {name: result.get(name).status for name in ("cache", "load", "api", "ui")} == dict.fromkeys(
+        ("cache", "load", "api", "ui"), Status.SKIPPED)
+    assert "load" not in driver.spans and driver.services == ["db"]
+
+
+def test_no_service_starts_after_a_failure_even_one_a_batch_stage_waits_for():
+    driver = FakeDriver(codes={"slow": [1]}, durations={"slow": 0.01})
+    result, _ = schedule('data slow { command = ["slow"] }\n'
+                         'data gate { after = [slow] command = ["gate"] }\n'
+                         'serve db { after = [gate] command = ["db"] port = 5432 }\n'
+                         'data load { after = [db] command = ["load"] }\n', driver)
+    assert driver.services == [] and result.get("load").status is Status.SKIPPED
+
+
 def test_ctrl_c_aborts_the_driver_and_marks_the_stages():
     pipeline = compile_ok(IMAGE + DIAMOND)
     driver = FakeDriver(durations={"a": 10.0})

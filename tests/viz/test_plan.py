@@ -220,7 +220,7 @@ def test_gpus_fewer_than_needed_is_an_error_naming_the_stages(capsys, tmp_path):
                       'train b { image = "x:1"  resources { gpu = 4 } }\n')
     code, out, err = plan_cli(capsys, str(source), "--gpus", "6")
     assert code == 1
-    assert "error[B110]: stages that may run at the same time need 8 GPUs, more than the 6 of this machine: " \
+    assert "error[B150]: stages that may run at the same time need 8 GPUs, more than the 6 of this machine: " \
            "`a` and `b` at level 0" in err
     assert "level" in out  # the plan itself is still shown
     code, out, err = plan_cli(capsys, str(source), "--gpus", "6", "--format", "json")

@@ -247,10 +247,10 @@ serve web {
 serve front {
   image   = "IMAGE"
   after   = [web]
-  # reaches `web` by the name its Service has on Kubernetes: <pipeline>-<stage>
+  # reaches `web` at its address: the network alias and its container port here
   script  = """
     mkdir -p /tmp/www
-    wget -q -O /tmp/www/upstream http://${pipeline.name}-web:${port}/ready
+    wget -q -O /tmp/www/upstream ${web.url}/ready
     exec httpd -f -p ${front_port} -h /tmp/www
   """
   port    = "${front_port}"
@@ -309,6 +309,119 @@ def test_a_gpu_stage_without_a_gpu_fails_with_dockers_device_error(project):
     assert 'could not select device driver "nvidia" with capabilities: [[gpu]]' in up.stderr
     assert "after the GPU stage" not in up.stdout
     assert all(never_started(c) for c in project.containers("after_gpu"))
+
+
+def events(labels: str, since: float) -> list[dict]:
+    """The engine's container events since ``since`` (epoch seconds) for containers
+    with ``labels``: `start` and `health_status: healthy`, with nanosecond times. They
+    outlive the containers, so `aipc run`'s removed batch containers are there too."""
+    out = subprocess.run(["docker", "events", "--since", f"{since:.3f}", "--until", f"{time.time() + 1:.3f}",
+                          "--filter", "type=container", "--filter", f"label={labels}", "--format", "{{json .}}"],
+                         capture_output=True, text=True, check=True, timeout=60).stdout
+    return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+
+def moment_of(found: list[dict], action: str, attribute: str, value: str) -> list[int]:
+    return [event["timeNano"] for event in found
+            if event["Action"] == action and event["Actor"]["Attributes"].get(attribute) == value]
+
+
+# Three services that all listen on port 8000 in their containers, each published on
+# its own host port through `expose`: they share one host.
+SAME_PORT = '''
+param base: int = 18000
+serve one   { image = "IMAGE"  script = "mkdir /tmp/w; echo one > /tmp/w/who; exec httpd -f -p 8000 -h /tmp/w"
+              port = 8000  expose = "${base}"  health { http = "/who"  interval = 1s } }
+serve two   { image = "IMAGE"  script = "mkdir /tmp/w; echo two > /tmp/w/who; exec httpd -f -p 8000 -h /tmp/w"
+              port = 8000  expose = 28000  health { http = "/who"  interval = 1s } }
+serve three { image = "IMAGE"  script = "mkdir /tmp/w; echo three > /tmp/w/who; exec httpd -f -p 8000 -h /tmp/w"
+              port = 8000  expose = 28001  health { tcp = true  interval = 1s } }
+'''
+
+
+def same_port(first: int) -> str:
+    return SAME_PORT.replace("expose = 28000", f"expose = {first + 1}").replace("expose = 28001",
+                                                                               f"expose = {first + 2}")
+
+
+def test_three_services_on_one_container_port_run_side_by_side_through_expose(project):
+    first = free_ports(3)
+    text = project.compile(same_port(first), "-p", f"base={first}")
+    assert text.count(":8000\n") == 3 and "B102" not in text
+    up = project.compose("up", "--detach")
+    assert up.returncode == 0, up.stdout + up.stderr
+    assert [eventually(lambda n=n: http_get(f"http://127.0.0.1:{first + n}/who")) for n in range(3)] == [
+        "one\n", "two\n", "three\n"]
+    # each one's health check (http, http, tcp) passes in its container
+    for name in ("one", "two", "three"):
+        assert until(lambda n=name: project.one(n)["State"]["Health"]["Status"] == "healthy"), \
+            project.one(name)["State"]["Health"]
+
+
+def until(condition, seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.5)
+    return True
+
+
+# A batch stage after a serve stage starts once the service is healthy. The service
+# takes a few seconds to get ready; the client's one attempt (no retry) only works
+# once it is, and the engine's events say the client started after `healthy`.
+AFTER_SERVE = '''
+pipeline "e2e-after-serve" { }
+serve db {
+  image  = "IMAGE"
+  script = "mkdir /tmp/w; echo pong > /tmp/w/ping; sleep 3; touch /tmp/ready; exec httpd -f -p 7000 -h /tmp/w"
+  port   = 7000
+  health { command = ["test", "-e", "/tmp/ready"]  interval = 1s  start = 1m }
+}
+serve web {
+  image  = "IMAGE"
+  script = "mkdir /tmp/w; echo up > /tmp/w/health; sleep 3; exec httpd -f -p 7001 -h /tmp/w"
+  port   = 7001
+  health { http = "/health"  interval = 1s }
+}
+data client {
+  image  = "IMAGE"
+  after  = [db, web]
+  script = "wget -q -O - ${db.url}/ping && wget -q -O - http://${web.host}:${web.port}/health && echo client done"
+}
+'''
+
+
+def after_serve(first: int) -> str:
+    return AFTER_SERVE.replace("port   = 7000", f"port   = 7000  expose = {first}") \
+        .replace("port   = 7001", f"port   = 7001  expose = {first + 1}")
+
+
+def test_a_batch_stage_after_services_starts_once_they_are_healthy(project):
+    first = free_ports(2)
+    text = project.compile(after_serve(first))
+    assert text.count("condition: service_healthy") == 2
+    since = time.time() - 1
+    up = project.compose("up", "--detach")
+    assert up.returncode == 0, up.stdout + up.stderr
+    client = eventually_exited(project, "client")
+    logs = project.compose("logs", "--no-color", "client").stdout
+    assert client["State"]["ExitCode"] == 0, logs
+    assert "pong" in logs and "up" in logs and "client done" in logs
+    found = events(f"com.docker.compose.project={project.name}", since)
+    started = moment_of(found, "start", "com.docker.compose.service", "client")
+    for service in ("db", "web"):
+        healthy = moment_of(found, "health_status: healthy", "com.docker.compose.service", service)
+        assert healthy and started and min(healthy) < min(started), (service, found)
+
+
+def eventually_exited(project: Project, service: str, seconds: float = 60) -> dict:
+    deadline = time.monotonic() + seconds
+    while True:
+        container = project.one(service)
+        if container["State"]["Status"] == "exited" or time.monotonic() > deadline:
+            return container
+        time.sleep(0.5)
 
 
 GPU_BOX = '''
