@@ -247,7 +247,10 @@ NAME_TOO_LONG = _code(
     "E110", "generated object name too long",
     """Kubernetes names and label values have at most 63 characters. Objects are
     named `<pipeline>-<stage>` or `<pipeline>-<volume>` (underscores become
-    dashes), so the pipeline name plus the longest stage or volume name must fit.""",
+    dashes), so the pipeline name plus the longest stage or volume name must fit.
+    A matrix stage's objects are its instances, `<pipeline>-<instance>`: an
+    instance whose name is too long is named by its stage and a hash of 8
+    characters instead, and that must fit.""",
     """
 pipeline "nightly-fraud-detection-retraining-for-the-risk-team" { }
 data ingest_transactions_from_the_warehouse { image = "etl:1.0" }    # error: 71 characters
@@ -299,6 +302,20 @@ serve api {
   port   = 8000
   ports  = { metrics = 9090 }
   health { http = "/metrics"  port = metric }    # error: did you mean `metrics`?
+}
+""",
+)
+
+UNKNOWN_AXIS = _code(
+    "E130", "unknown matrix axis",
+    """`${matrix.AXIS}` is the value of one axis of a matrix stage in each of its
+    instances, so AXIS must be an axis of the stage's `matrix { }` (or of the stage
+    its `matrix = STAGE` copies), and the string must be in a matrix stage.""",
+    """
+train model {
+  image   = "trainer:1.0"
+  matrix  { lr = [1e-4, 3e-4] }
+  command = ["train", "--lr", "${matrix.rate}"]    # error: did you mean `lr`?
 }
 """,
 )
@@ -497,6 +514,35 @@ serve api { image = "api:1.0"  port = 8000  expose = 9090  ports = { metrics = 9
 """,
 )
 
+INVALID_MATRIX = _code(
+    "E240", "invalid matrix",
+    """`matrix { AXIS = [VALUES] ... }` runs a stage once per combination of the
+    values: each axis lists at least one value, no value twice, and values are
+    numbers, strings, bools or quantities written as they are (no `${...}`: a
+    matrix is fixed when compiling). `exclude` and `max_parallel` belong to a
+    matrix stage; a stage with `matrix = STAGE` takes that stage's `exclude` and
+    has none of its own. At least one combination must be left.""",
+    """
+train model {
+  image  = "trainer:1.0"
+  matrix { lr = [1e-4, 1e-4]  seed = [] }    # errors: `1e-4` twice, `seed` has no values
+}
+""",
+)
+
+TOO_MANY_INSTANCES = _code(
+    "E241", "too many matrix instances",
+    """A matrix stage has at most 1000 instances (the product of its axes less the
+    excluded combinations): each instance is a workload of its own on every target.
+    Split the sweep into several stages or files, or sweep fewer values.""",
+    """
+train model {
+  image  = "trainer:1.0"
+  matrix { lr = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]  seed = [...101 values...] }    # error: 1010 instances
+}
+""",
+)
+
 # Scheduling on real clusters (issue 15): E25x, W25x and B150, numbered apart from
 # the codes other v1 constructs add at the same time.
 
@@ -569,6 +615,20 @@ data load { image = "etl:1.0"  after = [db]  command = ["load", "--db", "${db.ur
 """,
 )
 
+MATRIX_PAIRING = _code(
+    "E340", "a matrix stage paired with a stage of other axes",
+    """Between matrix stages, `after` pairs instances by coordinates: each instance
+    waits for the instance of equal coordinates, which only means something when
+    both stages sweep the same axes. Write `matrix = STAGE` to sweep another
+    stage's axes (and its `exclude`); it must name a matrix stage. A stage without
+    a matrix may wait for any matrix stage: it waits for all of its instances.""",
+    """
+train model { image = "trainer:1.0"  matrix { lr = [1e-4, 3e-4] } }
+eval score  { image = "trainer:1.0"  matrix { seed = [1, 2] }  after = [model] }    # error
+eval score  { image = "trainer:1.0"  matrix = model  after = [model] }             # fixed: paired
+""",
+)
+
 # ---------------------------------------------------------------------- warnings
 
 UNUSED_DECLARATION = _code(
@@ -589,6 +649,20 @@ UNPINNED_IMAGE = _code(
     """
 data ingest { image = "python" }             # warning
 data ingest { image = "python:3.11-slim" }   # fixed
+""",
+)
+
+EXCLUDE_MATCHES_NOTHING = _code(
+    "W240", "an `exclude` entry that matches no instance",
+    """An instance is left out when it matches every key of one map of `exclude`. A
+    map that names an axis the matrix does not have, or a value its axis does not
+    list, matches no instance and leaves nothing out: most likely a typo.""",
+    """
+train model {
+  image   = "trainer:1.0"
+  matrix  { lr = [1e-4, 3e-4]  seed = [1, 2, 3] }
+  exclude = [{ lr = 1e-5, seed = 3 }]    # warning: `lr` has no value `1e-5`
+}
 """,
 )
 

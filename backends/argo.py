@@ -40,7 +40,12 @@ What a program becomes
   ``<pipeline>-<volume>``, applied by a DAG task ``<volume>-volume`` that the
   first stages mounting it depend on (the only dependencies besides ``after``);
 - a ``claim`` volume: the existing claim, in ``spec.volumes``; a mounted
-  ``host`` volume is an error (B001), as on Kubernetes.
+  ``host`` volume is an error (B001), as on Kubernetes;
+- a matrix stage: each instance a stage as above (its coordinates in its pod's
+  annotations); under ``max_parallel = N`` (fewer than its instances) they are
+  the tasks of a DAG template of their own with ``parallelism: N``, which the
+  entrypoint runs as one task: a stage paired with them waits for all of them,
+  reported as B101 at ``max_parallel``.
 
 Argo reads ``{{...}}`` in any string of a template as its own expression, so a
 string holding ``{{`` gets a B101 warning at its attribute; every string is
@@ -218,6 +223,9 @@ def build_container_template(pipeline: ir.Pipeline, stage: ir.Stage, options: Op
     # the template's metadata (kubernetes-sigs/kueue site/content/en/docs/tasks/run/
     # external_workloads/argo_workflow.md, "Targeting a different LocalQueue per template").
     template: dict = {"name": task_name(stage), "metadata": {"labels": k8s.workload_labels(pipeline, stage)}}
+    annotations = k8s.instance_annotations(stage, limit=False)  # `parallelism` limits instances here
+    if annotations:
+        template["metadata"]["annotations"] = annotations
     if stage.retries > 0:
         template["retryStrategy"] = {"limit": stage.retries}
     if stage.timeout is not None:
@@ -267,22 +275,55 @@ def build_serve_templates(pipeline: ir.Pipeline, stage: ir.Stage, options: Optio
     return [{"name": base, "steps": [steps]}, *templates]
 
 
-def build_dag(pipeline: ir.Pipeline, volume_tasks: dict[str, str]) -> dict:
+def limited_matrices(pipeline: ir.Pipeline) -> list[ir.Matrix]:
+    """The matrix stages whose `max_parallel` keeps some of their instances waiting."""
+    return [matrix for matrix in pipeline.matrices
+            if matrix.max_parallel is not None and matrix.max_parallel < len(matrix.instances)]
+
+
+def build_dag(pipeline: ir.Pipeline, volume_tasks: dict[str, str], group_tasks: dict[str, str]) -> list[dict]:
     """The entrypoint: one task per stage, its dependencies the stage's `after`
-    (plus the task creating a served volume, for the first stages that mount it)."""
+    (plus the task creating a served volume, for the first stages that mount it);
+    then a DAG template per matrix stage of ``group_tasks``, which holds its
+    instances under a ``parallelism`` of its `max_parallel` (Template.parallelism:
+    "the max total parallel pods that can execute at the same time within the
+    boundaries of this template invocation", argoproj/argo-workflows,
+    pkg/apis/workflow/v1alpha1/workflow_types.go). The entrypoint runs such a
+    template as one task: it waits for what any of the instances waits for, and
+    what waits for any instance waits for all of them."""
     waits: dict[str, list[str]] = {}
     tasks: list[dict] = []
     for volume_name, task in volume_tasks.items():
         tasks.append({"name": task, "template": task})
         for stage in first_users(pipeline, pipeline_volume(pipeline, volume_name)):
             waits.setdefault(stage.name, []).append(task)
+
+    def task_of(stage: ir.Stage) -> str:
+        return group_tasks.get(stage.group, task_name(stage)) if stage.instance is not None else task_name(stage)
+
+    grouped: dict[str, dict] = {}  # the entrypoint's task of each matrix stage of group_tasks
+    inner: dict[str, list[dict]] = {group: [] for group in group_tasks}
     for stage in pipeline.stages:
-        task: dict = {"name": task_name(stage), "template": task_name(stage)}
-        dependencies = [task_name(pipeline.stage(name)) for name in stage.after] + waits.get(stage.name, [])
-        if dependencies:
-            task["dependencies"] = dependencies
-        tasks.append(task)
-    return {"name": ENTRYPOINT, "dag": {"tasks": tasks}}
+        own = task_of(stage)
+        dependencies = [task_of(pipeline.stage(name)) for name in stage.after] + waits.get(stage.name, [])
+        if stage.instance is not None and stage.group in group_tasks:
+            inner[stage.group].append({"name": task_name(stage), "template": task_name(stage)})
+            task = grouped.get(own)
+            if task is None:
+                task = grouped[own] = {"name": own, "template": own}
+                tasks.append(task)
+        else:
+            task = {"name": own, "template": own}
+            tasks.append(task)
+        merged = task.get("dependencies", []) + [d for d in dependencies if d != own]
+        if merged:
+            task["dependencies"] = list(dict.fromkeys(merged))
+    out = [{"name": ENTRYPOINT, "dag": {"tasks": tasks}}]
+    for matrix in pipeline.matrices:
+        if matrix.stage in group_tasks:
+            out.append({"name": group_tasks[matrix.stage], "parallelism": matrix.max_parallel,
+                        "dag": {"tasks": inner[matrix.stage]}})
+    return out
 
 
 def pipeline_volume(pipeline: ir.Pipeline, name: str) -> ir.Volume:
@@ -321,7 +362,9 @@ def build_workflow(pipeline: ir.Pipeline, options: Options, texts: ArgoTexts) ->
     entrypoint = names.add(ENTRYPOINT)
     served = served_volumes(pipeline)
     volume_tasks = {volume.name: names.add(f"{k8s.volume_name(volume)}-volume") for volume in served}
-    templates = [{**build_dag(pipeline, volume_tasks), "name": entrypoint}]
+    group_tasks = {matrix.stage: names.add(ir.dns_label(matrix.stage)) for matrix in limited_matrices(pipeline)}
+    main, *groups = build_dag(pipeline, volume_tasks, group_tasks)
+    templates = [{**main, "name": entrypoint}, *groups]
     templates += [build_apply_template(volume_tasks[v.name], k8s.build_pvc(pipeline, v)) for v in served]
     for stage in pipeline.stages:
         if stage.is_batch:
@@ -354,11 +397,32 @@ def build_workflow(pipeline: ir.Pipeline, options: Options, texts: ArgoTexts) ->
     }
 
 
+def report_coarse_pairing(pipeline: ir.Pipeline, sink: Diagnostics) -> None:
+    """A matrix stage whose instances run in a DAG template of their own (under
+    `max_parallel`) pairs with no other stage's instances one to one: the
+    entrypoint's dependencies are on the whole template."""
+    for matrix in limited_matrices(pipeline):
+        later = [other.stage for other in pipeline.matrices if matrix.stage in other.pairs]
+        if not later and not matrix.pairs:
+            continue
+        first = pipeline.stage(matrix.instances[0])
+        waits = [f"each instance of `{name}` waits for all of them" for name in later]
+        waits += [f"they wait for every instance of `{name}`" for name in matrix.pairs]
+        sink.warning(codes.IGNORED_ON_TARGET, first.span_of("max_parallel"),
+                     f"Argo runs the instances of `{matrix.stage}` in a DAG of their own, at most "
+                     f"{matrix.max_parallel} at a time: {' and '.join(waits)}, not only for the one of "
+                     "equal coordinates",
+                     label="pairing is by the whole matrix stage on argo",
+                     help="the order is kept and nothing runs early, only later than it could; the kubernetes "
+                     "target and `aipc run` pair instances one to one under `max_parallel`")
+
+
 def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     options = options or Options()
     sink = Diagnostics(pipeline.file)
     k8s.check_host_mounts(pipeline, sink, "Argo Workflows")
     k8s.check_scheduling(pipeline, options.kubernetes, sink, "Argo Workflows")
+    report_coarse_pairing(pipeline, sink)
     if sink.has_errors:
         return Emitted((), tuple(sink.sorted()))
     workflow = build_workflow(pipeline, options, ArgoTexts(sink))

@@ -11,6 +11,11 @@ a service, and adds what compose itself decides:
 - ``after`` is ``depends_on`` with ``service_completed_successfully`` for a batch
   dependency, ``service_healthy`` for a serve dependency with ``health`` and
   ``service_started`` for one without;
+- ``max_parallel = N`` of a matrix stage is a sliding window of dependencies:
+  each instance also waits for the one N places before it to complete
+  (``ir.Instance.window_predecessor``), so the instances run in N chains, one at
+  a time in each. A failed instance never completes successfully: the rest of
+  its chain does not start (docker-compose reports it), the other chains go on;
 - sized volumes are named volumes, ``host`` volumes bind mounts (a relative path
   resolves against the compose file's directory), ``claim`` volumes external
   named volumes; read-only mounts (``readonly``, or a ``rox`` volume) end in ``:ro``;
@@ -177,7 +182,8 @@ def build_environment(spec: docker.ContainerSpec) -> list[str]:
 
 def build_depends_on(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
     depends_on = {}
-    for name in stage.after:
+    window = stage.instance.window_predecessor if stage.instance is not None else None
+    for name in stage.after + ((window,) if window is not None else ()):
         dependency = pipeline.stage(name)
         if dependency.is_batch:
             condition = "service_completed_successfully"

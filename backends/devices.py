@@ -3,7 +3,8 @@ device ids each gets so that no two of those share one.
 
 What may overlap
     A stage finishes before another starts when it is a batch stage the other
-    waits for, directly or through others (:func:`finishes_before`; a serve stage
+    waits for, directly or through others, or, under a matrix's ``max_parallel``,
+    the instance its window waits for (:func:`finishes_before`; a serve stage
     never finishes). Any two stages of which neither finishes before the other
     may run at the same time: ``aipc run`` and docker-compose start a stage as
     soon as its own dependencies are done, whatever the level.
@@ -55,11 +56,13 @@ def device_demand(stage: ir.Stage) -> int:
 
 def finishes_before(pipeline: ir.Pipeline) -> dict[str, set[str]]:
     """For each stage, the stages that must have finished before it starts: its
-    batch ancestors (a serve stage never finishes, so it never counts)."""
+    batch ancestors (a serve stage never finishes, so it never counts), and under
+    ``max_parallel`` the instance its window waits for, with its own."""
     before: dict[str, set[str]] = {}
     for stage in pipeline.stages:
         names: set[str] = set()
-        for dependency in stage.after:
+        window = stage.instance.window_predecessor if stage.instance is not None else None
+        for dependency in stage.after + ((window,) if window is not None else ()):
             names |= before[dependency]
             if pipeline.stage(dependency).is_batch:
                 names.add(dependency)
@@ -104,16 +107,18 @@ def heaviest_overlap(pipeline: ir.Pipeline, weight: Weight) -> Overlap:
                 network.add_edge(("L", earlier.name), ("R", later.name))  # no capacity: unbounded
     residual = edmonds_karp(network, "source", "sink")
     flow = residual.graph["flow_value"]
-    # The source side of the minimum cut: what the source reaches through edges that are not saturated.
-    reached = {"source"}
-    frontier = ["source"]
+    # The sink side of the minimum cut: what reaches the sink through edges that are not
+    # saturated. Of the minimum cuts, this one has the largest source side, which makes the
+    # antichain the earliest stages of the heaviest (the first instances of a window, not the last).
+    reaching = {"sink"}
+    frontier = ["sink"]
     while frontier:
         node = frontier.pop()
-        for successor, edge in residual[node].items():
-            if successor not in reached and edge["flow"] < edge["capacity"]:
-                reached.add(successor)
-                frontier.append(successor)
-    chosen = tuple(s for s in weighted if ("L", s.name) in reached and ("R", s.name) not in reached)
+        for predecessor, edges in residual.pred[node].items():
+            if predecessor not in reaching and edges["flow"] < edges["capacity"]:
+                reaching.add(predecessor)
+                frontier.append(predecessor)
+    chosen = tuple(s for s in weighted if ("L", s.name) not in reaching and ("R", s.name) in reaching)
     total = sum(weight(s) for s in weighted) - flow
     assert total == sum(weight(s) for s in chosen), "aipc bug: the minimum cut is not an antichain"
     handed: dict[str, list[tuple[str, int]]] = {}

@@ -32,7 +32,9 @@ the compose backend writes a :class:`ContainerSpec` as a service, and the runner
   that GETs the path with whatever HTTP client the image has, ``tcp`` as one that
   connects with whatever the image has, with the stage's timings;
 - labels: the standard ones (:func:`aipc.compiler.ir.standard_labels`), the
-  pipeline's and the stage's.
+  pipeline's and the stage's; an instance of a matrix stage also carries its
+  matrix stage (``aipc.dev/matrix``) and its exact coordinates as JSON
+  (``aipc.dev/matrix-coordinates``), which Kubernetes keeps in annotations.
 
 The GPUs of a device request are the first ``count`` of the machine, or the
 ``device_ids`` one machine's assignment gives the stage (:mod:`aipc.backends.devices`).
@@ -207,8 +209,16 @@ def container_spec(pipeline: ir.Pipeline, stage: ir.Stage, publish: tuple[Publis
         publish=publish,
         healthcheck=health_check(stage.health) if serving and stage.health is not None else None,
         aliases=(pipeline.object_name(stage.name),) if serving else (),
-        labels=tuple(pipeline.labels_for(stage.name, stage.kind.value, stage.labels).items()),
+        labels=container_labels(pipeline, stage),
     )
+
+
+def container_labels(pipeline: ir.Pipeline, stage: ir.Stage) -> tuple[tuple[str, str], ...]:
+    """The standard labels, the pipeline's and the stage's, and an instance's exact coordinates."""
+    labels = pipeline.labels_for(stage.name, stage.kind.value, stage.labels)
+    if stage.instance is not None:
+        labels[ir.COORDINATES_ANNOTATION] = stage.instance.coordinates_json()
+    return tuple(labels.items())
 
 
 @functools.lru_cache(maxsize=None)

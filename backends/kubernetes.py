@@ -65,6 +65,12 @@ Every Job and Deployment carries:
   stage (``0`` for roots), a decimal string: stages of one level can start
   together once the previous levels are done.
 
+An instance of a matrix stage also carries ``aipc.dev/matrix`` (the matrix
+stage's name as written; a label too), ``aipc.dev/matrix-coordinates`` (its
+exact coordinates, a JSON object) and, when the matrix stage sets
+``max_parallel``, ``aipc.dev/max-parallel``: ``aipc apply`` starts an instance
+only while fewer than that many instances of its matrix stage are running.
+
 Documents come in a fixed order: the Namespace (with ``--namespace-object``),
 the default-deny NetworkPolicy, the PersistentVolumeClaims by volume name, then
 each stage in topological order (Job; or Deployment, Service, NetworkPolicy).
@@ -84,6 +90,8 @@ from aipc.diagnostics import Diagnostics
 STAGE_ANNOTATION = "aipc.dev/stage"
 DEPENDS_ON_ANNOTATION = "aipc.dev/depends-on"
 LEVEL_ANNOTATION = "aipc.dev/level"
+MATRIX_ANNOTATION = ir.MATRIX_LABEL
+MAX_PARALLEL_ANNOTATION = "aipc.dev/max-parallel"
 SECRETS_AS_ENV_SKIP = {
     "checkov.io/skip1": "CKV_K8S_35=the .aip language injects secret keys as environment variables",
 }
@@ -206,8 +214,21 @@ def stage_annotations(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
         DEPENDS_ON_ANNOTATION: depends_on,
         LEVEL_ANNOTATION: str(stage.level),
     }
+    annotations.update(instance_annotations(stage))
     if stage.secrets:
         annotations.update(SECRETS_AS_ENV_SKIP)
+    return annotations
+
+
+def instance_annotations(stage: ir.Stage, limit: bool = True) -> dict:
+    """An instance's matrix stage, its exact coordinates and, with ``limit``, the
+    matrix stage's ``max_parallel``; nothing for a stage that is no instance."""
+    if stage.instance is None:
+        return {}
+    matrix = stage.instance.matrix
+    annotations = {MATRIX_ANNOTATION: matrix.stage, ir.COORDINATES_ANNOTATION: stage.instance.coordinates_json()}
+    if limit and matrix.max_parallel is not None:
+        annotations[MAX_PARALLEL_ANNOTATION] = str(matrix.max_parallel)
     return annotations
 
 

@@ -5,6 +5,9 @@ GPU each, all joined by one evaluation stage. Every stage has an image, a
 command, cpu and memory, and a mounted volume.
 
     python benchmarks/generate.py 1000 > /tmp/p1000.aip
+
+:func:`sweep` and :func:`unrolled` are one sweep written as a matrix stage and
+the same stages written by hand (benchmarks/sweep.py compares them).
 """
 
 from __future__ import annotations
@@ -59,6 +62,67 @@ def pipeline(stages: int) -> str:
 }}
 ''')
     return "\n".join(out)
+
+
+SWEEP_HEADER = """\
+pipeline "bench-sweep" {
+  namespace = "bench"
+}
+
+param epochs: int = 3
+
+volume data   { size = 100Gi  access = rwx }
+volume models { size = 50Gi   access = rwx }
+
+data prep {
+  image   = "registry.example.com/etl:1.0.0"
+  command = ["python", "-m", "etl.prepare", "--out", "/data"]
+  mount data at "/data"
+  resources { cpu = 2  memory = 4Gi }
+}
+"""
+
+
+def learning_rates(count: int) -> list[str]:
+    return [f"{i + 1}e-5" for i in range(count)]
+
+
+# One training stage (`matrix` is empty or a matrix line), and the evaluation after them.
+TRAINER = """\
+train {name} {{
+  image   = "registry.example.com/trainer:2.1.0"{matrix}
+  after   = [prep]
+  command = ["python", "train.py", "--lr", "{lr}", "--seed", "{seed}", "--epochs", "${{epochs}}",
+             "--out", "/models/${{stage.name}}"]
+  mount data   at "/data" readonly
+  mount models at "/models"
+  resources {{ cpu = 4..8  memory = 16Gi..32Gi  gpu = 1 }}
+}}
+"""
+EVALUATE = """\
+eval evaluate {{
+  image   = "registry.example.com/trainer:2.1.0"
+  after   = [{after}]
+  command = ["python", "evaluate.py", "--models", "/models"]
+  mount models at "/models" readonly
+  resources {{ cpu = 2  memory = 8Gi }}
+}}
+"""
+
+
+def sweep(rates: int = 50, seeds: int = 20) -> str:
+    """A sweep of ``rates`` x ``seeds`` training instances as one matrix stage, joined by one evaluation."""
+    matrix = (f'\n  matrix  {{ lr = [{", ".join(learning_rates(rates))}]  '
+              f'seed = [{", ".join(str(s) for s in range(seeds))}] }}')
+    trainer = TRAINER.format(name="model", matrix=matrix, lr="${matrix.lr}", seed="${matrix.seed}")
+    return "\n".join([SWEEP_HEADER, trainer, EVALUATE.format(after="model")])
+
+
+def unrolled(rates: int = 50, seeds: int = 20) -> str:
+    """The same pipeline as :func:`sweep`, each instance written by hand as a stage."""
+    names = [(f"model_{lr.replace('-', '_')}_{seed}", lr, seed) for lr in learning_rates(rates) for seed in range(seeds)]
+    trainers = [TRAINER.format(name=name, matrix="", lr=lr, seed=seed) for name, lr, seed in names]
+    return "\n".join([SWEEP_HEADER, *trainers, EVALUATE.format(after=", ".join(name for name, _, _ in names))])
 
 
 if __name__ == "__main__":

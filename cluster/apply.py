@@ -13,7 +13,9 @@ What ``aipc apply`` does, in this order:
    list for the current state, then a stream of changes from that version).
 3. Each Job and Deployment once everything in its ``aipc.dev/depends-on``
    annotation is met: a Job dependency when the Job has completed, a
-   Deployment dependency when it is available. Roots go first.
+   Deployment dependency when it is available. Roots go first. An instance of
+   a matrix stage with ``aipc.dev/max-parallel: N`` also waits until fewer
+   than N instances of its matrix stage (``aipc.dev/matrix``) are running.
 4. Waiting ends when every stage has been applied, or with ``wait`` when every
    Job has completed and every Deployment is available. A Job that fails (or a
    Deployment whose rollout stalls) stops everything: no dependant is applied,
@@ -35,7 +37,9 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from aipc.backends.kubernetes import DEPENDS_ON_ANNOTATION, STAGE_ANNOTATION
+from aipc.backends.kubernetes import (
+    DEPENDS_ON_ANNOTATION, MATRIX_ANNOTATION, MAX_PARALLEL_ANNOTATION, STAGE_ANNOTATION,
+)
 from aipc.cluster.connect import ClusterError, Connection, describe_error, status_details, status_message
 from aipc.compiler import ir
 from aipc.compiler.units import format_duration
@@ -85,6 +89,8 @@ class Workload:
     ref: Ref
     document: dict
     depends_on: tuple[Ref, ...]
+    matrix: str | None = None  # the matrix stage of an instance
+    max_parallel: int | None = None  # how many instances of it may run at once
     state: str = PENDING
     uid: str | None = None  # of the object this apply created or updated
     applied_at: float = 0.0
@@ -129,7 +135,9 @@ def sort_objects(documents: tuple[dict, ...], namespace: str | None, default_nam
         if kind in WORKLOAD_KINDS and STAGE_ANNOTATION in annotations:
             depends_on = tuple(_parse_reference(text, ref.namespace)
                                for text in annotations.get(DEPENDS_ON_ANNOTATION, "").split(",") if text)
-            objects.workloads.append(Workload(annotations[STAGE_ANNOTATION], ref, document, depends_on))
+            limit = annotations.get(MAX_PARALLEL_ANNOTATION)
+            objects.workloads.append(Workload(annotations[STAGE_ANNOTATION], ref, document, depends_on,
+                                              annotations.get(MATRIX_ANNOTATION), int(limit) if limit else None))
         else:
             objects.immediate.append((ref, document))
     for workload in objects.workloads:
@@ -389,22 +397,37 @@ class ApplyRun:
         progress = True
         while progress:
             progress = False
+            running = self._running_instances()  # counted once a pass: it stays linear in the workloads
             for workload in self.objects.workloads:
                 if workload.state == PENDING and all(self.by_ref[d].state == DONE for d in workload.depends_on
-                                                     if d in self.by_ref):
+                                                     if d in self.by_ref) and self._window_open(workload, running):
                     data = self._apply(workload.ref, workload.document, workload.stage)
                     workload.state, workload.applied_at = APPLIED, time.monotonic()
                     workload.uid = (data.get("metadata") or {}).get("uid")
                     self.latest[workload.ref] = (data, False)
+                    if workload.max_parallel is not None:
+                        running[workload.matrix] = running.get(workload.matrix, 0) + 1
                     self._evaluate(workload)
                     progress = True
+
+    def _running_instances(self) -> dict[str | None, int]:
+        """How many instances of each matrix stage with `max_parallel` run (applied, not done)."""
+        running: dict[str | None, int] = {}
+        for workload in self.objects.workloads:
+            if workload.max_parallel is not None and workload.state == APPLIED:
+                running[workload.matrix] = running.get(workload.matrix, 0) + 1
+        return running
+
+    @staticmethod
+    def _window_open(workload: Workload, running: dict[str | None, int]) -> bool:
+        """Whether an instance may start under its matrix stage's `max_parallel`."""
+        return workload.max_parallel is None or running.get(workload.matrix, 0) < workload.max_parallel
 
     # -- watching
 
     def _needed_kinds(self) -> set[str]:
         kinds = {d.kind for w in self.objects.workloads for d in w.depends_on}
-        if self.wait:
-            kinds |= {w.ref.kind for w in self.objects.workloads}
+        kinds |= {w.ref.kind for w in self.objects.workloads if self.wait or w.max_parallel is not None}
         return kinds & set(WORKLOAD_KINDS)
 
     def _start_watchers(self) -> None:

@@ -45,8 +45,7 @@ def run(args) -> int:
         diagnostics, detail = checked.diagnostics, ""
         sources.update(checked.sources)
         if checked.pipeline is not None:
-            count = len(checked.pipeline.stages)
-            detail = f" ({count} stage{'s' if count != 1 else ''})"
+            detail = f" ({stage_count(checked.pipeline)})"
             if backend is not None:
                 diagnostics = sorted([*diagnostics, *backend.emit(checked.pipeline).diagnostics],
                                      key=Diagnostic.sort_key)
@@ -60,3 +59,14 @@ def run(args) -> int:
     if args.format == "json":
         print_diagnostics(all_diagnostics, sources, "json", args.color, sys.stdout)
     return 1 if failed else 0
+
+
+def stage_count(pipeline) -> str:
+    """``3 stages``, or ``3 stages, 2 of them matrix stages with 10 instances``."""
+    count = len(pipeline.stages) - sum(len(m.instances) - 1 for m in pipeline.matrices)
+    text = f"{count} stage{'s' if count != 1 else ''}"
+    if pipeline.matrices:
+        matrices, instances = len(pipeline.matrices), sum(len(m.instances) for m in pipeline.matrices)
+        text += (f", {matrices} of them matrix stage{'s' if matrices != 1 else ''} "
+                 f"with {instances} instance{'s' if instances != 1 else ''}")
+    return text

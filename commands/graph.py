@@ -15,7 +15,9 @@ DESCRIPTION = """\
 Draw the dependency graph of a .aip file: stages (shape and colour by kind,
 with their GPUs), volumes (cylinders), dependencies (bold arrows) and mounts
 (a solid arrow from a stage that writes a volume, a dashed arrow from a volume
-to a stage that mounts it readonly).
+to a stage that mounts it readonly). A matrix stage is one node with its
+number of instances and axes; an arrow between matrix stages whose instances
+pair is labelled "one to one".
 
   dot      Graphviz source (the default)
   mermaid  a Mermaid flowchart; GitHub renders it inside a ```mermaid fence,

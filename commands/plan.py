@@ -20,12 +20,17 @@ per replica). Then the peak GPU demand and the level where it happens; when
 stages of different levels could overlap (a stage starts as soon as its own
 dependencies finish) and hold more GPUs at once, the worst case too.
 
+A matrix stage is one line with its number of instances and its axes
+(--instances lists each instance); under max_parallel, a level counts only as
+many of its instances as may run at once.
+
 With --gpus N, the devices each GPU stage gets on one machine of N GPUs, as
 `aipc compile --target compose --gpus N` assigns them: stages that may run at
 the same time never share one (an error when they need more than N).
 
 A table on a terminal, plain text otherwise; --format json for programs
-(CPU in millicores, memory in bytes).
+(CPU in millicores, memory in bytes; the stages are instances, and
+"matrices" lists each matrix stage with its own).
 
 exit status: 0 planned (warnings allowed), 1 errors in the input or more GPUs at
 once than --gpus, 2 usage"""
@@ -38,6 +43,8 @@ def configure(parser) -> None:
     add_param_option(parser)
     parser.add_argument("--format", choices=("table", "json"), default="table",
                         help="table (default) or json")
+    parser.add_argument("--instances", action="store_true",
+                        help="list each instance of a matrix stage (default: one line per matrix stage)")
     parser.add_argument("--gpus", type=gpu_count, metavar="N",
                         help="also show the GPU devices each stage gets on one machine with N GPUs")
 
@@ -63,7 +70,7 @@ def run(args) -> int:
     elif sys.stdout.isatty() and os.environ.get("TERM") != "dumb":
         from rich.console import Console
 
-        render_rich(plan, Console(highlight=False))
+        render_rich(plan, Console(highlight=False), args.instances)
     else:
-        sys.stdout.write(render_text(plan))
+        sys.stdout.write(render_text(plan, args.instances))
     return 1 if isinstance(plan.devices, Shortfall) else 0

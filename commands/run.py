@@ -20,8 +20,9 @@ HELP = "run a pipeline on the local Docker engine"
 DESCRIPTION = """\
 Check a .aip file, then run it on the local Docker engine (the `run` extra:
 pip install 'aipc[run]'). Batch stages run in dependency order, independent ones
-in parallel (at most --jobs at a time), with their retries and timeouts; each
-line of output is prefixed with its stage.
+in parallel (at most --jobs at a time, and at most max_parallel instances of a
+matrix stage), with their retries and timeouts; each line of output is
+prefixed with its stage.
 
 When a stage fails (after its retries), no new stage starts: the stages already
 running finish, the others are skipped, and the run exits 1 naming the failed
@@ -87,10 +88,11 @@ def configure(parser) -> None:
     add_param_option(parser)
     selection = parser.add_mutually_exclusive_group()
     selection.add_argument("--only", action="append", default=[], metavar="STAGE[,STAGE...]",
-                           help="run just these stages (comma-separated, or --only again); the stages they "
-                                "depend on are not run and must have produced their data already")
+                           help="run just these stages (comma-separated, or --only again; a matrix stage's name "
+                                "means all of its instances); the stages they depend on are not run and must "
+                                "have produced their data already")
     selection.add_argument("--from", dest="from_stage", metavar="STAGE",
-                           help="run this stage and everything downstream of it")
+                           help="run this stage (a matrix stage: all of its instances) and everything downstream of it")
     parser.add_argument("-k", "--keep-going", action="store_true",
                         help="after a failure, still run every batch stage whose dependencies succeeded "
                              "(by default no new stage starts after a failure; running ones finish)")

@@ -24,6 +24,7 @@ class Use:
     stage: str
     readonly: bool
     span: Span
+    group: str | None = None  # for an instance, its matrix stage (whose mount it is)
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,47 +128,95 @@ class Reachability:
 
 
 def check_volume_use(reach: Reachability, volume: str, span: Span, uses: list[Use],
-                     single_writer: bool, sink: Diagnostics) -> None:
-    """Warn about readers that may run before a writer, and concurrent writers."""
+                     single_writer: bool, sink: Diagnostics, serial: Mapping[str, str] | None = None) -> None:
+    """Warn about readers that may run before a writer, and concurrent writers.
+
+    The instances of a matrix stage share their mounts: their readings are reported
+    once per mount, naming the stage. ``serial`` maps the instances of matrix stages
+    that run one at a time (``max_parallel = 1``) to their stage: they never write
+    together.
+    """
     writers = sorted({u.stage for u in uses if not u.readonly}, key=reach.index.__getitem__)
     if not writers:
         return
     by_position = {reach.index[w]: w for w in writers}
     writer_mask = reach.mask(writers)
-    writer_span = {u.stage: u.span for u in uses if not u.readonly}
+    writer_use = {u.stage: u for u in uses if not u.readonly}
+    readings: dict[Span, list[Use]] = {}
     for use in uses:
-        if not use.readonly or use.stage in writer_span:
-            continue
-        not_upstream = writer_mask & ~reach.ancestors[use.stage]
+        if use.readonly and use.stage not in writer_use:
+            readings.setdefault(use.span, []).append(use)
+    for readers in readings.values():
+        not_upstream = 0
+        for use in readers:
+            not_upstream |= writer_mask & ~reach.ancestors[use.stage]
         if not not_upstream:
             continue
         early = [by_position[i] for i in sorted(by_position) if not_upstream >> i & 1]
-        sink.warning(
-            codes.READ_BEFORE_WRITE, use.span,
-            f"`{use.stage}` reads `{volume}`, which {_names(early)} "
-            f"{'writes' if len(early) == 1 else 'write'}, but may run before "
-            f"{'it' if len(early) == 1 else 'them'}",
-            label="mounted readonly here",
-            related=[Label(writer_span[w], f"`{w}` writes `{volume}` here") for w in early[:3]],
-            help=f"add {_names(early, conjunction='and', limit=3)} to the `after` of `{use.stage}`",
-        )
+        _report_early_read(reach, volume, readers, early, writer_use, writers, sink)
     if not single_writer or len(writers) < 2:
         return
+    serial = serial or {}
     concurrent: list[str] = []
     for first, second in zip(writers, writers[1:]):
+        if serial.get(first) is not None and serial.get(first) == serial.get(second):
+            continue  # instances of one matrix stage that runs them one at a time
         if not reach.finishes_before(first, second):
             for name in (first, second):
                 if name not in concurrent:
                     concurrent.append(name)
     if concurrent:
+        swept = _unique(writer_use[w].group for w in concurrent if writer_use[w].group is not None)
         sink.warning(
             codes.CONCURRENT_WRITERS, span,
             f"`{volume}` is a single-writer (rwo) volume, but {_names(concurrent, conjunction='and')} "
             "may write it at the same time",
             label="declared here",
-            related=[Label(writer_span[w], f"`{w}` writes it") for w in concurrent[:3]],
-            help="order the writers with `after`, mount all but one `readonly`, or declare it `access = rwx`",
+            related=_writer_labels(concurrent, writer_use, "writes it"),
+            help="order the writers with `after`, mount all but one `readonly`, or declare it `access = rwx`"
+            + (f"; instances of {_names(swept)} run one at a time with `max_parallel = 1`" if swept else ""),
         )
+
+
+def _report_early_read(reach: Reachability, volume: str, readers: list[Use], early: list[str],
+                       writer_use: Mapping[str, Use], writers: list[str], sink: Diagnostics) -> None:
+    first = readers[0]
+    reader = first.group or first.stage
+    many = first.group is not None
+    declared = _unique(writer_use[w].group or w for w in early)
+    # A writer stage some instance of which the reader already waits for: pairing
+    # makes each instance wait for its own only.
+    waited = [d for d in declared
+              if reach.ancestors[first.stage] & reach.mask(w for w in writers if (writer_use[w].group or w) == d)]
+    unwaited = [d for d in declared if d not in waited]
+    if unwaited:
+        help = f"add {_names(unwaited, conjunction='and', limit=3)} to the `after` of `{reader}`"
+    else:
+        help = (f"each instance of `{reader}` waits only for its own instance of {_names(waited)}: let each "
+                f"write a directory of its own on `{volume}` (`${{stage.name}}` names the instance), and read only that")
+    sink.warning(
+        codes.READ_BEFORE_WRITE, first.span,
+        f"{'instances of ' if many else ''}`{reader}` {'read' if many else 'reads'} `{volume}`, which "
+        f"{_names(early)} {'writes' if len(early) == 1 else 'write'}, but may run before "
+        f"{'it' if len(early) == 1 else 'them'}",
+        label="mounted readonly here",
+        related=_writer_labels(early, writer_use, f"writes `{volume}` here"),
+        help=help,
+    )
+
+
+def _writer_labels(names: list[str], uses: Mapping[str, Use], what: str) -> list[Label]:
+    """Where the first three writers mount the volume: once per mount, naming the stage as written."""
+    labels: dict[Span, Label] = {}
+    for name in names:
+        use = uses[name]
+        if use.span not in labels and len(labels) < 3:
+            labels[use.span] = Label(use.span, f"`{use.group or name}` {what}")
+    return list(labels.values())
+
+
+def _unique(names: Iterable[str]) -> list[str]:
+    return list(dict.fromkeys(names))
 
 
 def _names(names: list[str], conjunction: str = "and", limit: int = 5) -> str:

@@ -20,6 +20,7 @@ compiling and are plain values.
 from __future__ import annotations
 
 import enum
+import json
 import re
 from dataclasses import dataclass, field
 from typing import Callable, Union
@@ -363,6 +364,69 @@ class NamedPort:
     port: int  # the container port
 
 
+# ------------------------------------------------------------------ sweeps
+# A matrix stage is lowered once per instance: each instance is an ordinary
+# Stage (every backend handles it as such) that also knows its group, so that
+# plan, graph, the runner and the backends can show and limit the group.
+
+MATRIX_LABEL = "aipc.dev/matrix"  # on every object of an instance: the matrix stage it belongs to (reserved)
+COORDINATES_ANNOTATION = "aipc.dev/matrix-coordinates"  # its exact coordinates (compose: a label)
+
+
+@dataclass(frozen=True, slots=True)
+class AxisValue:
+    """One value of a matrix axis: as written (what ``${matrix.AXIS}`` puts into a
+    string: ``3e-4``, ``16Gi``, ``true``) and typed (an int, a float or a bool; a
+    string or a quantity is its text)."""
+
+    text: str
+    value: Union[str, int, float, bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Matrix:
+    """A matrix stage: the group its instances belong to.
+
+    ``stage`` is its name as written; ``instances`` the names of its instances,
+    in the order of the cartesian product of ``axes`` (as written) less the
+    exclusions; ``pairs`` the matrix stages of its ``after`` whose instances its
+    own follow one to one, by coordinates; ``max_parallel`` how many of its
+    instances may run at once (None: all).
+    """
+
+    stage: str
+    axes: tuple[str, ...]
+    instances: tuple[str, ...]
+    max_parallel: int | None = None
+    pairs: tuple[str, ...] = ()
+    span: Span = Span(0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Instance:
+    """What makes a stage an instance: its group, its position in the group, and its
+    coordinates, one value per axis in the group's order."""
+
+    matrix: Matrix
+    index: int
+    coordinates: tuple[tuple[str, AxisValue], ...]
+
+    @property
+    def window_predecessor(self) -> str | None:
+        """Under ``max_parallel = N``, the instance N places before this one: chained
+        to it (each waits for the one N before), the instances form N chains that
+        each run one at a time, so that at most N run at once."""
+        limit = self.matrix.max_parallel
+        if limit is None or self.index < limit:
+            return None
+        return self.matrix.instances[self.index - limit]
+
+    def coordinates_json(self) -> str:
+        """The exact coordinates as a JSON object (numbers and bools typed), for
+        annotations: ``{"lr": 0.0003, "seed": 2}``."""
+        return json.dumps({axis: value.value for axis, value in self.coordinates}, ensure_ascii=False)
+
+
 @dataclass(frozen=True, slots=True)
 class Stage:
     name: str
@@ -390,6 +454,12 @@ class Stage:
     span: Span = Span(0, 0)
     # Where each attribute was written, for target-specific diagnostics: ("timeout", span)
     spans: tuple[tuple[str, Span], ...] = ()
+    instance: Instance | None = None  # set on each instance of a matrix stage
+
+    @property
+    def group(self) -> str:
+        """The name of the stage as written: a matrix stage's for each of its instances."""
+        return self.instance.matrix.stage if self.instance is not None else self.name
 
     @property
     def is_batch(self) -> bool:
@@ -440,6 +510,7 @@ class Pipeline:
     secrets: tuple[Secret, ...] = ()  # by name
     stages: tuple[Stage, ...] = ()  # topological, ties by name
     gpu_labels: GpuLabels | None = None  # the header's choice; targets default to GFD
+    matrices: tuple[Matrix, ...] = ()  # each matrix stage, in the order of its first instance
     span: Span = Span(0, 0)
 
     def stage(self, name: str) -> Stage:
@@ -521,7 +592,7 @@ LABEL_COMPONENT = "app.kubernetes.io/component"
 LABEL_MANAGED_BY = "app.kubernetes.io/managed-by"
 MANAGED_BY = "aipc"
 RESERVED_LABELS = frozenset({LABEL_NAME, LABEL_PART_OF, LABEL_COMPONENT, LABEL_MANAGED_BY,
-                             "app.kubernetes.io/instance"})
+                             "app.kubernetes.io/instance", MATRIX_LABEL})
 
 
 def standard_labels(pipeline_name: str, name: str | None = None, component: str | None = None) -> dict[str, str]:
@@ -542,6 +613,8 @@ def label_value(text: str) -> str:
 
 
 # ------------------------------------------------------------------ names
+
+MAX_OBJECT_NAME = 63  # a Kubernetes object name that is also a DNS label, or a label value
 
 
 def object_name(pipeline_name: str, name: str) -> str:

@@ -20,6 +20,7 @@ from aipc import codes
 from aipc.compiler import gpus
 from aipc.compiler import graph as dag
 from aipc.compiler import ir
+from aipc.compiler.matrix import Expansion, Sweep, check_pairing, has_matrix, read_sweeps
 from aipc.compiler.params import bind_params
 from aipc.compiler.resolve import Symbols, collect_declarations
 from aipc.compiler.schema import (
@@ -31,7 +32,7 @@ from aipc.compiler.values import ENV_NAME, INVALID, Evaluator, Text, did_you_mea
 from aipc.diagnostics import Diagnostics, Label, Span
 from aipc.dsl import model as m
 
-MAX_OBJECT_NAME = 63
+MAX_OBJECT_NAME = ir.MAX_OBJECT_NAME
 PIPELINE_NAME = re.compile(r"[a-z](?:[a-z0-9_-]*[a-z0-9])?")
 DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")
 DNS_SUBDOMAIN = re.compile(r"[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?")
@@ -176,8 +177,8 @@ def _check_labels(pairs: list[tuple[str, Text, m.Entry]], sink: Diagnostics,
     for key, text, entry in pairs:
         if own and key in ir.RESERVED_LABELS:
             sink.error(codes.INVALID_LABEL, entry.key_span, f"the label `{key}` is set by aipc",
-                       help="aipc sets the app.kubernetes.io/ name, part-of, component and managed-by labels itself; "
-                       "choose another key")
+                       help="aipc sets the app.kubernetes.io/ name, part-of, component and managed-by labels itself "
+                       f"(and `{ir.MATRIX_LABEL}` on the instances of a matrix stage); choose another key")
             continue
         if not _label_key(key):
             sink.error(codes.INVALID_LABEL, entry.key_span, f"`{key}` is not a valid label key",
@@ -346,6 +347,7 @@ class _Lowering:
             kinds={name: d.kind for name, d in self.symbols.stages.items()}
             | {name: "broken" for name in self.symbols.broken.get("stage", ()) if name not in self.symbols.stages},
             ports=ports, spans={name: d.name.span for name, d in self.symbols.stages.items()}, others=others,
+            swept=frozenset(name for name, d in self.symbols.stages.items() if has_matrix(d)),
         )
 
     def lower_header(self) -> None:
@@ -532,8 +534,16 @@ class _Lowering:
 
     # stages ---------------------------------------------------------------------
 
-    def lower_stage(self, declaration: m.StageDecl, volumes, secrets) -> "_LoweredStage":
-        return _StageLowering(self, declaration, volumes, secrets).run()
+    def lower_stage(self, declaration: m.StageDecl, volumes, secrets, sweep: Sweep | None) -> list["_LoweredStage"]:
+        """The stage, or each instance of a matrix stage (once, unnamed, when its matrix is invalid)."""
+        if sweep is None:
+            return [_StageLowering(self, declaration, volumes, secrets).run()]
+        out = []
+        for index in range(len(sweep.names) if sweep.valid else 1):
+            scope = sweep.scope(index)
+            with self.evaluator.scoped(scope):
+                out.append(_StageLowering(self, declaration, volumes, secrets, scope.instance).run())
+        return out
 
     def _v1_declarations(self) -> None:
         for declaration in self.program.declarations:
@@ -550,21 +560,33 @@ class _Lowering:
         self.lower_header()
         volumes = {n: self.lower_volume(d) for n, d in self.symbols.volumes.items()}
         secrets = {n: self.lower_secret(d) for n, d in self.symbols.secrets.items()}
-        lowered = {n: self.lower_stage(d, volumes, secrets) for n, d in self.symbols.stages.items()}
-        nodes = {n: result.node for n, result in lowered.items()}
+        sweeps = read_sweeps(self.symbols, self.header.name, sink, self.evaluator)
+        lowered = {n: self.lower_stage(d, volumes, secrets, sweeps.get(n)) for n, d in self.symbols.stages.items()}
+        # Stages as declared: cycles, waits on services and pairing are about declarations.
+        nodes = {n: units[0].node if n not in sweeps else dataclasses.replace(units[0].node, name=n)
+                 for n, units in lowered.items()}
         graph = dag.dependency_graph(nodes)
         acyclic = dag.check_cycles(graph, sink)
-        self._check_object_names(volumes)
+        self._check_object_names(volumes, sweeps)
+        check_pairing(nodes, sweeps, sink)
         if not acyclic:
             return None
+        expansion = Expansion(lowered, sweeps) if sweeps else None
+        if expansion is not None:  # instances are the stages from here on
+            lowered, graph = expansion.units, dag.dependency_graph(expansion.nodes)
+        else:
+            lowered = {n: units[0] for n, units in lowered.items()}
         order = dag.execution_order(graph)
         reach = dag.Reachability(graph, order)
-        self._check_volume_use(reach, volumes, lowered)
+        self._check_volume_use(reach, volumes, lowered, expansion.serial if expansion is not None else {})
         if sink.has_errors:
             return None
         self._check_unused()
         level = dag.levels(graph, order)
-        stages = tuple(dataclasses.replace(lowered[n].stage, level=level[n]) for n in order)
+        if expansion is not None:
+            stages = tuple(expansion.stage(n, level[n]) for n in order)
+        else:
+            stages = tuple(dataclasses.replace(lowered[n].stage, level=level[n]) for n in order)
         header = self.header
         return ir.Pipeline(
             name=header.name, file=self.program.path, description=header.description,
@@ -573,6 +595,7 @@ class _Lowering:
             volumes=tuple(volumes[n] for n in sorted(volumes)),
             secrets=tuple(secrets[n] for n in sorted(secrets)),
             stages=stages, gpu_labels=header.gpu_labels,
+            matrices=expansion.matrices(stages) if expansion is not None else (),
             span=self.symbols.header.span if self.symbols.header else Span(0, 0),
         )
 
@@ -592,7 +615,7 @@ class _Lowering:
                                       f"the {what} `{name}` is declared but never used: {why}",
                                       label="never used", help=help.format(name=name))
 
-    def _check_volume_use(self, reach: dag.Reachability, volumes, lowered) -> None:
+    def _check_volume_use(self, reach: dag.Reachability, volumes, lowered, serial: Mapping[str, str]) -> None:
         uses: dict[str, list[dag.Use]] = {}
         for name in sorted(lowered):
             for volume_name, use in lowered[name].uses:
@@ -603,9 +626,9 @@ class _Lowering:
                 continue
             single_writer = volume.kind is not ir.VolumeKind.HOST and volume.access is ir.Access.RWO
             dag.check_volume_use(reach, name, self.symbols.volumes[name].name.span, uses[name],
-                                 single_writer, self.sink)
+                                 single_writer, self.sink, serial)
 
-    def _check_object_names(self, volumes) -> None:
+    def _check_object_names(self, volumes, sweeps: Mapping[str, Sweep]) -> None:
         pipeline = ir.dns_label(self.header.name)
         for what, table in (("stage", self.symbols.stages), ("volume", self.symbols.volumes),
                             ("secret", self.symbols.secrets)):
@@ -616,7 +639,8 @@ class _Lowering:
                                     f"the {what} name `{name}` ends with `_`",
                                     label="becomes a Kubernetes name, which must end with a letter or digit",
                                     help=f"write `{name.rstrip('_')}`")
-        declarations = [("stage", d) for d in self.symbols.stages.values()]
+        # A matrix stage's objects are its instances, whose names are checked as they are given.
+        declarations = [("stage", d) for n, d in self.symbols.stages.items() if n not in sweeps]
         declarations += [("volume", d) for n, d in self.symbols.volumes.items()
                          if volumes.get(n) is None or volumes[n].kind is ir.VolumeKind.SIZED]
         for what, declaration in declarations:
@@ -650,12 +674,15 @@ class _StageLowering:
     :meth:`run`.
     """
 
-    def __init__(self, lowering: _Lowering, declaration: m.StageDecl, volumes, secrets) -> None:
+    def __init__(self, lowering: _Lowering, declaration: m.StageDecl, volumes, secrets,
+                 instance: str | None = None) -> None:
         self.lowering = lowering
         self.sink = lowering.sink
         self.evaluator = lowering.evaluator
         self.declaration = declaration
-        self.name = declaration.name.value
+        self.declared = declaration.name.value  # messages name the stage as written
+        self.group = declaration.name.value if instance is not None else None
+        self.name = instance or declaration.name.value  # an instance's own name: `${stage.name}`, the IR's
         self.kind = declaration.kind
         self.volumes = volumes
         self.secrets = secrets
@@ -698,8 +725,8 @@ class _StageLowering:
         self._check_autoscaling(block.blocks["autoscale"][0] if "autoscale" in block.blocks else None)
         mounts, uses = self._mounts(block.mounts)
         if self.kind == "serve" and "port" not in attributes:
-            self.lowering.missing("stage", self.name, "port", self.declaration.name.span,
-                                  f"serve stage `{self.name}` has no `port`",
+            self.lowering.missing("stage", self.declared, "port", self.declaration.name.span,
+                                  f"serve stage `{self.declared}` has no `port`",
                                   label="needs a port", help="add the port the service listens on: `port = 8080`")
         elif self.kind == "serve":
             self._check_ports(attributes)
@@ -719,8 +746,8 @@ class _StageLowering:
     def _default_image(self) -> None:
         header = self.lowering.header
         if header.image is None:
-            self.lowering.missing("stage", self.name, "image", self.declaration.name.span,
-                                  f"stage `{self.name}` has no `image`", label="needs an image",
+            self.lowering.missing("stage", self.declared, "image", self.declaration.name.span,
+                                  f"stage `{self.declared}` has no `image`", label="needs an image",
                                   help='add `image = "python:3.11-slim"`, or set a default `image` in the '
                                   '`pipeline` header')
             return
@@ -938,6 +965,13 @@ class _StageLowering:
         self.fields["autoscale"] = ir.Autoscale(low, high, cpu=cpu, metric=metric,
                                                 target=written.get("target", (None,))[0], span=span)
 
+    def _swept(self, spec, value) -> None:
+        """`matrix`, `exclude` and `max_parallel` are read once for all the instances
+        (compiler/matrix.py), before any is lowered."""
+
+    def _swept_block(self, items) -> None:
+        """`matrix { ... }`: read once, as `_swept` says."""
+
     # ports and health ----------------------------------------------------------------
 
     def _expose(self, spec, value) -> None:
@@ -1151,12 +1185,12 @@ class _StageLowering:
             if normal in seen:
                 first = "`shm` owns /dev/shm" if normal == "/dev/shm" else "first mounted here"
                 self.sink.error(codes.DUPLICATE_MOUNT_PATH, mount.path.span,
-                                f"two mounts at `{normal}` in stage `{self.name}`",
+                                f"two mounts at `{normal}` in stage `{self.declared}`",
                                 label="mounted again here", related=[Label(seen[normal], first)],
                                 help="give each mount its own path")
                 continue
             seen[normal] = mount.path.span
-            uses.append((volume_name, dag.Use(self.name, mount.readonly, mount.span)))
+            uses.append((volume_name, dag.Use(self.name, mount.readonly, mount.span, self.group)))
             volume = self.volumes.get(volume_name)
             if volume is not None:
                 out.append(ir.Mount(volume, normal, mount.readonly, mount.span))
@@ -1181,10 +1215,14 @@ LOWER_STAGE_ATTRIBUTE: dict[str, Callable[[_StageLowering, AttributeSpec, m.Valu
     "ports": _StageLowering._ports,
     "replicas": _StageLowering._replicas,
     "health": _StageLowering._health,
+    "matrix": _StageLowering._swept,
+    "exclude": _StageLowering._swept,
+    "max_parallel": _StageLowering._swept,
 }
 LOWER_STAGE_BLOCK: dict[str, Callable[[_StageLowering, list], None]] = {
     "resources": _StageLowering._resources,
     "health": _StageLowering._health_block,
+    "matrix": _StageLowering._swept_block,
     "schedule": _StageLowering._schedule,
     "autoscale": _StageLowering._autoscale_block,
 }

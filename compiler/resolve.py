@@ -39,8 +39,8 @@ WHAT = {"param": "parameter", "volume": "volume", "secret": "secret", "stage": "
         "import": "import"}
 # `${NAME.x}` with these is a built-in (`${pipeline.name}`), never a stage's address.
 ADDRESS_BUILTINS = ("pipeline", "stage", "matrix")
-# Attribute types whose values are names of declarations of a kind: `after = [a, b]`.
-NAME_LISTS: dict[Type, str] = {Type.STAGE_LIST: "stage", Type.SECRET_LIST: "secret"}
+# Attribute types whose values are names of declarations of a kind: `after = [a, b]`, `matrix = model`.
+NAME_LISTS: dict[Type, str] = {Type.STAGE_LIST: "stage", Type.SECRET_LIST: "secret", Type.STAGE_NAME: "stage"}
 
 
 @dataclass

@@ -22,6 +22,8 @@ class Type(enum.Enum):
     STRING_LIST = "a list of strings"
     STRING_MAP = "a map of strings"
     STAGE_LIST = "a list of stage names"
+    STAGE_NAME = "a stage name"
+    MAP_LIST = "a list of maps"
     SECRET_LIST = "a list of secret names"
     INT = "a whole number"
     BYTES = "a byte quantity"
@@ -134,6 +136,15 @@ STAGE = _table(
                   "The HTTP path probed for startup, readiness and liveness; or a block "
                   "`health { http, tcp, command, port, start, interval, timeout, failures }`.",
                   kinds=SERVE, example='health = "/healthz"'),
+    AttributeSpec("matrix", Type.STAGE_NAME,
+                  "Sweep the axes (and `exclude`) of another matrix stage: one instance per instance of it; "
+                  "`after` that stage then pairs each instance with the one of equal coordinates. "
+                  "Or a block of axes: `matrix { AXIS = [VALUES] }`.", example="matrix = model"),
+    AttributeSpec("exclude", Type.MAP_LIST,
+                  "Combinations of the `matrix` left out: an instance matching every key of one map.",
+                  example="exclude = [{ lr = 1e-4, seed = 3 }]"),
+    AttributeSpec("max_parallel", Type.INT, "At most this many instances of the matrix run at once.",
+                  kinds=BATCH, minimum=1, maximum=units.INT32_MAX, example="max_parallel = 2"),
 )
 
 HEALTH = _table(
@@ -197,9 +208,18 @@ AUTOSCALE = _table(
                   maximum=units.MAX_COUNT, example="target = 100"),
 )
 
+# `matrix { AXIS = [VALUES] ... }`: its attributes are axes the user names, one
+# instance of the stage per combination of their values (compiler/matrix.py).
+MATRIX: dict[str, AttributeSpec] = {}
+MATRIX_DOC = ("`matrix { AXIS = [VALUES] ... }`: the stage runs once per combination of the values "
+              "(numbers, strings, bools or quantities), each instance seeing its own as `${matrix.AXIS}`")
+MAX_INSTANCES = 1000
+
+
 # Blocks of a stage. A block named like a stage attribute (`health`) is another
 # way to write that attribute, for the same kinds of stage.
-STAGE_BLOCKS = {"resources": RESOURCES, "health": HEALTH, "schedule": SCHEDULE, "autoscale": AUTOSCALE}
+STAGE_BLOCKS = {"resources": RESOURCES, "health": HEALTH, "matrix": MATRIX, "schedule": SCHEDULE,
+                "autoscale": AUTOSCALE}
 HEADER_BLOCKS = {"schedule": SCHEDULE}  # defaults for every stage, merged key by key
 BLOCK_KINDS = {"autoscale": SERVE}  # blocks only some kinds of stage take, besides those named like attributes
 BLOCKS = {"stage": STAGE_BLOCKS, "pipeline": HEADER_BLOCKS}  # the blocks of each declaration that has some

@@ -40,6 +40,7 @@ class Services:
     ports: Mapping[str, tuple[int, int]]  # serve stages with a valid port: (port, expose)
     spans: Mapping[str, Span] = field(default_factory=dict)  # declarations' names
     others: Mapping[str, str] = field(default_factory=dict)  # other declared names: what they are
+    swept: frozenset[str] = frozenset()  # matrix stages: each instance is a service of its own
 
     def __post_init__(self) -> None:
         # how a program may write the pipeline's part of a service name: as written, as in object names
@@ -73,6 +74,15 @@ class Services:
                        if stage in self.spans else (),
                        help="only serve stages have `${STAGE.host}`, `${STAGE.port}` and `${STAGE.url}`; "
                        "to wait for a batch stage, list it in `after`")
+            return INVALID
+        if stage in self.swept:
+            sink.error(codes.NOT_A_SERVICE, stage_span,
+                       f"`{stage}` is a matrix stage: each of its instances is a service with an address of "
+                       f"its own, and `${{{part.name}}}` cannot say which",
+                       label="a matrix of services",
+                       related=[Label(self.spans[stage], f"`{stage}` is declared here")] if stage in self.spans else (),
+                       help=f"give the instances' addresses to this stage another way (a parameter), or serve "
+                       f"one `{stage}` without a matrix")
             return INVALID
         if rest not in ir.ADDRESS_FIELDS:
             field_span = Span(stage_span.end + 1, part.name_span.end)

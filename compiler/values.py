@@ -7,6 +7,7 @@ callers carry on with the next attribute so that every error is reported.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import difflib
 import re
@@ -32,6 +33,7 @@ class _Invalid:
 INVALID: Any = _Invalid()
 
 BUILTINS = ("pipeline.name", "stage.name")
+MATRIX_PREFIX = "matrix."  # `${matrix.AXIS}`: the value of an axis in one instance of a matrix stage
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 
 
@@ -120,6 +122,16 @@ class Text:
     template: tuple[ir.Part, ...] | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class MatrixScope:
+    """The instance of a matrix stage whose strings are being evaluated: its name
+    and its value of each axis. ``axes`` is None when the stage's matrix is
+    invalid (already reported): its ``${matrix.AXIS}`` are then not reported again."""
+
+    instance: str
+    axes: Mapping[str, ir.AxisValue] | None
+
+
 class Evaluator:
     def __init__(self, sink: Diagnostics, params: Mapping[str, ir.Param], declared_params,
                  pipeline_name: str) -> None:
@@ -131,6 +143,7 @@ class Evaluator:
         # The serve stages' addresses (aipc.compiler.services.Services), set by lowering
         # before it reads stages; without them `${STAGE.host}` is an unknown name.
         self.services = None
+        self.matrix: MatrixScope | None = None  # set while a matrix stage's instance is lowered
 
     # strings ------------------------------------------------------------------
 
@@ -196,13 +209,16 @@ class Evaluator:
                 self.sink.error(codes.UNKNOWN_PARAM, part.span, "`${stage.name}` is only defined inside a stage")
                 return INVALID
             return stage
+        if name.startswith(MATRIX_PREFIX):
+            return self._axis_value(part, name[len(MATRIX_PREFIX):])
         if name in self.params:
             self.used_params.add(name)
             return self.params[name].text
         if name in self.declared_params:
             self.used_params.add(name)
             return INVALID  # its declaration is already reported
-        help = did_you_mean(name, list(self.declared_params) + list(BUILTINS))
+        axes = [MATRIX_PREFIX + axis for axis in self.matrix.axes] if self.matrix and self.matrix.axes else []
+        help = did_you_mean(name, list(self.declared_params) + list(BUILTINS) + axes)
         if help is None and (name.isupper() or name in ("HOME", "PATH", "PWD")):
             help = f"for a shell variable, write `$${{{name}}}`: `$${{` is a literal `${{`"
         elif help is None:
@@ -210,6 +226,59 @@ class Evaluator:
         self.sink.error(codes.UNKNOWN_PARAM, part.span, f"unknown parameter `{name}`",
                         label="not declared", help=help)
         return INVALID
+
+    @contextlib.contextmanager
+    def scoped(self, matrix: MatrixScope):
+        """Evaluate for one instance of a matrix stage: its ``${matrix.AXIS}`` values."""
+        self.matrix = matrix
+        try:
+            yield
+        finally:
+            self.matrix = None
+
+    def _axis_value(self, part: m.Interpolation, axis: str) -> str | Any:
+        scope = self.matrix
+        if scope is None:
+            self.sink.error(codes.UNKNOWN_AXIS, part.span, f"`${{{part.name}}}` is only defined in a matrix stage",
+                            label="no matrix here",
+                            help=f"give the stage a `matrix {{ {axis or 'AXIS'} = [...] }}` (or `matrix = STAGE`), "
+                            "or use a parameter")
+            return INVALID
+        if scope.axes is None:
+            self.sink.count_reported_error()
+            return INVALID
+        value = scope.axes.get(axis)
+        if value is None:
+            self.sink.error(codes.UNKNOWN_AXIS, part.span, f"unknown matrix axis `{axis}`", label="not an axis",
+                            help=did_you_mean(axis, list(scope.axes))
+                            or "the axes are " + ", ".join(f"`{name}`" for name in scope.axes))
+            return INVALID
+        return value.text
+
+    def _origin(self, interpolation: m.Interpolation) -> str:
+        """What a message about the value a sole ``${...}`` stood for says it came from."""
+        name = interpolation.name
+        param = self.params.get(name)
+        if param is not None:
+            return f"parameter `{name}` is `{units.abbreviate(param.text)}`: "
+        scope = self.matrix
+        if name.startswith(MATRIX_PREFIX) and scope is not None and scope.axes is not None:
+            value = scope.axes.get(name[len(MATRIX_PREFIX):])
+            if value is not None:
+                return f"in instance `{scope.instance}`, `{name}` is `{units.abbreviate(value.text)}`: "
+        return ""
+
+    def _sole_text(self, interpolation: m.Interpolation) -> str | None:
+        """The text a sole ``${param}`` or ``${matrix.AXIS}`` stands for, if it names one (nothing reported)."""
+        name = interpolation.name
+        if name in self.params:
+            self.used_params.add(name)
+            return self.params[name].text
+        scope = self.matrix
+        if name.startswith(MATRIX_PREFIX) and scope is not None and scope.axes is not None:
+            value = scope.axes.get(name[len(MATRIX_PREFIX):])
+            return value.text if value is not None else None
+        return None
 
     def string(self, spec: AttributeSpec, value, stage: str | None, *, addresses: bool = False) -> Text | Any:
         if not isinstance(value, m.Str):
@@ -263,17 +332,18 @@ class Evaluator:
                 return INVALID
             return ir.Range(low, high)
         if isinstance(value, m.Str) and value.sole_interpolation is not None:
-            param = self.params.get(value.sole_interpolation.name)
-            if param is not None and ".." in param.text and spec.ranges:
-                self.used_params.add(param.name)
-                low_text, _, high_text = param.text.partition("..")
-                low = self._parse(spec, kind, low_text, value.span, param)
-                high = self._parse(spec, kind, high_text, value.span, param)
+            interpolation = value.sole_interpolation
+            text = self._sole_text(interpolation)
+            if text is not None and ".." in text and spec.ranges:
+                origin = self._origin(interpolation)
+                low_text, _, high_text = text.partition("..")
+                low = self._parse(spec, kind, low_text, value.span, origin)
+                high = self._parse(spec, kind, high_text, value.span, origin)
                 if low is INVALID or high is INVALID:
                     return INVALID
                 if low > high:
                     self.sink.error(codes.RANGE_REVERSED, value.span,
-                                    f"parameter `{param.name}` = `{param.text}` has its low end above its high end")
+                                    f"{origin}its low end is above its high end")
                     return INVALID
                 return ir.Range(low, high)
         single = self._scalar(spec, kind, value, stage)
@@ -283,18 +353,18 @@ class Evaluator:
 
     def _scalar(self, spec: AttributeSpec, kind: units.Kind, value, stage: str | None) -> int | Any:
         if isinstance(value, m.Number):
-            return self._parse(spec, kind, value.text, value.span, None)
+            return self._parse(spec, kind, value.text, value.span, "")
         if isinstance(value, m.Str) and value.sole_interpolation is not None:
             interpolation = value.sole_interpolation
             text = self._substitute(interpolation, stage)
             if text is INVALID:
                 return INVALID
-            return self._parse(spec, kind, text, value.span, self.params.get(interpolation.name))
+            return self._parse(spec, kind, text, value.span, self._origin(interpolation))
         return self._wrong_type(spec, value)
 
-    def _parse(self, spec: AttributeSpec, kind: units.Kind, text: str, span: Span,
-               param: ir.Param | None) -> int | Any:
-        origin = f"parameter `{param.name}` is `{units.abbreviate(param.text)}`: " if param is not None else ""
+    def _parse(self, spec: AttributeSpec, kind: units.Kind, text: str, span: Span, origin: str) -> int | Any:
+        """``text`` as a quantity of ``kind``; ``origin`` starts messages about a value
+        that came from a parameter or an axis ("parameter `gpus` is `0.5`: ")."""
         if spec.name == "gpu":
             return self._gpu_count(spec, text, span, origin)
         try:

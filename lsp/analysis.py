@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from aipc.compiler import resolve, schema, units
+from aipc.compiler import matrix, resolve, schema, units
 from aipc.compiler.schema import AttributeSpec
 from aipc.diagnostics import Span
 from aipc.dsl import model as m
@@ -53,6 +53,7 @@ BLOCK_DOCS = {  # the blocks of stages and of the header, as the schema has them
     name: f"`{name} {{ {', '.join(table)} }}`" + (f": {_BLOCK_PURPOSES[name]}" if name in _BLOCK_PURPOSES else "")
     for blocks in schema.BLOCKS.values() for name, table in blocks.items()
 }
+BLOCK_DOCS["matrix"] = schema.MATRIX_DOC  # its attributes are the axes the user names
 REFERENCE_KINDS = tuple(resolve.WHAT)
 _WHAT = {**resolve.WHAT, "pipeline": "pipeline"}
 
@@ -263,6 +264,8 @@ def _describe_attribute(document: ParsedDocument, place: Place) -> str:
         normalised = describe_quantity(spec, value)
         if normalised:
             lines += [normalised, ""]
+    if spec is None and place.block == "matrix":
+        return f"**`{name}`**: an axis of the matrix; each instance sees one of its values as `${{matrix.{name}}}`"
     if spec is None:
         where = f"`{place.block}`" if place.block else "here"
         lines.append(f"**`{name}`**: not an attribute {where}")
@@ -326,7 +329,21 @@ def _describe_declaration(document: ParsedDocument, declared: Declared) -> str:
     out = [head, "", "```aip", *lines, "```"]
     if declared.kind == "stage":
         out += ["", STAGE_KIND_DOCS[declared.node.kind].capitalize() + "."]
+        out += _instances(document, declared.name)
     return "\n".join(out)
+
+
+HOVER_INSTANCES = 20  # instances a hover lists by name
+
+
+def _instances(document: ParsedDocument, stage: str) -> list[str]:
+    """A matrix stage's instances, for its hover."""
+    names = matrix.instance_names(document.program).get(stage)
+    if not names:
+        return []
+    shown = ", ".join(f"`{name}`" for name in names[:HOVER_INSTANCES])
+    more = f", and {len(names) - HOVER_INSTANCES} more" if len(names) > HOVER_INSTANCES else ""
+    return ["", f"Runs as {len(names)} instance{'s' if len(names) != 1 else ''}: {shown}{more}."]
 
 
 def _word_at(text: str, offset: int) -> tuple[str, Span] | None:

@@ -17,7 +17,9 @@ import re
 from dataclasses import dataclass, field
 
 from aipc.compiler import schema
+from aipc.compiler.matrix import axis_names
 from aipc.compiler.resolve import NAME_LISTS
+from aipc.compiler.values import MATRIX_PREFIX
 from aipc.diagnostics import Span
 from aipc.dsl import scanner
 from aipc.dsl import vocabulary as v
@@ -268,6 +270,10 @@ def _candidates(frames: list[_Frame], top: list[str], index: Index) -> list[Cand
         spec = _table(frame).get(frame.name or "")
         if spec is not None and spec.choices:
             return [Candidate(choice, "value", f"{frame.name}") for choice in spec.choices]
+        kind = NAME_LISTS.get(spec.type) if spec is not None else None  # one name: `matrix = `
+        if kind is not None:
+            itself = frame.stage_name if kind == "stage" else None
+            return [_named(name, detail, kind) for name, detail in index.known_names(kind) if name != itself]
     return []
 
 
@@ -345,7 +351,18 @@ def _in_string(token: Token, offset: int, text: str, index: Index) -> Completion
     items += [Candidate(f"{declared.name}.{part}", "stage", doc, insert=f"{declared.name}.{part}{closing}")
               for declared in index.names("stage") if getattr(declared.node, "kind", None) == "serve"
               for part, doc in ADDRESS_DOCS.items()]
+    items += [Candidate(f"{MATRIX_PREFIX}{axis}", "param", "an axis of this stage's matrix",
+                        insert=f"{MATRIX_PREFIX}{axis}{closing}") for axis in _axes_at(index, offset)]
     return Completions(items, Span(start, offset))
+
+
+def _axes_at(index: Index, offset: int) -> list[str]:
+    """The matrix axes of the stage around ``offset``, as last parsed."""
+    stages = {d.name: d.node for d in index.names("stage")}
+    for declared in index.declared:
+        if declared.kind == "stage" and declared.span.start <= offset <= declared.span.end:
+            return axis_names(stages, declared.name)
+    return []
 
 
 def chunk_start_at(starts: list[int], offset: int) -> int:

@@ -2,8 +2,9 @@
 
 Batch stages start once every selected dependency has succeeded (a serve
 dependency: is healthy), at most ``jobs`` at a time, in the pipeline's
-topological order. A stage that fails (after its retries) or passes its timeout
-marks every stage downstream of it skipped, and no new stage starts after it:
+topological order, and at most ``max_parallel`` instances of a matrix stage.
+A stage that fails (after its retries) or passes its timeout marks every
+stage downstream of it skipped, and no new stage starts after it:
 stages already running finish, the others are skipped. With ``keep_going`` every
 batch stage whose dependencies succeeded still runs.
 
@@ -265,7 +266,7 @@ class Scheduler:
         # What may hold a pending stage back, in order: the first reason given is the
         # one shown; a stage starts when none holds it.
         self.gates: list[Callable[[ir.Stage], Waiting | None]] = [
-            self._wait_for_dependencies, self._wait_for_batch_stages, self._wait_for_slot,
+            self._wait_for_dependencies, self._wait_for_batch_stages, self._wait_for_window, self._wait_for_slot,
         ]
         self.gpus: GpuPool | None = None
         if gpus is not None:
@@ -326,6 +327,17 @@ class Scheduler:
         if stage.is_batch or stage.name in self.needed_early or self._batch_settled():
             return None
         return Waiting("services", "waiting for the batch stages to finish (serve stages start last)")
+
+    def _wait_for_window(self, stage: ir.Stage) -> Waiting | None:
+        """An instance of a matrix stage with `max_parallel` waits while that many of its run."""
+        matrix = stage.instance.matrix if stage.instance is not None else None
+        if matrix is None or matrix.max_parallel is None:
+            return None
+        running = sum(1 for name in self._workers if self.by_name[name].group == matrix.stage)  # at most --jobs
+        if running < matrix.max_parallel:
+            return None
+        return Waiting("window", f"waiting for an instance of `{matrix.stage}` to finish "
+                                 f"({running} running, max_parallel {matrix.max_parallel})")
 
     def _wait_for_slot(self, stage: ir.Stage) -> Waiting | None:
         running = self._running()

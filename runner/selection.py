@@ -29,15 +29,25 @@ class SelectionError(ValueError):
 
 
 def _unknown(name: str, pipeline: ir.Pipeline, option: str) -> SelectionError:
-    names = [stage.name for stage in pipeline.stages]
+    names = list(dict.fromkeys(stage.group for stage in pipeline.stages))
     close = difflib.get_close_matches(name, names, n=1)
     hint = f"; did you mean `{close[0]}`?" if close else f"; the stages are: {', '.join(names)}"
     return SelectionError(f"{option}: `{name}` is not a stage of `{pipeline.name}`{hint}")
 
 
+def stages_named(pipeline: ir.Pipeline, name: str) -> set[str]:
+    """The stages a name on the command line means: a stage, one instance of a matrix
+    stage, or every instance of a matrix stage; empty when it is none of them."""
+    for matrix in pipeline.matrices:
+        if matrix.stage == name:
+            return set(matrix.instances)
+    return {name} if any(stage.name == name for stage in pipeline.stages) else set()
+
+
 def downstream(pipeline: ir.Pipeline, name: str) -> set[str]:
-    """``name`` and every stage that depends on it, directly or transitively."""
-    reached = {name}
+    """``name`` (every instance, for a matrix stage) and every stage that depends on
+    it, directly or transitively."""
+    reached = stages_named(pipeline, name)
     for stage in pipeline.stages:  # topological: a stage comes after all it depends on
         if any(dependency in reached for dependency in stage.after):
             reached.add(stage.name)
@@ -49,18 +59,20 @@ def select_stages(pipeline: ir.Pipeline, only: Iterable[str] = (), start: str | 
 
     ``only``: exactly these stages (their dependencies outside the selection are
     assumed to have produced their data already). ``start``: that stage and
-    everything downstream of it. Neither: every stage.
+    everything downstream of it. Neither: every stage. A matrix stage's name
+    means all of its instances; an instance's name, that instance.
     """
-    known = {stage.name for stage in pipeline.stages}
-    chosen = set(known)
+    chosen = {stage.name for stage in pipeline.stages}
     only = list(only)
     if only:
+        chosen = set()
         for name in only:
-            if name not in known:
+            named = stages_named(pipeline, name)
+            if not named:
                 raise _unknown(name, pipeline, "--only")
-        chosen = set(only)
+            chosen |= named
     if start is not None:
-        if start not in known:
+        if not stages_named(pipeline, start):
             raise _unknown(start, pipeline, "--from")
         chosen &= downstream(pipeline, start)
     return tuple(stage.name for stage in pipeline.stages if stage.name in chosen)

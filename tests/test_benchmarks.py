@@ -42,3 +42,24 @@ def test_a_cpu_ratio_over_the_limit_is_flagged(run):
 def test_an_unknown_baseline_is_a_clear_error(run):
     with pytest.raises(SystemExit, match="--baseline no-such-ref: not a commit of this repository"):
         run.baseline_venv("no-such-ref")
+
+
+def test_the_sweep_benchmark_compares_like_with_like():
+    """benchmarks/sweep.py: the matrix stage and the stages written out are the same
+    1002 workloads, one for one, names aside."""
+    spec = importlib.util.spec_from_file_location("bench_generate", ROOT / "benchmarks" / "generate.py")
+    generate = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generate)
+    from aipc.compiler import ir
+    from tests.helpers import compile_ok, plain
+
+    swept = compile_ok(generate.sweep(5, 4), path="s.aip")
+    by_hand = compile_ok(generate.unrolled(5, 4), path="s.aip")
+    assert len(swept.stages) == len(by_hand.stages) == 22 and len(swept.matrices[0].instances) == 20
+
+    def shape(stage: ir.Stage):
+        command = tuple(argument.replace(f"/models/{stage.name}", "/models/NAME") for argument in plain(stage.command))
+        mounts = tuple((mount.volume.name, mount.path, mount.readonly) for mount in stage.mounts)
+        return (stage.kind, plain(stage.image), command, stage.resources, mounts, stage.level)
+
+    assert sorted(map(shape, swept.stages), key=repr) == sorted(map(shape, by_hand.stages), key=repr)

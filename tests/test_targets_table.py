@@ -192,6 +192,8 @@ WAITING = [{"type": "Pods", "pods": {"metric": {"name": "vllm_num_requests_waiti
 REC = "recommender"
 AMD = "vision-amd"
 
+SWEEP_INSTANCES = [("1e-4", "1"), ("1e-4", "2"), ("3e-4", "1"), ("3e-4", "2"), ("3e-4", "3")]  # (lr, seed)
+
 EXAMPLE_CASES = {
     "gpu-cluster": Case(example("gpu-cluster"), facts={
         "compose": [
@@ -565,6 +567,68 @@ EXAMPLE_CASES = {
             *hardened_argo(batch=("numbers", "model", "check"), serve=("report",)),
         ],
     }),
+    # LANGUAGE.md's sweep: 2 x 3 less one excluded, max_parallel = 2, paired, then fan-in.
+    "sweep": Case(example("sweep"), facts={
+        "compose": [
+            Quiet(),
+            *[fact for lr, seed in SWEEP_INSTANCES for fact in (
+                (f"{svc(f'model-{lr}-{seed}')}.entrypoint", ["python"]),
+                (f"{svc(f'model-{lr}-{seed}')}.command", ["train.py", "--lr", lr, "--seed", seed]),
+                (f"{svc(f'score-{lr}-{seed}')}.command", ["eval.py", "--lr", lr, "--seed", seed]),
+                # pairing: each score instance after exactly its own model instance
+                (f"{svc(f'score-{lr}-{seed}')}.depends_on", {f"model-{lr}-{seed}": COMPLETED}),
+                gpus_compose(f"model-{lr}-{seed}", "nvidia", 1),
+                (f"{svc(f'model-{lr}-{seed}')}.labels[aipc.dev/matrix]", "model"),
+            )],
+            (svc("model-1e-4-3"), ABSENT),  # excluded
+            # max_parallel = 2: a window of two chains, each instance after the one two before it
+            (f"{svc('model-1e-4-1')}.depends_on", ABSENT),
+            (f"{svc('model-1e-4-2')}.depends_on", ABSENT),
+            (f"{svc('model-3e-4-1')}.depends_on", {"model-1e-4-1": COMPLETED}),
+            (f"{svc('model-3e-4-2')}.depends_on", {"model-1e-4-2": COMPLETED}),
+            (f"{svc('model-3e-4-3')}.depends_on", {"model-3e-4-1": COMPLETED}),
+            (f"{svc('model-3e-4-2')}.labels[aipc.dev/matrix-coordinates]", '{"lr": 0.0003, "seed": 2}'),
+            (f"{svc('pick_best')}.depends_on", {f"score-{lr}-{seed}": COMPLETED for lr, seed in SWEEP_INSTANCES}),
+            *hardened_compose(*[f"{stage}-{lr}-{seed}" for stage in ("model", "score")
+                                for lr, seed in SWEEP_INSTANCES], "pick_best"),
+        ],
+        "k8s": [
+            Quiet(),
+            *[fact for lr, seed in SWEEP_INSTANCES for fact in (
+                (f"{ctr('Job', f'sweep-model-{lr}-{seed}')}.command",
+                 ["python", "train.py", "--lr", lr, "--seed", seed]),
+                (f"{obj('Job', f'sweep-score-{lr}-{seed}')}.metadata.annotations[aipc.dev/depends-on]",
+                 f"Job/sweep-model-{lr}-{seed}"),
+                (f"{obj('Job', f'sweep-model-{lr}-{seed}')}.metadata.annotations[aipc.dev/max-parallel]", "2"),
+                (f"{obj('Job', f'sweep-score-{lr}-{seed}')}.metadata.annotations[aipc.dev/max-parallel]", ABSENT),
+                (f"{obj('Job', f'sweep-model-{lr}-{seed}')}.metadata.labels[aipc.dev/matrix]", "model"),
+            )],
+            (obj("Job", "sweep-model-1e-4-3"), ABSENT),
+            (f"{obj('Job', 'sweep-model-3e-4-2')}.metadata.annotations[aipc.dev/matrix-coordinates]",
+             '{"lr": 0.0003, "seed": 2}'),
+            (f"{obj('Job', 'sweep-pick-best')}.metadata.annotations[aipc.dev/depends-on]",
+             ",".join(f"Job/sweep-score-{lr}-{seed}" for lr, seed in SWEEP_INSTANCES)),
+            *hardened_k8s("sweep", jobs=[f"{stage}-{lr}-{seed}" for stage in ("model", "score")
+                                         for lr, seed in SWEEP_INSTANCES] + ["pick-best"]),
+        ],
+        "argo": [
+            Warns("B101", 5, 3),  # under max_parallel, score's instances wait for all of model's
+            # the instances in a DAG template of their own, `parallelism` = max_parallel
+            ("spec.templates[name=model].parallelism", 2),
+            ("spec.templates[name=model].dag.tasks",
+             [{"name": f"model-{lr}-{seed}", "template": f"model-{lr}-{seed}"} for lr, seed in SWEEP_INSTANCES]),
+            (f"{task('model')}.template", "model"),
+            *[fact for lr, seed in SWEEP_INSTANCES for fact in (
+                (f"{tpl(f'model-{lr}-{seed}')}.container.command", ["python", "train.py", "--lr", lr, "--seed", seed]),
+                (f"{task(f'score-{lr}-{seed}')}.dependencies", ["model"]),
+                (f"{tpl(f'model-{lr}-{seed}')}.metadata.labels[aipc.dev/matrix]", "model"),
+            )],
+            (f"{tpl('model-3e-4-2')}.metadata.annotations[aipc.dev/matrix-coordinates]", '{"lr": 0.0003, "seed": 2}'),
+            (f"{task('pick-best')}.dependencies", [f"score-{lr}-{seed}" for lr, seed in SWEEP_INSTANCES]),
+            *hardened_argo(batch=[f"{stage}-{lr}-{seed}" for stage in ("model", "score")
+                                  for lr, seed in SWEEP_INSTANCES] + ["pick-best"]),
+        ],
+    }),
 }
 
 # --------------------------------------------------- hand-written programs
@@ -681,8 +745,77 @@ eval  both  { image = "x:1"  after = [a, b]  resources { gpu = 3 } }
 serve api   { image = "x:1"  after = [both]  port = 80  replicas = 2  resources { gpu = 1 } }
 """
 
+
+# Values per instance (GPUs, a path with the instance's name), a name hashed for a
+# value ending in `.`, fan-in, no max_parallel, and a matrix of serve stages.
+MATRIX = """\
+pipeline "grid" { image = "trainer:1.0" }
+volume out { size = 1Gi  access = rwx }
+data prep { command = ["prep"] }
+train fit {
+  matrix  { gpus = [1, 2]  opt = ["adam", "sgd."] }
+  after   = [prep]
+  command = ["fit", "--opt", "${matrix.opt}", "--out", "/out/${stage.name}"]
+  resources { gpu = "${matrix.gpus}"  memory = 8Gi }
+  mount out at "/out"
+}
+eval report { after = [fit]  mount out at "/out" readonly }
+serve api {
+  matrix = { port = [8080, 8081] }
+  port   = "${matrix.port}"
+  after  = [prep]
+}
+"""
+# (instance, GPUs, optimizer); `fit-1-sgd-` would end with `-`: named by a hash of its coordinates
+GRID = [("fit-1-adam", 1, "adam"), ("fit-2-adam", 2, "adam"), ("fit-73bef9df", 1, "sgd."),
+        ("fit-28e0b913", 2, "sgd.")]
+
 CASES = {
     **EXAMPLE_CASES,
+    "matrix": Case(MATRIX, facts={
+        "compose": [
+            Quiet(),
+            *[fact for name, gpus, opt in GRID for fact in (
+                (f"{svc(name)}.command", ["--opt", opt, "--out", f"/out/{name}"]),
+                gpus_compose(name, "nvidia", gpus),
+                (f"{svc(name)}.depends_on", {"prep": COMPLETED}),  # no window without max_parallel
+                (f"{svc(name)}.labels[aipc.dev/matrix-coordinates]", f'{{"gpus": {gpus}, "opt": "{opt}"}}'),
+            )],
+            (f"{svc('report')}.depends_on", {name: COMPLETED for name, _, _ in GRID}),
+            (f"{svc('api-8080')}.ports", [Re(r"(.*:)?8080:8080")]),
+            (f"{svc('api-8081')}.ports", [Re(r"(.*:)?8081:8081")]),
+            (f"{svc('prep')}.labels[aipc.dev/matrix]", ABSENT),
+            *hardened_compose(*[name for name, _, _ in GRID], "api-8080", "api-8081"),
+        ],
+        "k8s": [
+            Quiet(),
+            *[fact for name, gpus, opt in GRID for fact in (
+                (f"{ctr('Job', 'grid-' + name)}.resources.limits[nvidia.com/gpu]", gpus),
+                (f"{ctr('Job', 'grid-' + name)}.command", ["fit", "--opt", opt, "--out", f"/out/{name}"]),
+                (f"{obj('Job', 'grid-' + name)}.metadata.annotations[aipc.dev/matrix-coordinates]",
+                 f'{{"gpus": {gpus}, "opt": "{opt}"}}'),
+                (f"{obj('Job', 'grid-' + name)}.metadata.annotations[aipc.dev/max-parallel]", ABSENT),
+            )],
+            (f"{obj('Job', 'grid-report')}.metadata.annotations[aipc.dev/depends-on]",
+             ",".join(f"Job/grid-{name}" for name in sorted(name for name, _, _ in GRID))),
+            (f"{ctr('Deployment', 'grid-api-8081')}.ports[0].containerPort", 8081),
+            (f"{obj('Service', 'grid-api-8081')}.spec.ports[0].port", 8081),
+            (f"{obj('Deployment', 'grid-api-8080')}.metadata.labels[aipc.dev/matrix]", "api"),
+            *hardened_k8s("grid", jobs=[name for name, _, _ in GRID], deployments=("api-8080", "api-8081")),
+        ],
+        "argo": [
+            Quiet(),
+            ("spec.templates[name=fit]", ABSENT),  # no max_parallel: the instances are the entrypoint's tasks
+            *[fact for name, gpus, opt in GRID for fact in (
+                (f"{task(name)}.dependencies", ["prep"]),
+                (f"{tpl(name)}.container.resources.limits[nvidia.com/gpu]", gpus),
+                (f"{tpl(name)}.container.command", ["fit", "--opt", opt, "--out", f"/out/{name}"]),
+            )],
+            (f"{task('report')}.dependencies", sorted(name for name, _, _ in GRID)),
+            (f"{applied('api-8081')}spec.template.spec.containers[0].ports[0].containerPort", 8081),
+            *hardened_argo(batch=[name for name, _, _ in GRID], serve=("api-8080", "api-8081")),
+        ],
+    }),
     "gpus": Case(GPUS, facts={
         "compose": [
             gpus_compose("cuda", "nvidia", 2),
@@ -1002,7 +1135,7 @@ CASES = {
         "argo": [(f"{tpl('a')}.container.resources.limits[nvidia.com/gpu]", 2)],
     }),
     "gpu-box-too-small": Case(GPU_BOX, args={"compose": ("--gpus", "2")}, facts={
-        "compose": [Fails("B150", (3, 58))],  # `both` alone needs 3
+        "compose": [Fails("B150", (1, 42))],  # `a` and `b` together need 3 (as `both` alone: the first is named)
         "k8s": [(f"{ctr('Job', 't-both')}.resources.limits[nvidia.com/gpu]", 3)],
         "argo": [(f"{tpl('both')}.container.resources.limits[nvidia.com/gpu]", 3)],
     }),

@@ -12,6 +12,10 @@ Both renderers draw the same graph:
   (solid), a volume mounted ``readonly`` points at its reader (dashed), each
   labelled with the mount path.
 
+A matrix stage is one node for all of its instances, labelled with their
+number, axes and ``max_parallel``; an edge between two matrix stages whose
+instances pair one to one says so (``one to one``).
+
 Output is deterministic: stages in the IR's topological order, volumes by
 name, edges in the order of their stages and mounts. User text (mount paths,
 GPU models, storage classes) is escaped for each language.
@@ -44,6 +48,7 @@ KIND_STYLES: dict[ir.StageKind, KindStyle] = {
 VOLUME_FILL, VOLUME_STROKE = "#f3f4f6", "#4b5563"
 GPU_COLORS = {ir.GpuVendor.NVIDIA: "#76b900", ir.GpuVendor.AMD: "#ed1c24", ir.GpuVendor.INTEL: "#0071c5"}
 FONT = "Helvetica"
+PAIRED = "one to one"  # the label of an edge between matrix stages whose instances pair
 
 
 # ------------------------------------------------------------------ what is drawn
@@ -56,15 +61,27 @@ def replica_text(stage: ir.Stage) -> str | None:
     return f"x{stage.replicas}" if stage.kind is ir.StageKind.SERVE and stage.replicas > 1 else None
 
 
+def drawn_stages(pipeline: ir.Pipeline) -> list[ir.Stage]:
+    """The stages drawn: each stage, and a matrix stage's first instance for all of them."""
+    return [stage for stage in pipeline.stages
+            if stage.instance is None or stage.instance.index == 0]
+
+
 def stage_lines(stage: ir.Stage) -> list[str]:
-    """The lines of a stage's label: name, kind, service details, GPUs."""
-    lines = [stage.name]
+    """The lines of a stage's label: name, kind, service details, a matrix stage's
+    instances, GPUs."""
+    lines = [stage.group]
     kind = stage.kind.value
     if stage.kind is ir.StageKind.SERVE:
         kind += f" :{stage.port}" if stage.port else ""
         if replica_text(stage):
             kind += f" {replica_text(stage)}"
     lines.append(kind)
+    if stage.instance is not None:
+        matrix = stage.instance.matrix
+        count = len(matrix.instances)
+        lines.append(f"{count} instance{'s' if count != 1 else ''} of {' x '.join(matrix.axes)}"
+                     + (f", {matrix.max_parallel} at a time" if matrix.max_parallel is not None else ""))
     resources = stage.resources
     if resources.gpu:
         gpu = f"{resources.gpu} GPU {resources.gpu_vendor.value}"
@@ -101,12 +118,25 @@ class MountEdge:
 
 
 def mount_edges(pipeline: ir.Pipeline) -> list[MountEdge]:
-    return [MountEdge(stage.name, mount.volume.name, mount.path, mount.readonly)
-            for stage in pipeline.stages for mount in stage.mounts]
+    """One edge per mount, a matrix stage's once (its instances mount alike, at
+    paths that may differ by their values: the first instance's is shown)."""
+    return [MountEdge(stage.group, mount.volume.name, mount.path, mount.readonly)
+            for stage in drawn_stages(pipeline) for mount in stage.mounts]
 
 
 def dependency_edges(pipeline: ir.Pipeline) -> list[tuple[str, str]]:
-    return [(dependency, stage.name) for stage in pipeline.stages for dependency in stage.after]
+    """(dependency, stage) by the names as written: the edges between instances of
+    two matrix stages, or to every instance of one, are one edge."""
+    edges: dict[tuple[str, str], None] = {}
+    for stage in pipeline.stages:
+        for dependency in stage.after:
+            edges[(pipeline.stage(dependency).group, stage.group)] = None
+    return list(edges)
+
+
+def paired(pipeline: ir.Pipeline, dependency: str, stage: str) -> bool:
+    """Whether the instances of matrix stage ``stage`` wait one to one for those of ``dependency``."""
+    return any(matrix.stage == stage and dependency in matrix.pairs for matrix in pipeline.matrices)
 
 
 # ------------------------------------------------------------------ Graphviz DOT
@@ -141,7 +171,7 @@ def to_dot(pipeline: ir.Pipeline) -> str:
         "",
         "  // stages: data = parallelogram, train = box, eval = hexagon, serve = rounded box",
     ]
-    for stage in pipeline.stages:
+    for stage in drawn_stages(pipeline):
         style = KIND_STYLES[stage.kind]
         attributes = [("label", dot_label(stage_lines(stage))), ("shape", style.dot_shape),
                       ("style", dot_string(style.dot_style)), ("fillcolor", dot_string(style.fill)),
@@ -149,7 +179,9 @@ def to_dot(pipeline: ir.Pipeline) -> str:
         if stage.resources.gpu:
             attributes[-1] = ("color", dot_string(GPU_COLORS[stage.resources.gpu_vendor]))
             attributes.append(("penwidth", "3"))
-        out.append(f"  {dot_string('stage:' + stage.name)} {_dot_attributes(attributes)};")
+        if stage.instance is not None:
+            attributes.append(("peripheries", "2"))  # a stack of instances
+        out.append(f"  {dot_string('stage:' + stage.group)} {_dot_attributes(attributes)};")
     if pipeline.volumes:
         out += ["", "  // volumes"]
     mounted = mounted_volumes(pipeline)
@@ -163,7 +195,8 @@ def to_dot(pipeline: ir.Pipeline) -> str:
     if dependencies:
         out += ["", "  // dependencies: each stage waits for the stages pointing at it"]
     for dependency, stage in dependencies:
-        out.append(f"  {dot_string('stage:' + dependency)} -> {dot_string('stage:' + stage)} [penwidth=1.6];")
+        label = f", label={dot_string(PAIRED)}" if paired(pipeline, dependency, stage) else ""
+        out.append(f"  {dot_string('stage:' + dependency)} -> {dot_string('stage:' + stage)} [penwidth=1.6{label}];")
     mounts = mount_edges(pipeline)
     if mounts:
         out += ["", "  // mounts: a writer points at its volume (solid), a readonly reader is pointed at (dashed)"]
@@ -223,15 +256,16 @@ def to_mermaid(pipeline: ir.Pipeline, fenced: bool = False) -> str:
     """The pipeline as a Mermaid ``flowchart`` (GitHub renders it inside a
     ```` ```mermaid ```` fence; ``fenced`` adds the fence)."""
     out = ["flowchart LR", f"  %% {pipeline.name}: stages, volumes, dependencies and mounts"]
-    for stage in pipeline.stages:
+    for stage in drawn_stages(pipeline):
         style = KIND_STYLES[stage.kind]
-        out.append(f"  {stage_id(stage.name)}{style.mermaid_open}{mermaid_label(stage_lines(stage))}"
+        out.append(f"  {stage_id(stage.group)}{style.mermaid_open}{mermaid_label(stage_lines(stage))}"
                    f"{style.mermaid_close}")
     mounted = mounted_volumes(pipeline)
     for volume in pipeline.volumes:
         out.append(f"  {volume_id(volume.name)}[({mermaid_label(volume_lines(volume, volume.name in mounted))})]")
     for dependency, stage in dependency_edges(pipeline):
-        out.append(f"  {stage_id(dependency)} ==> {stage_id(stage)}")
+        label = f'|"{PAIRED}"|' if paired(pipeline, dependency, stage) else ""
+        out.append(f"  {stage_id(dependency)} ==>{label} {stage_id(stage)}")
     for edge in mount_edges(pipeline):
         label = '|"' + mermaid_text(edge.path) + '"|'
         if edge.readonly:
@@ -242,14 +276,14 @@ def to_mermaid(pipeline: ir.Pipeline, fenced: bool = False) -> str:
         out.append(f"  classDef {kind.value} fill:{style.fill},stroke:{style.stroke},color:#111827")
     out.append(f"  classDef volume fill:{VOLUME_FILL},stroke:{VOLUME_STROKE},color:#111827")
     for kind in KIND_STYLES:
-        members = [stage_id(s.name) for s in pipeline.stages if s.kind is kind]
+        members = [stage_id(s.group) for s in drawn_stages(pipeline) if s.kind is kind]
         if members:
             out.append(f"  class {','.join(members)} {kind.value}")
     if pipeline.volumes:
         out.append(f"  class {','.join(volume_id(v.name) for v in pipeline.volumes)} volume")
-    for stage in pipeline.stages:
+    for stage in drawn_stages(pipeline):
         if stage.resources.gpu:
-            out.append(f"  style {stage_id(stage.name)} stroke:{GPU_COLORS[stage.resources.gpu_vendor]},"
+            out.append(f"  style {stage_id(stage.group)} stroke:{GPU_COLORS[stage.resources.gpu_vendor]},"
                        "stroke-width:3px")
     text = "\n".join(out) + "\n"
     return f"```mermaid\n{text}```\n" if fenced else text

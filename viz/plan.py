@@ -34,6 +34,15 @@ Worst case
 
 Writes
     The volumes mounted without ``readonly`` by a stage running in the level.
+
+Matrix stages
+    Each instance of a matrix stage is a stage of the plan (all of them at the
+    same level), but the table shows a matrix stage as one row with its
+    number of instances and axes (``--instances`` lists them). Under
+    ``max_parallel = N`` only N instances run at once, so a level's totals count
+    its N heaviest; the worst case sees the instances run in N chains, each
+    after the one N places before it, as docker-compose runs them and as
+    ``aipc run`` and ``aipc apply`` start them.
 """
 
 from __future__ import annotations
@@ -59,6 +68,7 @@ class Demand:
     memory_limit: int = 0
     cpu_unset: tuple[str, ...] = ()  # stages that set no cpu
     memory_unset: tuple[str, ...] = ()
+    stages: int = 0  # how many stages it adds up
 
     @property
     def gpu_total(self) -> int:
@@ -92,6 +102,7 @@ class Plan:
     levels: tuple[Level, ...]
     peak: GpuPeak
     worst_case: GpuPeak
+    matrices: tuple[ir.Matrix, ...] = ()
     devices: Assignment | Shortfall | None = None  # on one machine of `--gpus N` GPUs
 
 
@@ -123,7 +134,30 @@ def demand_of(stages: tuple[ir.Stage, ...]) -> Demand:
             memory_request += resources.memory.request * count
             memory_limit += resources.memory.limit * count
     return Demand(tuple((v, n) for v, n in gpus.items() if n), cpu_request, cpu_limit,
-                  memory_request, memory_limit, tuple(cpu_unset), tuple(memory_unset))
+                  memory_request, memory_limit, tuple(cpu_unset), tuple(memory_unset), len(stages))
+
+
+def _weight(stage: ir.Stage) -> tuple[int, int, int]:
+    resources = stage.resources
+    return (stage_gpus(stage), resources.cpu.limit if resources.cpu else 0,
+            resources.memory.limit if resources.memory else 0)
+
+
+def counted(stages: tuple[ir.Stage, ...]) -> tuple[ir.Stage, ...]:
+    """The stages whose demands add up at one instant: all of them, but of a matrix
+    stage with ``max_parallel = N`` only N instances, the heaviest (GPUs, then cpu
+    and memory limits; the first on a tie)."""
+    limited: dict[str, list[ir.Stage]] = {}
+    for stage in stages:
+        if stage.instance is not None and stage.instance.matrix.max_parallel is not None:
+            limited.setdefault(stage.group, []).append(stage)
+    if not limited:
+        return stages
+    left_out: set[str] = set()
+    for group in limited.values():
+        limit = group[0].instance.matrix.max_parallel
+        left_out |= {s.name for s in sorted(group, key=_weight, reverse=True)[limit:]}
+    return tuple(stage for stage in stages if stage.name not in left_out)
 
 
 def plan_pipeline(pipeline: ir.Pipeline, gpus: int | None = None) -> Plan:
@@ -136,15 +170,15 @@ def plan_pipeline(pipeline: ir.Pipeline, gpus: int | None = None) -> Plan:
         stages = tuple(by_level[index])
         running = stages + tuple(serving)
         writes = sorted({m.volume.name for s in running for m in s.mounts if not m.readonly})
-        levels.append(Level(index, stages, tuple(serving), demand_of(running), tuple(writes)))
+        levels.append(Level(index, stages, tuple(serving), demand_of(counted(running)), tuple(writes)))
         serving += [s for s in stages if s.kind is ir.StageKind.SERVE]
     peak = GpuPeak(0, None, ())
     for level in levels:
         if level.demand.gpu_total > peak.gpus:
-            names = tuple(s.name for s in level.running if s.resources.gpu)
+            names = tuple(s.name for s in counted(level.running) if s.resources.gpu)
             peak = GpuPeak(level.demand.gpu_total, level.index, names, level.demand.gpus)
     devices = assign_devices(pipeline, gpus) if gpus is not None else None
-    return Plan(pipeline.name, tuple(levels), peak, worst_case_gpus(pipeline), devices)
+    return Plan(pipeline.name, tuple(levels), peak, worst_case_gpus(pipeline), pipeline.matrices, devices)
 
 
 def worst_case_gpus(pipeline: ir.Pipeline) -> GpuPeak:
@@ -171,12 +205,12 @@ def _pair(request: int, limit: int, unset: tuple[str, ...], running: int, fmt) -
 
 def cpu_text(level: Level) -> str:
     d = level.demand
-    return _pair(d.cpu_request, d.cpu_limit, d.cpu_unset, len(level.running), format_cpu)
+    return _pair(d.cpu_request, d.cpu_limit, d.cpu_unset, d.stages, format_cpu)
 
 
 def memory_text(level: Level) -> str:
     d = level.demand
-    return _pair(d.memory_request, d.memory_limit, d.memory_unset, len(level.running), format_bytes)
+    return _pair(d.memory_request, d.memory_limit, d.memory_unset, d.stages, format_bytes)
 
 
 def stage_text(stage: ir.Stage, serving: bool = False) -> str:
@@ -187,23 +221,74 @@ def stage_text(stage: ir.Stage, serving: bool = False) -> str:
     return f"{stage.name} ({stage.kind.value})"
 
 
+def matrix_text(matrix: ir.Matrix, stage: ir.Stage, count: int, serving: bool = False) -> str:
+    """A matrix stage as one row: ``model (train, 5 instances of lr x seed, 2 at a time)``."""
+    what = "serving" if serving else (f"serve {replica_text(stage)}" if replica_text(stage) else stage.kind.value)
+    total = len(matrix.instances)
+    shown = f"{count} of {total}" if count != total else str(total)
+    limit = f", {matrix.max_parallel} at a time" if matrix.max_parallel is not None else ""
+    return f"{matrix.stage} ({what}, {shown} instance{'s' if total != 1 else ''} of {' x '.join(matrix.axes)}{limit})"
+
+
+def stage_texts(stages: tuple[ir.Stage, ...], serving: bool = False, instances: bool = False) -> list[str]:
+    """One line per stage, or per matrix stage unless ``instances``."""
+    if instances:
+        return [stage_text(s, serving) for s in stages]
+    counts: dict[str, int] = {}
+    for stage in stages:
+        counts[stage.group] = counts.get(stage.group, 0) + 1
+    out, shown = [], set()
+    for stage in stages:
+        if stage.instance is None:
+            out.append(stage_text(stage, serving))
+        elif stage.group not in shown:
+            shown.add(stage.group)
+            out.append(matrix_text(stage.instance.matrix, stage, counts[stage.group], serving))
+    return out
+
+
+def names_text(names: tuple[str, ...], plan: Plan, instances: bool = False) -> str:
+    """Stage names for a note, a matrix stage's instances as ``model (2 of 5 instances)``."""
+    if instances or not plan.matrices:
+        return ", ".join(names)
+    group = {name: matrix for matrix in plan.matrices for name in matrix.instances}
+    counts: dict[str, int] = {}
+    for name in names:
+        if name in group:
+            counts[group[name].stage] = counts.get(group[name].stage, 0) + 1
+    out: list[str] = []
+    for name in names:
+        matrix = group.get(name)
+        if matrix is None:
+            out.append(name)
+        elif matrix.stage in counts:
+            count, total = counts.pop(matrix.stage), len(matrix.instances)
+            out.append(f"{matrix.stage} ({count} of {total} instances)" if count != total
+                       else f"{matrix.stage} (all {total} instances)")
+    return ", ".join(out)
+
+
 NOTE_WIDTH = 100
 HEADERS = ("level", "stages", "GPU", "CPU", "memory", "writes")
 
 
-def rows(plan: Plan) -> list[tuple[str, ...]]:
+def rows(plan: Plan, instances: bool = False) -> list[tuple[str, ...]]:
     """One row per level; multi-line cells are joined with newlines."""
     out = []
     for level in plan.levels:
-        names = [stage_text(s) for s in level.stages] + [stage_text(s, serving=True) for s in level.serving]
+        names = (stage_texts(level.stages, instances=instances)
+                 + stage_texts(level.serving, serving=True, instances=instances))
         out.append((str(level.index), "\n".join(names), gpu_text(level.demand.gpus), cpu_text(level),
                     memory_text(level), "\n".join(level.writes) or "-"))
     return out
 
 
 def title(plan: Plan) -> str:
-    stages = sum(len(level.stages) for level in plan.levels)
-    return (f"{plan.pipeline}: {stages} stage{'s' if stages != 1 else ''} in "
+    instances = sum(len(matrix.instances) for matrix in plan.matrices)
+    stages = sum(len(level.stages) for level in plan.levels) - instances + len(plan.matrices)
+    swept = (f" ({len(plan.matrices)} matrix stage{'s' if len(plan.matrices) != 1 else ''}, "
+             f"{instances} instance{'s' if instances != 1 else ''})") if plan.matrices else ""
+    return (f"{plan.pipeline}: {stages} stage{'s' if stages != 1 else ''}{swept} in "
             f"{len(plan.levels)} level{'s' if len(plan.levels) != 1 else ''}")
 
 
@@ -213,18 +298,20 @@ def gpu_count_text(gpus: int, by_vendor: tuple[tuple[ir.GpuVendor, int], ...]) -
     return f"{gpus} GPUs ({gpu_text(by_vendor)})"
 
 
-def note_lines(plan: Plan) -> list[str]:
+def note_lines(plan: Plan, instances: bool = False) -> list[str]:
     peak = plan.peak
     if peak.gpus:
         lines = [f"peak GPU demand: {gpu_count_text(peak.gpus, peak.by_vendor)} at level {peak.level} "
-                 f"({', '.join(peak.stages)})"]
+                 f"({names_text(peak.stages, plan, instances)})"]
     else:
         lines = ["peak GPU demand: none (no stage asks for a GPU)"]
     worst = plan.worst_case
     if worst.gpus > peak.gpus:
         lines.append(f"worst case: {gpu_count_text(worst.gpus, worst.by_vendor)} at once if "
-                     + ", ".join(worst.stages) + " overlap: a stage starts as soon as its own "
+                     + names_text(worst.stages, plan, instances) + " overlap: a stage starts as soon as its own "
                      "dependencies finish, so stages of different levels can run together")
+    if any(matrix.max_parallel is not None for matrix in plan.matrices):
+        lines.append("a matrix stage with max_parallel counts only as many instances as may run at once.")
     lines.append("CPU and memory: request / limit (one value when equal), summed over the stages "
                  "running in the level; a serve stage counts once per replica"
                  + (", an autoscaled one (x MIN..MAX) for its minimum." if _autoscaled(plan) else "."))
@@ -258,10 +345,10 @@ def _autoscaled(plan: Plan) -> bool:
     return any(stage.autoscale is not None for level in plan.levels for stage in level.stages)
 
 
-def legend(plan: Plan) -> list[tuple[str, str]]:
+def legend(plan: Plan, instances: bool = False) -> list[tuple[str, str]]:
     """What `*` and `-` in the CPU and memory columns mean, as (mark, text), only for
     the marks the table shows."""
-    unset = _unset_stages(plan)
+    unset = _unset_stages(plan, instances)
     cells = [text for level in plan.levels for text in (cpu_text(level), memory_text(level))]
     entries = []
     if any(text.endswith(" *") for text in cells):
@@ -274,21 +361,24 @@ def legend(plan: Plan) -> list[tuple[str, str]]:
     return entries
 
 
-def _unset_stages(plan: Plan) -> list[str]:
+def _unset_stages(plan: Plan, instances: bool = False) -> list[str]:
+    """Each stage (a matrix stage once, unless ``instances``) that sets no cpu or memory."""
+    name_of = {s.name: (s.name if instances else s.group) for level in plan.levels for s in level.stages}
     missing: dict[str, set[str]] = {}
     for level in plan.levels:
         for name in level.demand.cpu_unset:
-            missing.setdefault(name, set()).add("cpu")
+            missing.setdefault(name_of[name], set()).add("cpu")
         for name in level.demand.memory_unset:
-            missing.setdefault(name, set()).add("memory")
-    order = [s.name for level in plan.levels for s in level.stages]
+            missing.setdefault(name_of[name], set()).add("memory")
+    order = list(dict.fromkeys(name_of[s.name] for level in plan.levels for s in level.stages))
     return [name + " (" + " and ".join(r for r in ("cpu", "memory") if r in missing[name]) + ")"
             for name in order if name in missing]
 
 
-def render_text(plan: Plan) -> str:
-    """A plain, deterministic table for pipes, files and tests."""
-    table = [HEADERS, *rows(plan)]
+def render_text(plan: Plan, instances: bool = False) -> str:
+    """A plain, deterministic table for pipes, files and tests; each instance of a
+    matrix stage on its own line with ``instances``."""
+    table = [HEADERS, *rows(plan, instances)]
     cells = [[cell.split("\n") for cell in row] for row in table]
     widths = [max(len(line) for row in cells for line in row[i]) for i in range(len(HEADERS))]
     out = [title(plan), ""]
@@ -300,9 +390,9 @@ def render_text(plan: Plan) -> str:
         if number == 0:
             out.append("  ".join("-" * width for width in widths))
     out.append("")
-    for line in note_lines(plan):
+    for line in note_lines(plan, instances):
         out += textwrap.wrap(line, width=NOTE_WIDTH, subsequent_indent="  ", break_on_hyphens=False)
-    for mark, text in legend(plan):  # `*  text`, its continuation lines under the text
+    for mark, text in legend(plan, instances):  # `*  text`, its continuation lines under the text
         out += textwrap.wrap(text, width=NOTE_WIDTH, initial_indent=mark.ljust(3), subsequent_indent="   ",
                              break_on_hyphens=False)
     if plan.devices is not None:
@@ -311,7 +401,7 @@ def render_text(plan: Plan) -> str:
     return "\n".join(out) + "\n"
 
 
-def render_rich(plan: Plan, console) -> None:
+def render_rich(plan: Plan, console, instances: bool = False) -> None:
     """The same table drawn by rich, for a terminal."""
     from rich.table import Table
 
@@ -319,13 +409,13 @@ def render_rich(plan: Plan, console) -> None:
     for header in HEADERS:
         justify = "right" if header in ("level", "GPU", "CPU", "memory") else "left"
         table.add_column(header, justify=justify, no_wrap=header != "stages")
-    for row, level in zip(rows(plan), plan.levels):
+    for row, level in zip(rows(plan, instances), plan.levels):
         style = "bold" if plan.peak.gpus and level.index == plan.peak.level else None
         table.add_row(*row, style=style)
     console.print(table)
-    for line in note_lines(plan):
+    for line in note_lines(plan, instances):
         console.print(line, highlight=False, markup=False)
-    for mark, text in legend(plan):
+    for mark, text in legend(plan, instances):
         console.print(mark.ljust(3) + text, highlight=False, markup=False)
     for line in device_lines(plan):
         console.print(line, highlight=False, markup=False)
@@ -350,6 +440,9 @@ def to_json(plan: Plan) -> str:
         })
     data = {"pipeline": plan.pipeline, "levels": levels, "peak_gpu": peak(plan.peak, level=plan.peak.level),
             "worst_case_gpu": peak(plan.worst_case)}
+    if plan.matrices:  # the stages above are instances; each matrix stage, with its own
+        data["matrices"] = [{"stage": m.stage, "axes": list(m.axes), "instances": list(m.instances),
+                             "max_parallel": m.max_parallel} for m in plan.matrices]
     if isinstance(plan.devices, Assignment):
         data["gpu_devices"] = {"gpus": plan.devices.count,
                                "stages": {name: [list(ids) for ids in containers]

@@ -173,6 +173,25 @@ def test_parallel_stages_are_applied_together(stub, capsys):
                                    met_at(cluster, "Job", "recommender-item-features"))
 
 
+def test_max_parallel_instances_of_a_matrix_stage_run_at_once(stub, capsys):
+    """The sweep's `model` (5 instances, max_parallel = 2): an instance's Job is
+    applied only while fewer than 2 of its stage's are applied and not complete."""
+    server = stub(job_delay=0.05)
+    path = example("sweep")
+    code, out, err = apply(capsys, str(path), "--kubeconfig", str(server.kubeconfig), "--wait")
+    assert code == 0, err
+    cluster = server.cluster
+    pipeline = compile_ok(path.read_text(), path=path.name)
+    models = [pipeline.object_name(name) for name in pipeline.matrices[0].instances]
+    spans = [(patch_index(cluster, name, "jobs"), met_at(cluster, "Job", name)) for name in models]
+    most = max(sum(1 for start, end in spans if start <= moment < end) for moment, _ in spans)
+    assert most == 2
+    scores = [pipeline.object_name(name) for name in pipeline.matrices[1].instances]
+    score_spans = [(patch_index(cluster, name, "jobs"), met_at(cluster, "Job", name)) for name in scores]
+    assert_dependency_order(cluster, path)  # each score after its model, pick_best after every score
+    assert max(start for start, _ in score_spans) < patch_index(cluster, "sweep-pick-best", "jobs")
+
+
 TWO_STAGES = 'data first { image = "e:1" }\ntrain second { image = "e:1"  after = [first] }\n'
 
 

@@ -97,21 +97,42 @@ def test_mounted_host_volume_is_an_error():
 # --------------------------------------------------------------------- the DAG
 
 
+def limited_groups(workflow: dict, pipeline: ir.Pipeline) -> dict[str, str]:
+    """Each instance that runs in the DAG template of its matrix stage (under
+    `max_parallel`), and that template's task in the entrypoint."""
+    out = {}
+    for template in templates(workflow).values():
+        if "parallelism" in template:
+            for inner in template["dag"]["tasks"]:
+                out[inner["name"]] = template["name"]
+    return out
+
+
 @pytest.mark.parametrize("path", CLUSTER_EXAMPLES + [None], ids=lambda p: p.stem if p else "clash")
 def test_dag_edges_are_the_programs_edges(path):
+    """Each stage is a task of the entrypoint, or of the DAG template of its matrix
+    stage when `max_parallel` limits its instances, which the entrypoint runs as one
+    task standing for all of them."""
     pipeline = example_ir(path) if path else compile_ir(COLLIDING_PROGRAM)
     workflow = workflow_of(pipeline)
     tasks = dag_tasks(workflow)
-    stage_tasks = {task(stage): stage for stage in pipeline.stages}
-    assert set(stage_tasks) <= set(tasks)
-    extra = set(tasks) - set(stage_tasks)
+    grouped = limited_groups(workflow, pipeline)
+
+    def task_of(stage: ir.Stage) -> str:
+        return grouped.get(task(stage), task(stage))
+
+    stage_tasks = {task_of(stage) for stage in pipeline.stages}
+    assert stage_tasks <= set(tasks)
+    assert {task(stage) for stage in pipeline.stages} == {task(s) for s in pipeline.stages if task(s) in tasks} | set(grouped)
+    extra = set(tasks) - stage_tasks
     for name in extra:  # only tasks that create a volume a serve stage mounts
         assert templates(workflow)[tasks[name]["template"]]["resource"]["manifest"].startswith(
             "apiVersion: v1\nkind: PersistentVolumeClaim\n")
         assert "dependencies" not in tasks[name]
     edges = {(dependency, name) for name, t in tasks.items() if name in stage_tasks
              for dependency in t.get("dependencies", []) if dependency in stage_tasks}
-    assert edges == {(task(pipeline.stage(after)), task(stage)) for stage in pipeline.stages for after in stage.after}
+    assert edges == {(task_of(pipeline.stage(after)), task_of(stage)) for stage in pipeline.stages
+                     for after in stage.after}
     for name, t in tasks.items():
         assert t["template"] in templates(workflow)
         assert len(t.get("dependencies", [])) == len(set(t.get("dependencies", [])))

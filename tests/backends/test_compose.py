@@ -653,3 +653,29 @@ def test_publish_address_from_the_command_line(tmp_path, capsys, arguments, publ
 def test_the_backend_is_registered():
     assert get_backend("compose") is compose and get_backend("docker-compose") is compose
     assert compose.default_filename(check_source(GOOD, "t.aip").ir) == "compose.yaml"
+
+
+# ------------------------------------------------------------ max_parallel (issue 18)
+
+
+@pytest.mark.parametrize("count", [1, 2, 5, 7])
+@pytest.mark.parametrize("limit", [1, 2, 3, 8])
+def test_max_parallel_makes_chains_that_never_run_more_than_it_at_once(count, limit):
+    """Each instance waits for the one `limit` places before it: the instances fall
+    into min(limit, count) chains, each run one at a time, so no more than `limit`
+    ever run together (a set of instances that may run together takes at most one
+    of each chain)."""
+    values = ", ".join(str(i) for i in range(count))
+    found = services(f'train t {{ image = "x:1"  matrix {{ n = [{values}] }}  max_parallel = {limit} }}')
+    assert list(found) == [f"t-{i}" for i in range(count)]
+    chain_of: dict[str, int] = {}
+    for index, name in enumerate(found):
+        waits = list(found[name].get("depends_on", {}))
+        if index < limit:
+            assert waits == []
+            chain_of[name] = index
+        else:
+            assert waits == [f"t-{index - limit}"]
+            assert found[name]["depends_on"][waits[0]] == {"condition": "service_completed_successfully"}
+            chain_of[name] = chain_of[waits[0]]
+    assert len(set(chain_of.values())) == min(limit, count)

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from aipc.backends.devices import Assignment, Shortfall, assign_devices, device_demand, gpus_per_container
 from aipc.compiler import ir
+from tests.helpers import compile_ok
 
 VENDORS = (ir.GpuVendor.NVIDIA, ir.GpuVendor.NVIDIA, ir.GpuVendor.AMD, ir.GpuVendor.INTEL)
 
@@ -133,3 +134,16 @@ def test_the_assignment_is_the_same_under_every_hash_seed(tmp_path):
         assert result.returncode == 0, result.stderr
         outputs.add(result.stdout)
     assert len(outputs) == 1 and b"device_ids" in outputs.pop()
+
+
+def test_instances_under_max_parallel_hand_their_gpus_on_along_their_chain():
+    """docker-compose runs a matrix stage with ``max_parallel = 2`` in two chains, each
+    instance after the one two places before it: two GPUs are enough, and an instance
+    takes the devices of the one it follows; without the limit all four may overlap."""
+    text = 'train fit {{ image = "x:1"  matrix {{ n = [1, 2, 3, 4] }}  {limit}  resources {{ gpu = 1 }} }}'
+    pipeline = compile_ok(text.format(limit="max_parallel = 2"))
+    assignment = assign_devices(pipeline, 2)
+    assert isinstance(assignment, Assignment)
+    assert [assignment.of(f"fit-{n}") for n in (1, 2, 3, 4)] == [("0",), ("1",), ("0",), ("1",)]
+    shortfall = assign_devices(compile_ok(text.format(limit="")), 2)
+    assert isinstance(shortfall, Shortfall) and shortfall.needed == 4

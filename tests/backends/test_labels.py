@@ -1,5 +1,7 @@
 """Every object aipc makes carries the same labels on every target and under
-`aipc run`: the standard app.kubernetes.io ones, then the pipeline's and the stage's."""
+`aipc run`: the standard app.kubernetes.io ones, then the pipeline's and the stage's
+(an instance's, its matrix stage's). An instance's exact coordinates are an
+annotation on Kubernetes, a label where there are no annotations (compose, `aipc run`)."""
 
 from __future__ import annotations
 
@@ -25,10 +27,12 @@ def test_a_stage_has_the_same_labels_on_every_target_and_under_aipc_run(path):
         expected = {ir.LABEL_NAME: stage.name, ir.LABEL_PART_OF: pipeline.name,
                     ir.LABEL_COMPONENT: stage.kind.value, ir.LABEL_MANAGED_BY: "aipc",
                     **dict(pipeline.labels), **dict(stage.labels)}
-        assert services[stage.name]["labels"] == expected
+        coordinates = {ir.COORDINATES_ANNOTATION: stage.instance.coordinates_json()} if stage.instance else {}
+        assert services[stage.name]["labels"] == {**expected, **coordinates}
         if workloads:
             queue = {kubernetes.QUEUE_LABEL: stage.schedule.queue} if stage.schedule.queue else {}
             assert workloads[stage.name]["metadata"]["labels"] == {**expected, **queue}  # Kueue reads a Job's
             assert workloads[stage.name]["spec"]["template"]["metadata"]["labels"] == expected
+            assert coordinates.items() <= workloads[stage.name]["metadata"]["annotations"].items()
         run = {**dict(specs[stage.name].labels), **names.stage_labels(stage)}
-        assert {k: v for k, v in run.items() if not k.startswith(LABEL_PREFIX)} == expected
+        assert {k: v for k, v in run.items() if not k.startswith(LABEL_PREFIX)} == {**expected, **coordinates}

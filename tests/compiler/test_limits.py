@@ -45,6 +45,8 @@ def program(name: str, literal: str) -> str:
         return f'serve a {{ image = "x:1"  port = 80\n  health {{ tcp = true  {name[7:]} = {literal} }} }}'
     if NUMBERS[name].kinds == {"serve"}:
         return f'serve a {{ image = "x:1"  port = 80\n  {name} = {literal} }}'
+    if name == "max_parallel":  # it limits a matrix stage's instances
+        return f'data a {{ image = "x:1"  matrix {{ x = [1, 2] }}\n  {name} = {literal} }}'
     return f'data a {{ image = "x:1"\n  {name} = {literal} }}'
 
 
@@ -71,7 +73,7 @@ def run(capsys, tmp_path: Path, text: str, *args: str) -> tuple[int, str]:
 def test_every_number_attribute_has_a_minimum_and_a_maximum():
     assert set(NUMBERS) == {"size", "retries", "timeout", "port", "expose", "ports", "replicas", "cpu", "memory",
                             "gpu", "shm", "disk", "health.port", "health.start", "health.interval",
-                            "health.timeout", "health.failures"}
+                            "health.timeout", "health.failures", "max_parallel"}
     for name, spec in NUMBERS.items():
         assert spec.minimum is not None and spec.maximum is not None, name
         assert spec.maximum <= units.INT64_MAX, name

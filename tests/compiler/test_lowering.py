@@ -27,6 +27,11 @@ def test_the_language_page_example_is_an_example():
     assert (ROOT / "examples" / "fraud-detection.aip").read_text() == program
 
 
+def test_the_language_page_sweep_is_the_sweep_example():
+    (sweep,) = [program for program in language_page_programs() if "matrix" in program]
+    assert (ROOT / "examples" / "sweep.aip").read_text() == sweep
+
+
 @pytest.mark.parametrize("index", range(1, len(language_page_programs())))
 def test_every_other_program_of_the_language_page_checks_clean(index):
     checked = check_source(language_page_programs()[index], f"page-{index}.aip")

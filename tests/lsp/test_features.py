@@ -194,3 +194,56 @@ def test_a_new_attribute_needs_nothing_in_the_language_server(monkeypatch):
     use = text.rindex("ingest]")
     assert index.definition(use).name_span.start == text.index("data ingest") + 5
     assert hover(document, index, text.rindex("waits_for"))[0].startswith("**`waits_for`**: a list of stage names")
+
+
+# ------------------------------------------------------------ matrix stages (issue 18)
+
+SWEEP = (EXAMPLES[[p.stem for p in EXAMPLES].index("sweep")]).read_text()
+
+
+def test_hover_on_a_matrix_stage_lists_its_instances():
+    document = IncrementalParser("sweep.aip").parse(SWEEP)
+    index = build_index(document)
+    text, _ = hover(document, index, SWEEP.index("train model") + 7)
+    assert ("Runs as 5 instances: `model-1e-4-1`, `model-1e-4-2`, `model-3e-4-1`, `model-3e-4-2`, "
+            "`model-3e-4-3`.") in text
+    text, _ = hover(document, index, SWEEP.index("after   = [model]") + 12)  # a use names the stage too
+    assert "Runs as 5 instances" in text
+    text, _ = hover(document, index, SWEEP.index("eval score") + 6)
+    assert "`score-3e-4-3`" in text
+    text, _ = hover(document, index, SWEEP.index("eval pick_best") + 6)
+    assert "instances" not in text
+    text, _ = hover(document, index, SWEEP.index("lr = [") + 1)
+    assert text == "**`lr`**: an axis of the matrix; each instance sees one of its values as `${matrix.lr}`"
+    text, _ = hover(document, index, SWEEP.index("matrix {") + 1)
+    assert text.startswith("`matrix { AXIS = [VALUES] ... }`")
+
+
+def test_hover_on_a_large_matrix_names_the_first_instances():
+    values = ", ".join(str(i) for i in range(30))
+    text = f'data big {{ image = "i:1"  matrix {{ x = [{values}] }} }}'
+    document = IncrementalParser("t.aip").parse(text)
+    answer, _ = hover(document, build_index(document), text.index("big"))
+    assert "Runs as 30 instances: `big-0`, `big-1`" in answer and "`big-19`, and 10 more." in answer
+
+
+@pytest.mark.parametrize("stage, expected", [
+    ("model", {"matrix.lr", "matrix.seed"}),
+    ("score", {"matrix.lr", "matrix.seed"}),  # `matrix = model` sweeps model's axes
+    ("pick_best", set()),
+])
+def test_completion_of_matrix_axes(stage, expected):
+    start = SWEEP.index(f" {stage} {{")
+    end = SWEEP.index("\n}\n", start) + 1  # the stage's closing brace
+    text = SWEEP[:end] + '  env = { X = "${matrix.|" }\n' + SWEEP[end:]
+    labels, result = complete_at(text)
+    assert {label for label in labels if label.startswith("matrix.")} == expected
+    assert {"pipeline.name", "stage.name"} <= set(labels)
+    if expected:
+        (lr,) = [c for c in result.items if c.label == "matrix.lr"]
+        assert lr.insert == "matrix.lr}"
+
+
+def test_completion_after_matrix_equals_offers_the_other_stages():
+    labels, _ = complete_at(SWEEP + "\neval again {\n  matrix = |\n}")
+    assert set(labels) == {"model", "score", "pick_best"}

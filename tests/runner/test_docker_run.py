@@ -506,3 +506,34 @@ serve late {{ script = "exec httpd -f -p 7002 -h /www"  port = 7002  expose = {f
         assert healthy and started and min(healthy) < min(started), (service, found)
     assert min(moments(found, "start", "late")) > min(moments(found, "die", "client"))
 
+
+
+def container_spans(found: list[dict]) -> dict[str, list[tuple[int, int]]]:
+    """(start, die) of each stage's containers, in nanoseconds, from the engine's events."""
+    begun: dict[str, int] = {}
+    spans: dict[str, list[tuple[int, int]]] = {}
+    for event in found:
+        if event["Action"] == "start":
+            begun[event["id"]] = event["timeNano"]
+        elif event["Action"] == "die":
+            stage = event["Actor"]["Attributes"]["dev.aipc.stage"]
+            spans.setdefault(stage, []).append((begun.pop(event["id"]), event["timeNano"]))
+    return spans
+
+
+def test_a_sweep_runs_six_instances_two_at_a_time_and_pairs_them(pipeline, capsys):
+    from tests.backends.e2e.test_compose_e2e import SWEEP, SWEEP_COORDINATES, most_at_once
+
+    pipeline.path.write_text(SWEEP.replace("IMAGE", pipeline.image).replace('pipeline "e2e-sweep" { }',
+                                                                            f'pipeline "{pipeline.name}" {{ }}'))
+    since = time.time() - 1
+    code, out, err = aipc(capsys, "run", str(pipeline.path), "--progress", "plain", "--jobs", "6")
+    assert code == 0, out + err
+    spans = container_spans(docker_events(pipeline.labels().removeprefix("label="), since))
+    models = [f"model-{lr}-{seed}" for lr, seed in SWEEP_COORDINATES]
+    assert sorted(spans) == sorted(models + [name.replace("model", "score") for name in models])
+    assert most_at_once([span for name in models for span in spans[name]]) == 2
+    for lr, seed in SWEEP_COORDINATES:
+        assert lines_of(out, f"score-{lr}-{seed}") == [f"score-{lr}-{seed} read lr={lr} seed={seed}"]
+        assert spans[f"score-{lr}-{seed}"][0][0] >= spans[f"model-{lr}-{seed}"][0][1]
+    assert pipeline.containers() == []

@@ -499,3 +499,61 @@ def test_the_live_view_says_a_stage_waits_for_gpus_not_for_its_dependencies():
     screen.print(reporter._table())
     rows = [row for row in screen.file.getvalue().splitlines() if " t1 " in row or " t2 " in row]
     assert "waiting for GPUs (needs 2 of the 4)" in rows[0] and "waiting for `t1`" in rows[1]
+
+
+# ------------------------------------------------------------ matrix stages (issue 18)
+
+SWEEP = """
+train model {
+  matrix  { lr = [1, 2]  seed = [1, 2, 3] }
+  max_parallel = 2
+  command = ["train", "${matrix.lr}", "${matrix.seed}"]
+}
+eval score { matrix = model  after = [model]  command = ["score"] }
+eval best  { after = [score]  command = ["best"] }
+"""
+MODELS = [f"model-{lr}-{seed}" for lr in (1, 2) for seed in (1, 2, 3)]
+
+
+def overlap(driver: FakeDriver, names) -> int:
+    """The most of ``names`` that ran at one instant."""
+    edges = sorted((t, change) for name in names for start, end in driver.spans[name]
+                   for t, change in ((start, 1), (end, -1)))
+    running = peak = 0
+    for _, change in edges:
+        running += change
+        peak = max(peak, running)
+    return peak
+
+
+def test_max_parallel_bounds_the_instances_of_a_matrix_stage_not_the_others():
+    driver = FakeDriver(durations={**dict.fromkeys(MODELS, 0.1), **{n.replace("model", "score"): 0.3 for n in MODELS}})
+    result, _ = schedule(SWEEP, driver, jobs=8)
+    assert all(status is Status.SUCCEEDED for status in statuses(result).values())
+    assert overlap(driver, MODELS) == 2
+    assert overlap(driver, [n.replace("model", "score") for n in MODELS]) > 2  # score has no limit
+    for model in MODELS:  # each score instance after its own model instance only
+        assert driver.first_start(model.replace("model", "score")) >= driver.last_end(model)
+    assert driver.first_start("best") >= max(driver.last_end(n.replace("model", "score")) for n in MODELS)
+
+
+def test_a_matrix_stage_name_selects_all_of_its_instances():
+    pipeline = compile_ok(IMAGE + SWEEP)
+    assert select_stages(pipeline, ["model"]) == tuple(MODELS)
+    assert select_stages(pipeline, ["score-2-3"]) == ("score-2-3",)
+    assert select_stages(pipeline, start="score") == tuple(n.replace("model", "score") for n in MODELS) + ("best",)
+    with pytest.raises(SelectionError, match="did you mean `model`"):
+        select_stages(pipeline, ["modle"])
+
+
+def test_a_large_sweep_is_scheduled_in_time_linear_in_its_instances():
+    """Each scheduling pass counts what runs once (it used to count it again for
+    each stage, and 500 instances took minutes)."""
+    values = ", ".join(str(i) for i in range(500))
+    source = f'train m {{ matrix {{ x = [{values}] }}  max_parallel = 3  command = ["x"] }}\neval e {{ after = [m] }}'
+    driver = FakeDriver(durations=dict.fromkeys([f"m-{i}" for i in range(500)], 0.0))
+    started = time.monotonic()
+    result, _ = schedule(source, driver, jobs=8)
+    assert time.monotonic() - started < 30
+    assert all(status is Status.SUCCEEDED for status in statuses(result).values())
+    assert driver.peak <= 3

@@ -125,12 +125,12 @@ def test_svg_rendered_by_graphviz(path, graphviz_dot, capsys):
     titles = {"".join(t.itertext()) for t in root.iter(f"{SVG}title")}
     pipeline = compile_ok(path.read_text())
     for stage in pipeline.stages:
-        assert f"stage:{stage.name}" in titles
+        assert f"stage:{stage.group}" in titles  # a matrix stage is one node
     for volume in pipeline.volumes:
         assert f"volume:{volume.name}" in titles
     for stage in pipeline.stages:
         for dependency in stage.after:
-            assert f"stage:{dependency}->stage:{stage.name}" in titles
+            assert f"stage:{pipeline.stage(dependency).group}->stage:{stage.group}" in titles
     if any(m.readonly for s in pipeline.stages for m in s.mounts):
         assert "stroke-dasharray" in out
 
@@ -196,3 +196,15 @@ def test_params_change_the_drawing(capsys):
 def test_unwritable_output(tmp_path, capsys):
     code, _, err = graph(capsys, str(EXAMPLES[0]), "-o", str(tmp_path / "missing" / "g.dot"))
     assert code == 1 and "cannot write" in err
+
+
+def test_a_matrix_stage_is_one_node_and_pairing_one_edge():
+    pipeline = compile_ok(next(p for p in EXAMPLES if p.stem == "sweep").read_text())
+    dot = to_dot(pipeline)
+    assert '"stage:model" [label="model\\ntrain\\n5 instances of lr x seed, 2 at a time\\n1 GPU nvidia"' in dot
+    assert '"stage:model" -> "stage:score" [penwidth=1.6, label="one to one"];' in dot
+    assert '"stage:score" -> "stage:pick_best" [penwidth=1.6];' in dot
+    assert "model-1e-4-1" not in dot and dot.count("->") == 2
+    mermaid = to_mermaid(pipeline)
+    assert 's_model ==>|"one to one"| s_score' in mermaid and "s_score ==> s_pick_best" in mermaid
+    assert "model-1e-4-1" not in mermaid

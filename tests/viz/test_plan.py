@@ -228,3 +228,55 @@ def test_gpus_fewer_than_needed_is_an_error_naming_the_stages(capsys, tmp_path):
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["plan", str(source), "--gpus", "0"])
     assert exit_info.value.code == 2 and "--gpus: must be at least 1" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------ matrix stages (issue 18)
+
+SWEEP = next(p for p in EXAMPLES if p.stem == "sweep")
+
+
+def test_a_matrix_stage_is_one_row_with_its_instances_and_axes(capsys):
+    code, out, _ = plan_cli(capsys, str(SWEEP))
+    assert code == 0
+    assert out.startswith("sweep: 3 stages (2 matrix stages, 10 instances) in 3 levels\n")
+    assert "model (train, 5 instances of lr x seed, 2 at a time)" in out
+    assert "score (eval, 5 instances of lr x seed)" in out
+    assert "model-1e-4-1" not in out
+    assert "peak GPU demand: 2 nvidia GPUs at level 0 (model (2 of 5 instances))" in out
+    code, out, _ = plan_cli(capsys, str(SWEEP), "--instances")
+    assert code == 0
+    assert [line.split()[0] for line in out.splitlines()[4:9]] == [
+        "0", "model-1e-4-2", "model-3e-4-1", "model-3e-4-2", "model-3e-4-3"]
+    assert "peak GPU demand: 2 nvidia GPUs at level 0 (model-1e-4-1, model-1e-4-2)" in out
+
+
+def test_a_level_counts_only_max_parallel_instances_of_a_matrix_stage():
+    text = '''
+pipeline "p" { image = "e:1" }
+train fit { matrix { gpus = [1, 4, 2] }  max_parallel = %s  resources { gpu = "${matrix.gpus}"  cpu = 1 } }
+'''
+    limited = plan_pipeline(compile_ok(text % "2"))
+    assert (limited.peak.gpus, limited.peak.stages) == (6, ("fit-2", "fit-4"))  # the two heaviest
+    assert limited.levels[0].demand.cpu_request == 2000
+    unlimited = plan_pipeline(compile_ok(text.replace("max_parallel = %s", "")))
+    assert unlimited.peak.gpus == 7 and unlimited.levels[0].demand.cpu_request == 3000
+
+
+def test_the_worst_case_sees_instances_run_in_max_parallel_chains():
+    plan = plan_pipeline(compile_ok('''
+pipeline "p" { image = "e:1" }
+train fit  { matrix { x = [1, 2, 3, 4] }  max_parallel = 2  resources { gpu = 1 } }
+data prep  { }
+train late { after = [prep]  resources { gpu = 4 } }'''))
+    assert plan.peak.gpus == 4  # level 1: late alone; level 0: two instances of fit
+    assert plan.worst_case.gpus == 6  # late and two instances of fit, never all four
+    assert "worst case: 6 nvidia GPUs at once if fit (2 of 4 instances), late overlap" in render_text(plan)
+
+
+def test_json_lists_instances_and_each_matrix_stage():
+    data = json.loads(to_json(plan_pipeline(compile_ok(SWEEP.read_text(), path="sweep.aip"))))
+    assert data["levels"][0]["stages"] == ["model-1e-4-1", "model-1e-4-2", "model-3e-4-1", "model-3e-4-2",
+                                           "model-3e-4-3"]
+    assert data["matrices"][0] == {"stage": "model", "axes": ["lr", "seed"], "max_parallel": 2,
+                                   "instances": data["levels"][0]["stages"]}
+    assert data["matrices"][1]["stage"] == "score" and data["matrices"][1]["max_parallel"] is None

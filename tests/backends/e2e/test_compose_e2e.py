@@ -443,3 +443,82 @@ def test_gpus_n_gives_the_engine_each_services_own_device_ids(project):
     assert requests["a"] == [{"Driver": "nvidia", "Count": 0, "DeviceIDs": ["0", "1"], "Capabilities": [["gpu"]],
                               "Options": {}}]
     assert requests["b"][0]["DeviceIDs"] == ["2"]  # a and b may run at the same time
+
+
+# LANGUAGE.md's sweep, made to run: a 2 x 3 matrix, two instances at a time; each
+# `score` instance checks that it reads the value its own `model` instance wrote.
+SWEEP = '''
+pipeline "e2e-sweep" { }
+volume results { size = 16Mi  access = rwx }
+train model {
+  image  = "IMAGE"
+  matrix { lr = [1e-4, 3e-4]  seed = [1, 2, 3] }
+  max_parallel = 2
+  script = """
+    set -eu
+    sleep 2
+    mkdir -p /results/${stage.name}
+    echo "lr=${matrix.lr} seed=${matrix.seed}" > /results/${stage.name}/value
+  """
+  mount results at "/results"
+}
+eval score {
+  image  = "IMAGE"
+  matrix = model
+  after  = [model]
+  script = """
+    set -eu
+    value="$(cat /results/model-${matrix.lr}-${matrix.seed}/value)"
+    test "$value" = "lr=${matrix.lr} seed=${matrix.seed}"
+    echo "${stage.name} read $value"
+  """
+  mount results at "/results" readonly
+}
+'''
+SWEEP_COORDINATES = [(lr, seed) for lr in ("1e-4", "3e-4") for seed in (1, 2, 3)]
+
+
+def most_at_once(spans) -> int:
+    """The most of the (start, end) spans that overlap at one instant (an end and a
+    start at the same instant do not)."""
+    running = most = 0
+    for _, change in sorted((t, change) for start, end in spans for t, change in ((start, 1), (end, -1))):
+        running += change
+        most = max(most, running)
+    return most
+
+
+def test_a_sweep_runs_six_instances_two_at_a_time_and_pairs_them(project):
+    project.compile(SWEEP)
+    up = project.compose("up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    models = [project.one(f"model-{lr}-{seed}") for lr, seed in SWEEP_COORDINATES]
+    assert [c["State"]["ExitCode"] for c in models] == [0] * 6
+    assert most_at_once([(started(c), finished(c)) for c in models]) == 2
+    assert json.loads(models[4]["Config"]["Labels"]["aipc.dev/matrix-coordinates"]) == {"lr": 0.0003, "seed": 2}
+    for lr, seed in SWEEP_COORDINATES:
+        score = project.one(f"score-{lr}-{seed}")
+        assert score["State"]["ExitCode"] == 0
+        assert started(score) >= finished(project.one(f"model-{lr}-{seed}"))
+        assert f"score-{lr}-{seed} read lr={lr} seed={seed}" in up.stdout
+
+
+WINDOW_FAILURE = '''
+data step {
+  image  = "IMAGE"
+  matrix { n = [1, 2, 3, 4, 5] }
+  max_parallel = 2
+  script = "sleep 1; if [ ${matrix.n} = 2 ]; then exit 4; fi; echo step ${matrix.n} done"
+}
+'''
+
+
+def test_a_failed_instance_stops_its_chain_and_the_other_chain_goes_on(project):
+    """max_parallel = 2 makes chains 1 -> 3 -> 5 and 2 -> 4 on docker-compose."""
+    project.compile(WINDOW_FAILURE)
+    up = project.compose("up")
+    assert up.returncode != 0
+    assert project.one("step-2")["State"]["ExitCode"] == 4
+    assert all(never_started(c) for c in project.containers("step-4"))
+    assert [project.one(f"step-{n}")["State"]["ExitCode"] for n in (1, 3, 5)] == [0, 0, 0]
+    assert started(project.one("step-5")) >= finished(project.one("step-3"))
