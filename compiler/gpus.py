@@ -153,6 +153,23 @@ def node_affinity_values(model: GpuModel, convention: LabelConvention) -> tuple[
     return requirements[0].values if requirements else ()
 
 
+def describe(text: str) -> str | None:
+    """Markdown saying which nodes the portable model ``text`` selects under each
+    convention (the language server's hover on a `gpu_model` value); None for any
+    other text."""
+    model = lookup(text)
+    if model is None:
+        return None
+    vendor = {GpuVendor.NVIDIA: "NVIDIA", GpuVendor.AMD: "AMD", GpuVendor.INTEL: "Intel"}[model.vendor]
+    lines = [f"`{model.name}`: a portable {vendor} GPU model; the nodes it selects under each label "
+             "convention (`--gpu-labels`, the header's `gpu_labels`):", ""]
+    for convention in LabelConvention:
+        requirements = node_requirements(model, convention)
+        selects = "; ".join(f"`{r.key}` in " + ", ".join(f"`{value}`" for value in r.values) for r in requirements)
+        lines.append(f"- {convention.value}: " + (selects or "no such nodes (an error on Kubernetes and Argo)"))
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------------------ what `gpu_model` selects
 
 # A name shaped like the portable ones: a model code (letters, then digits, perhaps a

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Callable
 
 from aipc.compiler import units
-from aipc.compiler.gpus import PORTABLE_NAMES
+from aipc.compiler import gpus
 from aipc.compiler.units import Kind
 from aipc.dsl.vocabulary import BATCH_KINDS, SERVICE_KINDS, STAGE_KINDS
 
@@ -54,6 +55,8 @@ class AttributeSpec:
     maximum: int | None = None
     ranges: bool = False  # accepts LOW..HIGH (request..limit)
     example: str = ""
+    suggestions: tuple[str, ...] = ()  # string values completion offers; others are allowed too
+    explain: Callable[[str], str | None] | None = None  # what a string value means (hover), if known
 
 
 def _table(*specs: AttributeSpec) -> dict[str, AttributeSpec]:
@@ -175,10 +178,10 @@ RESOURCES = _table(
     AttributeSpec("gpu_vendor", Type.CHOICE, "The GPU vendor: `nvidia` (default), `amd` or `intel`.",
                   choices=("nvidia", "amd", "intel"), example="gpu_vendor = amd"),
     AttributeSpec("gpu_model", Type.STRING,
-                  "A GPU model: a portable name (" + ", ".join(f"`{name}`" for name in PORTABLE_NAMES)
+                  "A GPU model: a portable name (" + ", ".join(f"`{name}`" for name in gpus.PORTABLE_NAMES)
                   + "), which selects the nodes of that model under the cluster's label convention, or a node "
                   "label value written as is.",
-                  example='gpu_model = "H100-80GB"'),
+                  example='gpu_model = "H100-80GB"', suggestions=gpus.PORTABLE_NAMES, explain=gpus.describe),
     AttributeSpec("shm", Type.BYTES, "The size of /dev/shm (shared memory for data loaders, NCCL).",
                   minimum=1, maximum=units.MAX_BYTES, example="shm = 16Gi"),
     AttributeSpec("disk", Type.BYTES, "Ephemeral local storage.", minimum=1, maximum=units.MAX_BYTES,

@@ -264,6 +264,9 @@ def _describe_attribute(document: ParsedDocument, place: Place) -> str:
         normalised = describe_quantity(spec, value)
         if normalised:
             lines += [normalised, ""]
+        meaning = spec.explain(value.literal) if spec.explain and isinstance(value, m.Str) else None
+        if meaning:
+            lines += [meaning, ""]
     if spec is None and place.block == "matrix":
         return f"**`{name}`**: an axis of the matrix; each instance sees one of its values as `${{matrix.{name}}}`"
     if spec is None:
