@@ -21,6 +21,17 @@ How many GPUs that takes
 Devices are numbered ``"0"`` to ``"N-1"``, the indices Docker's device requests
 and ``NVIDIA_VISIBLE_DEVICES`` take. A stage made of several containers (the
 replicas of a serve stage) gets devices of its own for each container.
+
+The interface others build on
+    :func:`containers` (how many containers run a stage at once) and
+    :func:`gpus_per_container` are the only places that say how a stage's GPUs
+    are split; :func:`device_demand` is their product. :func:`assign_devices`
+    (compose's ``--gpus N``, ``aipc plan --gpus N``) and the runner's GPU pool
+    (``aipc run``, runner/scheduler.py ``GpuPool``) both hand out one tuple of
+    device ids per container, in container order (``Assignment.devices``, the
+    scheduler's ``Devices``). A stage that runs as N containers of another kind
+    (the nodes of a multi-node stage) needs only :func:`containers` to count
+    them: the assignment, the pool and the one-container-per-tuple outputs follow.
 """
 
 from __future__ import annotations

@@ -44,7 +44,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
-from aipc.backends.devices import containers, gpus_per_container
+from aipc.backends.devices import device_demand, gpus_per_container
 from aipc.compiler import ir
 
 
@@ -210,9 +210,7 @@ class GpuPool:
         self.free = list(self.devices)
         self.held: dict[str, Devices] = {}
 
-    @staticmethod
-    def demand(stage: ir.Stage) -> int:
-        return containers(stage) * gpus_per_container(stage)
+    demand = staticmethod(device_demand)
 
     def take(self, stage: ir.Stage) -> Devices:
         """Devices for each of the stage's containers (the caller checked there are enough)."""
