@@ -8,7 +8,9 @@ form is checked on created containers (they cannot start here)."""
 
 from __future__ import annotations
 
+import io
 import itertools
+import tarfile
 
 import docker
 import pytest
@@ -18,7 +20,7 @@ from aipc.diagnostics import Diagnostics
 from aipc.runner.docker_driver import container_options
 from aipc.runner.selection import RunNames
 from tests.helpers import compile_ok
-from tests.runner.test_docker_run import aipc, lines_of, pipeline  # noqa: F401 - the fixture
+from tests.runner.test_docker_run import Pipeline, aipc, lines_of, pipeline  # noqa: F401 - the fixture
 
 pytestmark = pytest.mark.docker
 
@@ -92,3 +94,52 @@ def test_the_device_request_names_the_assigned_gpus(busybox_image, tmp_path):
             assert ("NVIDIA_VISIBLE_DEVICES=1,3" in environment) == (request == "env")
         finally:
             container.remove(force=True)
+
+
+# `nvidia-smi -L` as the NVIDIA container runtime would let it answer in a container
+# given every GPU (NVIDIA_VISIBLE_DEVICES=all): three GPUs, listed as it lists them.
+FAKE_NVIDIA_SMI = """#!/bin/sh
+[ "$1" = -L ] && [ "$NVIDIA_VISIBLE_DEVICES" = all ] || { echo "No devices were found"; exit 6; }
+for n in 0 1 2; do echo "GPU $n: NVIDIA H100 80GB HBM3 (UUID: GPU-0000000$n-aaaa-bbbb-cccc-dddddddddddd)"; done
+"""
+
+
+@pytest.fixture(scope="module")
+def nvidia_smi_image(busybox_image):
+    """The busybox image with that `nvidia-smi` in /bin, removed after the tests."""
+    client = docker.from_env()
+    tag = "aipc-test/fake-nvidia-smi:1.0"
+    archive = io.BytesIO()
+    with tarfile.open(fileobj=archive, mode="w") as tar:
+        data = FAKE_NVIDIA_SMI.encode()
+        info = tarfile.TarInfo("nvidia-smi")
+        info.size, info.mode = len(data), 0o755
+        tar.addfile(info, io.BytesIO(data))
+    container = client.containers.create(busybox_image, command=["true"])
+    try:
+        container.put_archive("/bin", archive.getvalue())
+        container.commit(*tag.split(":"))
+    finally:
+        container.remove(force=True)
+    yield tag
+    client.images.remove(tag, force=True)
+
+
+def test_run_counts_the_engines_gpus_with_nvidia_smi(nvidia_smi_image, tmp_path, capsys):
+    """Without --gpus, `aipc run --gpu-request env` asks nvidia-smi in a container
+    given every GPU, and schedules the three it lists: two stages of two GPUs
+    cannot run together."""
+    program = Pipeline(tmp_path, nvidia_smi_image)
+    program.write("".join(STAGE.format(name=name, seconds=1, gpus=2) for name in ("t0", "t1")))
+    try:
+        code, out, err = aipc(capsys, "run", str(program.path), "--progress", "plain", "--jobs", "4",
+                              "--gpu-request", "env")
+        assert code == 0, out + err
+        assert "3 GPUs (found with nvidia-smi)" in out
+        runs = intervals(out, ["t0", "t1"])
+        assert all(len(devices) == 2 and devices <= {"0", "1", "2"} for _, _, devices in runs.values())
+        first, second = sorted(runs.values())
+        assert second[0] >= first[1]  # the second waited for the first's GPUs
+        assert "waiting for GPUs (needs 2 of the 3)" in out
+    finally:
+        assert program.containers() == []
