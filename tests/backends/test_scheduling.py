@@ -221,7 +221,7 @@ def test_the_contract_program_on_argo():
                                       {"key": "spot", "operator": "Equal", "value": "true", "effect": "NoSchedule"}]
     assert big["priorityClassName"] == "batch-high"
     api = templates(workflow)["api"]
-    assert [step["name"] for step in api["steps"][0]] == ["deployment", "service", "autoscaler"]
+    assert [step["name"] for step in api["steps"][0]] == ["deployment", "service", "network-policy", "autoscaler"]
     hpa = manifest(workflow, "api-autoscaler")
     assert hpa["kind"] == "HorizontalPodAutoscaler"
     assert (hpa["spec"]["minReplicas"], hpa["spec"]["maxReplicas"]) == (2, 10)
@@ -232,6 +232,18 @@ def test_the_contract_program_on_argo():
     # done once the minimum of replicas is available
     assert templates(workflow)["api-deployment"]["resource"]["successCondition"] == \
         "status.updatedReplicas > 1,status.availableReplicas > 1"
+
+
+
+def test_argos_deployer_may_apply_the_autoscaler_and_no_other():
+    documents = emit("argo", compile_ir(CONTRACT), rbac=True).documents
+    (role,) = [d for d in documents if d["kind"] == "Role" and d["metadata"]["name"] == "pretrain-deployer"]
+    rules = [rule for rule in role["rules"] if rule["apiGroups"] == ["autoscaling"]]
+    assert rules == [{"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"], "verbs": ["create"]},
+                     {"apiGroups": ["autoscaling"], "resources": ["horizontalpodautoscalers"],
+                      "resourceNames": ["pretrain-api"], "verbs": ["get", "patch"]}]
+    (workflow,) = [d for d in documents if d["kind"] == "Workflow"]
+    assert templates(workflow)["api-autoscaler"]["serviceAccountName"] == "pretrain-deployer"
 
 
 # --------------------------------------------------------------------- compose

@@ -13,7 +13,6 @@ human and JSON output so that a change in wording is reviewed like code.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import re
@@ -23,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from aipc.compiler import check_source
-from aipc.compiler.sources import read_text
+from aipc.compiler.sources import Unreadable, read_text
 from aipc.diagnostics import Source, render_human, render_json
 
 HERE = Path(__file__).parent
@@ -37,13 +36,21 @@ def run_case(path: Path):
     text = path.read_text()
     params = dict(PARAMS.findall(text))
     name = f"cases/{path.name}"
-    with contextlib.chdir(HERE):  # imports read as `cases/lib/...`, as messages name them, wherever the tree is
-        checked = check_source(text, name, params, read=read_text)
+    checked = check_source(text, name, params, read=read_beside_cases)
     compiled = COMPILE.search(text)
     if compiled is not None and checked.ir is not None:
         checked = dataclasses.replace(
             checked, diagnostics=checked.diagnostics + target_diagnostics(checked.ir, compiled.group(1)))
     return text, name, checked
+
+
+def read_beside_cases(imported: str) -> str:
+    """A file a case imports; a message about it names it from this directory, so
+    that snapshots do not depend on where the repository is checked out."""
+    try:
+        return read_text(str(HERE / imported))
+    except Unreadable as error:
+        raise Unreadable(error.message.replace(f"{HERE}/", ""), error.help) from None
 
 
 def sources_of(text: str, name: str, checked) -> dict[str, Source]:
