@@ -48,6 +48,9 @@ _BLOCK_PURPOSES = {
     "health": "how and when the service is checked (serve stages)",
     "security": "how the container departs from the hardened default: its user, a writable root filesystem, "
                 "capabilities added back, privileged (in the `pipeline` header: defaults for every stage)",
+    "schedule": "where the stage's pods may run and how they wait: a node selector, tolerations, a "
+                "PriorityClass and a Kueue queue (in the `pipeline` header: defaults for every stage)",
+    "autoscale": "how `replicas = MIN..MAX` scales: on CPU use (`cpu`, percent) or a per-pod `metric`",
 }
 BLOCK_DOCS = {  # the blocks of stages and of the header, as the schema has them
     name: f"`{name} {{ {', '.join(table)} }}`" + (f": {_BLOCK_PURPOSES[name]}" if name in _BLOCK_PURPOSES else "")
@@ -271,6 +274,9 @@ def _describe_attribute(document: ParsedDocument, place: Place) -> str:
         normalised = describe_quantity(spec, value)
         if normalised:
             lines += [normalised, ""]
+        meaning = spec.explain(value.literal) if spec.explain and isinstance(value, m.Str) else None
+        if meaning:
+            lines += [meaning, ""]
     if spec is None and place.block == "matrix":
         return f"**`{name}`**: an axis of the matrix; each instance sees one of its values as `${{matrix.{name}}}`"
     if spec is None:
