@@ -300,7 +300,9 @@ def build_resources(spec: docker.ContainerSpec) -> dict:
     """Limits are the high end of a range, reservations the low end; NVIDIA and AMD
     GPUs are device reservations."""
     limits = {"cpus": compose_cpus(spec.cpu.limit), "memory": compose_bytes(spec.memory.limit)}
-    reservations: dict = {"cpus": compose_cpus(spec.cpu.request), "memory": compose_bytes(spec.memory.request)}
+    reservations: dict = {"memory": compose_bytes(spec.memory.request)}
+    if spec.cpu is not ir.DEFAULT_CPU:  # docker-compose 1.29 ignores a cpu reservation with a warning: only one asked for
+        reservations = {"cpus": compose_cpus(spec.cpu.request), **reservations}
     if spec.gpu is not None and spec.gpu.device_ids:  # `count` and `device_ids` exclude each other
         reservations["devices"] = [{"driver": spec.gpu.driver, "device_ids": list(spec.gpu.device_ids),
                                     "capabilities": ["gpu"]}]
