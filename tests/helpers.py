@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import random
+import re
+import socket
 from pathlib import Path
 
 from aipc.compiler import check_source
@@ -55,3 +59,29 @@ def plain(value):
     if isinstance(value, tuple):
         return tuple(plain(item) for item in value)
     return value
+
+
+# Ports for the tests' services: below the kernel's ephemeral range (32768-60999 by
+# default, /proc/sys/net/ipv4/ip_local_port_range), where any outgoing connection
+# (the Docker client's, a browser's) may take a port between the probe and the use,
+# and in a band of PORT_BAND ports per pytest-xdist worker, so that two workers never
+# pick the same one.
+FIRST_PORT = 10000
+PORT_BAND = 2000
+
+
+def free_port(count: int = 1) -> int:
+    """The first of ``count`` consecutive ports that nothing on this machine holds
+    (each checked on 0.0.0.0, which Docker's published ports bind), in this worker's band."""
+    worker = re.fullmatch(r"gw(\d+)", os.environ.get("PYTEST_XDIST_WORKER", "gw0"))
+    band = FIRST_PORT + (int(worker.group(1)) if worker else 0) % 11 * PORT_BAND  # 11 bands end at 32000
+    for _ in range(200):
+        first = random.randrange(band, band + PORT_BAND - count)
+        try:
+            for port in range(first, first + count):
+                with socket.socket() as probe:
+                    probe.bind(("0.0.0.0", port))
+        except OSError:
+            continue
+        return first
+    raise AssertionError(f"no {count} free ports in {band}-{band + PORT_BAND - 1}")

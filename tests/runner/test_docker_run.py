@@ -9,7 +9,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from aipc.cli import main
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.docker
 
@@ -92,24 +92,6 @@ def summary_row(out: str, stage: str) -> list[str]:
         if cells and cells[0] == stage:
             return cells
     raise AssertionError(f"no summary row for {stage} in:\n{out}")
-
-
-def free_port(count: int = 1) -> int:
-    """The first of ``count`` consecutive free ports on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = probe.getsockname()[1]
-        if first + count - 1 > 65535:
-            continue
-        try:
-            for port in range(first + 1, first + count):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return first
-    raise AssertionError("no free ports")
 
 
 def test_three_stages_pass_data_through_a_volume_and_leave_no_container(pipeline, capsys):
