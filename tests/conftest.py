@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import os
 import shutil
@@ -21,6 +22,19 @@ from tests.helpers import EXAMPLES, ROOT  # noqa: F401 - re-exported for test mo
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI") == "true":
     settings.load_profile("ci")
+
+
+def _read_kubernetes_schemas_once() -> None:
+    """kubernetes-validate's validate() reads and parses the version's schema files (its
+    definitions are megabytes of JSON) again for every document; the tests validate
+    hundreds. Each test process parses each file once: validate() only reads the result."""
+    import kubernetes_validate.utils
+
+    if hasattr(kubernetes_validate.utils, "schema_contents"):
+        kubernetes_validate.utils.schema_contents = functools.cache(kubernetes_validate.utils.schema_contents)
+
+
+_read_kubernetes_schemas_once()
 
 
 class YamlSnapshot(SingleFileSnapshotExtension):
