@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from aipc.cli import main
-from tests.helpers import free_port
+from tests.helpers import engine_events, free_port
 
 pytestmark = pytest.mark.docker
 
@@ -289,16 +289,6 @@ def test_a_gpu_stage_without_a_gpu_fails_with_dockers_device_error(project):
     assert all(never_started(c) for c in project.containers("after_gpu"))
 
 
-def events(labels: str, since: float) -> list[dict]:
-    """The engine's container events since ``since`` (epoch seconds) for containers
-    with ``labels``: `start` and `health_status: healthy`, with nanosecond times. They
-    outlive the containers, so `aipc run`'s removed batch containers are there too."""
-    out = subprocess.run(["docker", "events", "--since", f"{since:.3f}", "--until", f"{time.time() + 1:.3f}",
-                          "--filter", "type=container", "--filter", f"label={labels}", "--format", "{{json .}}"],
-                         capture_output=True, text=True, check=True, timeout=60).stdout
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
-
-
 def moment_of(found: list[dict], action: str, attribute: str, value: str) -> list[int]:
     return [event["timeNano"] for event in found
             if event["Action"] == action and event["Actor"]["Attributes"].get(attribute) == value]
@@ -379,14 +369,13 @@ def test_a_batch_stage_after_services_starts_once_they_are_healthy(project):
     first = free_port(2)
     text = project.compile(after_serve(first))
     assert text.count("condition: service_healthy") == 2
-    since = time.time() - 1
-    up = project.compose("up", "--detach")
-    assert up.returncode == 0, up.stdout + up.stderr
-    client = eventually_exited(project, "client")
+    with engine_events(f"com.docker.compose.project={project.name}", IMAGE) as found:
+        up = project.compose("up", "--detach")
+        assert up.returncode == 0, up.stdout + up.stderr
+        client = eventually_exited(project, "client")
     logs = project.compose("logs", "--no-color", "client").stdout
     assert client["State"]["ExitCode"] == 0, logs
     assert "pong" in logs and "up" in logs and "client done" in logs
-    found = events(f"com.docker.compose.project={project.name}", since)
     started = moment_of(found, "start", "com.docker.compose.service", "client")
     for service in ("db", "web"):
         healthy = moment_of(found, "health_status: healthy", "com.docker.compose.service", service)
