@@ -320,6 +320,27 @@ train model {
 """,
 )
 
+UNKNOWN_OUTPUT = _code(
+    "E131", "unknown output",
+    """`input STAGE.OUTPUT at "/path"` reads a directory STAGE declares with
+    `output OUTPUT at "/path"`: STAGE must have an output of that name.""",
+    """
+train model { image = "trainer:1.0"  output weights at "/out/weights" }
+eval score  { image = "trainer:1.0"  input model.weigths at "/in/weights" }    # error: did you mean `weights`?
+""",
+)
+
+INPUT_FROM_SERVICE = _code(
+    "E132", "an input from a serve stage",
+    """Only batch stages (data, train, eval) have outputs: a serve stage runs until
+    stopped, so what it writes is never complete. Read a batch stage's output, or
+    reach the service through its address (`${STAGE.url}`).""",
+    """
+serve api  { image = "api:1.0"  port = 8000 }
+eval  load { image = "k6:1.0"  input api.logs at "/in/logs" }    # error: `api` is a serve stage
+""",
+)
+
 ADDRESS_NOT_ALLOWED = _code(
     "E123", "a service address where the value is fixed when compiling",
     """A service address differs per target (the container port on docker-compose,
@@ -487,6 +508,21 @@ INVALID_ENV_NAME = _code(
     target accepts them. Secret keys become variables of the same name.""",
     """
 secret s3 { keys = ["aws-key"] }    # error: write "AWS_KEY"
+""",
+)
+
+NESTED_OUTPUT = _code(
+    "E215", "an output inside another mount, or around one",
+    """An output is a directory of its own that aipc keeps apart (a Docker volume, a
+    subPath of the artifacts claim): another mount, output or input inside it, or
+    around it, would hide files or send them to the wrong place. Give each output a
+    path apart from every other mount of the stage.""",
+    """
+train model {
+  image = "trainer:1.0"
+  mount  scratch at "/out"
+  output weights at "/out/weights"    # error: inside the mount at /out
+}
 """,
 )
 
@@ -675,6 +711,19 @@ $ aipc compile p.aip --target k8s     # error: a host volume cannot be mounted o
 """,
 )
 
+NO_ARTIFACT_STORE = _code(
+    "B002", "outputs without `artifacts { }` on a cluster",
+    """On Kubernetes and Argo every stage's outputs live in one PersistentVolumeClaim
+    of the pipeline, each output a subPath of it; the `pipeline` header says how big
+    it is and where: `artifacts { size = 100Gi  class = "..."  access = rwx }`.
+    docker-compose and `aipc run` keep outputs in Docker volumes and need no such block.""",
+    """
+pipeline "churn" { }
+train model { image = "trainer:1.0"  output weights at "/out/weights" }
+$ aipc compile p.aip --target k8s     # error: add `artifacts { size = 100Gi }` to the header
+""",
+)
+
 IGNORED_ON_TARGET = _code(
     "B101", "attribute ignored or changed on this target",
     """The target has no way to express this attribute as written, so the compiled
@@ -703,6 +752,18 @@ HOST_PORTS_OVERLAP = _code(
 serve candidates { image = "retrieval:2.0"  port = 8081  replicas = 2 }   # host ports 8081-8082
 serve ranker     { image = "ranking:2.0"    port = 8080  replicas = 3 }   # warning: 8080-8082 overlap
 # fixed: port = 8090 for ranker (8090-8092)
+""",
+)
+
+SINGLE_NODE_ARTIFACTS = _code(
+    "B104", "outputs on a claim one node at a time may mount",
+    """An `access = rwo` claim (the default) is mounted read-write by one node at a
+    time: a stage that reads an output, scheduled on another node than the one whose
+    pod holds the claim, waits until that pod ends, and two stages that run at once
+    on different nodes cannot both mount it. Use `access = rwx` with a storage class
+    that offers it, or accept that the stages run one node at a time.""",
+    """
+pipeline "churn" { artifacts { size = 100Gi } }    # warning on k8s: rwo
 """,
 )
 

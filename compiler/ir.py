@@ -218,6 +218,67 @@ class Mount:
         return self.readonly or self.volume.access is Access.ROX
 
 
+# ------------------------------------------------------------------ artifacts
+# `output NAME at "/path"`: a directory a batch stage writes and aipc keeps;
+# `input STAGE.OUTPUT at "/path"`: that directory, read-only, in another stage.
+# Each output of each stage (or instance) is stored apart: a Docker volume on
+# compose and `aipc run`, a subPath `<stage>/<output>` of the pipeline's one
+# claim (`artifacts { }` in the header) on Kubernetes and Argo.
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    name: str
+    path: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Input:
+    """``input STAGE.OUTPUT at PATH``. ``sources`` are the stages whose output it
+    reads: the stage, the paired instance of a matrix stage, or (``fan_in``) every
+    instance of a matrix stage, each at ``PATH/<instance>``."""
+
+    stage: str  # as written: a matrix stage's name for its instances
+    output: str
+    path: str
+    sources: tuple[str, ...]
+    fan_in: bool
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactMount:
+    """One stored output mounted in a stage: its own (written) or an input (read-only)."""
+
+    producer: str  # the stage or instance that writes it
+    output: str
+    path: str
+    read_only: bool
+
+    @property
+    def key(self) -> str:
+        """Its name, unique in the pipeline and apart from every volume's (no name has a `.`):
+        ``model.metrics``."""
+        return f"{self.producer}.{self.output}"
+
+    @property
+    def sub_path(self) -> str:
+        """Where it lies in the pipeline's artifact claim: ``model/metrics``."""
+        return f"{self.producer}/{self.output}"
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactStore:
+    """``artifacts { size, class, access }`` in the header: the claim that holds every output
+    on Kubernetes and Argo."""
+
+    size: int  # bytes
+    access: Access = Access.RWO
+    storage_class: str | None = None
+    span: Span = Span(0, 0)
+
+
 class HealthKind(str, enum.Enum):
     HTTP = "http"  # GET a path: a 2xx or 3xx answer is healthy
     TCP = "tcp"  # a TCP connection is accepted
@@ -356,6 +417,8 @@ class Stage:
     # Where each attribute was written, for target-specific diagnostics: ("timeout", span)
     spans: tuple[tuple[str, Span], ...] = ()
     instance: Instance | None = None  # set on each instance of a matrix stage
+    outputs: tuple[Output, ...] = ()  # in the order written
+    inputs: tuple[Input, ...] = ()  # in the order written
 
     @property
     def group(self) -> str:
@@ -384,6 +447,16 @@ class Stage:
             return self.ports
         return (NamedPort(self.port_name, self.port), *self.ports)
 
+    def artifact_mounts(self) -> tuple[ArtifactMount, ...]:
+        """Its outputs (written), then its inputs (read-only), one mount per source: a
+        fan-in mounts each instance's output at ``PATH/<instance>``."""
+        mounts = [ArtifactMount(self.name, output.name, output.path, False) for output in self.outputs]
+        for put in self.inputs:
+            for source in put.sources:
+                path = f"{put.path.rstrip('/')}/{source}" if put.fan_in else put.path
+                mounts.append(ArtifactMount(source, put.output, path, True))
+        return tuple(mounts)
+
     def span_of(self, attribute: str) -> Span:
         for name, span in self.spans:
             if name == attribute:
@@ -411,6 +484,7 @@ class Pipeline:
     secrets: tuple[Secret, ...] = ()  # by name
     stages: tuple[Stage, ...] = ()  # topological, ties by name
     matrices: tuple[Matrix, ...] = ()  # each matrix stage, in the order of its first instance
+    artifacts: ArtifactStore | None = None  # the header's `artifacts { }`
     span: Span = Span(0, 0)
 
     def stage(self, name: str) -> Stage:
@@ -423,6 +497,10 @@ class Pipeline:
                 index.setdefault(stage.name, stage)
             object.__setattr__(self, "_stage_index", index)
         return index[name]
+
+    def outputs(self) -> tuple[ArtifactMount, ...]:
+        """Every stage's outputs, in the order of the stages."""
+        return tuple(mount for stage in self.stages for mount in stage.artifact_mounts() if not mount.read_only)
 
     def object_name(self, name: str) -> str:
         """The DNS-1123 name of one of this pipeline's objects: ``<pipeline>-<name>``."""

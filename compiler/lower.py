@@ -23,7 +23,8 @@ from aipc.compiler.matrix import Expansion, Sweep, check_pairing, has_matrix, re
 from aipc.compiler.params import bind_params
 from aipc.compiler.resolve import Symbols, collect_declarations
 from aipc.compiler.schema import (
-    HEADER, HEALTH, HEALTH_CHECKS, RESOURCES, SECRET, STAGE, STAGE_BLOCKS, VOLUME, AttributeSpec, Type,
+    ARTIFACTS, HEADER, HEADER_BLOCKS, HEALTH, HEALTH_CHECKS, RESOURCES, SECRET, STAGE, STAGE_BLOCKS, STATEMENTS,
+    VOLUME, AttributeSpec, Type,
 )
 from aipc.compiler.services import Services
 from aipc.compiler.values import ENV_NAME, INVALID, Evaluator, Text, did_you_mean
@@ -37,7 +38,8 @@ DNS_SUBDOMAIN = re.compile(r"[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?")
 LABEL_NAME = re.compile(r"[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?")
 LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
 _WHERE = {"header": "the `pipeline` header", "volume": "a volume", "secret": "a secret",
-          "resources": "`resources`", "health": "`health`"}
+          "resources": "`resources`", "health": "`health`",
+          "artifacts": "`artifacts`"}
 PORT_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")  # IANA_SVC_NAME, with the rules below
 
 
@@ -51,6 +53,15 @@ class _Block:
     attributes: dict[str, m.Attribute] = field(default_factory=dict)
     mounts: list[m.Mount] = field(default_factory=list)
     blocks: dict[str, tuple[Span, list]] = field(default_factory=dict)
+    outputs: list[m.Output] = field(default_factory=list)
+    inputs: list[m.Input] = field(default_factory=list)
+
+
+def _blocks_of(where: str, stage_kind: str | None) -> Mapping[str, Mapping[str, AttributeSpec]]:
+    """The nested blocks a block may hold: a stage's, the header's (`artifacts`), else none."""
+    if stage_kind is not None:
+        return STAGE_BLOCKS
+    return HEADER_BLOCKS if where == "header" else {}
 
 
 def _read_block(items, table: Mapping[str, AttributeSpec], sink: Diagnostics, where: str,
@@ -62,10 +73,16 @@ def _read_block(items, table: Mapping[str, AttributeSpec], sink: Diagnostics, wh
             if stage_kind is None:
                 sink.error(codes.UNKNOWN_ATTRIBUTE, item.span, f"`{keyword}` is not allowed in {_WHERE[where]}",
                            help=f"`{keyword}` statements belong in a stage")
+            elif keyword == "output" and stage_kind not in STATEMENTS["output"].kinds:
+                sink.error(codes.ATTRIBUTE_NOT_FOR_KIND, _keyword(item.span, keyword),
+                           f"`output` is only for batch stages (data, train, eval), not `{stage_kind}` stages",
+                           label=f"not allowed on a `{stage_kind}` stage",
+                           help="a serve stage runs until stopped, so its files are never complete: write them in "
+                           "a batch stage, or mount a volume (`mount VOLUME at \"/path\"`)")
+            elif keyword == "output":
+                block.outputs.append(item)
             else:
-                _not_implemented(sink, _keyword(item.span, keyword), f"an `{keyword}` statement",
-                                 help='until then, mount a volume at its path: `mount VOLUME at "/path"'
-                                 + (' readonly`' if keyword == "input" else '`'))
+                block.inputs.append(item)
             continue
         if isinstance(item, m.Mount):
             if stage_kind is None:
@@ -75,8 +92,8 @@ def _read_block(items, table: Mapping[str, AttributeSpec], sink: Diagnostics, wh
                 block.mounts.append(item)
             continue
         if isinstance(item, m.Block) or (
-            isinstance(item, m.Attribute) and stage_kind is not None
-            and item.name in STAGE_BLOCKS and isinstance(item.value, m.MapValue)
+            isinstance(item, m.Attribute) and item.name in _blocks_of(where, stage_kind)
+            and isinstance(item.value, m.MapValue)
         ):
             _read_nested(item, block, sink, where, stage_kind)
             continue
@@ -107,14 +124,15 @@ def _not_for_kind(item, spec: AttributeSpec, stage_kind: str, sink: Diagnostics)
 
 
 def _read_nested(item, block: _Block, sink: Diagnostics, where: str, stage_kind: str | None) -> None:
-    if stage_kind is None or item.name not in STAGE_BLOCKS:
-        choices = list(STAGE_BLOCKS) if stage_kind is not None else []
+    blocks = _blocks_of(where, stage_kind)
+    if item.name not in blocks:
+        place = "a stage" if stage_kind else _WHERE.get(where, where)
         sink.error(codes.UNKNOWN_ATTRIBUTE, item.name_span, f"unknown block `{item.name}` in {_WHERE.get(where, where)}",
-                   help=did_you_mean(item.name, choices) or
-                   ("the blocks of a stage are " + ", ".join(f"`{name} {{ ... }}`" for name in STAGE_BLOCKS)
-                    if stage_kind else None))
+                   help=did_you_mean(item.name, list(blocks)) or
+                   (f"the blocks of {place} are " + ", ".join(f"`{name} {{ ... }}`" for name in blocks)
+                    if blocks else None))
         return
-    spec = STAGE.get(item.name)  # a block that is another way to write an attribute: its kinds
+    spec = STAGE.get(item.name) if stage_kind is not None else None  # a block that is another way to write an attribute
     if spec is not None and stage_kind not in spec.kinds:
         _not_for_kind(item, spec, stage_kind, sink)
         return
@@ -241,6 +259,7 @@ class _Header:
     registry: str | None = None
     image: Text | None = None
     image_span: Span | None = None
+    artifacts: ir.ArtifactStore | None = None
 
 
 class _Lowering:
@@ -255,6 +274,11 @@ class _Lowering:
         # Names the stages refer to, by kind; every reference to a declaration marks it here
         # (params through the evaluator), and what is left unmarked is W101.
         self.used: dict[str, set[str]] = {"volume": set(), "secret": set()}
+        # Each stage's outputs by name, read before any stage is lowered (an input may name
+        # a stage declared after it); the first of a name counts.
+        self.outputs: dict[str, dict[str, m.Output]] = {
+            name: {item.name.value: item for item in reversed(declaration.items) if isinstance(item, m.Output)}
+            for name, declaration in self.symbols.stages.items()}
 
     def use(self, kind: str, name: str) -> None:
         """A reference to the declaration ``name`` of ``kind`` (volume, secret)."""
@@ -327,6 +351,32 @@ class _Lowering:
             pairs = self.evaluator.string_map(HEADER["labels"], block.attributes["labels"].value, None)
             if pairs is not INVALID:
                 self.header.labels = _check_labels(pairs, self.sink)
+        if "artifacts" in block.blocks:
+            self.header.artifacts = self._artifacts(*block.blocks["artifacts"])
+
+    def _artifacts(self, span: Span, items) -> ir.ArtifactStore | None:
+        """``artifacts { size, class, access }``: the claim of every output on Kubernetes and Argo."""
+        errors = self.sink.error_count()
+        block = _read_block(items, ARTIFACTS, self.sink, "artifacts")
+        attributes = block.attributes
+        strings = self._strings(block, ARTIFACTS, None)
+        if "size" not in attributes:
+            self.sink.error(codes.MISSING_ATTRIBUTE, span, "`artifacts` has no `size`", label="needs a size",
+                            help="add the size of the claim that holds every output: `size = 100Gi`")
+            return None
+        size = self.evaluator.quantity(ARTIFACTS["size"], attributes["size"].value, None)
+        access = ir.Access.RWO
+        if "access" in attributes:
+            choice = self.evaluator.choice(ARTIFACTS["access"], attributes["access"].value)
+            access = ir.Access(choice) if choice else access
+        storage_class = strings["class"].value if "class" in strings else None
+        if storage_class is not None and not DNS_SUBDOMAIN.fullmatch(storage_class):
+            self.sink.error(codes.INVALID_OBJECT_NAME, attributes["class"].value.span,
+                            f"`{storage_class}` is not a valid Kubernetes name",
+                            help="lowercase letters, digits, `-` and `.`, starting and ending with a letter or digit")
+        if self.sink.error_count() > errors or size is INVALID:
+            return None
+        return ir.ArtifactStore(size, access, storage_class, span)
 
     def _strings(self, block: _Block, table, stage: str | None) -> dict[str, Text]:
         """Every STRING/PATH attribute of a block, evaluated."""
@@ -494,6 +544,7 @@ class _Lowering:
             secrets=tuple(secrets[n] for n in sorted(secrets)),
             stages=stages,
             matrices=expansion.matrices(stages) if expansion is not None else (),
+            artifacts=header.artifacts,
             span=self.symbols.header.span if self.symbols.header else Span(0, 0),
         )
 
@@ -616,7 +667,11 @@ class _StageLowering:
         for name, (span, items) in block.blocks.items():
             self.spans.append((name, span))
             LOWER_STAGE_BLOCK[name](self, items)
+        self.paths: dict[str, Span] = {}
         mounts, uses = self._mounts(block.mounts)
+        self._outputs(block.outputs)
+        self._inputs(block.inputs)
+        self._check_covered()
         if self.kind == "serve" and "port" not in attributes:
             self.lowering.missing("stage", self.declared, "port", self.declaration.name.span,
                                   f"serve stage `{self.declared}` has no `port`",
@@ -931,7 +986,7 @@ class _StageLowering:
     def _mounts(self, mounts: list[m.Mount]) -> tuple[tuple[ir.Mount, ...], list[tuple[str, dag.Use]]]:
         out: list[ir.Mount] = []
         uses: list[tuple[str, dag.Use]] = []
-        seen: dict[str, Span] = {}
+        seen = self.paths
         if self.fields["resources"].shm is not None:
             seen["/dev/shm"] = dict(self.spans)["shm"]
         symbols = self.lowering.symbols
@@ -965,6 +1020,118 @@ class _StageLowering:
             if volume is not None:
                 out.append(ir.Mount(volume, normal, mount.readonly, mount.span))
         return tuple(out), uses
+
+
+    # outputs and inputs ----------------------------------------------------------------
+
+    def _path(self, string: m.Str, what: str) -> str | None:
+        """A statement's path, absolute and normalised, claimed in the stage's paths (None when
+        it is invalid or taken: said)."""
+        text = self.evaluator.interpolate(string, self.name)
+        if text is INVALID:
+            return None
+        path = text.value
+        if not path.startswith("/"):
+            self.sink.error(codes.RELATIVE_PATH, string.span, f"{what} path `{path}` is not absolute",
+                            label="does not start with `/`", help=f'write "/{path.lstrip("./")}"')
+            return None
+        normal = "/" + posixpath.normpath(path).lstrip("/")
+        if normal in self.paths:
+            first = "`shm` owns /dev/shm" if normal == "/dev/shm" else "first mounted here"
+            self.sink.error(codes.DUPLICATE_MOUNT_PATH, string.span,
+                            f"two mounts at `{normal}` in stage `{self.declared}`",
+                            label="mounted again here", related=[Label(self.paths[normal], first)],
+                            help="give each mount, output and input its own path")
+            return None
+        self.paths[normal] = string.span
+        return normal
+
+    def _outputs(self, items: list[m.Output]) -> None:
+        out: dict[str, ir.Output] = {}
+        first: dict[str, m.Output] = {}
+        for item in items:
+            name = item.name.value
+            if name in first:
+                self.sink.error(codes.DUPLICATE_ATTRIBUTE, item.name.span, f"the output `{name}` is declared twice",
+                                label="declared again here", related=[Label(first[name].name.span, "first here")],
+                                help="give each output its own name")
+                continue
+            first[name] = item
+            path = self._path(item.path, "output")
+            if path is not None:
+                out[name] = ir.Output(name, path, item.span)
+        self.output_spans = {name: first[name].path.span for name in out}
+        self.fields["outputs"] = tuple(out.values())
+
+    def _inputs(self, items: list[m.Input]) -> None:
+        out: list[ir.Input] = []
+        for item in items:
+            source = self._input_source(item)
+            path = self._path(item.path, "input")
+            if source is not None and path is not None:
+                stage, output = source
+                out.append(ir.Input(stage, output, path, (stage,), False, item.span))
+        self.fields["inputs"] = tuple(out)
+
+    def _input_source(self, item: m.Input) -> tuple[str, str] | None:
+        """``STAGE.OUTPUT``, checked: a batch stage other than this one, and one of its outputs.
+        The stage is a dependency (it must complete first)."""
+        parts = item.source.parts
+        if len(parts) != 2:
+            self.sink.error(codes.UNKNOWN_OUTPUT, item.source.span, f"`{item.source.dotted}` names no output",
+                            label="expected STAGE.OUTPUT", help='write `input STAGE.OUTPUT at "/path"`')
+            return None
+        stage, output = parts
+        symbols = self.lowering.symbols
+        declaration = symbols.stages.get(stage.value)
+        if declaration is None:
+            if stage.value in symbols.known("stage"):
+                self.sink.count_reported_error()
+                return None
+            self.sink.error(codes.UNKNOWN_STAGE, stage.span, f"unknown stage `{stage.value}`", label="not declared",
+                            help=did_you_mean(stage.value, symbols.stages)
+                            or "`input` reads an output of a stage declared in this file")
+            return None
+        if declaration.kind == "serve":
+            self.sink.error(codes.INPUT_FROM_SERVICE, stage.span,
+                            f"`{stage.value}` is a serve stage: it has no outputs to read",
+                            label="a serve stage", related=[Label(declaration.name.span, "declared here")],
+                            help="read the output of a batch stage, or reach the service through its address "
+                            f"(`${{{stage.value}.url}}`)")
+            return None
+        if stage.value == self.declared:
+            self.sink.error(codes.DEPENDENCY_CYCLE, stage.span, f"stage `{self.declared}` reads its own output",
+                            label="an input comes from a stage that completed before",
+                            help=f"use the path of `output {output.value}` itself")
+            return None
+        outputs = self.lowering.outputs.get(stage.value, {})
+        if output.value not in outputs:
+            self.sink.error(codes.UNKNOWN_OUTPUT, output.span,
+                            f"stage `{stage.value}` has no output `{output.value}`", label="no such output",
+                            related=[Label(declaration.name.span, f"`{stage.value}` is declared here")],
+                            help=did_you_mean(output.value, outputs) or (
+                                "its outputs are " + ", ".join(f"`{name}`" for name in outputs) if outputs else
+                                f'declare it in `{stage.value}`: `output {output.value} at "/path"`'))
+            return None
+        self.after.append((stage.value, item.source.span))
+        return stage.value, output.value
+
+    def _check_covered(self) -> None:
+        """An output is a directory of its own: no other mount, output or input inside it
+        or around it (what one writes would land in, or hide, the other)."""
+        for output in self.fields.get("outputs", ()):
+            for path, span in self.paths.items():
+                if path == output.path:
+                    continue
+                inner, outer = (path, output.path) if path.startswith(output.path + "/") else (output.path, path)
+                if not inner.startswith(outer + "/"):
+                    continue
+                self.sink.error(codes.NESTED_OUTPUT, self.output_spans[output.name],
+                                f"the output `{output.name}` at `{output.path}` "
+                                + (f"holds another mount, at `{path}`" if inner == path
+                                   else f"lies inside another mount, at `{path}`"),
+                                label="overlaps another mount", related=[Label(span, "mounted here")],
+                                help="give the output a directory of its own, apart from every other mount")
 
 
 # How each stage attribute and block of the schema is lowered: one entry per

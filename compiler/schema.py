@@ -86,6 +86,19 @@ VOLUME = _table(
                   example='claim = "shared-datasets"'),
 )
 
+# `artifacts { ... }` in the header: where stages' outputs live on Kubernetes and Argo.
+ARTIFACTS = _table(
+    AttributeSpec("size", Type.BYTES, "The size of the claim that holds every stage's outputs on Kubernetes and "
+                  "Argo (required there when a stage has an `output`).", minimum=1, maximum=units.MAX_BYTES,
+                  example="size = 100Gi"),
+    AttributeSpec("access", Type.CHOICE,
+                  "Who may mount it: `rwo` one node read-write (default), `rwx` many nodes read-write. Stages "
+                  "that hand outputs on may run on different nodes: `rwx` lets them.",
+                  choices=("rwo", "rwx"), example="access = rwx"),
+    AttributeSpec("class", Type.STRING, "The storage class to create it in.", example='class = "standard-rwx"'),
+)
+HEADER_BLOCKS = {"artifacts": ARTIFACTS}
+
 SECRET = _table(
     AttributeSpec("keys", Type.STRING_LIST,
                   "The secret's keys; each becomes an environment variable of the stages that list it. "

@@ -40,7 +40,7 @@ eval score {
 '''
     assert found(text) == [
         ("E009", 4, 1, "import"), ("E009", 5, 1, "template"), ("E009", 6, 13, "from"), ("E009", 7, 13, "from"),
-        ("E009", 10, 3, "output"), ("E009", 14, 3, "input"), ("E009", 15, 22, "hf.token"),
+        ("E009", 15, 22, "hf.token"),  # `output` and `input` are compiled
     ]
     assert check_source(text, "t.aip").ir is None
     (diagnostic,) = [d for d in check_source(text, "t.aip").diagnostics if text[d.span.start:].startswith("template")]
