@@ -37,6 +37,9 @@ What a program becomes
   first stages mounting it depend on (the only dependencies besides ``after``);
 - a ``claim`` volume: the existing claim, in ``spec.volumes``; a mounted
   ``host`` volume is an error (B001), as on Kubernetes;
+- outputs: the claim of the header's ``artifacts { }``, a volume claim template
+  of the run like a sized volume (applied like one when a serve stage reads an
+  output), each output its subPath ``<stage>/<output>``, as on Kubernetes;
 - a matrix stage: each instance a stage as above (its coordinates in its pod's
   annotations); under ``max_parallel = N`` (fewer than its instances) they are
   the tasks of a DAG template of their own with ``parallelism: N``, which the
@@ -165,15 +168,30 @@ def task_name(stage: ir.Stage) -> str:
 # -------------------------------------------------------------------- volumes
 
 
+def volumes_of(pipeline: ir.Pipeline) -> list[ir.Volume]:
+    """The pipeline's volumes, and the claim of its outputs when it has any."""
+    store = k8s.artifact_store(pipeline)
+    return [*pipeline.volumes, store] if store is not None else list(pipeline.volumes)
+
+
+def mounted_names(stage: ir.Stage, store: str) -> set[str]:
+    """The names of the volumes a stage mounts: the outputs' claim for its outputs and inputs."""
+    names = {mount.volume.name for mount in stage.mounts}
+    return names | {store} if stage.outputs or stage.inputs else names
+
+
 def mounted_volumes(pipeline: ir.Pipeline) -> list[ir.Volume]:
-    used = {mount.volume.name for stage in pipeline.stages for mount in stage.mounts}
-    return [volume for volume in pipeline.volumes if volume.name in used]
+    store = k8s.scratch_names(pipeline).artifacts
+    used = {name for stage in pipeline.stages for name in mounted_names(stage, store)}
+    return [volume for volume in volumes_of(pipeline) if volume.name in used]
 
 
 def served_volumes(pipeline: ir.Pipeline) -> list[ir.Volume]:
-    """Sized volumes a serve stage mounts: they must outlive the Workflow."""
-    served = {mount.volume.name for stage in pipeline.stages if not stage.is_batch for mount in stage.mounts}
-    return [v for v in pipeline.volumes if v.name in served and v.kind is ir.VolumeKind.SIZED]
+    """Sized volumes a serve stage mounts (the outputs' claim, for its inputs): they must
+    outlive the Workflow."""
+    store = k8s.scratch_names(pipeline).artifacts
+    served = {name for stage in pipeline.stages if not stage.is_batch for name in mounted_names(stage, store)}
+    return [v for v in volumes_of(pipeline) if v.name in served and v.kind is ir.VolumeKind.SIZED]
 
 
 def first_users(pipeline: ir.Pipeline, volume: ir.Volume) -> list[ir.Stage]:
@@ -182,7 +200,8 @@ def first_users(pipeline: ir.Pipeline, volume: ir.Volume) -> list[ir.Stage]:
     ancestors: dict[str, set[str]] = {}
     for stage in pipeline.stages:  # topological
         ancestors[stage.name] = set(stage.after).union(*(ancestors[name] for name in stage.after))
-    users = {stage.name for stage in pipeline.stages if any(m.volume.name == volume.name for m in stage.mounts)}
+    store = k8s.scratch_names(pipeline).artifacts
+    users = {stage.name for stage in pipeline.stages if volume.name in mounted_names(stage, store)}
     return [stage for stage in pipeline.stages if stage.name in users and not ancestors[stage.name] & users]
 
 
@@ -311,7 +330,7 @@ def build_dag(pipeline: ir.Pipeline, volume_tasks: dict[str, str], group_tasks: 
 
 
 def pipeline_volume(pipeline: ir.Pipeline, name: str) -> ir.Volume:
-    return next(volume for volume in pipeline.volumes if volume.name == name)
+    return next(volume for volume in volumes_of(pipeline) if volume.name == name)
 
 
 # ------------------------------------------------------------------- workflow
@@ -405,6 +424,7 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     options = options or Options()
     sink = Diagnostics(pipeline.file)
     k8s.check_host_mounts(pipeline, sink, "Argo Workflows")
+    k8s.check_artifact_store(pipeline, sink, "Argo Workflows")
     report_coarse_pairing(pipeline, sink)
     if sink.has_errors:
         return Emitted((), tuple(sink.sorted()))

@@ -23,6 +23,11 @@ What a program becomes
 - a sized volume: a PersistentVolumeClaim ``<pipeline>-<volume>``; a ``claim``
   volume references the existing claim and creates nothing; mounting a
   ``host`` volume is an error (B001) on this target;
+- outputs: one PersistentVolumeClaim ``<pipeline>-artifacts`` from the header's
+  ``artifacts { }`` (B002 when a stage has an output and there is none; B104 when
+  it is ``rwo`` and a stage reads an output), each output the subPath
+  ``<stage>/<output>`` of it, mounted read-only by the stages that read it (a
+  fan-in mounts each instance's at ``PATH/<instance>``);
 - a secret: ``envFrom: [{secretRef: {name: <secret>}}]`` to a Secret named after
   the secret (``_`` becomes ``-``), created by the user; no Secret is generated.
   Workloads that read secrets carry a ``checkov.io/skip1`` annotation for
@@ -234,6 +239,7 @@ class ScratchNames:
 
     tmp: str
     shm: str
+    artifacts: str  # the claim of every output, `<pipeline>-artifacts` unless a volume has that name
 
 
 def scratch_names(pipeline: ir.Pipeline) -> ScratchNames:
@@ -247,7 +253,17 @@ def scratch_names(pipeline: ir.Pipeline) -> ScratchNames:
         taken.add(name)
         return name
 
-    return ScratchNames(tmp=free("tmp"), shm=free("dshm"))
+    return ScratchNames(tmp=free("tmp"), shm=free("dshm"), artifacts=free("artifacts"))
+
+
+def artifact_store(pipeline: ir.Pipeline) -> ir.Volume | None:
+    """The claim that holds every stage's outputs, each a subPath ``<stage>/<output>``
+    (from the header's ``artifacts { }``), when a stage has an output."""
+    store = pipeline.artifacts
+    if store is None or not pipeline.outputs():
+        return None
+    return ir.Volume(scratch_names(pipeline).artifacts, ir.VolumeKind.SIZED, access=store.access, size=store.size,
+                     storage_class=store.storage_class, span=store.span)
 
 
 def pvc_spec(volume: ir.Volume) -> dict:
@@ -365,7 +381,12 @@ def build_volume_mounts(stage: ir.Stage, scratch: ScratchNames) -> list[dict]:
         if mount.read_only:
             item["readOnly"] = True
         mounts.append(item)
-    if not any(m.path == "/tmp" for m in stage.mounts):
+    for artifact in stage.artifact_mounts():  # its outputs, then its inputs read-only
+        item = {"name": scratch.artifacts, "mountPath": artifact.path, "subPath": artifact.sub_path}
+        if artifact.read_only:
+            item["readOnly"] = True
+        mounts.append(item)
+    if not stage.mounts_at("/tmp"):
         mounts.append({"name": scratch.tmp, "mountPath": "/tmp"})
     if stage.resources.shm is not None:
         mounts.append({"name": scratch.shm, "mountPath": "/dev/shm"})
@@ -397,7 +418,7 @@ def scratch_volumes(pipeline: ir.Pipeline, stage: ir.Stage) -> list[dict]:
     """The emptyDirs every pod gets: a writable /tmp, and /dev/shm sized by `shm`."""
     scratch = scratch_names(pipeline)
     volumes: list[dict] = []
-    if not any(m.path == "/tmp" for m in stage.mounts):
+    if not stage.mounts_at("/tmp"):
         volumes.append({"name": scratch.tmp, "emptyDir": {}})
     if stage.resources.shm is not None:
         volumes.append({"name": scratch.shm, "emptyDir": {"medium": "Memory", "sizeLimit": format_bytes(stage.resources.shm)}})
@@ -410,6 +431,9 @@ def claim_volumes(pipeline: ir.Pipeline, stage: ir.Stage) -> list[dict]:
     for mount in stage.mounts:
         source = {"claimName": claim_name(pipeline, mount.volume)}
         volumes.append({"name": volume_name(mount.volume), "persistentVolumeClaim": source})
+    store = artifact_store(pipeline) if stage.outputs or stage.inputs else None
+    if store is not None:
+        volumes.append({"name": volume_name(store), "persistentVolumeClaim": {"claimName": claim_name(pipeline, store)}})
     return volumes
 
 
@@ -561,10 +585,36 @@ def check_host_mounts(pipeline: ir.Pipeline, sink: Diagnostics, target: str) -> 
                 )
 
 
+def check_artifact_store(pipeline: ir.Pipeline, sink: Diagnostics, target: str) -> None:
+    """Outputs need the header's `artifacts { }` on a cluster (B002); on an `rwo` claim
+    a stage that reads an output may land on another node than its writer (B104)."""
+    outputs = pipeline.outputs()
+    if not outputs:
+        return
+    if pipeline.artifacts is None:
+        first = outputs[0]
+        stage = pipeline.stage(first.producer)
+        output = next(o for o in stage.outputs if o.name == first.output)
+        sink.error(codes.NO_ARTIFACT_STORE, output.span,
+                   f"`{stage.group}` has an output, `{first.output}`, and the pipeline says nowhere to keep outputs "
+                   f"on {target}", label=f"needs `artifacts {{ }}` on {target}",
+                   help="add to the `pipeline` header the claim that holds every output, each a subPath: "
+                   "`artifacts { size = 100Gi  access = rwx }`")
+        return
+    if pipeline.artifacts.access is ir.Access.RWO and any(stage.inputs for stage in pipeline.stages):
+        sink.warning(codes.SINGLE_NODE_ARTIFACTS, pipeline.artifacts.span,
+                     f"the outputs live on an `rwo` claim, which one node at a time may mount: on {target}, "
+                     "a stage that reads an output waits if it lands on another node than the pod holding it",
+                     label="`access` is `rwo`",
+                     help="write `access = rwx` with a storage class that offers it, so that stages on any "
+                     "node read and write their outputs at once")
+
+
 def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     options = options or Options()
     sink = Diagnostics(pipeline.file)
     check_host_mounts(pipeline, sink, "Kubernetes")
+    check_artifact_store(pipeline, sink, "Kubernetes")
     if sink.has_errors:
         return Emitted((), tuple(sink.sorted()))
     documents: list[dict] = []
@@ -573,6 +623,9 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     if pipeline.stages:
         documents.append(build_default_deny(pipeline))
     documents += [build_pvc(pipeline, v) for v in pipeline.volumes if v.kind is ir.VolumeKind.SIZED]
+    store = artifact_store(pipeline)
+    if store is not None:
+        documents.append(build_pvc(pipeline, store))
     for stage in pipeline.stages:
         if stage.is_batch:
             documents.append(build_job(pipeline, stage, options))

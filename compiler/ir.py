@@ -53,6 +53,7 @@ class VolumeKind(str, enum.Enum):
     SIZED = "sized"  # created by the target (named volume, PVC)
     HOST = "host"  # a bind mount of a path on the Docker host
     CLAIM = "claim"  # an existing claim, referenced by name
+    ARTIFACT = "artifact"  # a stage's output (`output NAME at "/path"`): a Docker volume aipc keeps
 
 
 class ParamType(str, enum.Enum):
@@ -263,6 +264,11 @@ class ArtifactMount:
         return f"{self.producer}.{self.output}"
 
     @property
+    def volume(self) -> "Volume":
+        """The Docker volume that holds it (compose, `aipc run`)."""
+        return Volume(self.key, VolumeKind.ARTIFACT)
+
+    @property
     def sub_path(self) -> str:
         """Where it lies in the pipeline's artifact claim: ``model/metrics``."""
         return f"{self.producer}/{self.output}"
@@ -417,6 +423,7 @@ class Stage:
     # Where each attribute was written, for target-specific diagnostics: ("timeout", span)
     spans: tuple[tuple[str, Span], ...] = ()
     instance: Instance | None = None  # set on each instance of a matrix stage
+    cache: bool | None = None  # `cache = ...`; None: cached unless it writes a mounted volume (`aipc run`)
     outputs: tuple[Output, ...] = ()  # in the order written
     inputs: tuple[Input, ...] = ()  # in the order written
 
@@ -456,6 +463,10 @@ class Stage:
                 path = f"{put.path.rstrip('/')}/{source}" if put.fan_in else put.path
                 mounts.append(ArtifactMount(source, put.output, path, True))
         return tuple(mounts)
+
+    def mounts_at(self, path: str) -> bool:
+        """Whether a volume, an output or an input is mounted at ``path``."""
+        return any(m.path == path for m in self.mounts) or any(m.path == path for m in self.artifact_mounts())
 
     def span_of(self, attribute: str) -> Span:
         for name, span in self.spans:

@@ -816,6 +816,9 @@ class _StageLowering:
     def _replicas(self, spec, value) -> None:
         self._set("replicas", self.evaluator.quantity(spec, value, self.name))
 
+    def _cache(self, spec, value) -> None:
+        self._set("cache", self.evaluator.boolean(spec, value, self.name))
+
     def _swept(self, spec, value) -> None:
         """`matrix`, `exclude` and `max_parallel` are read once for all the instances
         (compiler/matrix.py), before any is lowered."""
@@ -1152,6 +1155,7 @@ LOWER_STAGE_ATTRIBUTE: dict[str, Callable[[_StageLowering, AttributeSpec, m.Valu
     "ports": _StageLowering._ports,
     "replicas": _StageLowering._replicas,
     "health": _StageLowering._health,
+    "cache": _StageLowering._cache,
     "matrix": _StageLowering._swept,
     "exclude": _StageLowering._swept,
     "max_parallel": _StageLowering._swept,

@@ -142,6 +142,11 @@ STAGE = _table(
                   "The HTTP path probed for startup, readiness and liveness; or a block "
                   "`health { http, tcp, command, port, start, interval, timeout, failures }`.",
                   kinds=SERVE, example='health = "/healthz"'),
+    AttributeSpec("cache", Type.BOOL,
+                  "Whether `aipc run` may skip the stage when it already succeeded with the same image, command, "
+                  "env, mounts and inputs, and its outputs still exist: `false` never; `true` also for a stage "
+                  "that writes a mounted volume (by default such a stage always runs).",
+                  kinds=BATCH, example="cache = false"),
     AttributeSpec("matrix", Type.STAGE_NAME,
                   "Sweep the axes (and `exclude`) of another matrix stage: one instance per instance of it; "
                   "`after` that stage then pairs each instance with the one of equal coordinates. "
