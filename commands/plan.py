@@ -6,6 +6,7 @@ import os
 import sys
 
 from aipc.commands.common import add_param_option
+from aipc.commands.run import add_cache_arguments
 
 HELP = "show the execution levels and their GPU, CPU and memory totals"
 DESCRIPTION = """\
@@ -28,6 +29,12 @@ A table on a terminal, plain text otherwise; --format json for programs
 (CPU in millicores, memory in bytes; the stages are instances, and
 "matrices" lists each matrix stage with its own).
 
+--cache asks the local Docker engine what `aipc run` would do with each stage:
+cached, or runs and why (which part of its key changed since the last run: the
+image, the command, env, workdir, security, mounts or an input; or --no-cache,
+an output deleted, no run yet). A stage after one that runs is cached only if
+what that one writes comes out as before: the plan says so.
+
 exit status: 0 planned (warnings allowed), 1 errors in the input, 2 usage"""
 
 
@@ -36,6 +43,11 @@ def configure(parser) -> None:
     add_param_option(parser)
     parser.add_argument("--format", choices=("table", "json"), default="table",
                         help="table (default) or json")
+    parser.add_argument("--cache", action="store_true",
+                        help="also say, per stage, whether `aipc run` would find it cached on the local Docker "
+                             "engine, and if not, what changed since the last run (with --no-cache and --rerun "
+                             "as `aipc run` would take them)")
+    add_cache_arguments(parser)
     parser.add_argument("--instances", action="store_true",
                         help="list each instance of a matrix stage (default: one line per matrix stage)")
 
@@ -44,16 +56,63 @@ def run(args) -> int:
     from aipc.commands.common import load_pipeline
     from aipc.viz.plan import plan_pipeline, render_rich, render_text, to_json
 
+    if (args.no_cache or args.rerun) and not args.cache:
+        from aipc.commands import UsageError
+
+        raise UsageError("--no-cache and --rerun say what `aipc run` is asked to do: they go with --cache")
     pipeline = load_pipeline(args.file, args.params)
     if pipeline is None:
         return 1
     plan = plan_pipeline(pipeline)
+    cache = None
+    if args.cache:
+        from aipc.commands.run import rerun_stages
+
+        cache = predict_cache(pipeline, args.file, no_cache=args.no_cache, rerun=rerun_stages(pipeline, args.rerun))
+        if cache is None:
+            return 1
     if args.format == "json":
-        sys.stdout.write(to_json(plan))
+        text = to_json(plan)
+        if cache is not None:
+            import json
+
+            data = json.loads(text)
+            data["cache"] = {name: {"cached": d.cached, "unless": list(d.unless), "reason": d.reason}
+                             for name, d in cache.items()}
+            text = json.dumps(data, indent=2) + "\n"
+        sys.stdout.write(text)
+        return 0
     elif sys.stdout.isatty() and os.environ.get("TERM") != "dumb":
         from rich.console import Console
 
         render_rich(plan, Console(highlight=False), args.instances)
     else:
         sys.stdout.write(render_text(plan, args.instances))
+    if cache is not None:
+        width = max(len(name) for name in cache)
+        sys.stdout.write("\naipc run, on this Docker engine:\n" + "".join(
+            f"  {name:<{width}}  {decision.describe()}\n" for name, decision in cache.items()))
     return 0
+
+
+def predict_cache(pipeline, path: str, no_cache: bool, rerun: set[str]):
+    """What `aipc run` would decide for each stage, or None (said) without an engine."""
+    from aipc.backends.docker import container_specs
+    from aipc.diagnostics import Diagnostics
+
+    try:
+        from aipc.runner.cache import RunCache
+        from aipc.runner.docker_driver import EngineUnavailable, connect
+        from aipc.runner.selection import RunNames
+    except ImportError as missing:
+        print(f"aipc plan: error: --cache needs the `run` extra ({missing.name} is not installed): "
+              "pip install 'aipc[run]'", file=sys.stderr)
+        return None
+    try:
+        client = connect()
+    except EngineUnavailable as problem:
+        print(f"aipc plan: error: {problem}", file=sys.stderr)
+        return None
+    specs = container_specs(pipeline, pipeline.stages, Diagnostics(pipeline.file), "`aipc run`")
+    return RunCache(client, specs, RunNames.new(pipeline, path), no_cache=no_cache, rerun=rerun).predict(
+        pipeline.stages)

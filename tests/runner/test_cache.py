@@ -1,0 +1,149 @@
+"""The cache of `aipc run` without an engine: the key's parts (changing each part
+changes the key; retries, timeout and resources do not), the content digest of an
+output (paths, modes and contents; not times or owners), which stages are never
+cached, and the scheduler reporting a stage `cached` and going on after it."""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import tarfile
+
+from aipc.backends.docker import container_specs
+from aipc.diagnostics import Diagnostics
+from aipc.backends.cachekey import changed_parts, combined, key_parts, not_cached_because
+from aipc.runner.cache import Decision, tree_digest
+from aipc.runner.scheduler import Scheduler, Status
+from aipc.runner.selection import select_stages
+from tests.helpers import compile_ok
+from tests.runner.test_scheduler import Events, FakeDriver
+
+BASE = '''\
+pipeline "k" { }
+volume data { size = 1Gi }
+secret s3 { keys = ["AWS_KEY"] }
+data make { image = "i:1"  output raw at "/out/raw" }
+train fit {
+  image   = "i:1"
+  command = ["train", "--lr", "${lr}"]
+  workdir = "/app"
+  env     = { LEVEL = "info" }
+  secrets = [s3]
+  mount data at "/data" readonly
+  input make.raw at "/in/raw"
+  output model at "/out/model"
+  retries = 1
+  timeout = 1h
+  resources { cpu = 1  memory = 1Gi }
+}
+param lr: float = 0.1
+'''
+
+
+def parts_of(text: str, inputs=None, image_id: str = "sha256:aaa", **spec_changes) -> dict[str, str]:
+    pipeline = compile_ok(text)
+    stage = pipeline.stage("fit")
+    spec = container_specs(pipeline, [stage], Diagnostics("t.aip"), "`aipc run`")["fit"]
+    spec = dataclasses.replace(spec, **spec_changes)
+    return key_parts(stage, spec, image_id, inputs if inputs is not None else {"make.raw": "d1"})
+
+
+def test_each_part_of_the_key_changes_it_and_says_so():
+    base = parts_of(BASE)
+    changes = {
+        "image": parts_of(BASE, image_id="sha256:bbb"),  # the same tag rebuilt
+        "command": parts_of(BASE.replace("float = 0.1", "float = 0.2")),  # after interpolation
+        "workdir": parts_of(BASE.replace('"/app"', '"/srv"')),
+        "env": parts_of(BASE.replace('"info"', '"debug"')),
+        "mounts": parts_of(BASE.replace('"/data" readonly', '"/data2" readonly')),
+        "inputs": parts_of(BASE, inputs={"make.raw": "d2"}),  # the upstream wrote other bytes
+        "security": parts_of(BASE, read_only=False),
+    }
+    for part, changed in changes.items():
+        assert combined(changed) != combined(base), part
+        assert changed_parts(base, changed) == [part]
+    env = parts_of(BASE.replace('secrets = [s3]', 'secrets = []'))  # a secret key's name, never its value
+    assert changed_parts(base, env) == ["env"]
+    output = parts_of(BASE.replace('"/out/model"', '"/out/m"'))
+    assert changed_parts(base, output) == ["mounts"]
+
+
+def test_retries_timeout_and_resources_are_not_part_of_the_key():
+    base = combined(parts_of(BASE))
+    assert combined(parts_of(BASE.replace("retries = 1", "retries = 5"))) == base
+    assert combined(parts_of(BASE.replace("timeout = 1h", "timeout = 2h"))) == base
+    assert combined(parts_of(BASE.replace("cpu = 1  memory = 1Gi", "cpu = 4  memory = 8Gi  gpu = 1"))) == base
+    assert combined(parts_of("# a comment moves every line\n" + BASE)) == base
+
+
+def tar(entries, mtime=0, uid=0) -> list[bytes]:
+    """A tar stream as the engine's archive endpoint gives it: one top directory."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as archive:
+        top = tarfile.TarInfo("out")
+        top.type, top.mode, top.mtime = tarfile.DIRTYPE, 0o755, mtime
+        archive.addfile(top)
+        for name, mode, content in entries:
+            info = tarfile.TarInfo(f"out/{name}")
+            info.mode, info.mtime, info.uid = mode, mtime, uid
+            if content is None:
+                info.type = tarfile.DIRTYPE
+                archive.addfile(info)
+            else:
+                info.size = len(content)
+                archive.addfile(info, io.BytesIO(content))
+    data = buffer.getvalue()
+    return [data[i:i + 1000] for i in range(0, len(data), 1000)]  # in chunks, as streamed
+
+
+def test_an_output_s_digest_is_its_paths_modes_and_contents():
+    files = [("a", 0o644, b"1"), ("sub", 0o755, None), ("sub/b", 0o600, b"2" * 5000)]
+    digest = tree_digest(tar(files))
+    assert tree_digest(tar(files, mtime=12345, uid=1000)) == digest  # times and owners do not count
+    assert tree_digest(tar(list(reversed(files[2:])) + files[:2])) == digest  # nor the archive's order
+    assert tree_digest(tar([("a", 0o644, b"1!"), *files[1:]])) != digest
+    assert tree_digest(tar([("a", 0o755, b"1"), *files[1:]])) != digest
+    assert tree_digest(tar([("c", 0o644, b"1"), *files[1:]])) != digest
+
+
+def test_what_is_never_cached():
+    pipeline = compile_ok('''\
+volume v { size = 1Gi }
+data reads { image = "i:1"  mount v at "/v" readonly }
+data writes { image = "i:1"  mount v at "/v" }
+data forced { image = "i:1"  mount v at "/v"  cache = true }
+data off { image = "i:1"  cache = false }
+serve api { image = "i:1"  port = 80 }
+''')
+    assert not_cached_because(pipeline.stage("reads")) is None
+    assert "writes the volume `v`" in not_cached_because(pipeline.stage("writes"))
+    assert not_cached_because(pipeline.stage("forced")) is None
+    assert not_cached_because(pipeline.stage("off")) == "`cache = false`"
+    assert not_cached_because(pipeline.stage("api")) == "a serve stage"
+
+
+class FakeCache:
+    def __init__(self, cached):
+        self.cached = set(cached)
+        self.recorded: list[tuple[str, dict]] = []
+
+    def decide(self, stage):
+        return Decision(stage.name in self.cached, "" if stage.name in self.cached else "changed: image", {"p": "1"})
+
+    def record(self, stage, parts, digests):
+        self.recorded.append((stage.name, digests))
+
+
+def test_a_cached_stage_is_not_run_and_its_dependants_go_on():
+    pipeline = compile_ok('''\
+data a { image = "i:1"  output x at "/x" }
+train b { image = "i:1"  input a.x at "/in" }
+''')
+    driver, events, cache = FakeDriver(), Events(), FakeCache({"a"})
+    result = Scheduler(pipeline, select_stages(pipeline), driver, events, 2, cache=cache).run()
+    assert {s.name: s.status for s in result.stages} == {"a": Status.CACHED, "b": Status.SUCCEEDED}
+    assert "a" not in driver.spans and "b" in driver.spans
+    assert cache.recorded == [("b", {})]
+    assert ("a", Status.CACHED, 0) in events.changes
+    assert "b: runs, changed: image" in events.notes
+    assert result.done == 2
