@@ -767,6 +767,21 @@ pipeline "churn" { artifacts { size = 100Gi } }    # warning on k8s: rwo
 """,
 )
 
+TAG_KEYED_CACHE = _code(
+    "B105", "the cluster cache is keyed by an image tag",
+    """On Kubernetes and Argo each batch stage carries the compile-time part of its
+    cache key (`aipc.dev/cache-key`; Argo memoizes with it, `aipc apply` skips a Job
+    whose key completed): the image as written, its command, env, mounts and the
+    keys of the stages it reads. An image named by a tag is keyed by the tag, so a
+    tag pushed again with other contents still matches an earlier run. Pin the
+    image by digest (`repo@sha256:...`) where that matters. `aipc run` always keys
+    by the image's content.""",
+    """
+train model { image = "trainer:2.1"  output weights at "/out/w" }
+$ aipc compile p.aip --target k8s     # warning: the cache key holds the tag `trainer:2.1`
+""",
+)
+
 OUTPUT_TOO_LARGE = _code(
     "B103", "the compiled object is larger than the target stores",
     """Argo Workflows keeps a Workflow in one Kubernetes object, and the API server

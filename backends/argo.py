@@ -37,6 +37,10 @@ What a program becomes
   first stages mounting it depend on (the only dependencies besides ``after``);
 - a ``claim`` volume: the existing claim, in ``spec.volumes``; a mounted
   ``host`` volume is an error (B001), as on Kubernetes;
+- the cache: each batch stage that may be cached carries the compile-time part
+  of its key as the annotation ``aipc.dev/cache-key``, as on Kubernetes, and is
+  memoized with it (``memoize``, in the ConfigMap ``<pipeline>-cache``) unless its
+  container reads a workflow parameter, whose value is set after compiling;
 - outputs: the claim of the header's ``artifacts { }``, a volume claim template
   of the run like a sized volume (applied like one when a serve stage reads an
   output), each output its subPath ``<stage>/<output>``, as on Kubernetes;
@@ -60,12 +64,14 @@ from dataclasses import dataclass, field
 from aipc import codes
 from aipc.backends import Emitted
 from aipc.backends import kubernetes as k8s
+from aipc.backends.cachekey import CACHE_KEY_ANNOTATION, compile_keys, report_tag_keys
 from aipc.compiler import ir
 from aipc.diagnostics import Diagnostics
 
 MAX_WORKFLOW_BYTES = 1024 * 1024
 DEFAULT_SERVICE_ACCOUNT = "argo-workflow"
 ENTRYPOINT = "main"
+MEMOIZE_MAX_AGE = "8760h"  # how long a memoized step counts (a year): Argo's schema requires a maxAge
 
 
 @dataclass(frozen=True)
@@ -230,13 +236,19 @@ def build_apply_template(name: str, document: dict, success: str | None = None) 
 # ------------------------------------------------------------------ templates
 
 
-def build_container_template(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, texts: ArgoTexts) -> dict:
+def build_container_template(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, texts: ArgoTexts,
+                             key: str | None = None) -> dict:
+    """A batch stage's template; ``key`` the compile-time part of its cache key, when it may be cached."""
     parts = k8s.build_pod_parts(pipeline, stage, options.kubernetes, texts.renderer(stage))
     container = {**parts.container, "name": "main"}  # Argo's name for the stage's container
     template: dict = {"name": task_name(stage), "metadata": {"labels": k8s.stage_labels(pipeline, stage)}}
     annotations = k8s.instance_annotations(stage, limit=False)  # `parallelism` limits instances here
+    if key is not None:
+        annotations[CACHE_KEY_ANNOTATION] = key
     if annotations:
         template["metadata"]["annotations"] = annotations
+    if key is not None and not uses_parameters(stage):
+        template["memoize"] = build_memoize(pipeline, key)
     if stage.retries > 0:
         template["retryStrategy"] = {"limit": stage.retries}
     if stage.timeout is not None:
@@ -249,6 +261,20 @@ def build_container_template(pipeline: ir.Pipeline, stage: ir.Stage, options: Op
         template["volumes"] = parts.scratch_volumes
     template["container"] = container
     return template
+
+
+def uses_parameters(stage: ir.Stage) -> bool:
+    """Whether a stage's container reads a workflow parameter: its value is set when the
+    Workflow is submitted, after the key was computed, so such a stage is not memoized."""
+    texts = [stage.image, *(stage.command or ()), *(value for _, value in stage.env)]
+    texts += [text for text in (stage.script, stage.workdir) if text is not None]
+    return any(part.__class__ is ir.ParamRef for text in texts for part in text.parts)
+
+
+def build_memoize(pipeline: ir.Pipeline, key: str) -> dict:
+    """Argo's memoization (docs/memoization.md): a step whose key was recorded in the
+    cache ConfigMap (made by the controller when missing) is not run again."""
+    return {"key": key, "maxAge": MEMOIZE_MAX_AGE, "cache": {"configMap": {"name": pipeline.object_name("cache")}}}
 
 
 def serve_manifests(pipeline: ir.Pipeline, stage: ir.Stage, options: Options,
@@ -369,9 +395,11 @@ def build_workflow(pipeline: ir.Pipeline, options: Options, texts: ArgoTexts) ->
     main, *groups = build_dag(pipeline, volume_tasks, group_tasks)
     templates = [{**main, "name": entrypoint}, *groups]
     templates += [build_apply_template(volume_tasks[v.name], k8s.build_pvc(pipeline, v)) for v in served]
+    keys = compile_keys(pipeline)
+    report_tag_keys(pipeline, keys, texts.sink, "Argo Workflows")
     for stage in pipeline.stages:
         if stage.is_batch:
-            templates.append(build_container_template(pipeline, stage, options, texts))
+            templates.append(build_container_template(pipeline, stage, options, texts, keys.get(stage.name)))
         else:
             templates += build_serve_templates(pipeline, stage, options, names, texts)
 

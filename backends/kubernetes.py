@@ -23,6 +23,10 @@ What a program becomes
 - a sized volume: a PersistentVolumeClaim ``<pipeline>-<volume>``; a ``claim``
   volume references the existing claim and creates nothing; mounting a
   ``host`` volume is an error (B001) on this target;
+- the cache: each batch stage that may be cached carries the compile-time part
+  of its key (:func:`aipc.backends.cachekey.compile_keys`) as the annotation
+  ``aipc.dev/cache-key``, which `aipc apply` compares with the Jobs that completed
+  (B105 when an image with outputs is a tag: the key holds the tag);
 - outputs: one PersistentVolumeClaim ``<pipeline>-artifacts`` from the header's
   ``artifacts { }`` (B002 when a stage has an output and there is none; B104 when
   it is ``rwo`` and a stage reads an output), each output the subPath
@@ -80,6 +84,7 @@ from typing import Callable
 
 from aipc import codes
 from aipc.backends import Emitted
+from aipc.backends.cachekey import CACHE_KEY_ANNOTATION, compile_keys, report_tag_keys
 from aipc.compiler import ir
 from aipc.compiler.ir import format_bytes, format_cpu
 from aipc.diagnostics import Diagnostics
@@ -477,8 +482,12 @@ def build_pod_spec(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, ren
 # ---------------------------------------------------------------- workloads
 
 
-def build_job(pipeline: ir.Pipeline, stage: ir.Stage, options: Options) -> dict:
+def build_job(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, key: str | None = None) -> dict:
+    """A batch stage's Job; ``key`` the compile-time part of its cache key, when it may be cached."""
     labels = stage_labels(pipeline, stage)
+    annotations = stage_annotations(pipeline, stage)
+    if key is not None:
+        annotations[CACHE_KEY_ANNOTATION] = key
     spec: dict = {"backoffLimit": stage.retries}
     if stage.timeout is not None:
         spec["activeDeadlineSeconds"] = stage.timeout
@@ -490,7 +499,7 @@ def build_job(pipeline: ir.Pipeline, stage: ir.Stage, options: Options) -> dict:
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": metadata(pipeline, pipeline.object_name(stage.name), labels, stage_annotations(pipeline, stage)),
+        "metadata": metadata(pipeline, pipeline.object_name(stage.name), labels, annotations),
         "spec": spec,
     }
 
@@ -626,9 +635,11 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     store = artifact_store(pipeline)
     if store is not None:
         documents.append(build_pvc(pipeline, store))
+    keys = compile_keys(pipeline)
+    report_tag_keys(pipeline, keys, sink, "Kubernetes")
     for stage in pipeline.stages:
         if stage.is_batch:
-            documents.append(build_job(pipeline, stage, options))
+            documents.append(build_job(pipeline, stage, options, keys.get(stage.name)))
         else:
             documents += [build_deployment(pipeline, stage, options, substituted), build_service(pipeline, stage),
                           build_allow_port(pipeline, stage)]

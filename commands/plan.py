@@ -15,7 +15,8 @@ Print the execution plan of a .aip file, to read before spending money.
 A stage's level is the length of the longest chain of dependencies before it:
 stages of one level never depend on each other and can run together. For each
 level: its stages, the GPUs (per vendor), CPU and memory (request / limit)
-summed over every stage running in it, and the volumes it writes. A serve
+summed over every stage running in it, and the volumes and outputs
+(`STAGE.OUTPUT`) it writes. A serve
 stage keeps running once started, so it counts in every later level (once
 per replica). Then the peak GPU demand and the level where it happens; when
 stages of different levels could overlap (a stage starts as soon as its own
@@ -114,5 +115,5 @@ def predict_cache(pipeline, path: str, no_cache: bool, rerun: set[str]):
         print(f"aipc plan: error: {problem}", file=sys.stderr)
         return None
     specs = container_specs(pipeline, pipeline.stages, Diagnostics(pipeline.file), "`aipc run`")
-    return RunCache(client, specs, RunNames.new(pipeline, path), no_cache=no_cache, rerun=rerun).predict(
+    return RunCache(client, pipeline, specs, RunNames.new(pipeline, path), no_cache=no_cache, rerun=rerun).predict(
         pipeline.stages)

@@ -217,7 +217,7 @@ def run(args) -> int:
                           base_dir=os.path.dirname(os.path.realpath(args.file)), bind_address=args.publish_address,
                           health_timeout=args.health_timeout)
     from aipc.runner.cache import RunCache
-    cache = RunCache(client, specs, names, no_cache=args.no_cache, rerun=rerun)
+    cache = RunCache(client, pipeline, specs, names, no_cache=args.no_cache, rerun=rerun)
     scheduler = Scheduler(pipeline, selected, driver, reporter, args.jobs, keep_going=args.keep_going, cache=cache)
     started = time.monotonic()
 

@@ -145,7 +145,7 @@ STAGE = _table(
     AttributeSpec("cache", Type.BOOL,
                   "Whether `aipc run` may skip the stage when it already succeeded with the same image, command, "
                   "env, mounts and inputs, and its outputs still exist: `false` never; `true` also for a stage "
-                  "that writes a mounted volume (by default such a stage always runs).",
+                  "that writes a mounted volume or runs after a serve stage (by default such a stage always runs).",
                   kinds=BATCH, example="cache = false"),
     AttributeSpec("matrix", Type.STAGE_NAME,
                   "Sweep the axes (and `exclude`) of another matrix stage: one instance per instance of it; "

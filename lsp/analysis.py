@@ -43,10 +43,11 @@ KEYWORD_DOCS = {
     **{keyword: spec.documentation for keyword, spec in schema.STATEMENTS.items()},
 }
 _BLOCK_PURPOSES = {"resources": "what the stage requests and is limited to",
-                   "health": "how and when the service is checked (serve stages)"}
+                   "health": "how and when the service is checked (serve stages)",
+                   "artifacts": "the claim that holds every stage's outputs on Kubernetes and Argo (in the header)"}
 BLOCK_DOCS = {  # a stage's blocks, as the schema has them
     name: f"`{name} {{ {', '.join(table)} }}`" + (f": {_BLOCK_PURPOSES[name]}" if name in _BLOCK_PURPOSES else "")
-    for name, table in schema.STAGE_BLOCKS.items()
+    for name, table in {**schema.STAGE_BLOCKS, **schema.HEADER_BLOCKS}.items()
 }
 BLOCK_DOCS["matrix"] = schema.MATRIX_DOC  # its attributes are the axes the user names
 REFERENCE_KINDS = tuple(resolve.WHAT)
@@ -175,7 +176,8 @@ def place_at(document: ParsedDocument, offset: int) -> Place | None:
 
 def _table(declaration, block: str | None) -> dict[str, AttributeSpec]:
     if block is not None:
-        return schema.STAGE_BLOCKS.get(block, {})
+        blocks = schema.HEADER_BLOCKS if isinstance(declaration, m.PipelineDecl) else schema.STAGE_BLOCKS
+        return blocks.get(block, {})
     return {m.PipelineDecl: schema.HEADER, m.VolumeDecl: schema.VOLUME, m.SecretDecl: schema.SECRET,
             m.StageDecl: schema.STAGE, m.TemplateDecl: schema.STAGE}.get(type(declaration), {})
 

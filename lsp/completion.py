@@ -191,7 +191,8 @@ def _step_body(frame: _Frame, token: Token, frames: list[_Frame]) -> None:
         if text == "=":
             frame.state = "value"
         elif text == "{":
-            table = frame.name if frame.table == "stage" and frame.name in schema.STAGE_BLOCKS else "unknown"
+            table = frame.name if (frame.table == "stage" and frame.name in schema.STAGE_BLOCKS
+                                   or frame.table == "pipeline" and frame.name in schema.HEADER_BLOCKS) else "unknown"
             frame.state = "item"
             frames.append(_Frame("body", table))
         else:
@@ -279,7 +280,7 @@ def _candidates(frames: list[_Frame], top: list[str], index: Index) -> list[Cand
 
 def _table(frame: _Frame) -> dict:
     return {"stage": schema.STAGE, "pipeline": schema.HEADER, "volume": schema.VOLUME,
-            "secret": schema.SECRET, **schema.STAGE_BLOCKS}.get(frame.table, {})
+            "secret": schema.SECRET, **schema.STAGE_BLOCKS, **schema.HEADER_BLOCKS}.get(frame.table, {})
 
 
 def _attributes(frame: _Frame) -> list[Candidate]:
@@ -292,10 +293,15 @@ def _attributes(frame: _Frame) -> list[Candidate]:
             if frame.stage_kind is None or frame.stage_kind in spec.kinds:
                 out.append(Candidate(keyword, "keyword", spec.form, KEYWORD_DOCS[keyword], keyword + " "))
         for name, doc in BLOCK_DOCS.items():
+            if name in schema.HEADER_BLOCKS:
+                continue
             attribute = table.get(name)  # a block that is another way to write an attribute: its kinds
             if name not in seen and (attribute is None or frame.stage_kind is None
                                      or frame.stage_kind in attribute.kinds):
                 out.append(Candidate(name, "block", "block", doc, name + " { "))
+    if frame.table == "pipeline":
+        out += [Candidate(name, "block", "block", BLOCK_DOCS[name], name + " { ")
+                for name in schema.HEADER_BLOCKS if name not in seen]
     return out
 
 

@@ -135,11 +135,12 @@ class RunCache:
     """The cache of one run, kept with the Docker engine. ``decide`` is called by the
     scheduler's workers before a stage runs, ``record`` after it succeeded."""
 
-    def __init__(self, client, specs: Mapping[str, ContainerSpec], names, *, no_cache: bool = False,
-                 rerun: Iterable[str] = ()) -> None:
+    def __init__(self, client, pipeline: ir.Pipeline, specs: Mapping[str, ContainerSpec], names, *,
+                 no_cache: bool = False, rerun: Iterable[str] = ()) -> None:
         import threading
 
         self.client = client
+        self.pipeline = pipeline
         self.specs = specs
         self.names = names
         self.no_cache = no_cache
@@ -226,7 +227,7 @@ class RunCache:
         return key_parts(stage, spec, image_id, inputs), ""
 
     def decide(self, stage: ir.Stage) -> Decision:
-        reason = not_cached_because(stage)
+        reason = not_cached_because(stage, self.pipeline)
         if reason is not None:
             return Decision(False, f"not cached: {reason}")
         parts, why = self.parts(stage)
@@ -285,7 +286,7 @@ class RunCache:
             for mount in stage.mounts:
                 if not mount.read_only:
                     self.wrote.setdefault(mount.volume.name, stage.name)
-        if not parts or not_cached_because(stage) is not None:
+        if not parts or not_cached_because(stage, self.pipeline) is not None:
             return
         import docker
 

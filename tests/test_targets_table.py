@@ -503,7 +503,7 @@ EXAMPLE_CASES = {
             *hardened_compose("model", "evaluate"),
         ],
         "k8s": [
-            Quiet(),
+            Warns("B105", 6, 11),  # the cluster's cache key holds the image's tag
             (f"{obj('PersistentVolumeClaim', 'churn-artifacts')}.spec.accessModes", ["ReadWriteMany"]),
             (f"{obj('PersistentVolumeClaim', 'churn-artifacts')}.spec.storageClassName", "standard-rwx"),
             (f"{ctr('Job', 'churn-model')}.volumeMounts[0]",
@@ -511,11 +511,14 @@ EXAMPLE_CASES = {
             (f"{ctr('Job', 'churn-evaluate')}.volumeMounts[1]",
              {"name": "artifacts", "mountPath": "/in/metrics", "subPath": "model/metrics", "readOnly": True}),
             (f"{obj('Job', 'churn-evaluate')}.metadata.annotations[aipc.dev/depends-on]", "Job/churn-model"),
+            (f"{obj('Job', 'churn-evaluate')}.metadata.annotations[aipc.dev/cache-key]", Re(r"[0-9a-f]{64}")),
             *hardened_k8s("churn", jobs=["model", "evaluate"]),
         ],
         "argo": [
-            Quiet(),
+            Warns("B105", 6, 11),
             ("spec.volumeClaimTemplates[0].metadata.name", "artifacts"),
+            (f"{tpl('model')}.memoize.cache.configMap.name", "churn-cache"),
+            (f"{tpl('evaluate')}.memoize.key", Re(r"[0-9a-f]{64}")),
             ("spec.volumeClaimTemplates[0].spec.accessModes", ["ReadWriteMany"]),
             (f"{tpl('evaluate')}.container.volumeMounts[0]",
              {"name": "artifacts", "mountPath": "/in/model", "subPath": "model/model", "readOnly": True}),

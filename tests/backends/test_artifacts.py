@@ -69,7 +69,7 @@ def test_aipc_run_mounts_what_compose_does():
 
 def test_kubernetes_keeps_every_output_in_one_claim_each_a_sub_path():
     documents, diagnostics = emit("kubernetes", CHURN)
-    assert not diagnostics
+    assert [d.code for d in diagnostics] == [codes.TAG_KEYED_CACHE.id]
     (claim,) = by_kind(documents, "PersistentVolumeClaim").values()
     assert claim["metadata"]["name"] == "churn-artifacts"
     assert claim["spec"] == {"accessModes": ["ReadWriteMany"], "storageClassName": "standard-rwx",
@@ -95,7 +95,7 @@ def test_the_claim_takes_another_name_beside_a_volume_named_artifacts():
 
 def test_argo_makes_the_claim_for_the_run():
     (workflow,), diagnostics = emit("argo", CHURN)
-    assert not diagnostics
+    assert [d.code for d in diagnostics] == [codes.TAG_KEYED_CACHE.id]
     (template,) = workflow["spec"]["volumeClaimTemplates"]
     assert template["metadata"]["name"] == "artifacts"
     assert template["spec"]["accessModes"] == ["ReadWriteMany"]
@@ -131,7 +131,7 @@ def test_outputs_need_artifacts_on_a_cluster_and_nowhere_else():
     for target in ("kubernetes", "argo"):
         documents, diagnostics = emit(target, text)
         assert documents == ()
-        (error,) = diagnostics
+        (error,) = [d for d in diagnostics if d.is_error]
         assert error.code == codes.NO_ARTIFACT_STORE.id
         assert text[error.span.start:error.span.end] == 'output model   at "/out/model"'
         assert "artifacts {" in error.help
@@ -141,7 +141,76 @@ def test_outputs_need_artifacts_on_a_cluster_and_nowhere_else():
 def test_an_rwo_claim_is_a_warning_when_a_stage_reads_an_output():
     text = CHURN.replace('  class = "standard-rwx"  access = rwx', "")
     for target in ("kubernetes", "argo"):
-        (warning,) = emit(target, text)[1]
+        (warning, _) = sorted(emit(target, text)[1], key=lambda d: d.code)
         assert warning.code == codes.SINGLE_NODE_ARTIFACTS.id and warning.severity.value == "warning"
     alone = text.split("eval evaluate")[0]
-    assert emit("kubernetes", alone)[1] == ()
+    assert [d.code for d in emit("kubernetes", alone)[1]] == [codes.TAG_KEYED_CACHE.id]
+
+
+def annotations(documents) -> dict[str, dict]:
+    return {name: job["metadata"]["annotations"] for name, job in by_kind(documents, "Job").items()}
+
+
+def cache_keys(text: str) -> dict[str, str | None]:
+    documents, _ = emit("kubernetes", text)
+    return {name: a.get("aipc.dev/cache-key") for name, a in annotations(documents).items()}
+
+
+def test_clusters_carry_the_compile_time_key_which_follows_the_stages_read():
+    keys = cache_keys(CHURN)
+    assert all(len(key) == 64 for key in keys.values())
+    command = cache_keys(CHURN.replace('train model {\n  image = "ghcr.io/acme/trainer:2.1"',
+                                       'train model {\n  image = "ghcr.io/acme/trainer:2.1"\n  command = ["t"]'))
+    assert command["churn-model"] != keys["churn-model"]
+    assert command["churn-evaluate"] != keys["churn-evaluate"]  # it reads what `model` writes
+    retried = cache_keys(CHURN.replace("eval evaluate {", "eval evaluate {\n  retries = 3\n  timeout = 1h"))
+    assert retried == keys
+    image = cache_keys(CHURN.replace("trainer:2.1", "trainer:2.2"))
+    assert image["churn-model"] != keys["churn-model"]
+
+
+def test_a_stage_never_cached_carries_no_key_and_argo_does_not_memoize_it():
+    text = CHURN + '''volume v { size = 1Gi }
+data writes { image = "i:1"  mount v at "/v" }
+data off { image = "i:1"  cache = false }
+'''
+    keys = cache_keys(text)
+    assert keys["churn-writes"] is None and keys["churn-off"] is None and keys["churn-model"]
+    (workflow,), _ = emit("argo", text)
+    templates = {t["name"]: t for t in workflow["spec"]["templates"]}
+    assert "memoize" not in templates["writes"] and "memoize" not in templates["off"]
+    assert templates["model"]["memoize"] == {
+        "key": keys["churn-model"], "maxAge": "8760h", "cache": {"configMap": {"name": "churn-cache"}}}
+
+
+def test_argo_memoizes_no_stage_that_reads_a_workflow_parameter():
+    text = 'param lr: float = 0.1\n' + CHURN.replace(
+        'train model {\n  image = "ghcr.io/acme/trainer:2.1"',
+        'train model {\n  image = "ghcr.io/acme/trainer:2.1"\n  command = ["t", "${lr}"]')
+    (workflow,), _ = emit("argo", text)
+    templates = {t["name"]: t for t in workflow["spec"]["templates"]}
+    assert "memoize" not in templates["model"]  # its value is set when the Workflow is submitted
+    assert templates["model"]["metadata"]["annotations"]["aipc.dev/cache-key"]
+    assert "memoize" in templates["evaluate"]
+
+
+def test_a_tag_keys_the_cluster_cache_once_a_pipeline():
+    for target in ("kubernetes", "argo"):
+        (warning,) = emit(target, CHURN)[1]
+        assert warning.code == codes.TAG_KEYED_CACHE.id
+        assert CHURN[warning.span.start:warning.span.end] == '"ghcr.io/acme/trainer:2.1"'
+    pinned = CHURN.replace("trainer:2.1", "trainer@sha256:" + "a" * 64)
+    assert emit("kubernetes", pinned)[1] == ()
+
+
+def test_a_stage_reading_a_volume_another_stage_writes_carries_no_key():
+    text = '''\
+volume v { size = 1Gi }
+data writes { image = "i:1"  mount v at "/v" }
+eval reads { image = "i:1"  after = [writes]  mount v at "/v" readonly }
+eval forced { image = "i:1"  after = [writes]  mount v at "/v" readonly  cache = true }
+eval alone { image = "i:1" }
+'''
+    keys = {name.removeprefix("test-"): key for name, key in cache_keys(text).items()}
+    assert keys["reads"] is None and keys["writes"] is None
+    assert keys["forced"] and keys["alone"]

@@ -114,12 +114,15 @@ data writes { image = "i:1"  mount v at "/v" }
 data forced { image = "i:1"  mount v at "/v"  cache = true }
 data off { image = "i:1"  cache = false }
 serve api { image = "i:1"  port = 80 }
+eval smoke { image = "i:1"  after = [api] }
+eval forced_smoke { image = "i:1"  after = [api]  cache = true }
 ''')
-    assert not_cached_because(pipeline.stage("reads")) is None
-    assert "writes the volume `v`" in not_cached_because(pipeline.stage("writes"))
-    assert not_cached_because(pipeline.stage("forced")) is None
-    assert not_cached_because(pipeline.stage("off")) == "`cache = false`"
-    assert not_cached_because(pipeline.stage("api")) == "a serve stage"
+    reason = {stage.name: not_cached_because(stage, pipeline) for stage in pipeline.stages}
+    assert reason["reads"] is None and reason["forced"] is None and reason["forced_smoke"] is None
+    assert "writes the volume `v`" in reason["writes"]
+    assert reason["off"] == "`cache = false`"
+    assert reason["api"] == "a serve stage"
+    assert reason["smoke"].startswith("it runs after the service `api`")
 
 
 class FakeCache:
@@ -147,3 +150,113 @@ train b { image = "i:1"  input a.x at "/in" }
     assert ("a", Status.CACHED, 0) in events.changes
     assert "b: runs, changed: image" in events.notes
     assert result.done == 2
+
+
+# ------------------------------------------------------------------ RunCache with a stand-in engine
+
+
+class Engine:
+    """The few calls RunCache makes of the Docker SDK: images by tag, volumes with labels."""
+
+    def __init__(self) -> None:
+        import docker.errors
+
+        self.errors = docker.errors
+        self.image_ids = {"i:1": "sha256:one"}
+        self.labels: dict[str, dict] = {}
+        engine = self
+
+        class Volume:
+            def __init__(self, name):
+                self.name, self.attrs = name, {"Labels": engine.labels[name]}
+
+            def remove(self, force=False):
+                del engine.labels[self.name]
+
+        class Volumes:
+            def get(self, name):
+                if name not in engine.labels:
+                    raise engine.errors.NotFound(name)
+                return Volume(name)
+
+            def create(self, name, driver, labels):
+                engine.labels[name] = dict(labels)
+
+        class Images:
+            def get(self, tag):
+                if tag not in engine.image_ids:
+                    raise engine.errors.ImageNotFound(tag)
+                return type("Image", (), {"id": engine.image_ids[tag]})()
+
+        self.volumes, self.images = Volumes(), Images()
+
+
+def run_cache(engine: Engine, text: str, **options):
+    from aipc.runner.cache import LABEL_GENERATION, RunCache
+    from aipc.runner.selection import RunNames
+
+    pipeline = compile_ok(text)
+    names = RunNames.new(pipeline, "/tmp/p.aip", "run1")
+    specs = container_specs(pipeline, pipeline.stages, Diagnostics("t.aip"), "`aipc run`")
+    cache = RunCache(engine, pipeline, specs, names, **options)
+
+    def succeed(name: str, digest: str = "d") -> None:
+        """What a run does: fresh output volumes, then the record."""
+        stage = pipeline.stage(name)
+        for output in stage.outputs:
+            engine.labels[f"aipc-p-{name}.{output.name}"] = {LABEL_GENERATION: f"g-{len(engine.labels)}"}
+        cache.record(stage, cache.parts(stage)[0], {o.name: digest for o in stage.outputs})
+
+    return pipeline, cache, succeed
+
+
+PIPELINE = '''\
+pipeline "p" { }
+volume v { size = 1Gi }
+data make { image = "i:1"  output raw at "/out" }
+train fit { image = "i:1"  input make.raw at "/in"  output model at "/m" }
+data writes { image = "i:1"  mount v at "/v" }
+eval reads { image = "i:1"  after = [writes]  mount v at "/v" readonly }
+'''
+
+
+def test_the_cache_decides_from_what_the_engine_keeps():
+    engine = Engine()
+    pipeline, cache, succeed = run_cache(engine, PIPELINE)
+    decide = lambda name: cache.decide(pipeline.stage(name)).describe()  # noqa: E731
+    assert decide("make") == "runs: no earlier run recorded"
+    succeed("make")
+    assert decide("make") == "cached"
+    assert decide("fit") == "runs: no earlier run recorded"
+    succeed("fit")
+    assert decide("fit") == "cached"
+    assert decide("writes").startswith("runs: not cached: it writes the volume `v`")
+    succeed("writes")
+    assert decide("reads") == "runs: it reads the volume `v`, which `writes` wrote in this run"
+
+    later, cache, _ = run_cache(engine, PIPELINE)  # the next run
+    assert cache.decide(later.stage("fit")).describe() == "cached"  # its input's digest, from make's record
+    engine.image_ids["i:1"] = "sha256:two"  # the tag, rebuilt
+    later, cache, _ = run_cache(engine, PIPELINE)
+    assert cache.decide(later.stage("make")).describe() == "runs: changed: image"
+    engine.image_ids["i:1"] = "sha256:one"
+    del engine.labels["aipc-p-make.raw"]  # an output deleted
+    later, cache, _ = run_cache(engine, PIPELINE)
+    assert cache.decide(later.stage("make")).describe() == "runs: its output `raw` is gone or was replaced"
+    assert cache.decide(later.stage("fit")).describe() == \
+        "runs: the output `make.raw` it reads has no known digest"
+    later, cache, _ = run_cache(engine, PIPELINE, no_cache=True)
+    assert cache.decide(later.stage("reads")).describe() == "runs: --no-cache"
+
+
+def test_a_plan_says_what_a_stage_after_one_that_runs_depends_on():
+    engine = Engine()
+    pipeline, cache, succeed = run_cache(engine, PIPELINE)
+    succeed("make")
+    succeed("fit")
+    changed, cache, _ = run_cache(engine, PIPELINE.replace('output raw at "/out"', 'output raw at "/out2"'))
+    predicted = cache.predict(changed.stages)
+    assert predicted["make"].describe() == "runs: changed: mounts"
+    assert predicted["fit"].describe() == "cached if `make.raw` comes out as before"
+    assert engine.labels.keys() == {"aipc-p-make.raw", "aipc-p-make..cache", "aipc-p-fit.model",
+                                    "aipc-p-fit..cache"}  # a prediction changes nothing

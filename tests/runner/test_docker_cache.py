@@ -12,7 +12,7 @@ import uuid
 
 import pytest
 
-from tests.runner.test_docker_run import Pipeline, aipc, summary_row
+from tests.runner.test_docker_run import Pipeline, aipc, lines_of, summary_row
 
 pytestmark = pytest.mark.docker
 
@@ -115,3 +115,27 @@ def test_a_pipeline_runs_once_and_then_only_what_changed(tmp_path, image, capsys
     assert code == 0, out + err
     assert made.volumes() == []
     assert run()[0] == ran
+
+
+def test_matrix_outputs_pair_and_fan_in_on_the_engine(tmp_path, busybox_image, capsys, pipeline_cleanup):
+    made = pipeline_cleanup(Pipeline(tmp_path, busybox_image).write('''
+train model {
+  matrix { seed = [1, 2] }
+  script = "echo ${matrix.seed} > /out/w/seed"
+  output weights at "/out/w"
+}
+eval score {
+  matrix = model
+  script = "echo scored $(cat /in/w/seed) > /out/r/seed"
+  input  model.weights at "/in/w"
+  output report at "/out/r"
+}
+eval pick {
+  script = "ls /in/all; cat /in/all/*/seed"
+  input score.report at "/in/all"
+}
+'''))
+    code, out, err = aipc(capsys, "run", str(made.path), "--progress", "plain")
+    assert code == 0, out + err
+    assert lines_of(out, "pick") == [
+        "score-1", "score-2", "scored 1", "scored 2"]  # one subdirectory per instance, each paired
