@@ -1,8 +1,10 @@
 """Stable diagnostic codes, each with the explanation ``aipc explain CODE`` prints.
 
 E0xx input and syntax, E1xx names, E2xx types and units, E3xx the dependency
-graph, W1xx/W2xx/W3xx warnings (about names, values, the graph), Bxxx what a
-backend cannot express. A code, once
+graph, E4xx/W4xx what a program would do that it should not (hand the host to
+a container, leak a credential, name an image no registry serves, run nothing),
+W1xx/W2xx/W3xx warnings (about names, values, the graph), Bxxx what a backend
+cannot express. A code, once
 published, keeps its meaning; retired codes are not reused.
 """
 
@@ -130,15 +132,14 @@ NOT_IMPLEMENTED = _code(
     "E009", "part of the v1 language, not implemented in this build",
     """The construct is written correctly: it is part of the v1 language
     (LANGUAGE.md), and this build of aipc reads it but cannot compile it yet:
-    templates and `from`, `import`, `output` and `input` statements, and a
-    secret's key as an environment value (`hf.token`). Each is reported once,
+    a secret's key as an environment value (`hf.token`). Each is reported once,
     where it is written; the rest of the file is checked as usual. Leave it out
     (the help line says how) or use a build that implements it.""",
     """
-template trainer: train { image = "trainer:1.0" }     # error: templates are not implemented here
-train small from trainer { command = ["train"] }      # error: neither is `from`
-# until then:
-train small { image = "trainer:1.0"  command = ["train"] }
+secret hf { keys = ["token"] }
+eval score { image = "eval:1.0"  env = { HF_TOKEN = hf.token } }   # error: not implemented here
+# until then, every key of the secret:
+eval score { image = "eval:1.0"  secrets = [hf] }
 """,
 )
 
@@ -351,6 +352,96 @@ ADDRESS_NOT_ALLOWED = _code(
     """
 serve db { image = "postgres:16"  port = 5432 }
 data load { image = "etl:1.0"  labels = { upstream = "${db.host}" } }    # error
+""",
+)
+
+# ---------------------------------------------------------- templates and imports
+
+UNKNOWN_TEMPLATE = _code(
+    "E150", "unknown template",
+    """`KIND NAME from TEMPLATE` and `template NAME: KIND from TEMPLATE` start from
+    a template declared in the same file (`from trainer`) or in an imported file,
+    named by its import (`from gpu.h100_trainer` after `import "lib/gpu.aip" as
+    gpu`). A close match is suggested.""",
+    """
+template trainer: train { image = "trainer:1.0" }
+train small from trainr { command = ["train"] }     # error: did you mean `trainer`?
+""",
+)
+
+TEMPLATE_KIND_MISMATCH = _code(
+    "E151", "a template of another kind",
+    """A template is written for one kind of stage (`template trainer: train`), and
+    only stages of that kind start from it, because the attributes a stage
+    accepts depend on its kind (`port` for `serve`, `retries` for batch stages). A
+    template built on another has the other's kind too.""",
+    """
+template service: serve { image = "api:1.0"  port = 8080 }
+train model from service { }        # error: `service` is a template for serve stages
+""",
+)
+
+TEMPLATE_CYCLE = _code(
+    "E152", "template cycle",
+    """Templates that start from each other in a circle have no first one to take
+    attributes from. The cycle is printed in order; make one of them start from
+    nothing (remove its `from`).""",
+    """
+template a: train from b { }
+template b: train from a { }        # error: template cycle: a -> b -> a
+""",
+)
+
+IMPORT_UNREADABLE = _code(
+    "E153", "an imported file cannot be read",
+    """`import "PATH"` reads PATH relative to the importing file's folder. The file
+    must exist, be a regular .aip file of UTF-8 text and at most 16 MiB. The error
+    is at the `import` line; the message names the path that was looked for.""",
+    """
+# pipelines/train.aip
+import "lib/gpu.aip"                 # error: cannot read `pipelines/lib/gpu.aip`: no such file
+import "../lib/gpu.aip"              # fixed: the library is next to pipelines/
+""",
+)
+
+IMPORT_CYCLE = _code(
+    "E154", "import cycle",
+    """Files that import each other in a circle: templates cannot be taken from a
+    file that is still being read. The cycle is printed from the first file to
+    the import that closes it; move the shared templates into a file that
+    imports neither.""",
+    """
+# a.aip: import "b.aip"     b.aip: import "c.aip"     c.aip: import "a.aip"
+error[E154]: import cycle: a.aip -> b.aip -> c.aip -> a.aip
+""",
+)
+
+IMPORT_NOT_A_LIBRARY = _code(
+    "E155", "an imported file that is not a library",
+    """An imported file holds templates and further imports only: a stage, a
+    volume, a secret, a parameter or a pipeline header in it would make the
+    importing pipeline run or declare things its own text does not show. The
+    error is at the `import` line, with a label at each declaration that does
+    not belong. Move them into the pipelines that use them.""",
+    """
+# lib/ml.aip
+template trainer: train { image = "trainer:1.0" }
+train smoke { image = "trainer:1.0" }          # not allowed in an imported file
+# pipeline.aip
+import "lib/ml.aip"                            # error: `lib/ml.aip` declares the stage `smoke`
+""",
+)
+
+INVALID_IMPORT = _code(
+    "E156", "invalid import",
+    """`import "PATH" [as NAME]` names a .aip file by a plain string (no `${...}`:
+    imports are read before parameters exist), relative to the importing file.
+    Without `as`, the templates are used by the file's stem, which must then be a
+    valid name (lowercase letters, digits and `_`, starting with a letter);
+    otherwise write `as NAME`.""",
+    """
+import "lib/gpu-v2.aip"              # error: `gpu-v2` is not a valid name
+import "lib/gpu-v2.aip" as gpu       # fixed
 """,
 )
 
@@ -620,6 +711,49 @@ eval score  { image = "trainer:1.0"  matrix = model  after = [model] }          
 """,
 )
 
+# ------------------------------------------------------------------------ safety
+
+RESERVED_MOUNT_PATH = _code(
+    "E401", "a mount over what the container runtime owns",
+    """A volume cannot be mounted at `/` (the image itself) or at `/proc`, `/sys`
+    or `/dev`, where the runtime mounts the kernel's and the container's own
+    filesystems (the OCI runtime specification's default filesystems): the
+    container would not start, or would see the host's instead. Mount the volume
+    at a path of its own, such as `/data`. (`/dev/shm` is sized by `shm`.)""",
+    """
+data prepare { image = "etl:1.0"  mount raw at "/proc" }     # error
+data prepare { image = "etl:1.0"  mount raw at "/data" }     # fixed
+""",
+)
+
+ENV_REPLACES_SECRET = _code(
+    "E402", "an environment variable replaces a secret's key",
+    """A stage gets every key of each secret it lists as an environment variable of
+    the same name. An `env` entry with that name replaces the secret's value on
+    every target (the plain value wins in Kubernetes, Argo and compose alike), so
+    the stage silently runs without the secret. Rename the variable, or drop the
+    key from the secret.""",
+    """
+secret db { keys = ["DB_PASSWORD"] }
+data load { image = "etl:1.0"  secrets = [db]  env = { DB_PASSWORD = "x" } }   # error
+""",
+)
+
+INVALID_IMAGE = _code(
+    "E403", "an image reference no registry accepts",
+    """Image references follow the grammar every registry and container engine
+    parses (distribution/reference): `[HOST[:PORT]/]PATH[:TAG][@DIGEST]`, with
+    the repository path in lower case, no spaces or line breaks, no scheme such
+    as `https://` (neither in `image` nor in the header's `registry`), a tag of
+    at most 128 letters, digits, `_`, `.` and `-`, and a digest of a registered
+    algorithm (`sha256:` and 64 lower-case hexadecimal digits). Characters that
+    only look like ASCII letters (a Cyrillic `о`, a Greek `ο`) are refused too.""",
+    """
+data prepare { image = "Python:3.11" }                        # error: write "python:3.11"
+data prepare { image = "https://ghcr.io/acme/etl:1.0" }       # error: write "ghcr.io/acme/etl:1.0"
+""",
+)
+
 # ---------------------------------------------------------------------- warnings
 
 UNUSED_DECLARATION = _code(
@@ -731,7 +865,12 @@ IGNORED_ON_TARGET = _code(
     stop a container after a deadline (`timeout`), limit its local storage (`disk`)
     or reserve a number of Intel GPUs (it passes every GPU under /dev/dri); Argo
     Workflows evaluates `{{...}}` in a template's text as its own expression, with
-    no way to write the braces literally.""",
+    no way to write the braces literally. On Argo a parameter is offered at
+    submission (`argo submit -p NAME=VALUE`) only when batch stages' strings are
+    its only uses: one that sets a number, size, duration, path or label, or that
+    a serve stage uses (Argo would paste it unquoted into the applied manifest),
+    is fixed at its compiled value in every stage, so that it means one value
+    everywhere.""",
     """
 train model { image = "trainer:1.0"  timeout = 12h }
 $ aipc compile p.aip --target compose     # warning: compose has no timeout; it is ignored
@@ -792,4 +931,46 @@ OUTPUT_TOO_LARGE = _code(
 data prepare { image = "etl:1.0"  script = """ ... 2 MB of shell ... """ }
 $ aipc compile p.aip --target argo     # warning: the Workflow is 2.1 MB; Argo stores at most 1 MiB
 ''',
+)
+
+DANGEROUS_HOST_PATH = _code(
+    "W401", "a host path that hands the host to the container",
+    """A `host` volume bind-mounts a path of the Docker host into the stage. Some
+    paths give the container the host itself: the container engine's socket
+    (`/var/run/docker.sock`, or a directory holding it) lets it start privileged
+    containers, which undoes every other protection; `/`, `/etc`, `/proc`, `/sys`,
+    `/root`, home directories and the credential directories in them (`~/.ssh`,
+    `~/.aws`, `~/.kube`...) expose the host's configuration and its secrets.
+    Mount only the directory the stage needs.""",
+    """
+volume engine { host = "/var/run/docker.sock" }
+data build { image = "docker:27"  mount engine at "/var/run/docker.sock" }    # warning
+""",
+)
+
+CREDENTIAL_IN_ENV = _code(
+    "W402", "a credential written in plain text",
+    """An `env` variable named like a credential (`*_PASSWORD`, `*_TOKEN`,
+    `*_SECRET`, `*_KEY`, `API_KEY`...) holds a literal value: it is written into
+    every compiled output (compose files, manifests, the Workflow) and into the
+    file's history. Declare a `secret` with that key instead and list it in the
+    stage's `secrets`: its value then comes from the environment or the cluster
+    and never appears in any output.""",
+    """
+data load { image = "etl:1.0"  env = { DB_PASSWORD = "hunter2" } }        # warning
+secret db { keys = ["DB_PASSWORD"] }
+data load { image = "etl:1.0"  secrets = [db] }                          # fixed
+""",
+)
+
+NO_STAGES = _code(
+    "W403", "a pipeline without stages",
+    """The file declares no stage, so every target gets nothing that runs: an empty
+    compose file, no workloads, an Argo Workflow with no tasks. Declare a stage
+    (`data`, `train`, `eval` or `serve`). A file that declares templates and no
+    stage is a library for `import`, and is not warned about.""",
+    """
+pipeline "nightly" { namespace = "ml" }      # warning: no stages
+data prepare { image = "python:3.11-slim" }  # fixed
+""",
 )

@@ -9,6 +9,7 @@ returned only when there is none.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import posixpath
 import re
@@ -18,7 +19,7 @@ from typing import Any, Callable, Mapping
 
 from aipc import codes
 from aipc.compiler import graph as dag
-from aipc.compiler import ir
+from aipc.compiler import ir, safety
 from aipc.compiler.matrix import Expansion, Sweep, check_pairing, has_matrix, read_sweeps
 from aipc.compiler.params import bind_params
 from aipc.compiler.resolve import Symbols, collect_declarations
@@ -27,8 +28,9 @@ from aipc.compiler.schema import (
     VOLUME, AttributeSpec, Type,
 )
 from aipc.compiler.services import Services
+from aipc.compiler.units import abbreviate
 from aipc.compiler.values import ENV_NAME, INVALID, Evaluator, Text, did_you_mean
-from aipc.diagnostics import Diagnostics, Label, Span
+from aipc.diagnostics import Diagnostics, Label, Span, Use
 from aipc.dsl import model as m
 
 MAX_OBJECT_NAME = ir.MAX_OBJECT_NAME
@@ -263,13 +265,17 @@ class _Header:
 
 
 class _Lowering:
-    def __init__(self, program: m.Program, overrides: Mapping[str, str], sink: Diagnostics) -> None:
+    def __init__(self, program: m.Program, overrides: Mapping[str, str], sink: Diagnostics,
+                 uses: Mapping[str, Use] | None = None, unresolved: frozenset[str] = frozenset()) -> None:
         self.program = program
         self.sink = sink
+        self.uses = uses or {}  # stages started from templates: the templates' text, checked as theirs
+        self.unresolved = unresolved  # stages whose templates are not all known
         self.symbols: Symbols = collect_declarations(program, sink)
         self.header = _Header(self._pipeline_name())
         self.params = bind_params(self.symbols, overrides, sink)
         self.evaluator = Evaluator(sink, self.params, self.symbols.known("param"), self.header.name)
+        self.host_risks: dict[str, tuple[str, Span]] = {}  # host volume -> (what it exposes, its `host` value)
         self.evaluator.services = self._services()
         # Names the stages refer to, by kind; every reference to a declaration marks it here
         # (params through the evaluator), and what is left unmarked is W101.
@@ -334,7 +340,14 @@ class _Lowering:
         if "description" in values:
             self.header.description = values["description"].value
         if "registry" in values:
-            self.header.registry = values["registry"].value.rstrip("/")
+            registry = values["registry"].value.rstrip("/")
+            problem = safety.registry_problem(registry)
+            if problem is not None:
+                self.sink.error(codes.INVALID_IMAGE, block.attributes["registry"].value.span,
+                                f"`registry`: {problem.message}", label="no registry accepts this",
+                                help=problem.help)
+            else:
+                self.header.registry = registry
         if "image" in values:
             self.header.image = values["image"]
             self.header.image_span = block.attributes["image"].value.span
@@ -431,6 +444,9 @@ class _Lowering:
         if self.sink.error_count() > errors:
             return None
         if "host" in attributes:
+            risk = safety.host_path_risk(strings["host"].value)
+            if risk is not None:
+                self.host_risks[name] = (risk, attributes["host"].value.span)
             return ir.Volume(name, ir.VolumeKind.HOST, host_path=strings["host"].value, span=declaration.span)
         if "claim" in attributes:
             return ir.Volume(name, ir.VolumeKind.CLAIM, access=access, claim=strings["claim"].value,
@@ -462,12 +478,23 @@ class _Lowering:
                 keys.append(text.value)
         return ir.Secret(name, tuple(keys), declaration.span) if valid else None
 
+    def secret_key_span(self, secret: str, key: str) -> Span | None:
+        """Where ``key`` is written in the `keys` of secret ``secret``."""
+        declaration = self.symbols.secrets.get(secret)
+        for item in declaration.items if declaration is not None else ():
+            if isinstance(item, m.Attribute) and item.name == "keys" and isinstance(item.value, m.ListValue):
+                for value in item.value.items:
+                    written = value.literal if isinstance(value, m.Str) and value.is_literal else \
+                        value.value if isinstance(value, m.Word) else None
+                    if written == key:
+                        return value.span
+        return None
+
     def missing(self, kind: str, name: str, attribute: str, span: Span, message: str, **details) -> None:
         """A required attribute is not there. When a syntax error lost its value the
-        syntax error says so already, and a stage `from` a template may get it from the
-        template (E009 says that is not implemented); the construct is invalid all the same."""
-        if self.symbols.written(kind, name, attribute) or (
-                kind == "stage" and self.symbols.stages[name].base is not None):
+        syntax error says so already, and so does the error about a stage's template
+        that cannot be used (which may have set it); the construct is invalid all the same."""
+        if self.symbols.written(kind, name, attribute) or (kind == "stage" and name in self.unresolved):
             self.sink.count_reported_error()
         else:
             self.sink.error(codes.MISSING_ATTRIBUTE, span, message, **details)
@@ -484,6 +511,13 @@ class _Lowering:
 
     def lower_stage(self, declaration: m.StageDecl, volumes, secrets, sweep: Sweep | None) -> list["_LoweredStage"]:
         """The stage, or each instance of a matrix stage (once, unnamed, when its matrix is invalid)."""
+        use = self.uses.get(declaration.name.value)
+        if use is None:
+            return self._lower_instances(declaration, volumes, secrets, sweep)
+        with self.sink.used_by(use):  # what is wrong in a template's text, for this stage
+            return self._lower_instances(declaration, volumes, secrets, sweep)
+
+    def _lower_instances(self, declaration: m.StageDecl, volumes, secrets, sweep: Sweep | None) -> list["_LoweredStage"]:
         if sweep is None:
             return [_StageLowering(self, declaration, volumes, secrets).run()]
         out = []
@@ -493,22 +527,12 @@ class _Lowering:
                 out.append(_StageLowering(self, declaration, volumes, secrets, scope.instance).run())
         return out
 
-    def _v1_declarations(self) -> None:
-        for declaration in self.program.declarations:
-            if isinstance(declaration, m.TemplateDecl):
-                _not_implemented(self.sink, _keyword(declaration.span, "template"), "a `template` declaration",
-                                 help="until then, write its attributes in each stage")
-            elif isinstance(declaration, m.ImportDecl):
-                _not_implemented(self.sink, _keyword(declaration.span, "import"), "an `import` declaration",
-                                 help="until then, write the templates' attributes in each stage")
-
     def run(self) -> ir.Pipeline | None:
         sink = self.sink
-        self._v1_declarations()
         self.lower_header()
         volumes = {n: self.lower_volume(d) for n, d in self.symbols.volumes.items()}
         secrets = {n: self.lower_secret(d) for n, d in self.symbols.secrets.items()}
-        sweeps = read_sweeps(self.symbols, self.header.name, sink, self.evaluator)
+        sweeps = read_sweeps(self.symbols, self.header.name, sink, self.evaluator, self.uses)
         lowered = {n: self.lower_stage(d, volumes, secrets, sweeps.get(n)) for n, d in self.symbols.stages.items()}
         # Stages as declared: cycles, waits on services and pairing are about declarations.
         nodes = {n: units[0].node if n not in sweeps else dataclasses.replace(units[0].node, name=n)
@@ -529,6 +553,8 @@ class _Lowering:
         self._check_volume_use(reach, volumes, lowered, expansion.serial if expansion is not None else {})
         if sink.has_errors:
             return None
+        if not order and not self.symbols.templates:  # templates and no stage: a library, for `import`
+            self._no_stages()
         self._check_unused()
         level = dag.levels(graph, order)
         if expansion is not None:
@@ -539,7 +565,7 @@ class _Lowering:
         return ir.Pipeline(
             name=header.name, file=self.program.path, description=header.description,
             namespace=header.namespace, labels=header.labels,
-            params=tuple(self.params[n] for n in sorted(self.params)),
+            params=self._params_with_fixed_uses(stages),
             volumes=tuple(volumes[n] for n in sorted(volumes)),
             secrets=tuple(secrets[n] for n in sorted(secrets)),
             stages=stages,
@@ -547,6 +573,45 @@ class _Lowering:
             artifacts=header.artifacts,
             span=self.symbols.header.span if self.symbols.header else Span(0, 0),
         )
+
+    def _no_stages(self) -> None:
+        header = self.symbols.header
+        self.sink.warning(codes.NO_STAGES, header.name_span if header is not None else None,
+                          f"the pipeline `{self.header.name}` has no stages: it compiles to nothing that runs",
+                          label="declares no stage",
+                          help='declare one, e.g. `data prepare { image = "python:3.11-slim" }`')
+
+    def _params_with_fixed_uses(self, stages: tuple[ir.Stage, ...]) -> tuple[ir.Param, ...]:
+        """The parameters, each with the places its value was compiled in as a plain
+        value: every `${...}` substituted outside the stages' Texts (a quantity, a
+        mount path, a label, a volume's class...)."""
+        params = [self.params[n] for n in sorted(self.params)]
+        uses = self.evaluator.param_uses
+        if not uses:
+            return tuple(params)
+        kept = sorted((text.span.start, text.span.end) for stage in stages for text in ir.texts_of(stage))
+        starts = [start for start, _ in kept]
+        fixed: dict[str, list[ir.ParamUse]] = {}
+        for name, span in sorted(set(uses), key=lambda use: use[1]):
+            index = bisect.bisect_right(starts, span.start) - 1
+            if index >= 0 and span.end <= kept[index][1]:
+                continue  # inside a stage's Text: a reference each target renders
+            fixed.setdefault(name, []).append(self._param_use(span))
+        return tuple(dataclasses.replace(p, fixed_at=tuple(fixed[p.name])) if p.name in fixed else p
+                     for p in params)
+
+    def _param_use(self, span: Span) -> ir.ParamUse:
+        """Which declaration and attribute the text at ``span`` belongs to."""
+        symbols = self.symbols
+        declarations = [("stage", d) for d in symbols.stages.values()]
+        declarations += [("volume", d) for d in symbols.volumes.values()]
+        declarations += [("secret", d) for d in symbols.secrets.values()]
+        for kind, declaration in declarations:
+            if declaration.span.start <= span.start and span.end <= declaration.span.end:
+                return ir.ParamUse(kind, declaration.name.value, _attribute_around(declaration.items, span), span)
+        header = symbols.header
+        attribute = _attribute_around(header.items, span) if header is not None else ""
+        return ir.ParamUse("pipeline", self.header.name, attribute, span)
 
     def _check_unused(self) -> None:
         """W101 for each volume, secret and parameter nothing refers to. Only for a file
@@ -645,9 +710,6 @@ class _StageLowering:
 
     def run(self) -> _LoweredStage:
         errors = self.sink.error_count()
-        if self.declaration.from_span is not None:
-            _not_implemented(self.sink, self.declaration.from_span, "a stage `from` a template",
-                             help="until then, write the template's attributes in the stage")
         block = _read_block(self.declaration.items, STAGE, self.sink, "stage", self.kind)
         attributes = block.attributes
         self.spans += [(name, attribute.span) for name, attribute in attributes.items()]
@@ -667,6 +729,7 @@ class _StageLowering:
         for name, (span, items) in block.blocks.items():
             self.spans.append((name, span))
             LOWER_STAGE_BLOCK[name](self, items)
+        self._check_env(attributes.get("env"))
         self.paths: dict[str, Span] = {}
         mounts, uses = self._mounts(block.mounts)
         self._outputs(block.outputs)
@@ -708,9 +771,14 @@ class _StageLowering:
 
     def _set_image(self, text: Text, span: Span) -> None:
         registry = self.lowering.header.registry
-        image, parts = text.value.strip(), text.template
-        if not image:
+        image, parts = text.value, text.template
+        if not image.strip():
             self.sink.error(codes.WRONG_TYPE, span, "`image` is empty", help='write an image such as "python:3.11-slim"')
+            return
+        problem = safety.image_reference_problem(image)
+        if problem is not None:
+            self.sink.error(codes.INVALID_IMAGE, span, f"`{abbreviate(image, 80)}` is not an image reference: "
+                            f"{problem.message}", label="no registry accepts this", help=problem.help)
             return
         if registry and not _has_registry_host(image):
             image = f"{registry}/{image}"
@@ -768,6 +836,31 @@ class _StageLowering:
                 (key, _text(text, entry.value.span)) for key, text, entry in pairs
                 if _check_env_name(key, entry.key_span, self.sink)
             )
+
+    def _check_env(self, attribute: m.Attribute | None) -> None:
+        """An `env` key that is also a key of a listed secret replaces it (E402); a
+        literal value under a credential's name is a credential in plain text (W402)."""
+        if attribute is None or not isinstance(attribute.value, m.MapValue):
+            return
+        owners = {key: secret for secret in self.fields.get("secrets", ()) for key in secret.keys}
+        for entry in attribute.value.entries:
+            secret = owners.get(entry.key)
+            if secret is not None:
+                where = self.lowering.secret_key_span(secret.name, entry.key)
+                self.sink.error(codes.ENV_REPLACES_SECRET, entry.key_span,
+                                f"`{entry.key}` in `env` replaces the key `{entry.key}` of secret `{secret.name}`, "
+                                "which this stage lists: the plain value would win on every target",
+                                label="replaces the secret's value",
+                                related=[Label(where, f"a key of secret `{secret.name}`")] if where else [],
+                                help=f"rename the variable, or drop `{entry.key}` from secret `{secret.name}`")
+            elif safety.credential_name(entry.key) and safety.credential_value(_literal(entry.value)):
+                name = entry.key.lower() if IDENTIFIER_START.match(entry.key) else "credentials"
+                self.sink.warning(
+                    codes.CREDENTIAL_IN_ENV, entry.value.span,
+                    f"`{entry.key}` looks like a credential, and its value is written here in plain text",
+                    label="ends up in every compiled output",
+                    help=f'declare a secret with this key (`secret {name} {{ keys = ["{entry.key}"] }}`) '
+                    "and list it in `secrets`: its value then comes from the environment or the cluster")
 
     def _labels(self, spec, value) -> None:
         pairs = self.evaluator.string_map(spec, value, self.name)
@@ -1010,6 +1103,13 @@ class _StageLowering:
                                 label="does not start with `/`", help=f'write "/{path.lstrip("./")}"')
                 continue
             normal = "/" + posixpath.normpath(path).lstrip("/")
+            reserved = safety.container_path_problem(normal)
+            if reserved is not None:
+                self.sink.error(codes.RESERVED_MOUNT_PATH, mount.path.span,
+                                f"`{volume_name}` cannot be mounted at `{normal}`: {reserved}",
+                                label="owned by the container runtime",
+                                help="mount it at a path of its own, such as \"/data\"")
+                continue
             if normal in seen:
                 first = "`shm` owns /dev/shm" if normal == "/dev/shm" else "first mounted here"
                 self.sink.error(codes.DUPLICATE_MOUNT_PATH, mount.path.span,
@@ -1018,6 +1118,13 @@ class _StageLowering:
                                 help="give each mount its own path")
                 continue
             seen[normal] = mount.path.span
+            risk = self.lowering.host_risks.get(volume_name)
+            if risk is not None:
+                self.sink.warning(codes.DANGEROUS_HOST_PATH, mount.span,
+                                  f"stage `{self.declared}` mounts the host volume `{volume_name}`: {risk[0]}",
+                                  label="the container gets hold of the host",
+                                  related=[Label(risk[1], "the host path")],
+                                  help="mount only the directory the stage needs")
             uses.append((volume_name, dag.Use(self.name, mount.readonly, mount.span, self.group)))
             volume = self.volumes.get(volume_name)
             if volume is not None:
@@ -1167,11 +1274,45 @@ LOWER_STAGE_BLOCK: dict[str, Callable[[_StageLowering, list], None]] = {
 }
 
 
+IDENTIFIER_START = re.compile(r"[A-Za-z]")
+
+
+def _literal(value) -> str:
+    """A map value written as plain text (a literal string or a number), else ""."""
+    if isinstance(value, m.Str):
+        return value.literal if value.is_literal else ""
+    return value.text if isinstance(value, m.Number) else ""
+
+
+def _attribute_around(items, span: Span) -> str:
+    """The name of the innermost attribute or block among ``items`` that holds
+    ``span``, or the statement's keyword (`mount`, `output`...)."""
+    for item in items:
+        if item.span.start <= span.start and span.end <= item.span.end:
+            if isinstance(item, m.Block):
+                return _attribute_around(item.items, span) or item.name
+            return item.name if isinstance(item, m.Attribute) else item.item
+    return ""
+
+
 def _text(text: Text, span: Span) -> ir.Text:
     """A checked string as the IR holds it: its parts (literal text and parameter references)."""
     return ir.Text(text.template if text.template is not None else (text.value,), span)
 
 
-def lower(program: m.Program, overrides: Mapping[str, str], sink: Diagnostics) -> ir.Pipeline | None:
-    """The IR of a parsed program, or None when it has errors (all reported to ``sink``)."""
-    return _Lowering(program, overrides, sink).run()
+def lower(program: m.Program, overrides: Mapping[str, str], sink: Diagnostics,
+          uses: Mapping[str, Use] | None = None, unresolved: frozenset[str] = frozenset()) -> ir.Pipeline | None:
+    """The IR of a parsed program (its stages' templates expanded, see
+    :mod:`aipc.compiler.templates`, which gives ``uses`` and ``unresolved``), or None
+    when it has errors (all reported to ``sink``)."""
+    return _Lowering(program, overrides, sink, uses, unresolved).run()
+
+
+def lower_detached_stage(declaration: m.StageDecl, sink: Diagnostics) -> None:
+    """Check one stage's body with no pipeline around it: no header, parameters,
+    volumes, secrets or other stages (a template's body on its own; the caller
+    leaves the names it uses to the stages that use it)."""
+    program = m.construct(m.Program, path=sink.file, declarations=(declaration,), broken=(), incomplete=())
+    lowering = _Lowering(program, {}, sink)
+    sweeps = read_sweeps(lowering.symbols, lowering.header.name, sink, lowering.evaluator)
+    lowering.lower_stage(declaration, {}, {}, sweeps.get(declaration.name.value))

@@ -29,8 +29,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 from dataclasses import dataclass
-
-from pydantic import BaseModel
+from typing import Callable
 
 from aipc import codes
 from aipc.diagnostics import Diagnostic, Label, Span
@@ -113,14 +112,24 @@ class ParsedDocument:
         return Span(start, max(start, end))
 
     def real_diagnostic(self, diagnostic: Diagnostic) -> Diagnostic:
+        """A diagnostic of this document in real offsets (labels in other files, which
+        imports bring in, are in their own)."""
         return dataclasses.replace(
             diagnostic, span=self.real_span(diagnostic.span),
-            related=tuple(Label(self.real_span(label.span), label.message) for label in diagnostic.related),
+            related=tuple(Label(self.real_span(label.span), label.message) if label.file is None else label
+                          for label in diagnostic.related),
         )
 
 
+class Cancelled(Exception):
+    """A parse given up because its version is no longer wanted (a newer one came)."""
+
+
 class IncrementalParser:
-    """Parses successive versions of one document, re-using unchanged chunks."""
+    """Parses successive versions of one document, re-using unchanged chunks.
+
+    Not thread-safe: one parse at a time per parser (the language server runs a
+    document's work one piece at a time)."""
 
     MAX_GROUP = 8  # chunks re-parsed together around a syntax error before giving up on exactness
 
@@ -129,7 +138,10 @@ class IncrementalParser:
         self._cache: dict[str, list[ChunkParse]] = {}
         self._next_base = 1  # virtual 0 stays unowned, like a span that points at no chunk
 
-    def parse(self, text: str) -> ParsedDocument:
+    def parse(self, text: str, cancelled: Callable[[], bool] | None = None) -> ParsedDocument:
+        """The parse of ``text``. ``cancelled`` is asked between chunks: when it says
+        yes, :class:`Cancelled` is raised, and the chunks parsed so far are kept for
+        the next version, which usually shares most of them."""
         starts = chunk_starts(text)
         bounds = list(zip(starts, starts[1:] + [len(text)]))
         self._seen: dict[str, int] = {}
@@ -138,6 +150,9 @@ class IncrementalParser:
         broken = False
         index = 0
         while index < len(bounds):
+            if cancelled is not None and cancelled():
+                self._keep_fresh()
+                raise Cancelled
             start, end = bounds[index]
             unit = self._unit(text[start:end])
             if not unit.exact:
@@ -155,6 +170,12 @@ class IncrementalParser:
         # file's parse stops at the depth limit, so only its answer is right
         return ParsedDocument(text, self.path, [Chunk(c.start, c.text, dataclasses.replace(c.parsed, exact=False))
                                                 for c in units])
+
+    def _keep_fresh(self) -> None:
+        """After a cancelled parse: the chunks it parsed join the cache (ahead of the
+        earlier version's parses of the same text), so that no work is lost."""
+        for piece, parses in self._fresh.items():
+            self._cache[piece] = parses + self._cache.get(piece, [])[len(parses):]
 
     def _group(self, text: str, bounds, index: int, first: ChunkParse) -> tuple[int, Chunk]:
         """A chunk with a syntax error, parsed together with the chunks after it until
@@ -193,7 +214,7 @@ class IncrementalParser:
         base = self._next_base
         self._next_base += len(piece) + 1
         result = parse(piece, self.path)
-        declarations = tuple(shift(d, base) for d in result.program.declarations)
+        declarations = tuple(m.shifted(d, base) for d in result.program.declarations)
         diagnostics = tuple(_shift_diagnostic(d, base) for d in result.diagnostics)
         exact = not any(d.code in SYNTAX_CODES for d in diagnostics)
         return ChunkParse(base, len(piece), declarations, result.program.broken, result.program.incomplete,
@@ -217,17 +238,6 @@ def _in_step(parsed: ChunkParse, tail: int) -> bool:
 def _unclosed_triple_quote(parsed: ChunkParse, piece: str) -> bool:
     return any(d.code == codes.UNTERMINATED_STRING.id and d.span is not None
                and piece.startswith('"""', d.span.start - parsed.base) for d in parsed.diagnostics)
-
-
-def shift(node, delta: int):
-    """A copy of a model node with every span moved by ``delta``."""
-    if isinstance(node, Span):
-        return Span(node.start + delta, node.end + delta)
-    if isinstance(node, BaseModel):
-        return type(node).model_construct(**{name: shift(value, delta) for name, value in node.__dict__.items()})
-    if isinstance(node, tuple):
-        return tuple(shift(item, delta) for item in node)
-    return node
 
 
 def _shift_diagnostic(diagnostic: Diagnostic, delta: int) -> Diagnostic:

@@ -30,6 +30,7 @@ from docker.utils import parse_repository_tag
 
 from aipc.backends.docker import ContainerSpec, HealthCheck, Mount, describe_health, port_range
 from aipc.compiler import ir
+from aipc.redact import redact
 from aipc.runner.cache import LABEL_GENERATION, tree_digest
 from aipc.runner.scheduler import Attempt
 from aipc.runner.selection import (
@@ -66,7 +67,7 @@ def connect() -> docker.DockerClient:
         client = docker.from_env()
         client.ping()
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as error:
-        where = os.environ.get("DOCKER_HOST") or "the local socket (unix:///var/run/docker.sock)"
+        where = redact(os.environ.get("DOCKER_HOST") or "the local socket (unix:///var/run/docker.sock)")
         raise EngineUnavailable(
             f"no Docker engine answers at {where}: {engine_message(error)}; "
             "start Docker (or set DOCKER_HOST) and try again") from None
@@ -74,11 +75,11 @@ def connect() -> docker.DockerClient:
 
 
 def engine_message(error: BaseException) -> str:
-    """The engine's own words for an error, on one line."""
+    """The engine's own words for an error, on one line, without credentials."""
     text = getattr(error, "explanation", None) or str(error) or type(error).__name__
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
-    return " ".join(str(text).split())
+    return redact(" ".join(str(text).split()))
 
 
 def shown_path(path: str) -> str:

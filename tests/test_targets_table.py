@@ -41,6 +41,7 @@ class Case:
     facts: dict[str, list]
     params: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # files it imports, by path next to it
     xfail: dict[str, str] = field(default_factory=dict)  # target -> why that row fails today
 
 
@@ -237,7 +238,8 @@ EXAMPLE_CASES = {
             ("metadata.namespace", "ml-prod"),
             ("spec.arguments.parameters[name=epochs].value", "10"),
             (f"{tpl('ingest')}.retryStrategy.limit", 2),
-            (f"{tpl('ingest')}.activeDeadlineSeconds", 1800),
+            (f"{tpl('ingest')}.activeDeadlineSeconds", 1800),  # one attempt; all three together:
+            (f"{tpl('ingest')}.retryStrategy.backoff.maxDuration", "1800s"),
             (f"{tpl('ingest')}.container.envFrom", [{"secretRef": {"name": "s3"}}]),
             (f"{tpl('ingest')}.container.command", Has("{{workflow.parameters.run_date}}")),
             ("spec.volumeClaimTemplates[metadata.name=raw].spec.accessModes", ["ReadWriteMany"]),
@@ -376,7 +378,7 @@ EXAMPLE_CASES = {
         "compose": [
             (f"{svc('events_export')}.image", "registry.acme.internal/recsys/etl:3.2.1"),  # the header's registry
             (f"{svc('events_export')}.environment", ["WAREHOUSE_USER", "WAREHOUSE_PASSWORD"]),
-            Warns("B101", 27, 3),
+            Warns("B101", 22, 3, in_file="examples/lib/ml.aip"),  # the `extract` template's timeout = 3h
             (f"{svc('user_features')}.depends_on", {"events_export": COMPLETED}),
             (f"{svc('item_features')}.depends_on", {"events_export": COMPLETED}),
             # the diamond closes: two_tower waits for both feature jobs
@@ -437,8 +439,9 @@ EXAMPLE_CASES = {
             (f"{svc('shard')}.image", "rocm/pytorch:rocm6.1_ubuntu22.04_py3.10_pytorch_2.1.2"),
             gpus_compose("classifier", "amd", 4),
             (f"{svc('classifier')}.shm_size", "32g"),
-            Warns("B101", 48, 5),  # gpu_model
-            Warns("B101", 51, 3),  # timeout = 2d
+            Warns("B101", 25, 3),  # timeout = 6h, over the template's
+            Warns("B101", 50, 5),  # gpu_model
+            Warns("B101", 53, 3),  # timeout = 2d
             gpus_compose("accuracy", "amd", 1),
             (f"{svc('export')}.depends_on", {"accuracy": COMPLETED}),
             *hardened_compose("fetch", "shard", "classifier", "accuracy", "export"),
@@ -690,6 +693,84 @@ data job   { image = "x:1" }
 serve web  { image = "x:1"  port = 80 }
 """
 
+# A parameter that sets a number and one that a serve stage uses: on Argo, where
+# parameters are taken at submission, both are fixed so that each means one value.
+FIXED_PARAMS = """\
+param gpus: int = 2
+param epochs: int = 5
+param greeting: string = "it's fine"
+train model {
+  image   = "trainer:1.0"
+  command = ["torchrun", "--nproc-per-node=${gpus}", "--epochs=${epochs}"]
+  resources { gpu = "${gpus}" }
+}
+serve api { image = "api:1.0"  after = [model]  port = 8080  env = { GREETING = "${greeting}" } }
+"""
+
+# The Docker socket as a host volume: it hands the host to the container, said on
+# every target (compose binds it; the clusters have no host paths at all).
+DOCKER_SOCKET = """\
+volume engine { host = "/var/run/docker.sock" }
+data build { image = "docker:27.1"  mount engine at "/var/run/docker.sock" }
+"""
+
+# A matrix stage under max_parallel and a matrix of serve stages: their instances
+# get what every other stage gets (accounts, network policies, parameter rules).
+MATRIX_SECURITY = """\
+param epochs: int = 5
+param gpus: int = 2
+param greeting: string = "it's fine"
+pipeline "grid" { image = "trainer:1.0" }
+train fit {
+  matrix       { lr = [1e-4, 3e-4]  seed = [1, 2] }
+  max_parallel = 2
+  command      = ["fit", "--lr", "${matrix.lr}", "--epochs=${epochs}"]
+  resources { gpu = "${gpus}" }
+}
+serve api {
+  matrix = { port = [8080, 8081] }
+  port   = "${matrix.port}"
+  env    = { GREETING = "${greeting}" }
+}
+"""
+FITS = ["fit-1e-4-1", "fit-1e-4-2", "fit-3e-4-1", "fit-3e-4-2"]  # fit-LR-SEED
+
+
+def lr_of(instance: str) -> str:
+    return instance.split("-", 1)[1].rsplit("-", 1)[0]
+
+
+def egress_of(pipeline: str) -> list:
+    """The egress rules of a pipeline's policy: DNS, its own pods, anything but the metadata service."""
+    return [{"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+            {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": pipeline}}}]},
+            {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}},
+                    {"ipBlock": {"cidr": "::/0", "except": ["fd00:ec2::254/128"]}}]}]
+
+
+EGRESS = egress_of("t")
+
+# A stage from a local template, itself from an imported one: what each target gets is the merge.
+TEMPLATES = """\
+import "lib/jobs.aip" as jobs
+volume data { size = 1Gi }
+template trainer: train from jobs.gpu {
+  image = "trainer:1.0"
+  env   = { LEVEL = "info", SEED = "1" }
+  mount data at "/data" readonly
+}
+train model from trainer {
+  env = { SEED = "7" }
+  resources { gpu = 2 }
+  mount data at "/data"
+}
+"""
+TEMPLATE_LIBRARY = {"lib/jobs.aip": "template gpu: train {\n  resources { gpu = 1  memory = 16Gi  shm = 2Gi }\n"
+                                    "  timeout = 1h\n}\n"}
+MERGED_ENV = [{"name": "LEVEL", "value": "info"}, {"name": "SEED", "value": "7"}, {"name": "HOME", "value": "/tmp"}]
+MERGED_RESOURCES = {"requests": {"cpu": "500m", "memory": "16Gi"},
+                    "limits": {"cpu": "2", "memory": "16Gi", "nvidia.com/gpu": 2}}
+
 # Values per instance (GPUs, a path with the instance's name), a name hashed for a
 # value ending in `.`, fan-in, no max_parallel, and a matrix of serve stages.
 MATRIX = """\
@@ -716,6 +797,29 @@ GRID = [("fit-1-adam", 1, "adam"), ("fit-2-adam", 2, "adam"), ("fit-73bef9df", 1
 
 CASES = {
     **EXAMPLE_CASES,
+    "templates": Case(TEMPLATES, files=TEMPLATE_LIBRARY, facts={
+        "compose": [
+            (f"{svc('model')}.environment", ["LEVEL=info", "SEED=7"]),  # env merged key by key
+            (f"{svc('model')}.volumes", ["data:/data"]),  # the stage's mount at the template's path replaces it
+            gpus_compose("model", "nvidia", 2),  # resources merged: gpu from the stage, the rest kept
+            (f"{svc('model')}.deploy.resources.limits", {"memory": "16g"}),
+            (f"{svc('model')}.shm_size", "2g"),
+            Warns("B101", 3, 3, in_file="lib/jobs.aip"),  # the imported template's timeout
+        ],
+        "k8s": [
+            Quiet(),
+            (f"{ctr('Job', 't-model')}.env", MERGED_ENV),
+            (f"{ctr('Job', 't-model')}.resources", MERGED_RESOURCES),
+            (f"{ctr('Job', 't-model')}.volumeMounts[name=data].readOnly", ABSENT),
+            (f"{obj('Job', 't-model')}.spec.activeDeadlineSeconds", 3600),
+            *shm_pod(pod("Job", "t-model"), ctr("Job", "t-model"), "2Gi"),
+        ],
+        "argo": [
+            (f"{tpl('model')}.container.env", MERGED_ENV),
+            (f"{tpl('model')}.container.resources", MERGED_RESOURCES),
+            (f"{tpl('model')}.activeDeadlineSeconds", 3600),
+        ],
+    }),
     "matrix": Case(MATRIX, facts={
         "compose": [
             Quiet(),
@@ -920,7 +1024,7 @@ CASES = {
             (f"{obj('Job', 't-e')}.metadata.annotations[aipc.dev/depends-on]", "Job/t-d"),
         ],
         "argo": [
-            (f"{task('a')}.dependencies", ABSENT),
+            (f"{task('a')}.dependencies", ["network-policy"]),  # applied before any pod starts
             (f"{task('b')}.dependencies", ["a"]),
             (f"{task('c')}.dependencies", ["a"]),
             (f"{task('d')}.dependencies", ["b", "c"]),
@@ -1043,8 +1147,81 @@ CASES = {
     "hardening": Case(HARDENING, facts={
         "compose": hardened_compose("job", "web"),
         "k8s": [*hardened_k8s("t", jobs=("job",), deployments=("web",)),
-                (f"{obj('NetworkPolicy', 't')}.spec.podSelector.matchLabels[app.kubernetes.io/part-of]", "t")],
-        "argo": hardened_argo(batch=("job",), serve=("web",)),
+                (f"{obj('NetworkPolicy', 't')}.spec.podSelector.matchLabels[app.kubernetes.io/part-of]", "t"),
+                # no ingress but to the serve port; egress to DNS, the pipeline, not the metadata service
+                (f"{obj('NetworkPolicy', 't')}.spec.policyTypes", ["Ingress", "Egress"]),
+                (f"{obj('NetworkPolicy', 't')}.spec.ingress", ABSENT),
+                (f"{obj('NetworkPolicy', 't')}.spec.egress", EGRESS),
+                (f"{obj('NetworkPolicy', 't-web')}.spec.ingress", [{"ports": [{"protocol": "TCP", "port": 80}]}])],
+        "argo": [*hardened_argo(batch=("job",), serve=("web",)),
+                 # the same policies, applied before any pod starts and with the serve stage
+                 ("spec.templates[name=network-policy].resource.manifest>spec.egress", EGRESS),
+                 (f"{task('job')}.dependencies", ["network-policy"]),
+                 ("spec.templates[name=web-network-policy].resource.manifest>spec.ingress",
+                  [{"ports": [{"protocol": "TCP", "port": 80}]}]),
+                 # batch steps run as an account that can only report to Argo; apply steps as another
+                 ("spec.serviceAccountName", "t-runner"),
+                 (f"{tpl('job')}.serviceAccountName", ABSENT),
+                 ("spec.templates[name=web-deployment].serviceAccountName", "t-deployer"),
+                 ("spec.templates[name=network-policy].serviceAccountName", "t-deployer")],
+    }),
+    "docker-socket": Case(DOCKER_SOCKET, facts={
+        "compose": [(f"{svc('build')}.volumes", ["/var/run/docker.sock:/var/run/docker.sock"]),
+                    Warns("W401", 2, 37)],
+        "k8s": [Fails("B001", (2, 37)), Warns("W401", 2, 37)],
+        "argo": [Fails("B001", (2, 37)), Warns("W401", 2, 37)],
+    }),
+    "matrix-security": Case(MATRIX_SECURITY, params=("gpus=4",), facts={
+        "compose": [*[gpus_compose(name, "nvidia", 4) for name in FITS],
+                    *[(f"{svc(name)}.command", ["--lr", lr_of(name), "--epochs=5"]) for name in FITS],
+                    (f"{svc('api-8081')}.environment", Has("GREETING=it's fine"))],
+        "k8s": [Quiet(),
+                *[(f"{ctr('Job', 'grid-' + name)}.resources.limits[nvidia.com/gpu]", 4) for name in FITS],
+                (f"{obj('NetworkPolicy', 'grid')}.spec.egress", egress_of("grid")),
+                *[(f"{obj('NetworkPolicy', 'grid-' + name)}.spec.ingress",
+                   [{"ports": [{"protocol": "TCP", "port": port}]}])
+                  for name, port in (("api-8080", 8080), ("api-8081", 8081))]],
+        "argo": [
+            # the instances run as the runner (the workflow's account), under the policy applied first
+            ("spec.serviceAccountName", "grid-runner"),
+            *[(f"{tpl(name)}.serviceAccountName", ABSENT) for name in FITS],
+            (f"{task('fit')}.dependencies", ["network-policy"]),  # the DAG of the instances under max_parallel
+            (f"{task('api-8080')}.dependencies", ["network-policy"]),
+            ("spec.templates[name=network-policy].resource.manifest>spec.egress", egress_of("grid")),
+            *[fact for name, port in (("api-8080", 8080), ("api-8081", 8081)) for fact in (
+                (f"spec.templates[name={name}-deployment].serviceAccountName", "grid-deployer"),
+                (f"spec.templates[name={name}-network-policy].serviceAccountName", "grid-deployer"),
+                (f"spec.templates[name={name}-network-policy].resource.manifest>spec.ingress",
+                 [{"ports": [{"protocol": "TCP", "port": port}]}]),
+                (f"{applied(name)}spec.template.spec.containers[0].env[name=GREETING].value", "it's fine"),
+            )],
+            # one value everywhere: gpus is fixed in each instance, epochs is offered and followed
+            *[fact for name in FITS for fact in (
+                (f"{tpl(name)}.container.resources.limits[nvidia.com/gpu]", 4),
+                (f"{tpl(name)}.container.command",
+                 ["fit", "--lr", lr_of(name), "--epochs={{workflow.parameters.epochs}}"]),
+            )],
+            ("spec.arguments.parameters", [{"name": "epochs", "value": "5"}]),
+            Warns("B101", 9, 22),  # gpus: fixed at the gpu count
+            Warns("B101", 14, 25),  # greeting: in the serve instances' manifests
+        ],
+    }),
+    "fixed-params": Case(FIXED_PARAMS, params=("gpus=4",), facts={
+        "compose": [gpus_compose("model", "nvidia", 4),
+                    (f"{svc('model')}.entrypoint", ["torchrun"]),
+                    (f"{svc('model')}.command", ["--nproc-per-node=4", "--epochs=5"]),
+                    (f"{svc('api')}.environment", Has("GREETING=it's fine"))],
+        "k8s": [Quiet(),
+                (f"{ctr('Job', 't-model')}.resources.limits[nvidia.com/gpu]", 4),
+                (f"{ctr('Job', 't-model')}.command", ["torchrun", "--nproc-per-node=4", "--epochs=5"]),
+                (f"{ctr('Deployment', 't-api')}.env[name=GREETING].value", "it's fine")],
+        "argo": [(f"{tpl('model')}.container.resources.limits[nvidia.com/gpu]", 4),
+                 (f"{tpl('model')}.container.command",
+                  ["torchrun", "--nproc-per-node=4", "--epochs={{workflow.parameters.epochs}}"]),
+                 ("spec.arguments.parameters", [{"name": "epochs", "value": "5"}]),
+                 (f"{applied('api')}spec.template.spec.containers[0].env[name=GREETING].value", "it's fine"),
+                 Warns("B101", 7, 22),  # gpus: fixed at the gpu count
+                 Warns("B101", 9, 81)],  # greeting: in the serve stage's manifest
     }),
 }
 
@@ -1061,6 +1238,9 @@ def compile_case(case: Case, target: str, tmp_path: Path, capsys, monkeypatch) -
     else:
         path = tmp_path / "t.aip"
         path.write_text(case.program)
+        for name, text in case.files.items():
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).write_text(text)
     params = [arg for param in case.params for arg in ("-p", param)]
     monkeypatch.chdir(path.parent)  # in the project's directory: compose reads host paths from here
     status = cli.main(["compile", str(path), "-t", target, "--format", "json", *params])

@@ -9,7 +9,7 @@ import pytest
 from aipc import cli
 from aipc.backends.kubernetes import emit
 from tests.apply.stub_api import StubCluster, StubServer, kubeconfig
-from tests.helpers import EXAMPLES, compile_ok
+from tests.helpers import EXAMPLES, compile_example, compile_ok
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
@@ -45,7 +45,7 @@ def apply(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def expected_documents(path, namespace: str | None = None) -> list[dict]:
-    documents = [dict(d) for d in emit(compile_ok(path.read_text(), path=path.name)).documents]
+    documents = [dict(d) for d in emit(compile_example(path)).documents]
     for document in documents:
         if namespace:
             document["metadata"] = {**document["metadata"], "namespace": namespace}
@@ -75,7 +75,7 @@ def met_at(cluster: StubCluster, kind: str, name: str) -> int:
 def assert_dependency_order(cluster: StubCluster, path) -> None:
     """Each Job and Deployment was applied after every dependency was met (Jobs
     completed, Deployments available), and each dependency was applied before."""
-    pipeline = compile_ok(path.read_text(), path=path.name)
+    pipeline = compile_example(path)
     for stage in pipeline.stages:
         kind = "Job" if stage.is_batch else "Deployment"
         applied = patch_index(cluster, pipeline.object_name(stage.name), f"{kind.lower()}s")
@@ -119,7 +119,7 @@ def test_apply_creates_jobs_as_their_dependencies_complete(stem, stub, capsys):
     # key), one to start watching, then watch requests from its version
     job_gets = [r for r in cluster.requests if r.method == "GET" and r.path.endswith("/jobs")]
     assert job_gets[0].param("watch") is None and job_gets[0].param("labelSelector") == \
-        f"app.kubernetes.io/part-of={compile_ok(path.read_text(), path=path.name).name},app.kubernetes.io/managed-by=aipc"
+        f"app.kubernetes.io/part-of={compile_example(path).name},app.kubernetes.io/managed-by=aipc"
     watches = [r for r in job_gets if r.param("watch") == "true"]
     assert watches and all(r.param("resourceVersion") and r.param("timeoutSeconds") for r in watches)
     keyed = any("aipc.dev/cache-key" in d["metadata"].get("annotations", {}) for d in documents if d["kind"] == "Job")
@@ -365,18 +365,25 @@ def test_second_apply_finds_completed_jobs(stub, capsys):
 # ------------------------------------------------------------------ no cluster, bad input
 
 
-def test_no_cluster_answers(stub, capsys, tmp_path):
+def free_port() -> int:
+    """A port nobody listens on."""
     import socket
 
-    with socket.socket() as probe:  # a port nobody listens on
+    with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize(("userinfo", "shown"), [("", ""), ("alice:s3cret-pw@", "alice:***@")],
+                         ids=["plain", "with-credentials"])
+def test_no_cluster_answers(stub, capsys, tmp_path, userinfo, shown):
+    port = free_port()
     config = tmp_path / "dead-kubeconfig"
-    config.write_text(kubeconfig(f"http://127.0.0.1:{port}"))
+    config.write_text(kubeconfig(f"http://{userinfo}127.0.0.1:{port}"))
     code, out, err = apply(capsys, str(example("fraud-detection")), "--kubeconfig", str(config))
     assert code == 1
-    assert f"cannot reach the Kubernetes API server at http://127.0.0.1:{port}: connection refused" in err
-    assert "Traceback" not in err and out == ""
+    assert f"cannot reach the Kubernetes API server at http://{shown}127.0.0.1:{port}: connection refused" in err
+    assert "Traceback" not in err and out == "" and "s3cret-pw" not in err
 
 
 def test_missing_kubeconfig(stub, capsys, tmp_path, monkeypatch):
@@ -470,3 +477,17 @@ def test_a_job_whose_key_completed_in_the_cluster_is_not_applied_again(stub, cap
     assert "job/churn-model cached" in out
     assert [r.path.rsplit("/", 1)[1] for r in server.cluster.patches if "/jobs/" in r.path][jobs:] == [
         "churn-evaluate"]
+
+
+# ------------------------------------------------------------------ credentials in messages
+
+
+def test_the_server_url_is_printed_without_its_credentials(stub, capsys, tmp_path):
+    server = stub()
+    config = tmp_path / "userinfo-kubeconfig"
+    address = server.url.replace("http://", "")
+    config.write_text(kubeconfig(f"http://alice:s3cret-pw@{address}"))
+    code, out, err = apply(capsys, str(example("fraud-detection")), "--kubeconfig", str(config), "--dry-run")
+    assert code == 0, err
+    assert f"at http://alice:***@{address} (context stub)" in out
+    assert "s3cret-pw" not in out + err

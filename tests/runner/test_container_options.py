@@ -15,7 +15,7 @@ from aipc.runner.report import Ending, LiveReporter, PlainReporter, failure_line
 from aipc.runner.scheduler import RunResult, StageResult, Status
 from aipc.runner.selection import LABEL_FILE, LABEL_PIPELINE, LABEL_RUN, LABEL_STAGE, RunNames, missing_secrets
 from aipc.compiler import ir, units
-from tests.helpers import EXAMPLES, compile_ok
+from tests.helpers import EXAMPLES, compile_example, compile_ok
 
 SOURCE = """
 pipeline "fraud" { image = "busybox:1.36" labels = { team = "risk" } }
@@ -90,12 +90,13 @@ def test_env_and_secrets_from_the_callers_environment():
     assert options["environment"] == {"LOG_LEVEL": "info", "AWS_KEY": "k", "AWS_SECRET": "s"}
     pipeline = compile_ok('''
     secret s3 { keys = ["AWS_KEY", "AWS_SECRET"] }
-    data a { image = "busybox:1.36" command = ["a"] secrets = [s3] env = { AWS_KEY = "from-env" } }
+    data a { image = "busybox:1.36" command = ["a"] secrets = [s3] env = { LOG = "debug" } }
     ''')
     options = options_of(pipeline, "a", RunNames.new(pipeline, "p.aip"), 1,
                          environ={"AWS_KEY": "k", "AWS_SECRET": "s"}, base_dir=".", network=None)
-    assert options["environment"] == {"AWS_KEY": "from-env", "AWS_SECRET": "s"}  # env wins, as in compose
-    assert missing_secrets(pipeline, ["a"], {}) == ("AWS_SECRET",)
+    # (an `env` key that a listed secret also has is an error, E402: nothing to choose between)
+    assert options["environment"] == {"LOG": "debug", "AWS_KEY": "k", "AWS_SECRET": "s"}
+    assert missing_secrets(pipeline, ["a"], {"AWS_KEY": "k"}) == ("AWS_SECRET",)
 
 
 def test_resources_become_limits_and_reservations():
@@ -300,8 +301,7 @@ def compose_mounts(service: dict) -> dict[str, bool]:
 def test_compose_and_aipc_run_make_the_same_container(path):
     from aipc.backends import compose
 
-    text = path.read_text() if path else SOURCE
-    pipeline = compile_ok(text, path="/srv/pipelines/p.aip")
+    pipeline = compile_example(path) if path else compile_ok(SOURCE, path="/srv/pipelines/p.aip")
     services = compose.emit(pipeline).documents[0]["services"]
     names = RunNames.new(pipeline, "/srv/pipelines/p.aip", run_id="abcd1234")
     environ = {key: "from-caller" for stage in pipeline.stages for secret in stage.secrets for key in secret.keys}
