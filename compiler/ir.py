@@ -566,8 +566,13 @@ class Pipeline:
         return index[name]
 
     def outputs(self) -> tuple[ArtifactMount, ...]:
-        """Every stage's outputs, in the order of the stages."""
-        return tuple(mount for stage in self.stages for mount in stage.artifact_mounts() if not mount.read_only)
+        """Every stage's outputs, in the order of the stages (computed once, as ``stage()``'s index)."""
+        outputs = self.__dict__.get("_outputs")
+        if outputs is None:
+            outputs = tuple(ArtifactMount(stage.name, output.name, output.path, False)
+                            for stage in self.stages for output in stage.outputs)
+            object.__setattr__(self, "_outputs", outputs)
+        return outputs
 
     def object_name(self, name: str) -> str:
         """The DNS-1123 name of one of this pipeline's objects: ``<pipeline>-<name>``."""
