@@ -1,5 +1,6 @@
-"""The language server on the header's `artifacts { }` block: offered in the
-header, its attributes and choices completed, hovered from the schema."""
+"""The language server on outputs and inputs: the header's `artifacts { }` block
+offered in the header, its attributes and choices completed, hovered from the
+schema; after `input STAGE.`, the outputs of STAGE."""
 
 from __future__ import annotations
 
@@ -31,3 +32,12 @@ def test_hover_on_the_block_and_its_attributes():
     assert block.startswith("`artifacts { size, access, class }`") and "outputs" in block
     size, _ = hover(document, index, text.index("size") + 1)
     assert "every stage's outputs" in size
+
+
+def test_an_input_offers_the_outputs_of_its_stage():
+    text = 'train model {\n  image = "t:1"\n  output weights at "/out/w"\n  output metrics at "/out/m"\n}\n'
+    labels, result = complete_at(text + "eval e {\n  input model.|")
+    assert labels == ["weights", "metrics"]
+    assert result.items[0].detail == "output of model at /out/w"
+    labels, _ = complete_at(text + "eval e {\n  input nope.|")
+    assert labels == []
