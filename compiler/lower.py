@@ -1230,6 +1230,11 @@ class _StageLowering:
         """An output is a directory of its own: no other mount, output or input inside it
         or around it (what one writes would land in, or hide, the other)."""
         for output in self.fields.get("outputs", ()):
+            if output.path == "/":
+                self.sink.error(codes.NESTED_OUTPUT, self.output_spans[output.name],
+                                f"the output `{output.name}` at `/` would hide the image's whole file system",
+                                label="the root directory", help='give the output a directory of its own: "/out"')
+                continue
             for path, span in self.paths.items():
                 if path == output.path:
                     continue

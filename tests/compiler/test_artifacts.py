@@ -127,6 +127,7 @@ eval e {
 def test_an_output_around_another_mount_is_refused():
     text = 'volume v { size = 1Gi }\ntrain m { image = "t:1"  output o at "/out"  mount v at "/out/v" }\n'
     assert errors(text) == [(codes.NESTED_OUTPUT.id, '"/out"')]
+    assert errors('train m { image = "t:1"  output o at "/" }\n') == [(codes.NESTED_OUTPUT.id, '"/"')]
 
 
 def test_the_artifacts_block_needs_a_size_and_takes_no_rox():
