@@ -101,19 +101,14 @@ def predict_cache(pipeline, path: str, no_cache: bool, rerun: set[str]):
     from aipc.backends.docker import container_specs
     from aipc.diagnostics import Diagnostics
 
-    try:
-        from aipc.runner.cache import RunCache
-        from aipc.runner.docker_driver import EngineUnavailable, connect
-        from aipc.runner.selection import RunNames
-    except ImportError as missing:
-        print(f"aipc plan: error: --cache needs the `run` extra ({missing.name} is not installed): "
-              "pip install 'aipc[run]'", file=sys.stderr)
+    from aipc.commands.common import docker_client
+
+    client = docker_client("plan", "--cache")
+    if client is None:
         return None
-    try:
-        client = connect()
-    except EngineUnavailable as problem:
-        print(f"aipc plan: error: {problem}", file=sys.stderr)
-        return None
+    from aipc.runner.cache import RunCache
+    from aipc.runner.selection import RunNames
+
     specs = container_specs(pipeline, pipeline.stages, Diagnostics(pipeline.file), "`aipc run`")
     return RunCache(client, pipeline, specs, RunNames.new(pipeline, path), no_cache=no_cache, rerun=rerun).predict(
         pipeline.stages)

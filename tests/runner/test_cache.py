@@ -260,3 +260,15 @@ def test_a_plan_says_what_a_stage_after_one_that_runs_depends_on():
     assert predicted["fit"].describe() == "cached if `make.raw` comes out as before"
     assert engine.labels.keys() == {"aipc-p-make.raw", "aipc-p-make..cache", "aipc-p-fit.model",
                                     "aipc-p-fit..cache"}  # a prediction changes nothing
+
+
+def test_plan_cache_without_an_engine_says_so(tmp_path, monkeypatch, capsys):
+    from aipc.cli import main
+
+    path = tmp_path / "p.aip"
+    path.write_text('data a { image = "i:1" }\n')
+    monkeypatch.setenv("DOCKER_HOST", f"unix://{tmp_path}/no-engine.sock")
+    assert main(["plan", str(path), "--cache"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("aipc plan: error: ") and "Traceback" not in err
+    assert main(["plan", str(path), "--rerun", "a"]) == 2  # --rerun and --no-cache go with --cache
