@@ -56,7 +56,8 @@ What a program becomes
 - the cache: each batch stage that may be cached carries the compile-time part
   of its key as the annotation ``aipc.dev/cache-key``, as on Kubernetes, and is
   memoized with it (``memoize``, in the ConfigMap ``<pipeline>-cache``) unless its
-  container reads a workflow parameter, whose value is set after compiling;
+  container reads a workflow parameter, whose value is set after compiling, or it
+  has outputs: each run's claim is new, so a step skipped would leave them empty;
 - outputs: the claim of the header's ``artifacts { }``, a volume claim template
   of the run like a sized volume (applied like one when a serve stage reads an
   output), each output its subPath ``<stage>/<output>``, as on Kubernetes;
@@ -337,7 +338,7 @@ def build_container_template(pipeline: ir.Pipeline, stage: ir.Stage, options: Op
         annotations[CACHE_KEY_ANNOTATION] = key
     if annotations:
         template["metadata"]["annotations"] = annotations
-    if key is not None and not uses_parameters(stage, texts.offered):
+    if key is not None and not uses_parameters(stage, texts.offered) and not stage.outputs:
         template["memoize"] = build_memoize(pipeline, key)
     if stage.retries > 0:
         template["retryStrategy"] = build_retry_strategy(stage)

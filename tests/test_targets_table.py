@@ -520,8 +520,9 @@ EXAMPLE_CASES = {
         "argo": [
             Warns("B105", 6, 11),
             ("spec.volumeClaimTemplates[0].metadata.name", "artifacts"),
-            (f"{tpl('model')}.memoize.cache.configMap.name", "churn-cache"),
+            (f"{tpl('model')}.memoize", ABSENT),  # it has outputs: the run's claim is new
             (f"{tpl('evaluate')}.memoize.key", Re(r"[0-9a-f]{64}")),
+            (f"{tpl('evaluate')}.memoize.cache.configMap.name", "churn-cache"),
             ("spec.volumeClaimTemplates[0].spec.accessModes", ["ReadWriteMany"]),
             (f"{tpl('evaluate')}.container.volumeMounts[0]",
              {"name": "artifacts", "mountPath": "/in/model", "subPath": "model/model", "readOnly": True}),

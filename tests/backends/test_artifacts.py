@@ -179,19 +179,23 @@ data off { image = "i:1"  cache = false }
     (workflow,), _ = emit("argo", text)
     templates = {t["name"]: t for t in workflow["spec"]["templates"]}
     assert "memoize" not in templates["writes"] and "memoize" not in templates["off"]
-    assert templates["model"]["memoize"] == {
-        "key": keys["churn-model"], "maxAge": "8760h", "cache": {"configMap": {"name": "churn-cache"}}}
+    assert templates["evaluate"]["memoize"] == {
+        "key": keys["churn-evaluate"], "maxAge": "8760h", "cache": {"configMap": {"name": "churn-cache"}}}
+    # a stage with outputs is not: the run's claim is new, a step skipped would leave them empty
+    assert "memoize" not in templates["model"] and templates["model"]["metadata"]["annotations"][
+        "aipc.dev/cache-key"] == keys["churn-model"]
 
 
 def test_argo_memoizes_no_stage_that_reads_a_workflow_parameter():
     text = 'param lr: float = 0.1\n' + CHURN.replace(
-        'train model {\n  image = "ghcr.io/acme/trainer:2.1"',
-        'train model {\n  image = "ghcr.io/acme/trainer:2.1"\n  command = ["t", "${lr}"]')
+        'input model.metrics at "/in/metrics"', 'input model.metrics at "/in/metrics"\n  command = ["t", "${lr}"]')
     (workflow,), _ = emit("argo", text)
     templates = {t["name"]: t for t in workflow["spec"]["templates"]}
-    assert "memoize" not in templates["model"]  # its value is set when the Workflow is submitted
-    assert templates["model"]["metadata"]["annotations"]["aipc.dev/cache-key"]
-    assert "memoize" in templates["evaluate"]
+    assert "memoize" not in templates["evaluate"]  # its value is set when the Workflow is submitted
+    assert templates["evaluate"]["metadata"]["annotations"]["aipc.dev/cache-key"]
+    assert [p["name"] for p in workflow["spec"]["arguments"]["parameters"]] == ["lr"]
+    (workflow,), _ = emit("argo", CHURN)
+    assert "memoize" in {t["name"]: t for t in workflow["spec"]["templates"]}["evaluate"]
 
 
 def test_a_tag_keys_the_cluster_cache_once_a_pipeline():
