@@ -44,7 +44,12 @@ What a program becomes
   side, the Deployment (a ``resource`` template that succeeds once every
   replica is updated and available, so a dependant, batch or serve, waits for
   a healthy service), the Service and the NetworkPolicy admitting its port that
-  the Kubernetes backend builds;
+  the Kubernetes backend builds, and with ``replicas = MIN..MAX`` its
+  HorizontalPodAutoscaler (which the deployer account may then create, get and
+  patch, as the rest);
+- scheduling as on Kubernetes (node selector, GPU model affinity, tolerations,
+  priority class on the container template); a batch stage's pod carries the
+  Kueue queue label, for Kueue's pod integration;
 - a sized volume: a ``volumeClaimTemplates`` entry, created for the run and
   removed with it, unless a serve stage mounts it: the Deployment outlives the
   Workflow, so that volume is the Kubernetes backend's PersistentVolumeClaim
@@ -146,7 +151,8 @@ def options_from(args) -> Options:
     return Options(stable_name=bool(getattr(args, "stable_name", False)),
                    service_account=getattr(args, "service_account", None) or None,
                    deploy_service_account=getattr(args, "deploy_service_account", None) or None,
-                   rbac=bool(getattr(args, "rbac", False)))
+                   rbac=bool(getattr(args, "rbac", False)),
+                   kubernetes=k8s.options_from(args))  # --gpu-labels
 
 
 # -------------------------------------------------------------------- strings
@@ -332,7 +338,10 @@ def build_container_template(pipeline: ir.Pipeline, stage: ir.Stage, options: Op
     """A batch stage's template; ``key`` the compile-time part of its cache key, when it may be cached."""
     parts = k8s.build_pod_parts(pipeline, stage, options.kubernetes, texts.renderer(stage))
     container = {**parts.container, "name": "main"}  # Argo's name for the stage's container
-    template: dict = {"name": task_name(stage), "metadata": {"labels": k8s.stage_labels(pipeline, stage)}}
+    # The pod is the workload here: Kueue's pod integration queues it by the label on
+    # the template's metadata (kubernetes-sigs/kueue site/content/en/docs/tasks/run/
+    # external_workloads/argo_workflow.md, "Targeting a different LocalQueue per template").
+    template: dict = {"name": task_name(stage), "metadata": {"labels": k8s.workload_labels(pipeline, stage)}}
     annotations = k8s.instance_annotations(stage, limit=False)  # `parallelism` limits instances here
     if key is not None:
         annotations[CACHE_KEY_ANNOTATION] = key
@@ -346,8 +355,12 @@ def build_container_template(pipeline: ir.Pipeline, stage: ir.Stage, options: Op
         template["activeDeadlineSeconds"] = stage.timeout
     if parts.node_selector:
         template["nodeSelector"] = parts.node_selector
+    if parts.affinity:
+        template["affinity"] = parts.affinity
     if parts.tolerations:
         template["tolerations"] = parts.tolerations
+    if parts.priority_class is not None:
+        template["priorityClassName"] = parts.priority_class
     if parts.scratch_volumes:
         template["volumes"] = parts.scratch_volumes
     template["container"] = container
@@ -397,8 +410,10 @@ def serve_manifests(pipeline: ir.Pipeline, stage: ir.Stage, options: Options,
 
 def build_serve_templates(pipeline: ir.Pipeline, stage: ir.Stage, options: Options,
                           names: TemplateNames, texts: ArgoTexts) -> list[dict]:
-    """A steps template applying, side by side, the stage's Deployment, Service and
-    the NetworkPolicy admitting traffic to its port, as on Kubernetes."""
+    """A steps template applying, side by side, the stage's Deployment (done once
+    ``replicas`` of it are available: with autoscaling its minimum, at least 1),
+    Service, the NetworkPolicy admitting traffic to its port and, when it
+    autoscales, its HorizontalPodAutoscaler, as on Kubernetes."""
     deployment, service = serve_manifests(pipeline, stage, options, texts)
     base = task_name(stage)
     deployment_template, service_template = names.add(f"{base}-deployment"), names.add(f"{base}-service")
@@ -406,15 +421,17 @@ def build_serve_templates(pipeline: ir.Pipeline, stage: ir.Stage, options: Optio
     deployer = accounts(pipeline, options).deployer
     ready = stage.replicas - 1
     success = f"status.updatedReplicas > {ready},status.availableReplicas > {ready}"
-    return [
-        {"name": base,
-         "steps": [[{"name": "deployment", "template": deployment_template},
-                    {"name": "service", "template": service_template},
-                    {"name": "network-policy", "template": policy_template}]]},
-        build_apply_template(deployment_template, deployment, deployer, success),
-        build_apply_template(service_template, service, deployer),
-        build_apply_template(policy_template, k8s.build_allow_port(pipeline, stage), deployer),
-    ]
+    steps = [{"name": "deployment", "template": deployment_template},
+             {"name": "service", "template": service_template},
+             {"name": "network-policy", "template": policy_template}]
+    templates = [build_apply_template(deployment_template, deployment, deployer, success),
+                 build_apply_template(service_template, service, deployer),
+                 build_apply_template(policy_template, k8s.build_allow_port(pipeline, stage), deployer)]
+    if stage.autoscale is not None:
+        autoscaler_template = names.add(f"{base}-autoscaler")
+        steps.append({"name": "autoscaler", "template": autoscaler_template})
+        templates.append(build_apply_template(autoscaler_template, k8s.build_autoscaler(pipeline, stage), deployer))
+    return [{"name": base, "steps": [steps]}, *templates]
 
 
 def limited_matrices(pipeline: ir.Pipeline) -> list[ir.Matrix]:
@@ -585,6 +602,8 @@ def applied_objects(pipeline: ir.Pipeline) -> dict[tuple[str, str], list[str]]:
             objects.setdefault(("apps", "deployments"), []).append(name)
             objects.setdefault(("", "services"), []).append(name)
             objects[("networking.k8s.io", "networkpolicies")].append(name)
+            if stage.autoscale is not None:
+                objects.setdefault(("autoscaling", "horizontalpodautoscalers"), []).append(name)
     return objects
 
 
@@ -627,6 +646,7 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     options = options or Options()
     sink = Diagnostics(pipeline.file)
     k8s.check_host_mounts(pipeline, sink, "Argo Workflows")
+    k8s.check_scheduling(pipeline, options.kubernetes, sink, "Argo Workflows")
     k8s.check_artifact_store(pipeline, sink, "Argo Workflows")
     report_coarse_pairing(pipeline, sink)
     if sink.has_errors:

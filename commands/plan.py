@@ -26,6 +26,10 @@ A matrix stage is one line with its number of instances and its axes
 (--instances lists each instance); under max_parallel, a level counts only as
 many of its instances as may run at once.
 
+With --gpus N, the devices each GPU stage gets on one machine of N GPUs, as
+`aipc compile --target compose --gpus N` assigns them: stages that may run at
+the same time never share one (an error when they need more than N).
+
 A table on a terminal, plain text otherwise; --format json for programs
 (CPU in millicores, memory in bytes; the stages are instances, and
 "matrices" lists each matrix stage with its own).
@@ -36,10 +40,13 @@ image, the command, env, workdir, security, mounts or an input; or --no-cache,
 an output deleted, no run yet). A stage after one that runs is cached only if
 what that one writes comes out as before: the plan says so.
 
-exit status: 0 planned (warnings allowed), 1 errors in the input, 2 usage"""
+exit status: 0 planned (warnings allowed), 1 errors in the input or more GPUs at
+once than --gpus (or no Docker engine for --cache), 2 usage"""
 
 
 def configure(parser) -> None:
+    from aipc.backends.compose import gpu_count
+
     parser.add_argument("file", metavar="FILE", help="the .aip file (`-` reads stdin)")
     add_param_option(parser)
     parser.add_argument("--format", choices=("table", "json"), default="table",
@@ -51,20 +58,30 @@ def configure(parser) -> None:
     add_cache_arguments(parser)
     parser.add_argument("--instances", action="store_true",
                         help="list each instance of a matrix stage (default: one line per matrix stage)")
+    parser.add_argument("--gpus", type=gpu_count, metavar="N",
+                        help="also show the GPU devices each stage gets on one machine with N GPUs")
 
 
 def run(args) -> int:
-    from aipc.commands.common import load_pipeline
+    from aipc.backends.devices import Shortfall, report_shortfall
+    from aipc.commands.common import check_file, parse_params, print_diagnostics
+    from aipc.diagnostics import Diagnostics
     from aipc.viz.plan import plan_pipeline, render_rich, render_text, to_json
 
     if (args.no_cache or args.rerun) and not args.cache:
         from aipc.commands import UsageError
 
         raise UsageError("--no-cache and --rerun say what `aipc run` is asked to do: they go with --cache")
-    pipeline = load_pipeline(args.file, args.params)
+    checked = check_file(args.file, parse_params(args.params))
+    print_diagnostics(checked.diagnostics, checked.sources, "human", "auto", sys.stderr)
+    pipeline = checked.pipeline
     if pipeline is None:
         return 1
-    plan = plan_pipeline(pipeline)
+    plan = plan_pipeline(pipeline, args.gpus)
+    if isinstance(plan.devices, Shortfall):
+        sink = Diagnostics(checked.path)
+        report_shortfall(plan.devices, sink)
+        print_diagnostics(sink.sorted(), checked.sources, "human", "auto", sys.stderr)
     cache = None
     if args.cache:
         from aipc.commands.run import rerun_stages
@@ -93,15 +110,14 @@ def run(args) -> int:
         width = max(len(name) for name in cache)
         sys.stdout.write("\naipc run, on this Docker engine:\n" + "".join(
             f"  {name:<{width}}  {decision.describe()}\n" for name, decision in cache.items()))
-    return 0
+    return 1 if isinstance(plan.devices, Shortfall) else 0
 
 
 def predict_cache(pipeline, path: str, no_cache: bool, rerun: set[str]):
     """What `aipc run` would decide for each stage, or None (said) without an engine."""
     from aipc.backends.docker import container_specs
-    from aipc.diagnostics import Diagnostics
-
     from aipc.commands.common import docker_client
+    from aipc.diagnostics import Diagnostics
 
     client = docker_client("plan", "--cache")
     if client is None:

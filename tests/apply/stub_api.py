@@ -46,6 +46,7 @@ KINDS = {  # plural -> (apiVersion, kind)
     "jobs": ("batch/v1", "Job"),
     "deployments": ("apps/v1", "Deployment"),
     "networkpolicies": ("networking.k8s.io/v1", "NetworkPolicy"),
+    "horizontalpodautoscalers": ("autoscaling/v2", "HorizontalPodAutoscaler"),
 }
 NAMESPACED = re.compile(r"^/(api/v1|apis/[^/]+/[^/]+)/namespaces/([^/]+)/([^/]+)(?:/([^/]+))?$")
 NAMESPACE = re.compile(r"^/api/v1/namespaces/([^/]+)$")

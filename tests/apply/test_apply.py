@@ -9,7 +9,7 @@ import pytest
 from aipc import cli
 from aipc.backends.kubernetes import emit
 from tests.apply.stub_api import StubCluster, StubServer, kubeconfig
-from tests.helpers import EXAMPLES, compile_example, compile_ok
+from tests.helpers import EXAMPLES, compile_example, compile_ok, free_port
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
@@ -56,7 +56,8 @@ def object_path(document: dict) -> str:
     group_version = document["apiVersion"]
     prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
     plural = {"NetworkPolicy": "networkpolicies", "PersistentVolumeClaim": "persistentvolumeclaims",
-              "Service": "services", "Job": "jobs", "Deployment": "deployments"}[document["kind"]]
+              "Service": "services", "Job": "jobs", "Deployment": "deployments",
+              "HorizontalPodAutoscaler": "horizontalpodautoscalers"}[document["kind"]]
     return f"{prefix}/namespaces/{document['metadata']['namespace']}/{plural}/{document['metadata']['name']}"
 
 
@@ -90,7 +91,7 @@ def assert_dependency_order(cluster: StubCluster, path) -> None:
 # ------------------------------------------------------------------ applying
 
 
-@pytest.mark.parametrize("stem", ["recommender", "fraud-detection", "llm-finetune", "vision-amd"])
+@pytest.mark.parametrize("stem", ["recommender", "fraud-detection", "llm-finetune", "vision-amd", "gpu-cluster"])
 def test_apply_creates_jobs_as_their_dependencies_complete(stem, stub, capsys):
     server = stub()
     path = example(stem)
@@ -363,15 +364,6 @@ def test_second_apply_finds_completed_jobs(stub, capsys):
 
 
 # ------------------------------------------------------------------ no cluster, bad input
-
-
-def free_port() -> int:
-    """A port nobody listens on."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.mark.parametrize(("userinfo", "shown"), [("", ""), ("alice:s3cret-pw@", "alice:***@")],

@@ -30,7 +30,8 @@ def test_a_stage_has_the_same_labels_on_every_target_and_under_aipc_run(path):
         coordinates = {ir.COORDINATES_ANNOTATION: stage.instance.coordinates_json()} if stage.instance else {}
         assert services[stage.name]["labels"] == {**expected, **coordinates}
         if workloads:
-            assert workloads[stage.name]["metadata"]["labels"] == expected
+            queue = {kubernetes.QUEUE_LABEL: stage.schedule.queue} if stage.schedule.queue else {}
+            assert workloads[stage.name]["metadata"]["labels"] == {**expected, **queue}  # Kueue reads a Job's
             assert workloads[stage.name]["spec"]["template"]["metadata"]["labels"] == expected
             assert coordinates.items() <= workloads[stage.name]["metadata"]["annotations"].items()
         run = {**dict(specs[stage.name].labels), **names.stage_labels(stage)}
