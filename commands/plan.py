@@ -99,14 +99,13 @@ def run(args) -> int:
                              for name, d in cache.items()}
             text = json.dumps(data, indent=2) + "\n"
         sys.stdout.write(text)
-        return 0
     elif sys.stdout.isatty() and os.environ.get("TERM") != "dumb":
         from rich.console import Console
 
         render_rich(plan, Console(highlight=False), args.instances)
     else:
         sys.stdout.write(render_text(plan, args.instances))
-    if cache is not None:
+    if cache is not None and args.format != "json":
         width = max(len(name) for name in cache)
         sys.stdout.write("\naipc run, on this Docker engine:\n" + "".join(
             f"  {name:<{width}}  {decision.describe()}\n" for name, decision in cache.items()))
