@@ -18,22 +18,25 @@ the compose backend writes a :class:`ContainerSpec` as a service, and the runner
   any mount of a ``rox`` volume, and without Docker's copy of the image's files
   into an empty volume (``nocopy``: a volume shows only its own content, as on
   Kubernetes); each consumer names the volume (a compose volume or bind path, a
-  run's Docker volume);
+  run's Docker volume); each output is a volume of its own,
+  ``<stage>.<output>``, which its inputs mount read-only (a fan-in mounts each
+  instance's at ``PATH/<instance>``);
 - hardening, the same as on Kubernetes (:data:`aipc.compiler.ir.HARDENED`,
   relaxed by the stage's ``security``): the user 65532:65532 (or the stage's
   ``user``) in the volume group 65532 (``group_add``, what ``fsGroup`` is on
   Kubernetes), every capability dropped (``cap_add``: the stage's
   ``capabilities``), no new privileges (unless ``privileged``), a read-only root
-  (unless ``read_only = false``) with a tmpfs at ``/tmp`` unless a volume is
-  mounted there, as large as the memory limit (its pages count against it) and
-  allowing executables, as an emptyDir does, and at most
+  (unless ``read_only = false``) with a tmpfs at ``/tmp`` unless a volume, an
+  output or an input is mounted there, as large as the memory limit (its pages
+  count against it) and allowing executables, as an emptyDir does, and at most
   :data:`aipc.compiler.ir.DEFAULT_PIDS` processes;
-- volumes written by a stage belong to the volume group before it starts:
-  :func:`volume_setup` is a one-off container that makes each volume's root
+- volumes and outputs written by a stage belong to the volume group before it
+  starts: :func:`volume_setup` is a one-off container that makes each one's root
   group-writable by 65532 (``chgrp``, ``chmod g+rwxs``), as the kubelet does for
   ``fsGroup``; compose runs it as the service ``aipc-volumes``, `aipc run`
-  before any stage. It runs the image of the first stage that writes a volume,
-  which needs ``sh``, ``chgrp`` and ``chmod``;
+  before any stage for the volumes and before each attempt of a stage for the
+  outputs that attempt renews. It runs the image of the first stage that writes
+  one, which needs ``sh``, ``chgrp`` and ``chmod``;
 - resources: cpu and memory ranges (a limit and a reservation; the defaults
   when the stage sets none, as on Kubernetes), NVIDIA and AMD
   GPUs as a device request (``amd`` is the driver Docker Engine 28.3+ registers
@@ -239,9 +242,8 @@ def container_spec(pipeline: ir.Pipeline, stage: ir.Stage, publish: tuple[Publis
         environment=(*[(name, rendered(value)) for name, value in stage.env], *stage.base_env()),
         secret_env=tuple([(name, key.key) for name, key in stage.secret_env]),
         secret_keys=secret_keys(stage) if stage.secrets else (),
-        mounts=tuple([Mount(m.volume, m.path, m.read_only) for m in stage.mounts]),
-        tmpfs=() if any([m.path == HARDENING_TMP for m in stage.mounts]) else (
-            (HARDENING_TMP, tmpfs_options(memory.limit)),),
+        mounts=tuple([Mount(m.volume, m.path, m.read_only) for m in (*stage.mounts, *stage.artifact_mounts())]),
+        tmpfs=() if stage.mounts_at(HARDENING_TMP) else ((HARDENING_TMP, tmpfs_options(memory.limit)),),
         **hardening(security),
         cpu=resources.cpu or ir.DEFAULT_CPU,
         memory=memory,
@@ -281,14 +283,21 @@ def tmpfs_options(size: int) -> str:
     return f"size={size},exec"
 
 
-def volume_setup(pipeline: ir.Pipeline, stages: Iterable[ir.Stage]) -> tuple[ContainerSpec, tuple[str, ...]] | None:
-    """The one-off container that gives the volumes ``stages`` write to the volume
-    group, and the stages that must wait for it; None when no stage writes one
-    (host folders are the caller's and left alone)."""
+# What the volume setup prepares: every Docker volume a stage may write (host folders are the
+# caller's and left alone). `aipc run` prepares volumes and outputs apart: it renews outputs.
+SET_UP_KINDS = frozenset(ir.VolumeKind) - {ir.VolumeKind.HOST}
+
+
+def volume_setup(pipeline: ir.Pipeline, stages: Iterable[ir.Stage],
+                 kinds: frozenset[ir.VolumeKind] = SET_UP_KINDS) -> tuple[ContainerSpec, tuple[str, ...]] | None:
+    """The one-off container that gives the volumes of ``kinds`` that ``stages`` write
+    (their writable mounts and their outputs) to the volume group, and the stages
+    that must wait for it; None when no stage writes one."""
     writers: list[ir.Stage] = []
     volumes: dict[str, ir.Volume] = {}
     for stage in stages:
-        written = [m.volume for m in stage.mounts if not m.read_only and m.volume.kind is not ir.VolumeKind.HOST]
+        written = [m.volume for m in (*stage.mounts, *stage.artifact_mounts())
+                   if not m.read_only and m.volume.kind in kinds]
         if written:
             writers.append(stage)
             for volume in written:
