@@ -47,7 +47,7 @@ import requests.exceptions
 from docker.utils import parse_repository_tag
 
 from aipc.backends.docker import (
-    VOLUMES_SERVICE, ContainerSpec, HealthCheck, Mount, describe_health, port_range, volume_setup,
+    SET_UP_KINDS, VOLUMES_SERVICE, ContainerSpec, HealthCheck, Mount, describe_health, port_range, volume_setup,
 )
 from aipc.compiler import ir
 from aipc.redact import redact
@@ -63,6 +63,10 @@ MAX_LINE = 2**20  # bytes: a longer line is passed on in pieces of this size (no
 STOP_GRACE = 5  # seconds between SIGTERM and SIGKILL when a service is stopped
 SETTLE = 1.0  # a service without `health` counts as started when still running after this
 SECOND = 1_000_000_000  # the engine's durations are in nanoseconds
+# The volume setup of a run prepares the volumes stages write once, before any stage; each attempt
+# prepares the outputs it renews.
+OUTPUT_KINDS = frozenset({ir.VolumeKind.ARTIFACT})
+VOLUME_KINDS = SET_UP_KINDS - OUTPUT_KINDS
 
 
 class EngineUnavailable(Exception):
@@ -615,13 +619,21 @@ class DockerDriver:
 
     def _set_up_volumes(self, stages: list[ir.Stage]) -> None:
         """Run the one-off container that gives the volumes these stages write to the
-        volume group (what compose runs as the service `aipc-volumes`)."""
-        setup = volume_setup(self.pipeline, stages)
+        volume group (what compose runs as the service `aipc-volumes`, there with the
+        outputs: here each attempt renews its outputs, and sets them up then)."""
+        problem = self._run_volume_setup(volume_setup(self.pipeline, stages, VOLUME_KINDS), VOLUMES_SERVICE, 1)
+        if problem is not None:
+            raise PreflightError([f"preparing the volumes for the stages' user {problem}"])
+
+    def _run_volume_setup(self, setup: tuple[ContainerSpec, tuple[str, ...]] | None, name: str,
+                          number: int) -> str | None:
+        """Run a volume setup (docker.volume_setup) to its end: None when it succeeded or
+        there is none, else what went wrong."""
         if setup is None:
-            return
+            return None
         spec = setup[0]
         options = spec_options(spec, self.names, environ=self.environ, base_dir=self.base_dir)
-        options.update(name=self.names.container(VOLUMES_SERVICE, 1), network_mode="none",
+        options.update(name=self.names.container(name, number), network_mode="none",
                        labels={**dict(spec.labels), **self.names.run_labels()})
         container = self.client.containers.create(**options)
         try:
@@ -629,10 +641,11 @@ class DockerDriver:
             code = self._wait(container, time.monotonic() + 120)
             if code != 0:
                 output = container.logs().decode("utf-8", "replace").strip().splitlines()[-3:]
-                raise PreflightError([f"preparing the volumes for the stages' user (image `{spec.image}`, which "
-                                      f"needs sh, chgrp and chmod) failed with code {code}: " + " / ".join(output)])
+                return (f"(image `{spec.image}`, which needs sh, chgrp and chmod) failed with code {code}: "
+                        + " / ".join(output))
         finally:
             self._discard(container, graceful=False)
+        return None
 
     def _create_network(self) -> None:
         name = self.names.network
@@ -740,9 +753,11 @@ class DockerDriver:
 
     def run_batch(self, stage: ir.Stage, attempt: int, deadline: float | None, devices: Devices = ()) -> Attempt:
         try:
-            self._renew_outputs(stage)
+            problem = self._renew_outputs(stage, attempt)
         except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
             return Attempt(error=f"cannot empty its outputs: {engine_message(error)}")
+        if problem is not None:
+            return Attempt(error=problem)
         try:
             container = self._create(stage, attempt, is_service=False, devices=devices[0] if devices else ())
         except NameTaken as error:
@@ -788,9 +803,11 @@ class DockerDriver:
         outputs = self._digest_outputs(stage, container) if exit_code == 0 and not timed_out else ()
         return Attempt(exit_code=exit_code, timed_out=timed_out, detail=detail, outputs=outputs)
 
-    def _renew_outputs(self, stage: ir.Stage) -> None:
+    def _renew_outputs(self, stage: ir.Stage, attempt: int) -> str | None:
         """Each attempt writes its outputs into new, empty volumes: nothing of an earlier
-        run is left in them, and their creation time tells the cache they changed."""
+        run is left in them, and their creation time tells the cache they changed. They
+        are given to the volume group (docker.volume_setup) before the stage starts:
+        None when done, else what went wrong."""
         for output in stage.artifact_mounts():
             if output.read_only:
                 continue
@@ -801,6 +818,9 @@ class DockerDriver:
                 pass
             self.client.volumes.create(name, driver="local", labels={
                 **self.names.volume_labels(output.volume), LABEL_GENERATION: uuid.uuid4().hex})
+        setup = volume_setup(self.pipeline, [stage], OUTPUT_KINDS)
+        problem = self._run_volume_setup(setup, f"{VOLUMES_SERVICE}-{stage.name}", attempt)
+        return None if problem is None else f"preparing its outputs for the stage's user {problem}"
 
     def _digest_outputs(self, stage: ir.Stage, container) -> tuple[tuple[str, str], ...]:
         """The content digest of each output, read from the stopped container through the

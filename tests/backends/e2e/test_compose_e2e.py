@@ -153,6 +153,40 @@ def test_three_batch_stages_pass_data_through_a_volume_in_order(project):
     assert third["Config"]["Labels"]["suite"] == "e2e"
 
 
+ARTIFACTS = '''
+train make {
+  image  = "IMAGE"
+  script = """
+    set -eu
+    test "$(id -u):$(id -g)" = 65532:65532
+    echo 41 > /out/raw/value
+    mkdir -p /out/raw/sub
+  """
+  output raw at "/out/raw"
+}
+eval use {
+  image  = "IMAGE"
+  script = """
+    set -eu
+    if touch /in/raw/x 2>/dev/null; then echo "the input is writable"; exit 1; fi
+    echo "use read $(cat /in/raw/value)"
+  """
+  input make.raw at "/in/raw"
+}
+'''
+
+
+def test_an_output_is_written_by_the_hardened_user_and_read_only_in_its_reader(project):
+    """The output volume is new and root's: `aipc-volumes` gives it to the volume group
+    first, as for a written volume, so uid 65532 writes it; twice (the volume stays)."""
+    project.compile(ARTIFACTS)
+    for _ in range(2):
+        up = project.compose("up")
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "use read 41" in up.stdout
+    assert project.one("aipc-volumes")["State"]["ExitCode"] == 0
+
+
 FAILING = '''
 data first  { image = "IMAGE"  command = ["true"] }
 data middle { image = "IMAGE"  after = [first]   command = ["sh", "-c", "echo middle fails; exit 3"] }
