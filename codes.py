@@ -130,16 +130,15 @@ data ingest {
 
 NOT_IMPLEMENTED = _code(
     "E009", "part of the v1 language, not implemented in this build",
-    """The construct is written correctly: it is part of the v1 language
-    (LANGUAGE.md), and this build of aipc reads it but cannot compile it yet:
-    a secret's key as an environment value (`hf.token`). Each is reported once,
-    where it is written; the rest of the file is checked as usual. Leave it out
-    (the help line says how) or use a build that implements it.""",
+    """Kept so that codes stay stable: an earlier build reported with it a
+    construct of the v1 language (LANGUAGE.md) that it read but could not compile
+    yet. This build compiles every v1 construct it reads (the secret keys of
+    `env`, `output` and `input` included), and nothing reports E009. If a build
+    reports it, the construct is written correctly: leave it out (the
+    help line says how) or use a build that implements it.""",
     """
 secret hf { keys = ["token"] }
-eval score { image = "eval:1.0"  env = { HF_TOKEN = hf.token } }   # error: not implemented here
-# until then, every key of the secret:
-eval score { image = "eval:1.0"  secrets = [hf] }
+eval score { image = "eval:1.0"  env = { HF_TOKEN = hf.token } }   # compiles in this build
 """,
 )
 
@@ -187,6 +186,21 @@ UNKNOWN_SECRET = _code(
     """
 secret s3 { keys = ["AWS_ACCESS_KEY_ID"] }
 data ingest { image = "etl:1.0"  secrets = [s4] }    # error: did you mean `s3`?
+""",
+)
+
+UNKNOWN_SECRET_KEY = _code(
+    "E112", "unknown key of a secret",
+    """An `env` value written `SECRET.KEY` gives the variable one key of a declared
+    secret under a new name: `SECRET` must be declared with `secret SECRET { keys
+    = [...] }` and `KEY` must be one of its keys. On Kubernetes and Argo the
+    variable reads key KEY of the Secret named after SECRET (`secretKeyRef`); on
+    docker-compose and under `aipc run` it takes the value of the caller's
+    environment variable KEY. A close match among the keys is suggested.""",
+    """
+secret hf { keys = ["token"] }
+serve llm { image = "vllm/vllm-openai:v0.6.3"  port = 8000  env = { HF_TOKEN = hf.tokn } }
+# error: `hf` has no key `tokn`; did you mean `token`?
 """,
 )
 
@@ -485,11 +499,12 @@ serve api { image = "api:1.0"  port = 8080 }
 
 CONFLICTING_ATTRIBUTES = _code(
     "E204", "attributes that cannot be used together",
-    """`command` (an argv list) and `script` (run with `sh -c`) are two ways to say
-    what runs, so a stage has at most one. A volume is either created (`size`,
-    `access`, `class`), a bind mount of a `host` path, or an existing `claim`. A
-    `health` block has one check: `http`, `tcp` or `command` (and `port` only
-    with `http` or `tcp`).""",
+    """`command` (an argv list that replaces the image's entrypoint), `args`
+    (arguments appended to the image's entrypoint) and `script` (run with `sh -c`)
+    are three ways to say what runs, so a stage has at most one. A volume is either
+    created (`size`, `access`, `class`), a bind mount of a `host` path, or an
+    existing `claim`. A `health` block has one check: `http`, `tcp` or `command`
+    (and `port` only with `http` or `tcp`).""",
     """
 data ingest { image = "etl:1.0"  command = ["etl"]  script = "etl --all" }    # error
 """,
@@ -667,6 +682,32 @@ train model {
   image  = "trainer:1.0"
   matrix { lr = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]  seed = [...101 values...] }    # error: 1010 instances
 }
+""",
+)
+
+UNKNOWN_CAPABILITY = _code(
+    "E260", "unknown Linux capability",
+    """`security { capabilities = [...] }` adds Linux capabilities back after every
+    one was dropped. Each is a name from capabilities(7) written without the
+    `CAP_` prefix and in capitals (`CHOWN`, `NET_BIND_SERVICE`), as Kubernetes and
+    Docker write them; `ALL` is not accepted (list what the image needs, or use
+    `privileged = true`). A close match is suggested.""",
+    """
+serve db { image = "postgres:16"  port = 5432  security { capabilities = ["CAP_CHOWN"] } }   # error: write "CHOWN"
+serve db { image = "postgres:16"  port = 5432  security { capabilities = ["CHOWN"] } }
+""",
+)
+
+INVALID_USER = _code(
+    "E261", "invalid user",
+    """`security { user = ... }` is the user a stage's container runs as: a uid
+    (`1000`; its group is the same number), `"uid:gid"` (`"1000:100"`) or `root`.
+    Kubernetes runs containers by number (`runAsUser`, `runAsGroup`), so a user
+    name from the image cannot be used: find its uid with `id -u NAME` in the
+    image. Ids are at most 2147483647.""",
+    """
+serve db { image = "postgres:16"  port = 5432  security { user = "postgres" } }   # error
+serve db { image = "postgres:16"  port = 5432  security { user = 999 } }          # the uid of postgres
 """,
 )
 
@@ -889,6 +930,33 @@ eval smoke { image = "tests:1.0"  after = [api]  env = { API = "${api.url}" } } 
 """,
 )
 
+PRIVILEGED = _code(
+    "W260", "a privileged container",
+    """`security { privileged = true }` gives the container every capability and
+    the host's devices, and lets it escalate privileges: it can take over the
+    machine (or the Kubernetes node) it runs on. It is allowed, since some drivers
+    and tools need it, and always warned about. Usually a few `capabilities` are
+    what the image really needs.""",
+    """
+train probe { image = "tools:1.0"  security { privileged = true } }     # warning
+train probe { image = "tools:1.0"  security { capabilities = ["SYS_PTRACE"] } }
+""",
+)
+
+GPU_WITHOUT_MEMORY = _code(
+    "W261", "a GPU stage with the default memory limit",
+    """A stage that asks for GPUs but sets no `memory` gets the default memory
+    limit, 2Gi, on every target: too little for almost any GPU workload (loading a
+    model, pinned host buffers, data loader workers and /dev/shm all count
+    against it), so the process is killed for running out of memory. Set
+    `memory` in `resources`, for example to the size of the model plus what the
+    data loading needs.""",
+    """
+train model { image = "trainer:1.0"  resources { gpu = 1 } }                 # warning
+train model { image = "trainer:1.0"  resources { gpu = 1  memory = 32Gi } }
+""",
+)
+
 # ---------------------------------------------------------------------- backends
 
 NOT_PORTABLE = _code(
@@ -919,6 +987,22 @@ $ aipc compile p.aip --target k8s     # error: add `artifacts { size = 100Gi }` 
 """,
 )
 
+SHM_ABOVE_MEMORY = _code(
+    "B003", "shared memory larger than the memory limit",
+    """On Kubernetes and Argo, `shm` is a memory-backed emptyDir at /dev/shm, and
+    what it holds counts against the container's memory limit: the kubelet caps
+    its size at the memory limit, and a full /dev/shm gets the container killed
+    for running out of memory. An `shm` larger than the stage's memory limit (the
+    high end of `memory`, or the default 2Gi when the stage sets none) can never
+    be used. Set `memory` to at least `shm` plus what the process itself needs.
+    docker-compose and `aipc run` give /dev/shm a size of its own.""",
+    """
+train model { image = "trainer:1.0"  resources { gpu = 4  shm = 16Gi } }
+$ aipc check p.aip --target k8s     # error: shm 16Gi is above the memory limit, 2Gi (the default)
+train model { image = "trainer:1.0"  resources { gpu = 4  shm = 16Gi  memory = 64Gi } }
+""",
+)
+
 IGNORED_ON_TARGET = _code(
     "B101", "attribute ignored or changed on this target",
     """The target has no way to express this attribute as written, so the compiled
@@ -927,7 +1011,8 @@ IGNORED_ON_TARGET = _code(
     or reserve a number of Intel GPUs (it passes every GPU under /dev/dri), and
     neither it nor `aipc run` knows node selectors, tolerations, priority classes or
     Kueue queues (`schedule`) or autoscaling (a serve stage starts its minimum
-    number of replicas); Argo Workflows evaluates `{{...}}` in a template's text as
+    number of replicas), and both pull private images with the caller's `docker
+    login`, not with the header's `pull_secrets`; Argo Workflows evaluates `{{...}}` in a template's text as
     its own expression, with no way to write the braces literally. On Argo a
     parameter is offered at submission (`argo submit -p NAME=VALUE`) only when batch
     stages' strings are its only uses: one that sets a number, size, duration, path

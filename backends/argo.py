@@ -8,7 +8,10 @@ What a program becomes
   <pipeline>`` with ``--stable-name``) whose entrypoint is a DAG template
   (``main``); ``podGC: OnPodSuccess`` (failed pods stay for their logs),
   ``ttlStrategy.secondsAfterCompletion`` one day, the pod
-  ``securityContext`` of the Kubernetes backend. Its first task applies the
+  ``securityContext`` of the Kubernetes backend for the hardened default user
+  (a template whose stage runs as another ``user`` has its own, which Argo puts
+  in place of the workflow's), the header's ``pull_secrets`` as
+  ``imagePullSecrets``. Its first task applies the
   Kubernetes backend's NetworkPolicy for every pod of the pipeline (no ingress,
   egress only to DNS, the pipeline's pods and addresses other than the cloud
   metadata service); every other task waits for it, directly or through its
@@ -110,7 +113,7 @@ class Options:
     deploy_service_account: str | None = None  # the steps that apply objects; default <pipeline>-deployer
     rbac: bool = False  # also emit both accounts with their Roles and RoleBindings
     ttl_seconds_after_completion: int = 86400
-    kubernetes: k8s.Options = field(default_factory=k8s.Options)  # uid, default resources
+    kubernetes: k8s.Options = field(default_factory=k8s.Options)
 
 
 @dataclass(frozen=True)
@@ -363,6 +366,11 @@ def build_container_template(pipeline: ir.Pipeline, stage: ir.Stage, options: Op
         template["priorityClassName"] = parts.priority_class
     if parts.scratch_volumes:
         template["volumes"] = parts.scratch_volumes
+    security = k8s.pod_security_context(stage.security)
+    if security != k8s.pod_security_context(ir.HARDENED):
+        # Argo uses a template's pod securityContext instead of the workflow's
+        # (workflow/controller/workflowpod.go: "if tmpl.SecurityContext != nil").
+        template["securityContext"] = security
     template["container"] = container
     return template
 
@@ -546,7 +554,9 @@ def build_workflow(pipeline: ir.Pipeline, options: Options, texts: ArgoTexts) ->
     if texts.offered:
         spec["arguments"] = {"parameters": build_parameters(pipeline, texts.offered)}
     spec["serviceAccountName"] = accounts(pipeline, options).runner
-    spec["securityContext"] = k8s.pod_security_context(options.kubernetes)
+    spec["securityContext"] = k8s.pod_security_context(ir.HARDENED)
+    if pipeline.pull_secrets:
+        spec["imagePullSecrets"] = k8s.image_pull_secrets(pipeline)
     spec["podGC"] = {"strategy": "OnPodSuccess"}
     spec["ttlStrategy"] = {"secondsAfterCompletion": options.ttl_seconds_after_completion}
     mounted = mounted_volumes(pipeline)
@@ -646,6 +656,7 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     options = options or Options()
     sink = Diagnostics(pipeline.file)
     k8s.check_host_mounts(pipeline, sink, "Argo Workflows")
+    k8s.check_shared_memory(pipeline, sink, "Argo Workflows")
     k8s.check_scheduling(pipeline, options.kubernetes, sink, "Argo Workflows")
     k8s.check_artifact_store(pipeline, sink, "Argo Workflows")
     report_coarse_pairing(pipeline, sink)

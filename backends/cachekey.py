@@ -6,7 +6,7 @@ one digest per named part, so that a miss can say which part changed.
   the compile-time key of Kubernetes and Argo;
 - ``command``: the entrypoint and arguments after interpolation;
 - ``workdir``; ``env``: the values of ``env`` and the names (never the values) of
-  the secret keys passed through;
+  the secret keys passed through or renamed (``NAME = SECRET.KEY``);
 - ``security``: every other setting of the container (read-only root,
   capabilities, options): a setting added to the spec is keyed unless listed in
   :data:`NOT_KEYED`;
@@ -15,8 +15,9 @@ one digest per named part, so that a miss can say which part changed.
   content digest under `aipc run` (an upstream stage that ran again and wrote the
   same bytes leaves its dependants cached), the producer's key on a cluster.
 
-Retries, timeouts and resources are not part of it: they change how a stage runs,
-not what it computes.
+Retries, timeouts, resources (the size of the /tmp tmpfs, which follows the
+memory limit, with them) and when the image is pulled are not part of it: they
+change how a stage runs, not what it computes.
 """
 
 from __future__ import annotations
@@ -39,11 +40,11 @@ def digest(value) -> str:
 
 
 # What the container spec says about how a stage runs, not what it computes: not keyed.
-NOT_KEYED = frozenset({"cpu", "memory", "gpu", "devices", "shm_size", "publish", "healthcheck", "aliases", "labels"})
+NOT_KEYED = frozenset({"pull", "cpu", "memory", "gpu", "devices", "shm_size", "publish", "healthcheck", "aliases", "labels"})
 # The spec's fields of the other parts; every field not named here nor above is `security`,
 # so a setting added to the spec is part of the key unless it is said not to be.
 OF_PART = {"image": "image", "entrypoint": "command", "command": "command", "working_dir": "workdir",
-           "environment": "env", "secret_keys": "env", "mounts": "mounts"}
+           "environment": "env", "secret_env": "env", "secret_keys": "env", "mounts": "mounts"}
 
 
 def _plain(value):
@@ -70,6 +71,8 @@ def key_parts(stage: ir.Stage, spec: ContainerSpec, image_id: str, inputs: Mappi
             value = image_id  # the content, not the tag
         elif field_.name == "mounts":  # the volumes; outputs are keyed by their paths, inputs by their content
             value = [m for m in value if m.volume.kind is not ir.VolumeKind.ARTIFACT]
+        elif field_.name == "tmpfs":  # where; its size is the memory limit's
+            value = [path for path, _ in value]
         parts[OF_PART.get(field_.name, "security")][field_.name] = _plain(value)
     parts["mounts"]["outputs"] = [[o.name, o.path] for o in stage.outputs]
     parts["inputs"]["read"] = [[a.key, a.path, inputs.get(a.key)] for a in stage.artifact_mounts() if a.read_only]

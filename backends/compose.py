@@ -7,7 +7,12 @@ the current compose specification, so it uses only keys both know (no top-level
 a service, and adds what compose itself decides:
 
 - the container's ``command`` as ``entrypoint: [argv0]`` + ``command: [rest]``,
-  a ``script`` as ``entrypoint: [sh, -c]`` + ``command: [script]``;
+  ``args`` as ``command`` alone (the image's entrypoint stays), a ``script`` as
+  ``entrypoint: [sh, -c]`` + ``command: [script]``; ``pull`` as ``pull_policy``
+  (``if_missing`` is ``if_not_present``, which docker-compose 1.29 and the
+  compose specification both read);
+- the volumes a stage writes are prepared by the service ``aipc-volumes``
+  (:func:`aipc.backends.docker.volume_setup`), which those stages wait for;
 - ``after`` is ``depends_on`` with ``service_completed_successfully`` for a batch
   dependency, ``service_healthy`` for a serve dependency with ``health`` and
   ``service_started`` for one without;
@@ -18,7 +23,8 @@ a service, and adds what compose itself decides:
   its chain does not start (docker-compose reports it), the other chains go on;
 - sized volumes are named volumes, ``host`` volumes bind mounts (a relative path
   resolves against the compose file's directory), ``claim`` volumes external
-  named volumes; read-only mounts (``readonly``, or a ``rox`` volume) end in ``:ro``;
+  named volumes; read-only mounts (``readonly``, or a ``rox`` volume) end in ``:ro``,
+  named volumes in ``nocopy`` (see :class:`aipc.backends.docker.Mount`);
   each output of each stage is a named volume ``<stage>.<output>``, mounted
   read-only (``:ro``) by the stages that read it;
 - a serve stage's aliases are network aliases; its published ports are
@@ -27,7 +33,9 @@ a service, and adds what compose itself decides:
   of ``ports`` from its own number; its health check a ``healthcheck`` with its
   timings (``start`` is ``start_period``, ``failures`` is ``retries``);
 - secrets are environment variables passed through by name only: the values
-  come from the environment of ``docker-compose`` (or its ``.env`` file);
+  come from the environment of ``docker-compose`` (or its ``.env`` file); an
+  ``env`` value ``SECRET.KEY`` is ``NAME=${KEY}``, which compose fills in from
+  the same place;
 - a batch stage restarts ``on-failure:RETRIES``;
 - every string the user wrote has ``$`` doubled, so compose never interpolates it.
 
@@ -50,6 +58,12 @@ from aipc.backends import Emitted, devices, docker
 from aipc.compiler import ir
 from aipc.compiler.ir import format_duration
 from aipc.diagnostics import Diagnostics, Label
+
+PULL_POLICY = {
+    ir.PullPolicy.ALWAYS: "always",
+    ir.PullPolicy.IF_MISSING: "if_not_present",  # `missing` in the compose spec; docker-compose 1.29 knows this
+    ir.PullPolicy.NEVER: "never",
+}
 
 TARGET = "docker-compose"  # how messages name this target
 DEFAULT_FILENAME = "compose.yaml"  # a name docker-compose 1.29 and v2 both find by themselves
@@ -118,10 +132,11 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
             return Emitted((), tuple(sink.sorted()))
         report_shared_replicas(pipeline, assignment, sink)
         assigned = {name: assignment.of(name) for name in assignment.devices}
-    services = {
-        stage.name: build_service(pipeline, stage, spec, options, sink)
-        for stage, spec in docker.each_container(pipeline, pipeline.stages, sink, TARGET, assigned)
-    }
+    setup = docker.volume_setup(pipeline, pipeline.stages)
+    services = {docker.VOLUMES_SERVICE: build_volume_setup(setup[0], options)} if setup is not None else {}
+    waiting = setup[1] if setup is not None else ()
+    for stage, spec in docker.each_container(pipeline, pipeline.stages, sink, TARGET, assigned):
+        services[stage.name] = build_service(pipeline, stage, spec, options, sink, stage.name in waiting)
     document: dict = {"services": services}
     volumes = build_volumes(pipeline)
     if volumes:
@@ -133,10 +148,12 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
 
 
 def build_service(pipeline: ir.Pipeline, stage: ir.Stage, spec: docker.ContainerSpec, options: Options,
-                  sink: Diagnostics) -> dict:
+                  sink: Diagnostics, after_volume_setup: bool = False) -> dict:
     """One service, its keys in a fixed order: what runs first, then how."""
     report_timeout(stage, sink)
     service: dict = {"image": escape(spec.image)}
+    if spec.pull is not None:
+        service["pull_policy"] = PULL_POLICY[spec.pull]
     service.update(build_program(spec))
     if spec.working_dir is not None:
         service["working_dir"] = escape(spec.working_dir)
@@ -144,6 +161,8 @@ def build_service(pipeline: ir.Pipeline, stage: ir.Stage, spec: docker.Container
     if environment:
         service["environment"] = environment
     depends_on = build_depends_on(pipeline, stage)
+    if after_volume_setup:
+        depends_on = {docker.VOLUMES_SERVICE: {"condition": "service_completed_successfully"}, **depends_on}
     if depends_on:
         service["depends_on"] = depends_on
     if spec.mounts:
@@ -177,9 +196,26 @@ def build_program(spec: docker.ContainerSpec) -> dict:
 
 
 def build_environment(spec: docker.ContainerSpec) -> list[str]:
-    """``NAME=value`` for ``env``, then a bare ``NAME`` for each secret key: compose
-    passes the caller's value through and the output never holds it."""
-    return [f"{name}={escape(value)}" for name, value in spec.environment] + list(spec.secret_keys)
+    """``NAME=value`` for ``env`` (and HOME and USER), ``NAME=${KEY}`` for a secret's
+    key under another name, then a bare ``NAME`` for each secret key: compose
+    fills in or passes through the caller's values and the output never holds one."""
+    return ([f"{name}={escape(value)}" for name, value in spec.environment]
+            + ["%s=${%s}" % (name, key) for name, key in spec.secret_env] + list(spec.secret_keys))
+
+
+def build_volume_setup(spec: docker.ContainerSpec, options: Options) -> dict:
+    """The one-off service that gives written volumes to the volume group (see docker.volume_setup)."""
+    service: dict = {"image": escape(spec.image)}
+    if spec.pull is not None:
+        service["pull_policy"] = PULL_POLICY[spec.pull]
+    service.update(build_program(spec))
+    service["volumes"] = [build_mount(mount, options) for mount in spec.mounts]
+    service["network_mode"] = "none"
+    service["deploy"] = build_deploy_resources(spec)
+    service["restart"] = "no"
+    service.update(build_hardening(spec))
+    service["labels"] = {key: escape(value) for key, value in spec.labels}
+    return service
 
 
 def build_depends_on(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
@@ -210,8 +246,11 @@ def build_mount(mount: docker.Mount, options: Options) -> str | dict:
                      "source": escape(source), "target": escape(mount.target)}
         if mount.read_only:
             long_form["read_only"] = True
+        if mount.no_copy:
+            long_form["volume"] = {"nocopy": True}
         return long_form
-    return escape(f"{source}:{mount.target}" + (":ro" if mount.read_only else ""))
+    mode = ",".join((["ro"] if mount.read_only else []) + (["nocopy"] if mount.no_copy else []))
+    return escape(f"{source}:{mount.target}" + (f":{mode}" if mode else ""))
 
 
 def host_source(path: str, input_directory: str = ".") -> str:
@@ -251,34 +290,27 @@ def build_deploy(stage: ir.Stage, spec: docker.ContainerSpec) -> dict:
     deploy: dict = {}
     if not stage.is_batch:
         deploy["replicas"] = stage.replicas
-    resources = build_resources(spec)
-    if resources:
-        deploy["resources"] = resources
+    deploy.update(build_deploy_resources(spec))
     return deploy
+
+
+def build_deploy_resources(spec: docker.ContainerSpec) -> dict:
+    return {"resources": build_resources(spec)}
 
 
 def build_resources(spec: docker.ContainerSpec) -> dict:
     """Limits are the high end of a range, reservations the low end; NVIDIA and AMD
     GPUs are device reservations."""
-    limits: dict = {}
-    reservations: dict = {}
-    if spec.cpu is not None:
-        limits["cpus"] = compose_cpus(spec.cpu.limit)
-        reservations["cpus"] = compose_cpus(spec.cpu.request)
-    if spec.memory is not None:
-        limits["memory"] = compose_bytes(spec.memory.limit)
-        reservations["memory"] = compose_bytes(spec.memory.request)
+    limits = {"cpus": compose_cpus(spec.cpu.limit), "memory": compose_bytes(spec.memory.limit)}
+    reservations: dict = {"memory": compose_bytes(spec.memory.request)}
+    if spec.cpu is not ir.DEFAULT_CPU:  # docker-compose 1.29 ignores a cpu reservation with a warning: only one asked for
+        reservations = {"cpus": compose_cpus(spec.cpu.request), **reservations}
     if spec.gpu is not None and spec.gpu.device_ids:  # `count` and `device_ids` exclude each other
         reservations["devices"] = [{"driver": spec.gpu.driver, "device_ids": list(spec.gpu.device_ids),
                                     "capabilities": ["gpu"]}]
     elif spec.gpu is not None:
         reservations["devices"] = [{"driver": spec.gpu.driver, "count": spec.gpu.count, "capabilities": ["gpu"]}]
-    out: dict = {}
-    if limits:
-        out["limits"] = limits
-    if reservations:
-        out["reservations"] = reservations
-    return out
+    return {"limits": limits, "reservations": reservations}
 
 
 def build_restart(stage: ir.Stage) -> str:
@@ -288,11 +320,20 @@ def build_restart(stage: ir.Stage) -> str:
 
 
 def build_hardening(spec: docker.ContainerSpec) -> dict:
-    hardening: dict = {"read_only": spec.read_only}
+    """Who the container runs as and what it may do; each relaxation of the stage's
+    ``security`` is the one key that says it (``user``, ``read_only``, ``cap_add``,
+    ``privileged`` and no ``no-new-privileges``)."""
+    hardening: dict = {"user": spec.user, "group_add": list(spec.group_add), "read_only": spec.read_only}
     if spec.tmpfs:
-        hardening["tmpfs"] = list(spec.tmpfs)
+        hardening["tmpfs"] = [f"{path}:{options}" for path, options in spec.tmpfs]
     hardening["cap_drop"] = list(spec.cap_drop)
-    hardening["security_opt"] = list(spec.security_opt)
+    if spec.cap_add:
+        hardening["cap_add"] = list(spec.cap_add)
+    if spec.privileged:
+        hardening["privileged"] = True
+    if spec.security_opt:
+        hardening["security_opt"] = list(spec.security_opt)
+    hardening["pids_limit"] = spec.pids_limit
     return hardening
 
 

@@ -6,19 +6,39 @@ the compose backend writes a :class:`ContainerSpec` as a service, and the runner
 `aipc apply` applies the Kubernetes backend's documents. What each piece is:
 
 - the program: ``command`` is the whole argv, so its first item replaces the
-  image's entrypoint and the rest are its arguments; a ``script`` runs as
-  ``sh -c SCRIPT``; with neither the image's own entrypoint and command run;
-- the environment: ``env``, then each key of the stage's secrets that ``env``
-  does not set, passed through by name (its value comes from the caller's
-  environment and is never written anywhere);
+  image's entrypoint and the rest are its arguments; ``args`` are the command
+  given to the image's own entrypoint; a ``script`` runs as ``sh -c SCRIPT``;
+  with none of them the image's own entrypoint and command run; ``pull`` says
+  when the image is pulled;
+- the environment: ``env``, each ``SECRET.KEY`` value taken from the caller's
+  variable KEY, HOME and USER unless the stage sets them, then each key of the
+  stage's secrets that ``env`` does not set, passed through by name (secret
+  values come from the caller's environment and are never written anywhere);
 - mounts: the volume and its path, read-only for a ``readonly`` mount and for
-  any mount of a ``rox`` volume; each consumer names the volume (a compose
-  volume or bind path, a run's Docker volume); each output is a volume of its
-  own, ``<stage>.<output>``, which its inputs mount read-only (a fan-in mounts
-  each instance's at ``PATH/<instance>``);
-- hardening: every capability dropped, no new privileges, a read-only root and
-  a tmpfs at ``/tmp`` unless a volume is mounted there;
-- resources: cpu and memory ranges (a limit and a reservation), NVIDIA and AMD
+  any mount of a ``rox`` volume, and without Docker's copy of the image's files
+  into an empty volume (``nocopy``: a volume shows only its own content, as on
+  Kubernetes); each consumer names the volume (a compose volume or bind path, a
+  run's Docker volume); each output is a volume of its own,
+  ``<stage>.<output>``, which its inputs mount read-only (a fan-in mounts each
+  instance's at ``PATH/<instance>``);
+- hardening, the same as on Kubernetes (:data:`aipc.compiler.ir.HARDENED`,
+  relaxed by the stage's ``security``): the user 65532:65532 (or the stage's
+  ``user``) in the volume group 65532 (``group_add``, what ``fsGroup`` is on
+  Kubernetes), every capability dropped (``cap_add``: the stage's
+  ``capabilities``), no new privileges (unless ``privileged``), a read-only root
+  (unless ``read_only = false``) with a tmpfs at ``/tmp`` unless a volume, an
+  output or an input is mounted there, as large as the memory limit (its pages
+  count against it) and allowing executables, as an emptyDir does, and at most
+  :data:`aipc.compiler.ir.DEFAULT_PIDS` processes;
+- volumes and outputs written by a stage belong to the volume group before it
+  starts: :func:`volume_setup` is a one-off container that makes each one's root
+  group-writable by 65532 (``chgrp``, ``chmod g+rwxs``), as the kubelet does for
+  ``fsGroup``; compose runs it as the service ``aipc-volumes``, `aipc run`
+  before any stage for the volumes and before each attempt of a stage for the
+  outputs that attempt renews. It runs the image of the first stage that writes
+  one, which needs ``sh``, ``chgrp`` and ``chmod``;
+- resources: cpu and memory ranges (a limit and a reservation; the defaults
+  when the stage sets none, as on Kubernetes), NVIDIA and AMD
   GPUs as a device request (``amd`` is the driver Docker Engine 28.3+ registers
   with the AMD Container Toolkit), Intel GPUs as the ``/dev/dri`` device nodes
   (Docker has no driver to count them), ``shm`` as the shm size;
@@ -42,9 +62,10 @@ The GPUs of a device request are the first ``count`` of the machine, or the
 ``device_ids`` one machine's assignment gives the stage (:mod:`aipc.backends.devices`).
 
 What a Docker container cannot express (a GPU model, a limit on local storage,
-a number of Intel GPUs) is reported by :func:`report_unsupported`, and what one
-machine has no use for (``schedule``, autoscaling) by :func:`report_scheduling`,
-as the same B101 warnings on both targets.
+a number of Intel GPUs, registry credentials from ``pull_secrets``) is reported
+by :func:`report_unsupported`, and what one machine has no use for
+(``schedule``, autoscaling) by :func:`report_scheduling`, as the same B101
+warnings on both targets.
 """
 
 from __future__ import annotations
@@ -61,6 +82,12 @@ from aipc.compiler.ir import format_bytes
 from aipc.diagnostics import Diagnostics, Label, Span
 
 HARDENING_TMP = "/tmp"
+VOLUMES_SERVICE = "aipc-volumes"  # the one-off container preparing volumes (stage names have no `-`)
+VOLUMES_ROOT = "/aipc/volumes"  # where it mounts them
+# Each volume's root to the volume group, group-writable and setgid (new files get the group), as
+# the kubelet does for fsGroup; FSETID keeps the setgid bit, which root is not in the group to set.
+_VOLUMES_SCRIPT = f'chgrp {ir.VOLUME_GROUP} "$@" && chmod g+rwxs "$@"'
+_VOLUMES_CAPABILITIES = ("CHOWN", "FOWNER", "FSETID")
 DEFAULT_PUBLISH_ADDRESS = "127.0.0.1"  # where compose and `aipc run` publish serve stages' ports
 INTEL_GPU_DEVICES = "/dev/dri:/dev/dri"  # HOST:CONTAINER, every render node
 MAX_PORT = 65535
@@ -71,6 +98,13 @@ class Mount:
     volume: ir.Volume  # sized (a named volume), host (a bind mount) or claim (an existing volume)
     target: str
     read_only: bool
+
+    @property
+    def no_copy(self) -> bool:
+        """A Docker volume is mounted without copying the image's files at the path into
+        it when it is empty (with their owner, which would undo the volume group): as a
+        Kubernetes volume, it shows only its own content."""
+        return self.volume.kind is not ir.VolumeKind.HOST
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,15 +149,22 @@ class ContainerSpec:
     entrypoint: tuple[str, ...] | None
     command: tuple[str, ...] | None
     working_dir: str | None = field(metadata=AS_IS)
+    pull: ir.PullPolicy | None
     environment: tuple[tuple[str, str], ...]
+    secret_env: tuple[tuple[str, str], ...]  # (NAME, KEY): NAME gets the caller's variable KEY
     secret_keys: tuple[str, ...]  # passed through from the caller's environment by name
     mounts: tuple[Mount, ...]
-    tmpfs: tuple[str, ...]
+    tmpfs: tuple[tuple[str, str], ...]  # (path, mount options)
+    user: str = field(metadata=AS_IS)  # "uid:gid"
+    group_add: tuple[str, ...] = field(metadata=AS_IS)
     read_only: bool = field(metadata=AS_IS)
     cap_drop: tuple[str, ...] = field(metadata=AS_IS)
+    cap_add: tuple[str, ...] = field(metadata=AS_IS)
+    privileged: bool | None = field(metadata=AS_IS)  # None unless privileged
     security_opt: tuple[str, ...] = field(metadata=AS_IS)
-    cpu: ir.Range | None  # millicores: reservation..limit
-    memory: ir.Range | None  # bytes: reservation..limit
+    pids_limit: int = field(metadata=AS_IS)
+    cpu: ir.Range  # millicores: reservation..limit
+    memory: ir.Range  # bytes: reservation..limit
     gpu: GpuRequest | None
     devices: tuple[str, ...]
     shm_size: int | None = field(metadata=AS_IS)  # bytes
@@ -137,7 +178,7 @@ class ContainerSpec:
         options = {}
         for name in _AS_IS:
             value = getattr(self, name)
-            if value is not None:
+            if value is not None and value != ():
                 options[name] = list(value) if isinstance(value, tuple) else value
         return options
 
@@ -177,6 +218,7 @@ def each_container(pipeline: ir.Pipeline, stages: Iterable[ir.Stage], sink: Diag
     comes; ``devices``: the GPU device ids each stage gets (compose's ``--gpus``)."""
     stages = list(stages)
     ports = plan_host_ports(pipeline, stages, sink)
+    report_pull_secrets(pipeline, sink, target)
     report_scheduling(stages, sink, target)
     for stage in stages:
         report_unsupported(stage, sink, target)
@@ -189,20 +231,22 @@ def container_spec(pipeline: ir.Pipeline, stage: ir.Stage, publish: tuple[Publis
     entrypoint, command = program(stage)
     resources = stage.resources
     serving = not stage.is_batch
+    security = stage.security
+    memory = resources.memory or ir.DEFAULT_MEMORY
     return ContainerSpec(
         image=rendered(stage.image),
         entrypoint=entrypoint,
         command=command,
         working_dir=rendered(stage.workdir) if stage.workdir is not None else None,
-        environment=tuple([(name, rendered(value)) for name, value in stage.env]),
+        pull=stage.pull,
+        environment=(*[(name, rendered(value)) for name, value in stage.env], *stage.base_env()),
+        secret_env=tuple([(name, key.key) for name, key in stage.secret_env]),
         secret_keys=secret_keys(stage) if stage.secrets else (),
         mounts=tuple([Mount(m.volume, m.path, m.read_only) for m in (*stage.mounts, *stage.artifact_mounts())]),
-        tmpfs=() if stage.mounts_at(HARDENING_TMP) else (HARDENING_TMP,),
-        read_only=True,
-        cap_drop=("ALL",),
-        security_opt=("no-new-privileges:true",),
-        cpu=resources.cpu,
-        memory=resources.memory,
+        tmpfs=() if stage.mounts_at(HARDENING_TMP) else ((HARDENING_TMP, tmpfs_options(memory.limit)),),
+        **hardening(security),
+        cpu=resources.cpu or ir.DEFAULT_CPU,
+        memory=memory,
         gpu=((GpuRequest(resources.gpu_vendor.value, len(devices), devices) if devices
               else gpu_request(resources.gpu_vendor.value, resources.gpu))
              if resources.gpu > 0 and resources.gpu_vendor is not ir.GpuVendor.INTEL else None),
@@ -213,6 +257,63 @@ def container_spec(pipeline: ir.Pipeline, stage: ir.Stage, publish: tuple[Publis
         aliases=(pipeline.object_name(stage.name),) if serving else (),
         labels=container_labels(pipeline, stage),
     )
+
+
+def hardening(security: ir.Security) -> dict:
+    """The ContainerSpec fields of the hardened default, with what ``security`` relaxes."""
+    return dict(
+        user=f"{security.uid}:{security.gid}",
+        group_add=(str(ir.VOLUME_GROUP),),
+        read_only=security.read_only,
+        cap_drop=("ALL",),
+        cap_add=security.capabilities,
+        privileged=True if security.privileged else None,
+        security_opt=() if security.privileged else ("no-new-privileges:true",),
+        pids_limit=ir.DEFAULT_PIDS,
+    )
+
+
+def tmpfs_options(size: int) -> str:
+    """The /tmp tmpfs: ``size`` bytes (in a unit the kernel's tmpfs reads), and
+    executables allowed, as on a Kubernetes emptyDir (Docker's default is noexec,
+    which breaks caches of compiled kernels such as Triton's under HOME=/tmp)."""
+    for unit, factor in (("g", 2**30), ("m", 2**20), ("k", 2**10)):
+        if size % factor == 0:
+            return f"size={size // factor}{unit},exec"
+    return f"size={size},exec"
+
+
+# What the volume setup prepares: every Docker volume a stage may write (host folders are the
+# caller's and left alone). `aipc run` prepares volumes and outputs apart: it renews outputs.
+SET_UP_KINDS = frozenset(ir.VolumeKind) - {ir.VolumeKind.HOST}
+
+
+def volume_setup(pipeline: ir.Pipeline, stages: Iterable[ir.Stage],
+                 kinds: frozenset[ir.VolumeKind] = SET_UP_KINDS) -> tuple[ContainerSpec, tuple[str, ...]] | None:
+    """The one-off container that gives the volumes of ``kinds`` that ``stages`` write
+    (their writable mounts and their outputs) to the volume group, and the stages
+    that must wait for it; None when no stage writes one."""
+    writers: list[ir.Stage] = []
+    volumes: dict[str, ir.Volume] = {}
+    for stage in stages:
+        written = [m.volume for m in (*stage.mounts, *stage.artifact_mounts())
+                   if not m.read_only and m.volume.kind in kinds]
+        if written:
+            writers.append(stage)
+            for volume in written:
+                volumes.setdefault(volume.name, volume)
+    if not writers:
+        return None
+    paths = tuple(f"{VOLUMES_ROOT}/{name}" for name in sorted(volumes))
+    spec = ContainerSpec(
+        image=rendered(writers[0].image), entrypoint=("sh", "-c"), command=(_VOLUMES_SCRIPT, VOLUMES_SERVICE, *paths),
+        working_dir=None, pull=writers[0].pull, environment=(), secret_env=(), secret_keys=(),
+        mounts=tuple(Mount(volumes[name], path, False) for name, path in zip(sorted(volumes), paths)),
+        tmpfs=(), **{**hardening(ir.Security(uid=0, gid=0)), "cap_add": _VOLUMES_CAPABILITIES},
+        cpu=ir.DEFAULT_CPU, memory=ir.DEFAULT_MEMORY, gpu=None, devices=(), shm_size=None, publish=(),
+        healthcheck=None, aliases=(), labels=tuple(pipeline.labels_for(VOLUMES_SERVICE, "volume").items()),
+    )
+    return spec, tuple(stage.name for stage in writers)
 
 
 def container_labels(pipeline: ir.Pipeline, stage: ir.Stage) -> tuple[tuple[str, str], ...]:
@@ -230,19 +331,22 @@ def gpu_request(driver: str, count: int) -> GpuRequest:
 
 def program(stage: ir.Stage) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
     """``(entrypoint, command)``: ``command`` is the argv that replaces the image's
-    entrypoint; ``script`` runs with ``sh -c``; with neither, both are None."""
+    entrypoint; ``args`` the command the image's entrypoint gets (entrypoint None);
+    ``script`` runs with ``sh -c``; with none of them, both are None."""
     if stage.script is not None:
         return ("sh", "-c"), (rendered(stage.script),)
     if stage.command:
         argv = tuple([rendered(argument) for argument in stage.command])
         return argv[:1], argv[1:]
+    if stage.args:
+        return None, tuple([rendered(argument) for argument in stage.args])
     return None, None
 
 
 def secret_keys(stage: ir.Stage) -> tuple[str, ...]:
     """Each key of the stage's secrets, once, unless ``env`` sets it: an ``env``
     entry of the same name wins, as it does over ``envFrom`` on Kubernetes."""
-    taken = {name for name, _ in stage.env}
+    taken = {name for name, _ in stage.env} | {name for name, _ in stage.secret_env}
     keys = []
     for secret in stage.secrets:
         for key in secret.keys:
@@ -315,6 +419,16 @@ def _report_overlap(pipeline: ir.Pipeline, stage: ir.Stage, publish: Publish, at
 
 def port_range(first: int, last: int) -> str:
     return str(first) if first == last else f"{first}-{last}"
+
+
+def report_pull_secrets(pipeline: ir.Pipeline, sink: Diagnostics, target: str) -> None:
+    """Registry credentials come from the caller's `docker login` on a Docker engine."""
+    if pipeline.pull_secrets:
+        sink.warning(codes.IGNORED_ON_TARGET, pipeline.pull_secrets_span,
+                     f"{target} pulls images with the credentials of the caller's `docker login`, not "
+                     f"with `pull_secrets`", label=f"ignored on {target}",
+                     help="log in to the registry (`docker login REGISTRY`) before running; the kubernetes "
+                     "and argo targets use these Secrets as imagePullSecrets")
 
 
 # ------------------------------------------------------------------ health checks

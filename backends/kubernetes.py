@@ -42,22 +42,31 @@ What a program becomes
   fan-in mounts each instance's at ``PATH/<instance>``);
 - a secret: ``envFrom: [{secretRef: {name: <secret>}}]`` to a Secret named after
   the secret (``_`` becomes ``-``), created by the user; no Secret is generated.
-  Workloads that read secrets carry a ``checkov.io/skip1`` annotation for
+  An ``env`` value ``SECRET.KEY`` is ``valueFrom.secretKeyRef`` (that Secret, key
+  KEY). Workloads that read secrets carry a ``checkov.io/skip1`` annotation for
   CKV_K8S_35 ("prefer secrets as files"), with the reason: the language defines
   secret keys as environment variables;
-- hardening: pod ``runAsNonRoot``, ``runAsUser``/``runAsGroup``/``fsGroup``
-  65532 (``fsGroup`` makes volumes writable), ``seccompProfile: RuntimeDefault``,
-  ``automountServiceAccountToken: false``; container
-  ``allowPrivilegeEscalation: false``, ``capabilities.drop: [ALL]``,
-  ``readOnlyRootFilesystem: true`` with an ``emptyDir`` at ``/tmp`` (and
-  ``HOME=/tmp`` unless the stage sets ``HOME``); a NetworkPolicy named after the
+- ``args`` is the container's ``args`` without ``command`` (the image's
+  entrypoint runs with them); ``pull`` is ``imagePullPolicy``; the header's
+  ``pull_secrets`` are the pod's ``imagePullSecrets``;
+- hardening (:data:`aipc.compiler.ir.HARDENED`, relaxed by the stage's
+  ``security``): pod ``runAsUser``/``runAsGroup`` (65532, or the stage's
+  ``user``), ``runAsNonRoot`` unless that is root, ``fsGroup`` 65532 (makes
+  volumes writable), ``seccompProfile: RuntimeDefault``,
+  ``automountServiceAccountToken: false``; container ``allowPrivilegeEscalation:
+  false`` and ``privileged: false`` (both true for ``privileged = true``),
+  ``capabilities.drop: [ALL]`` (``add``: the stage's ``capabilities``),
+  ``readOnlyRootFilesystem`` (true unless ``read_only = false``) with an
+  ``emptyDir`` at ``/tmp``, and ``HOME`` and ``USER`` unless the stage sets them
+  (:meth:`aipc.compiler.ir.Stage.base_env`); a NetworkPolicy named after the
   pipeline for all of its pods that denies ingress and allows egress only to
   DNS, the pipeline's own pods and addresses other than the cloud metadata
   service (169.254.169.254), and one per serve stage admitting TCP traffic to
   its port;
-- a container that declares no cpu or memory gets ``Options.default_cpu`` /
-  ``default_memory`` (500m..2 cores, 512Mi..2Gi) so every container has
-  requests and limits.
+- a container that declares no cpu or memory gets the defaults
+  (:data:`aipc.compiler.ir.DEFAULT_CPU`, ``DEFAULT_MEMORY``: 500m..2 cores,
+  512Mi..2Gi) so every container has requests and limits; an ``shm`` above the
+  memory limit is an error (B003): /dev/shm's memory counts against it.
 
 Strings reach the cluster verbatim: ``$`` is doubled where Kubernetes would
 otherwise expand ``$(VAR)`` or ``$$`` in ``command``, ``args`` and ``env``.
@@ -89,7 +98,7 @@ each stage in topological order (Job; or Deployment, Service, NetworkPolicy).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable
 
 from aipc import codes
@@ -108,7 +117,6 @@ SECRETS_AS_ENV_SKIP = {
     "checkov.io/skip1": "CKV_K8S_35=the .aip language injects secret keys as environment variables",
 }
 
-NON_ROOT_ID = 65532  # the conventional `nonroot` user: above 10000, outside host ranges
 
 GPU_RESOURCE = {
     ir.GpuVendor.NVIDIA: "nvidia.com/gpu",
@@ -124,8 +132,11 @@ ACCESS_MODE = {
     ir.Access.RWX: "ReadWriteMany",
     ir.Access.ROX: "ReadOnlyMany",
 }
-GIB = 2**30
-MIB = 2**20
+PULL_POLICY = {
+    ir.PullPolicy.ALWAYS: "Always",
+    ir.PullPolicy.IF_MISSING: "IfNotPresent",
+    ir.PullPolicy.NEVER: "Never",
+}
 
 
 @dataclass(frozen=True)
@@ -134,9 +145,6 @@ class Options:
 
     namespace_object: bool = False  # also emit the Namespace named in the header
     ttl_seconds_after_finished: int = 86400  # finished Jobs are cleaned up after a day
-    run_as: int = NON_ROOT_ID  # uid, gid and fsGroup of every pod
-    default_cpu: ir.Range = field(default_factory=lambda: ir.Range(500, 2000))
-    default_memory: ir.Range = field(default_factory=lambda: ir.Range(512 * MIB, 2 * GIB))
     gpu_labels: ir.GpuLabels | None = None  # the node labels that select a GPU model; None: the header's, or gfd
 
 
@@ -227,7 +235,7 @@ def stage_annotations(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
         LEVEL_ANNOTATION: str(stage.level),
     }
     annotations.update(instance_annotations(stage))
-    if stage.secrets:
+    if stage.secrets or stage.secret_env:
         annotations.update(SECRETS_AS_ENV_SKIP)
     return annotations
 
@@ -312,9 +320,9 @@ def build_pvc(pipeline: ir.Pipeline, volume: ir.Volume) -> dict:
 # --------------------------------------------------------------- containers
 
 
-def build_resources(resources: ir.Resources, options: Options) -> dict:
-    cpu = resources.cpu or options.default_cpu
-    memory = resources.memory or options.default_memory
+def build_resources(resources: ir.Resources) -> dict:
+    cpu = resources.cpu or ir.DEFAULT_CPU
+    memory = resources.memory or ir.DEFAULT_MEMORY
     requests = {"cpu": format_cpu(cpu.request), "memory": format_bytes(memory.request)}
     limits = {"cpu": format_cpu(cpu.limit), "memory": format_bytes(memory.limit)}
     if resources.disk is not None:
@@ -368,41 +376,59 @@ def build_affinity(stage: ir.Stage, convention: ir.GpuLabels) -> dict:
     return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}}
 
 
-def container_security_context() -> dict:
-    return {
-        "allowPrivilegeEscalation": False,
-        "privileged": False,
-        "readOnlyRootFilesystem": True,
-        "runAsNonRoot": True,
-        "capabilities": {"drop": ["ALL"]},
+def container_security_context(security: ir.Security) -> dict:
+    """The container's part of the hardening; each relaxation of ``security`` is
+    the one field that says it (a privileged container must be allowed to escalate:
+    the API server refuses ``privileged`` with ``allowPrivilegeEscalation: false``)."""
+    context: dict = {
+        "allowPrivilegeEscalation": security.privileged,
+        "privileged": security.privileged,
+        "readOnlyRootFilesystem": security.read_only,
     }
+    if not security.is_root:
+        context["runAsNonRoot"] = True
+    capabilities: dict = {"drop": ["ALL"]}
+    if security.capabilities:
+        capabilities["add"] = list(security.capabilities)
+    context["capabilities"] = capabilities
+    return context
 
 
-def pod_security_context(options: Options) -> dict:
-    return {
-        "runAsNonRoot": True,
-        "runAsUser": options.run_as,
-        "runAsGroup": options.run_as,
-        "fsGroup": options.run_as,
+def pod_security_context(security: ir.Security) -> dict:
+    """Who the pod's processes are: the stage's user (``runAsNonRoot`` unless root),
+    and the group that owns its volumes (``fsGroup``), the same for every stage."""
+    context: dict = {}
+    if not security.is_root:
+        context["runAsNonRoot"] = True
+    context.update({
+        "runAsUser": security.uid,
+        "runAsGroup": security.gid,
+        "fsGroup": ir.VOLUME_GROUP,
         "fsGroupChangePolicy": "OnRootMismatch",
         "seccompProfile": {"type": "RuntimeDefault"},
-    }
+    })
+    return context
 
 
 def build_program(stage: ir.Stage, render: Render) -> dict:
-    """``command`` is the whole argv (it replaces the image's entrypoint); a
-    ``script`` runs with ``sh -c``; with neither the image's own entrypoint runs."""
+    """``command`` is the whole argv (it replaces the image's entrypoint); ``args``
+    are appended to the image's entrypoint (no ``command``); a ``script`` runs with
+    ``sh -c``; with none of them the image's own entrypoint and command run."""
     if stage.script is not None:
         return {"command": ["sh", "-c"], "args": [no_expansion(render(stage.script))]}
     if stage.command:
         return {"command": [no_expansion(render(argument)) for argument in stage.command]}
+    if stage.args:
+        return {"args": [no_expansion(render(argument)) for argument in stage.args]}
     return {}
 
 
 def build_env(stage: ir.Stage, render: Render) -> list[dict]:
+    """``env``, each ``SECRET.KEY`` value read from that Secret, then HOME and USER."""
     env = [{"name": name, "value": no_expansion(render(value))} for name, value in stage.env]
-    if not any(name == "HOME" for name, _ in stage.env):
-        env.append({"name": "HOME", "value": "/tmp"})  # the root filesystem is read-only
+    env += [{"name": name, "valueFrom": {"secretKeyRef": {"name": ir.dns_label(key.secret), "key": key.key}}}
+            for name, key in stage.secret_env]
+    env += [{"name": name, "value": value} for name, value in stage.base_env()]
     return env
 
 
@@ -449,11 +475,10 @@ def build_volume_mounts(stage: ir.Stage, scratch: ScratchNames) -> list[dict]:
 
 
 def build_container(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render) -> dict:
-    container: dict = {
-        "name": ir.dns_label(stage.name),
-        "image": render(stage.image),
-        **build_program(stage, render),
-    }
+    container: dict = {"name": ir.dns_label(stage.name), "image": render(stage.image)}
+    if stage.pull is not None:
+        container["imagePullPolicy"] = PULL_POLICY[stage.pull]
+    container.update(build_program(stage, render))
     if stage.workdir is not None:
         container["workingDir"] = render(stage.workdir)
     container["env"] = build_env(stage, render)
@@ -463,10 +488,14 @@ def build_container(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, re
         container["ports"] = [{"name": named.name, "containerPort": named.port, "protocol": "TCP"}
                               for named in stage.named_ports()]
         container.update(build_probes(stage, render))
-    container["resources"] = build_resources(stage.resources, options)
-    container["securityContext"] = container_security_context()
+    container["resources"] = build_resources(stage.resources)
+    container["securityContext"] = container_security_context(stage.security)
     container["volumeMounts"] = build_volume_mounts(stage, scratch_names(pipeline))
     return container
+
+
+def image_pull_secrets(pipeline: ir.Pipeline) -> list[dict]:
+    return [{"name": name} for name in pipeline.pull_secrets]
 
 
 def scratch_volumes(pipeline: ir.Pipeline, stage: ir.Stage) -> list[dict]:
@@ -524,7 +553,9 @@ def build_pod_spec(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, ren
     if stage.is_batch:
         spec["restartPolicy"] = "Never"
     spec["automountServiceAccountToken"] = False
-    spec["securityContext"] = pod_security_context(options)
+    spec["securityContext"] = pod_security_context(stage.security)
+    if pipeline.pull_secrets:
+        spec["imagePullSecrets"] = image_pull_secrets(pipeline)
     if parts.node_selector:
         spec["nodeSelector"] = parts.node_selector
     if parts.affinity:
@@ -718,6 +749,27 @@ def check_host_mounts(pipeline: ir.Pipeline, sink: Diagnostics, target: str) -> 
                 )
 
 
+def check_shared_memory(pipeline: ir.Pipeline, sink: Diagnostics, target: str) -> None:
+    """/dev/shm is a memory-backed emptyDir, whose pages count against the
+    container's memory limit; the kubelet caps its size there (the API reference of
+    ``EmptyDirVolumeSource.sizeLimit``: "the minimum value between the SizeLimit
+    specified here and the sum of memory limits of all containers in a pod"). An
+    ``shm`` above that limit cannot be had (B003)."""
+    for stage in pipeline.stages:
+        resources = stage.resources
+        memory = resources.memory or ir.DEFAULT_MEMORY
+        if resources.shm is None or resources.shm <= memory.limit:
+            continue
+        shm, limit = format_bytes(resources.shm), format_bytes(memory.limit)
+        default = " (the default: the stage sets no `memory`)" if resources.memory is None else ""
+        sink.error(codes.SHM_ABOVE_MEMORY, stage.span_of("shm"),
+                   f"`shm = {shm}` of `{stage.name}` is above its memory limit, {limit}{default}: on {target} "
+                   "/dev/shm is memory that counts against that limit",
+                   label=f"more than the {limit} the container may use",
+                   help=f"set `memory` to at least {shm} plus what the process itself needs, e.g. "
+                   f"`memory = {format_bytes(resources.shm * 2)}`")
+
+
 def check_artifact_store(pipeline: ir.Pipeline, sink: Diagnostics, target: str) -> None:
     """Outputs need the header's `artifacts { }` on a cluster (B002); on an `rwo` claim
     a stage that reads an output may land on another node than its writer (B104)."""
@@ -778,6 +830,7 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     options = options or Options()
     sink = Diagnostics(pipeline.file)
     check_host_mounts(pipeline, sink, "Kubernetes")
+    check_shared_memory(pipeline, sink, "Kubernetes")
     check_artifact_store(pipeline, sink, "Kubernetes")
     check_scheduling(pipeline, options, sink, "Kubernetes")
     if sink.has_errors:

@@ -300,6 +300,15 @@ class Autoscale:
     span: Span = Span(0, 0)  # the replica range
 
 
+# What a container gets when the program does not say: the same on every target
+# (Kubernetes requests and limits, compose's deploy.resources, `aipc run`).
+GIB = 2**30
+MIB = 2**20
+DEFAULT_CPU = Range(500, 2000)  # millicores: request..limit
+DEFAULT_MEMORY = Range(512 * MIB, 2 * GIB)  # bytes: request..limit
+DEFAULT_PIDS = 4096  # processes and threads of one container (compose and `aipc run`; a kubelet setting on clusters)
+
+
 @dataclass(frozen=True, slots=True)
 class Volume:
     name: str
@@ -317,6 +326,69 @@ class Secret:
     name: str
     keys: tuple[str, ...]
     span: Span = Span(0, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class SecretKey:
+    """``hf.token`` as an ``env`` value: one key of a declared secret, under another name."""
+
+    secret: str  # the secret's name as declared
+    key: str
+    span: Span = Span(0, 0)
+
+
+# ------------------------------------------------------------------ security
+# The hardened default, the same on every target: a non-root user and group,
+# volumes writable through a shared group (Kubernetes' fsGroup), every
+# capability dropped, no privilege escalation, a read-only root filesystem with a
+# writable /tmp, and HOME and USER set so that tools which look the user up work.
+
+NON_ROOT_ID = 65532  # the conventional `nonroot` user and group: above 10000, outside host ranges
+VOLUME_GROUP = NON_ROOT_ID  # owns writable volumes (fsGroup; `group_add` on Docker)
+NON_ROOT_NAME = "nonroot"  # $USER of a non-root uid (Python's getpass.getuser() reads $USER first)
+WRITABLE_HOME = "/tmp"  # HOME when the root filesystem is read-only: /tmp is always writable
+ROOT_HOME = "/root"
+
+@dataclass(frozen=True, slots=True)
+class Security:
+    """How a stage's container runs: the hardened default, or what its `security`
+    block (over the header's) relaxes. Spans say where each relaxation was written."""
+
+    uid: int = NON_ROOT_ID
+    gid: int = NON_ROOT_ID
+    read_only: bool = True  # the root filesystem
+    capabilities: tuple[str, ...] = ()  # added back after dropping all
+    privileged: bool = False
+    spans: tuple[tuple[str, Span], ...] = ()  # ("user", span) for each key written
+
+    @property
+    def is_root(self) -> bool:
+        return self.uid == 0
+
+    @property
+    def home(self) -> str:
+        """A HOME the process can write: /root for root on a writable root filesystem, else /tmp."""
+        return ROOT_HOME if self.is_root and not self.read_only else WRITABLE_HOME
+
+    @property
+    def user_name(self) -> str:
+        """$USER: what getpass.getuser() answers, whether or not the image's passwd knows the uid."""
+        return "root" if self.is_root else NON_ROOT_NAME
+
+    def span_of(self, key: str) -> Span | None:
+        for name, span in self.spans:
+            if name == key:
+                return span
+        return None
+
+
+HARDENED = Security()
+
+
+class PullPolicy(str, enum.Enum):
+    ALWAYS = "always"
+    IF_MISSING = "if_missing"
+    NEVER = "never"
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,9 +589,11 @@ class Stage:
     kind: StageKind
     image: Text
     command: tuple[Text, ...] | None = None
+    args: tuple[Text, ...] | None = None  # appended to the image's own entrypoint
     script: Text | None = None
     workdir: Text | None = None
     env: tuple[tuple[str, Text], ...] = ()
+    secret_env: tuple[tuple[str, SecretKey], ...] = ()  # `NAME = secret.KEY` entries of `env`
     secrets: tuple[Secret, ...] = ()
     after: tuple[str, ...] = ()  # direct dependencies, sorted
     mounts: tuple[Mount, ...] = ()
@@ -532,6 +606,8 @@ class Stage:
     replicas: int = 1  # how many start; with autoscaling, its minimum (at least 1)
     health: Health | None = None
     labels: tuple[tuple[str, str], ...] = ()
+    security: Security = HARDENED
+    pull: PullPolicy | None = None  # None: the target's default
     schedule: Schedule = field(default_factory=Schedule)
     autoscale: Autoscale | None = None  # serve stages with `replicas = MIN..MAX`
     level: int = 0  # length of the longest chain of dependencies before it
@@ -552,6 +628,14 @@ class Stage:
     def is_batch(self) -> bool:
         return self.kind.is_batch
 
+    def base_env(self) -> tuple[tuple[str, str], ...]:
+        """HOME and USER as the hardened container needs them, unless ``env`` (or a
+        secret's key under that name) sets them: a writable HOME, and a USER that
+        tools looking the user up find (the image's passwd may not know the uid)."""
+        taken = {name for name, _ in self.env} | {name for name, _ in self.secret_env}
+        security = self.security
+        return tuple((name, value) for name, value in (("HOME", security.home), ("USER", security.user_name))
+                     if name not in taken)
     @property
     def service_port(self) -> int | None:
         """The port clients use for ``port``: the Service's port, the published host port."""
@@ -649,6 +733,8 @@ class Pipeline:
     volumes: tuple[Volume, ...] = ()  # by name
     secrets: tuple[Secret, ...] = ()  # by name
     stages: tuple[Stage, ...] = ()  # topological, ties by name
+    pull_secrets: tuple[str, ...] = ()  # Secrets holding registry credentials (Kubernetes, Argo)
+    pull_secrets_span: Span = Span(0, 0)
     gpu_labels: GpuLabels | None = None  # the header's choice; targets default to GFD
     matrices: tuple[Matrix, ...] = ()  # each matrix stage, in the order of its first instance
     artifacts: ArtifactStore | None = None  # the header's `artifacts { }`

@@ -24,9 +24,10 @@ from aipc.compiler import ir, safety
 from aipc.compiler.matrix import Expansion, Sweep, check_pairing, has_matrix, read_sweeps
 from aipc.compiler.params import bind_params
 from aipc.compiler.resolve import Symbols, collect_declarations
+from aipc.compiler.security import SecurityKeys, merge_security, read_security
 from aipc.compiler.schema import (
-    ARTIFACTS, AUTOSCALE, HEADER, HEADER_BLOCKS, HEALTH, HEALTH_CHECKS, RESOURCES, SCHEDULE, SECRET, STAGE,
-    STAGE_BLOCKS, STATEMENTS, VOLUME, AttributeSpec, Type, block_kinds,
+    ARTIFACTS, AUTOSCALE, HEADER, HEADER_BLOCKS, HEALTH, HEALTH_CHECKS, RESOURCES, SCHEDULE, SECRET, SECURITY,
+    STAGE, STAGE_BLOCKS, STATEMENTS, VOLUME, AttributeSpec, Type, block_kinds,
 )
 from aipc.compiler.services import Services
 from aipc.compiler.units import abbreviate
@@ -42,7 +43,7 @@ LABEL_NAME = re.compile(r"[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?")
 LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
 _WHERE = {"header": "the `pipeline` header", "volume": "a volume", "secret": "a secret",
           "resources": "`resources`", "health": "`health`", "schedule": "`schedule`", "autoscale": "`autoscale`",
-          "artifacts": "`artifacts`"}
+          "security": "`security`", "artifacts": "`artifacts`"}
 PORT_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")  # IANA_SVC_NAME, with the rules below
 
 
@@ -150,9 +151,12 @@ def _kinds_text(kinds) -> str:
 
 def _unknown_attribute(item: m.Attribute, table, sink: Diagnostics, where: str, stage_kind: str | None) -> None:
     name = item.name
-    if stage_kind is not None and where == "stage" and name in RESOURCES:
-        sink.error(codes.UNKNOWN_ATTRIBUTE, item.name_span, f"`{name}` belongs inside `resources {{ }}`",
-                   label="not a stage attribute", help=f"write `resources {{ {name} = ... }}`")
+    owner = next((block for block, table in STAGE_BLOCKS.items() if name in table), None)
+    if owner is not None and ((stage_kind is not None and where == "stage") or
+                              (where == "header" and owner in HEADER_BLOCKS)):
+        sink.error(codes.UNKNOWN_ATTRIBUTE, item.name_span, f"`{name}` belongs inside `{owner} {{ }}`",
+                   label=f"not a {'stage' if where == 'stage' else 'header'} attribute",
+                   help=f"write `{owner} {{ {name} = ... }}`")
         return
     if where == "resources" and name in STAGE:
         sink.error(codes.UNKNOWN_ATTRIBUTE, item.name_span, f"`{name}` is a stage attribute, not a resource",
@@ -163,13 +167,6 @@ def _unknown_attribute(item: m.Attribute, table, sink: Diagnostics, where: str, 
     sink.error(codes.UNKNOWN_ATTRIBUTE, item.name_span, f"unknown attribute `{name}` in {place}",
                label="unknown", help=did_you_mean(name, candidates)
                or "known attributes: " + ", ".join(f"`{n}`" for n in candidates))
-
-
-def _not_implemented(sink: Diagnostics, span: Span, construct: str, help: str) -> None:
-    """E009 at a v1 construct this build reads but does not compile yet (each feature
-    that lands removes its call)."""
-    sink.error(codes.NOT_IMPLEMENTED, span, f"{construct} is part of the v1 language and not implemented in this build",
-               label="not implemented yet", help=help)
 
 
 def _keyword(span: Span, keyword: str) -> Span:
@@ -299,6 +296,9 @@ class _Header:
     registry: str | None = None
     image: Text | None = None
     image_span: Span | None = None
+    pull_secrets: tuple[str, ...] = ()
+    pull_secrets_span: Span = Span(0, 0)
+    security: SecurityKeys = field(default_factory=dict)  # defaults for every stage's `security`
     artifacts: ir.ArtifactStore | None = None
     gpu_labels: ir.GpuLabels | None = None
     schedule: dict[str, tuple[object, Span]] = field(default_factory=dict)  # key -> (value, where written)
@@ -410,6 +410,10 @@ class _Lowering:
                 self.header.gpu_labels = ir.GpuLabels(choice)
         if "schedule" in block.blocks:
             self.header.schedule = self.lower_schedule(block.blocks["schedule"][1], None, None)
+        if "pull_secrets" in block.attributes:
+            self._pull_secrets(block.attributes["pull_secrets"])
+        if "security" in block.blocks:
+            self.header.security = self.lower_security(block.blocks["security"][1], None)
         if "artifacts" in block.blocks:
             self.header.artifacts = self._artifacts(*block.blocks["artifacts"])
 
@@ -483,6 +487,28 @@ class _Lowering:
                         help=f"at most {longest} lowercase letters, digits, `-` and `.`, starting and ending "
                         "with a letter or digit")
         return INVALID
+
+    def _pull_secrets(self, attribute: m.Attribute) -> None:
+        """Names of Kubernetes Secrets (of type kubernetes.io/dockerconfigjson), each once."""
+        items = self.evaluator.string_list(HEADER["pull_secrets"], attribute.value, None, words=True)
+        if items is INVALID:
+            return
+        names: list[str] = []
+        for text, span in items:
+            name = text.value
+            if not DNS_SUBDOMAIN.fullmatch(name) or len(name) > 253:
+                self.sink.error(codes.INVALID_OBJECT_NAME, span, f"`{name}` is not a valid Secret name",
+                                help="the name of a Kubernetes Secret: lowercase letters, digits, `-` and `.`, "
+                                "starting and ending with a letter or digit")
+            elif name not in names:
+                names.append(name)
+        self.header.pull_secrets = tuple(names)
+        self.header.pull_secrets_span = attribute.span
+
+    def lower_security(self, items, stage: str | None, declared: str | None = None) -> SecurityKeys:
+        """The keys of a `security` block (a stage's, or the header's defaults)."""
+        block = _read_block(items, SECURITY, self.sink, "security")
+        return read_security(block.attributes, self.evaluator, self.sink, stage, declared)
 
     def _strings(self, block: _Block, table, stage: str | None) -> dict[str, Text]:
         """Every STRING/PATH attribute of a block, evaluated."""
@@ -662,6 +688,7 @@ class _Lowering:
             volumes=tuple(volumes[n] for n in sorted(volumes)),
             secrets=tuple(secrets[n] for n in sorted(secrets)),
             stages=stages, gpu_labels=header.gpu_labels,
+            pull_secrets=header.pull_secrets, pull_secrets_span=header.pull_secrets_span,
             matrices=expansion.matrices(stages) if expansion is not None else (),
             artifacts=header.artifacts,
             span=self.symbols.header.span if self.symbols.header else Span(0, 0),
@@ -794,6 +821,7 @@ class _StageLowering:
         self.volumes = volumes
         self.secrets = secrets
         self.fields: dict = {"resources": ir.Resources()}
+        self.security: SecurityKeys = {}  # the stage's own `security` keys
         self.spans: list[tuple[str, Span]] = []
         self.after: list[tuple[str, Span]] = []
         self.schedule: dict[str, tuple[object, Span]] = {}  # the stage's own `schedule` keys
@@ -809,10 +837,12 @@ class _StageLowering:
         block = _read_block(self.declaration.items, STAGE, self.sink, "stage", self.kind)
         attributes = block.attributes
         self.spans += [(name, attribute.span) for name, attribute in attributes.items()]
-        if "command" in attributes and "script" in attributes:
-            self.lowering._conflict(attributes["script"], attributes["command"],
-                                    "`command` and `script` cannot be used together")
-            attributes = {name: a for name, a in attributes.items() if name not in ("command", "script")}
+        programs = [name for name in PROGRAMS if name in attributes]
+        for other in programs[1:]:
+            self.lowering._conflict(attributes[other], attributes[programs[0]],
+                                    f"`{programs[0]}` and `{other}` cannot be used together")
+        if len(programs) > 1:
+            attributes = {name: a for name, a in attributes.items() if name not in PROGRAMS}
         if "image" not in attributes:
             self._default_image()
         for name in [name for name in block.blocks if name in attributes]:  # `health = "/x"` and `health { }`
@@ -825,6 +855,8 @@ class _StageLowering:
         for name, (span, items) in block.blocks.items():
             self.spans.append((name, span))
             LOWER_STAGE_BLOCK[name](self, items)
+        self.fields["security"] = merge_security(self.lowering.header.security, self.security)
+        self._check_gpu_memory()
         self._check_env(attributes.get("env"))
         self.fields["schedule"] = self._merged_schedule()
         self._check_autoscaling(block.blocks["autoscale"][0] if "autoscale" in block.blocks else None)
@@ -899,6 +931,19 @@ class _StageLowering:
         elif items is not INVALID:
             self.fields["command"] = tuple(_text(text, span) for text, span in items)
 
+    def _args(self, spec, value) -> None:
+        items = self.evaluator.string_list(spec, value, self.name, addresses=True)
+        if items == []:
+            self.sink.error(codes.WRONG_TYPE, value.span, "`args` is empty",
+                            help="leave `args` out to run the image's own command")
+        elif items is not INVALID:
+            self.fields["args"] = tuple(_text(text, span) for text, span in items)
+
+    def _pull(self, spec, value) -> None:
+        choice = self.evaluator.choice(spec, value)
+        if choice is not INVALID:
+            self.fields["pull"] = ir.PullPolicy(choice)
+
     def _script(self, spec, value) -> None:
         text = self.evaluator.string(spec, value, self.name, addresses=True)
         if text is not INVALID and not text.value.strip():
@@ -919,15 +964,21 @@ class _StageLowering:
 
     def _env(self, spec, value) -> None:
         if isinstance(value, m.MapValue) and any(isinstance(e.value, m.Reference) for e in value.entries):
+            strings, keys = [], []
+            seen: dict[str, m.Entry] = {}
             for entry in value.entries:
-                if isinstance(entry.value, m.Reference):
-                    _check_env_name(entry.key, entry.key_span, self.sink)
-                    _not_implemented(self.sink, entry.value.span,
-                                     f"a secret's key as a value (the reference `{entry.value.dotted}`)",
-                                     help=f"until then, list the secret: `secrets = [{entry.value.parts[0].value}]` "
-                                     "makes each of its keys an environment variable")
-            value = value.model_copy(update={"entries": tuple(
-                e for e in value.entries if not isinstance(e.value, m.Reference))})
+                first = seen.setdefault(entry.key, entry)
+                if first is not entry and m.Reference in (type(first.value), type(entry.value)):
+                    self.sink.error(codes.DUPLICATE_ATTRIBUTE, entry.key_span, f"`{entry.key}` is set twice in `env`",
+                                    label="set again here", related=[Label(first.key_span, "first set here")],
+                                    help="keep one of them")
+                    continue
+                (keys if isinstance(entry.value, m.Reference) else strings).append(entry)
+            secret_env = [(entry.key, self._secret_key(entry.value)) for entry in keys
+                          if _check_env_name(entry.key, entry.key_span, self.sink)]
+            if all(key is not INVALID for _, key in secret_env):
+                self.fields["secret_env"] = tuple(secret_env)
+            value = value.model_copy(update={"entries": tuple(strings)})
         pairs = self.evaluator.string_map(spec, value, self.name, addresses=True)
         if pairs is not INVALID:
             self.fields["env"] = tuple(
@@ -935,6 +986,31 @@ class _StageLowering:
                 if _check_env_name(key, entry.key_span, self.sink)
             )
 
+    def _secret_key(self, reference: m.Reference) -> ir.SecretKey | object:
+        """``hf.token``: the key ``token`` of the secret ``hf``."""
+        (secret, key) = reference.parts
+        symbols = self.lowering.symbols
+        if secret.value not in symbols.known("secret"):
+            stage = symbols.stages.get(secret.value)
+            help = (f'a service address is written in a string: `"${{{reference.dotted}}}"`' if stage is not None
+                    else did_you_mean(secret.value, symbols.secrets)
+                    or f'declare it: `secret {secret.value} {{ keys = ["{key.value}"] }}`')
+            self.sink.error(codes.UNKNOWN_SECRET, secret.span, f"unknown secret `{secret.value}`",
+                            label="not a declared secret", help=help)
+            return INVALID
+        self.lowering.use("secret", secret.value)
+        declared = self.secrets.get(secret.value)
+        if declared is None:  # its declaration is broken, and reported
+            self.sink.count_reported_error()
+            return INVALID
+        if key.value not in declared.keys:
+            self.sink.error(codes.UNKNOWN_SECRET_KEY, key.span, f"the secret `{secret.value}` has no key `{key.value}`",
+                            label="not one of its keys", related=[Label(symbols.secrets[secret.value].name.span,
+                                                                        f"`{secret.value}` is declared here")],
+                            help=did_you_mean(key.value, declared.keys)
+                            or "its keys are " + ", ".join(f"`{k}`" for k in declared.keys))
+            return INVALID
+        return ir.SecretKey(secret.value, key.value, reference.span)
     def _check_env(self, attribute: m.Attribute | None) -> None:
         """An `env` key that is also a key of a listed secret replaces it (E402); a
         literal value under a credential's name is a credential in plain text (W402)."""
@@ -1106,6 +1182,26 @@ class _StageLowering:
 
     def _cache(self, spec, value) -> None:
         self._set("cache", self.evaluator.boolean(spec, value, self.name))
+
+    # security ------------------------------------------------------------------------
+
+    def _security(self, items) -> None:
+        self.security = self.lowering.lower_security(items, self.name, self.declared)
+
+    def _check_gpu_memory(self) -> None:
+        """GPUs without `memory` get the default limit, far too small for a GPU workload."""
+        resources = self.fields["resources"]
+        written = any(name == "memory" for name, _ in self.spans)  # a wrong one is reported as such
+        if resources.gpu > 0 and resources.memory is None and not written:
+            limit = ir.format_bytes(ir.DEFAULT_MEMORY.limit)
+            self.sink.warning(codes.GPU_WITHOUT_MEMORY, self.span_of("gpu"),
+                              f"`{self.declared}` asks for GPUs but sets no `memory`: it gets the default limit, {limit}",
+                              label=f"no `memory`: limited to {limit}",
+                              help="set `memory` in `resources`, e.g. `memory = 32Gi`: loading a model, host "
+                              "buffers and data loaders need far more")
+
+    def span_of(self, attribute: str) -> Span:
+        return next((span for name, span in self.spans if name == attribute), self.declaration.name.span)
 
     def _swept(self, spec, value) -> None:
         """`matrix`, `exclude` and `max_parallel` are read once for all the instances
@@ -1474,7 +1570,9 @@ class _StageLowering:
 # name in schema.STAGE and schema.STAGE_BLOCKS (a test holds the keys equal).
 LOWER_STAGE_ATTRIBUTE: dict[str, Callable[[_StageLowering, AttributeSpec, m.Value], None]] = {
     "image": _StageLowering._image,
+    "pull": _StageLowering._pull,
     "command": _StageLowering._command,
+    "args": _StageLowering._args,
     "script": _StageLowering._script,
     "workdir": _StageLowering._workdir,
     "env": _StageLowering._env,
@@ -1499,7 +1597,9 @@ LOWER_STAGE_BLOCK: dict[str, Callable[[_StageLowering, list], None]] = {
     "matrix": _StageLowering._swept_block,
     "schedule": _StageLowering._schedule,
     "autoscale": _StageLowering._autoscale_block,
+    "security": _StageLowering._security,
 }
+PROGRAMS = ("command", "args", "script")  # what runs: at most one of them
 
 
 IDENTIFIER_START = re.compile(r"[A-Za-z]")

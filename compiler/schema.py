@@ -32,6 +32,7 @@ class Type(enum.Enum):
     DURATION = "a duration"
     CHOICE = "one of the choices"
     BOOL = "a boolean"
+    USER = 'a uid (`1000`), "uid:gid" or `root`'
     PORT = "a port number or the name of one of `ports`"
     PORT_MAP = "a map of port names to port numbers"
 
@@ -75,6 +76,10 @@ HEADER = _table(
                   example='registry = "registry.example.com/risk"'),
     AttributeSpec("image", Type.STRING, "The image of stages that do not set their own.",
                   example='image = "python:3.11-slim"'),
+    AttributeSpec("pull_secrets", Type.STRING_LIST,
+                  "Kubernetes Secrets holding registry credentials for private images (`imagePullSecrets` "
+                  "on Kubernetes and Argo; docker-compose and `aipc run` use the caller's `docker login`).",
+                  example='pull_secrets = ["regcred"]'),
     AttributeSpec("gpu_labels", Type.CHOICE,
                   "Which node labels select a `gpu_model` on Kubernetes: `gfd` (NVIDIA GPU feature "
                   "discovery, the default), `gke` (GKE's accelerator label) or `karpenter` (Karpenter's "
@@ -115,13 +120,23 @@ SECRET = _table(
 
 STAGE = _table(
     AttributeSpec("image", Type.STRING, "The container image.", example='image = "python:3.11-slim"'),
+    AttributeSpec("pull", Type.CHOICE,
+                  "When the image is pulled: `always`, `if_missing` or `never` (default: the target's own "
+                  "rule; Kubernetes pulls `:latest` always, a pinned tag if missing).",
+                  choices=("always", "if_missing", "never"), example="pull = always"),
     AttributeSpec("command", Type.STRING_LIST,
-                  "The argv to run, instead of the image's entrypoint. Exclusive with `script`.",
+                  "The argv to run, instead of the image's entrypoint. Exclusive with `args` and `script`.",
                   example='command = ["python", "train.py", "--epochs", "${epochs}"]'),
-    AttributeSpec("script", Type.STRING, "A shell script run with `sh -c`. Exclusive with `command`.",
+    AttributeSpec("args", Type.STRING_LIST,
+                  "Arguments appended to the image's own entrypoint (replacing its default command). "
+                  "Exclusive with `command` and `script`.",
+                  example='args = ["--model", "meta-llama/Meta-Llama-3-8B", "--port", "8000"]'),
+    AttributeSpec("script", Type.STRING, "A shell script run with `sh -c`. Exclusive with `command` and `args`.",
                   example='script = """\n  set -eu\n  python etl.py\n"""'),
     AttributeSpec("workdir", Type.PATH, "The working directory.", example='workdir = "/app"'),
-    AttributeSpec("env", Type.STRING_MAP, "Environment variables.", example='env = { LOG_LEVEL = "info" }'),
+    AttributeSpec("env", Type.STRING_MAP,
+                  "Environment variables: strings, or `SECRET.KEY`, one key of a declared secret under this name.",
+                  example='env = { LOG_LEVEL = "info", HUGGING_FACE_HUB_TOKEN = hf.token }'),
     AttributeSpec("secrets", Type.SECRET_LIST, "Secrets whose keys become environment variables.",
                   example="secrets = [s3]"),
     AttributeSpec("after", Type.STAGE_LIST,
@@ -204,6 +219,20 @@ RESOURCES = _table(
                   example="disk = 100Gi"),
 )
 
+SECURITY = _table(
+    AttributeSpec("user", Type.USER,
+                  "The user the container runs as: a uid (`1000`, group the same), \"uid:gid\" or `root`. "
+                  "Default: 65532, a non-root user, with HOME and USER set.", example="user = root"),
+    AttributeSpec("read_only", Type.BOOL, "Whether the root filesystem is read-only (default `true`; /tmp "
+                  "and mounted volumes stay writable).", example="read_only = false"),
+    AttributeSpec("capabilities", Type.STRING_LIST,
+                  "Linux capabilities added back after dropping them all, written without `CAP_`.",
+                  example='capabilities = ["CHOWN", "SETUID", "SETGID"]'),
+    AttributeSpec("privileged", Type.BOOL,
+                  "Run with every privilege of the host (devices, capabilities): always warned about.",
+                  example="privileged = true"),
+)
+
 SCHEDULE = _table(
     AttributeSpec("node", Type.STRING_MAP, "Node labels the stage's nodes must have (a node selector).",
                   example='node = { "cloud.google.com/gke-spot" = "true" }'),
@@ -238,8 +267,8 @@ MAX_INSTANCES = 1000
 # Blocks of a stage. A block named like a stage attribute (`health`) is another
 # way to write that attribute, for the same kinds of stage.
 STAGE_BLOCKS = {"resources": RESOURCES, "health": HEALTH, "matrix": MATRIX, "schedule": SCHEDULE,
-                "autoscale": AUTOSCALE}
-HEADER_BLOCKS = {"schedule": SCHEDULE,  # defaults for every stage, merged key by key
+                "autoscale": AUTOSCALE, "security": SECURITY}
+HEADER_BLOCKS = {"schedule": SCHEDULE, "security": SECURITY,  # defaults for every stage, merged key by key
                  "artifacts": ARTIFACTS}  # where outputs live on Kubernetes and Argo
 BLOCK_KINDS = {"autoscale": SERVE}  # blocks only some kinds of stage take, besides those named like attributes
 BLOCKS = {"stage": STAGE_BLOCKS, "pipeline": HEADER_BLOCKS}  # the blocks of each declaration that has some

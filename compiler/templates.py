@@ -59,11 +59,12 @@ MERGE_BY_TYPE: dict[Type, Merge] = {
     Type.INT: Merge.REPLACE, Type.BYTES: Merge.REPLACE, Type.CPU: Merge.REPLACE,
     Type.DURATION: Merge.REPLACE, Type.CHOICE: Merge.REPLACE, Type.BOOL: Merge.REPLACE, Type.PORT: Merge.REPLACE,
     Type.PORT_MAP: Merge.KEYS, Type.MAP_LIST: Merge.REPLACE, Type.STAGE_NAME: Merge.REPLACE,
+    Type.USER: Merge.REPLACE,
 }
-# Attributes that fill one slot, as alternatives: a stage's `script` replaces a
-# template's `command`, and in a `health { }` block a `tcp` or `command` check its
+# Attributes that fill one slot, as alternatives: a stage's `script` or `args`
+# replaces a template's `command` (what runs: at most one of them), and in a `health { }` block a `tcp` or `command` check its
 # `http` one (the block holds exactly one of them).
-SAME_SLOT = {"script": "command"}
+SAME_SLOT = {"script": "command", "args": "command"}
 SAME_SLOT_IN_BLOCK = {"health": {"tcp": "http", "command": "http"}}
 
 # What a template's body cannot be blamed for on its own: names that its users

@@ -46,6 +46,8 @@ KEYWORD_DOCS = {
 _BLOCK_PURPOSES = {
     "resources": "what the stage requests and is limited to",
     "health": "how and when the service is checked (serve stages)",
+    "security": "how the container departs from the hardened default: its user, a writable root filesystem, "
+                "capabilities added back, privileged (in the `pipeline` header: defaults for every stage)",
     "schedule": "where the stage's pods may run and how they wait: a node selector, tolerations, a "
                 "PriorityClass and a Kueue queue (in the `pipeline` header: defaults for every stage)",
     "autoscale": "how `replicas = MIN..MAX` scales: on CPU use (`cpu`, percent) or a per-pod `metric`",

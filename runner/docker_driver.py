@@ -7,8 +7,10 @@ labels), and :func:`container_options` maps that to the SDK's arguments, as
 `aipc apply` applies the Kubernetes backend's documents. This driver adds what
 belongs to one run: names, the run's labels (:mod:`aipc.runner.selection`,
 which is how ``aipc down`` and the Ctrl-C clean-up find everything), the run's
-Docker volumes and network, the address ports are published on, and ``--init``
-so that stopping a container is prompt.
+Docker volumes (given to the volume group by the spec's one-off container
+before any stage runs) and network, the address ports are published on, the
+images as each stage's ``pull`` says, and ``--init`` so that stopping a
+container is prompt.
 
 GPUs: with the machine's GPUs known (``aipc run --gpus N``, or counted by
 :meth:`DockerDriver.count_gpus`), the scheduler hands each container its device
@@ -44,7 +46,9 @@ import docker.types
 import requests.exceptions
 from docker.utils import parse_repository_tag
 
-from aipc.backends.docker import ContainerSpec, HealthCheck, Mount, describe_health, port_range
+from aipc.backends.docker import (
+    SET_UP_KINDS, VOLUMES_SERVICE, ContainerSpec, HealthCheck, Mount, describe_health, port_range, volume_setup,
+)
 from aipc.compiler import ir
 from aipc.redact import redact
 from aipc.runner.cache import LABEL_GENERATION, tree_digest
@@ -59,6 +63,10 @@ MAX_LINE = 2**20  # bytes: a longer line is passed on in pieces of this size (no
 STOP_GRACE = 5  # seconds between SIGTERM and SIGKILL when a service is stopped
 SETTLE = 1.0  # a service without `health` counts as started when still running after this
 SECOND = 1_000_000_000  # the engine's durations are in nanoseconds
+# The volume setup of a run prepares the volumes stages write once, before any stage; each attempt
+# prepares the outputs it renews.
+OUTPUT_KINDS = frozenset({ir.VolumeKind.ARTIFACT})
+VOLUME_KINDS = SET_UP_KINDS - OUTPUT_KINDS
 
 
 class EngineUnavailable(Exception):
@@ -135,7 +143,8 @@ def mount_option(mount: Mount, names: RunNames, base_dir: str) -> docker.types.M
     volume = mount.volume
     if volume.kind is ir.VolumeKind.HOST:
         return docker.types.Mount(mount.target, host_path(volume, base_dir), type="bind", read_only=mount.read_only)
-    return docker.types.Mount(mount.target, names.volume(volume), type="volume", read_only=mount.read_only)
+    return docker.types.Mount(mount.target, names.volume(volume), type="volume", read_only=mount.read_only,
+                              no_copy=mount.no_copy)
 
 
 GPU_REQUESTS = ("device", "env")  # how a container's GPUs reach the engine (--gpu-request)
@@ -171,24 +180,13 @@ def container_options(stage: ir.Stage, spec: ContainerSpec, names: RunNames, num
                       gpu_request: str = "device") -> dict:
     """Keyword arguments of ``client.containers.create`` for one attempt (batch) or
     replica (serve) of ``stage``, whose container is ``spec``; ``devices``: its GPUs."""
-    environment = {**dict(spec.environment), **{key: environ.get(key, "") for key in spec.secret_keys}}
+    options = spec_options(spec, names, environ=environ, base_dir=base_dir, devices=devices,
+                           gpu_request=gpu_request)
     if gpu_request == "env":  # the assignment wins over an `env` of the stage: GPUs are shared
         visible = ",".join(devices) if spec.gpu is not None and spec.gpu.driver == "nvidia" and devices else "void"
-        environment[VISIBLE_DEVICES] = visible
-    options: dict = {
-        **spec.engine_options(),  # image, working_dir, hardening...: what the engine takes as it is
-        "name": names.container(stage.name, number),
-        "labels": {**dict(spec.labels), **names.stage_labels(stage)},  # ours last: `aipc down` finds it
-        "environment": environment,
-        "mounts": [mount_option(mount, names, base_dir) for mount in spec.mounts],
-        "init": True,
-    }
-    if spec.entrypoint is not None:
-        options["entrypoint"] = list(spec.entrypoint)
-        options["command"] = list(spec.command or ())
-    if spec.tmpfs:
-        options["tmpfs"] = {path: "" for path in spec.tmpfs}
-    options.update(resource_options(spec, devices, gpu_request))
+        options["environment"][VISIBLE_DEVICES] = visible
+    options["name"] = names.container(stage.name, number)
+    options["labels"] = {**dict(spec.labels), **names.stage_labels(stage)}  # ours last: `aipc down` finds it
     if network:
         options["network"] = network
         aliases = sorted({stage.name, ir.dns_label(stage.name), *spec.aliases})
@@ -200,6 +198,39 @@ def container_options(stage: ir.Stage, spec: ContainerSpec, names: RunNames, num
     if spec.healthcheck is not None:
         options["healthcheck"] = health_option(spec.healthcheck)
     return options
+
+
+def spec_options(spec: ContainerSpec, names: RunNames, *, environ: Mapping[str, str], base_dir: str,
+                 devices: tuple[str, ...] = (), gpu_request: str = "device") -> dict:
+    """What a container spec is as ``client.containers.create`` arguments, whatever runs it."""
+    environment = {**dict(spec.environment), **{name: environ.get(key, "") for name, key in spec.secret_env},
+                   **{key: environ.get(key, "") for key in spec.secret_keys}}
+    options: dict = {
+        **spec.engine_options(),  # image, working_dir, hardening...: what the engine takes as it is
+        "environment": environment,
+        "mounts": [mount_option(mount, names, base_dir) for mount in spec.mounts],
+        "init": True,
+    }
+    if spec.entrypoint is not None:
+        options["entrypoint"] = list(spec.entrypoint)
+        options["command"] = list(spec.command or ())
+    elif spec.command is not None:  # `args`: the image's own entrypoint gets them
+        options["command"] = list(spec.command)
+    if spec.tmpfs:
+        options["tmpfs"] = dict(spec.tmpfs)
+    options.update(resource_options(spec, devices, gpu_request))
+    return options
+
+
+def writable_by_stages(path: str) -> None:
+    """A host folder aipc created for stages that write it: given to the volume group
+    (group-writable, new files inherit the group), as a Docker volume is; by anyone
+    when the caller may not give a folder to that group (not root)."""
+    try:
+        os.chown(path, -1, ir.VOLUME_GROUP)
+        os.chmod(path, 0o2775)
+    except PermissionError:
+        os.chmod(path, 0o777)
 
 
 def health_option(check: HealthCheck) -> docker.types.Healthcheck:
@@ -397,7 +428,8 @@ class DockerDriver:
         (nothing has been created then)."""
         try:
             problems = self._check_other_files()
-            problems += self._check_images(sorted({self.specs[stage.name].image for stage in stages}))
+            problems += self._check_images({self.specs[stage.name].image: self.specs[stage.name].pull
+                                            for stage in stages})
             volumes = used_volumes(stages)
             problems += self._check_claims(volumes)
             problems += self._check_volume_owners(volumes)
@@ -408,6 +440,7 @@ class DockerDriver:
             problems = self._create_volumes(volumes, stages)
             if problems:
                 raise PreflightError(problems)
+            self._set_up_volumes(stages)
             self._create_network()
         except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
             raise PreflightError([f"the Docker engine failed: {engine_message(error)}"]) from None
@@ -463,18 +496,26 @@ class DockerDriver:
                 f"holds (run {labels[LABEL_RUN]} from `{file}`, up since {since}): stop that run with "
                 f"`aipc down {file}` and run again")
 
-    def _check_images(self, images: list[str]) -> list[str]:
+    def _check_images(self, images: Mapping[str, ir.PullPolicy | None]) -> list[str]:
+        """Each image on this machine, pulled when missing (or always, or never, as ``pull`` says)."""
         problems = []
-        for image in images:
-            try:
-                self.client.images.get(image)
-                continue
-            except docker.errors.ImageNotFound:
-                pass
-            except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
-                problems.append(f"image `{image}`: {engine_message(error)}")
-                continue
-            self.note(f"pulling image {image} (not on this machine)")
+        for image in sorted(images):
+            policy = images[image]
+            if policy is not ir.PullPolicy.ALWAYS:
+                try:
+                    self.client.images.get(image)
+                    continue
+                except docker.errors.ImageNotFound:
+                    if policy is ir.PullPolicy.NEVER:
+                        problems.append(f"image `{image}` is not on this machine, and `pull = never` forbids "
+                                        "pulling it")
+                        continue
+                except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+                    problems.append(f"image `{image}`: {engine_message(error)}")
+                    continue
+                self.note(f"pulling image {image} (not on this machine)")
+            else:
+                self.note(f"pulling image {image} (`pull = always`)")
             repository, tag = parse_repository_tag(image)
             try:
                 self.client.images.pull(repository, tag=tag or "latest")
@@ -557,6 +598,7 @@ class DockerDriver:
                     continue  # a directory, or a file to bind
                 try:
                     os.makedirs(path)
+                    writable_by_stages(path)
                 except OSError as error:
                     problems.append(f"volume `{volume.name}`: cannot create `{path}`: {error.strerror or error}")
                     continue
@@ -574,6 +616,36 @@ class DockerDriver:
                     except docker.errors.APIError as error:
                         problems.append(f"volume `{volume.name}`: cannot create `{name}`: {engine_message(error)}")
         return problems
+
+    def _set_up_volumes(self, stages: list[ir.Stage]) -> None:
+        """Run the one-off container that gives the volumes these stages write to the
+        volume group (what compose runs as the service `aipc-volumes`, there with the
+        outputs: here each attempt renews its outputs, and sets them up then)."""
+        problem = self._run_volume_setup(volume_setup(self.pipeline, stages, VOLUME_KINDS), VOLUMES_SERVICE, 1)
+        if problem is not None:
+            raise PreflightError([f"preparing the volumes for the stages' user {problem}"])
+
+    def _run_volume_setup(self, setup: tuple[ContainerSpec, tuple[str, ...]] | None, name: str,
+                          number: int) -> str | None:
+        """Run a volume setup (docker.volume_setup) to its end: None when it succeeded or
+        there is none, else what went wrong."""
+        if setup is None:
+            return None
+        spec = setup[0]
+        options = spec_options(spec, self.names, environ=self.environ, base_dir=self.base_dir)
+        options.update(name=self.names.container(name, number), network_mode="none",
+                       labels={**dict(spec.labels), **self.names.run_labels()})
+        container = self.client.containers.create(**options)
+        try:
+            container.start()
+            code = self._wait(container, time.monotonic() + 120)
+            if code != 0:
+                output = container.logs().decode("utf-8", "replace").strip().splitlines()[-3:]
+                return (f"(image `{spec.image}`, which needs sh, chgrp and chmod) failed with code {code}: "
+                        + " / ".join(output))
+        finally:
+            self._discard(container, graceful=False)
+        return None
 
     def _create_network(self) -> None:
         name = self.names.network
@@ -681,9 +753,11 @@ class DockerDriver:
 
     def run_batch(self, stage: ir.Stage, attempt: int, deadline: float | None, devices: Devices = ()) -> Attempt:
         try:
-            self._renew_outputs(stage)
+            problem = self._renew_outputs(stage, attempt)
         except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
             return Attempt(error=f"cannot empty its outputs: {engine_message(error)}")
+        if problem is not None:
+            return Attempt(error=problem)
         try:
             container = self._create(stage, attempt, is_service=False, devices=devices[0] if devices else ())
         except NameTaken as error:
@@ -729,9 +803,11 @@ class DockerDriver:
         outputs = self._digest_outputs(stage, container) if exit_code == 0 and not timed_out else ()
         return Attempt(exit_code=exit_code, timed_out=timed_out, detail=detail, outputs=outputs)
 
-    def _renew_outputs(self, stage: ir.Stage) -> None:
+    def _renew_outputs(self, stage: ir.Stage, attempt: int) -> str | None:
         """Each attempt writes its outputs into new, empty volumes: nothing of an earlier
-        run is left in them, and their creation time tells the cache they changed."""
+        run is left in them, and their creation time tells the cache they changed. They
+        are given to the volume group (docker.volume_setup) before the stage starts:
+        None when done, else what went wrong."""
         for output in stage.artifact_mounts():
             if output.read_only:
                 continue
@@ -742,6 +818,9 @@ class DockerDriver:
                 pass
             self.client.volumes.create(name, driver="local", labels={
                 **self.names.volume_labels(output.volume), LABEL_GENERATION: uuid.uuid4().hex})
+        setup = volume_setup(self.pipeline, [stage], OUTPUT_KINDS)
+        problem = self._run_volume_setup(setup, f"{VOLUMES_SERVICE}-{stage.name}", attempt)
+        return None if problem is None else f"preparing its outputs for the stage's user {problem}"
 
     def _digest_outputs(self, stage: ir.Stage, container) -> tuple[tuple[str, str], ...]:
         """The content digest of each output, read from the stopped container through the

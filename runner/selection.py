@@ -79,10 +79,13 @@ def select_stages(pipeline: ir.Pipeline, only: Iterable[str] = (), start: str | 
 
 
 def required_secrets(pipeline: ir.Pipeline, selected: Iterable[str]) -> tuple[str, ...]:
-    """Every environment variable the selected stages' secrets need, sorted (a key
-    the stage's own ``env`` sets is not needed: that entry wins)."""
+    """Every environment variable the selected stages' secrets need, sorted: the keys
+    of the secrets they list (one the stage's own ``env`` sets is not needed: that
+    entry wins) and the keys their ``env`` takes under another name (``hf.token``)."""
     wanted = set(selected)
-    return tuple(sorted({key for stage in pipeline.stages if stage.name in wanted for key in secret_keys(stage)}))
+    stages = [stage for stage in pipeline.stages if stage.name in wanted]
+    return tuple(sorted({key for stage in stages for key in secret_keys(stage)}
+                        | {key.key for stage in stages for _, key in stage.secret_env}))
 
 
 def missing_secrets(pipeline: ir.Pipeline, selected: Iterable[str], environ: Mapping[str, str]) -> tuple[str, ...]:

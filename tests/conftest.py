@@ -132,10 +132,15 @@ def docker_compose() -> str:
     pytest.skip(message)
 
 
-BUSYBOX_IMAGE = "aipc-test/busybox:1.0"
+# The tag changes with what the image holds: the engine is shared, and an image of
+# an older build under the same name would be used as it is. 1.1: the root
+# directory is 0755 (a non-root user, every stage's default, must reach /bin).
+BUSYBOX_IMAGE = "aipc-test/busybox:1.1"
+PASSWD = "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n"
+GROUP = "root:x:0:\nnogroup:x:65534:\n"
 
 
-def _build_busybox_rootfs(root: Path) -> None:
+def _build_busybox_rootfs(root: Path, passwd: str = PASSWD, group: str = GROUP) -> None:
     busybox = Path("/bin/busybox")
     if not busybox.exists():
         pytest.fail("/bin/busybox is missing: install busybox-static (scripts/test.sh does)")
@@ -147,11 +152,41 @@ def _build_busybox_rootfs(root: Path) -> None:
             (root / "bin" / applet).symlink_to("busybox")
     for directory in ("tmp", "etc", "www", "data", "root"):
         (root / directory).mkdir(exist_ok=True)
+    root.chmod(0o755)  # mktemp makes it 0700: only root could use the image
+    (root / "root").chmod(0o700)  # as in Debian's and Alpine's images
     (root / "tmp").chmod(0o1777)
-    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n")
-    (root / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
+    (root / "etc" / "passwd").write_text(passwd)
+    (root / "etc" / "group").write_text(group)
     (root / "www" / "healthz").write_text("ok\n")
     (root / "www" / "index.html").write_text("ok\n")
+
+
+def build_image(name: str, root: Path, *changes: str) -> str:
+    """``docker import`` of the directory ``root`` as ``name``, with Dockerfile ``changes``."""
+    tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
+    command = ["docker", "import"]
+    for change in ("ENV PATH=/bin", *changes):
+        command += ["--change", change]
+    subprocess.run([*command, "-", name], stdin=tar.stdout, check=True, capture_output=True)
+    tar.stdout.close()
+    tar.wait()
+    return name
+
+
+def busybox_variant(tmp_path_factory, name: str, *changes: str, passwd: str = PASSWD, group: str = GROUP,
+                    files: dict[str, str] | None = None) -> str:
+    """An image of the offline busybox with its own ENTRYPOINT, CMD, USER... (``changes``)
+    and ``files`` (path in the image -> text); built once per name."""
+    if subprocess.run(["docker", "image", "inspect", name], capture_output=True).returncode == 0:
+        return name
+    root = tmp_path_factory.mktemp("rootfs")
+    _build_busybox_rootfs(root, passwd, group)
+    for path, text in (files or {}).items():
+        target = root / path.lstrip("/")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        target.chmod(0o755)
+    return build_image(name, root, *changes)
 
 
 @pytest.fixture(scope="session")
@@ -165,9 +200,7 @@ def busybox_image(docker_engine, tmp_path_factory) -> str:
     from filelock import FileLock
 
     with FileLock(Path(tempfile.gettempdir()) / "aipc-test-busybox-image.lock"):
-        inspect = subprocess.run(["docker", "image", "inspect", BUSYBOX_IMAGE], capture_output=True)
-        if inspect.returncode == 0:
-            return BUSYBOX_IMAGE
+        return busybox_variant(tmp_path_factory, BUSYBOX_IMAGE, 'CMD ["sh"]')
         root = tmp_path_factory.mktemp("busybox-rootfs")
         _build_busybox_rootfs(root)
         tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)

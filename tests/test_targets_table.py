@@ -88,8 +88,14 @@ def hardened_compose(*stages: str) -> list:
         (f"{svc(stage)}.read_only", True),
         (f"{svc(stage)}.cap_drop", Has("ALL")),
         (f"{svc(stage)}.security_opt", Has("no-new-privileges:true")),
-        (f"{svc(stage)}.tmpfs", Has(Re(r"/tmp(:.*)?"))),
+        (f"{svc(stage)}.tmpfs", Has(Re(r"/tmp:size=\d+[gmk]?,exec"))),  # sized, as large as the memory limit
         (f"{svc(stage)}.privileged", ABSENT),
+        (f"{svc(stage)}.cap_add", ABSENT),
+        (f"{svc(stage)}.user", "65532:65532"),  # the user Kubernetes runs it as
+        (f"{svc(stage)}.group_add", ["65532"]),  # fsGroup
+        (f"{svc(stage)}.pids_limit", 4096),
+        (f"{svc(stage)}.deploy.resources.limits.memory", Re(r"\d+[gmk]?")),  # the default when it sets none
+        (f"{svc(stage)}.environment", Has(Re(r"HOME=.+"), Re(r"USER=.+"))),
     )]
 
 
@@ -101,12 +107,17 @@ def _hardened_pod(spec: str, container: str) -> list:
         (f"{container}.securityContext.readOnlyRootFilesystem", True),
         (f"{container}.securityContext.runAsNonRoot", True),
         (f"{container}.securityContext.capabilities.drop", Has("ALL")),
+        (f"{container}.securityContext.capabilities.add", ABSENT),
         (f"{container}.volumeMounts[mountPath=/tmp].name", "tmp"),
+        (f"{container}.env[name=HOME].value", Re(r"/.*")),  # writable: /tmp, or /root for a writable root
+        (f"{container}.env[name=USER].value", Re(r".+")),  # getpass.getuser() reads it first
     ]
 
 
 def _pod_security(spec: str) -> list:
     return [(f"{spec}.securityContext.runAsNonRoot", True),
+            (f"{spec}.securityContext.runAsUser", 65532),
+            (f"{spec}.securityContext.fsGroup", 65532),
             (f"{spec}.securityContext.seccompProfile.type", "RuntimeDefault")]
 
 
@@ -117,6 +128,31 @@ def hardened_k8s(pipeline: str, jobs=(), deployments=()) -> list:
             spec, container = pod(kind, f"{pipeline}-{stage}"), ctr(kind, f"{pipeline}-{stage}")
             out += _hardened_pod(spec, container) + _pod_security(spec)
     return out
+
+
+def relaxed_llm_serving(vllm: str, db: str, model: str = "meta-llama/Meta-Llama-3-8B-Instruct") -> list:
+    """What the security blocks of llm-serving's vllm and db stages become in a pod spec."""
+    return [
+        (f"{vllm}.securityContext.runAsUser", 0),
+        (f"{vllm}.securityContext.runAsNonRoot", ABSENT),
+        (f"{vllm}.containers[0].securityContext.runAsNonRoot", ABSENT),
+        (f"{vllm}.containers[0].securityContext.readOnlyRootFilesystem", False),
+        (f"{vllm}.containers[0].securityContext.allowPrivilegeEscalation", False),
+        (f"{vllm}.containers[0].securityContext.capabilities", {"drop": ["ALL"]}),
+        (f"{vllm}.containers[0].command", ABSENT),
+        (f"{vllm}.containers[0].args", ["--model", model, "--port", "8000"]),
+        (f"{vllm}.containers[0].imagePullPolicy", "IfNotPresent"),
+        (f"{vllm}.containers[0].env[name=HUGGING_FACE_HUB_TOKEN].valueFrom",
+         {"secretKeyRef": {"name": "hf", "key": "HF_TOKEN"}}),
+        (f"{vllm}.containers[0].env[name=HOME].value", "/root"),
+        (f"{vllm}.containers[0].env[name=USER].value", "root"),
+        (f"{db}.securityContext.runAsUser", 0),
+        (f"{db}.securityContext.fsGroup", 65532),
+        (f"{db}.containers[0].securityContext.readOnlyRootFilesystem", False),
+        (f"{db}.containers[0].securityContext.capabilities",
+         {"drop": ["ALL"], "add": ["CHOWN", "SETUID", "SETGID", "FOWNER", "DAC_OVERRIDE"]}),
+        (f"{db}.containers[0].securityContext.privileged", False),
+    ]
 
 
 def hardened_argo(batch=(), serve=()) -> list:
@@ -139,6 +175,9 @@ A100 = {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}  # the node labels a 
 MI250X = {"amd.com/gpu.product-name": "AMD-Instinct-MI250X"}
 ARC = {"gpu.intel.com/product": "Arc-A770"}
 COMPLETED = {"condition": "service_completed_successfully"}
+# Stages that write a volume wait for the one-off service giving it to the volume group.
+SETUP = {"aipc-volumes": COMPLETED}
+HOME_USER = ["HOME=/tmp", "USER=nonroot"]  # the hardened default's, unless the stage sets them
 QUEUE = "kueue.x-k8s.io/queue-name"
 GPU_NODES = "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms"
 
@@ -255,9 +294,9 @@ EXAMPLE_CASES = {
             (f"{svc('ingest')}.environment", Has("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "LOG_LEVEL=info")),
             (f"{svc('ingest')}.restart", "on-failure:2"),
             Warns("B101", 27, 3),  # timeout = 30m: compose has no deadline
-            (f"{svc('ingest')}.volumes", ["raw:/data/raw"]),
-            (f"{svc('featurize')}.depends_on", {"ingest": COMPLETED}),
-            (f"{svc('featurize')}.volumes", ["raw:/data/raw:ro", "features:/data/features"]),
+            (f"{svc('ingest')}.volumes", ["raw:/data/raw:nocopy"]),
+            (f"{svc('featurize')}.depends_on", {**SETUP, "ingest": COMPLETED}),
+            (f"{svc('featurize')}.volumes", ["raw:/data/raw:ro,nocopy", "features:/data/features:nocopy"]),
             (f"{svc('featurize')}.deploy.resources.limits", {"cpus": "4", "memory": "16g"}),
             (f"{svc('featurize')}.deploy.resources.reservations", {"cpus": "1", "memory": "8g"}),
             gpus_compose("model", "nvidia", 4),
@@ -270,7 +309,7 @@ EXAMPLE_CASES = {
             (f"{svc('api')}.deploy.replicas", 3),
             (f"{svc('api')}.ports", [Re(r"(.*:)?8080-8082:8080")]),
             (f"{svc('api')}.healthcheck.test", Has(Re(r".*http://127\.0\.0\.1:8080/healthz.*"))),
-            (f"{svc('api')}.volumes", ["models:/models:ro"]),
+            (f"{svc('api')}.volumes", ["models:/models:ro,nocopy"]),
             ("volumes.raw.labels[app.kubernetes.io/part-of]", FRAUD),
             *hardened_compose("ingest", "featurize", "model", "evaluate", "api"),
         ],
@@ -340,10 +379,10 @@ EXAMPLE_CASES = {
         "compose": [
             (f"{svc('prepare')}.image", "churn-laptop:0.3.0"),  # the header's default image
             (f"{svc('prepare')}.working_dir", "/raw"),
-            (f"{svc('prepare')}.volumes", [Re(r".*data:/raw:ro"), "artifacts:/artifacts"]),
+            (f"{svc('prepare')}.volumes", [Re(r".*data:/raw:ro"), "artifacts:/artifacts:nocopy"]),
             (f"{svc('model')}.restart", "on-failure:1"),
-            (f"{svc('model')}.depends_on", {"prepare": COMPLETED}),
-            (f"{svc('check')}.volumes", Has("artifacts:/artifacts:ro")),
+            (f"{svc('model')}.depends_on", {**SETUP, "prepare": COMPLETED}),
+            (f"{svc('check')}.volumes", Has("artifacts:/artifacts:ro,nocopy")),
             (f"{svc('predict')}.depends_on", {"check": COMPLETED}),
             (f"{svc('predict')}.ports", [Re(r"(.*:)?8000:8000")]),
             (f"{svc('predict')}.deploy.resources.limits", {"cpus": "0.5", "memory": "512m"}),
@@ -360,7 +399,7 @@ EXAMPLE_CASES = {
         "compose": [
             (f"{svc('download')}.restart", "on-failure:3"),
             Warns("B101", 29, 3),  # timeout = 2h
-            (f"{svc('download')}.environment", ["HF_TOKEN"]),
+            (f"{svc('download')}.environment", [*HOME_USER, "HF_TOKEN"]),
             (f"{svc('finetune')}.environment", Has("HF_TOKEN", "WANDB_API_KEY", "NCCL_DEBUG=WARN")),
             gpus_compose("finetune", "nvidia", 8),  # gpu = "${gpus}", 8 by default
             (f"{svc('finetune')}.shm_size", "64g"),
@@ -418,18 +457,33 @@ EXAMPLE_CASES = {
             *hardened_argo(batch=("download", "tokenize", "finetune", "benchmark"), serve=("assistant",)),
         ],
     }),
-    "llm-serving": Case(example("llm-serving"), env={"HUGGING_FACE_HUB_TOKEN": "hf_table_test_token",
+    "llm-serving": Case(example("llm-serving"), env={"HF_TOKEN": "hf_table_test_token",
                                                       "POSTGRES_PASSWORD": "table-test-password"}, facts={
         "compose": [
             (f"{svc('vllm')}.ports", ["127.0.0.1:80:8000", "127.0.0.1:9090:9090"]),
             (f"{svc('vllm')}.healthcheck.start_period", "20m"),
             (f"{svc('db')}.healthcheck.test", ["CMD", "pg_isready", "-U", "mlflow", "-d", "mlflow"]),
-            (f"{svc('tracking')}.depends_on", {"db": {"condition": "service_healthy"}}),
+            (f"{svc('tracking')}.depends_on", {**SETUP, "db": {"condition": "service_healthy"}}),
             (f"{svc('tracking')}.command", [Re(r'(?s).*postgresql://mlflow:\$\$\{POSTGRES_PASSWORD\}@llm-serving-db:5432/.*')]),
             (f"{svc('smoke')}.depends_on", {"tracking": {"condition": "service_healthy"},
                                             "vllm": {"condition": "service_healthy"}}),
             (f"{svc('smoke')}.command", Has("http://llm-serving-vllm:8000/v1", "http://llm-serving-tracking:5000")),
-            *hardened_compose("db", "tracking", "vllm", "smoke"),
+            *hardened_compose("tracking", "smoke"),
+            # vLLM: the image's entrypoint gets `args`; root on a writable root filesystem
+            (f"{svc('vllm')}.entrypoint", ABSENT),
+            (f"{svc('vllm')}.command", ["--model", "meta-llama/Meta-Llama-3-8B-Instruct", "--port", "8000"]),
+            (f"{svc('vllm')}.pull_policy", "if_not_present"),
+            (f"{svc('vllm')}.environment", Has("HUGGING_FACE_HUB_TOKEN=${HF_TOKEN}", "HOME=/root", "USER=root")),
+            (f"{svc('vllm')}.user", "0:0"),
+            (f"{svc('vllm')}.read_only", False),
+            (f"{svc('vllm')}.cap_add", ABSENT),
+            (f"{svc('vllm')}.security_opt", ["no-new-privileges:true"]),
+            # postgres: root that chowns its folders and drops to its user
+            (f"{svc('db')}.user", "0:0"),
+            (f"{svc('db')}.read_only", False),
+            (f"{svc('db')}.cap_drop", ["ALL"]),
+            (f"{svc('db')}.cap_add", ["CHOWN", "SETUID", "SETGID", "FOWNER", "DAC_OVERRIDE"]),
+            (f"{svc('db')}.privileged", ABSENT),
         ],
         "k8s": [
             (f"{obj('Service', 'llm-serving-vllm')}.spec.ports[0].port", 80),
@@ -440,24 +494,28 @@ EXAMPLE_CASES = {
             (f"{obj('Job', 'llm-serving-smoke')}.metadata.annotations[aipc.dev/depends-on]",
              "Deployment/llm-serving-tracking,Deployment/llm-serving-vllm"),
             (f"{ctr('Job', 'llm-serving-smoke')}.command", Has("http://llm-serving-vllm:80/v1")),
-            *hardened_k8s("llm-serving", jobs=("smoke",), deployments=("db", "tracking", "vllm")),
+            *hardened_k8s("llm-serving", jobs=("smoke",), deployments=("tracking",)),
+            *relaxed_llm_serving(pod("Deployment", "llm-serving-vllm"), pod("Deployment", "llm-serving-db")),
         ],
         "argo": [
             (f"{task('smoke')}.dependencies", ["tracking", "vllm"]),
             (f"{tpl('smoke')}.container.command", Has("http://llm-serving-vllm:80/v1")),
-            *hardened_argo(batch=("smoke",), serve=("db", "tracking", "vllm")),
+            *hardened_argo(batch=("smoke",), serve=("tracking",)),
+            # a serve stage's parameter is fixed at its compiled value on Argo
+            *relaxed_llm_serving(applied("vllm") + "spec.template.spec", applied("db") + "spec.template.spec"),
+            ("spec.imagePullSecrets", ABSENT),  # the header names none
         ],
     }),
     "recommender": Case(example("recommender"), env={"WAREHOUSE_USER": "table-test-user",
                                                       "WAREHOUSE_PASSWORD": "table-test-password"}, facts={
         "compose": [
             (f"{svc('events_export')}.image", "registry.acme.internal/recsys/etl:3.2.1"),  # the header's registry
-            (f"{svc('events_export')}.environment", ["WAREHOUSE_USER", "WAREHOUSE_PASSWORD"]),
+            (f"{svc('events_export')}.environment", [*HOME_USER, "WAREHOUSE_USER", "WAREHOUSE_PASSWORD"]),
             Warns("B101", 22, 3, in_file="examples/lib/ml.aip"),  # the `extract` template's timeout = 3h
-            (f"{svc('user_features')}.depends_on", {"events_export": COMPLETED}),
-            (f"{svc('item_features')}.depends_on", {"events_export": COMPLETED}),
+            (f"{svc('user_features')}.depends_on", {**SETUP, "events_export": COMPLETED}),
+            (f"{svc('item_features')}.depends_on", {**SETUP, "events_export": COMPLETED}),
             # the diamond closes: two_tower waits for both feature jobs
-            (f"{svc('two_tower')}.depends_on", {"item_features": COMPLETED, "user_features": COMPLETED}),
+            (f"{svc('two_tower')}.depends_on", {**SETUP, "item_features": COMPLETED, "user_features": COMPLETED}),
             gpus_compose("two_tower", "nvidia", 2),
             (f"{svc('two_tower')}.shm_size", "8g"),
             Warns("B101", 56, 3),
@@ -465,7 +523,7 @@ EXAMPLE_CASES = {
             (f"{svc('candidates')}.environment", Has("TOP_K=500")),
             # a service after a service waits until it is healthy
             (f"{svc('ranker')}.depends_on", {"candidates": {"condition": "service_healthy"}}),
-            (f"{svc('ranker')}.environment", ["CANDIDATES_URL=http://recommender-candidates:9000"]),
+            (f"{svc('ranker')}.environment", ["CANDIDATES_URL=http://recommender-candidates:9000", *HOME_USER]),
             (f"{svc('candidates')}.networks.default.aliases", Has("recommender-candidates")),
             (f"{svc('ranker')}.deploy.replicas", 3),
             (f"{svc('ranker')}.labels.tier", "frontend"),
@@ -518,7 +576,7 @@ EXAMPLE_CASES = {
             Warns("B101", 50, 5),  # gpu_model
             Warns("B101", 53, 3),  # timeout = 2d
             gpus_compose("accuracy", "amd", 1),
-            (f"{svc('export')}.depends_on", {"accuracy": COMPLETED}),
+            (f"{svc('export')}.depends_on", {**SETUP, "accuracy": COMPLETED}),
             *hardened_compose("fetch", "shard", "classifier", "accuracy", "export"),
         ],
         "k8s": [
@@ -546,8 +604,8 @@ EXAMPLE_CASES = {
         "compose": [
             Quiet(),
             *[(f"{svc(stage)}.image", "busybox:1.36") for stage in ("numbers", "model", "check", "report")],
-            (f"{svc('numbers')}.volumes", ["work:/work"]),
-            (f"{svc('check')}.volumes", ["work:/work:ro"]),
+            (f"{svc('numbers')}.volumes", ["work:/work:nocopy"]),
+            (f"{svc('check')}.volumes", ["work:/work:ro,nocopy"]),
             (f"{svc('check')}.depends_on", {"model": COMPLETED}),
             (f"{svc('report')}.entrypoint", ["httpd"]),
             (f"{svc('report')}.command", ["-f", "-v", "-p", "8080", "-h", "/work"]),  # port = "${port}"
@@ -574,9 +632,13 @@ EXAMPLE_CASES = {
     "churn": Case(example("churn"), facts={
         "compose": [
             Quiet(),
-            (f"{svc('model')}.volumes", ["model.model:/out/model", "model.metrics:/out/metrics"]),
-            (f"{svc('evaluate')}.volumes", ["model.model:/in/model:ro", "model.metrics:/in/metrics:ro"]),
+            (f"{svc('model')}.volumes", ["model.model:/out/model:nocopy", "model.metrics:/out/metrics:nocopy"]),
+            (f"{svc('evaluate')}.volumes", ["model.model:/in/model:ro,nocopy", "model.metrics:/in/metrics:ro,nocopy"]),
             (f"{svc('evaluate')}.depends_on", {"model": COMPLETED}),
+            # the outputs are given to the volume group before `model` writes them as uid 65532
+            (f"{svc('aipc-volumes')}.volumes", ["model.metrics:/aipc/volumes/model.metrics:nocopy",
+                                                 "model.model:/aipc/volumes/model.model:nocopy"]),
+            (f"{svc('model')}.depends_on", {"aipc-volumes": COMPLETED}),
             ("volumes[model.model].labels[app.kubernetes.io/part-of]", "churn"),
             *hardened_compose("model", "evaluate"),
         ],
@@ -727,6 +789,18 @@ serve api { image = "x:1"  port = 8080  secrets = [db] }
 SECRET_VALUES = {"AWS_ACCESS_KEY_ID": "AKIA-table-test", "AWS_SECRET_ACCESS_KEY": "s3-table-test-secret",
                  "DB_PASSWORD": "db-table-test-password"}
 
+# The header's security is every stage's default; a stage's keys replace it key by key.
+CONTAINERS = """\
+pipeline "t" {
+  pull_secrets = ["regcred"]
+  security { user = "1000:100" }
+}
+secret hf { keys = ["token"] }
+data fetch { image = "x:1"  args = ["--all"]  env = { HF_TOKEN = hf.token }  pull = never }
+data chowner { image = "x:1"  security { user = root  capabilities = ["CHOWN"] } }
+"""
+HF_VALUE = {"token": "hf-table-test-token"}
+
 ORDER = """\
 data a { image = "x:1" }
 data b { image = "x:1"  after = [a] }
@@ -792,7 +866,7 @@ param greeting: string = "it's fine"
 train model {
   image   = "trainer:1.0"
   command = ["torchrun", "--nproc-per-node=${gpus}", "--epochs=${epochs}"]
-  resources { gpu = "${gpus}" }
+  resources { gpu = "${gpus}"  memory = 32Gi }
 }
 serve api { image = "api:1.0"  after = [model]  port = 8080  env = { GREETING = "${greeting}" } }
 """
@@ -815,7 +889,7 @@ train fit {
   matrix       { lr = [1e-4, 3e-4]  seed = [1, 2] }
   max_parallel = 2
   command      = ["fit", "--lr", "${matrix.lr}", "--epochs=${epochs}"]
-  resources { gpu = "${gpus}" }
+  resources { gpu = "${gpus}"  memory = 32Gi }
 }
 serve api {
   matrix = { port = [8080, 8081] }
@@ -857,7 +931,8 @@ train model from trainer {
 """
 TEMPLATE_LIBRARY = {"lib/jobs.aip": "template gpu: train {\n  resources { gpu = 1  memory = 16Gi  shm = 2Gi }\n"
                                     "  timeout = 1h\n}\n"}
-MERGED_ENV = [{"name": "LEVEL", "value": "info"}, {"name": "SEED", "value": "7"}, {"name": "HOME", "value": "/tmp"}]
+MERGED_ENV = [{"name": "LEVEL", "value": "info"}, {"name": "SEED", "value": "7"}, {"name": "HOME", "value": "/tmp"},
+              {"name": "USER", "value": "nonroot"}]
 MERGED_RESOURCES = {"requests": {"cpu": "500m", "memory": "16Gi"},
                     "limits": {"cpu": "2", "memory": "16Gi", "nvidia.com/gpu": 2}}
 
@@ -889,10 +964,10 @@ CASES = {
     **EXAMPLE_CASES,
     "templates": Case(TEMPLATES, files=TEMPLATE_LIBRARY, facts={
         "compose": [
-            (f"{svc('model')}.environment", ["LEVEL=info", "SEED=7"]),  # env merged key by key
-            (f"{svc('model')}.volumes", ["data:/data"]),  # the stage's mount at the template's path replaces it
+            (f"{svc('model')}.environment", ["LEVEL=info", "SEED=7", *HOME_USER]),  # env merged key by key
+            (f"{svc('model')}.volumes", ["data:/data:nocopy"]),  # the stage's mount at the template's path replaces it
             gpus_compose("model", "nvidia", 2),  # resources merged: gpu from the stage, the rest kept
-            (f"{svc('model')}.deploy.resources.limits", {"memory": "16g"}),
+            (f"{svc('model')}.deploy.resources.limits", {"cpus": "2", "memory": "16g"}),  # the default cpu
             (f"{svc('model')}.shm_size", "2g"),
             Warns("B101", 3, 3, in_file="lib/jobs.aip"),  # the imported template's timeout
         ],
@@ -916,7 +991,7 @@ CASES = {
             *[fact for name, gpus, opt in GRID for fact in (
                 (f"{svc(name)}.command", ["--opt", opt, "--out", f"/out/{name}"]),
                 gpus_compose(name, "nvidia", gpus),
-                (f"{svc(name)}.depends_on", {"prep": COMPLETED}),  # no window without max_parallel
+                (f"{svc(name)}.depends_on", {**SETUP, "prep": COMPLETED}),  # no window without max_parallel
                 (f"{svc(name)}.labels[aipc.dev/matrix-coordinates]", f'{{"gpus": {gpus}, "opt": "{opt}"}}'),
             )],
             (f"{svc('report')}.depends_on", {name: COMPLETED for name, _, _ in GRID}),
@@ -962,7 +1037,7 @@ CASES = {
             Warns("B101", 3, 42),  # compose cannot count Intel GPUs
             Warns("B101", 1, 51),  # nor select a model
             Warns("B101", 3, 71),
-            (f"{svc('plain')}.deploy", ABSENT),
+            (f"{svc('plain')}.deploy.resources.reservations.devices", ABSENT),
         ],
         "k8s": [
             *gpus_pod(pod("Job", "t-cuda"), ctr("Job", "t-cuda"), "nvidia.com/gpu", 2, NVIDIA_TAINT, A100),
@@ -1022,10 +1097,10 @@ CASES = {
     }),
     "volumes": Case(VOLUMES, facts={
         "compose": [
-            (f"{svc('write')}.volumes", ["one:/one", "many:/many"]),
+            (f"{svc('write')}.volumes", ["one:/one:nocopy", "many:/many:nocopy"]),
             (f"{svc('read')}.volumes",
-             ["shared:/shared:ro", "one:/one:ro", "many:/many", "frozen:/frozen:ro"]),
-            (f"{svc('read')}.depends_on", {"write": COMPLETED}),
+             ["shared:/shared:ro,nocopy", "one:/one:ro,nocopy", "many:/many:nocopy", "frozen:/frozen:ro,nocopy"]),
+            (f"{svc('read')}.depends_on", {**SETUP, "write": COMPLETED}),
             ("volumes.shared", {"external": True, "name": "team-datasets"}),  # an existing volume, not created
             ("volumes.one.external", ABSENT),
             ("volumes.many.labels[app.kubernetes.io/part-of]", "t"),
@@ -1063,7 +1138,7 @@ CASES = {
     # `access = rox`: many nodes may mount it, read-only. Every target mounts it
     # read-only even where the mount does not say `readonly`.
     "rox-volume": Case(ROX_WITHOUT_READONLY, facts={
-        "compose": [(f"{svc('read')}.volumes", ["frozen:/frozen:ro"])],
+        "compose": [(f"{svc('read')}.volumes", ["frozen:/frozen:ro,nocopy"])],
         "k8s": [(f"{obj('PersistentVolumeClaim', 't-frozen')}.spec.accessModes", ["ReadOnlyMany"]),
                 (f"{ctr('Job', 't-read')}.volumeMounts[name=frozen].readOnly", True)],
         "argo": [("spec.volumeClaimTemplates[metadata.name=frozen].spec.accessModes", ["ReadOnlyMany"]),
@@ -1081,9 +1156,9 @@ CASES = {
     "secrets": Case(SECRETS, env=SECRET_VALUES, facts={
         # names only: the values come from the caller's environment or the cluster
         "compose": [
-            (f"{svc('etl')}.environment", ["LOG_LEVEL=debug", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
+            (f"{svc('etl')}.environment", ["LOG_LEVEL=debug", *HOME_USER, "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY",
                                            "DB_PASSWORD"]),
-            (f"{svc('api')}.environment", ["DB_PASSWORD"]),
+            (f"{svc('api')}.environment", [*HOME_USER, "DB_PASSWORD"]),
         ],
         "k8s": [
             Quiet(),
@@ -1096,6 +1171,41 @@ CASES = {
         "argo": [
             (f"{tpl('etl')}.container.envFrom", [{"secretRef": {"name": "s3"}}, {"secretRef": {"name": "db"}}]),
             (f"{applied('api')}spec.template.spec.containers[0].envFrom", [{"secretRef": {"name": "db"}}]),
+        ],
+    }),
+    "containers": Case(CONTAINERS, env=HF_VALUE, facts={
+        "compose": [
+            Warns("B101", 2, 3),  # pull_secrets: the caller's `docker login` is used
+            (f"{svc('fetch')}.entrypoint", ABSENT),
+            (f"{svc('fetch')}.command", ["--all"]),
+            (f"{svc('fetch')}.pull_policy", "never"),
+            (f"{svc('fetch')}.environment", ["HOME=/tmp", "USER=nonroot", "HF_TOKEN=${token}"]),
+            (f"{svc('fetch')}.user", "1000:100"),
+            (f"{svc('chowner')}.user", "0:0"),
+            (f"{svc('chowner')}.cap_add", ["CHOWN"]),
+            (f"{svc('chowner')}.read_only", True),
+        ],
+        "k8s": [
+            Quiet(),
+            (f"{ctr('Job', 't-fetch')}.command", ABSENT),
+            (f"{ctr('Job', 't-fetch')}.args", ["--all"]),
+            (f"{ctr('Job', 't-fetch')}.imagePullPolicy", "Never"),
+            (f"{ctr('Job', 't-fetch')}.env[name=HF_TOKEN].valueFrom", {"secretKeyRef": {"name": "hf", "key": "token"}}),
+            (f"{pod('Job', 't-fetch')}.imagePullSecrets", [{"name": "regcred"}]),
+            (f"{pod('Job', 't-fetch')}.securityContext.runAsUser", 1000),
+            (f"{pod('Job', 't-fetch')}.securityContext.runAsGroup", 100),
+            (f"{pod('Job', 't-fetch')}.securityContext.runAsNonRoot", True),
+            (f"{pod('Job', 't-chowner')}.securityContext.runAsUser", 0),
+            (f"{pod('Job', 't-chowner')}.securityContext.runAsNonRoot", ABSENT),
+            (f"{ctr('Job', 't-chowner')}.securityContext.capabilities.add", ["CHOWN"]),
+        ],
+        "argo": [
+            Quiet(),
+            ("spec.imagePullSecrets", [{"name": "regcred"}]),
+            (f"{tpl('fetch')}.container.args", ["--all"]),
+            (f"{tpl('fetch')}.securityContext.runAsUser", 1000),
+            (f"{tpl('chowner')}.securityContext.runAsUser", 0),
+            (f"{tpl('chowner')}.container.securityContext.capabilities.add", ["CHOWN"]),
         ],
     }),
     "chain-and-diamond": Case(ORDER, facts={
@@ -1215,7 +1325,7 @@ CASES = {
             (f"{svc('model')}.image", "trainer:2.0"),
             (f"{svc('model')}.entrypoint", ["train"]),
             (f"{svc('model')}.command", ["--epochs=20", "--lr", "3e-4", "--amp=true"]),
-            (f"{svc('model')}.environment", ["RUN=t-model"]),
+            (f"{svc('model')}.environment", ["RUN=t-model", *HOME_USER]),
         ],
         "k8s": [
             Quiet(),

@@ -51,9 +51,14 @@ def test_compose_keeps_each_output_in_a_volume_and_mounts_inputs_read_only():
     (document,), diagnostics = emit("compose", CHURN)
     assert not diagnostics
     services = document["services"]
-    assert services["model"]["volumes"] == ["model.model:/out/model", "model.metrics:/out/metrics"]
-    assert services["evaluate"]["volumes"] == ["model.model:/in/model:ro", "model.metrics:/in/metrics:ro"]
+    assert services["model"]["volumes"] == ["model.model:/out/model:nocopy", "model.metrics:/out/metrics:nocopy"]
+    assert services["evaluate"]["volumes"] == ["model.model:/in/model:ro,nocopy",
+                                               "model.metrics:/in/metrics:ro,nocopy"]
     assert services["evaluate"]["depends_on"] == {"model": {"condition": "service_completed_successfully"}}
+    # the outputs are the volume group's before their writer starts (uid 65532 writes them); inputs stay read-only
+    assert services["aipc-volumes"]["volumes"] == ["model.metrics:/aipc/volumes/model.metrics:nocopy",
+                                                   "model.model:/aipc/volumes/model.model:nocopy"]
+    assert services["model"]["depends_on"] == {"aipc-volumes": {"condition": "service_completed_successfully"}}
     assert sorted(document["volumes"]) == ["model.metrics", "model.model"]
     assert document["volumes"]["model.model"]["labels"]["app.kubernetes.io/part-of"] == "churn"
 
@@ -117,8 +122,8 @@ def test_a_service_that_reads_an_output_keeps_the_claim_beyond_the_argo_run():
 def test_a_fan_in_mounts_each_instance_at_its_own_subdirectory_on_every_target():
     (compose,), _ = emit("compose", FAN_IN)
     assert compose["services"]["pick"]["volumes"] == [
-        "model-1.weights:/in/all/model-1:ro", "model-2.weights:/in/all/model-2:ro"]
-    assert compose["services"]["score-2"]["volumes"] == ["model-2.weights:/in/w:ro"]
+        "model-1.weights:/in/all/model-1:ro,nocopy", "model-2.weights:/in/all/model-2:ro,nocopy"]
+    assert compose["services"]["score-2"]["volumes"] == ["model-2.weights:/in/w:ro,nocopy"]
     documents, _ = emit("kubernetes", FAN_IN)
     pick = by_kind(documents, "Job")["sweep-pick"]["spec"]["template"]["spec"]
     assert mounts_of(pick) == [

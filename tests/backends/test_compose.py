@@ -193,11 +193,14 @@ def test_output_is_byte_identical_across_runs_and_hash_seeds(tmp_path):
 def test_keys_come_in_a_readable_fixed_order():
     service = services(EVERYTHING)["fit"]
     assert list(service)[:4] == ["image", "entrypoint", "command", "working_dir"]
-    assert list(service) == ["image", "entrypoint", "command", "working_dir", "depends_on", "volumes", "deploy",
-                             "shm_size", "restart", "read_only", "cap_drop", "security_opt", "labels"]
-    assert list(services(EVERYTHING)["api"])[-10:] == ["ports", "networks", "healthcheck", "deploy", "restart",
-                                                        "read_only", "tmpfs", "cap_drop", "security_opt", "labels"]
-    assert list(services(EVERYTHING)) == ["prep", "fit", "amd", "intel", "api", "ui", "edge"]
+    assert list(service) == ["image", "entrypoint", "command", "working_dir", "environment", "depends_on", "volumes",
+                             "deploy", "shm_size", "restart", "user", "group_add", "read_only", "cap_drop",
+                             "security_opt", "pids_limit", "labels"]
+    assert list(services(EVERYTHING)["api"])[-13:] == [
+        "ports", "networks", "healthcheck", "deploy", "restart", "user", "group_add", "read_only", "tmpfs",
+        "cap_drop", "security_opt", "pids_limit", "labels"]
+    # the one-off service preparing written volumes comes first
+    assert list(services(EVERYTHING)) == ["aipc-volumes", "prep", "fit", "amd", "intel", "api", "ui", "edge"]
 
 
 # ------------------------------------------------------------- what runs, how
@@ -260,12 +263,14 @@ def test_values_yaml_12_would_retype_stay_strings():
 
 def test_depends_on_conditions_follow_the_kind_of_dependency():
     svc = services(EVERYTHING)
-    assert svc["fit"]["depends_on"] == {"prep": {"condition": "service_completed_successfully"}}
+    assert svc["fit"]["depends_on"] == {"aipc-volumes": {"condition": "service_completed_successfully"},
+                                        "prep": {"condition": "service_completed_successfully"}}
     assert svc["api"]["depends_on"] == {"amd": {"condition": "service_completed_successfully"},
                                         "intel": {"condition": "service_completed_successfully"}}
     assert svc["ui"]["depends_on"] == {"api": {"condition": "service_healthy"}}  # api has health
     assert svc["edge"]["depends_on"] == {"ui": {"condition": "service_started"}}  # ui has none
-    assert "depends_on" not in svc["prep"]
+    assert svc["prep"]["depends_on"] == {"aipc-volumes": {"condition": "service_completed_successfully"}}
+    assert "aipc-volumes" not in svc["amd"]["depends_on"]  # it writes no volume
 
 
 def test_restart_follows_retries_and_services_stay_up():
@@ -281,9 +286,10 @@ def test_restart_follows_retries_and_services_stay_up():
 def test_volumes_named_bound_and_external():
     document, _ = emit(EVERYTHING)
     svc = document["services"]
-    assert svc["prep"]["volumes"] == ["data:/data", "./scratch:/scratch:ro",
+    # named volumes show their own content only (nocopy), as Kubernetes volumes do
+    assert svc["prep"]["volumes"] == ["data:/data:nocopy", "./scratch:/scratch:ro",
                                       {"type": "bind", "source": "/mnt/a:b", "target": "/colon"}]
-    assert svc["fit"]["volumes"] == ["data:/data:ro", "shared:/datasets:ro", "tmp:/tmp"]
+    assert svc["fit"]["volumes"] == ["data:/data:ro,nocopy", "shared:/datasets:ro,nocopy", "tmp:/tmp:nocopy"]
     assert document["volumes"]["shared"] == {"external": True, "name": "team-datasets"}
     assert document["volumes"]["data"]["labels"] == {
         "app.kubernetes.io/name": "data", "app.kubernetes.io/part-of": "everything",
@@ -297,8 +303,9 @@ volume models { size = 1Gi  access = rox }
 volume shared { claim = "team-models"  access = rox }
 data a { image = "e:1"  mount models at "/models"  mount shared at "/c:d" }
 ''')
-    assert svc["a"]["volumes"] == ["models:/models:ro",
-                                   {"type": "volume", "source": "shared", "target": "/c:d", "read_only": True}]
+    assert svc["a"]["volumes"] == ["models:/models:ro,nocopy",
+                                   {"type": "volume", "source": "shared", "target": "/c:d", "read_only": True,
+                                    "volume": {"nocopy": True}}]
 
 
 def test_absolute_and_relative_host_paths():
@@ -376,13 +383,13 @@ def test_nvidia_and_amd_gpus_are_device_reservations():
 def test_intel_gpus_are_passed_through_with_a_warning():
     svc = services(EVERYTHING)["intel"]
     assert svc["devices"] == ["/dev/dri:/dev/dri"]
-    assert "deploy" not in svc
+    assert "devices" not in svc["deploy"]["resources"]["reservations"]
     assert ("B101", 35, 64, "gpu = 1") in warnings_at(EVERYTHING)
 
 
 def test_no_gpu_no_devices():
     svc = services('data a { image = "e:1"  resources { gpu = 0 } }')["a"]
-    assert "deploy" not in svc and "devices" not in svc
+    assert "devices" not in svc["deploy"]["resources"]["reservations"] and "devices" not in svc
 
 
 def test_shm_size():
@@ -399,7 +406,7 @@ def test_ports_replicas_and_host_port_ranges():
     assert svc["api"]["ports"] == ["127.0.0.1:8080-8082:8080"]
     assert svc["api"]["deploy"]["replicas"] == 3
     assert svc["ui"]["ports"] == ["127.0.0.1:9000:9000"]
-    assert svc["ui"]["deploy"] == {"replicas": 1}
+    assert svc["ui"]["deploy"]["replicas"] == 1
     assert "ports" not in svc["prep"] and "replicas" not in svc["prep"].get("deploy", {})
 
 
@@ -505,7 +512,7 @@ secret db { keys = ["DB_PASS", "AWS_KEY"] }
 data a { image = "e:1"  env = { LOG = "info" }  secrets = [s3, db] }
 '''
     svc = services(text)["a"]
-    assert svc["environment"] == ["LOG=info", "AWS_KEY", "AWS_SECRET", "DB_PASS"]
+    assert svc["environment"] == ["LOG=info", "HOME=/tmp", "USER=nonroot", "AWS_KEY", "AWS_SECRET", "DB_PASS"]
     document, _ = emit(text)
     assert "secrets" not in document and "secrets" not in svc
 
@@ -516,7 +523,8 @@ def test_every_service_is_hardened():
         assert svc["security_opt"] == ["no-new-privileges:true"], name
         assert svc["read_only"] is True, name
     svc = services(EVERYTHING)
-    assert svc["prep"]["tmpfs"] == ["/tmp"]
+    assert svc["prep"]["tmpfs"] == ["/tmp:size=1g,exec"]  # as large as its memory limit; executables allowed
+    assert svc["api"]["tmpfs"] == ["/tmp:size=2g,exec"]  # the default limit
     assert "tmpfs" not in svc["fit"]  # a volume is mounted at /tmp
 
 

@@ -28,6 +28,7 @@ data a {
   env     = { A = "${p}{{x}}", B = "plain" }
 }
 data b { image = "e:1"  script = "echo ${p} {{x}}" }
+data d { image = "e:1"  args = ["--${p}{{x}}"] }
 serve s { image = "e:1"  port = 8080  health = "/${p}{{x}}" }
 serve c { image = "e:1"  port = 8081  health { command = ["probe", "${p}{{x}}"] } }
 '''
@@ -47,7 +48,7 @@ def texts_of(pipeline: ir.Pipeline) -> list[ir.Text]:
 
 def test_every_text_field_of_a_stage_is_exercised_here():
     pipeline = compile_ok(EVERY_STRING)
-    assert TEXT_FIELDS == ["command", "env", "image", "script", "workdir"]
+    assert TEXT_FIELDS == ["args", "command", "env", "image", "script", "workdir"]
     assert HEALTH_TEXT_FIELDS == ["command", "path"]
     for name in TEXT_FIELDS:
         assert any(getattr(stage, name) for stage in pipeline.stages), name
@@ -56,7 +57,7 @@ def test_every_text_field_of_a_stage_is_exercised_here():
     # and each one is a Text with the parameter among its parts
     flat = texts_of(pipeline)
     assert all(isinstance(t, ir.Text) for t in flat)
-    assert sum(any(isinstance(p, ir.ParamRef) for p in t.parts) for t in flat) == 8
+    assert sum(any(isinstance(p, ir.ParamRef) for p in t.parts) for t in flat) == 9
 
 
 # The same strings with a service address in each but the image (which names no
@@ -69,7 +70,7 @@ EVERY_ADDRESS = EVERY_STRING.replace('"e:1-${p}"', '"e:1"').replace("${p}", "${s
 
 def test_every_text_field_holds_service_addresses():
     flat = texts_of(compile_ok(EVERY_ADDRESS))
-    assert sum(any(isinstance(p, ir.ServiceRef) for p in t.parts) for t in flat) == 7
+    assert sum(any(isinstance(p, ir.ServiceRef) for p in t.parts) for t in flat) == 8
 
 
 @pytest.mark.parametrize("target", TARGETS)
@@ -125,10 +126,10 @@ def test_argo_warns_about_braces_in_every_string_attribute():
     written = sorted(name for name, spec in schema.STAGE.items()
                      if spec.type in (schema.Type.STRING, schema.Type.PATH, schema.Type.STRING_LIST,
                                       schema.Type.STRING_MAP) and name not in ("labels", "image"))
-    assert warned == written == ["command", "env", "health", "script", "workdir"]
+    assert warned == written == ["args", "command", "env", "health", "script", "workdir"]
     assert len([d for d in emitted.diagnostics if "`health.command` of `c`" in d.message]) == 1
     health = next(d for d in emitted.diagnostics if "`health`" in d.message)
-    assert source.position(health.span.start).line == 10 and "`s`" in health.message
+    assert source.position(health.span.start).line == 11 and "`s`" in health.message
 
 
 def test_braces_in_a_default_image_are_one_error_at_the_header():

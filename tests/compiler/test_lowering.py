@@ -188,7 +188,7 @@ def test_host_and_claim_volumes():
     ('data a { image = "e:1"  resources { cpu = 0 } }', "E209"),
     ('data a { image = "e:1"  resources { memory = 512 } }', "E201"),
     ('data a { image = "e:1"  timeout = 0s }', "E209"),
-    ('data a { image = "e:1"  resources { gpu = 1  shm = 1Gi }  mount v at "/dev/shm" }\nvolume v { size = 1Gi }', "E206"),
+    ('data a { image = "e:1"  resources { gpu = 1  memory = 8Gi  shm = 1Gi }  mount v at "/dev/shm" }\nvolume v { size = 1Gi }', "E206"),
     ('data a { image = "e:1"  script = "${stage.name}" }', None),
     ('pipeline "p" { description = "${stage.name}" }', "E105"),
     ('data a { image = "e:1"  mount v at "/x" }\nvolume v { size = 1Gi  bogus = 1 }', "E106"),
@@ -200,8 +200,8 @@ def test_host_and_claim_volumes():
     ('data a { image = "e:1"  command = [] }', "E202"),
     ('data a_ { image = "e:1" }', "E111"),
     ('volume v_ { size = 1Gi }', "E111"),
-    ('train t { image = "e:1"  resources { gpu = 1  gpu_model = "A100 (80GB)" } }', "E213"),
-    ('train t { image = "e:1"  resources { gpu = 1  gpu_model = "NVIDIA A100 80GB" } }', None),
+    ('train t { image = "e:1"  resources { gpu = 1  memory = 8Gi  gpu_model = "A100 (80GB)" } }', "E213"),
+    ('train t { image = "e:1"  resources { gpu = 1  memory = 8Gi  gpu_model = "NVIDIA A100 80GB" } }', None),
     ('data a { image = "e:1"  script = """\n  """ }', "E202"),
 ])
 def test_checks(text, code):

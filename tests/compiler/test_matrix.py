@@ -35,6 +35,11 @@ def diagnostics(text: str, params: dict | None = None) -> list[tuple[str, str]]:
 
 def test_the_contract_s_program_as_written_compiles_to_the_example_s_output():
     as_written = check_source(CONTRACT["sweeps"], "sweep.aip")  # verbatim, its layout and comments
+    # Its GPU stage sets no `memory`: the contract's own rule warns about it (W261)
+    # and the example sets it; otherwise they are the same program.
+    assert [d.code for d in as_written.diagnostics] == ["W261"] and as_written.ir is not None
+    as_written = check_source(CONTRACT["sweeps"].replace("resources { gpu = 1 }", "resources { gpu = 1  memory = 16Gi }"),
+                              "sweep.aip")
     assert as_written.diagnostics == [] and as_written.ir is not None
     example = compile_ok(SWEEP, path="sweep.aip")
     for target in ("compose", "k8s", "argo"):
@@ -134,7 +139,7 @@ def test_a_value_is_checked_per_instance_and_the_error_names_the_instance():
 train fit {
   image  = "t:1"
   matrix { gpus = [1, 0.5, -1] }
-  resources { gpu = "${matrix.gpus}" }
+  resources { gpu = "${matrix.gpus}"  memory = 8Gi }
 }'''
     assert diagnostics(text) == [
         ("E208", "in instance `fit--1`, `matrix.gpus` is `-1`: `gpu` cannot be negative"),

@@ -124,7 +124,7 @@ def test_unknown_schedule_keys_and_blocks_are_errors():
 
 @pytest.mark.parametrize("written", ["H100-80GB", "h100-80gb", "A100-40GB", "L4", "mi300x"])
 def test_portable_names_select_every_convention(written):
-    stage = stage_of(IMAGE + f'train t {{ resources {{ gpu = 1  gpu_model = "{written}" }} }}', "t")
+    stage = stage_of(IMAGE + f'train t {{ resources {{ gpu = 1  memory = 8Gi  gpu_model = "{written}" }} }}', "t")
     nodes = stage.resources.gpu_nodes
     assert nodes.portable and stage.resources.gpu_model == written
     assert nodes == gpus.gpu_nodes(written, stage.resources.gpu_vendor)
@@ -135,7 +135,7 @@ def test_a_portable_model_names_its_vendor():
     assert stage.resources.gpu_vendor is ir.GpuVendor.AMD
     assert stage_of(IMAGE + 'train t { resources { gpu = 1  gpu_vendor = amd  gpu_model = "MI300X" } }',
                     "t").resources.gpu_vendor is ir.GpuVendor.AMD
-    assert codes_of(IMAGE + 'train t { resources { gpu = 1  gpu_vendor = nvidia  gpu_model = "MI300X" } }') \
+    assert codes_of(IMAGE + 'train t { resources { gpu = 1  memory = 8Gi  gpu_vendor = nvidia  gpu_model = "MI300X" } }') \
         == ["E204"]
 
 
@@ -144,7 +144,7 @@ def test_a_portable_model_names_its_vendor():
     ("L40", ["L40S", "L4"]), ("RTX4090", []), ("MI250X", ["MI300X"]),
 ])
 def test_text_shaped_like_a_model_name_is_an_unknown_model(written, suggested):
-    (diagnostic,) = check_source(IMAGE + f'train t {{ resources {{ gpu = 1  gpu_model = "{written}" }} }}',
+    (diagnostic,) = check_source(IMAGE + f'train t {{ resources {{ gpu = 1  memory = 8Gi  gpu_model = "{written}" }} }}',
                                  "t.aip").diagnostics
     assert diagnostic.code == "E250"
     for name in suggested:
@@ -158,7 +158,7 @@ def test_text_shaped_like_a_model_name_is_an_unknown_model(written, suggested):
     ("NVIDIA H100 80GB HBM3", "NVIDIA-H100-80GB-HBM3"),
 ])
 def test_v0_label_values_keep_working(written, value):
-    stage = stage_of(IMAGE + f'train t {{ resources {{ gpu = 1  gpu_model = "{written}" }} }}', "t")
+    stage = stage_of(IMAGE + f'train t {{ resources {{ gpu = 1  memory = 8Gi  gpu_model = "{written}" }} }}', "t")
     nodes = stage.resources.gpu_nodes
     assert not nodes.portable
     assert nodes.requirements(ir.GpuLabels.GFD) == (ir.NodeRequirement("nvidia.com/gpu.product", (value,)),)
@@ -233,7 +233,7 @@ def test_a_replica_range_from_a_parameter():
 
 
 def test_a_gpu_service_on_cpu_is_warned_about_once():
-    assert codes_of(SERVE.format(body="replicas = 1..4  resources { gpu = 1 }")) == ["W250"]
-    assert codes_of(SERVE.format(body="replicas = 1..4  autoscale { cpu = 60 }  resources { gpu = 1 }")) == ["W250"]
+    assert codes_of(SERVE.format(body="replicas = 1..4  resources { gpu = 1  memory = 8Gi }")) == ["W250"]
+    assert codes_of(SERVE.format(body="replicas = 1..4  autoscale { cpu = 60 }  resources { gpu = 1  memory = 8Gi }")) == ["W250"]
     assert codes_of(SERVE.format(body='replicas = 1..4  autoscale { metric = "q"  target = 5 }  '
-                                      "resources { gpu = 1 }")) == []
+                                      "resources { gpu = 1  memory = 8Gi }")) == []

@@ -287,4 +287,4 @@ def test_the_obvious_mistakes_get_words(text, where, help):
 def test_a_third_part_is_dropped_with_its_dot_and_the_rest_is_read():
     text = 'data a {\n  image = "i:1"\n  env = { T = hf.token.x }\n  retries = 2\n  resources { gpu = -1 }\n}\n'
     codes = [d.code for d in check_source(text, "t.aip").diagnostics]
-    assert codes == ["E009", "E002", "E208"]  # the reference, the third part, and the gpu after it
+    assert codes == ["E104", "E002", "E208"]  # `hf` is no secret here, the third part, and the gpu after it

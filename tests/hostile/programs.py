@@ -196,7 +196,7 @@ def valid_programs(draw) -> Program:
             resources.append(draw(st.sampled_from(["", "gpu_vendor = amd", 'gpu_vendor = "intel"',
                                                    'gpu_model = "NVIDIA-A100-SXM4-80GB"'])))
         if draw(st.booleans()):
-            resources.append(draw(st.sampled_from(["shm = 1Gi", "disk = 20Gi"])))
+            resources.append(draw(st.sampled_from(["shm = 512Mi", "disk = 20Gi"])))  # within every memory limit (B003)
         if resources:
             body.append(f"  resources {{ {'  '.join(r for r in resources if r)} }}")
         if kind == "serve":

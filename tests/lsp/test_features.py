@@ -262,6 +262,20 @@ def test_completion_after_matrix_equals_offers_the_other_stages():
     assert set(labels) == {"model", "score", "pick_best"}
 
 
+def test_the_security_block_completes_in_a_stage_and_in_the_header():
+    text = 'pipeline "p" {\n  |\n}\n'
+    labels, _ = complete_at(text)
+    assert "security" in labels and "pull_secrets" in labels and "resources" not in labels
+    labels, _ = complete_at('pipeline "p" {\n  security { | }\n}\n')
+    assert set(labels) == {"user", "read_only", "capabilities", "privileged"}
+    labels, _ = complete_at('data x {\n  security { user = root  | }\n}\n')
+    assert set(labels) == {"read_only", "capabilities", "privileged"}
+    labels, _ = complete_at('data x {\n  |\n}\n')
+    assert {"security", "args", "pull"} <= set(labels)
+    labels, _ = complete_at('data x {\n  pull = |\n}\n')
+    assert set(labels) == {"always", "if_missing", "never"}
+
+
 def test_completion_and_hover_of_portable_gpu_models():
     from aipc.compiler import gpus
 

@@ -66,13 +66,18 @@ def test_each_part_of_the_key_changes_it_and_says_so():
     assert changed_parts(base, env) == ["env"]
     output = parts_of(BASE.replace('"/out/model"', '"/out/m"'))
     assert changed_parts(base, output) == ["mounts"]
+    renamed = parts_of(BASE.replace('env     = { LEVEL = "info" }', 'env     = { LEVEL = "info", KEY = s3.AWS_KEY }'))
+    assert changed_parts(base, renamed) == ["env"]
+    for relaxed in ("security { user = 1000 }", "security { read_only = false }", 'security { capabilities = ["CHOWN"] }'):
+        assert changed_parts(base, parts_of(BASE.replace("timeout = 1h", relaxed))) == ["security"], relaxed
 
 
 def test_retries_timeout_and_resources_are_not_part_of_the_key():
     base = combined(parts_of(BASE))
     assert combined(parts_of(BASE.replace("retries = 1", "retries = 5"))) == base
     assert combined(parts_of(BASE.replace("timeout = 1h", "timeout = 2h"))) == base
-    assert combined(parts_of(BASE.replace("cpu = 1  memory = 1Gi", "cpu = 4  memory = 8Gi  gpu = 1"))) == base
+    assert combined(parts_of(BASE.replace("cpu = 1  memory = 1Gi", "cpu = 4  memory = 8Gi  gpu = 1"))) == base  # /tmp's size too
+    assert combined(parts_of(BASE.replace("timeout = 1h", "pull = always"))) == base
     assert combined(parts_of("# a comment moves every line\n" + BASE)) == base
 
 

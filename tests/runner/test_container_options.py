@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 
 import pytest
 
@@ -69,11 +70,15 @@ def build(stage: str, network: str | None = "net", number: int = 1):
 def test_every_container_is_hardened():
     for stage in ("ingest", "model", "api"):
         _, _, options = build(stage)
-        assert options["cap_drop"] == ["ALL"]
+        assert options["cap_drop"] == ["ALL"] and "cap_add" not in options and "privileged" not in options
         assert options["security_opt"] == ["no-new-privileges:true"]
         assert options["read_only"] is True
-        assert options["tmpfs"] == {"/tmp": ""}
+        assert options["user"] == "65532:65532" and options["group_add"] == ["65532"]
+        assert options["pids_limit"] == 4096
+        assert options["environment"]["HOME"] == "/tmp" and options["environment"]["USER"] == "nonroot"
         assert options["init"] is True
+    assert build("ingest")[2]["tmpfs"] == {"/tmp": "size=2g,exec"}  # its memory limit
+    assert build("api")[2]["tmpfs"] == {"/tmp": "size=2g,exec"}  # the default limit
 
 
 def test_command_replaces_the_entrypoint_and_script_runs_with_sh():
@@ -87,7 +92,8 @@ def test_command_replaces_the_entrypoint_and_script_runs_with_sh():
 
 def test_env_and_secrets_from_the_callers_environment():
     _, _, options = build("ingest")
-    assert options["environment"] == {"LOG_LEVEL": "info", "AWS_KEY": "k", "AWS_SECRET": "s"}
+    assert options["environment"] == {"LOG_LEVEL": "info", "HOME": "/tmp", "USER": "nonroot", "AWS_KEY": "k",
+                                      "AWS_SECRET": "s"}
     pipeline = compile_ok('''
     secret s3 { keys = ["AWS_KEY", "AWS_SECRET"] }
     data a { image = "busybox:1.36" command = ["a"] secrets = [s3] env = { LOG = "debug" } }
@@ -95,7 +101,7 @@ def test_env_and_secrets_from_the_callers_environment():
     options = options_of(pipeline, "a", RunNames.new(pipeline, "p.aip"), 1,
                          environ={"AWS_KEY": "k", "AWS_SECRET": "s"}, base_dir=".", network=None)
     # (an `env` key that a listed secret also has is an error, E402: nothing to choose between)
-    assert options["environment"] == {"LOG": "debug", "AWS_KEY": "k", "AWS_SECRET": "s"}
+    assert options["environment"] == {"LOG": "debug", "HOME": "/tmp", "USER": "nonroot", "AWS_KEY": "k", "AWS_SECRET": "s"}
     assert missing_secrets(pipeline, ["a"], {"AWS_KEY": "k"}) == ("AWS_SECRET",)
 
 
@@ -293,7 +299,7 @@ def compose_mounts(service: dict) -> dict[str, bool]:
             out[volume["target"]] = volume.get("read_only", False)
         else:
             parts = volume.split(":")
-            out[parts[1]] = parts[-1] == "ro"
+            out[parts[1]] = len(parts) > 2 and "ro" in parts[2].split(",")
     return out
 
 
@@ -305,6 +311,7 @@ def test_compose_and_aipc_run_make_the_same_container(path):
     services = compose.emit(pipeline).documents[0]["services"]
     names = RunNames.new(pipeline, "/srv/pipelines/p.aip", run_id="abcd1234")
     environ = {key: "from-caller" for stage in pipeline.stages for secret in stage.secrets for key in secret.keys}
+    environ.update({key.key: "from-caller" for stage in pipeline.stages for _, key in stage.secret_env})
     for stage in pipeline.stages:
         service = unescaped(services[stage.name])
         options = options_of(pipeline, stage.name, names, 1, environ=environ, base_dir="/srv/pipelines",
@@ -315,11 +322,17 @@ def test_compose_and_aipc_run_make_the_same_container(path):
         assert options.get("working_dir") == service.get("working_dir")
         environment = dict(item.partition("=")[::2] if "=" in item else (item, "from-caller")
                            for item in service.get("environment", []))
+        # `NAME=${KEY}`: compose fills in the caller's KEY, as `aipc run` does
+        environment = {name: environ[value[2:-1]] if re.fullmatch(r"\$\{\w+\}", value) else value
+                       for name, value in environment.items()}
         assert options["environment"] == environment
         assert {m["Target"]: m["ReadOnly"] for m in options["mounts"]} == compose_mounts(service)
-        assert (options["read_only"], list(options.get("tmpfs", {})), options["cap_drop"],
-                options["security_opt"]) == (service["read_only"], service.get("tmpfs", []),
-                                             service["cap_drop"], service["security_opt"])
+        assert (options["read_only"], [f"{path}:{o}" for path, o in options.get("tmpfs", {}).items()],
+                options["cap_drop"], options.get("cap_add", []), options.get("privileged", False),
+                options.get("security_opt", []), options["user"], options["group_add"], options["pids_limit"]) == (
+            service["read_only"], service.get("tmpfs", []), service["cap_drop"], service.get("cap_add", []),
+            service.get("privileged", False), service.get("security_opt", []), service["user"], service["group_add"],
+            service["pids_limit"])
         assert service["labels"].items() <= options["labels"].items()
         assert ("shm_size" in options) == ("shm_size" in service)
         reserved = service.get("deploy", {}).get("resources", {}).get("reservations", {}).get("devices", [])

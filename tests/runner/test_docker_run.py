@@ -224,6 +224,7 @@ data fetch { script = "echo $AIPC_TEST_KEY_ID" secrets = [cloud, hub] mount out 
 def test_stages_are_hardened_and_mounts_limits_and_host_volumes_apply(pipeline, capsys):
     (pipeline.directory / "inputs").mkdir()
     (pipeline.directory / "inputs" / "in.txt").write_text("from the host\n")
+    os.chown(pipeline.directory / "inputs", 65532, 65532)  # a host folder the stage's user may write
     pipeline.write("""
 volume inputs { host = "./inputs" }
 volume shared { size = 1Gi }
@@ -251,6 +252,7 @@ data probe {
     assert printed[2:7] == ["root read-only", "tmp writable", "in read-only", "from the host", str(64 * 1024 * 1024)]
     assert printed[7] == f"shm {32 * 1024}"
     assert (pipeline.directory / "inputs" / "out.txt").read_text() == "out\n"
+    assert (pipeline.directory / "inputs" / "out.txt").stat().st_uid == 65532  # the hardened default user
 
 
 def test_a_gpu_stage_fails_cleanly_without_gpus(pipeline, capsys):
@@ -491,7 +493,8 @@ def container_spans(found: list[dict]) -> dict[str, list[tuple[int, int]]]:
     for event in found:
         if event["Action"] == "start":
             begun[event["id"]] = event["timeNano"]
-        elif event["Action"] == "die":
+        elif event["Action"] == "die" and "dev.aipc.stage" in event["Actor"]["Attributes"]:
+            # (the one container without a stage prepares the volumes before any stage starts)
             stage = event["Actor"]["Attributes"]["dev.aipc.stage"]
             spans.setdefault(stage, []).append((begun.pop(event["id"]), event["timeNano"]))
     return spans

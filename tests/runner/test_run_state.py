@@ -222,6 +222,7 @@ data write { script = "echo done > /out/done.txt" mount results at "/out" }
     assert re.search(r"created the host folder \S*results of volume `results`, which did not exist \(`write` "
                      r"writes it\)", out), out
     assert (pipeline.directory / "results" / "done.txt").read_text() == "done\n"
+    assert (pipeline.directory / "results" / "done.txt").stat().st_uid == 65532  # the hardened default's user
 
 
 def test_a_volume_or_container_that_aipc_did_not_create_is_not_taken_over(pipeline, capsys, monkeypatch):

@@ -17,11 +17,12 @@ from pathlib import Path
 import pytest
 
 from aipc.cli import main
+from tests.conftest import BUSYBOX_IMAGE
 from tests.helpers import engine_events, free_port
 
 pytestmark = pytest.mark.docker
 
-IMAGE = "aipc-test/busybox:1.0"  # tests/conftest.py builds it (busybox_image)
+IMAGE = BUSYBOX_IMAGE  # tests/conftest.py builds it (busybox_image)
 UP_TIMEOUT = 120  # seconds; every pipeline here finishes in a few
 
 
@@ -150,6 +151,40 @@ def test_three_batch_stages_pass_data_through_a_volume_in_order(project):
     assert finished(first) <= started(second) and finished(second) <= started(third)
     assert third["Config"]["Labels"]["app.kubernetes.io/part-of"] == "e2e-chain"
     assert third["Config"]["Labels"]["suite"] == "e2e"
+
+
+ARTIFACTS = '''
+train make {
+  image  = "IMAGE"
+  script = """
+    set -eu
+    test "$(id -u):$(id -g)" = 65532:65532
+    echo 41 > /out/raw/value
+    mkdir -p /out/raw/sub
+  """
+  output raw at "/out/raw"
+}
+eval use {
+  image  = "IMAGE"
+  script = """
+    set -eu
+    if touch /in/raw/x 2>/dev/null; then echo "the input is writable"; exit 1; fi
+    echo "use read $(cat /in/raw/value)"
+  """
+  input make.raw at "/in/raw"
+}
+'''
+
+
+def test_an_output_is_written_by_the_hardened_user_and_read_only_in_its_reader(project):
+    """The output volume is new and root's: `aipc-volumes` gives it to the volume group
+    first, as for a written volume, so uid 65532 writes it; twice (the volume stays)."""
+    project.compile(ARTIFACTS)
+    for _ in range(2):
+        up = project.compose("up")
+        assert up.returncode == 0, up.stdout + up.stderr
+        assert "use read 41" in up.stdout
+    assert project.one("aipc-volumes")["State"]["ExitCode"] == 0
 
 
 FAILING = '''

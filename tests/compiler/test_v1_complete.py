@@ -1,18 +1,30 @@
-"""v1 forms this build reads but does not compile: one E009 at each, where it is
-written, and no cascade from it; the resolver declares and uses their names."""
+"""The whole v1 language compiles: every program of the contract, on every target,
+with no E009 (kept registered, reported by nothing); a reference value where v1
+gives it no meaning is a type error; the resolver declares and uses v1's names."""
 
 from __future__ import annotations
 
+import pytest
+
+from aipc import codes
+from aipc.backends import TARGETS, get_backend
 from aipc.compiler import check_source
 from aipc.compiler.resolve import symbol_table
+from aipc.compiler.sources import Unreadable
 from aipc.diagnostics import Source
 from aipc.dsl.parser import parse
+from tests.dsl.test_v1_syntax import CONTRACT
 
 VALID = '''\
 volume models { size = 1Gi }
 secret hf { keys = ["token"] }
 data prep { image = "i:1" }
 '''
+# What the contract's fragments leave to the pipeline: the library `templates`
+# imports and the volume its templates mount, a stage from the template of another.
+LIBRARY = 'template h100_trainer: train { image = "i:1"  resources { gpu = 8  memory = 900Gi  shm = 128Gi } }\n'
+DECLARED = {"templates": "volume models { size = 100Gi  access = rwx }\n",
+            "template_from_template": 'train run from trainer { command = ["python", "train.py"] }\n'}
 
 
 def found(text: str) -> list[tuple[str, int, int, str]]:
@@ -22,8 +34,33 @@ def found(text: str) -> list[tuple[str, int, int, str]]:
             for d in check_source(text, "t.aip").diagnostics]
 
 
-def test_each_construct_is_reported_once_at_its_keyword():
-    text = VALID + '''\
+def read(path: str) -> str:
+    if path != "lib/gpu.aip":
+        raise Unreadable(f"cannot read `{path}`: no such file", "check the path")
+    return LIBRARY
+
+
+# `nodes` (issue 16, "Training across nodes") is not in this build yet: it is an
+# unknown attribute (E106), as any attribute this build does not know.
+COMPILED = sorted(set(CONTRACT) - {"multinode"})
+
+
+@pytest.mark.parametrize("name", COMPILED)
+def test_every_v1_program_of_the_contract_compiles_on_every_target(name):
+    text = CONTRACT[name] + DECLARED.get(name, "")
+    checked = check_source(text, "p.aip", read=read)
+    assert checked.ir is not None, [d.message for d in checked.diagnostics]
+    for target in TARGETS:
+        emitted = get_backend(target).emit(checked.ir)
+        diagnostics = [*checked.diagnostics, *emitted.diagnostics]
+        assert emitted.documents and not [d for d in diagnostics if d.is_error], \
+            (target, [d.message for d in diagnostics if d.is_error])
+        assert codes.NOT_IMPLEMENTED.id not in {d.code for d in diagnostics}
+
+
+def test_outputs_inputs_and_a_secret_key_in_env_compile_together():
+    text = '''\
+secret hf { keys = ["token"] }
 train model {
   image = "i:1"
   output metrics at "/out/metrics"
@@ -34,14 +71,13 @@ eval score {
   env = { HF_TOKEN = hf.token, LEVEL = "info" }
 }
 '''
-    assert found(text) == [("E009", 11, 22, "hf.token")]  # `output` and `input` are compiled
-    assert check_source(text, "t.aip").ir is None
-    (diagnostic,) = check_source(text, "t.aip").diagnostics
-    assert diagnostic.message.endswith("is part of the v1 language and not implemented in this build")
-    assert diagnostic.help
+    assert found(text) == []
+    score = check_source(text, "t.aip").ir.stage("score")
+    assert [(name, key.secret, key.key) for name, key in score.secret_env] == [("HF_TOKEN", "hf", "token")]
+    assert [(a.key, a.path, a.read_only) for a in score.artifact_mounts()] == [("model.metrics", "/in/metrics", True)]
 
 
-def test_a_reference_value_is_e009_in_env_and_a_type_error_where_v1_gives_it_no_meaning():
+def test_a_reference_value_is_a_secret_key_in_env_and_a_type_error_where_v1_gives_it_no_meaning():
     text = VALID + '''\
 data a {
   image = hf.token
@@ -51,7 +87,7 @@ data a {
 '''
     assert found(text) == [
         ("E202", 5, 11, "hf.token"),
-        ("E214", 6, 11, '"bad name"'), ("E009", 6, 24, "hf.token"),
+        ("E214", 6, 11, '"bad name"'),
         ("E202", 7, 21, "hf.token"),
     ]
     messages = [d.message for d in check_source(text, "t.aip").diagnostics]
