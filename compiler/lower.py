@@ -97,10 +97,15 @@ def _read_block(items, table: Mapping[str, AttributeSpec], sink: Diagnostics, wh
     return block
 
 
+_NOT_FOR_KIND_HELP = {"nodes": "a serve stage runs more copies with `replicas = N`; `nodes` is for a batch "
+                               "stage whose containers work as one group, such as distributed training"}
+
+
 def _not_for_kind(item, spec: AttributeSpec, stage_kind: str, sink: Diagnostics) -> None:
     allowed = "serve stages" if spec.kinds == frozenset({"serve"}) else "batch stages (data, train, eval)"
-    why = ("a serve stage runs until stopped" if "serve" not in spec.kinds
-           else "a batch stage runs to completion and serves nothing")
+    why = _NOT_FOR_KIND_HELP.get(item.name) or (
+        "a serve stage runs until stopped" if "serve" not in spec.kinds
+        else "a batch stage runs to completion and serves nothing")
     sink.error(codes.ATTRIBUTE_NOT_FOR_KIND, item.name_span,
                f"`{item.name}` is only for {allowed}, not `{stage_kind}` stages",
                label=f"not allowed on a `{stage_kind}` stage", help=why)
@@ -587,6 +592,7 @@ class _StageLowering:
         self.fields: dict = {"resources": ir.Resources()}
         self.spans: list[tuple[str, Span]] = []
         self.after: list[tuple[str, Span]] = []
+        self.env_keys: dict[str, Span] = {}
 
     def _set(self, field_name: str, value) -> None:
         if value is not INVALID:
@@ -617,6 +623,7 @@ class _StageLowering:
             self.spans.append((name, span))
             LOWER_STAGE_BLOCK[name](self, items)
         mounts, uses = self._mounts(block.mounts)
+        self._check_nodes(self.env_keys, mounts)
         if self.kind == "serve" and "port" not in attributes:
             self.lowering.missing("stage", self.declared, "port", self.declaration.name.span,
                                   f"serve stage `{self.declared}` has no `port`",
@@ -709,6 +716,7 @@ class _StageLowering:
                 e for e in value.entries if not isinstance(e.value, m.Reference))})
         pairs = self.evaluator.string_map(spec, value, self.name, addresses=True)
         if pairs is not INVALID:
+            self.env_keys = {key: entry.key_span for key, _, entry in pairs}
             self.fields["env"] = tuple(
                 (key, _text(text, entry.value.span)) for key, text, entry in pairs
                 if _check_env_name(key, entry.key_span, self.sink)
@@ -760,6 +768,38 @@ class _StageLowering:
 
     def _replicas(self, spec, value) -> None:
         self._set("replicas", self.evaluator.quantity(spec, value, self.name))
+
+    def _nodes(self, spec, value) -> None:
+        self._set("nodes", self.evaluator.quantity(spec, value, self.name))
+
+    def _check_nodes(self, env_keys: Mapping[str, Span], mounts: tuple[ir.Mount, ...]) -> None:
+        """A multi-node stage's own variables are aipc's (E250); an `rwo` volume it
+        writes is attached to one machine at a time, and its nodes may be on several (W250)."""
+        nodes = self.fields.get("nodes")
+        if nodes is None:
+            return
+        for name, span in env_keys.items():
+            if name in ir.NODE_VARIABLES:
+                self.sink.error(codes.NODE_VARIABLE_SET, span,
+                                f"`{name}` is set by `nodes` on every node of `{self.declared}`",
+                                label="set by aipc", related=[Label(self.spans_of("nodes"), "makes the stage a group")],
+                                help="leave it out: aipc gives each node the group's values; to change torchrun's "
+                                "own settings, pass its flags in `command` (a flag wins over `PET_*`)")
+        if nodes < 2:
+            return
+        for mount in mounts:
+            volume = mount.volume
+            if not mount.read_only and volume.access is ir.Access.RWO and volume.kind is not ir.VolumeKind.HOST:
+                self.sink.warning(codes.MULTINODE_RWO_VOLUME, mount.span,
+                                  f"the {nodes} nodes of `{self.declared}` write `{volume.name}`, a single-node "
+                                  "(rwo) volume, but may run on different machines",
+                                  label="mounted writable on every node",
+                                  related=[Label(volume.span, "declared rwo here")],
+                                  help=f"declare `{volume.name}` with `access = rwx`, mount it `readonly`, or let "
+                                  "one node write results to a volume of its own")
+
+    def spans_of(self, attribute: str) -> Span:
+        return next((span for name, span in self.spans if name == attribute), self.declaration.name.span)
 
     def _swept(self, spec, value) -> None:
         """`matrix`, `exclude` and `max_parallel` are read once for all the instances
@@ -984,6 +1024,7 @@ LOWER_STAGE_ATTRIBUTE: dict[str, Callable[[_StageLowering, AttributeSpec, m.Valu
     "expose": _StageLowering._expose,
     "ports": _StageLowering._ports,
     "replicas": _StageLowering._replicas,
+    "nodes": _StageLowering._nodes,
     "health": _StageLowering._health,
     "matrix": _StageLowering._swept,
     "exclude": _StageLowering._swept,
