@@ -118,6 +118,7 @@ class Options:
     run_as: int = NON_ROOT_ID  # uid, gid and fsGroup of every pod
     default_cpu: ir.Range = field(default_factory=lambda: ir.Range(500, 2000))
     default_memory: ir.Range = field(default_factory=lambda: ir.Range(512 * MIB, 2 * GIB))
+    multinode: str = "job"  # what a multi-node stage becomes: MULTINODE_FORMS
 
 
 def default_filename(pipeline: ir.Pipeline) -> str:
@@ -127,10 +128,15 @@ def default_filename(pipeline: ir.Pipeline) -> str:
 def add_arguments(group) -> None:
     group.add_argument("--namespace-object", action="store_true",
                        help="k8s: also emit the Namespace object named by the pipeline header")
+    group.add_argument("--multinode", choices=MULTINODE_FORMS, default="job",
+                       help="k8s: what a stage with `nodes = N` becomes: an Indexed Job and a headless Service "
+                       "(`job`, the default: any cluster), or a JobSet (`jobset`: the JobSet controller; the whole "
+                       "group restarts on a failure and Kueue admits it as one)")
 
 
 def options_from(args) -> Options:
-    return Options(namespace_object=bool(getattr(args, "namespace_object", False)))
+    return Options(namespace_object=bool(getattr(args, "namespace_object", False)),
+                   multinode=getattr(args, "multinode", None) or "job")
 
 
 # ----------------------------------------------------------------- strings
@@ -182,13 +188,17 @@ def metadata(pipeline: ir.Pipeline, name: str, labels: dict, annotations: dict |
     return meta
 
 
-def workload_kind(stage: ir.Stage) -> str:
-    return "Job" if stage.is_batch else "Deployment"
+def workload_kind(stage: ir.Stage, options: Options | None = None) -> str:
+    if not stage.is_batch:
+        return "Deployment"
+    if stage.nodes is not None and options is not None and options.multinode == "jobset":
+        return "JobSet"
+    return "Job"
 
 
-def stage_annotations(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
+def stage_annotations(pipeline: ir.Pipeline, stage: ir.Stage, options: Options | None = None) -> dict:
     depends_on = ",".join(
-        f"{workload_kind(pipeline.stage(name))}/{pipeline.object_name(name)}" for name in stage.after
+        f"{workload_kind(pipeline.stage(name), options)}/{pipeline.object_name(name)}" for name in stage.after
     )
     annotations = {
         STAGE_ANNOTATION: stage.name,
@@ -328,8 +338,12 @@ def build_program(stage: ir.Stage, render: Render) -> dict:
     return {}
 
 
-def build_env(stage: ir.Stage, render: Render) -> list[dict]:
+def build_env(stage: ir.Stage, render: Render, master: str | None = None) -> list[dict]:
+    """``env``, then a node's variables (``master``: node 0's name, for a multi-node
+    stage), then ``HOME``."""
     env = [{"name": name, "value": no_expansion(render(value))} for name, value in stage.env]
+    if master is not None:
+        env += build_node_env(stage, master)
     if not any(name == "HOME" for name, _ in stage.env):
         env.append({"name": "HOME", "value": "/tmp"})  # the root filesystem is read-only
     return env
@@ -380,7 +394,7 @@ def build_container(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, re
     }
     if stage.workdir is not None:
         container["workingDir"] = render(stage.workdir)
-    container["env"] = build_env(stage, render)
+    container["env"] = build_env(stage, render, master_address(pipeline, stage, options))
     if stage.secrets:
         container["envFrom"] = [{"secretRef": {"name": ir.dns_label(s.name)}} for s in stage.secrets]
     if not stage.is_batch and stage.port is not None:
@@ -434,11 +448,14 @@ def build_pod_parts(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, re
     )
 
 
-def build_pod_spec(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render) -> dict:
+def build_pod_spec(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render,
+                   subdomain: str | None = None) -> dict:
     parts = build_pod_parts(pipeline, stage, options, render)
     spec: dict = {}
     if stage.is_batch:
         spec["restartPolicy"] = "Never"
+    if subdomain is not None:
+        spec["subdomain"] = subdomain
     spec["automountServiceAccountToken"] = False
     spec["securityContext"] = pod_security_context(options)
     if parts.node_selector:
@@ -453,22 +470,151 @@ def build_pod_spec(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, ren
 # ---------------------------------------------------------------- workloads
 
 
-def build_job(pipeline: ir.Pipeline, stage: ir.Stage, options: Options) -> dict:
+def build_job(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render = substituted) -> dict:
+    """A stage's Job; a multi-node stage's an Indexed Job of ``nodes`` pods at once,
+    whose pods take the group's headless Service as their ``subdomain``."""
     labels = stage_labels(pipeline, stage)
-    spec: dict = {"backoffLimit": stage.retries}
+    name = pipeline.object_name(stage.name)
+    spec: dict = {}
+    if stage.nodes is not None:
+        spec.update(completionMode="Indexed", completions=stage.nodes, parallelism=stage.nodes)
+    spec["backoffLimit"] = stage.retries  # a multi-node stage's: failed pods of the group (each replaced alone)
     if stage.timeout is not None:
         spec["activeDeadlineSeconds"] = stage.timeout
     spec["ttlSecondsAfterFinished"] = options.ttl_seconds_after_finished
     spec["template"] = {
         "metadata": {"labels": labels},
-        "spec": build_pod_spec(pipeline, stage, options, substituted),
+        "spec": build_pod_spec(pipeline, stage, options, render, name if stage.nodes is not None else None),
     }
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": metadata(pipeline, pipeline.object_name(stage.name), labels, stage_annotations(pipeline, stage)),
+        "metadata": metadata(pipeline, name, labels, stage_annotations(pipeline, stage, options)),
         "spec": spec,
     }
+
+
+# ----------------------------------------------------------------- nodes
+# A stage with `nodes = N` (docs/research/v1-facts.md, "Kubernetes Indexed Jobs"
+# and "JobSet"). As an Indexed Job, pod i has the hostname `<job>-i`; with the pod
+# `subdomain` naming a headless Service (`clusterIP: None`) that selects the pods,
+# it resolves as `<job>-i.<service>` in the namespace (K8s OpenAPI,
+# JobSpec.completionMode and PodSpec.subdomain), before the pod is Ready only with
+# `publishNotReadyAddresses` (kubernetes/website dns-pod-service.md). A JobSet makes
+# that Service itself; its pods are `<jobset>-<replicatedJob>-<jobIndex>-<podIndex>`
+# (jobset_types.go, Network).
+
+MULTINODE_FORMS = ("job", "jobset")
+# The annotation an Indexed Job's pod carries its index in (batch/v1, since 1.21;
+# the downward API reads it as kubernetes/website's indexed-parallel-processing-static does).
+COMPLETION_INDEX_FIELD = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+JOBSET_REPLICATED_JOB = "node"  # the one replicated job of a multi-node stage's JobSet
+JOBSET_API_VERSION = "jobset.x-k8s.io/v1alpha2"
+
+
+def master_address(pipeline: ir.Pipeline, stage: ir.Stage, options: Options) -> str | None:
+    """Node 0's name: its hostname and subdomain, which its namespace resolves; None
+    for a stage that is no group."""
+    if stage.nodes is None:
+        return None
+    if options.multinode == "jobset":
+        name = pipeline.object_name(stage.name)
+        return f"{name}-{JOBSET_REPLICATED_JOB}-0-0.{name}"
+    return ir.node_host(pipeline.name, stage.name, 0)
+
+
+def build_node_env(stage: ir.Stage, master: str) -> list[dict]:
+    """The group's variables; the rank is the pod's completion index."""
+    return [{"name": name, "value": value} if value is not None
+            else {"name": name, "valueFrom": {"fieldRef": {"fieldPath": COMPLETION_INDEX_FIELD}}}
+            for name, value in ir.node_environment(stage, master, None)]
+
+
+def build_headless_service(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
+    """The Service that gives each node of a multi-node stage its DNS name, before
+    any is ready (training pods have no readiness probe)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(pipeline, pipeline.object_name(stage.name), stage_labels(pipeline, stage)),
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": selector_labels(pipeline, stage),
+        },
+    }
+
+
+def build_allow_group(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
+    """Admit traffic between the nodes of a multi-node stage on every port: the
+    rendezvous port and the ports NCCL picks (an ingress rule without ``ports``
+    matches all; K8s OpenAPI, NetworkPolicyIngressRule)."""
+    selector = selector_labels(pipeline, stage)
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(pipeline, pipeline.object_name(stage.name), stage_labels(pipeline, stage)),
+        "spec": {
+            "podSelector": {"matchLabels": selector},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": {"matchLabels": selector}}]}],
+        },
+    }
+
+
+def build_jobset(pipeline: ir.Pipeline, stage: ir.Stage, options: Options) -> dict:
+    """A multi-node stage as one JobSet: one replicated Job of ``nodes`` pods, which
+    fails at its first failed pod (``backoffLimit: 0``, ``restartPolicy: Never``),
+    so that the JobSet restarts the whole group, ``retries`` times at most
+    (``failurePolicy.maxRestarts``). The JobSet makes the headless Service its
+    ``network.subdomain`` names."""
+    labels = stage_labels(pipeline, stage)
+    name = pipeline.object_name(stage.name)
+    job: dict = {"completionMode": "Indexed", "completions": stage.nodes, "parallelism": stage.nodes,
+                 "backoffLimit": 0}
+    if stage.timeout is not None:
+        job["activeDeadlineSeconds"] = stage.timeout  # per attempt of the group
+    job["template"] = {"metadata": {"labels": labels},
+                       "spec": build_pod_spec(pipeline, stage, options, substituted)}
+    return {
+        "apiVersion": JOBSET_API_VERSION,
+        "kind": "JobSet",
+        "metadata": metadata(pipeline, name, labels, stage_annotations(pipeline, stage, options)),
+        "spec": {
+            "failurePolicy": {"maxRestarts": stage.retries},
+            "network": {"enableDNSHostnames": True, "publishNotReadyAddresses": True, "subdomain": name},
+            "replicatedJobs": [{"name": JOBSET_REPLICATED_JOB, "replicas": 1,
+                                "template": {"metadata": {"labels": labels}, "spec": job}}],
+            "ttlSecondsAfterFinished": options.ttl_seconds_after_finished,
+        },
+    }
+
+
+def check_group_names(pipeline: ir.Pipeline, options: Options, sink: Diagnostics) -> None:
+    """The hostname of a multi-node stage's last pod is a DNS label: `<job>-<N-1>`
+    of an Indexed Job; a JobSet's webhook also counts a 5-character suffix on
+    `<jobset>-node-0-<N-1>` (jobset_webhook.go). E110 where it is too long."""
+    for stage in pipeline.stages:
+        if stage.nodes is None:
+            continue
+        name = pipeline.object_name(stage.name)
+        last = (f"{name}-{JOBSET_REPLICATED_JOB}-0-{stage.nodes - 1}-xxxxx" if options.multinode == "jobset"
+                else f"{name}-{stage.nodes - 1}")
+        if len(last) > ir.MAX_OBJECT_NAME:
+            sink.error(codes.NAME_TOO_LONG, stage.span_of("nodes"),
+                       f"the last node of `{stage.name}` is named `{last}`, {len(last)} characters; "
+                       f"Kubernetes allows {ir.MAX_OBJECT_NAME} in a hostname",
+                       label=f"{len(last) - ir.MAX_OBJECT_NAME} characters too many",
+                       help="shorten the stage name or the pipeline name")
+
+
+def group_documents(pipeline: ir.Pipeline, stage: ir.Stage, options: Options) -> list[dict]:
+    """A multi-node stage's objects, in the order they are created: its name first
+    (the headless Service, which a JobSet makes itself), the policy, the workload."""
+    if options.multinode == "jobset":
+        return [build_allow_group(pipeline, stage), build_jobset(pipeline, stage, options)]
+    return [build_headless_service(pipeline, stage), build_allow_group(pipeline, stage),
+            build_job(pipeline, stage, options)]
 
 
 def build_deployment(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render) -> dict:
@@ -476,7 +622,8 @@ def build_deployment(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, r
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": metadata(pipeline, pipeline.object_name(stage.name), labels, stage_annotations(pipeline, stage)),
+        "metadata": metadata(pipeline, pipeline.object_name(stage.name), labels,
+                             stage_annotations(pipeline, stage, options)),
         "spec": {
             "replicas": stage.replicas,
             "selector": {"matchLabels": selector_labels(pipeline, stage)},
@@ -565,6 +712,7 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     options = options or Options()
     sink = Diagnostics(pipeline.file)
     check_host_mounts(pipeline, sink, "Kubernetes")
+    check_group_names(pipeline, options, sink)
     if sink.has_errors:
         return Emitted((), tuple(sink.sorted()))
     documents: list[dict] = []
@@ -574,7 +722,9 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
         documents.append(build_default_deny(pipeline))
     documents += [build_pvc(pipeline, v) for v in pipeline.volumes if v.kind is ir.VolumeKind.SIZED]
     for stage in pipeline.stages:
-        if stage.is_batch:
+        if stage.nodes is not None:
+            documents += group_documents(pipeline, stage, options)
+        elif stage.is_batch:
             documents.append(build_job(pipeline, stage, options))
         else:
             documents += [build_deployment(pipeline, stage, options, substituted), build_service(pipeline, stage),

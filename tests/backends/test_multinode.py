@@ -1,0 +1,146 @@
+"""`nodes = N` on every target (issue 16): the group, its names and its variables."""
+
+from __future__ import annotations
+
+import kubernetes_validate
+import pytest
+
+from aipc.backends import kubernetes as k8s
+
+from aipc.compiler import ir
+from tests.backends.clusters import by_kind, compile_ir, emit, emit_yaml, pod_spec, read_back
+from tests.backends.jobset_schema import jobset_errors
+from tests.compiler.test_nodes import CONTRACT
+
+MASTER = "pretrain-pretrain-0.pretrain-pretrain"  # `<job>-0.<service>`: the pipeline is named after the file
+INDEX_FIELD = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+VARIABLES = {"MASTER_ADDR": MASTER, "MASTER_PORT": "29500", "NNODES": "4", "NPROC_PER_NODE": "8",
+             "WORLD_SIZE": "32", "PET_MASTER_ADDR": MASTER, "PET_MASTER_PORT": "29500", "PET_NNODES": "4",
+             "PET_NPROC_PER_NODE": "8"}
+
+
+def contract(**params) -> ir.Pipeline:
+    return compile_ir(CONTRACT, params, path="pretrain.aip")
+
+
+def kubernetes(**options) -> list[dict]:
+    return read_back(emit_yaml("k8s", contract(), **options))
+
+
+def env_of(pod: dict) -> dict:
+    (container,) = pod["containers"]
+    return {item["name"]: item.get("value", item.get("valueFrom")) for item in container["env"]}
+
+
+def assert_contract(env: dict, master: str = MASTER) -> None:
+    """Every variable of the contract: the fixed ones by value, the rank from the completion index."""
+    expected = {**VARIABLES, "MASTER_ADDR": master, "PET_MASTER_ADDR": master}
+    assert {name: env[name] for name in expected} == expected
+    for name in ("NODE_RANK", "PET_NODE_RANK"):
+        assert env[name] == {"fieldRef": {"fieldPath": INDEX_FIELD}}
+    assert set(ir.NODE_VARIABLES) <= set(env)
+
+
+# ------------------------------------------------------------------ Kubernetes
+
+
+def test_kubernetes_an_indexed_job_of_n_pods_named_by_a_headless_service():
+    documents = kubernetes()
+    assert [(d["kind"], d["metadata"]["name"]) for d in documents] == [
+        ("NetworkPolicy", "pretrain"), ("Service", "pretrain-pretrain"),
+        ("NetworkPolicy", "pretrain-pretrain"), ("Job", "pretrain-pretrain")]
+    job = by_kind(documents, "Job")["pretrain-pretrain"]
+    spec = job["spec"]
+    assert (spec["completionMode"], spec["completions"], spec["parallelism"]) == ("Indexed", 4, 4)
+    assert spec["backoffLimit"] == 2  # settled: per pod
+    assert pod_spec(job)["subdomain"] == "pretrain-pretrain"
+    assert pod_spec(job)["restartPolicy"] == "Never"
+    service = by_kind(documents, "Service")["pretrain-pretrain"]
+    assert service["spec"]["clusterIP"] == "None"
+    assert service["spec"]["publishNotReadyAddresses"] is True
+    # the Service selects exactly the Job's pods
+    assert service["spec"]["selector"].items() <= job["spec"]["template"]["metadata"]["labels"].items()
+    assert_contract(env_of(pod_spec(job)))
+
+
+def test_kubernetes_the_nodes_reach_each_other_on_every_port():
+    documents = kubernetes()
+    policy = by_kind(documents, "NetworkPolicy")["pretrain-pretrain"]
+    job = by_kind(documents, "Job")["pretrain-pretrain"]
+    selector = policy["spec"]["podSelector"]["matchLabels"]
+    assert selector.items() <= job["spec"]["template"]["metadata"]["labels"].items()
+    (rule,) = policy["spec"]["ingress"]
+    assert rule == {"from": [{"podSelector": {"matchLabels": selector}}]}  # no `ports`: every port
+
+
+def test_kubernetes_a_stage_without_nodes_stays_a_plain_job():
+    documents = read_back(emit_yaml("k8s", compile_ir('train t { image = "t:1" }')))
+    assert [d["kind"] for d in documents] == ["NetworkPolicy", "Job"]
+    (job,) = by_kind(documents, "Job").values()
+    assert "completionMode" not in job["spec"] and "subdomain" not in pod_spec(job)
+    assert not set(env_of(pod_spec(job))) & set(ir.NODE_VARIABLES)
+
+
+def test_kubernetes_a_parameter_sets_the_number_of_nodes():
+    text = 'param n: int = 2\ntrain t { image = "t:1"  nodes = "${n}" }'
+    (job,) = by_kind(read_back(emit_yaml("k8s", compile_ir(text, {"n": "6"}))), "Job").values()
+    assert job["spec"]["completions"] == job["spec"]["parallelism"] == 6
+    assert env_of(pod_spec(job))["NNODES"] == "6" and env_of(pod_spec(job))["WORLD_SIZE"] == "6"
+
+
+@pytest.mark.parametrize("version", ["1.28.0", kubernetes_validate.latest_version()])
+@pytest.mark.parametrize("form", ["job", "jobset"])
+def test_kubernetes_validate_strict_on_every_form(version, form):
+    for document in kubernetes(multinode=form):
+        if document["kind"] == "JobSet":
+            continue  # a CRD: checked against the JobSet schema below
+        kubernetes_validate.validate(document, version, strict=True)
+
+
+# ------------------------------------------------------------------ JobSet
+
+
+def test_jobset_one_group_restarted_whole_valid_against_the_jobset_api():
+    documents = kubernetes(multinode="jobset")
+    assert [(d["kind"], d["metadata"]["name"]) for d in documents] == [
+        ("NetworkPolicy", "pretrain"), ("NetworkPolicy", "pretrain-pretrain"), ("JobSet", "pretrain-pretrain")]
+    jobset = by_kind(documents, "JobSet")["pretrain-pretrain"]
+    assert jobset_errors(jobset) == []
+    spec = jobset["spec"]
+    assert spec["failurePolicy"] == {"maxRestarts": 2}  # retries: restarts of the whole group
+    assert spec["network"] == {"enableDNSHostnames": True, "publishNotReadyAddresses": True,
+                               "subdomain": "pretrain-pretrain"}
+    (replicated,) = spec["replicatedJobs"]
+    assert replicated["replicas"] == 1
+    job = replicated["template"]["spec"]
+    assert (job["completionMode"], job["completions"], job["parallelism"]) == ("Indexed", 4, 4)
+    assert job["backoffLimit"] == 0 and job["template"]["spec"]["restartPolicy"] == "Never"
+    assert "subdomain" not in job["template"]["spec"]  # the JobSet sets it
+    # node 0 is `<jobset>-<replicatedJob>-<jobIndex>-<podIndex>.<subdomain>`
+    assert_contract(env_of(job["template"]["spec"]), master="pretrain-pretrain-node-0-0.pretrain-pretrain")
+
+
+def test_jobset_dependants_wait_for_the_jobset():
+    text = CONTRACT + 'eval score { image = "t:1"  after = [pretrain] }\n'
+    documents = read_back(emit_yaml("k8s", compile_ir(text, path="pretrain.aip"), multinode="jobset"))
+    score = by_kind(documents, "Job")["pretrain-score"]
+    assert score["metadata"]["annotations"]["aipc.dev/depends-on"] == "JobSet/pretrain-pretrain"
+    documents = read_back(emit_yaml("k8s", compile_ir(text, path="pretrain.aip")))
+    score = by_kind(documents, "Job")["pretrain-score"]
+    assert score["metadata"]["annotations"]["aipc.dev/depends-on"] == "Job/pretrain-pretrain"
+
+
+def test_jobset_leaves_stages_without_nodes_as_jobs():
+    documents = read_back(emit_yaml("k8s", compile_ir('train t { image = "t:1" }'), multinode="jobset"))
+    assert [d["kind"] for d in documents] == ["NetworkPolicy", "Job"]
+
+
+@pytest.mark.parametrize("form, longest", [("job", 55), ("jobset", 42)])
+def test_kubernetes_the_last_nodes_hostname_fits_a_dns_label(form, longest):
+    """`<pipeline>-t-99999` for an Indexed Job, `<pipeline>-t-node-0-99999-xxxxx` for a JobSet."""
+    def program(length: int) -> ir.Pipeline:
+        return compile_ir(f'pipeline {"p" * length} {{}}\ntrain t {{ image = "t:1"  nodes = 100000 }}')
+
+    emit("k8s", program(longest), multinode=form)
+    emitted = k8s.emit(program(longest + 1), k8s.Options(multinode=form))
+    assert [d.code for d in emitted.diagnostics] == ["E110"] and not emitted.documents
