@@ -51,6 +51,7 @@ written through :class:`ArgoTexts`, which reports it. A Workflow over 1 MiB
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 
@@ -171,8 +172,10 @@ def mounted_volumes(pipeline: ir.Pipeline) -> list[ir.Volume]:
 
 
 def served_volumes(pipeline: ir.Pipeline) -> list[ir.Volume]:
-    """Sized volumes a serve stage mounts: they must outlive the Workflow."""
-    served = {mount.volume.name for stage in pipeline.stages if not stage.is_batch for mount in stage.mounts}
+    """Sized volumes a serve stage mounts (they must outlive the Workflow) or a
+    multi-node stage does (its Job's pods are not the Workflow's): claims of their own."""
+    served = {mount.volume.name for stage in pipeline.stages if not stage.is_batch or stage.nodes is not None
+              for mount in stage.mounts}
     return [v for v in pipeline.volumes if v.name in served and v.kind is ir.VolumeKind.SIZED]
 
 
@@ -198,11 +201,15 @@ def build_claim_reference(pipeline: ir.Pipeline, volume: ir.Volume) -> dict:
             "persistentVolumeClaim": {"claimName": k8s.claim_name(pipeline, volume)}}
 
 
-def build_apply_template(name: str, document: dict, success: str | None = None) -> dict:
-    """A ``resource`` template that applies one object (Argo applies one per template)."""
+def build_apply_template(name: str, document: dict, success: str | None = None, action: str = "apply") -> dict:
+    """A ``resource`` template that applies one object (Argo applies one per template);
+    ``create``: an object of this run, owned by the Workflow."""
     from aipc.backends.writer import to_yaml  # YAML only when compiling: `aipc check` stays light
 
-    resource: dict = {"action": "apply", "manifest": to_yaml([document])}
+    resource: dict = {"action": action}
+    if action == "create":
+        resource["setOwnerReference"] = True
+    resource["manifest"] = to_yaml([document])
     if success is not None:
         resource["successCondition"] = success
     return {"name": name, "resource": resource}
@@ -256,6 +263,43 @@ def build_serve_templates(pipeline: ir.Pipeline, stage: ir.Stage, options: Optio
                     {"name": "service", "template": service_template}]]},
         build_apply_template(deployment_template, deployment, success),
         build_apply_template(service_template, service),
+    ]
+
+
+# A multi-node stage's Indexed Job and headless Service are named after the run
+# (Argo substitutes global variables in a resource template's manifest), so that
+# runs of one pipeline, at once or one after another, never meet.
+WORKFLOW_NAME = "{{workflow.name}}"
+
+
+def build_group_templates(pipeline: ir.Pipeline, stage: ir.Stage, options: Options,
+                          names: TemplateNames, texts: ArgoTexts) -> list[dict]:
+    """A multi-node stage: a steps template that creates the headless Service, then
+    the Indexed Job, and succeeds or fails with the Job. The conditions are label
+    selectors on the Job's status (argo-workflows workflow/executor/resource.go):
+    done when all N pods succeeded, failed once more pods failed than
+    ``backoffLimit`` allows, which is when the Job fails (job.md, "Pod backoff
+    failure policy"). Both objects belong to the Workflow (``setOwnerReference``)
+    and go with it."""
+    kube = dataclasses.replace(options.kubernetes, multinode="job", group_prefix=WORKFLOW_NAME)
+    job = k8s.build_job(pipeline, stage, kube, texts.renderer(stage))
+    annotations = job["metadata"]["annotations"]
+    for key in (k8s.DEPENDS_ON_ANNOTATION, k8s.LEVEL_ANNOTATION):  # they name the Kubernetes output's objects
+        annotations.pop(key, None)
+    service = k8s.build_headless_service(pipeline, stage, kube)
+    base = task_name(stage)
+    job_template, service_template = names.add(f"{base}-job"), names.add(f"{base}-service")
+    created = build_apply_template(job_template, job, f"status.succeeded > {stage.node_count - 1}",
+                                   action="create")
+    created["resource"]["failureCondition"] = f"status.failed > {stage.retries}"
+    if stage.timeout is not None:  # a Job past its deadline may fail with fewer failed pods
+        created["timeout"] = f"{stage.timeout}s"
+    return [
+        {"name": base,
+         "steps": [[{"name": "service", "template": service_template}],
+                   [{"name": "job", "template": job_template}]]},
+        build_apply_template(service_template, service, action="create"),
+        created,
     ]
 
 
@@ -351,7 +395,9 @@ def build_workflow(pipeline: ir.Pipeline, options: Options, texts: ArgoTexts) ->
     templates = [{**main, "name": entrypoint}, *groups]
     templates += [build_apply_template(volume_tasks[v.name], k8s.build_pvc(pipeline, v)) for v in served]
     for stage in pipeline.stages:
-        if stage.is_batch:
+        if stage.nodes is not None:
+            templates += build_group_templates(pipeline, stage, options, names, texts)
+        elif stage.is_batch:
             templates.append(build_container_template(pipeline, stage, options, texts))
         else:
             templates += build_serve_templates(pipeline, stage, options, names, texts)
@@ -405,6 +451,8 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     options = options or Options()
     sink = Diagnostics(pipeline.file)
     k8s.check_host_mounts(pipeline, sink, "Argo Workflows")
+    # A generated Workflow name is the pipeline's and 6 characters (`-` and 5 random ones).
+    k8s.check_group_names(pipeline, k8s.Options(), sink, run_suffix=0 if options.stable_name else 6)
     report_coarse_pairing(pipeline, sink)
     if sink.has_errors:
         return Emitted((), tuple(sink.sorted()))

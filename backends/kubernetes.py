@@ -119,6 +119,9 @@ class Options:
     default_cpu: ir.Range = field(default_factory=lambda: ir.Range(500, 2000))
     default_memory: ir.Range = field(default_factory=lambda: ir.Range(512 * MIB, 2 * GIB))
     multinode: str = "job"  # what a multi-node stage becomes: MULTINODE_FORMS
+    # What a multi-node stage's Indexed Job and Service are named after instead of
+    # the pipeline: Argo names them after each run (`{{workflow.name}}`).
+    group_prefix: str | None = None
 
 
 def default_filename(pipeline: ir.Pipeline) -> str:
@@ -474,7 +477,7 @@ def build_job(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: 
     """A stage's Job; a multi-node stage's an Indexed Job of ``nodes`` pods at once,
     whose pods take the group's headless Service as their ``subdomain``."""
     labels = stage_labels(pipeline, stage)
-    name = pipeline.object_name(stage.name)
+    name = group_name(pipeline, stage, options)
     spec: dict = {}
     if stage.nodes is not None:
         spec.update(completionMode="Indexed", completions=stage.nodes, parallelism=stage.nodes)
@@ -512,14 +515,23 @@ JOBSET_REPLICATED_JOB = "node"  # the one replicated job of a multi-node stage's
 JOBSET_API_VERSION = "jobset.x-k8s.io/v1alpha2"
 
 
+def group_name(pipeline: ir.Pipeline, stage: ir.Stage, options: Options) -> str:
+    """The name of a stage's workload, and of a multi-node stage's Service."""
+    if options.group_prefix is not None and stage.nodes is not None:
+        return f"{options.group_prefix}-{ir.dns_label(stage.name)}"
+    return pipeline.object_name(stage.name)
+
+
 def master_address(pipeline: ir.Pipeline, stage: ir.Stage, options: Options) -> str | None:
     """Node 0's name: its hostname and subdomain, which its namespace resolves; None
     for a stage that is no group."""
     if stage.nodes is None:
         return None
+    name = group_name(pipeline, stage, options)
     if options.multinode == "jobset":
-        name = pipeline.object_name(stage.name)
         return f"{name}-{JOBSET_REPLICATED_JOB}-0-0.{name}"
+    if options.group_prefix is not None:
+        return f"{name}-0.{name}"
     return ir.node_host(pipeline.name, stage.name, 0)
 
 
@@ -530,13 +542,13 @@ def build_node_env(stage: ir.Stage, master: str) -> list[dict]:
             for name, value in ir.node_environment(stage, master, None)]
 
 
-def build_headless_service(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
+def build_headless_service(pipeline: ir.Pipeline, stage: ir.Stage, options: Options) -> dict:
     """The Service that gives each node of a multi-node stage its DNS name, before
     any is ready (training pods have no readiness probe)."""
     return {
         "apiVersion": "v1",
         "kind": "Service",
-        "metadata": metadata(pipeline, pipeline.object_name(stage.name), stage_labels(pipeline, stage)),
+        "metadata": metadata(pipeline, group_name(pipeline, stage, options), stage_labels(pipeline, stage)),
         "spec": {
             "clusterIP": "None",
             "publishNotReadyAddresses": True,
@@ -590,19 +602,22 @@ def build_jobset(pipeline: ir.Pipeline, stage: ir.Stage, options: Options) -> di
     }
 
 
-def check_group_names(pipeline: ir.Pipeline, options: Options, sink: Diagnostics) -> None:
+def check_group_names(pipeline: ir.Pipeline, options: Options, sink: Diagnostics, run_suffix: int = 0) -> None:
     """The hostname of a multi-node stage's last pod is a DNS label: `<job>-<N-1>`
     of an Indexed Job; a JobSet's webhook also counts a 5-character suffix on
-    `<jobset>-node-0-<N-1>` (jobset_webhook.go). E110 where it is too long."""
+    `<jobset>-node-0-<N-1>` (jobset_webhook.go). E110 where it is too long. Argo
+    names the Job after its run, the pipeline's name and ``run_suffix`` characters."""
     for stage in pipeline.stages:
         if stage.nodes is None:
             continue
-        name = pipeline.object_name(stage.name)
+        prefix = pipeline.dns_name + ("-" + "x" * (run_suffix - 1) if run_suffix else "")
+        name = f"{prefix}-{ir.dns_label(stage.name)}"
         last = (f"{name}-{JOBSET_REPLICATED_JOB}-0-{stage.nodes - 1}-xxxxx" if options.multinode == "jobset"
                 else f"{name}-{stage.nodes - 1}")
         if len(last) > ir.MAX_OBJECT_NAME:
+            shown = last.replace(prefix, pipeline.dns_name + "-xxxxx", 1) if run_suffix else last
             sink.error(codes.NAME_TOO_LONG, stage.span_of("nodes"),
-                       f"the last node of `{stage.name}` is named `{last}`, {len(last)} characters; "
+                       f"the last node of `{stage.name}` is named `{shown}`, {len(last)} characters; "
                        f"Kubernetes allows {ir.MAX_OBJECT_NAME} in a hostname",
                        label=f"{len(last) - ir.MAX_OBJECT_NAME} characters too many",
                        help="shorten the stage name or the pipeline name")
@@ -613,7 +628,7 @@ def group_documents(pipeline: ir.Pipeline, stage: ir.Stage, options: Options) ->
     (the headless Service, which a JobSet makes itself), the policy, the workload."""
     if options.multinode == "jobset":
         return [build_allow_group(pipeline, stage), build_jobset(pipeline, stage, options)]
-    return [build_headless_service(pipeline, stage), build_allow_group(pipeline, stage),
+    return [build_headless_service(pipeline, stage, options), build_allow_group(pipeline, stage),
             build_job(pipeline, stage, options)]
 
 

@@ -144,3 +144,57 @@ def test_kubernetes_the_last_nodes_hostname_fits_a_dns_label(form, longest):
     emit("k8s", program(longest), multinode=form)
     emitted = k8s.emit(program(longest + 1), k8s.Options(multinode=form))
     assert [d.code for d in emitted.diagnostics] == ["E110"] and not emitted.documents
+
+
+# ------------------------------------------------------------------ Argo
+
+
+def argo_templates(pipeline: ir.Pipeline, **options) -> dict[str, dict]:
+    (workflow,) = emit("argo", pipeline, **options).documents
+    return {template["name"]: template for template in workflow["spec"]["templates"]}
+
+
+def manifest(template: dict, run: str = "run-1") -> dict:
+    """A resource template's object as Argo creates it in the run ``run``."""
+    (document,) = read_back(template["resource"]["manifest"].replace("{{workflow.name}}", run))
+    return document
+
+
+def test_argo_creates_the_service_then_the_indexed_job_and_ends_with_the_job():
+    pipeline = contract()
+    templates = argo_templates(pipeline)
+    assert templates["pretrain"]["steps"] == [[{"name": "service", "template": "pretrain-service"}],
+                                              [{"name": "job", "template": "pretrain-job"}]]
+    job_template, service_template = templates["pretrain-job"], templates["pretrain-service"]
+    resource = job_template["resource"]
+    assert (resource["action"], resource["setOwnerReference"]) == ("create", True)
+    # label-selector expressions Argo evaluates on the Job's status: all 4 pods, or more failures than backoffLimit
+    assert resource["successCondition"] == "status.succeeded > 3"
+    assert resource["failureCondition"] == "status.failed > 2"
+    job, service = manifest(job_template), manifest(service_template)
+    assert job["metadata"]["name"] == service["metadata"]["name"] == "run-1-pretrain"  # per run
+    assert pod_spec(job)["subdomain"] == "run-1-pretrain"
+    assert service["spec"]["clusterIP"] == "None" and service["spec"]["publishNotReadyAddresses"] is True
+    assert (job["spec"]["completionMode"], job["spec"]["completions"], job["spec"]["parallelism"]) == (
+        "Indexed", 4, 4)
+    assert_contract(env_of(pod_spec(job)), master="run-1-pretrain-0.run-1-pretrain")
+    # otherwise the Kubernetes backend's Job
+    (kubernetes_job,) = by_kind(kubernetes(), "Job").values()
+    assert pod_spec(job)["containers"][0]["resources"] == pod_spec(kubernetes_job)["containers"][0]["resources"]
+    for version in ("1.28.0", kubernetes_validate.latest_version()):
+        kubernetes_validate.validate(job, version, strict=True)
+        kubernetes_validate.validate(service, version, strict=True)
+
+
+def test_argo_a_timeout_bounds_the_resource_template_and_volumes_are_claims_of_their_own():
+    text = ('volume data { size = 1Gi  access = rwx }\n'
+            'train t { image = "t:1"  nodes = 2  timeout = 1h  mount data at "/data" }\n')
+    pipeline = compile_ir(text, path="p.aip")
+    templates = argo_templates(pipeline)
+    assert templates["t-job"]["timeout"] == "3600s"
+    job = manifest(templates["t-job"])
+    assert {"name": "data", "persistentVolumeClaim": {"claimName": "p-data"}} in pod_spec(job)["volumes"]
+    assert manifest(templates["data-volume"])["kind"] == "PersistentVolumeClaim"  # created before the group
+    (workflow,) = emit("argo", pipeline).documents
+    (main,) = [t for t in workflow["spec"]["templates"] if t["name"] == "main"]
+    assert {"name": "t", "template": "t", "dependencies": ["data-volume"]} in main["dag"]["tasks"]
