@@ -89,10 +89,15 @@ def options_from(args) -> Options:
 def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     options = options or Options()
     sink = Diagnostics(pipeline.file)
-    services = {
-        stage.name: build_service(pipeline, stage, spec, options, sink)
-        for stage, spec in docker.each_container(pipeline, pipeline.stages, sink, TARGET)
-    }
+    services = {}
+    for stage, spec in docker.each_container(pipeline, pipeline.stages, sink, TARGET):
+        report_timeout(stage, sink)
+        if stage.nodes is None:
+            services[stage.name] = build_service(pipeline, stage, spec, options, sink)
+        else:
+            for rank in range(stage.nodes):
+                node = docker.node_spec(pipeline, stage, spec, rank)
+                services[docker.node_service(stage, rank)] = build_service(pipeline, stage, node, options, sink)
     document: dict = {"services": services}
     volumes = build_volumes(pipeline)
     if volumes:
@@ -105,8 +110,8 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
 
 def build_service(pipeline: ir.Pipeline, stage: ir.Stage, spec: docker.ContainerSpec, options: Options,
                   sink: Diagnostics) -> dict:
-    """One service, its keys in a fixed order: what runs first, then how."""
-    report_timeout(stage, sink)
+    """One service (one node of a multi-node stage), its keys in a fixed order: what
+    runs first, then how."""
     service: dict = {"image": escape(spec.image)}
     service.update(build_program(spec))
     if spec.working_dir is not None:
@@ -121,6 +126,8 @@ def build_service(pipeline: ir.Pipeline, stage: ir.Stage, spec: docker.Container
         service["volumes"] = [build_mount(mount, options) for mount in spec.mounts]
     if spec.publish:
         service["ports"] = [build_port(publish, options) for publish in spec.publish]
+    if spec.hostname is not None:
+        service["hostname"] = spec.hostname
     if spec.aliases:
         service["networks"] = {"default": {"aliases": list(spec.aliases)}}
     if spec.healthcheck is not None:
@@ -164,8 +171,17 @@ def build_depends_on(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
             condition = "service_healthy"
         else:
             condition = "service_started"
-        depends_on[name] = {"condition": condition}
+        for service in services_of(dependency):
+            depends_on[service] = {"condition": condition}
     return depends_on
+
+
+def services_of(stage: ir.Stage) -> list[str]:
+    """A stage's services: its own, or one per node of a multi-node stage, each of
+    which a dependant waits for, so that it starts only once every node succeeded."""
+    if stage.nodes is None:
+        return [stage.name]
+    return [docker.node_service(stage, rank) for rank in range(stage.nodes)]
 
 
 def build_mount(mount: docker.Mount, options: Options) -> str | dict:

@@ -198,3 +198,34 @@ def test_argo_a_timeout_bounds_the_resource_template_and_volumes_are_claims_of_t
     (workflow,) = emit("argo", pipeline).documents
     (main,) = [t for t in workflow["spec"]["templates"] if t["name"] == "main"]
     assert {"name": "t", "template": "t", "dependencies": ["data-volume"]} in main["dag"]["tasks"]
+
+
+# ------------------------------------------------------------------ docker-compose
+
+
+def test_compose_n_services_each_with_its_rank_and_node_0s_name():
+    pipeline = compile_ir(CONTRACT + 'eval score { image = "t:1"  after = [pretrain] }\n', path="pretrain.aip")
+    emitted = emit("compose", pipeline)
+    (document,) = emitted.documents
+    services = document["services"]
+    nodes = [f"pretrain-node-{rank}" for rank in range(4)]
+    assert list(services) == [*nodes, "score"]
+    for rank, name in enumerate(nodes):
+        service = services[name]
+        env = dict(item.split("=", 1) for item in service["environment"])
+        assert {key: env[key] for key in VARIABLES} == VARIABLES
+        assert env["NODE_RANK"] == env["PET_NODE_RANK"] == str(rank)
+        # reached by the name node `rank` has on Kubernetes; node 0's is MASTER_ADDR
+        assert service["networks"]["default"]["aliases"] == [f"pretrain-pretrain-{rank}.pretrain-pretrain"]
+        assert service["hostname"] == f"pretrain-pretrain-{rank}"
+        assert service["deploy"]["resources"]["reservations"]["devices"][0]["count"] == 8
+    # a dependant starts once every node completed successfully
+    assert services["score"]["depends_on"] == {name: {"condition": "service_completed_successfully"}
+                                               for name in nodes}
+    (warning,) = [d for d in emitted.diagnostics if d.code == "B120"]
+    assert "4 nodes of `pretrain`" in warning.message and "one host" in warning.message
+
+
+def test_compose_one_timeout_warning_for_the_whole_group():
+    emitted = emit("compose", compile_ir('train t { image = "t:1"  nodes = 3  timeout = 1h }'))
+    assert sorted(d.code for d in emitted.diagnostics) == ["B101", "B120"]
