@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import queue
 import threading
 import time
 import urllib.parse
@@ -27,7 +28,9 @@ import docker.types
 import requests.exceptions
 from docker.utils import parse_repository_tag
 
-from aipc.backends.docker import ContainerSpec, HealthCheck, Mount, describe_health, port_range
+from aipc.backends.docker import (
+    ContainerSpec, HealthCheck, Mount, describe_health, node_service, node_spec, port_range,
+)
 from aipc.compiler import ir
 from aipc.runner.scheduler import Attempt
 from aipc.runner.selection import (
@@ -138,12 +141,13 @@ def resource_options(spec: ContainerSpec) -> dict:
 
 def container_options(stage: ir.Stage, spec: ContainerSpec, names: RunNames, number: int, *,
                       environ: Mapping[str, str], base_dir: str, network: str | None,
-                      bind_address: str = "127.0.0.1") -> dict:
+                      bind_address: str = "127.0.0.1", rank: int | None = None) -> dict:
     """Keyword arguments of ``client.containers.create`` for one attempt (batch) or
-    replica (serve) of ``stage``, whose container is ``spec``."""
+    replica (serve) of ``stage``, whose container is ``spec``; of node ``rank`` of
+    a multi-node stage's attempt."""
     options: dict = {
-        **spec.engine_options(),  # image, working_dir, hardening...: what the engine takes as it is
-        "name": names.container(stage.name, number),
+        **spec.engine_options(),  # image, working_dir, hardening, a node's hostname...: as the engine takes them
+        "name": names.container(stage.name if rank is None else node_service(stage, rank), number),
         "labels": {**dict(spec.labels), **names.stage_labels(stage)},  # ours last: `aipc down` finds it
         "environment": {**dict(spec.environment), **{key: environ.get(key, "") for key in spec.secret_keys}},
         "mounts": [mount_option(mount, names, base_dir) for mount in spec.mounts],
@@ -492,12 +496,15 @@ class DockerDriver:
 
     # -- containers ----------------------------------------------------------------------
 
-    def _create(self, stage: ir.Stage, number: int, is_service: bool):
+    def _create(self, stage: ir.Stage, number: int, is_service: bool, rank: int | None = None):
         """A created (not started) container, or None when the run was aborted meanwhile.
         A container that already has the name is not this run's: it is left alone."""
-        options = container_options(stage, self.specs[stage.name], self.names, number, environ=self.environ,
+        spec = self.specs[stage.name]
+        if rank is not None:
+            spec = node_spec(self.pipeline, stage, spec, rank)
+        options = container_options(stage, spec, self.names, number, environ=self.environ,
                                     base_dir=self.base_dir, network=self._network,
-                                    bind_address=self.bind_address)
+                                    bind_address=self.bind_address, rank=rank)
         try:
             container = self.client.containers.create(**options)
         except docker.errors.APIError as error:
@@ -550,6 +557,8 @@ class DockerDriver:
     # -- Driver: batch stages --------------------------------------------------------------
 
     def run_batch(self, stage: ir.Stage, attempt: int, deadline: float | None) -> Attempt:
+        if stage.nodes is not None:
+            return self._run_group(stage, attempt, deadline)
         try:
             container = self._create(stage, attempt, is_service=False)
         except NameTaken as error:
@@ -593,6 +602,83 @@ class DockerDriver:
         if self._aborted:
             return Attempt(cancelled=True, exit_code=exit_code)
         return Attempt(exit_code=exit_code, timed_out=timed_out, detail=detail)
+
+    # -- Driver: multi-node stages ---------------------------------------------------------
+
+    def _run_group(self, stage: ir.Stage, attempt: int, deadline: float | None) -> Attempt:
+        """One attempt of a multi-node stage: its N containers together (each node's
+        variables, names and rank from backends/docker.py). It succeeds when every
+        node exits 0; the first node that fails (or the deadline) stops the others,
+        and a retry runs the whole group again, as a JobSet restarts it."""
+        containers: list = []
+        try:
+            for rank in range(stage.node_count):
+                container = self._create(stage, attempt, is_service=False, rank=rank)
+                if container is None:
+                    return Attempt(cancelled=True)
+                containers.append(container)
+            return self._execute_group(stage, containers, attempt, deadline)
+        except NameTaken as error:
+            return Attempt(error=str(error))
+        except docker.errors.NotFound:
+            return Attempt(cancelled=True) if self._aborted else Attempt(error="a container disappeared")
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+            if self._aborted:
+                return Attempt(cancelled=True)
+            return Attempt(error=engine_message(error))
+        finally:
+            for container in containers:
+                self._discard(container, graceful=False)
+
+    def _execute_group(self, stage: ir.Stage, containers: list, attempt: int, deadline: float | None) -> Attempt:
+        pumps = []
+        for rank, container in enumerate(containers):
+            try:
+                container.start()
+            except docker.errors.APIError as error:
+                return Attempt(error=f"Docker cannot start node {rank}: "
+                                     f"{explain_start_error(error, self.specs[stage.name])}")
+            source = f"{stage.name}#node-{rank}" if attempt == 1 else f"{stage.name}#{attempt}/node-{rank}"
+            pumps.append(self._follow(container, source))
+        ended: queue.Queue = queue.Queue()
+        for rank, container in enumerate(containers):
+            threading.Thread(target=self._wait_node, args=(container, rank, deadline, ended), daemon=True).start()
+        failed: tuple[int, int] | None = None  # the first node that failed, and its exit code
+        timed_out = False
+        for _ in containers:
+            rank, code = ended.get()
+            if failed is None and not timed_out and (code is None or code != 0):
+                timed_out = code is None
+                if not timed_out:
+                    failed = (rank, code)
+                for other in containers:  # the group cannot go on without it
+                    try:
+                        other.kill()
+                    except docker.errors.APIError:
+                        pass  # it ended just now
+        if not self._aborted:
+            for pump in pumps:
+                pump.drain()  # every line, before the containers go
+        if self._aborted:
+            return Attempt(cancelled=True)
+        if timed_out:
+            return Attempt(timed_out=True)
+        if failed is not None:
+            rank, code = failed
+            containers[rank].reload()
+            oom = containers[rank].attrs.get("State", {}).get("OOMKilled")
+            why = "killed: out of memory, " if oom else ""
+            return Attempt(exit_code=code, detail=f"{why}node {rank} of {len(containers)}; the others were stopped")
+        return Attempt(exit_code=0)
+
+    def _wait_node(self, container, rank: int, deadline: float | None, ended: queue.Queue) -> None:
+        """Put ``(rank, exit code)`` on ``ended`` when the node exits (None: the deadline
+        passed; a container gone or an engine error counts as a failure, 1)."""
+        try:
+            code = self._wait(container, deadline)
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            code = 1
+        ended.put((rank, code))
 
     # -- Driver: serve stages --------------------------------------------------------------
 
