@@ -16,6 +16,9 @@ Serve stages
     in its own level and in every later level (as ``serving``). A serve stage
     needs its resources once per replica.
 
+Multi-node stages
+    A stage with ``nodes = N`` needs its resources N times, once per node.
+
 Totals
     Per level, the sum of requests and of limits of every stage running in it.
     A stage that sets no ``cpu`` (or ``memory``) reserves nothing and has no
@@ -106,7 +109,9 @@ class Plan:
 
 
 def replicas(stage: ir.Stage) -> int:
-    return stage.replicas if stage.kind is ir.StageKind.SERVE else 1
+    """How many times a stage's resources count: a serve stage's replicas, a
+    multi-node stage's nodes (each its own pod or container), else once."""
+    return stage.replicas if stage.kind is ir.StageKind.SERVE else stage.node_count
 
 
 def stage_gpus(stage: ir.Stage) -> int:
@@ -255,12 +260,15 @@ def stage_text(stage: ir.Stage, serving: bool = False) -> str:
         return f"{stage.name} (serving)"
     if stage.kind is ir.StageKind.SERVE and stage.replicas > 1:
         return f"{stage.name} (serve x{stage.replicas})"
+    if stage.nodes is not None:
+        return f"{stage.name} ({stage.kind.value} x{stage.nodes} nodes)"
     return f"{stage.name} ({stage.kind.value})"
 
 
 def matrix_text(matrix: ir.Matrix, stage: ir.Stage, count: int, serving: bool = False) -> str:
     """A matrix stage as one row: ``model (train, 5 instances of lr x seed, 2 at a time)``."""
     what = "serving" if serving else (f"serve x{stage.replicas}" if not stage.is_batch and stage.replicas > 1
+                                      else f"{stage.kind.value} x{stage.nodes} nodes" if stage.nodes is not None
                                       else stage.kind.value)
     total = len(matrix.instances)
     shown = f"{count} of {total}" if count != total else str(total)
@@ -350,8 +358,10 @@ def note_lines(plan: Plan, instances: bool = False) -> list[str]:
                      "dependencies finish, so stages of different levels can run together")
     if any(matrix.max_parallel is not None for matrix in plan.matrices):
         lines.append("a matrix stage with max_parallel counts only as many instances as may run at once.")
+    groups = any(stage.nodes is not None for level in plan.levels for stage in level.stages)
     lines.append("CPU and memory: request / limit (one value when equal), summed over the stages "
-                 "running in the level; a serve stage counts once per replica.")
+                 "running in the level; a serve stage counts once per replica"
+                 + (", a multi-node stage once per node." if groups else "."))
     if any(level.serving for level in plan.levels):
         lines.append("serve stages keep running once started: they count in every later level (serving).")
     return lines
