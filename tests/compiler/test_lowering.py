@@ -223,3 +223,8 @@ def test_every_stage_attribute_and_block_of_the_schema_has_its_lowering():
     assert set(lower.LOWER_STAGE_ATTRIBUTE) == set(schema.STAGE)
     assert set(lower.LOWER_STAGE_BLOCK) == set(schema.STAGE_BLOCKS)
     assert all(callable(function) for function in lower.LOWER_STAGE_ATTRIBUTE.values())
+
+
+def test_the_language_page_multi_node_program_is_the_multinode_example():
+    (program,) = [program for program in language_page_programs() if "nodes   =" in program]
+    assert (ROOT / "examples" / "multinode.aip").read_text() == program
