@@ -383,10 +383,11 @@ def tcp_probe(port: int, timeout: int) -> str:
 def report_unsupported(stage: ir.Stage, sink: Diagnostics, target: str) -> None:
     """What a Docker container has no way to say, at the attribute that says it."""
     resources = stage.resources
-    if stage.nodes is not None and stage.nodes > 1:
+    if stage.nodes is not None and stage.nodes > 1 and (stage.instance is None or stage.instance.index == 0):
+        each = " (each instance)" if stage.instance is not None else ""  # said once for a matrix stage
         sink.warning(codes.NODES_ON_ONE_HOST, stage.span_of("nodes"),
-                     f"{target} runs the {stage.nodes} nodes of `{stage.name}` as {stage.nodes} containers on "
-                     "this one host: enough to test the rendezvous, not to train faster",
+                     f"{target} runs the {stage.nodes} nodes of `{stage.group}`{each} as {stage.nodes} containers "
+                     "on this one host: enough to test the rendezvous, not to train faster",
                      label="all on one host",
                      help="the containers find each other by the same names and variables as on a cluster; "
                      "use the kubernetes or argo target to run them on several machines")

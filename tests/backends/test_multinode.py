@@ -229,3 +229,17 @@ def test_compose_n_services_each_with_its_rank_and_node_0s_name():
 def test_compose_one_timeout_warning_for_the_whole_group():
     emitted = emit("compose", compile_ir('train t { image = "t:1"  nodes = 3  timeout = 1h }'))
     assert sorted(d.code for d in emitted.diagnostics) == ["B101", "B120"]
+
+
+def test_a_matrix_of_groups_is_a_group_per_instance_warned_about_once():
+    text = ('train model { image = "t:1"  matrix { lr = [1, 2] }  nodes = 2 }\n'
+            'eval score { image = "t:1"  matrix = model  after = [model] }\n')
+    pipeline = compile_ir(text, path="p.aip")
+    emitted = emit("compose", pipeline)
+    assert [d.code for d in emitted.diagnostics] == ["B120"]
+    assert "`model` (each instance)" in emitted.diagnostics[0].message
+    services = emitted.documents[0]["services"]
+    assert list(services["score-2"]["depends_on"]) == ["model-2-node-0", "model-2-node-1"]
+    jobs = by_kind(read_back(emit_yaml("k8s", pipeline)), "Job")
+    assert jobs["p-model-1"]["spec"]["completions"] == 2 and "completions" not in jobs["p-score-1"]["spec"]
+    assert env_of(pod_spec(jobs["p-model-2"]))["MASTER_ADDR"] == "p-model-2-0.p-model-2"
