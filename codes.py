@@ -130,15 +130,15 @@ NOT_IMPLEMENTED = _code(
     "E009", "part of the v1 language, not implemented in this build",
     """The construct is written correctly: it is part of the v1 language
     (LANGUAGE.md), and this build of aipc reads it but cannot compile it yet:
-    templates and `from`, `import`, `output` and `input` statements, and a
-    secret's key as an environment value (`hf.token`). Each is reported once,
-    where it is written; the rest of the file is checked as usual. Leave it out
-    (the help line says how) or use a build that implements it.""",
+    `output` and `input` statements, and a secret's key as an environment value
+    (`hf.token`). Each is reported once, where it is written; the rest of the
+    file is checked as usual. Leave it out (the help line says how) or use a
+    build that implements it.""",
     """
-template trainer: train { image = "trainer:1.0" }     # error: templates are not implemented here
-train small from trainer { command = ["train"] }      # error: neither is `from`
-# until then:
-train small { image = "trainer:1.0"  command = ["train"] }
+train model { image = "trainer:1.0"  output metrics at "/out/metrics" }   # error: not implemented here
+# until then, a volume:
+volume metrics { size = 1Gi }
+train model { image = "trainer:1.0"  mount metrics at "/out/metrics" }
 """,
 )
 
@@ -330,6 +330,96 @@ ADDRESS_NOT_ALLOWED = _code(
     """
 serve db { image = "postgres:16"  port = 5432 }
 data load { image = "etl:1.0"  labels = { upstream = "${db.host}" } }    # error
+""",
+)
+
+# ---------------------------------------------------------- templates and imports
+
+UNKNOWN_TEMPLATE = _code(
+    "E150", "unknown template",
+    """`KIND NAME from TEMPLATE` and `template NAME: KIND from TEMPLATE` start from
+    a template declared in the same file (`from trainer`) or in an imported file,
+    named by its import (`from gpu.h100_trainer` after `import "lib/gpu.aip" as
+    gpu`). A close match is suggested.""",
+    """
+template trainer: train { image = "trainer:1.0" }
+train small from trainr { command = ["train"] }     # error: did you mean `trainer`?
+""",
+)
+
+TEMPLATE_KIND_MISMATCH = _code(
+    "E151", "a template of another kind",
+    """A template is written for one kind of stage (`template trainer: train`), and
+    only stages of that kind start from it, because the attributes a stage
+    accepts depend on its kind (`port` for `serve`, `retries` for batch stages). A
+    template built on another has the other's kind too.""",
+    """
+template service: serve { image = "api:1.0"  port = 8080 }
+train model from service { }        # error: `service` is a template for serve stages
+""",
+)
+
+TEMPLATE_CYCLE = _code(
+    "E152", "template cycle",
+    """Templates that start from each other in a circle have no first one to take
+    attributes from. The cycle is printed in order; make one of them start from
+    nothing (remove its `from`).""",
+    """
+template a: train from b { }
+template b: train from a { }        # error: template cycle: a -> b -> a
+""",
+)
+
+IMPORT_UNREADABLE = _code(
+    "E153", "an imported file cannot be read",
+    """`import "PATH"` reads PATH relative to the importing file's folder. The file
+    must exist, be a regular .aip file of UTF-8 text and at most 16 MiB. The error
+    is at the `import` line; the message names the path that was looked for.""",
+    """
+# pipelines/train.aip
+import "lib/gpu.aip"                 # error: cannot read `pipelines/lib/gpu.aip`: no such file
+import "../lib/gpu.aip"              # fixed: the library is next to pipelines/
+""",
+)
+
+IMPORT_CYCLE = _code(
+    "E154", "import cycle",
+    """Files that import each other in a circle: templates cannot be taken from a
+    file that is still being read. The cycle is printed from the first file to
+    the import that closes it; move the shared templates into a file that
+    imports neither.""",
+    """
+# a.aip: import "b.aip"     b.aip: import "c.aip"     c.aip: import "a.aip"
+error[E154]: import cycle: a.aip -> b.aip -> c.aip -> a.aip
+""",
+)
+
+IMPORT_NOT_A_LIBRARY = _code(
+    "E155", "an imported file that is not a library",
+    """An imported file holds templates and further imports only: a stage, a
+    volume, a secret, a parameter or a pipeline header in it would make the
+    importing pipeline run or declare things its own text does not show. The
+    error is at the `import` line, with a label at each declaration that does
+    not belong. Move them into the pipelines that use them.""",
+    """
+# lib/ml.aip
+template trainer: train { image = "trainer:1.0" }
+train smoke { image = "trainer:1.0" }          # not allowed in an imported file
+# pipeline.aip
+import "lib/ml.aip"                            # error: `lib/ml.aip` declares the stage `smoke`
+""",
+)
+
+INVALID_IMPORT = _code(
+    "E156", "invalid import",
+    """`import "PATH" [as NAME]` names a .aip file by a plain string (no `${...}`:
+    imports are read before parameters exist), relative to the importing file.
+    Without `as`, the templates are used by the file's stem, which must then be a
+    valid name (lowercase letters, digits and `_`, starting with a letter);
+    otherwise write `as NAME`.""",
+    """
+import "lib/gpu-v2.aip"              # error: `gpu-v2` is not a valid name
+import "lib/gpu-v2.aip" as gpu       # fixed
 """,
 )
 

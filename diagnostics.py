@@ -5,6 +5,14 @@ message, a primary span with a label, secondary spans and a help line. Spans
 are character offsets into one source text; lines and columns are computed only
 when rendering, by :class:`Source`.
 
+A check reads one file and the files it imports. Spans of the checked file are
+its offsets; each imported file has a number (once per process, see
+:func:`file_base`) and its spans are its offsets plus that number times
+``FILE_STRIDE``, so a span says by itself which file it is in, and a check of
+one file pays nothing for it. A :class:`Diagnostics` sink turns such a span into
+the file's name and an offset within it when the diagnostic is reported; a
+:class:`Label` in another file than its diagnostic's names that file.
+
 Renderers: :func:`render_human` (rustc-style, colour only when asked),
 :func:`to_json` (1-based lines and columns, end exclusive) and, in the language
 server, LSP diagnostics (0-based, UTF-16 columns).
@@ -16,6 +24,8 @@ import bisect
 import enum
 import json
 import re
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator, NamedTuple, Sequence
 
@@ -36,10 +46,55 @@ class Severity(str, enum.Enum):
 
 @dataclass(frozen=True, slots=True)
 class Label:
-    """A secondary span, with what it shows ("first declared here")."""
+    """A secondary span, with what it shows ("first declared here"); ``file`` names
+    the file it is in when that is not its diagnostic's."""
 
     span: Span
     message: str
+    file: str | None = None
+
+
+# ------------------------------------------------------------------ other files
+
+FILE_STRIDE = 1 << 40  # offsets of one file; a 16 MiB input uses 2**24 of them
+_file_paths: list[str] = []  # the imported files, by number - 1
+_file_numbers: dict[str, int] = {}
+_files_lock = threading.Lock()
+
+
+def file_base(path: str) -> int:
+    """Where the offsets of ``path`` start when a check reads it as an imported file.
+
+    Numbers are given once per process and per path (the language server checks
+    many versions of a file; they share its number), so spans from any check can
+    be located without passing a table around."""
+    with _files_lock:
+        number = _file_numbers.get(path)
+        if number is None:
+            _file_paths.append(path)
+            number = _file_numbers[path] = len(_file_paths)
+    return number * FILE_STRIDE
+
+
+def locate(span: Span) -> tuple[str | None, Span]:
+    """The imported file a span is in (None: the checked file) and the span in that file."""
+    number = span.start // FILE_STRIDE
+    if number == 0:
+        return None, span
+    base = number * FILE_STRIDE
+    return _file_paths[number - 1], Span(span.start - base, span.end - base)
+
+
+@dataclass(frozen=True)
+class Use:
+    """A template's text, checked as part of a stage that starts from it: what that
+    stage's diagnostics about the template's text add, "used here" at the stage."""
+
+    regions: tuple[Span, ...]
+    label: Label
+
+    def covers(self, span: Span) -> bool:
+        return any(region.start <= span.start and span.end <= region.end for region in self.regions)
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +129,7 @@ class Diagnostics:
     items: list[Diagnostic] = field(default_factory=list)
     _seen: set = field(default_factory=set, repr=False)
     _errors_reported: int = field(default=0, repr=False)  # repeats included
+    _use: Use | None = field(default=None, repr=False)
 
     def report(
         self,
@@ -86,16 +142,48 @@ class Diagnostics:
         help: str | None = None,
         related: Sequence[Label] = (),
     ) -> None:
-        diagnostic = Diagnostic(
-            severity, code.id, message, self.file, span, label, help, tuple(related)
-        )
+        key_extra = None
+        use = self._use
+        if use is not None and span is not None and use.covers(span):
+            related = (*related, use.label)  # each use of a template reports its own
+            key_extra = use.label.span
+        file = self.file
+        if span is not None and span.start >= FILE_STRIDE:
+            located, span = locate(span)
+            file = located or file
+        if related:
+            related = tuple(self._located(item, file) for item in related)
+        diagnostic = Diagnostic(severity, code.id, message, file, span, label, help, tuple(related))
         if severity is Severity.ERROR:
             self._errors_reported += 1
-        key = (diagnostic.code, diagnostic.span, diagnostic.message)
+        key = (diagnostic.code, file, span, message)
+        if key_extra is not None:
+            if key in self._seen:
+                return  # the template's own error, reported once without a use
+            key = (*key, key_extra)
         if key in self._seen:
             return
         self._seen.add(key)
         self.items.append(diagnostic)
+
+    def _located(self, label: Label, file: str) -> Label:
+        """A label with its span in its own file, naming that file when it is not ``file``."""
+        if label.file is not None:
+            return label
+        located, span = locate(label.span)
+        located = located or self.file
+        return Label(span, label.message, None if located == file else located)
+
+    @contextmanager
+    def used_by(self, use: Use):
+        """Within: a diagnostic whose span is in ``use.regions`` (the templates a stage
+        starts from) gets ``use.label`` ("used here", at the stage), and is reported
+        for each use, unless it was reported without a use (the template's own error)."""
+        previous, self._use = self._use, use
+        try:
+            yield
+        finally:
+            self._use = previous
 
     def error(self, code: Code, span: Span | None, message: str, **details) -> None:
         self.report(Severity.ERROR, code, span, message, **details)
@@ -105,7 +193,7 @@ class Diagnostics:
 
     def extend(self, diagnostics: Iterable[Diagnostic]) -> None:
         for diagnostic in diagnostics:
-            key = (diagnostic.code, diagnostic.span, diagnostic.message)
+            key = (diagnostic.code, diagnostic.file, diagnostic.span, diagnostic.message)
             if diagnostic.is_error:
                 self._errors_reported += 1
             if key not in self._seen:
@@ -171,7 +259,8 @@ class Source:
 
 
 def to_json(diagnostics: Iterable[Diagnostic], sources: dict[str, Source]) -> list[dict]:
-    """Plain objects for ``--format json``: 1-based lines and columns, end exclusive."""
+    """Plain objects for ``--format json``: 1-based lines and columns, end exclusive; a
+    related label in another file than its diagnostic's names it in ``file``."""
 
     def place(file: str, span: Span | None) -> dict:
         source = sources.get(file)
@@ -191,7 +280,8 @@ def to_json(diagnostics: Iterable[Diagnostic], sources: dict[str, Source]) -> li
         )
         if diagnostic.related:
             item["related"] = [
-                {"message": label.message, **place(diagnostic.file, label.span)}
+                {"message": label.message, **({"file": label.file} if label.file else {}),
+                 **place(label.file or diagnostic.file, label.span)}
                 for label in diagnostic.related
             ]
         out.append(item)
@@ -284,25 +374,36 @@ def _snippet(source: Source, span: Span, label: str, mark: str, style: str,
     return lines
 
 
-def render_one(diagnostic: Diagnostic, source: Source | None, paint: _Paint) -> str:
+def render_one(diagnostic: Diagnostic, sources: dict[str, Source], paint: _Paint) -> str:
     severity = diagnostic.severity.value
     lines = [paint(severity, f"{severity}[{diagnostic.code}]") + paint("bold", f": {visible(diagnostic.message)}")]
-    spans = [diagnostic.span] if diagnostic.span is not None else []
-    spans += [label.span for label in diagnostic.related]
-    located = source is not None and bool(spans)
-    gutter = len(str(max(source.position(s.start).line for s in spans))) if located else 1
+    source = sources.get(diagnostic.file)
+    # the spans shown, each with the source it is in (a label may be in another file)
+    shown = [(source, diagnostic.span)] if diagnostic.span is not None and source is not None else []
+    labels = [(sources.get(label.file or diagnostic.file), label) for label in diagnostic.related]
+    shown += [(where, label.span) for where, label in labels if where is not None]
+    gutter = len(str(max(where.position(span.start).line for where, span in shown))) if shown else 1
     pad = " " * gutter
     where = visible(diagnostic.file)
-    if located and diagnostic.span is not None:
+    if source is not None and diagnostic.span is not None:
         start = source.position(diagnostic.span.start)
         where = f"{where}:{start.line}:{start.column}"
     lines.append(paint("blue", f"{pad}--> ") + where)
-    if located:
+    if shown:
         lines.append(paint("blue", f"{pad} |"))
-        if diagnostic.span is not None:
+        if source is not None and diagnostic.span is not None:
             lines += _snippet(source, diagnostic.span, visible(diagnostic.label), "^", severity, paint, gutter)
-        for label in diagnostic.related:
-            lines += _snippet(source, label.span, visible(label.message), "-", "blue", paint, gutter)
+        current = diagnostic.file
+        for label_source, label in labels:
+            if label_source is None:
+                continue
+            if label_source.path != current:  # rustc's `:::` names the file the next lines are in
+                current = label_source.path
+                start = label_source.position(label.span.start)
+                lines += [paint("blue", f"{pad} |"),
+                          paint("blue", f"{pad}::: ") + f"{visible(current)}:{start.line}:{start.column}",
+                          paint("blue", f"{pad} |")]
+            lines += _snippet(label_source, label.span, visible(label.message), "-", "blue", paint, gutter)
     if diagnostic.help:
         lines.append(paint("blue", f"{pad} = ") + paint("bold", "help") + f": {visible(diagnostic.help)}")
     return "\n".join(lines)
@@ -333,7 +434,7 @@ def render_human(
     """
     paint = _Paint(color)
     shown = diagnostics if limit is None else diagnostics[:limit]
-    blocks = [render_one(d, sources.get(d.file), paint) for d in shown]
+    blocks = [render_one(d, sources, paint) for d in shown]
     hidden = len(diagnostics) - len(shown)
     if hidden > 0:
         blocks.append(f"... and {hidden} more diagnostic{'s' if hidden != 1 else ''} not shown")

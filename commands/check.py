@@ -11,8 +11,11 @@ from aipc.commands.common import (
 
 HELP = "check .aip files and report every problem"
 DESCRIPTION = """\
-Parse and check .aip files: syntax, names, types and units, parameters, the
-dependency graph, and the warnings of LANGUAGE.md. Prints every problem at once.
+Parse and check .aip files and the files they import: syntax, names, templates,
+types and units, parameters, the dependency graph, and the warnings of
+LANGUAGE.md. Prints every problem at once, each in the file it is in. A file of
+templates alone (a library) is checked as far as it can be without a stage
+that uses its templates.
 
 exit status: 0 no errors (warnings allowed), 1 errors, 2 usage"""
 
@@ -46,6 +49,8 @@ def run(args) -> int:
         sources.update(checked.sources)
         if checked.pipeline is not None:
             detail = f" ({stage_count(checked.pipeline)})"
+            if not checked.pipeline.stages and checked.templates:  # a library: checked as far as it can be without a user
+                detail = f" (a library of {checked.templates} template{'s' if checked.templates != 1 else ''})"
             if backend is not None:
                 diagnostics = sorted([*diagnostics, *backend.emit(checked.pipeline).diagnostics],
                                      key=Diagnostic.sort_key)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import sys
 from dataclasses import dataclass
@@ -11,17 +10,13 @@ from typing import TYPE_CHECKING, Iterable, TextIO
 
 from aipc import codes
 from aipc.commands import UsageError
+from aipc.compiler.sources import MAX_INPUT_BYTES, MAX_INPUT_MIB, Unreadable, read_bytes  # noqa: F401 (re-exported)
 from aipc.diagnostics import Diagnostic, Diagnostics, Source, render_human, render_json, summary, visible
 
 if TYPE_CHECKING:
     from aipc.compiler.ir import Pipeline
 
 MAX_SHOWN = 200  # human output lists at most this many diagnostics and counts the rest
-# The largest input read (README, "Speed and robustness"): a 10,000-stage pipeline
-# is about 3 MiB; memory grows with the input, so reading is bounded, also from
-# stdin and devices (`aipc check /dev/zero`).
-MAX_INPUT_MIB = 16
-MAX_INPUT_BYTES = MAX_INPUT_MIB * 2**20
 
 
 def add_param_option(parser: argparse.ArgumentParser) -> None:
@@ -60,45 +55,33 @@ def read_input(path: str) -> Input:
     missing file, a directory, a larger input or unreadable bytes become an E001
     diagnostic rather than an exception."""
     shown = "<stdin>" if path == "-" else path
-    sink = Diagnostics(shown)
-    help = None
     try:
-        if path == "-":
-            if sys.stdin is None:
-                raise OSError(errno.EBADF, "standard input is closed")
-            data = sys.stdin.buffer.read(MAX_INPUT_BYTES + 1)
-        else:
-            with open(path, "rb") as handle:
-                data = handle.read(MAX_INPUT_BYTES + 1)
-        if len(data) <= MAX_INPUT_BYTES:
-            return Input(shown, data, [])
-        message = f"`{shown}` is larger than {MAX_INPUT_MIB} MiB, the most aipc reads"
-        help = f"aipc reads .aip files of up to {MAX_INPUT_MIB} MiB (10,000 stages take about 3 MiB)"
-    except FileNotFoundError:
-        message, help = f"cannot read `{path}`: no such file", "check the path"
-    except IsADirectoryError:
-        message, help = f"cannot read `{path}`: it is a directory", "name a .aip file inside it"
-    except PermissionError:
-        message = f"cannot read `{path}`: permission denied"
-    except OSError as error:
-        message = f"cannot read `{shown}`: {error.strerror or error}"
-    sink.error(codes.UNREADABLE, None, message, help=help)
-    return Input(shown, None, sink.sorted())
+        return Input(shown, read_bytes(path, shown), [])
+    except Unreadable as problem:
+        sink = Diagnostics(shown)
+        sink.error(codes.UNREADABLE, None, problem.message, help=problem.help)
+        return Input(shown, None, sink.sorted())
 
 
 @dataclass
 class CheckedFile:
-    """One input, checked: its text (when readable), its IR (when it has no errors)
-    and its diagnostics in source order."""
+    """One input, checked: its text (when readable), its IR (when it has no errors),
+    its diagnostics in source order, and the files it imports (their diagnostics
+    show their text)."""
 
     path: str
     source: Source | None
     pipeline: "Pipeline | None"
     diagnostics: list[Diagnostic]
+    imported: tuple[Source, ...] = ()
+    templates: int = 0
 
     @property
     def sources(self) -> dict[str, Source]:
-        return {self.path: self.source} if self.source is not None else {}
+        found = {source.path: source for source in self.imported}
+        if self.source is not None:
+            found[self.path] = self.source
+        return found
 
 
 def check_file(path: str, params: dict[str, str]) -> CheckedFile:
@@ -111,8 +94,10 @@ def check_file(path: str, params: dict[str, str]) -> CheckedFile:
     text, problems = source_text(read.data, read.path)
     if text is None:
         return CheckedFile(read.path, None, None, problems)
-    pipeline, diagnostics = check_source(text, read.path, params)
-    return CheckedFile(read.path, Source(read.path, text), pipeline, diagnostics)
+    checked = check_source(text, read.path, params)
+    imported = tuple(Source(file.path, file.text) for file in checked.imported)
+    return CheckedFile(read.path, Source(read.path, text), checked.ir, checked.diagnostics, imported,
+                       checked.templates)
 
 
 def load_pipeline(path: str, param_options: list[str], stream: TextIO | None = None,

@@ -8,21 +8,33 @@ language server raises its thresholds).
 
 from __future__ import annotations
 
-from typing import Mapping, NamedTuple
+from dataclasses import dataclass
+from typing import Iterator, Mapping
 
 from aipc import codes
-from aipc.compiler import ir
+from aipc.compiler import ir, sources
+from aipc.compiler.sources import normalize_newlines
+from aipc.compiler.imports import ImportedFile, Reader
 from aipc.compiler.lower import lower
+from aipc.compiler.templates import expand
 from aipc.compiler.values import suggestions_limited
 from aipc.diagnostics import Diagnostic, Diagnostics
 from aipc.dsl.parser import ParseResult, parse
 
 
-class Checked(NamedTuple):
-    """The IR (None when there are errors) and every diagnostic, in source order."""
+@dataclass(frozen=True)
+class Checked:
+    """The IR (None when there are errors), every diagnostic in source order (by
+    file), the files the check read besides the checked one (imports), and how
+    many templates the checked file declares. It unpacks as ``ir, diagnostics``."""
 
     ir: ir.Pipeline | None
     diagnostics: list[Diagnostic]
+    imported: tuple[ImportedFile, ...] = ()
+    templates: int = 0
+
+    def __iter__(self) -> Iterator:
+        return iter((self.ir, self.diagnostics))
 
     @property
     def has_errors(self) -> bool:
@@ -31,17 +43,10 @@ class Checked(NamedTuple):
 
 def decode(data: bytes, path: str, sink: Diagnostics) -> str | None:
     """UTF-8 text from bytes (a BOM is dropped); binary or other encodings are reported."""
-    if b"\x00" in data:
-        sink.error(codes.UNREADABLE, None, f"`{path}` is a binary file, not .aip text",
-                   help="a .aip file is UTF-8 text")
-        return None
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = data.count(b"\n", 0, error.start) + 1
-        sink.error(codes.UNREADABLE, None,
-                   f"`{path}` is not UTF-8 text (byte 0x{data[error.start]:02x} at line {line})",
-                   help="re-save the file as UTF-8")
+        return sources.decode(data, path)
+    except sources.Unreadable as problem:
+        sink.error(codes.UNREADABLE, None, problem.message, help=problem.help)
         return None
 
 
@@ -59,34 +64,31 @@ def source_text(data: str | bytes, path: str) -> tuple[str | None, list[Diagnost
     return normalize_newlines(data), []
 
 
-def check_source(text: str | bytes, path: str, params: Mapping[str, str] | None = None) -> Checked:
-    """Parse, check and lower one .aip source. Never raises for any input."""
+def check_source(text: str | bytes, path: str, params: Mapping[str, str] | None = None, *,
+                 read: Reader | None = None) -> Checked:
+    """Parse, check and lower one .aip source. Never raises for any input.
+
+    Imported files are read with ``read`` (a path -> its text, raising
+    :class:`~aipc.compiler.sources.Unreadable`), from the file system by default.
+    """
     text, problems = source_text(text, path)
     if text is None:
         return Checked(None, problems)
-    return check_parsed(parse(text, path), path, params)
+    return check_parsed(parse(text, path), path, params, read=read)
 
 
-def check_parsed(parsed: ParseResult, path: str, params: Mapping[str, str] | None = None) -> Checked:
+def check_parsed(parsed: ParseResult, path: str, params: Mapping[str, str] | None = None, *,
+                 read: Reader | None = None) -> Checked:
     """What ``check_source`` does after parsing, for a caller that parsed the text
     itself (the language server re-parses only the declarations that changed)."""
     sink = Diagnostics(path)
     sink.extend(parsed.diagnostics)
     with suggestions_limited():
-        pipeline = lower(parsed.program, params or {}, sink)
+        expansion = expand(parsed.program, sink, read)
+        pipeline = lower(expansion.program, params or {}, sink, expansion.uses, expansion.unresolved)
     if sink.has_errors:
         pipeline = None
-    return Checked(pipeline, sink.sorted())
-
-
-def normalize_newlines(text: str) -> str:
-    """CRLF and lone CR become LF, and a leading BOM goes: offsets then match what
-    editors call lines and columns."""
-    if text.startswith("\ufeff"):
-        text = text[1:]
-    if "\r" in text:
-        text = text.replace("\r\n", "\n").replace("\r", "\n")
-    return text
+    return Checked(pipeline, sink.sorted(), expansion.files, expansion.templates)
 
 
 __all__ = ["Checked", "check_parsed", "check_source", "source_text"]

@@ -27,7 +27,7 @@ from aipc.compiler.schema import (
 )
 from aipc.compiler.services import Services
 from aipc.compiler.values import ENV_NAME, INVALID, Evaluator, Text, did_you_mean
-from aipc.diagnostics import Diagnostics, Label, Span
+from aipc.diagnostics import Diagnostics, Label, Span, Use
 from aipc.dsl import model as m
 
 MAX_OBJECT_NAME = ir.MAX_OBJECT_NAME
@@ -249,9 +249,12 @@ class _Header:
 
 
 class _Lowering:
-    def __init__(self, program: m.Program, overrides: Mapping[str, str], sink: Diagnostics) -> None:
+    def __init__(self, program: m.Program, overrides: Mapping[str, str], sink: Diagnostics,
+                 uses: Mapping[str, Use] | None = None, unresolved: frozenset[str] = frozenset()) -> None:
         self.program = program
         self.sink = sink
+        self.uses = uses or {}  # stages started from templates: the templates' text, checked as theirs
+        self.unresolved = unresolved  # stages whose templates are not all known
         self.symbols: Symbols = collect_declarations(program, sink)
         self.header = _Header(self._pipeline_name())
         self.params = bind_params(self.symbols, overrides, sink)
@@ -419,10 +422,9 @@ class _Lowering:
 
     def missing(self, kind: str, name: str, attribute: str, span: Span, message: str, **details) -> None:
         """A required attribute is not there. When a syntax error lost its value the
-        syntax error says so already, and a stage `from` a template may get it from the
-        template (E009 says that is not implemented); the construct is invalid all the same."""
-        if self.symbols.written(kind, name, attribute) or (
-                kind == "stage" and self.symbols.stages[name].base is not None):
+        syntax error says so already, and so does the error about a stage's template
+        that cannot be used (which may have set it); the construct is invalid all the same."""
+        if self.symbols.written(kind, name, attribute) or (kind == "stage" and name in self.unresolved):
             self.sink.count_reported_error()
         else:
             self.sink.error(codes.MISSING_ATTRIBUTE, span, message, **details)
@@ -439,6 +441,13 @@ class _Lowering:
 
     def lower_stage(self, declaration: m.StageDecl, volumes, secrets, sweep: Sweep | None) -> list["_LoweredStage"]:
         """The stage, or each instance of a matrix stage (once, unnamed, when its matrix is invalid)."""
+        use = self.uses.get(declaration.name.value)
+        if use is None:
+            return self._lower_instances(declaration, volumes, secrets, sweep)
+        with self.sink.used_by(use):  # what is wrong in a template's text, for this stage
+            return self._lower_instances(declaration, volumes, secrets, sweep)
+
+    def _lower_instances(self, declaration: m.StageDecl, volumes, secrets, sweep: Sweep | None) -> list["_LoweredStage"]:
         if sweep is None:
             return [_StageLowering(self, declaration, volumes, secrets).run()]
         out = []
@@ -448,22 +457,12 @@ class _Lowering:
                 out.append(_StageLowering(self, declaration, volumes, secrets, scope.instance).run())
         return out
 
-    def _v1_declarations(self) -> None:
-        for declaration in self.program.declarations:
-            if isinstance(declaration, m.TemplateDecl):
-                _not_implemented(self.sink, _keyword(declaration.span, "template"), "a `template` declaration",
-                                 help="until then, write its attributes in each stage")
-            elif isinstance(declaration, m.ImportDecl):
-                _not_implemented(self.sink, _keyword(declaration.span, "import"), "an `import` declaration",
-                                 help="until then, write the templates' attributes in each stage")
-
     def run(self) -> ir.Pipeline | None:
         sink = self.sink
-        self._v1_declarations()
         self.lower_header()
         volumes = {n: self.lower_volume(d) for n, d in self.symbols.volumes.items()}
         secrets = {n: self.lower_secret(d) for n, d in self.symbols.secrets.items()}
-        sweeps = read_sweeps(self.symbols, self.header.name, sink, self.evaluator)
+        sweeps = read_sweeps(self.symbols, self.header.name, sink, self.evaluator, self.uses)
         lowered = {n: self.lower_stage(d, volumes, secrets, sweeps.get(n)) for n, d in self.symbols.stages.items()}
         # Stages as declared: cycles, waits on services and pairing are about declarations.
         nodes = {n: units[0].node if n not in sweeps else dataclasses.replace(units[0].node, name=n)
@@ -600,9 +599,6 @@ class _StageLowering:
 
     def run(self) -> _LoweredStage:
         errors = self.sink.error_count()
-        if self.declaration.from_span is not None:
-            _not_implemented(self.sink, self.declaration.from_span, "a stage `from` a template",
-                             help="until then, write the template's attributes in the stage")
         block = _read_block(self.declaration.items, STAGE, self.sink, "stage", self.kind)
         attributes = block.attributes
         self.spans += [(name, attribute.span) for name, attribute in attributes.items()]
@@ -1042,6 +1038,19 @@ def _text(text: Text, span: Span) -> ir.Text:
     return ir.Text(text.template if text.template is not None else (text.value,), span)
 
 
-def lower(program: m.Program, overrides: Mapping[str, str], sink: Diagnostics) -> ir.Pipeline | None:
-    """The IR of a parsed program, or None when it has errors (all reported to ``sink``)."""
-    return _Lowering(program, overrides, sink).run()
+def lower(program: m.Program, overrides: Mapping[str, str], sink: Diagnostics,
+          uses: Mapping[str, Use] | None = None, unresolved: frozenset[str] = frozenset()) -> ir.Pipeline | None:
+    """The IR of a parsed program (its stages' templates expanded, see
+    :mod:`aipc.compiler.templates`, which gives ``uses`` and ``unresolved``), or None
+    when it has errors (all reported to ``sink``)."""
+    return _Lowering(program, overrides, sink, uses, unresolved).run()
+
+
+def lower_detached_stage(declaration: m.StageDecl, sink: Diagnostics) -> None:
+    """Check one stage's body with no pipeline around it: no header, parameters,
+    volumes, secrets or other stages (a template's body on its own; the caller
+    leaves the names it uses to the stages that use it)."""
+    program = m.construct(m.Program, path=sink.file, declarations=(declaration,), broken=(), incomplete=())
+    lowering = _Lowering(program, {}, sink)
+    sweeps = read_sweeps(lowering.symbols, lowering.header.name, sink, lowering.evaluator)
+    lowering.lower_stage(declaration, {}, {}, sweeps.get(declaration.name.value))

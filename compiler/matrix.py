@@ -28,6 +28,7 @@ import hashlib
 import itertools
 import json
 import math
+import contextlib
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import PurePath
@@ -39,7 +40,7 @@ from aipc.compiler import ir
 from aipc.compiler.resolve import Symbols
 from aipc.compiler.schema import MAX_INSTANCES, STAGE
 from aipc.compiler.values import INVALID, Evaluator, MatrixScope, describe, did_you_mean, source_text
-from aipc.diagnostics import Diagnostics, Label, Span
+from aipc.diagnostics import Diagnostics, Label, Span, Use
 from aipc.dsl import model as m
 
 MATRIX, EXCLUDE, MAX_PARALLEL = "matrix", "exclude", "max_parallel"
@@ -155,32 +156,46 @@ def _values_text(values: Iterable[ir.AxisValue]) -> str:
 
 
 class _Reader:
-    def __init__(self, symbols: Symbols, sink: Diagnostics, evaluator: Evaluator | None) -> None:
+    def __init__(self, symbols: Symbols, sink: Diagnostics, evaluator: Evaluator | None,
+                 uses: Mapping[str, Use]) -> None:
         self.symbols = symbols
         self.sink = sink
         self.evaluator = evaluator
+        self.uses = uses
         self.written = {name: _written(d) for name, d in symbols.stages.items()}
+
+    def _for(self, name: str):
+        """Within: what is reported is about the stage ``name``; a problem in the text of a
+        template it starts from gets "used here" at the stage (see ``Diagnostics.used_by``)."""
+        use = self.uses.get(name)
+        return self.sink.used_by(use) if use is not None else contextlib.nullcontext()
 
     def read(self) -> dict[str, Sweep]:
         sweeps: dict[str, Sweep] = {}
         for name, declaration in self.symbols.stages.items():
-            written = self.written[name]
-            if written.block is not None:
-                sweeps[name] = self._own(declaration, written)
-            elif written.word is None:
-                for item in (written.exclude, written.max_parallel):
-                    if item is not None:
-                        self.sink.error(codes.INVALID_MATRIX, item.name_span,
-                                        f"`{item.name}` belongs to a matrix stage, and `{name}` has no `matrix`",
-                                        label="no matrix to apply it to",
-                                        help="add `matrix { AXIS = [VALUES] }` to the stage, or remove this")
+            with self._for(name):
+                self._read_own(name, declaration, sweeps)
         for name, declaration in self.symbols.stages.items():
             written = self.written[name]
             if written.word is not None and written.block is None:
-                sweeps[name] = self._copied(declaration, written, sweeps)
+                with self._for(name):
+                    sweeps[name] = self._copied(declaration, written, sweeps)
         for name, sweep in sweeps.items():
-            self._max_parallel(self.symbols.stages[name], self.written[name], sweep)
+            with self._for(name):
+                self._max_parallel(self.symbols.stages[name], self.written[name], sweep)
         return sweeps
+
+    def _read_own(self, name: str, declaration: m.StageDecl, sweeps: dict[str, Sweep]) -> None:
+        written = self.written[name]
+        if written.block is not None:
+            sweeps[name] = self._own(declaration, written)
+        elif written.word is None:
+            for item in (written.exclude, written.max_parallel):
+                if item is not None:
+                    self.sink.error(codes.INVALID_MATRIX, item.name_span,
+                                    f"`{item.name}` belongs to a matrix stage, and `{name}` has no `matrix`",
+                                    label="no matrix to apply it to",
+                                    help="add `matrix { AXIS = [VALUES] }` to the stage, or remove this")
 
     # `matrix { AXIS = [VALUES] }` ----------------------------------------------------
 
@@ -479,12 +494,13 @@ def name_instances(sweeps: Mapping[str, Sweep], stages: Mapping[str, m.StageDecl
             sweep.valid = False
 
 
-def read_sweeps(symbols: Symbols, pipeline: str, sink: Diagnostics, evaluator: Evaluator | None = None
-                ) -> dict[str, Sweep]:
+def read_sweeps(symbols: Symbols, pipeline: str, sink: Diagnostics, evaluator: Evaluator | None = None,
+                uses: Mapping[str, Use] | None = None) -> dict[str, Sweep]:
     """Every stage with a matrix, read, checked and its instances named, by stage
     name; an invalid one has ``valid`` False. With an ``evaluator``, each stage's
-    ``max_parallel`` too."""
-    sweeps = _Reader(symbols, sink, evaluator).read()
+    ``max_parallel`` too. ``uses``: the templates each stage started from (see
+    :mod:`aipc.compiler.templates`), whose text a problem may be in."""
+    sweeps = _Reader(symbols, sink, evaluator, uses or {}).read()
     name_instances(sweeps, symbols.stages, pipeline, sink)
     return sweeps
 

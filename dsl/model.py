@@ -280,6 +280,18 @@ def walk(node: Node):
         yield from walk(child)
 
 
+def shifted(node, delta: int):
+    """A copy of a model node with every span moved by ``delta`` (a chunk of a
+    document re-parsed on its own, an imported file placed at its offsets)."""
+    if isinstance(node, Span):
+        return Span(node.start + delta, node.end + delta)
+    if isinstance(node, BaseModel):
+        return type(node).model_construct(**{name: shifted(value, delta) for name, value in node.__dict__.items()})
+    if isinstance(node, tuple):
+        return tuple(shifted(item, delta) for item in node)
+    return node
+
+
 # No `model_rebuild()` here: the forward references (`"Value"`, `"Item"`) are
 # resolved when a schema is first needed (validation, `model_dump`), which the
 # check path never does; building them all at import costs ~20 ms per process.

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Callable
 
 from aipc.compiler import matrix, resolve, schema, units
 from aipc.compiler.schema import AttributeSpec
@@ -82,6 +83,7 @@ class Index:
     document: ParsedDocument
     declared: list[Declared] = field(default_factory=list)
     uses: list[resolve.Reference] = field(default_factory=list)
+    imported: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # import -> its templates' (name, kind)
 
     def first(self, kind: str, name: str) -> Declared | None:
         for item in self.declared:
@@ -222,12 +224,18 @@ def _scalar_at(value, offset: int):
 # ---------------------------------------------------------------------------- hover
 
 
-def hover(document: ParsedDocument, index: Index, offset: int) -> tuple[str, Span] | None:
-    """Markdown for what is under the cursor, and the span it describes."""
+def hover(document: ParsedDocument, index: Index, offset: int,
+          merged: Callable[[str], str | None] | None = None) -> tuple[str, Span] | None:
+    """Markdown for what is under the cursor, and the span it describes. ``merged``
+    describes a stage that starts from a template, its templates merged in."""
     found = index.name_at(offset)
     if found is not None:
         kind, name, span = found
         declared = index.first(kind, name)
+        if declared is not None and kind == "stage" and declared.node.base is not None and merged is not None:
+            text = merged(name)
+            if text is not None:
+                return text, span
         if declared is not None:
             return _describe_declaration(document, declared), span
         return f"unknown {_WHAT[kind]} `{name}`", span
@@ -324,16 +332,17 @@ def _describe_declaration(document: ParsedDocument, declared: Declared) -> str:
     out = [head, "", "```aip", *lines, "```"]
     if declared.kind == "stage":
         out += ["", STAGE_KIND_DOCS[declared.node.kind].capitalize() + "."]
-        out += _instances(document, declared.name)
+        out += instances(document.program, declared.name)
     return "\n".join(out)
 
 
 HOVER_INSTANCES = 20  # instances a hover lists by name
 
 
-def _instances(document: ParsedDocument, stage: str) -> list[str]:
-    """A matrix stage's instances, for its hover."""
-    names = matrix.instance_names(document.program).get(stage)
+def instances(program: m.Program, stage: str) -> list[str]:
+    """A matrix stage's instances, for its hover (a stage from a template: in the
+    program with its templates merged in)."""
+    names = matrix.instance_names(program).get(stage)
     if not names:
         return []
     shown = ", ".join(f"`{name}`" for name in names[:HOVER_INSTANCES])

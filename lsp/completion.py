@@ -315,6 +315,11 @@ def _top_level(top: list[str], index: Index) -> list[Candidate]:
     is_stage = top[:1] != [] and top[0] in v.STAGE_KINDS
     if top[:1] == [TEMPLATE] and len(top) == 3 and top[-1] == ":":
         return [Candidate(kind, "keyword", "stage kind", KEYWORD_DOCS[kind]) for kind in v.STAGE_KINDS]
+    after_import = top[-1:] == ["."] and top[-3:-2] == [FROM]
+    if after_import and (is_stage and len(top) == 5 or top[0] == TEMPLATE and len(top) == 7):
+        kind = top[0] if is_stage else top[3]  # `from gpu.`: the templates of that import, of the stage's kind
+        return [_named(name, f"{kind} template", "template") for name, of in index.imported.get(top[-2], [])
+                if of == kind]
     if top[-1:] == [FROM] and (is_stage and len(top) == 3 or top[0] == TEMPLATE and len(top) == 5):
         itself = top[1] if top[0] == TEMPLATE else None
         return [_named(name, detail, kind) for kind in ("template", "import")

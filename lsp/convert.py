@@ -11,6 +11,7 @@ UTF-8 bytes; a tab is one of each.
 from __future__ import annotations
 
 import bisect
+from typing import Callable
 
 from lsprotocol import types
 
@@ -95,24 +96,55 @@ class LineIndex:
         return Span(self.offset(range_.start), self.offset(range_.end))
 
 
-def diagnostic(item: Diagnostic, index: LineIndex, uri: str) -> types.Diagnostic:
+# Where a file's spans go in the editor: its URI and its positions.
+Place = tuple[str, LineIndex]
+
+
+def diagnostic(item: Diagnostic, index: LineIndex, uri: str,
+               elsewhere: Callable[[str], Place | None] | None = None) -> types.Diagnostic:
     """An aipc diagnostic as the editor shows it: the help line under the message,
-    secondary labels as related information in the same document."""
+    secondary labels as related information, in another file when the label names
+    one (``elsewhere`` places it; a label it cannot place is left out)."""
     span = item.span if item.span is not None else Span(0, 0)
     message = item.message
     if item.help:
         message += f"\nhelp: {item.help}"
-    related = [
-        types.DiagnosticRelatedInformation(
-            location=types.Location(uri=uri, range=index.range(label.span)), message=label.message)
-        for label in item.related
-    ]
+    related = []
+    for label in item.related:
+        place = (uri, index) if label.file is None else (elsewhere(label.file) if elsewhere else None)
+        if place is not None:
+            related.append(types.DiagnosticRelatedInformation(
+                location=types.Location(uri=place[0], range=place[1].range(label.span)), message=label.message))
     return types.Diagnostic(
         range=index.range(span),
         message=message,
-        severity=types.DiagnosticSeverity.Error if item.severity is Severity.ERROR
-        else types.DiagnosticSeverity.Warning,
+        severity=_severity(item),
         code=item.code,
         source="aipc",
         related_information=related or None,
     )
+
+
+def imported_diagnostic(item: Diagnostic, via: Span, index: LineIndex, uri: str,
+                        elsewhere: Callable[[str], Place | None], shown: str) -> types.Diagnostic:
+    """A diagnostic in a file the document imports, as the document shows it: at the
+    ``import`` that brought the file in (``via``), naming the file (``shown``) and the
+    place, which with the diagnostic's labels is related information."""
+    place = elsewhere(item.file)
+    converted = diagnostic(item, place[1] if place else index, place[0] if place else uri, elsewhere)
+    where = shown
+    related = list(converted.related_information or [])
+    if place is not None and item.span is not None:
+        start = place[1].position(item.span.start)
+        where = f"{shown}:{start.line + 1}:{start.character + 1}"
+        related.insert(0, types.DiagnosticRelatedInformation(
+            location=types.Location(uri=place[0], range=place[1].range(item.span)),
+            message=item.label or item.message))
+    return types.Diagnostic(
+        range=index.range(via), message=f"{where}: {converted.message}", severity=converted.severity,
+        code=item.code, source="aipc", related_information=related or None,
+    )
+
+
+def _severity(item: Diagnostic) -> types.DiagnosticSeverity:
+    return types.DiagnosticSeverity.Error if item.severity is Severity.ERROR else types.DiagnosticSeverity.Warning

@@ -30,8 +30,6 @@ import bisect
 import dataclasses
 from dataclasses import dataclass
 
-from pydantic import BaseModel
-
 from aipc import codes
 from aipc.diagnostics import Diagnostic, Label, Span
 from aipc.dsl import model as m
@@ -113,9 +111,12 @@ class ParsedDocument:
         return Span(start, max(start, end))
 
     def real_diagnostic(self, diagnostic: Diagnostic) -> Diagnostic:
+        """A diagnostic of this document in real offsets (labels in other files, which
+        imports bring in, are in their own)."""
         return dataclasses.replace(
             diagnostic, span=self.real_span(diagnostic.span),
-            related=tuple(Label(self.real_span(label.span), label.message) for label in diagnostic.related),
+            related=tuple(Label(self.real_span(label.span), label.message) if label.file is None else label
+                          for label in diagnostic.related),
         )
 
 
@@ -193,7 +194,7 @@ class IncrementalParser:
         base = self._next_base
         self._next_base += len(piece) + 1
         result = parse(piece, self.path)
-        declarations = tuple(shift(d, base) for d in result.program.declarations)
+        declarations = tuple(m.shifted(d, base) for d in result.program.declarations)
         diagnostics = tuple(_shift_diagnostic(d, base) for d in result.diagnostics)
         exact = not any(d.code in SYNTAX_CODES for d in diagnostics)
         return ChunkParse(base, len(piece), declarations, result.program.broken, result.program.incomplete,
@@ -217,17 +218,6 @@ def _in_step(parsed: ChunkParse, tail: int) -> bool:
 def _unclosed_triple_quote(parsed: ChunkParse, piece: str) -> bool:
     return any(d.code == codes.UNTERMINATED_STRING.id and d.span is not None
                and piece.startswith('"""', d.span.start - parsed.base) for d in parsed.diagnostics)
-
-
-def shift(node, delta: int):
-    """A copy of a model node with every span moved by ``delta``."""
-    if isinstance(node, Span):
-        return Span(node.start + delta, node.end + delta)
-    if isinstance(node, BaseModel):
-        return type(node).model_construct(**{name: shift(value, delta) for name, value in node.__dict__.items()})
-    if isinstance(node, tuple):
-        return tuple(shift(item, delta) for item in node)
-    return node
 
 
 def _shift_diagnostic(diagnostic: Diagnostic, delta: int) -> Diagnostic:

@@ -13,7 +13,9 @@ Nothing here writes to stdout: the protocol owns it (see :func:`serve`).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import difflib
+import functools
 import gc
 import logging
 import os
@@ -21,6 +23,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
@@ -28,16 +31,20 @@ from pygls.lsp.server import LanguageServer
 
 from aipc import __version__
 from aipc.compiler.check import check_parsed, check_source, normalize_newlines
-from aipc.diagnostics import Diagnostic
+from aipc.compiler.imports import ImportedFile, Reader, import_path
+from aipc.compiler.sources import read_text
+from aipc.diagnostics import Diagnostic, Label, Span
 from aipc.dsl.format import FormatterBug, format_text
 from aipc.dsl.vocabulary import IDENTIFIER, MAX_IDENTIFIER
-from aipc.lsp import analysis, completion, convert
+from aipc.lsp import analysis, completion, convert, libraries
 from aipc.lsp.incremental import IncrementalParser, ParsedDocument
 
 logger = logging.getLogger("aipc.lsp")
 
 DEBOUNCE = 0.02  # seconds between a change and its check
 EXACT_DELAY = 0.3  # seconds of quiet before a whole-file check replaces an inexact result
+MAX_WORKSPACE_FILES = 2000  # .aip files a rename of a template looks through
+SKIPPED_FOLDERS = {"node_modules", "__pycache__", "venv"}
 
 COMPLETION_KINDS = {
     "keyword": types.CompletionItemKind.Keyword, "attribute": types.CompletionItemKind.Property,
@@ -75,7 +82,12 @@ class Document:
     parsed: ParsedDocument | None = None  # of ``version``, made on demand
     index: analysis.Index | None = None
     published: list[Diagnostic] | None = None
+    imported: tuple[ImportedFile, ...] = ()  # what the published check read besides it (`via` in real offsets)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def path(self) -> str:
+        return self.parser.path
 
     def update(self, source: str, version: int) -> None:
         self.version = version
@@ -105,19 +117,92 @@ class AipcLanguageServer(LanguageServer):
         self.debounce = DEBOUNCE
         self.exact_delay = EXACT_DELAY
         self.tasks: set[asyncio.Task] = set()
+        # what the checks of importing documents found in each imported file: path -> importer's uri -> diagnostics
+        self.found_in: dict[str, dict[str, list[Diagnostic]]] = {}
 
     # positions ---------------------------------------------------------------------
 
-    def line_index(self, document: Document) -> convert.LineIndex:
+    def encoding(self) -> str:
         try:
             encoding = self.workspace.position_encoding  # what initialize agreed with the client
         except RuntimeError:
             encoding = None
-        encoding = getattr(encoding, "value", encoding) or convert.UTF16
-        return convert.LineIndex(document.text, encoding, document.bom)
+        return getattr(encoding, "value", encoding) or convert.UTF16
+
+    def line_index(self, document: Document) -> convert.LineIndex:
+        return convert.LineIndex(document.text, self.encoding(), document.bom)
 
     def document(self, uri: str) -> Document | None:
         return self.documents.get(uri)
+
+    def by_path(self, path: str) -> Document | None:
+        """The open document of a file, if any."""
+        key = os.path.normpath(path)
+        return next((d for d in self.documents.values() if os.path.normpath(d.path) == key), None)
+
+    def reader(self) -> Reader:
+        """How checks read imported files: an open document's text (saved or not), else the file."""
+        texts = {os.path.normpath(d.path): d.text for d in self.documents.values()}
+
+        def read(path: str) -> str:
+            text = texts.get(os.path.normpath(os.path.abspath(path)))
+            return text if text is not None else read_text(path)
+
+        return read
+
+    def location(self, path: str, span: Span) -> types.Location | None:
+        """A place in a file, open or on disk (None when it cannot be read)."""
+        place = self.place(path)
+        if place is None:
+            file = libraries.read_file(path, self.reader())
+            if file is None:
+                return None
+            place = uri_of(path), convert.LineIndex(file.text, self.encoding())
+        return types.Location(uri=place[0], range=place[1].range(span))
+
+    def rename_everywhere(self, path: str, name: str, new_name: str) -> types.WorkspaceEdit | None:
+        """Rename a template where it is declared and wherever a file uses it: the open
+        documents, and the .aip files of the workspace's folders."""
+        read = self.reader()
+        files = {os.path.normpath(d.path): libraries.parse_file(d.path, d.text) for d in self.documents.values()}
+        for candidate in self.workspace_files():
+            if os.path.normpath(candidate) not in files:
+                file = libraries.read_file(candidate, read)
+                if file is not None:
+                    files[os.path.normpath(candidate)] = file
+        changes = {}
+        for file_path, spans in libraries.template_uses(path, name, files.values()).items():
+            place = self.place(file_path) or (uri_of(file_path),
+                                              convert.LineIndex(files[os.path.normpath(file_path)].text, self.encoding()))
+            changes[place[0]] = [types.TextEdit(range=place[1].range(span), new_text=new_name) for span in spans]
+        return types.WorkspaceEdit(changes=changes) if changes else None
+
+    def workspace_files(self) -> list[str]:
+        """The .aip files under the workspace's folders (hidden folders aside), at most MAX_WORKSPACE_FILES."""
+        try:
+            roots = [path_of(folder.uri) for folder in self.workspace.folders.values()]
+            if not roots and self.workspace.root_path:
+                roots = [self.workspace.root_path]
+        except RuntimeError:  # no workspace yet
+            return []
+        found: list[str] = []
+        for root in roots:
+            for folder, folders, names in os.walk(root):
+                folders[:] = sorted(f for f in folders if not f.startswith(".") and f not in SKIPPED_FOLDERS)
+                found += [os.path.join(folder, n) for n in sorted(names) if n.endswith(".aip")]
+                if len(found) >= MAX_WORKSPACE_FILES:
+                    return found[:MAX_WORKSPACE_FILES]
+        return found
+
+    def place(self, path: str, imported: tuple[ImportedFile, ...] = ()) -> convert.Place | None:
+        """Where a file's spans go in the editor: an open document, or a file a check read."""
+        document = self.by_path(path)
+        if document is not None:
+            return document.uri, self.line_index(document)
+        for file in imported:
+            if file.path == path:
+                return uri_of(path), convert.LineIndex(file.text, self.encoding())
+        return None
 
     # diagnostics -------------------------------------------------------------------------
 
@@ -126,6 +211,7 @@ class AipcLanguageServer(LanguageServer):
         document.update(source, version)
         self.documents[uri] = document
         self.schedule(document, 0.0)
+        self.recheck_importers(document.path)  # they read the file; now they read the editor's text
 
     def change(self, uri: str, version: int) -> None:
         document = self.documents.get(uri)
@@ -133,10 +219,24 @@ class AipcLanguageServer(LanguageServer):
             return
         document.update(self.workspace.get_text_document(uri).source, version)
         self.schedule(document, self.debounce)
+        self.recheck_importers(document.path)
 
     def close(self, uri: str) -> None:
-        if self.documents.pop(uri, None) is not None:
-            self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
+        document = self.documents.pop(uri, None)
+        if document is None:
+            return
+        self.text_document_publish_diagnostics(types.PublishDiagnosticsParams(uri=uri, diagnostics=[]))
+        self.recheck_importers(document.path)  # back to the saved file
+        for file in document.imported:  # what it found in the files it imports goes with it
+            self.found_in.get(file.path, {}).pop(uri, None)
+            self.send_to(self.by_path(file.path))
+
+    def recheck_importers(self, path: str) -> None:
+        """Check again the open documents whose last check read ``path``."""
+        key = os.path.normpath(path)
+        for other in list(self.documents.values()):
+            if any(os.path.normpath(file.path) == key for file in other.imported):
+                self.schedule(other, self.debounce)
 
     def schedule(self, document: Document, delay: float) -> None:
         self._spawn(self._check_later(document, document.version, delay))
@@ -155,7 +255,8 @@ class AipcLanguageServer(LanguageServer):
             try:
                 parsed = document.current()
                 parsed_at = time.perf_counter()
-                found = await asyncio.get_running_loop().run_in_executor(self.checker, _check, parsed)
+                found, imported = await asyncio.get_running_loop().run_in_executor(
+                    self.checker, _check, parsed, self.reader())
             except Exception:  # noqa: BLE001 - the server must outlive any bug
                 self.internal_error(f"checking {document.uri} failed")
                 return
@@ -163,7 +264,7 @@ class AipcLanguageServer(LanguageServer):
             if not self._current(document, version):
                 logger.debug("version %d of %s: result dropped, a newer version exists", version, document.uri)
                 return
-            self.publish(document, version, found)
+            self.publish(document, version, found, imported)
             logger.debug("version %d of %s: parsed in %.1f ms, checked in %.1f ms, published in %.1f ms",
                          version, document.uri, 1000 * (parsed_at - started), 1000 * (checked_at - parsed_at),
                          1000 * (time.perf_counter() - checked_at))
@@ -179,12 +280,12 @@ class AipcLanguageServer(LanguageServer):
             return
         try:
             checked = await asyncio.get_running_loop().run_in_executor(
-                self.whole_checker, check_source, text, document.parser.path)
+                self.whole_checker, functools.partial(check_source, text, document.path, read=self.reader()))
         except Exception:  # noqa: BLE001
             self.internal_error(f"checking {document.uri} failed")
             return
         if self._current(document, version) and checked.diagnostics != document.published:
-            self.publish(document, version, checked.diagnostics)
+            self.publish(document, version, checked.diagnostics, checked.imported)
 
     def internal_error(self, what: str) -> None:
         """Log a bug in aipc; with AIPC_DEBUG=1 also show it in the editor."""
@@ -196,18 +297,83 @@ class AipcLanguageServer(LanguageServer):
     def _current(self, document: Document, version: int) -> bool:
         return self.documents.get(document.uri) is document and document.version == version
 
-    def publish(self, document: Document, version: int, found: list[Diagnostic]) -> None:
-        document.published = found
+    def publish(self, document: Document, version: int, found: list[Diagnostic],
+                imported: tuple[ImportedFile, ...] = ()) -> None:
+        """Show a check's diagnostics: the document's own, each one in a file it imports
+        at the `import` that brought the file in, and (when that file is open too) in
+        that file, next to its own."""
+        before = {file.path for file in document.imported}
+        document.published, document.imported = found, imported
+        self.send_to(document)
+        elsewhere: dict[str, list[Diagnostic]] = {}
+        for item in found:
+            if item.file != document.path:
+                elsewhere.setdefault(item.file, []).append(item)
+        for path in before | {file.path for file in imported}:
+            found_here = self.found_in.setdefault(path, {})
+            if path in elsewhere:
+                found_here[document.uri] = elsewhere[path]
+            else:
+                found_here.pop(document.uri, None)
+            self.send_to(self.by_path(path))
+
+    def send_to(self, document: Document | None) -> None:
+        """Publish a document's diagnostics: its last check's, and what the checks of the
+        documents importing it found in it."""
+        if document is None:
+            return
         index = self.line_index(document)
-        items = [convert.diagnostic(d, index, document.uri) for d in found]
+        imported = document.imported
+        via = {file.path: file.via for file in imported}
+
+        def elsewhere(path: str) -> convert.Place | None:
+            return self.place(path, imported)
+
+        items, seen = [], set()
+        for item in document.published or []:
+            if item.file == document.path:
+                items.append(convert.diagnostic(item, index, document.uri, elsewhere))
+                seen.add(_identity(item))
+            elif item.file in via:
+                shown = os.path.relpath(item.file, os.path.dirname(document.path) or ".")
+                items.append(convert.imported_diagnostic(item, via[item.file], index, document.uri, elsewhere, shown))
+        for importer, found in sorted(self.found_in.get(document.path, {}).items()):
+            if importer not in self.documents:
+                continue
+            place = functools.partial(self.place, imported=self.documents[importer].imported)
+            for item in found:
+                if _identity(item) not in seen:  # the library's own check has it already
+                    seen.add(_identity(item))
+                    items.append(convert.diagnostic(item, index, document.uri, place))
         self.text_document_publish_diagnostics(
-            types.PublishDiagnosticsParams(uri=document.uri, diagnostics=items, version=version))
+            types.PublishDiagnosticsParams(uri=document.uri, diagnostics=items, version=document.version))
 
 
-def _check(parsed: ParsedDocument) -> list[Diagnostic]:
-    """`aipc check`'s diagnostics for an incremental parse, in real offsets."""
-    checked = check_parsed(parsed.parse_result, parsed.path)
-    return sorted((parsed.real_diagnostic(d) for d in checked.diagnostics), key=Diagnostic.sort_key)
+def _check(parsed: ParsedDocument, read: Reader) -> tuple[list[Diagnostic], tuple[ImportedFile, ...]]:
+    """`aipc check`'s diagnostics for an incremental parse, in real offsets, and the
+    files it read besides the document."""
+    checked = check_parsed(parsed.parse_result, parsed.path, read=read)
+    found = sorted((parsed.real_diagnostic(d) if d.file == parsed.path else _labels_in_real(parsed, d)
+                    for d in checked.diagnostics), key=Diagnostic.sort_key)
+    imported = tuple(dataclasses.replace(file, via=parsed.real_span(file.via)) for file in checked.imported)
+    return found, imported
+
+
+def _labels_in_real(parsed: ParsedDocument, item: Diagnostic) -> Diagnostic:
+    """A diagnostic in an imported file whose labels in the document are in real offsets."""
+    return dataclasses.replace(item, related=tuple(
+        Label(parsed.real_span(label.span), label.message, label.file) if label.file == parsed.path else label
+        for label in item.related))
+
+
+def _identity(item: Diagnostic) -> tuple:
+    """What makes two diagnostics one (each use of a template has its own, by its label)."""
+    return item.code, item.span, item.message, tuple((label.file, label.span) for label in item.related)
+
+
+def uri_of(path: str) -> str:
+    """The `file:` URI of an absolute path (a relative one stays as it is)."""
+    return Path(path).as_uri() if os.path.isabs(path) else path
 
 
 server = AipcLanguageServer()
@@ -279,7 +445,12 @@ def did_close(ls: AipcLanguageServer, params: types.DidCloseTextDocumentParams) 
 @_at_position
 def hover(ls: AipcLanguageServer, params: types.HoverParams, document: Document, offset: int) -> types.Hover | None:
     parsed, index = document.current_index()
-    answer = analysis.hover(parsed, index, offset)
+
+    def merged(name: str) -> str | None:  # a stage from a template: as merged, each attribute's origin
+        return libraries.merged_stage(parsed.program, name, ls.reader(),
+                                      lambda span: parsed.text[parsed.real_span(span).start:parsed.real_span(span).end])
+
+    answer = analysis.hover(parsed, index, offset, merged)
     if answer is None:
         return None
     text, span = answer
@@ -293,6 +464,9 @@ def hover(ls: AipcLanguageServer, params: types.HoverParams, document: Document,
 @_at_position
 def complete(ls: AipcLanguageServer, params: types.CompletionParams, document: Document, offset: int) -> types.CompletionList | None:
     parsed, index = document.current_index()
+    line_start = document.text.rfind("\n", 0, offset) + 1
+    if "from" in document.text[line_start:offset]:  # `from gpu.`: the imported files' templates
+        index.imported = libraries.templates_by_import(document.path, parsed.program, ls.reader())
     starts = [chunk.start for chunk in parsed.chunks]
     result = completion.complete(document.text, offset, completion.chunk_start_at(starts, offset), index)
     lines = ls.line_index(document)
@@ -313,7 +487,16 @@ def complete(ls: AipcLanguageServer, params: types.CompletionParams, document: D
 @_guarded
 @_at_position
 def definition(ls: AipcLanguageServer, params: types.DefinitionParams, document: Document, offset: int) -> types.Location | None:
-    _, index = document.current_index()
+    parsed, index = document.current_index()
+    virtual = parsed.virtual(offset)
+    found = libraries.base_at(parsed.program, virtual)
+    if found is not None and found[1] == 1:  # `from gpu.h100_trainer`: the template, in its file
+        template = libraries.imported_template(document.path, parsed.program, found[0], ls.reader())
+        return ls.location(template.path, template.name_span) if template is not None else None
+    declaration = libraries.import_at(parsed.program, virtual)
+    if declaration is not None and declaration.path.is_literal:  # the imported file itself
+        target = import_path(document.path, declaration.path.literal)
+        return ls.location(target, Span(0, 0))
     declared = index.definition(offset)
     if declared is None:
         return None
@@ -343,7 +526,10 @@ def highlight(ls: AipcLanguageServer, params: types.DocumentHighlightParams, doc
 @_guarded
 @_at_position
 def prepare_rename(ls: AipcLanguageServer, params: types.PrepareRenameParams, document: Document, offset: int):
-    _, index = document.current_index()
+    parsed, index = document.current_index()
+    imported = _imported_template_at(ls, document, offset)
+    if imported is not None:
+        return ls.line_index(document).range(imported[1])
     name = index.name_at(offset)
     if name is None or index.first(name[0], name[1]) is None:
         return None
@@ -362,9 +548,26 @@ def rename(ls: AipcLanguageServer, params: types.RenameParams, document: Documen
             message=f"`{new_name}` is not a valid name: lowercase letters, digits and `_`, "
                     f"starting with a letter, at most {MAX_IDENTIFIER} characters"))
         return None
+    imported = _imported_template_at(ls, document, offset)
+    found = index.name_at(offset)
+    if imported is not None or (found is not None and found[0] == "template"):
+        # a template: its declaration and its uses in every file that can name it
+        path, name = (imported[0].path, imported[0].name) if imported is not None else (document.path, found[1])
+        return ls.rename_everywhere(path, name, new_name)
     lines = ls.line_index(document)
     edits = [types.TextEdit(range=lines.range(span), new_text=new_name) for span in index.references(offset)]
     return types.WorkspaceEdit(changes={document.uri: edits}) if edits else None
+
+
+def _imported_template_at(ls: AipcLanguageServer, document: Document, offset: int):
+    """The imported template whose name (`from gpu.NAME`) is under the cursor, and that
+    name's span (real offsets), if any."""
+    parsed = document.current()
+    found = libraries.base_at(parsed.program, parsed.virtual(offset))
+    if found is None or found[1] != 1:
+        return None
+    template = libraries.imported_template(document.path, parsed.program, found[0], ls.reader())
+    return (template, parsed.real_span(found[0].parts[1].span)) if template is not None else None
 
 
 @server.feature(types.TEXT_DOCUMENT_DOCUMENT_SYMBOL)

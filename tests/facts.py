@@ -164,16 +164,20 @@ class At:
 
 @dataclass(frozen=True)
 class Warns:
-    """A warning ``code`` at ``line``:``column`` of the .aip file."""
+    """A warning ``code`` at ``line``:``column`` of the .aip file (``in_file``: of the
+    file it imports whose path ends so)."""
 
     code: str
     line: int
     column: int
+    in_file: str | None = None
 
     def check(self, output: Output) -> str | None:
-        found = [(d["code"], d["line"], d["column"]) for d in output.diagnostics if d["severity"] == "warning"]
+        found = [(d["code"], d["line"], d["column"]) for d in output.diagnostics if d["severity"] == "warning"
+                 and (self.in_file is None or d["file"].endswith(self.in_file))]
         if (self.code, self.line, self.column) not in found:
-            return f"no warning {self.code} at {self.line}:{self.column} (warnings: {found})"
+            where = f" of {self.in_file}" if self.in_file else ""
+            return f"no warning {self.code} at {self.line}:{self.column}{where} (warnings: {found})"
         return None
 
 

@@ -30,6 +30,11 @@ def compile_ok(text: str, params: dict | None = None, path: str = "test.aip") ->
     return checked.ir
 
 
+def compile_example(path: Path, params: dict | None = None) -> ir.Pipeline:
+    """The IR of an example, checked where it lives (examples import lib/ml.aip)."""
+    return compile_ok(path.read_text(), params, path=str(path))
+
+
 def codes_of(text: str, params: dict | None = None) -> list[str]:
     return [d.code for d in check_source(text, "test.aip", params or {}).diagnostics]
 

@@ -41,6 +41,7 @@ class Case:
     facts: dict[str, list]
     params: tuple[str, ...] = ()
     env: dict[str, str] = field(default_factory=dict)
+    files: dict[str, str] = field(default_factory=dict)  # files it imports, by path next to it
     xfail: dict[str, str] = field(default_factory=dict)  # target -> why that row fails today
 
 
@@ -383,7 +384,7 @@ EXAMPLE_CASES = {
         "compose": [
             (f"{svc('events_export')}.image", "registry.acme.internal/recsys/etl:3.2.1"),  # the header's registry
             (f"{svc('events_export')}.environment", ["WAREHOUSE_USER", "WAREHOUSE_PASSWORD"]),
-            Warns("B101", 27, 3),
+            Warns("B101", 22, 3, in_file="examples/lib/ml.aip"),  # the `extract` template's timeout = 3h
             (f"{svc('user_features')}.depends_on", {"events_export": COMPLETED}),
             (f"{svc('item_features')}.depends_on", {"events_export": COMPLETED}),
             # the diamond closes: two_tower waits for both feature jobs
@@ -444,8 +445,9 @@ EXAMPLE_CASES = {
             (f"{svc('shard')}.image", "rocm/pytorch:rocm6.1_ubuntu22.04_py3.10_pytorch_2.1.2"),
             gpus_compose("classifier", "amd", 4),
             (f"{svc('classifier')}.shm_size", "32g"),
-            Warns("B101", 48, 5),  # gpu_model
-            Warns("B101", 51, 3),  # timeout = 2d
+            Warns("B101", 25, 3),  # timeout = 6h, over the template's
+            Warns("B101", 50, 5),  # gpu_model
+            Warns("B101", 53, 3),  # timeout = 2d
             gpus_compose("accuracy", "amd", 1),
             (f"{svc('export')}.depends_on", {"accuracy": COMPLETED}),
             *hardened_compose("fetch", "shard", "classifier", "accuracy", "export"),
@@ -723,6 +725,27 @@ data job   { image = "x:1" }
 serve web  { image = "x:1"  port = 80 }
 """
 
+# A stage from a local template, itself from an imported one: what each target gets is the merge.
+TEMPLATES = """\
+import "lib/jobs.aip" as jobs
+volume data { size = 1Gi }
+template trainer: train from jobs.gpu {
+  image = "trainer:1.0"
+  env   = { LEVEL = "info", SEED = "1" }
+  mount data at "/data" readonly
+}
+train model from trainer {
+  env = { SEED = "7" }
+  resources { gpu = 2 }
+  mount data at "/data"
+}
+"""
+TEMPLATE_LIBRARY = {"lib/jobs.aip": "template gpu: train {\n  resources { gpu = 1  memory = 16Gi  shm = 2Gi }\n"
+                                    "  timeout = 1h\n}\n"}
+MERGED_ENV = [{"name": "LEVEL", "value": "info"}, {"name": "SEED", "value": "7"}, {"name": "HOME", "value": "/tmp"}]
+MERGED_RESOURCES = {"requests": {"cpu": "500m", "memory": "16Gi"},
+                    "limits": {"cpu": "2", "memory": "16Gi", "nvidia.com/gpu": 2}}
+
 # Values per instance (GPUs, a path with the instance's name), a name hashed for a
 # value ending in `.`, fan-in, no max_parallel, and a matrix of serve stages.
 MATRIX = """\
@@ -749,6 +772,29 @@ GRID = [("fit-1-adam", 1, "adam"), ("fit-2-adam", 2, "adam"), ("fit-73bef9df", 1
 
 CASES = {
     **EXAMPLE_CASES,
+    "templates": Case(TEMPLATES, files=TEMPLATE_LIBRARY, facts={
+        "compose": [
+            (f"{svc('model')}.environment", ["LEVEL=info", "SEED=7"]),  # env merged key by key
+            (f"{svc('model')}.volumes", ["data:/data"]),  # the stage's mount at the template's path replaces it
+            gpus_compose("model", "nvidia", 2),  # resources merged: gpu from the stage, the rest kept
+            (f"{svc('model')}.deploy.resources.limits", {"memory": "16g"}),
+            (f"{svc('model')}.shm_size", "2g"),
+            Warns("B101", 3, 3, in_file="lib/jobs.aip"),  # the imported template's timeout
+        ],
+        "k8s": [
+            Quiet(),
+            (f"{ctr('Job', 't-model')}.env", MERGED_ENV),
+            (f"{ctr('Job', 't-model')}.resources", MERGED_RESOURCES),
+            (f"{ctr('Job', 't-model')}.volumeMounts[name=data].readOnly", ABSENT),
+            (f"{obj('Job', 't-model')}.spec.activeDeadlineSeconds", 3600),
+            *shm_pod(pod("Job", "t-model"), ctr("Job", "t-model"), "2Gi"),
+        ],
+        "argo": [
+            (f"{tpl('model')}.container.env", MERGED_ENV),
+            (f"{tpl('model')}.container.resources", MERGED_RESOURCES),
+            (f"{tpl('model')}.activeDeadlineSeconds", 3600),
+        ],
+    }),
     "matrix": Case(MATRIX, facts={
         "compose": [
             Quiet(),
@@ -1094,6 +1140,9 @@ def compile_case(case: Case, target: str, tmp_path: Path, capsys, monkeypatch) -
     else:
         path = tmp_path / "t.aip"
         path.write_text(case.program)
+        for name, text in case.files.items():
+            (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / name).write_text(text)
     params = [arg for param in case.params for arg in ("-p", param)]
     monkeypatch.chdir(path.parent)  # in the project's directory: compose reads host paths from here
     status = cli.main(["compile", str(path), "-t", target, "--format", "json", *params])

@@ -9,7 +9,7 @@ import pytest
 from aipc import cli
 from aipc.backends.kubernetes import emit
 from tests.apply.stub_api import StubCluster, StubServer, kubeconfig
-from tests.helpers import EXAMPLES, compile_ok
+from tests.helpers import EXAMPLES, compile_example, compile_ok
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
@@ -45,7 +45,7 @@ def apply(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def expected_documents(path, namespace: str | None = None) -> list[dict]:
-    documents = [dict(d) for d in emit(compile_ok(path.read_text(), path=path.name)).documents]
+    documents = [dict(d) for d in emit(compile_example(path)).documents]
     for document in documents:
         if namespace:
             document["metadata"] = {**document["metadata"], "namespace": namespace}
@@ -75,7 +75,7 @@ def met_at(cluster: StubCluster, kind: str, name: str) -> int:
 def assert_dependency_order(cluster: StubCluster, path) -> None:
     """Each Job and Deployment was applied after every dependency was met (Jobs
     completed, Deployments available), and each dependency was applied before."""
-    pipeline = compile_ok(path.read_text(), path=path.name)
+    pipeline = compile_example(path)
     for stage in pipeline.stages:
         kind = "Job" if stage.is_batch else "Deployment"
         applied = patch_index(cluster, pipeline.object_name(stage.name), f"{kind.lower()}s")
@@ -118,7 +118,7 @@ def test_apply_creates_jobs_as_their_dependencies_complete(stem, stub, capsys):
     # the Jobs were watched, not polled: one list, then watch requests from its version
     job_gets = [r for r in cluster.requests if r.method == "GET" and r.path.endswith("/jobs")]
     assert job_gets[0].param("watch") is None and job_gets[0].param("labelSelector") == \
-        f"app.kubernetes.io/part-of={compile_ok(path.read_text(), path=path.name).name},app.kubernetes.io/managed-by=aipc"
+        f"app.kubernetes.io/part-of={compile_example(path).name},app.kubernetes.io/managed-by=aipc"
     watches = [r for r in job_gets if r.param("watch") == "true"]
     assert watches and all(r.param("resourceVersion") and r.param("timeoutSeconds") for r in watches)
     assert len(job_gets) - len(watches) == 1

@@ -12,12 +12,12 @@ from aipc.backends.docker import container_specs
 from aipc.compiler import ir
 from aipc.diagnostics import Diagnostics
 from aipc.runner.selection import LABEL_PREFIX, RunNames
-from tests.helpers import EXAMPLES, compile_ok
+from tests.helpers import EXAMPLES, compile_example
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_a_stage_has_the_same_labels_on_every_target_and_under_aipc_run(path):
-    pipeline = compile_ok(path.read_text(), path=path.name)
+    pipeline = compile_example(path)
     services = compose.emit(pipeline).documents[0]["services"]
     workloads = {doc["metadata"]["annotations"][kubernetes.STAGE_ANNOTATION]: doc  # none: host volumes (B001)
                  for doc in kubernetes.emit(pipeline).documents if doc["kind"] in ("Job", "Deployment")}

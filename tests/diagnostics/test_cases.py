@@ -1,7 +1,9 @@
 """Every rejection LANGUAGE.md lists has a case file here.
 
 Each case file states what it must produce in `# expect: CODE LINE:COLUMN`
-comments (and `# params: NAME=VALUE` for `-p` overrides). The test asserts
+comments (`# expect: CODE LINE:COLUMN in PATH` for one in a file it imports,
+PATH as diagnostics name it), and `# params: NAME=VALUE` for `-p` overrides.
+Files that cases import live under cases/lib/ (not cases themselves). The test asserts
 exactly those diagnostics at exactly those places, then snapshots the rendered
 human and JSON output so that a change in wording is reviewed like code.
 """
@@ -15,10 +17,12 @@ from pathlib import Path
 import pytest
 
 from aipc.compiler import check_source
+from aipc.compiler.sources import read_text
 from aipc.diagnostics import Source, render_human, render_json
 
-CASES = sorted((Path(__file__).parent / "cases").glob("*.aip"))
-EXPECT = re.compile(r"#\s*expect:\s*([EWB]\d{3})\s+(\d+):(\d+)")
+HERE = Path(__file__).parent
+CASES = sorted((HERE / "cases").glob("*.aip"))
+EXPECT = re.compile(r"#\s*expect:\s*([EWB]\d{3})\s+(\d+):(\d+)(?:\s+in\s+(\S+))?")
 PARAMS = re.compile(r"#\s*params:\s*(\S+)=(\S*)")
 
 
@@ -26,22 +30,27 @@ def run_case(path: Path):
     text = path.read_text()
     params = dict(PARAMS.findall(text))
     name = f"cases/{path.name}"
-    checked = check_source(text, name, params)
+    checked = check_source(text, name, params, read=lambda imported: read_text(str(HERE / imported)))
     return text, name, checked
+
+
+def sources_of(text: str, name: str, checked) -> dict[str, Source]:
+    return {name: Source(name, text), **{f.path: Source(f.path, f.text) for f in checked.imported}}
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)
 def test_case_reports_exactly_what_it_expects(case: Path) -> None:
     text, name, checked = run_case(case)
-    expected = sorted((code, int(line), int(column)) for code, line, column in EXPECT.findall(text))
+    expected = sorted((code, int(line), int(column), file or name)
+                      for code, line, column, file in EXPECT.findall(text))
     assert expected, f"{case.name} states no `# expect:` line"
-    source = Source(name, text)
+    sources = sources_of(text, name, checked)
     actual = sorted(
-        (d.code, *source.position(d.span.start)) if d.span is not None else (d.code, 0, 0)
+        (d.code, *sources[d.file].position(d.span.start), d.file) if d.span is not None else (d.code, 0, 0, d.file)
         for d in checked.diagnostics
     )
     assert actual == expected
-    if any(code.startswith("E") for code, _, _ in expected):
+    if any(code.startswith("E") for code, *_ in expected):
         assert checked.ir is None
     else:
         assert checked.ir is not None
@@ -50,7 +59,7 @@ def test_case_reports_exactly_what_it_expects(case: Path) -> None:
 @pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)
 def test_case_rendering(case: Path, text_snapshot, json_snapshot) -> None:
     text, name, checked = run_case(case)
-    sources = {name: Source(name, text)}
+    sources = sources_of(text, name, checked)
     assert render_human(checked.diagnostics, sources) == text_snapshot
     rendered = render_json(checked.diagnostics, sources)
     for item in json.loads(rendered):

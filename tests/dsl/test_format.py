@@ -38,10 +38,10 @@ def formatted(text: str) -> str:
     return result.text
 
 
-def same_meaning(before: str, after: str) -> None:
+def same_meaning(before: str, after: str, path: str = "t.aip") -> None:
     """Equal models (spans aside), equal IR, the same diagnostics, the same comments."""
-    assert without_spans(parse(after, "t.aip").program) == without_spans(parse(before, "t.aip").program)
-    old, new = check_source(before, "t.aip"), check_source(after, "t.aip")
+    assert without_spans(parse(after, path).program) == without_spans(parse(before, path).program)
+    old, new = check_source(before, path), check_source(after, path)
     assert ir_without_spans(new.ir) == ir_without_spans(old.ir)
     assert Counter((d.code, d.message) for d in new.diagnostics) == \
         Counter((d.code, d.message) for d in old.diagnostics)
@@ -60,8 +60,8 @@ def test_examples_format_to_their_snapshot(path, text_snapshot):
 def test_formatting_examples_keeps_their_ir_and_is_idempotent(path):
     before = path.read_text()
     after = formatted(before)
-    assert check_source(after, path.name).ir is not None
-    same_meaning(before, after)
+    assert check_source(after, str(path)).ir is not None
+    same_meaning(before, after, str(path))
     assert formatted(after) == after
 
 

@@ -20,6 +20,7 @@ from lark.exceptions import UnexpectedCharacters
 
 from aipc.backends import TARGETS, get_backend, writer
 from aipc.compiler.check import check_source
+from aipc.compiler.sources import read_text
 from aipc.diagnostics import Diagnostics
 from aipc.dsl import builder, fastpath, parser, scanner
 from aipc.dsl import model as m
@@ -188,7 +189,8 @@ def test_constructed_nodes_copy_like_pydantic_ones():
 
 
 def emitted(text: str):
-    checked = check_source(text, "t.aip")
+    # as if next to the examples: the files they import are found
+    checked = check_source(text, "t.aip", read=lambda path: read_text(str(ROOT / "examples" / path)))
     assert checked.ir is not None, [d.message for d in checked.diagnostics]
     for target in TARGETS:
         documents = list(get_backend(target).emit(checked.ir).documents)

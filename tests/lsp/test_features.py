@@ -205,6 +205,19 @@ def test_hover_on_a_matrix_stage_lists_its_instances():
     assert text.startswith("`matrix { AXIS = [VALUES] ... }`")
 
 
+def test_hover_on_a_stage_from_a_template_lists_the_instances_of_the_merged_matrix():
+    """The template holds one axis, the stage another: the instances are the merge's."""
+    from aipc.lsp.libraries import merged_stage
+
+    text = ('template t: train { image = "i:1"  matrix { lr = [1, 2] } }\n'
+            'train fit from t { matrix { seed = [7] } }\n')
+    document = IncrementalParser("t.aip").parse(text)
+    answer, _ = hover(document, build_index(document), text.index("fit"),
+                      merged=lambda name: merged_stage(document.program, name, None, lambda s: text[s.start:s.end]))
+    assert "merged with its templates" in answer
+    assert "Runs as 2 instances: `fit-1-7`, `fit-2-7`." in answer
+
+
 def test_hover_on_a_large_matrix_names_the_first_instances():
     values = ", ".join(str(i) for i in range(30))
     text = f'data big {{ image = "i:1"  matrix {{ x = [{values}] }} }}'

@@ -15,7 +15,7 @@ from aipc.runner.report import Ending, LiveReporter, PlainReporter, failure_line
 from aipc.runner.scheduler import RunResult, StageResult, Status
 from aipc.runner.selection import LABEL_FILE, LABEL_PIPELINE, LABEL_RUN, LABEL_STAGE, RunNames, missing_secrets
 from aipc.compiler import ir, units
-from tests.helpers import EXAMPLES, compile_ok
+from tests.helpers import EXAMPLES, compile_example, compile_ok
 
 SOURCE = """
 pipeline "fraud" { image = "busybox:1.36" labels = { team = "risk" } }
@@ -302,8 +302,7 @@ def compose_mounts(service: dict) -> dict[str, bool]:
 def test_compose_and_aipc_run_make_the_same_container(path):
     from aipc.backends import compose
 
-    text = path.read_text() if path else SOURCE
-    pipeline = compile_ok(text, path="/srv/pipelines/p.aip")
+    pipeline = compile_example(path) if path else compile_ok(SOURCE, path="/srv/pipelines/p.aip")
     services = compose.emit(pipeline).documents[0]["services"]
     names = RunNames.new(pipeline, "/srv/pipelines/p.aip", run_id="abcd1234")
     environ = {key: "from-caller" for stage in pipeline.stages for secret in stage.secrets for key in secret.keys}

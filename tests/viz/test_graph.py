@@ -10,7 +10,7 @@ import pytest
 
 from aipc import cli
 from aipc.viz.graph import mermaid_text, to_dot, to_mermaid
-from tests.helpers import EXAMPLES, compile_ok
+from tests.helpers import EXAMPLES, compile_example, compile_ok
 
 SVG = "{http://www.w3.org/2000/svg}"
 
@@ -53,13 +53,13 @@ def test_mermaid_for_each_example(path, capsys, text_snapshot):
 
 
 def test_output_is_the_same_on_every_run():
-    pipeline = compile_ok((EXAMPLES[0]).read_text())
-    assert to_dot(pipeline) == to_dot(compile_ok((EXAMPLES[0]).read_text()))
-    assert to_mermaid(pipeline) == to_mermaid(compile_ok((EXAMPLES[0]).read_text()))
+    pipeline = compile_example(EXAMPLES[0])
+    assert to_dot(pipeline) == to_dot(compile_example(EXAMPLES[0]))
+    assert to_mermaid(pipeline) == to_mermaid(compile_example(EXAMPLES[0]))
 
 
 def test_dot_shows_kinds_gpus_and_mount_directions():
-    dot = to_dot(compile_ok((EXAMPLES[0]).read_text()))  # fraud-detection
+    dot = to_dot(compile_example(EXAMPLES[0]))  # fraud-detection
     assert '"stage:model" [label="model\\ntrain\\n4 GPU nvidia\\nNVIDIA-A100-SXM4-80GB", shape=box' in dot
     assert 'shape=parallelogram' in dot and 'shape=hexagon' in dot and 'style="rounded,filled"' in dot
     # a writer points at its volume, solid; a readonly reader is pointed at, dashed
@@ -123,7 +123,7 @@ def test_svg_rendered_by_graphviz(path, graphviz_dot, capsys):
     root = ET.fromstring(out)
     assert root.tag == f"{SVG}svg"
     titles = {"".join(t.itertext()) for t in root.iter(f"{SVG}title")}
-    pipeline = compile_ok(path.read_text())
+    pipeline = compile_example(path)
     for stage in pipeline.stages:
         assert f"stage:{stage.group}" in titles  # a matrix stage is one node
     for volume in pipeline.volumes:

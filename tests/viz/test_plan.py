@@ -14,13 +14,13 @@ from rich.console import Console
 from aipc import cli
 from aipc.compiler import ir
 from aipc.viz.plan import plan_pipeline, render_rich, render_text, to_json, worst_case_gpus
-from tests.helpers import EXAMPLES, compile_ok
+from tests.helpers import EXAMPLES, compile_example, compile_ok
 
 GiB = 2**30
 
 
 def example(stem: str) -> ir.Pipeline:
-    return compile_ok(next(p for p in EXAMPLES if p.stem == stem).read_text())
+    return compile_example(next(p for p in EXAMPLES if p.stem == stem))
 
 
 def plan_cli(capsys, *argv: str) -> tuple[int, str, str]:
