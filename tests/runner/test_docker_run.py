@@ -560,3 +560,14 @@ def test_a_three_node_group_meets_at_node_0_and_one_failing_node_fails_it(pipeli
     assert summary_row(out, "group")[1] == "failed" and summary_row(out, "after")[1] == "skipped"
     assert lines_of(out, "after") == []
     assert pipeline.containers() == []
+
+
+def test_a_group_past_its_timeout_is_stopped_whole(pipeline, capsys):
+    pipeline.write('data group { nodes = 2  timeout = 2s  script = "echo node $NODE_RANK up; sleep 60" }\n')
+    started = time.monotonic()
+    code, out, err = aipc(capsys, "run", str(pipeline.path), "--progress", "plain")
+    assert code == 1
+    assert time.monotonic() - started < 30
+    assert lines_of(out, "group#node-0") == ["node 0 up"] and lines_of(out, "group#node-1") == ["node 1 up"]
+    assert summary_row(out, "group")[1:3] == ["timed", "out"]
+    assert pipeline.containers() == []
