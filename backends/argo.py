@@ -89,7 +89,8 @@ def add_arguments(group) -> None:
 
 def options_from(args) -> Options:
     return Options(stable_name=bool(getattr(args, "stable_name", False)),
-                   service_account=getattr(args, "service_account", None) or DEFAULT_SERVICE_ACCOUNT)
+                   service_account=getattr(args, "service_account", None) or DEFAULT_SERVICE_ACCOUNT,
+                   kubernetes=k8s.Options(multinode=getattr(args, "multinode", None) or "job"))
 
 
 # -------------------------------------------------------------------- strings
@@ -244,9 +245,7 @@ def serve_manifests(pipeline: ir.Pipeline, stage: ir.Stage, options: Options,
     """The Kubernetes backend's Deployment and Service, parameters kept symbolic.
     The dependency annotations name Jobs of the Kubernetes output, so they go."""
     deployment = k8s.build_deployment(pipeline, stage, options.kubernetes, texts.renderer(stage))
-    annotations = deployment["metadata"]["annotations"]
-    for key in (k8s.DEPENDS_ON_ANNOTATION, k8s.LEVEL_ANNOTATION):
-        annotations.pop(key, None)
+    _drop_dependency_annotations(deployment)
     return deployment, k8s.build_service(pipeline, stage)
 
 
@@ -280,14 +279,19 @@ def build_group_templates(pipeline: ir.Pipeline, stage: ir.Stage, options: Optio
     done when all N pods succeeded, failed once more pods failed than
     ``backoffLimit`` allows, which is when the Job fails (job.md, "Pod backoff
     failure policy"). Both objects belong to the Workflow (``setOwnerReference``)
-    and go with it."""
-    kube = dataclasses.replace(options.kubernetes, multinode="job", group_prefix=WORKFLOW_NAME)
-    job = k8s.build_job(pipeline, stage, kube, texts.renderer(stage))
-    annotations = job["metadata"]["annotations"]
-    for key in (k8s.DEPENDS_ON_ANNOTATION, k8s.LEVEL_ANNOTATION):  # they name the Kubernetes output's objects
-        annotations.pop(key, None)
-    service = k8s.build_headless_service(pipeline, stage, kube)
+    and go with it. With ``--multinode jobset``, one template creating the JobSet
+    (which makes its Service), done or failed with its ``status.terminalState``."""
+    kube = dataclasses.replace(options.kubernetes, group_prefix=WORKFLOW_NAME)
     base = task_name(stage)
+    if kube.multinode == "jobset":
+        jobset = k8s.build_jobset(pipeline, stage, kube)
+        _drop_dependency_annotations(jobset)
+        created = build_apply_template(base, jobset, "status.terminalState == Completed", action="create")
+        created["resource"]["failureCondition"] = "status.terminalState == Failed"
+        return [created]
+    job = k8s.build_job(pipeline, stage, kube, texts.renderer(stage))
+    _drop_dependency_annotations(job)
+    service = k8s.build_headless_service(pipeline, stage, kube)
     job_template, service_template = names.add(f"{base}-job"), names.add(f"{base}-service")
     created = build_apply_template(job_template, job, f"status.succeeded > {stage.node_count - 1}",
                                    action="create")
@@ -301,6 +305,13 @@ def build_group_templates(pipeline: ir.Pipeline, stage: ir.Stage, options: Optio
         build_apply_template(service_template, service, action="create"),
         created,
     ]
+
+
+def _drop_dependency_annotations(document: dict) -> None:
+    """The dependency annotations name the Kubernetes output's objects: here the DAG orders stages."""
+    annotations = document["metadata"]["annotations"]
+    for key in (k8s.DEPENDS_ON_ANNOTATION, k8s.LEVEL_ANNOTATION):
+        annotations.pop(key, None)
 
 
 def limited_matrices(pipeline: ir.Pipeline) -> list[ir.Matrix]:
@@ -452,7 +463,7 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     sink = Diagnostics(pipeline.file)
     k8s.check_host_mounts(pipeline, sink, "Argo Workflows")
     # A generated Workflow name is the pipeline's and 6 characters (`-` and 5 random ones).
-    k8s.check_group_names(pipeline, k8s.Options(), sink, run_suffix=0 if options.stable_name else 6)
+    k8s.check_group_names(pipeline, options.kubernetes, sink, run_suffix=0 if options.stable_name else 6)
     report_coarse_pairing(pipeline, sink)
     if sink.has_errors:
         return Emitted((), tuple(sink.sorted()))

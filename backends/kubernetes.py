@@ -132,9 +132,9 @@ def add_arguments(group) -> None:
     group.add_argument("--namespace-object", action="store_true",
                        help="k8s: also emit the Namespace object named by the pipeline header")
     group.add_argument("--multinode", choices=MULTINODE_FORMS, default="job",
-                       help="k8s: what a stage with `nodes = N` becomes: an Indexed Job and a headless Service "
-                       "(`job`, the default: any cluster), or a JobSet (`jobset`: the JobSet controller; the whole "
-                       "group restarts on a failure and Kueue admits it as one)")
+                       help="k8s and argo: what a stage with `nodes = N` becomes: an Indexed Job and a headless "
+                       "Service (`job`, the default: any cluster), or a JobSet (`jobset`: needs the JobSet "
+                       "controller; the whole group restarts on a failure and Kueue admits it as one)")
 
 
 def options_from(args) -> Options:
@@ -581,7 +581,7 @@ def build_jobset(pipeline: ir.Pipeline, stage: ir.Stage, options: Options) -> di
     (``failurePolicy.maxRestarts``). The JobSet makes the headless Service its
     ``network.subdomain`` names."""
     labels = stage_labels(pipeline, stage)
-    name = pipeline.object_name(stage.name)
+    name = group_name(pipeline, stage, options)
     job: dict = {"completionMode": "Indexed", "completions": stage.nodes, "parallelism": stage.nodes,
                  "backoffLimit": 0}
     if stage.timeout is not None:

@@ -243,3 +243,32 @@ def test_a_matrix_of_groups_is_a_group_per_instance_warned_about_once():
     jobs = by_kind(read_back(emit_yaml("k8s", pipeline)), "Job")
     assert jobs["p-model-1"]["spec"]["completions"] == 2 and "completions" not in jobs["p-score-1"]["spec"]
     assert env_of(pod_spec(jobs["p-model-2"]))["MASTER_ADDR"] == "p-model-2-0.p-model-2"
+
+
+def test_argo_with_jobset_creates_the_jobset_and_ends_with_its_terminal_state():
+    templates = argo_templates(contract(), kubernetes=k8s.Options(multinode="jobset"))
+    resource = templates["pretrain"]["resource"]
+    assert (resource["action"], resource["setOwnerReference"]) == ("create", True)
+    assert resource["successCondition"] == "status.terminalState == Completed"
+    assert resource["failureCondition"] == "status.terminalState == Failed"
+    jobset = manifest(templates["pretrain"])
+    assert jobset_errors(jobset) == []
+    assert jobset["metadata"]["name"] == jobset["spec"]["network"]["subdomain"] == "run-1-pretrain"
+    assert "aipc.dev/depends-on" not in jobset["metadata"]["annotations"]
+    job = jobset["spec"]["replicatedJobs"][0]["template"]["spec"]
+    assert_contract(env_of(job["template"]["spec"]), master="run-1-pretrain-node-0-0.run-1-pretrain")
+    assert not [name for name in templates if name.startswith("pretrain-")]  # no Service of its own
+    from tests.backends.argo_schema import workflow_errors
+
+    for form in ("job", "jobset"):
+        (workflow,) = emit("argo", contract(), kubernetes=k8s.Options(multinode=form)).documents
+        assert workflow_errors(workflow) == [], form
+
+
+def test_the_multinode_option_reaches_argo_from_the_command_line(tmp_path):
+    from aipc import cli
+
+    source = tmp_path / "p.aip"
+    source.write_text(CONTRACT)
+    assert cli.main(["compile", str(source), "-t", "argo", "--multinode", "jobset", "-o", str(tmp_path / "w.yaml")]) == 0
+    assert "kind: JobSet" in (tmp_path / "w.yaml").read_text()
