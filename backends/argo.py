@@ -30,8 +30,12 @@ What a program becomes
   a healthy service)
   and the Service the Kubernetes backend builds. Its RBAC: the workflow's
   service account may get, create and patch Deployments and Services;
+- a multi-node stage (``nodes = N``): a steps template creating the
+  Kubernetes backend's headless Service, then its Indexed Job, both named after
+  the run and owned by the Workflow, ending with the Job; with ``--multinode
+  jobset`` one template creating the JobSet (:func:`build_group_templates`);
 - a sized volume: a ``volumeClaimTemplates`` entry, created for the run and
-  removed with it, unless a serve stage mounts it: the Deployment outlives the
+  removed with it, unless a serve stage or a multi-node stage mounts it: the Deployment outlives the
   Workflow, so that volume is the Kubernetes backend's PersistentVolumeClaim
   ``<pipeline>-<volume>``, applied by a DAG task ``<volume>-volume`` that the
   first stages mounting it depend on (the only dependencies besides ``after``);

@@ -10,6 +10,10 @@ What a program becomes
 ----------------------
 - a batch stage: a ``batch/v1`` Job (``restartPolicy: Never``, ``backoffLimit``
   = retries, ``activeDeadlineSeconds`` = timeout, ``ttlSecondsAfterFinished``);
+- a multi-node stage (``nodes = N``): a headless Service, a NetworkPolicy
+  admitting the group's pods on every port, and an Indexed Job of N pods with
+  that Service as ``subdomain`` and the rank from the completion index; with
+  ``--multinode jobset`` the NetworkPolicy and a JobSet (see "nodes" below);
 - a serve stage: an ``apps/v1`` Deployment and a ``v1`` Service. Its container
   ports are ``port`` (named ``http``, or ``main`` when its health check is
   ``tcp`` or ``command``) and each of ``ports`` under its name; the Service
