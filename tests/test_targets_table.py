@@ -566,7 +566,7 @@ EXAMPLE_CASES = {
     # nodes = 4: one group of 4 pods (containers), each told the group by the same variables.
     "multinode": Case(example("multinode"), facts={
         "compose": [
-            Warns("B120", 3, 3),  # 4 containers on one host
+            Warns("B120", 13, 3),  # 4 containers on one host
             (svc("pretrain"), ABSENT),
             *[fact for rank in range(4) for fact in (
                 (f"{svc(f'pretrain-node-{rank}')}.entrypoint", ["torchrun"]),
@@ -579,7 +579,8 @@ EXAMPLE_CASES = {
                 (f"{svc(f'pretrain-node-{rank}')}.shm_size", "128g"),
                 (f"{svc(f'pretrain-node-{rank}')}.restart", "on-failure:2"),
             )],
-            *hardened_compose(*[f"pretrain-node-{rank}" for rank in range(4)]),
+            (f"{svc('score')}.depends_on", {f"pretrain-node-{rank}": COMPLETED for rank in range(4)}),
+            *hardened_compose(*[f"pretrain-node-{rank}" for rank in range(4)], "score"),
         ],
         "k8s": [
             Quiet(),
@@ -601,7 +602,8 @@ EXAMPLE_CASES = {
             *gpus_pod(pod("Job", "multinode-pretrain"), ctr("Job", "multinode-pretrain"), "nvidia.com/gpu", 8,
                       NVIDIA_TAINT),
             *shm_pod(pod("Job", "multinode-pretrain"), ctr("Job", "multinode-pretrain"), "128Gi"),
-            *hardened_k8s("multinode", jobs=["pretrain"]),
+            (f"{obj('Job', 'multinode-score')}.metadata.annotations[aipc.dev/depends-on]", "Job/multinode-pretrain"),
+            *hardened_k8s("multinode", jobs=["pretrain", "score"]),
         ],
         "argo": [
             Quiet(),
@@ -621,6 +623,11 @@ EXAMPLE_CASES = {
               for name in ("NODE_RANK", "PET_NODE_RANK")],
             *_hardened_pod(f"{tpl('pretrain-job')}.resource.manifest>spec.template.spec",
                            f"{tpl('pretrain-job')}.resource.manifest>spec.template.spec.containers[0]"),
+            # the Job's pods are not the Workflow's: the volume is a claim of its own, created first
+            (f"{tpl('pretrain-job')}.resource.manifest>spec.template.spec.volumes[name=checkpoints]"
+             ".persistentVolumeClaim.claimName", "multinode-checkpoints"),
+            (f"{task('pretrain')}.dependencies", ["checkpoints-volume"]),
+            (f"{task('score')}.dependencies", ["pretrain"]),
         ],
     }),
 }
