@@ -150,7 +150,9 @@ def _dispatch(argv: list[str] | None) -> int:
     except Exception as error:  # noqa: BLE001 - the one place that catches everything
         if os.environ.get("AIPC_DEBUG"):
             raise
-        print(f"aipc: internal error ({type(error).__name__}: {error}); this is a bug in aipc, "
+        from aipc.redact import redact
+
+        print(f"aipc: internal error ({type(error).__name__}: {redact(str(error))}); this is a bug in aipc, "
               f"please report it with the input at {BUG_REPORT_URL} (AIPC_DEBUG=1 shows a traceback)",
               file=sys.stderr)
         return EXIT_INTERNAL

@@ -1,8 +1,10 @@
 """Stable diagnostic codes, each with the explanation ``aipc explain CODE`` prints.
 
 E0xx input and syntax, E1xx names, E2xx types and units, E3xx the dependency
-graph, W1xx/W2xx/W3xx warnings (about names, values, the graph), Bxxx what a
-backend cannot express. A code, once
+graph, E4xx/W4xx what a program would do that it should not (hand the host to
+a container, leak a credential, name an image no registry serves, run nothing),
+W1xx/W2xx/W3xx warnings (about names, values, the graph), Bxxx what a backend
+cannot express. A code, once
 published, keeps its meaning; retired codes are not reused.
 """
 
@@ -695,6 +697,49 @@ eval score  { image = "trainer:1.0"  matrix = model  after = [model] }          
 """,
 )
 
+# ------------------------------------------------------------------------ safety
+
+RESERVED_MOUNT_PATH = _code(
+    "E401", "a mount over what the container runtime owns",
+    """A volume cannot be mounted at `/` (the image itself) or at `/proc`, `/sys`
+    or `/dev`, where the runtime mounts the kernel's and the container's own
+    filesystems (the OCI runtime specification's default filesystems): the
+    container would not start, or would see the host's instead. Mount the volume
+    at a path of its own, such as `/data`. (`/dev/shm` is sized by `shm`.)""",
+    """
+data prepare { image = "etl:1.0"  mount raw at "/proc" }     # error
+data prepare { image = "etl:1.0"  mount raw at "/data" }     # fixed
+""",
+)
+
+ENV_REPLACES_SECRET = _code(
+    "E402", "an environment variable replaces a secret's key",
+    """A stage gets every key of each secret it lists as an environment variable of
+    the same name. An `env` entry with that name replaces the secret's value on
+    every target (the plain value wins in Kubernetes, Argo and compose alike), so
+    the stage silently runs without the secret. Rename the variable, or drop the
+    key from the secret.""",
+    """
+secret db { keys = ["DB_PASSWORD"] }
+data load { image = "etl:1.0"  secrets = [db]  env = { DB_PASSWORD = "x" } }   # error
+""",
+)
+
+INVALID_IMAGE = _code(
+    "E403", "an image reference no registry accepts",
+    """Image references follow the grammar every registry and container engine
+    parses (distribution/reference): `[HOST[:PORT]/]PATH[:TAG][@DIGEST]`, with
+    the repository path in lower case, no spaces or line breaks, no scheme such
+    as `https://` (neither in `image` nor in the header's `registry`), a tag of
+    at most 128 letters, digits, `_`, `.` and `-`, and a digest of a registered
+    algorithm (`sha256:` and 64 lower-case hexadecimal digits). Characters that
+    only look like ASCII letters (a Cyrillic `о`, a Greek `ο`) are refused too.""",
+    """
+data prepare { image = "Python:3.11" }                        # error: write "python:3.11"
+data prepare { image = "https://ghcr.io/acme/etl:1.0" }       # error: write "ghcr.io/acme/etl:1.0"
+""",
+)
+
 # ---------------------------------------------------------------------- warnings
 
 UNUSED_DECLARATION = _code(
@@ -811,7 +856,12 @@ IGNORED_ON_TARGET = _code(
     stop a container after a deadline (`timeout`), limit its local storage (`disk`)
     or reserve a number of Intel GPUs (it passes every GPU under /dev/dri); Argo
     Workflows evaluates `{{...}}` in a template's text as its own expression, with
-    no way to write the braces literally.""",
+    no way to write the braces literally. On Argo a parameter is offered at
+    submission (`argo submit -p NAME=VALUE`) only when batch stages' strings are
+    its only uses: one that sets a number, size, duration, path or label, or that
+    a serve stage uses (Argo would paste it unquoted into the applied manifest),
+    is fixed at its compiled value in every stage, so that it means one value
+    everywhere.""",
     """
 train model { image = "trainer:1.0"  timeout = 12h }
 $ aipc compile p.aip --target compose     # warning: compose has no timeout; it is ignored
@@ -860,5 +910,47 @@ NODES_ON_ONE_HOST = _code(
     """
 train pretrain { image = "trainer:2.1"  nodes = 4  command = ["torchrun", "train.py"] }
 $ aipc compile p.aip --target compose     # warning: 4 containers on one host
+""",
+)
+
+DANGEROUS_HOST_PATH = _code(
+    "W401", "a host path that hands the host to the container",
+    """A `host` volume bind-mounts a path of the Docker host into the stage. Some
+    paths give the container the host itself: the container engine's socket
+    (`/var/run/docker.sock`, or a directory holding it) lets it start privileged
+    containers, which undoes every other protection; `/`, `/etc`, `/proc`, `/sys`,
+    `/root`, home directories and the credential directories in them (`~/.ssh`,
+    `~/.aws`, `~/.kube`...) expose the host's configuration and its secrets.
+    Mount only the directory the stage needs.""",
+    """
+volume engine { host = "/var/run/docker.sock" }
+data build { image = "docker:27"  mount engine at "/var/run/docker.sock" }    # warning
+""",
+)
+
+CREDENTIAL_IN_ENV = _code(
+    "W402", "a credential written in plain text",
+    """An `env` variable named like a credential (`*_PASSWORD`, `*_TOKEN`,
+    `*_SECRET`, `*_KEY`, `API_KEY`...) holds a literal value: it is written into
+    every compiled output (compose files, manifests, the Workflow) and into the
+    file's history. Declare a `secret` with that key instead and list it in the
+    stage's `secrets`: its value then comes from the environment or the cluster
+    and never appears in any output.""",
+    """
+data load { image = "etl:1.0"  env = { DB_PASSWORD = "hunter2" } }        # warning
+secret db { keys = ["DB_PASSWORD"] }
+data load { image = "etl:1.0"  secrets = [db] }                          # fixed
+""",
+)
+
+NO_STAGES = _code(
+    "W403", "a pipeline without stages",
+    """The file declares no stage, so every target gets nothing that runs: an empty
+    compose file, no workloads, an Argo Workflow with no tasks. Declare a stage
+    (`data`, `train`, `eval` or `serve`). A file that declares templates and no
+    stage is a library for `import`, and is not warned about.""",
+    """
+pipeline "nightly" { namespace = "ml" }      # warning: no stages
+data prepare { image = "python:3.11-slim" }  # fixed
 """,
 )

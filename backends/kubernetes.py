@@ -37,9 +37,11 @@ What a program becomes
   ``automountServiceAccountToken: false``; container
   ``allowPrivilegeEscalation: false``, ``capabilities.drop: [ALL]``,
   ``readOnlyRootFilesystem: true`` with an ``emptyDir`` at ``/tmp`` (and
-  ``HOME=/tmp`` unless the stage sets ``HOME``); a default-deny-ingress
-  NetworkPolicy named after the pipeline for all of its pods, and one per serve
-  stage admitting TCP traffic to its port;
+  ``HOME=/tmp`` unless the stage sets ``HOME``); a NetworkPolicy named after the
+  pipeline for all of its pods that denies ingress and allows egress only to
+  DNS, the pipeline's own pods and addresses other than the cloud metadata
+  service (169.254.169.254), and one per serve stage admitting TCP traffic to
+  its port;
 - a container that declares no cpu or memory gets ``Options.default_cpu`` /
   ``default_memory`` (500m..2 cores, 512Mi..2Gi) so every container has
   requests and limits.
@@ -674,15 +676,40 @@ def build_service(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
 # ----------------------------------------------------------------- network
 
 
+# Where clouds serve instance metadata, with the node's credentials: AWS (IMDS,
+# and fd00:ec2::254 on IPv6), Google Cloud, Azure, Oracle and others all answer at
+# 169.254.169.254. A pod that reaches it may act as the node.
+METADATA_ADDRESSES = {"0.0.0.0/0": "169.254.169.254/32", "::/0": "fd00:ec2::254/128"}
+
+
+def pipeline_selector(pipeline: ir.Pipeline) -> dict:
+    """The labels that pick every pod of the pipeline."""
+    return {"matchLabels": {ir.LABEL_PART_OF: ir.label_value(pipeline.name)}}
+
+
+def build_egress(pipeline: ir.Pipeline) -> list[dict]:
+    """Where the pipeline's pods may connect: DNS, wherever the cluster's resolver
+    is (a node-local cache listens on a link-local address); the pipeline's own
+    pods; and every other address but the cloud metadata service."""
+    return [
+        {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+        {"to": [{"podSelector": pipeline_selector(pipeline)}]},
+        {"to": [{"ipBlock": {"cidr": cidr, "except": [metadata_address]}}
+                for cidr, metadata_address in METADATA_ADDRESSES.items()]},
+    ]
+
+
 def build_default_deny(pipeline: ir.Pipeline) -> dict:
-    """No ingress to any of the pipeline's pods unless another policy admits it."""
+    """No ingress to any of the pipeline's pods unless another policy admits it, and
+    egress only as :func:`build_egress` says."""
     return {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "NetworkPolicy",
         "metadata": metadata(pipeline, pipeline.dns_name, pipeline.labels_for(pipeline.name, "network-policy")),
         "spec": {
-            "podSelector": {"matchLabels": {ir.LABEL_PART_OF: ir.label_value(pipeline.name)}},
-            "policyTypes": ["Ingress"],
+            "podSelector": pipeline_selector(pipeline),
+            "policyTypes": ["Ingress", "Egress"],
+            "egress": build_egress(pipeline),
         },
     }
 

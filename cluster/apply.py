@@ -47,6 +47,7 @@ from aipc.backends.kubernetes import (
 from aipc.cluster.connect import ClusterError, Connection, describe_error, status_details, status_message
 from aipc.compiler import ir
 from aipc.compiler.units import format_duration
+from aipc.redact import redact
 
 APPLY_PATCH = "application/apply-patch+yaml"
 FIELD_MANAGER = "aipc"
@@ -382,7 +383,7 @@ class Report:
     write: Callable[[str], None]
 
     def line(self, text: str) -> None:
-        self.write(text + "\n")
+        self.write(redact(text) + "\n")  # a server URL may carry credentials
 
 
 class ApplyRun:

@@ -14,13 +14,19 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from aipc.redact import redact
+
 DEFAULT_KUBECONFIG = "~/.kube/config"
 SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 PROBE_TIMEOUT = (10, 30)  # seconds to connect, to read
 
 
 class ClusterError(Exception):
-    """A problem with the cluster or the kubeconfig, told to the user (exit 1)."""
+    """A problem with the cluster or the kubeconfig, told to the user (exit 1),
+    without the credentials a server URL or a client's error may quote."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(redact(message))
 
 
 @dataclass
@@ -109,11 +115,16 @@ def probe(connection: Connection) -> None:
 def describe_error(error: BaseException, host: str, what: str = "") -> str | None:
     """One line for an exception from the client: HTTP errors with the server's
     own message, network errors with the address that did not answer; None for
-    anything else (a bug, to be raised as it is)."""
+    anything else (a bug, to be raised as it is). Credentials in the host or the
+    error's text are masked."""
+    message = _describe(error, host, f"{what}: " if what else "")
+    return redact(message) if message is not None else None
+
+
+def _describe(error: BaseException, host: str, prefix: str) -> str | None:
     from kubernetes.client.exceptions import ApiException
     from urllib3.exceptions import HTTPError as Urllib3Error
 
-    prefix = f"{what}: " if what else ""
     if isinstance(error, ApiException):
         message = status_message(error)
         if error.status == 401:

@@ -19,11 +19,13 @@ compiling and are plain values.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
+import functools
 import json
 import re
 from dataclasses import dataclass, field
-from typing import Callable, Union
+from typing import Callable, Iterator, Union
 
 from aipc.diagnostics import Span
 from aipc.dsl.vocabulary import STAGE_KINDS
@@ -157,6 +159,18 @@ class Text:
 
 
 @dataclass(frozen=True, slots=True)
+class ParamUse:
+    """A place where a parameter's value was compiled in as a plain value: a
+    number, quantity or duration (`gpu = "${gpus}"`), or a name, path or label.
+    A target that takes parameters when the pipeline runs cannot change it there."""
+
+    declaration: str  # "stage", "volume", "secret" or "pipeline" (the header)
+    name: str  # the declaration's name
+    attribute: str  # "gpu", "timeout", "mount", "labels"...
+    span: Span  # of the `${...}`
+
+
+@dataclass(frozen=True, slots=True)
 class Param:
     name: str
     type: ParamType
@@ -164,6 +178,9 @@ class Param:
     text: str  # the value as substituted into strings: `3e-4`, `true`, `2h`
     overridden: bool
     span: Span
+    # Where the value was fixed when compiling, in source order: every other use
+    # of the parameter is a ParamRef inside a stage's Text.
+    fixed_at: tuple[ParamUse, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -442,6 +459,45 @@ class Stage:
             if attribute.start <= span.start and span.end <= attribute.end:
                 return name, attribute
         return None
+
+
+def texts_of(value) -> Iterator[Text]:
+    """Every Text in ``value``: a Stage (its image, command, env values...), or any
+    tuple or IR dataclass holding them, in field order. Which fields may hold one
+    is read from the IR's own annotations, so a Text field added here (or a
+    dataclass holding Texts) is found without naming it."""
+    if value.__class__ is Text:
+        yield value
+    elif value.__class__ is tuple:
+        for item in value:
+            if item.__class__ is Text:
+                yield item
+            elif item.__class__ is tuple or hasattr(item, "__dataclass_fields__"):
+                yield from texts_of(item)
+    elif hasattr(value, "__dataclass_fields__"):
+        for name in _text_fields(value.__class__):
+            item = getattr(value, name)
+            if item is not None:
+                yield from texts_of(item)
+
+
+@functools.cache
+def _text_fields(cls: type, seen: frozenset = frozenset()) -> tuple[str, ...]:
+    """The fields of an IR dataclass whose annotation mentions Text, or an IR
+    dataclass that (at any depth) has such a field."""
+    fields = []
+    for item in dataclasses.fields(cls):
+        words = set(re.findall(r"[A-Za-z_]+", str(item.type)))
+        nested = [globals()[word] for word in words
+                  if dataclasses.is_dataclass(globals().get(word)) and globals()[word] not in seen | {cls}]
+        if "Text" in words or any(_text_fields(kind, seen | {cls}) for kind in nested):
+            fields.append(item.name)
+    return tuple(fields)
+
+
+def param_refs(stage: "Stage") -> set[str]:
+    """The parameters the strings of ``stage`` refer to."""
+    return {part.name for text in texts_of(stage) for part in text.parts if part.__class__ is ParamRef}
 
 
 @dataclass(frozen=True)  # not slotted: `stage()` keeps its index of stages in the instance's __dict__

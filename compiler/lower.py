@@ -9,6 +9,7 @@ returned only when there is none.
 
 from __future__ import annotations
 
+import bisect
 import dataclasses
 import posixpath
 import re
@@ -18,7 +19,7 @@ from typing import Any, Callable, Mapping
 
 from aipc import codes
 from aipc.compiler import graph as dag
-from aipc.compiler import ir
+from aipc.compiler import ir, safety
 from aipc.compiler.matrix import Expansion, Sweep, check_pairing, has_matrix, read_sweeps
 from aipc.compiler.params import bind_params
 from aipc.compiler.resolve import Symbols, collect_declarations
@@ -26,6 +27,7 @@ from aipc.compiler.schema import (
     HEADER, HEALTH, HEALTH_CHECKS, RESOURCES, SECRET, STAGE, STAGE_BLOCKS, VOLUME, AttributeSpec, Type,
 )
 from aipc.compiler.services import Services
+from aipc.compiler.units import abbreviate
 from aipc.compiler.values import ENV_NAME, INVALID, Evaluator, Text, did_you_mean
 from aipc.diagnostics import Diagnostics, Label, Span, Use
 from aipc.dsl import model as m
@@ -259,6 +261,7 @@ class _Lowering:
         self.header = _Header(self._pipeline_name())
         self.params = bind_params(self.symbols, overrides, sink)
         self.evaluator = Evaluator(sink, self.params, self.symbols.known("param"), self.header.name)
+        self.host_risks: dict[str, tuple[str, Span]] = {}  # host volume -> (what it exposes, its `host` value)
         self.evaluator.services = self._services()
         # Names the stages refer to, by kind; every reference to a declaration marks it here
         # (params through the evaluator), and what is left unmarked is W101.
@@ -318,7 +321,14 @@ class _Lowering:
         if "description" in values:
             self.header.description = values["description"].value
         if "registry" in values:
-            self.header.registry = values["registry"].value.rstrip("/")
+            registry = values["registry"].value.rstrip("/")
+            problem = safety.registry_problem(registry)
+            if problem is not None:
+                self.sink.error(codes.INVALID_IMAGE, block.attributes["registry"].value.span,
+                                f"`registry`: {problem.message}", label="no registry accepts this",
+                                help=problem.help)
+            else:
+                self.header.registry = registry
         if "image" in values:
             self.header.image = values["image"]
             self.header.image_span = block.attributes["image"].value.span
@@ -389,6 +399,9 @@ class _Lowering:
         if self.sink.error_count() > errors:
             return None
         if "host" in attributes:
+            risk = safety.host_path_risk(strings["host"].value)
+            if risk is not None:
+                self.host_risks[name] = (risk, attributes["host"].value.span)
             return ir.Volume(name, ir.VolumeKind.HOST, host_path=strings["host"].value, span=declaration.span)
         if "claim" in attributes:
             return ir.Volume(name, ir.VolumeKind.CLAIM, access=access, claim=strings["claim"].value,
@@ -419,6 +432,18 @@ class _Lowering:
             if text.value not in keys:
                 keys.append(text.value)
         return ir.Secret(name, tuple(keys), declaration.span) if valid else None
+
+    def secret_key_span(self, secret: str, key: str) -> Span | None:
+        """Where ``key`` is written in the `keys` of secret ``secret``."""
+        declaration = self.symbols.secrets.get(secret)
+        for item in declaration.items if declaration is not None else ():
+            if isinstance(item, m.Attribute) and item.name == "keys" and isinstance(item.value, m.ListValue):
+                for value in item.value.items:
+                    written = value.literal if isinstance(value, m.Str) and value.is_literal else \
+                        value.value if isinstance(value, m.Word) else None
+                    if written == key:
+                        return value.span
+        return None
 
     def missing(self, kind: str, name: str, attribute: str, span: Span, message: str, **details) -> None:
         """A required attribute is not there. When a syntax error lost its value the
@@ -483,6 +508,8 @@ class _Lowering:
         self._check_volume_use(reach, volumes, lowered, expansion.serial if expansion is not None else {})
         if sink.has_errors:
             return None
+        if not order and not self.symbols.templates:  # templates and no stage: a library, for `import`
+            self._no_stages()
         self._check_unused()
         level = dag.levels(graph, order)
         if expansion is not None:
@@ -493,13 +520,52 @@ class _Lowering:
         return ir.Pipeline(
             name=header.name, file=self.program.path, description=header.description,
             namespace=header.namespace, labels=header.labels,
-            params=tuple(self.params[n] for n in sorted(self.params)),
+            params=self._params_with_fixed_uses(stages),
             volumes=tuple(volumes[n] for n in sorted(volumes)),
             secrets=tuple(secrets[n] for n in sorted(secrets)),
             stages=stages,
             matrices=expansion.matrices(stages) if expansion is not None else (),
             span=self.symbols.header.span if self.symbols.header else Span(0, 0),
         )
+
+    def _no_stages(self) -> None:
+        header = self.symbols.header
+        self.sink.warning(codes.NO_STAGES, header.name_span if header is not None else None,
+                          f"the pipeline `{self.header.name}` has no stages: it compiles to nothing that runs",
+                          label="declares no stage",
+                          help='declare one, e.g. `data prepare { image = "python:3.11-slim" }`')
+
+    def _params_with_fixed_uses(self, stages: tuple[ir.Stage, ...]) -> tuple[ir.Param, ...]:
+        """The parameters, each with the places its value was compiled in as a plain
+        value: every `${...}` substituted outside the stages' Texts (a quantity, a
+        mount path, a label, a volume's class...)."""
+        params = [self.params[n] for n in sorted(self.params)]
+        uses = self.evaluator.param_uses
+        if not uses:
+            return tuple(params)
+        kept = sorted((text.span.start, text.span.end) for stage in stages for text in ir.texts_of(stage))
+        starts = [start for start, _ in kept]
+        fixed: dict[str, list[ir.ParamUse]] = {}
+        for name, span in sorted(set(uses), key=lambda use: use[1]):
+            index = bisect.bisect_right(starts, span.start) - 1
+            if index >= 0 and span.end <= kept[index][1]:
+                continue  # inside a stage's Text: a reference each target renders
+            fixed.setdefault(name, []).append(self._param_use(span))
+        return tuple(dataclasses.replace(p, fixed_at=tuple(fixed[p.name])) if p.name in fixed else p
+                     for p in params)
+
+    def _param_use(self, span: Span) -> ir.ParamUse:
+        """Which declaration and attribute the text at ``span`` belongs to."""
+        symbols = self.symbols
+        declarations = [("stage", d) for d in symbols.stages.values()]
+        declarations += [("volume", d) for d in symbols.volumes.values()]
+        declarations += [("secret", d) for d in symbols.secrets.values()]
+        for kind, declaration in declarations:
+            if declaration.span.start <= span.start and span.end <= declaration.span.end:
+                return ir.ParamUse(kind, declaration.name.value, _attribute_around(declaration.items, span), span)
+        header = symbols.header
+        attribute = _attribute_around(header.items, span) if header is not None else ""
+        return ir.ParamUse("pipeline", self.header.name, attribute, span)
 
     def _check_unused(self) -> None:
         """W101 for each volume, secret and parameter nothing refers to. Only for a file
@@ -618,6 +684,7 @@ class _StageLowering:
         for name, (span, items) in block.blocks.items():
             self.spans.append((name, span))
             LOWER_STAGE_BLOCK[name](self, items)
+        self._check_env(attributes.get("env"))
         mounts, uses = self._mounts(block.mounts)
         self._check_nodes(self.env_keys, mounts)
         if self.kind == "serve" and "port" not in attributes:
@@ -656,9 +723,14 @@ class _StageLowering:
 
     def _set_image(self, text: Text, span: Span) -> None:
         registry = self.lowering.header.registry
-        image, parts = text.value.strip(), text.template
-        if not image:
+        image, parts = text.value, text.template
+        if not image.strip():
             self.sink.error(codes.WRONG_TYPE, span, "`image` is empty", help='write an image such as "python:3.11-slim"')
+            return
+        problem = safety.image_reference_problem(image)
+        if problem is not None:
+            self.sink.error(codes.INVALID_IMAGE, span, f"`{abbreviate(image, 80)}` is not an image reference: "
+                            f"{problem.message}", label="no registry accepts this", help=problem.help)
             return
         if registry and not _has_registry_host(image):
             image = f"{registry}/{image}"
@@ -717,6 +789,31 @@ class _StageLowering:
                 (key, _text(text, entry.value.span)) for key, text, entry in pairs
                 if _check_env_name(key, entry.key_span, self.sink)
             )
+
+    def _check_env(self, attribute: m.Attribute | None) -> None:
+        """An `env` key that is also a key of a listed secret replaces it (E402); a
+        literal value under a credential's name is a credential in plain text (W402)."""
+        if attribute is None or not isinstance(attribute.value, m.MapValue):
+            return
+        owners = {key: secret for secret in self.fields.get("secrets", ()) for key in secret.keys}
+        for entry in attribute.value.entries:
+            secret = owners.get(entry.key)
+            if secret is not None:
+                where = self.lowering.secret_key_span(secret.name, entry.key)
+                self.sink.error(codes.ENV_REPLACES_SECRET, entry.key_span,
+                                f"`{entry.key}` in `env` replaces the key `{entry.key}` of secret `{secret.name}`, "
+                                "which this stage lists: the plain value would win on every target",
+                                label="replaces the secret's value",
+                                related=[Label(where, f"a key of secret `{secret.name}`")] if where else [],
+                                help=f"rename the variable, or drop `{entry.key}` from secret `{secret.name}`")
+            elif safety.credential_name(entry.key) and safety.credential_value(_literal(entry.value)):
+                name = entry.key.lower() if IDENTIFIER_START.match(entry.key) else "credentials"
+                self.sink.warning(
+                    codes.CREDENTIAL_IN_ENV, entry.value.span,
+                    f"`{entry.key}` looks like a credential, and its value is written here in plain text",
+                    label="ends up in every compiled output",
+                    help=f'declare a secret with this key (`secret {name} {{ keys = ["{entry.key}"] }}`) '
+                    "and list it in `secrets`: its value then comes from the environment or the cluster")
 
     def _labels(self, spec, value) -> None:
         pairs = self.evaluator.string_map(spec, value, self.name)
@@ -988,6 +1085,13 @@ class _StageLowering:
                                 label="does not start with `/`", help=f'write "/{path.lstrip("./")}"')
                 continue
             normal = "/" + posixpath.normpath(path).lstrip("/")
+            reserved = safety.container_path_problem(normal)
+            if reserved is not None:
+                self.sink.error(codes.RESERVED_MOUNT_PATH, mount.path.span,
+                                f"`{volume_name}` cannot be mounted at `{normal}`: {reserved}",
+                                label="owned by the container runtime",
+                                help="mount it at a path of its own, such as \"/data\"")
+                continue
             if normal in seen:
                 first = "`shm` owns /dev/shm" if normal == "/dev/shm" else "first mounted here"
                 self.sink.error(codes.DUPLICATE_MOUNT_PATH, mount.path.span,
@@ -996,6 +1100,13 @@ class _StageLowering:
                                 help="give each mount its own path")
                 continue
             seen[normal] = mount.path.span
+            risk = self.lowering.host_risks.get(volume_name)
+            if risk is not None:
+                self.sink.warning(codes.DANGEROUS_HOST_PATH, mount.span,
+                                  f"stage `{self.declared}` mounts the host volume `{volume_name}`: {risk[0]}",
+                                  label="the container gets hold of the host",
+                                  related=[Label(risk[1], "the host path")],
+                                  help="mount only the directory the stage needs")
             uses.append((volume_name, dag.Use(self.name, mount.readonly, mount.span, self.group)))
             volume = self.volumes.get(volume_name)
             if volume is not None:
@@ -1031,6 +1142,27 @@ LOWER_STAGE_BLOCK: dict[str, Callable[[_StageLowering, list], None]] = {
     "health": _StageLowering._health_block,
     "matrix": _StageLowering._swept_block,
 }
+
+
+IDENTIFIER_START = re.compile(r"[A-Za-z]")
+
+
+def _literal(value) -> str:
+    """A map value written as plain text (a literal string or a number), else ""."""
+    if isinstance(value, m.Str):
+        return value.literal if value.is_literal else ""
+    return value.text if isinstance(value, m.Number) else ""
+
+
+def _attribute_around(items, span: Span) -> str:
+    """The name of the innermost attribute or block among ``items`` that holds
+    ``span``, or the statement's keyword (`mount`, `output`...)."""
+    for item in items:
+        if item.span.start <= span.start and span.end <= item.span.end:
+            if isinstance(item, m.Block):
+                return _attribute_around(item.items, span) or item.name
+            return item.name if isinstance(item, m.Attribute) else item.item
+    return ""
 
 
 def _text(text: Text, span: Span) -> ir.Text:

@@ -139,6 +139,9 @@ class Evaluator:
         self.params = params
         self.declared_params = frozenset(declared_params)  # including ones whose value is invalid
         self.pipeline_name = pipeline_name
+        # Every `${param}` substituted, with its span: the lowering tells from it
+        # which parameters a value was fixed into (see lower._Lowering._params_with_fixed_uses).
+        self.param_uses: list[tuple[str, Span]] = []
         self.used_params: set[str] = set()  # every parameter a value referred to (unused ones are W101)
         # The serve stages' addresses (aipc.compiler.services.Services), set by lowering
         # before it reads stages; without them `${STAGE.host}` is an unknown name.
@@ -212,6 +215,7 @@ class Evaluator:
         if name.startswith(MATRIX_PREFIX):
             return self._axis_value(part, name[len(MATRIX_PREFIX):])
         if name in self.params:
+            self.param_uses.append((name, part.span))
             self.used_params.add(name)
             return self.params[name].text
         if name in self.declared_params:
@@ -272,6 +276,7 @@ class Evaluator:
         """The text a sole ``${param}`` or ``${matrix.AXIS}`` stands for, if it names one (nothing reported)."""
         name = interpolation.name
         if name in self.params:
+            self.param_uses.append((name, interpolation.span))
             self.used_params.add(name)
             return self.params[name].text
         scope = self.matrix

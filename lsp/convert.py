@@ -55,6 +55,11 @@ class LineIndex:
             self.starts.append(index + 1)
             index = text.find("\n", index + 1)
 
+    @property
+    def line_count(self) -> int:
+        """How many lines the text has (a last empty line after a final line break included)."""
+        return len(self.starts)
+
     def line_text(self, line: int) -> str:
         start = self.starts[line]
         end = self.starts[line + 1] - 1 if line + 1 < len(self.starts) else len(self.text)

@@ -29,6 +29,7 @@ from __future__ import annotations
 import bisect
 import dataclasses
 from dataclasses import dataclass
+from typing import Callable
 
 from aipc import codes
 from aipc.diagnostics import Diagnostic, Label, Span
@@ -120,8 +121,15 @@ class ParsedDocument:
         )
 
 
+class Cancelled(Exception):
+    """A parse given up because its version is no longer wanted (a newer one came)."""
+
+
 class IncrementalParser:
-    """Parses successive versions of one document, re-using unchanged chunks."""
+    """Parses successive versions of one document, re-using unchanged chunks.
+
+    Not thread-safe: one parse at a time per parser (the language server runs a
+    document's work one piece at a time)."""
 
     MAX_GROUP = 8  # chunks re-parsed together around a syntax error before giving up on exactness
 
@@ -130,7 +138,10 @@ class IncrementalParser:
         self._cache: dict[str, list[ChunkParse]] = {}
         self._next_base = 1  # virtual 0 stays unowned, like a span that points at no chunk
 
-    def parse(self, text: str) -> ParsedDocument:
+    def parse(self, text: str, cancelled: Callable[[], bool] | None = None) -> ParsedDocument:
+        """The parse of ``text``. ``cancelled`` is asked between chunks: when it says
+        yes, :class:`Cancelled` is raised, and the chunks parsed so far are kept for
+        the next version, which usually shares most of them."""
         starts = chunk_starts(text)
         bounds = list(zip(starts, starts[1:] + [len(text)]))
         self._seen: dict[str, int] = {}
@@ -139,6 +150,9 @@ class IncrementalParser:
         broken = False
         index = 0
         while index < len(bounds):
+            if cancelled is not None and cancelled():
+                self._keep_fresh()
+                raise Cancelled
             start, end = bounds[index]
             unit = self._unit(text[start:end])
             if not unit.exact:
@@ -156,6 +170,12 @@ class IncrementalParser:
         # file's parse stops at the depth limit, so only its answer is right
         return ParsedDocument(text, self.path, [Chunk(c.start, c.text, dataclasses.replace(c.parsed, exact=False))
                                                 for c in units])
+
+    def _keep_fresh(self) -> None:
+        """After a cancelled parse: the chunks it parsed join the cache (ahead of the
+        earlier version's parses of the same text), so that no work is lost."""
+        for piece, parses in self._fresh.items():
+            self._cache[piece] = parses + self._cache.get(piece, [])[len(parses):]
 
     def _group(self, text: str, bounds, index: int, first: ChunkParse) -> tuple[int, Chunk]:
         """A chunk with a syntax error, parsed together with the chunks after it until

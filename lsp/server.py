@@ -4,8 +4,16 @@ Diagnostics are exactly `aipc check`'s (``check_parsed`` over an incremental
 parse, or ``check_source`` when the incremental parse cannot promise the same
 result). They are debounced: each change waits ``debounce`` seconds, and only
 the newest version is checked; a check that finishes after a newer change
-arrived is dropped. Checks run one at a time on a worker thread, so the server
-keeps reading the editor's messages while it checks.
+arrived is dropped.
+
+The event loop only reads and answers messages: parsing, checking, indexing,
+formatting and every request's answer run on worker threads (:meth:`work`), one
+piece of work at a time per document and several documents at once, so a huge
+document never delays another one's diagnostics. A parse gives up between
+chunks as soon as a newer version of its document arrives (the chunks it did
+parse are kept for that version); a request whose document changed while it
+was answered gets ContentModified, and one about a position outside the
+document gets InvalidParams.
 
 Nothing here writes to stdout: the protocol owns it (see :func:`serve`).
 """
@@ -24,9 +32,11 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable, NamedTuple
 from urllib.parse import unquote, urlparse
 
 from lsprotocol import types
+from pygls.exceptions import JsonRpcContentModified, JsonRpcException, JsonRpcInvalidParams
 from pygls.lsp.server import LanguageServer
 
 from aipc import __version__
@@ -37,12 +47,13 @@ from aipc.diagnostics import Diagnostic, Label, Span
 from aipc.dsl.format import FormatterBug, format_text
 from aipc.dsl.vocabulary import IDENTIFIER, MAX_IDENTIFIER
 from aipc.lsp import analysis, completion, convert, libraries
-from aipc.lsp.incremental import IncrementalParser, ParsedDocument
+from aipc.lsp.incremental import Cancelled, IncrementalParser, ParsedDocument
 
 logger = logging.getLogger("aipc.lsp")
 
 DEBOUNCE = 0.02  # seconds between a change and its check
 EXACT_DELAY = 0.3  # seconds of quiet before a whole-file check replaces an inexact result
+WORKERS = 4  # documents worked on at once
 MAX_WORKSPACE_FILES = 2000  # .aip files a rename of a template looks through
 SKIPPED_FOLDERS = {"node_modules", "__pycache__", "venv"}
 
@@ -70,18 +81,52 @@ def path_of(uri: str) -> str:
     return unquote(parsed.path) if parsed.scheme == "file" else uri
 
 
+class Snapshot(NamedTuple):
+    """One version of a document's text, as workers see it (replaced whole on each change)."""
+
+    version: int
+    text: str
+    bom: bool
+
+
+@dataclass
+class View:
+    """What a request is answered from: one version's parse, its names and its lines;
+    the document's path, and how to read the files it imports (the open documents'
+    texts as the request found them, else the files)."""
+
+    snapshot: Snapshot
+    parsed: ParsedDocument
+    index: analysis.Index
+    lines: convert.LineIndex
+    path: str
+    read: Reader
+
+    def offset(self, position: types.Position) -> int:
+        """The offset of a position of the request; a line past the end is an error
+        (a column past a line's end means its end, as LSP says)."""
+        if position.line >= self.lines.line_count:
+            raise JsonRpcInvalidParams(
+                f"line {position.line} is outside the document, which has {self.lines.line_count} lines")
+        return self.lines.offset(position)
+
+
 @dataclass
 class Document:
-    """What the server knows of one open document."""
+    """What the server knows of one open document. The parse, the index and the
+    line index are made by workers (one at a time per document) and kept for the
+    version they were made of."""
 
     uri: str
     parser: IncrementalParser
-    version: int = 0
-    text: str = ""
-    bom: bool = False
-    parsed: ParsedDocument | None = None  # of ``version``, made on demand
-    index: analysis.Index | None = None
+    snapshot: Snapshot = Snapshot(0, "", False)
+    parsed: ParsedDocument | None = None  # of ``parsed_version``
+    parsed_version: int | None = None
+    index: analysis.Index | None = None  # of ``parsed_version``
+    lines: convert.LineIndex | None = None  # of ``lines_key``
+    lines_key: tuple | None = None
     published: list[Diagnostic] | None = None
+    published_lines: convert.LineIndex | None = None  # of the text ``published`` was found in
     imported: tuple[ImportedFile, ...] = ()  # what the published check read besides it (`via` in real offsets)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
@@ -89,30 +134,44 @@ class Document:
     def path(self) -> str:
         return self.parser.path
 
+    @property
+    def version(self) -> int:
+        return self.snapshot.version
+
+    @property
+    def text(self) -> str:
+        return self.snapshot.text
+
     def update(self, source: str, version: int) -> None:
-        self.version = version
-        self.bom = source.startswith("\ufeff")
-        self.text = normalize_newlines(source)
-        self.parsed = self.index = None
+        self.snapshot = Snapshot(version, normalize_newlines(source), source.startswith("\ufeff"))
 
-    def current(self) -> ParsedDocument:
-        if self.parsed is None:
-            self.parsed = self.parser.parse(self.text)
-        return self.parsed
+    # on a worker thread -------------------------------------------------------------
 
-    def current_index(self) -> tuple[ParsedDocument, analysis.Index]:
-        """The parse and its names, for the requests that need them."""
-        parsed = self.current()
+    def current(self, snapshot: Snapshot, cancelled: Callable[[], bool] | None = None) -> ParsedDocument:
+        if self.parsed_version != snapshot.version:
+            self.parsed = self.parser.parse(snapshot.text, cancelled)
+            self.parsed_version, self.index = snapshot.version, None
+        return self.parsed  # type: ignore[return-value]
+
+    def line_index(self, snapshot: Snapshot, encoding: str) -> convert.LineIndex:
+        key = (snapshot.version, encoding)
+        if self.lines_key != key:
+            self.lines, self.lines_key = convert.LineIndex(snapshot.text, encoding, snapshot.bom), key
+        return self.lines  # type: ignore[return-value]
+
+    def view(self, snapshot: Snapshot, encoding: str, read: Reader,
+             cancelled: Callable[[], bool] | None = None) -> View:
+        parsed = self.current(snapshot, cancelled)
         if self.index is None:
             self.index = analysis.build_index(parsed)
-        return parsed, self.index
+        return View(snapshot, parsed, self.index, self.line_index(snapshot, encoding), self.path, read)
 
 
 class AipcLanguageServer(LanguageServer):
     def __init__(self) -> None:
         super().__init__("aipc", __version__)
         self.documents: dict[str, Document] = {}
-        self.checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aipc-check")
+        self.workers = ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="aipc-work")
         self.whole_checker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aipc-check-whole")
         self.debounce = DEBOUNCE
         self.exact_delay = EXACT_DELAY
@@ -123,26 +182,32 @@ class AipcLanguageServer(LanguageServer):
     # positions ---------------------------------------------------------------------
 
     def encoding(self) -> str:
+        """The position encoding initialize agreed with the client."""
         try:
-            encoding = self.workspace.position_encoding  # what initialize agreed with the client
+            encoding = self.workspace.position_encoding
         except RuntimeError:
             encoding = None
         return getattr(encoding, "value", encoding) or convert.UTF16
 
-    def line_index(self, document: Document) -> convert.LineIndex:
-        return convert.LineIndex(document.text, self.encoding(), document.bom)
+    def lines_of(self, document: Document) -> convert.LineIndex:
+        """The positions of an open document's current text (safe on any thread)."""
+        snapshot = document.snapshot
+        return convert.LineIndex(snapshot.text, self.encoding(), snapshot.bom)
 
     def document(self, uri: str) -> Document | None:
         return self.documents.get(uri)
 
+    # other files (also called on workers: they copy the documents before reading them) -----
+
     def by_path(self, path: str) -> Document | None:
         """The open document of a file, if any."""
         key = os.path.normpath(path)
-        return next((d for d in self.documents.values() if os.path.normpath(d.path) == key), None)
+        return next((d for d in list(self.documents.values()) if os.path.normpath(d.path) == key), None)
 
     def reader(self) -> Reader:
-        """How checks read imported files: an open document's text (saved or not), else the file."""
-        texts = {os.path.normpath(d.path): d.text for d in self.documents.values()}
+        """How checks read imported files: an open document's text (saved or not, as it
+        is now), else the file."""
+        texts = {os.path.normpath(d.path): d.text for d in list(self.documents.values())}
 
         def read(path: str) -> str:
             text = texts.get(os.path.normpath(os.path.abspath(path)))
@@ -150,21 +215,20 @@ class AipcLanguageServer(LanguageServer):
 
         return read
 
-    def location(self, path: str, span: Span) -> types.Location | None:
+    def location(self, path: str, span: Span, read: Reader) -> types.Location | None:
         """A place in a file, open or on disk (None when it cannot be read)."""
         place = self.place(path)
         if place is None:
-            file = libraries.read_file(path, self.reader())
+            file = libraries.read_file(path, read)
             if file is None:
                 return None
             place = uri_of(path), convert.LineIndex(file.text, self.encoding())
         return types.Location(uri=place[0], range=place[1].range(span))
 
-    def rename_everywhere(self, path: str, name: str, new_name: str) -> types.WorkspaceEdit | None:
+    def rename_everywhere(self, path: str, name: str, new_name: str, read: Reader) -> types.WorkspaceEdit | None:
         """Rename a template where it is declared and wherever a file uses it: the open
         documents, and the .aip files of the workspace's folders."""
-        read = self.reader()
-        files = {os.path.normpath(d.path): libraries.parse_file(d.path, d.text) for d in self.documents.values()}
+        files = {os.path.normpath(d.path): libraries.parse_file(d.path, d.text) for d in list(self.documents.values())}
         for candidate in self.workspace_files():
             if os.path.normpath(candidate) not in files:
                 file = libraries.read_file(candidate, read)
@@ -198,11 +262,34 @@ class AipcLanguageServer(LanguageServer):
         """Where a file's spans go in the editor: an open document, or a file a check read."""
         document = self.by_path(path)
         if document is not None:
-            return document.uri, self.line_index(document)
+            return document.uri, self.lines_of(document)
         for file in imported:
             if file.path == path:
                 return uri_of(path), convert.LineIndex(file.text, self.encoding())
         return None
+
+    # work off the event loop ---------------------------------------------------------
+
+    async def work(self, document: Document, function, *args):
+        """``function(*args)`` on a worker thread, after the document's earlier work:
+        its parser is not thread-safe, and one thread per document leaves the others
+        for other documents. A thread cannot be stopped, so when the caller is
+        cancelled the document stays held until the thread is done."""
+        async with document.lock:
+            future = asyncio.get_running_loop().run_in_executor(self.workers, function, *args)
+            try:
+                return await asyncio.shield(future)
+            except asyncio.CancelledError:
+                while not future.done():
+                    try:
+                        await asyncio.wait([future])
+                    except asyncio.CancelledError:
+                        continue
+                raise
+
+    def stale(self, document: Document, version: int) -> Callable[[], bool]:
+        """Asked by a parse between chunks: has ``version`` been replaced (or closed)?"""
+        return lambda: not self._current(document, version)
 
     # diagnostics -------------------------------------------------------------------------
 
@@ -239,53 +326,50 @@ class AipcLanguageServer(LanguageServer):
                 self.schedule(other, self.debounce)
 
     def schedule(self, document: Document, delay: float) -> None:
-        self._spawn(self._check_later(document, document.version, delay))
+        self._spawn(self._check_later(document, document.snapshot, delay))
 
     def _spawn(self, coroutine) -> None:
         task = asyncio.ensure_future(coroutine)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
 
-    async def _check_later(self, document: Document, version: int, delay: float) -> None:
+    async def _check_later(self, document: Document, snapshot: Snapshot, delay: float) -> None:
         await asyncio.sleep(delay)
-        async with document.lock:  # one check at a time; later versions wait here
-            if not self._current(document, version):
-                return  # a newer change has its own check coming
-            started = time.perf_counter()
-            try:
-                parsed = document.current()
-                parsed_at = time.perf_counter()
-                found, imported = await asyncio.get_running_loop().run_in_executor(
-                    self.checker, _check, parsed, self.reader())
-            except Exception:  # noqa: BLE001 - the server must outlive any bug
-                self.internal_error(f"checking {document.uri} failed")
-                return
-            checked_at = time.perf_counter()
-            if not self._current(document, version):
-                logger.debug("version %d of %s: result dropped, a newer version exists", version, document.uri)
-                return
-            self.publish(document, version, found, imported)
-            logger.debug("version %d of %s: parsed in %.1f ms, checked in %.1f ms, published in %.1f ms",
-                         version, document.uri, 1000 * (parsed_at - started), 1000 * (checked_at - parsed_at),
-                         1000 * (time.perf_counter() - checked_at))
-            if not parsed.exact:
-                self._spawn(self._check_whole_later(document, version, parsed.text))
+        if not self._current(document, snapshot.version):
+            return  # a newer change has its own check coming
+        try:
+            parsed, found, imported, lines, timings = await self.work(
+                document, _diagnose, document, snapshot, self.encoding(), self.reader(),
+                self.stale(document, snapshot.version))
+        except Cancelled:
+            return
+        except Exception:  # noqa: BLE001 - the server must outlive any bug
+            self.internal_error(f"checking {document.uri} failed")
+            return
+        if not self._current(document, snapshot.version):
+            logger.debug("version %d of %s: result dropped, a newer version exists", snapshot.version, document.uri)
+            return
+        self.publish(document, snapshot.version, found, imported, lines)
+        logger.debug("version %d of %s: parsed in %.1f ms, checked in %.1f ms", snapshot.version, document.uri,
+                     *timings)
+        if not parsed.exact:
+            self._spawn(self._check_whole_later(document, snapshot))
 
-    async def _check_whole_later(self, document: Document, version: int, text: str) -> None:
+    async def _check_whole_later(self, document: Document, snapshot: Snapshot) -> None:
         """Replace an inexact incremental result (an unclosed triple quote) with the
         whole file's, once the typing has paused. It runs on its own thread and holds
         no lock: the quick checks of newer versions never wait for it."""
         await asyncio.sleep(self.exact_delay)
-        if not self._current(document, version):
+        if not self._current(document, snapshot.version):
             return
         try:
-            checked = await asyncio.get_running_loop().run_in_executor(
-                self.whole_checker, functools.partial(check_source, text, document.path, read=self.reader()))
+            checked, lines = await asyncio.get_running_loop().run_in_executor(
+                self.whole_checker, _check_whole, snapshot, document.path, self.encoding(), self.reader())
         except Exception:  # noqa: BLE001
             self.internal_error(f"checking {document.uri} failed")
             return
-        if self._current(document, version) and checked.diagnostics != document.published:
-            self.publish(document, version, checked.diagnostics, checked.imported)
+        if self._current(document, snapshot.version) and checked.diagnostics != document.published:
+            self.publish(document, snapshot.version, checked.diagnostics, checked.imported, lines)
 
     def internal_error(self, what: str) -> None:
         """Log a bug in aipc; with AIPC_DEBUG=1 also show it in the editor."""
@@ -298,12 +382,12 @@ class AipcLanguageServer(LanguageServer):
         return self.documents.get(document.uri) is document and document.version == version
 
     def publish(self, document: Document, version: int, found: list[Diagnostic],
-                imported: tuple[ImportedFile, ...] = ()) -> None:
-        """Show a check's diagnostics: the document's own, each one in a file it imports
-        at the `import` that brought the file in, and (when that file is open too) in
-        that file, next to its own."""
+                imported: tuple[ImportedFile, ...], lines: convert.LineIndex) -> None:
+        """Show a check's diagnostics (``lines``: the positions of the text checked): the
+        document's own, each one in a file it imports at the `import` that brought the
+        file in, and (when that file is open too) in that file, next to its own."""
         before = {file.path for file in document.imported}
-        document.published, document.imported = found, imported
+        document.published, document.imported, document.published_lines = found, imported, lines
         self.send_to(document)
         elsewhere: dict[str, list[Diagnostic]] = {}
         for item in found:
@@ -322,7 +406,7 @@ class AipcLanguageServer(LanguageServer):
         documents importing it found in it."""
         if document is None:
             return
-        index = self.line_index(document)
+        index = document.published_lines or self.lines_of(document)
         imported = document.imported
         via = {file.path: file.via for file in imported}
 
@@ -347,6 +431,23 @@ class AipcLanguageServer(LanguageServer):
                     items.append(convert.diagnostic(item, index, document.uri, place))
         self.text_document_publish_diagnostics(
             types.PublishDiagnosticsParams(uri=document.uri, diagnostics=items, version=document.version))
+
+
+def _diagnose(document: Document, snapshot: Snapshot, encoding: str, read: Reader, cancelled: Callable[[], bool]):
+    """On a worker: parse (given up when stale), check, and the line index to publish with."""
+    started = time.perf_counter()
+    parsed = document.current(snapshot, cancelled)
+    parsed_at = time.perf_counter()
+    if cancelled():
+        raise Cancelled
+    found, imported = _check(parsed, read)
+    lines = document.line_index(snapshot, encoding)
+    return parsed, found, imported, lines, (1000 * (parsed_at - started), 1000 * (time.perf_counter() - parsed_at))
+
+
+def _check_whole(snapshot: Snapshot, path: str, encoding: str, read: Reader):
+    """On the whole-file checker's thread: `aipc check` of the text, and its lines."""
+    return check_source(snapshot.text, path, read=read), convert.LineIndex(snapshot.text, encoding, snapshot.bom)
 
 
 def _check(parsed: ParsedDocument, read: Reader) -> tuple[list[Diagnostic], tuple[ImportedFile, ...]]:
@@ -379,32 +480,33 @@ def uri_of(path: str) -> str:
 server = AipcLanguageServer()
 
 
-def _guarded(handler):
-    """A request handler that logs an internal error and answers nothing, rather
-    than failing the editor's request (with AIPC_DEBUG=1 the request fails)."""
+def _request(handler):
+    """A request about an open document, answered on a worker from a :class:`View`
+    of its current version: ``handler(ls, params, view)``. An unknown document
+    gets no answer; a document changed meanwhile, ContentModified. A bug is
+    logged and answered with nothing (with AIPC_DEBUG=1 the request fails)."""
 
-    def run(ls: AipcLanguageServer, params):
+    async def run(ls: AipcLanguageServer, params):
+        document = ls.document(params.text_document.uri)
+        if document is None:
+            return None
+        snapshot, encoding, read = document.snapshot, ls.encoding(), ls.reader()
+
+        def answer():
+            view = document.view(snapshot, encoding, read, ls.stale(document, snapshot.version))
+            return handler(ls, params, view)
+
         try:
-            return handler(ls, params)
+            return await ls.work(document, answer)
+        except Cancelled:
+            raise JsonRpcContentModified(f"{document.uri} changed while the request was answered") from None
+        except JsonRpcException:
+            raise
         except Exception:  # noqa: BLE001
             logger.exception("%s failed", handler.__name__)
             if os.environ.get("AIPC_DEBUG"):
                 raise
             return None
-
-    run.__name__ = handler.__name__
-    return run
-
-
-def _at_position(handler):
-    """A request about a place in a document: the handler also gets the document and
-    the offset of ``params.position``, and is not called for an unknown document."""
-
-    def run(ls: AipcLanguageServer, params):
-        document = ls.document(params.text_document.uri)
-        if document is None:
-            return None
-        return handler(ls, params, document, ls.line_index(document).offset(params.position))
 
     run.__name__ = handler.__name__
     return run
@@ -441,36 +543,34 @@ def did_close(ls: AipcLanguageServer, params: types.DidCloseTextDocumentParams) 
 
 
 @server.feature(types.TEXT_DOCUMENT_HOVER)
-@_guarded
-@_at_position
-def hover(ls: AipcLanguageServer, params: types.HoverParams, document: Document, offset: int) -> types.Hover | None:
-    parsed, index = document.current_index()
+@_request
+def hover(ls: AipcLanguageServer, params: types.HoverParams, view: View) -> types.Hover | None:
+    parsed = view.parsed
 
     def merged(name: str) -> str | None:  # a stage from a template: as merged, each attribute's origin
-        return libraries.merged_stage(parsed.program, name, ls.reader(),
+        return libraries.merged_stage(parsed.program, name, view.read,
                                       lambda span: parsed.text[parsed.real_span(span).start:parsed.real_span(span).end])
 
-    answer = analysis.hover(parsed, index, offset, merged)
+    answer = analysis.hover(parsed, view.index, view.offset(params.position), merged)
     if answer is None:
         return None
     text, span = answer
     return types.Hover(contents=types.MarkupContent(kind=types.MarkupKind.Markdown, value=text),
-                       range=ls.line_index(document).range(span))
+                       range=view.lines.range(span))
 
 
 @server.feature(types.TEXT_DOCUMENT_COMPLETION,
                 types.CompletionOptions(trigger_characters=["[", ",", "{", "=", "$"]))
-@_guarded
-@_at_position
-def complete(ls: AipcLanguageServer, params: types.CompletionParams, document: Document, offset: int) -> types.CompletionList | None:
-    parsed, index = document.current_index()
-    line_start = document.text.rfind("\n", 0, offset) + 1
-    if "from" in document.text[line_start:offset]:  # `from gpu.`: the imported files' templates
-        index.imported = libraries.templates_by_import(document.path, parsed.program, ls.reader())
-    starts = [chunk.start for chunk in parsed.chunks]
-    result = completion.complete(document.text, offset, completion.chunk_start_at(starts, offset), index)
-    lines = ls.line_index(document)
-    replace = lines.range(result.replace)
+@_request
+def complete(ls: AipcLanguageServer, params: types.CompletionParams, view: View) -> types.CompletionList | None:
+    offset = view.offset(params.position)
+    text, index = view.snapshot.text, view.index
+    line_start = text.rfind("\n", 0, offset) + 1
+    if "from" in text[line_start:offset]:  # `from gpu.`: the imported files' templates
+        index.imported = libraries.templates_by_import(view.path, view.parsed.program, view.read)
+    starts = [chunk.start for chunk in view.parsed.chunks]
+    result = completion.complete(text, offset, completion.chunk_start_at(starts, offset), index)
+    replace = view.lines.range(result.replace)
     items = []
     for order, candidate in enumerate(result.items):
         documentation = (types.MarkupContent(kind=types.MarkupKind.Markdown, value=candidate.documentation)
@@ -484,63 +584,52 @@ def complete(ls: AipcLanguageServer, params: types.CompletionParams, document: D
 
 
 @server.feature(types.TEXT_DOCUMENT_DEFINITION)
-@_guarded
-@_at_position
-def definition(ls: AipcLanguageServer, params: types.DefinitionParams, document: Document, offset: int) -> types.Location | None:
-    parsed, index = document.current_index()
+@_request
+def definition(ls: AipcLanguageServer, params: types.DefinitionParams, view: View) -> types.Location | None:
+    offset, parsed = view.offset(params.position), view.parsed
     virtual = parsed.virtual(offset)
     found = libraries.base_at(parsed.program, virtual)
     if found is not None and found[1] == 1:  # `from gpu.h100_trainer`: the template, in its file
-        template = libraries.imported_template(document.path, parsed.program, found[0], ls.reader())
-        return ls.location(template.path, template.name_span) if template is not None else None
+        template = libraries.imported_template(view.path, parsed.program, found[0], view.read)
+        return ls.location(template.path, template.name_span, view.read) if template is not None else None
     declaration = libraries.import_at(parsed.program, virtual)
     if declaration is not None and declaration.path.is_literal:  # the imported file itself
-        target = import_path(document.path, declaration.path.literal)
-        return ls.location(target, Span(0, 0))
-    declared = index.definition(offset)
+        return ls.location(import_path(view.path, declaration.path.literal), Span(0, 0), view.read)
+    declared = view.index.definition(offset)
     if declared is None:
         return None
-    return types.Location(uri=document.uri, range=ls.line_index(document).range(declared.name_span))
+    return types.Location(uri=params.text_document.uri, range=view.lines.range(declared.name_span))
 
 
 @server.feature(types.TEXT_DOCUMENT_REFERENCES)
-@_guarded
-@_at_position
-def references(ls: AipcLanguageServer, params: types.ReferenceParams, document: Document, offset: int) -> list[types.Location] | None:
-    _, index = document.current_index()
-    lines = ls.line_index(document)
-    spans = index.references(offset, params.context.include_declaration)
-    return [types.Location(uri=document.uri, range=lines.range(span)) for span in spans]
+@_request
+def references(ls: AipcLanguageServer, params: types.ReferenceParams, view: View) -> list[types.Location] | None:
+    spans = view.index.references(view.offset(params.position), params.context.include_declaration)
+    return [types.Location(uri=params.text_document.uri, range=view.lines.range(span)) for span in spans]
 
 
 @server.feature(types.TEXT_DOCUMENT_DOCUMENT_HIGHLIGHT)
-@_guarded
-@_at_position
-def highlight(ls: AipcLanguageServer, params: types.DocumentHighlightParams, document: Document, offset: int):
-    _, index = document.current_index()
-    lines = ls.line_index(document)
-    return [types.DocumentHighlight(range=lines.range(span)) for span in index.references(offset)]
+@_request
+def highlight(ls: AipcLanguageServer, params: types.DocumentHighlightParams, view: View):
+    return [types.DocumentHighlight(range=view.lines.range(span))
+            for span in view.index.references(view.offset(params.position))]
 
 
 @server.feature(types.TEXT_DOCUMENT_PREPARE_RENAME)
-@_guarded
-@_at_position
-def prepare_rename(ls: AipcLanguageServer, params: types.PrepareRenameParams, document: Document, offset: int):
-    parsed, index = document.current_index()
-    imported = _imported_template_at(ls, document, offset)
+@_request
+def prepare_rename(ls: AipcLanguageServer, params: types.PrepareRenameParams, view: View):
+    offset = view.offset(params.position)
+    imported = _imported_template_at(view, offset)
     if imported is not None:
-        return ls.line_index(document).range(imported[1])
-    name = index.name_at(offset)
-    if name is None or index.first(name[0], name[1]) is None:
+        return view.lines.range(imported[1])
+    name = view.index.name_at(offset)
+    if name is None or view.index.first(name[0], name[1]) is None:
         return None
-    return ls.line_index(document).range(name[2])
+    return view.lines.range(name[2])
 
 
 @server.feature(types.TEXT_DOCUMENT_RENAME)
-@_guarded
-@_at_position
-def rename(ls: AipcLanguageServer, params: types.RenameParams, document: Document, offset: int) -> types.WorkspaceEdit | None:
-    _, index = document.current_index()
+async def rename(ls: AipcLanguageServer, params: types.RenameParams) -> types.WorkspaceEdit | None:
     new_name = params.new_name.strip()
     if not IDENTIFIER.fullmatch(new_name) or len(new_name) > MAX_IDENTIFIER:
         ls.window_show_message(types.ShowMessageParams(
@@ -548,63 +637,75 @@ def rename(ls: AipcLanguageServer, params: types.RenameParams, document: Documen
             message=f"`{new_name}` is not a valid name: lowercase letters, digits and `_`, "
                     f"starting with a letter, at most {MAX_IDENTIFIER} characters"))
         return None
-    imported = _imported_template_at(ls, document, offset)
-    found = index.name_at(offset)
+    return await _rename_edits(ls, params)
+
+
+@_request
+def _rename_edits(ls: AipcLanguageServer, params: types.RenameParams, view: View) -> types.WorkspaceEdit | None:
+    new_name, offset = params.new_name.strip(), view.offset(params.position)
+    imported = _imported_template_at(view, offset)
+    found = view.index.name_at(offset)
     if imported is not None or (found is not None and found[0] == "template"):
         # a template: its declaration and its uses in every file that can name it
-        path, name = (imported[0].path, imported[0].name) if imported is not None else (document.path, found[1])
-        return ls.rename_everywhere(path, name, new_name)
-    lines = ls.line_index(document)
-    edits = [types.TextEdit(range=lines.range(span), new_text=new_name) for span in index.references(offset)]
-    return types.WorkspaceEdit(changes={document.uri: edits}) if edits else None
+        path, name = (imported[0].path, imported[0].name) if imported is not None else (view.path, found[1])
+        return ls.rename_everywhere(path, name, new_name, view.read)
+    edits = [types.TextEdit(range=view.lines.range(span), new_text=new_name) for span in view.index.references(offset)]
+    return types.WorkspaceEdit(changes={params.text_document.uri: edits}) if edits else None
 
 
-def _imported_template_at(ls: AipcLanguageServer, document: Document, offset: int):
+def _imported_template_at(view: View, offset: int):
     """The imported template whose name (`from gpu.NAME`) is under the cursor, and that
     name's span (real offsets), if any."""
-    parsed = document.current()
+    parsed = view.parsed
     found = libraries.base_at(parsed.program, parsed.virtual(offset))
     if found is None or found[1] != 1:
         return None
-    template = libraries.imported_template(document.path, parsed.program, found[0], ls.reader())
+    template = libraries.imported_template(view.path, parsed.program, found[0], view.read)
     return (template, parsed.real_span(found[0].parts[1].span)) if template is not None else None
 
 
 @server.feature(types.TEXT_DOCUMENT_DOCUMENT_SYMBOL)
-@_guarded
-def symbols(ls: AipcLanguageServer, params: types.DocumentSymbolParams) -> list[types.DocumentSymbol] | None:
-    document = ls.document(params.text_document.uri)
-    if document is None:
-        return None
-    parsed, index = document.current_index()
-    lines = ls.line_index(document)
-
+@_request
+def symbols(ls: AipcLanguageServer, params: types.DocumentSymbolParams, view: View) -> list[types.DocumentSymbol]:
     def convert_symbol(symbol: analysis.Symbol) -> types.DocumentSymbol:
         return types.DocumentSymbol(
             name=symbol.name, kind=SYMBOL_KINDS[symbol.kind], detail=symbol.detail or None,
-            range=lines.range(symbol.span), selection_range=lines.range(symbol.selection),
+            range=view.lines.range(symbol.span), selection_range=view.lines.range(symbol.selection),
             children=[convert_symbol(child) for child in symbol.children] or None,
         )
 
-    return [convert_symbol(symbol) for symbol in analysis.outline(parsed, index)]
+    return [convert_symbol(symbol) for symbol in analysis.outline(view.parsed, view.index)]
 
 
 @server.feature(types.TEXT_DOCUMENT_FORMATTING)
-@_guarded
-def formatting(ls: AipcLanguageServer, params: types.DocumentFormattingParams) -> list[types.TextEdit] | None:
+async def formatting(ls: AipcLanguageServer, params: types.DocumentFormattingParams) -> list[types.TextEdit] | None:
     document = ls.document(params.text_document.uri)
     if document is None:
         return None
+    snapshot, encoding = document.snapshot, ls.encoding()
     try:
-        formatted = format_text(document.text, document.parser.path)
+        edits = await ls.work(document, _format, snapshot, document.parser.path, encoding)
     except FormatterBug as error:
         logger.error("not formatted: %s; this is a bug in aipc, please report it", error)
         return None
-    if formatted.text is None:
+    except Exception:  # noqa: BLE001
+        logger.exception("formatting failed")
+        if os.environ.get("AIPC_DEBUG"):
+            raise
+        return None
+    if edits is None:
         ls.window_log_message(types.LogMessageParams(
             type=types.MessageType.Info, message="aipc: not formatted, the file has syntax errors"))
         return None
-    return line_edits(document.text, formatted.text, ls.line_index(document).encoding)
+    if not ls._current(document, snapshot.version):
+        raise JsonRpcContentModified(f"{document.uri} changed while it was formatted")
+    return edits
+
+
+def _format(snapshot: Snapshot, path: str, encoding: str) -> list[types.TextEdit] | None:
+    """On a worker: the edits that format the text, None when it has syntax errors."""
+    formatted = format_text(snapshot.text, path)
+    return None if formatted.text is None else line_edits(snapshot.text, formatted.text, encoding)
 
 
 def line_edits(before: str, after: str, encoding: str = convert.UTF16) -> list[types.TextEdit]:

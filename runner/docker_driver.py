@@ -32,6 +32,7 @@ from aipc.backends.docker import (
     ContainerSpec, HealthCheck, Mount, describe_health, node_service, node_spec, port_range,
 )
 from aipc.compiler import ir
+from aipc.redact import redact
 from aipc.runner.scheduler import Attempt
 from aipc.runner.selection import (
     LABEL_FILE, LABEL_PIPELINE, LABEL_RUN, LABEL_STAGE, PipelineId, RunNames, label_filter,
@@ -67,7 +68,7 @@ def connect() -> docker.DockerClient:
         client = docker.from_env()
         client.ping()
     except (docker.errors.DockerException, requests.exceptions.RequestException, OSError) as error:
-        where = os.environ.get("DOCKER_HOST") or "the local socket (unix:///var/run/docker.sock)"
+        where = redact(os.environ.get("DOCKER_HOST") or "the local socket (unix:///var/run/docker.sock)")
         raise EngineUnavailable(
             f"no Docker engine answers at {where}: {engine_message(error)}; "
             "start Docker (or set DOCKER_HOST) and try again") from None
@@ -75,11 +76,11 @@ def connect() -> docker.DockerClient:
 
 
 def engine_message(error: BaseException) -> str:
-    """The engine's own words for an error, on one line."""
+    """The engine's own words for an error, on one line, without credentials."""
     text = getattr(error, "explanation", None) or str(error) or type(error).__name__
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
-    return " ".join(str(text).split())
+    return redact(" ".join(str(text).split()))
 
 
 def shown_path(path: str) -> str:

@@ -13,7 +13,7 @@ import pytest
 
 from tests.helpers import ROOT
 
-ROOT_MODULES = {"__init__.py", "__main__.py", "cli.py", "codes.py", "diagnostics.py", "output.py"}
+ROOT_MODULES = {"__init__.py", "__main__.py", "cli.py", "codes.py", "diagnostics.py", "output.py", "redact.py"}
 NOT_SHIPPED = {"tests", "benchmarks", "examples", "editors", "scripts", "build", "dist", ".venv", ".tools"}
 
 

@@ -245,7 +245,8 @@ EXAMPLE_CASES = {
             ("metadata.namespace", "ml-prod"),
             ("spec.arguments.parameters[name=epochs].value", "10"),
             (f"{tpl('ingest')}.retryStrategy.limit", 2),
-            (f"{tpl('ingest')}.activeDeadlineSeconds", 1800),
+            (f"{tpl('ingest')}.activeDeadlineSeconds", 1800),  # one attempt; all three together:
+            (f"{tpl('ingest')}.retryStrategy.backoff.maxDuration", "1800s"),
             (f"{tpl('ingest')}.container.envFrom", [{"secretRef": {"name": "s3"}}]),
             (f"{tpl('ingest')}.container.command", Has("{{workflow.parameters.run_date}}")),
             ("spec.volumeClaimTemplates[metadata.name=raw].spec.accessModes", ["ReadWriteMany"]),
@@ -606,8 +607,9 @@ EXAMPLE_CASES = {
             *hardened_k8s("multinode", jobs=["pretrain", "score"]),
         ],
         "argo": [
-            Quiet(),
-            (f"{tpl('pretrain')}.steps", [[{"name": "service", "template": "pretrain-service"}],
+            Warns("B101", 13, 14),  # `${machines}` is a number: compiled in, not offered for submission
+            (f"{tpl('pretrain')}.steps", [[{"name": "network-policy", "template": "pretrain-network-policy"},
+                                           {"name": "service", "template": "pretrain-service"}],
                                           [{"name": "job", "template": "pretrain-job"}]]),
             (f"{tpl('pretrain-job')}.resource.successCondition", "status.succeeded > 3"),
             (f"{tpl('pretrain-job')}.resource.failureCondition", "status.failed > 2"),
@@ -731,6 +733,63 @@ HARDENING = """\
 data job   { image = "x:1" }
 serve web  { image = "x:1"  port = 80 }
 """
+
+# A parameter that sets a number and one that a serve stage uses: on Argo, where
+# parameters are taken at submission, both are fixed so that each means one value.
+FIXED_PARAMS = """\
+param gpus: int = 2
+param epochs: int = 5
+param greeting: string = "it's fine"
+train model {
+  image   = "trainer:1.0"
+  command = ["torchrun", "--nproc-per-node=${gpus}", "--epochs=${epochs}"]
+  resources { gpu = "${gpus}" }
+}
+serve api { image = "api:1.0"  after = [model]  port = 8080  env = { GREETING = "${greeting}" } }
+"""
+
+# The Docker socket as a host volume: it hands the host to the container, said on
+# every target (compose binds it; the clusters have no host paths at all).
+DOCKER_SOCKET = """\
+volume engine { host = "/var/run/docker.sock" }
+data build { image = "docker:27.1"  mount engine at "/var/run/docker.sock" }
+"""
+
+# A matrix stage under max_parallel and a matrix of serve stages: their instances
+# get what every other stage gets (accounts, network policies, parameter rules).
+MATRIX_SECURITY = """\
+param epochs: int = 5
+param gpus: int = 2
+param greeting: string = "it's fine"
+pipeline "grid" { image = "trainer:1.0" }
+train fit {
+  matrix       { lr = [1e-4, 3e-4]  seed = [1, 2] }
+  max_parallel = 2
+  command      = ["fit", "--lr", "${matrix.lr}", "--epochs=${epochs}"]
+  resources { gpu = "${gpus}" }
+}
+serve api {
+  matrix = { port = [8080, 8081] }
+  port   = "${matrix.port}"
+  env    = { GREETING = "${greeting}" }
+}
+"""
+FITS = ["fit-1e-4-1", "fit-1e-4-2", "fit-3e-4-1", "fit-3e-4-2"]  # fit-LR-SEED
+
+
+def lr_of(instance: str) -> str:
+    return instance.split("-", 1)[1].rsplit("-", 1)[0]
+
+
+def egress_of(pipeline: str) -> list:
+    """The egress rules of a pipeline's policy: DNS, its own pods, anything but the metadata service."""
+    return [{"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},
+            {"to": [{"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": pipeline}}}]},
+            {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}},
+                    {"ipBlock": {"cidr": "::/0", "except": ["fd00:ec2::254/128"]}}]}]
+
+
+EGRESS = egress_of("t")
 
 # A stage from a local template, itself from an imported one: what each target gets is the merge.
 TEMPLATES = """\
@@ -1006,7 +1065,7 @@ CASES = {
             (f"{obj('Job', 't-e')}.metadata.annotations[aipc.dev/depends-on]", "Job/t-d"),
         ],
         "argo": [
-            (f"{task('a')}.dependencies", ABSENT),
+            (f"{task('a')}.dependencies", ["network-policy"]),  # applied before any pod starts
             (f"{task('b')}.dependencies", ["a"]),
             (f"{task('c')}.dependencies", ["a"]),
             (f"{task('d')}.dependencies", ["b", "c"]),
@@ -1129,8 +1188,81 @@ CASES = {
     "hardening": Case(HARDENING, facts={
         "compose": hardened_compose("job", "web"),
         "k8s": [*hardened_k8s("t", jobs=("job",), deployments=("web",)),
-                (f"{obj('NetworkPolicy', 't')}.spec.podSelector.matchLabels[app.kubernetes.io/part-of]", "t")],
-        "argo": hardened_argo(batch=("job",), serve=("web",)),
+                (f"{obj('NetworkPolicy', 't')}.spec.podSelector.matchLabels[app.kubernetes.io/part-of]", "t"),
+                # no ingress but to the serve port; egress to DNS, the pipeline, not the metadata service
+                (f"{obj('NetworkPolicy', 't')}.spec.policyTypes", ["Ingress", "Egress"]),
+                (f"{obj('NetworkPolicy', 't')}.spec.ingress", ABSENT),
+                (f"{obj('NetworkPolicy', 't')}.spec.egress", EGRESS),
+                (f"{obj('NetworkPolicy', 't-web')}.spec.ingress", [{"ports": [{"protocol": "TCP", "port": 80}]}])],
+        "argo": [*hardened_argo(batch=("job",), serve=("web",)),
+                 # the same policies, applied before any pod starts and with the serve stage
+                 ("spec.templates[name=network-policy].resource.manifest>spec.egress", EGRESS),
+                 (f"{task('job')}.dependencies", ["network-policy"]),
+                 ("spec.templates[name=web-network-policy].resource.manifest>spec.ingress",
+                  [{"ports": [{"protocol": "TCP", "port": 80}]}]),
+                 # batch steps run as an account that can only report to Argo; apply steps as another
+                 ("spec.serviceAccountName", "t-runner"),
+                 (f"{tpl('job')}.serviceAccountName", ABSENT),
+                 ("spec.templates[name=web-deployment].serviceAccountName", "t-deployer"),
+                 ("spec.templates[name=network-policy].serviceAccountName", "t-deployer")],
+    }),
+    "docker-socket": Case(DOCKER_SOCKET, facts={
+        "compose": [(f"{svc('build')}.volumes", ["/var/run/docker.sock:/var/run/docker.sock"]),
+                    Warns("W401", 2, 37)],
+        "k8s": [Fails("B001", (2, 37)), Warns("W401", 2, 37)],
+        "argo": [Fails("B001", (2, 37)), Warns("W401", 2, 37)],
+    }),
+    "matrix-security": Case(MATRIX_SECURITY, params=("gpus=4",), facts={
+        "compose": [*[gpus_compose(name, "nvidia", 4) for name in FITS],
+                    *[(f"{svc(name)}.command", ["--lr", lr_of(name), "--epochs=5"]) for name in FITS],
+                    (f"{svc('api-8081')}.environment", Has("GREETING=it's fine"))],
+        "k8s": [Quiet(),
+                *[(f"{ctr('Job', 'grid-' + name)}.resources.limits[nvidia.com/gpu]", 4) for name in FITS],
+                (f"{obj('NetworkPolicy', 'grid')}.spec.egress", egress_of("grid")),
+                *[(f"{obj('NetworkPolicy', 'grid-' + name)}.spec.ingress",
+                   [{"ports": [{"protocol": "TCP", "port": port}]}])
+                  for name, port in (("api-8080", 8080), ("api-8081", 8081))]],
+        "argo": [
+            # the instances run as the runner (the workflow's account), under the policy applied first
+            ("spec.serviceAccountName", "grid-runner"),
+            *[(f"{tpl(name)}.serviceAccountName", ABSENT) for name in FITS],
+            (f"{task('fit')}.dependencies", ["network-policy"]),  # the DAG of the instances under max_parallel
+            (f"{task('api-8080')}.dependencies", ["network-policy"]),
+            ("spec.templates[name=network-policy].resource.manifest>spec.egress", egress_of("grid")),
+            *[fact for name, port in (("api-8080", 8080), ("api-8081", 8081)) for fact in (
+                (f"spec.templates[name={name}-deployment].serviceAccountName", "grid-deployer"),
+                (f"spec.templates[name={name}-network-policy].serviceAccountName", "grid-deployer"),
+                (f"spec.templates[name={name}-network-policy].resource.manifest>spec.ingress",
+                 [{"ports": [{"protocol": "TCP", "port": port}]}]),
+                (f"{applied(name)}spec.template.spec.containers[0].env[name=GREETING].value", "it's fine"),
+            )],
+            # one value everywhere: gpus is fixed in each instance, epochs is offered and followed
+            *[fact for name in FITS for fact in (
+                (f"{tpl(name)}.container.resources.limits[nvidia.com/gpu]", 4),
+                (f"{tpl(name)}.container.command",
+                 ["fit", "--lr", lr_of(name), "--epochs={{workflow.parameters.epochs}}"]),
+            )],
+            ("spec.arguments.parameters", [{"name": "epochs", "value": "5"}]),
+            Warns("B101", 9, 22),  # gpus: fixed at the gpu count
+            Warns("B101", 14, 25),  # greeting: in the serve instances' manifests
+        ],
+    }),
+    "fixed-params": Case(FIXED_PARAMS, params=("gpus=4",), facts={
+        "compose": [gpus_compose("model", "nvidia", 4),
+                    (f"{svc('model')}.entrypoint", ["torchrun"]),
+                    (f"{svc('model')}.command", ["--nproc-per-node=4", "--epochs=5"]),
+                    (f"{svc('api')}.environment", Has("GREETING=it's fine"))],
+        "k8s": [Quiet(),
+                (f"{ctr('Job', 't-model')}.resources.limits[nvidia.com/gpu]", 4),
+                (f"{ctr('Job', 't-model')}.command", ["torchrun", "--nproc-per-node=4", "--epochs=5"]),
+                (f"{ctr('Deployment', 't-api')}.env[name=GREETING].value", "it's fine")],
+        "argo": [(f"{tpl('model')}.container.resources.limits[nvidia.com/gpu]", 4),
+                 (f"{tpl('model')}.container.command",
+                  ["torchrun", "--nproc-per-node=4", "--epochs={{workflow.parameters.epochs}}"]),
+                 ("spec.arguments.parameters", [{"name": "epochs", "value": "5"}]),
+                 (f"{applied('api')}spec.template.spec.containers[0].env[name=GREETING].value", "it's fine"),
+                 Warns("B101", 7, 22),  # gpus: fixed at the gpu count
+                 Warns("B101", 9, 81)],  # greeting: in the serve stage's manifest
     }),
 }
 

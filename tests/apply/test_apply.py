@@ -363,18 +363,25 @@ def test_second_apply_finds_completed_jobs(stub, capsys):
 # ------------------------------------------------------------------ no cluster, bad input
 
 
-def test_no_cluster_answers(stub, capsys, tmp_path):
+def free_port() -> int:
+    """A port nobody listens on."""
     import socket
 
-    with socket.socket() as probe:  # a port nobody listens on
+    with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+        return probe.getsockname()[1]
+
+
+@pytest.mark.parametrize(("userinfo", "shown"), [("", ""), ("alice:s3cret-pw@", "alice:***@")],
+                         ids=["plain", "with-credentials"])
+def test_no_cluster_answers(stub, capsys, tmp_path, userinfo, shown):
+    port = free_port()
     config = tmp_path / "dead-kubeconfig"
-    config.write_text(kubeconfig(f"http://127.0.0.1:{port}"))
+    config.write_text(kubeconfig(f"http://{userinfo}127.0.0.1:{port}"))
     code, out, err = apply(capsys, str(example("fraud-detection")), "--kubeconfig", str(config))
     assert code == 1
-    assert f"cannot reach the Kubernetes API server at http://127.0.0.1:{port}: connection refused" in err
-    assert "Traceback" not in err and out == ""
+    assert f"cannot reach the Kubernetes API server at http://{shown}127.0.0.1:{port}: connection refused" in err
+    assert "Traceback" not in err and out == "" and "s3cret-pw" not in err
 
 
 def test_missing_kubeconfig(stub, capsys, tmp_path, monkeypatch):
@@ -520,3 +527,17 @@ def test_a_cluster_without_jobset_is_told_so(stub, capsys, tmp_path):
                            "--multinode", "jobset", "--dry-run")
     assert code == 1
     assert "cannot apply jobset/mn-pretrain: this cluster has no JobSet API" in err
+
+
+# ------------------------------------------------------------------ credentials in messages
+
+
+def test_the_server_url_is_printed_without_its_credentials(stub, capsys, tmp_path):
+    server = stub()
+    config = tmp_path / "userinfo-kubeconfig"
+    address = server.url.replace("http://", "")
+    config.write_text(kubeconfig(f"http://alice:s3cret-pw@{address}"))
+    code, out, err = apply(capsys, str(example("fraud-detection")), "--kubeconfig", str(config), "--dry-run")
+    assert code == 0, err
+    assert f"at http://alice:***@{address} (context stub)" in out
+    assert "s3cret-pw" not in out + err

@@ -7,14 +7,17 @@ import os
 import re
 import subprocess
 import sys
+from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
 
 from aipc.backends import argo, get_backend
+from aipc.backends.writer import to_yaml
 from aipc.compiler import ir
 from tests.backends.argo_schema import workflow_errors
+from tests.helpers import compile_ok
 from tests.backends.clusters import (
     CLUSTER_EXAMPLES, EDGE_PROGRAM, ROOT, by_kind, compile_ir, emit, emit_yaml, example_ir, pod_spec,
     read_back, run_checkov, write_outputs,
@@ -125,10 +128,16 @@ def test_dag_edges_are_the_programs_edges(path):
     assert stage_tasks <= set(tasks)
     assert {task(stage) for stage in pipeline.stages} == {task(s) for s in pipeline.stages if task(s) in tasks} | set(grouped)
     extra = set(tasks) - stage_tasks
-    for name in extra:  # only tasks that create a volume a serve stage mounts
+    policy = "network-policy"  # applied first: every other task waits for it
+    assert policy in extra and "dependencies" not in tasks[policy]
+    assert templates(workflow)[policy]["resource"]["manifest"].startswith(
+        "apiVersion: networking.k8s.io/v1\nkind: NetworkPolicy\n")
+    for name in extra - {policy}:  # the others create a volume a serve stage mounts
         assert templates(workflow)[tasks[name]["template"]]["resource"]["manifest"].startswith(
             "apiVersion: v1\nkind: PersistentVolumeClaim\n")
-        assert "dependencies" not in tasks[name]
+        assert tasks[name]["dependencies"] == [policy]
+    for name in stage_tasks:
+        assert tasks[name]["dependencies"]  # the policy, an `after`, or a volume (which waits for the policy)
     edges = {(dependency, name) for name, t in tasks.items() if name in stage_tasks
              for dependency in t.get("dependencies", []) if dependency in stage_tasks}
     assert edges == {(task_of(pipeline.stage(after)), task_of(stage)) for stage in pipeline.stages
@@ -141,9 +150,10 @@ def test_dag_edges_are_the_programs_edges(path):
 def test_exact_dependencies_when_no_volume_outlives_the_run():
     pipeline = example_ir(ROOT / "examples" / "vision-amd.aip")
     tasks = dag_tasks(workflow_of(pipeline))
-    assert set(tasks) == {task(stage) for stage in pipeline.stages}
+    assert set(tasks) == {task(stage) for stage in pipeline.stages} | {"network-policy"}
     for stage in pipeline.stages:
-        assert tasks[task(stage)].get("dependencies", []) == [task(pipeline.stage(a)) for a in stage.after]
+        assert tasks[task(stage)]["dependencies"] == [task(pipeline.stage(a)) for a in stage.after] or [
+            "network-policy"]
 
 
 def test_a_served_volume_is_created_before_its_first_users_and_outlives_the_run():
@@ -169,7 +179,8 @@ def test_names_the_backend_adds_never_collide_with_stages():
     assert workflow["spec"]["entrypoint"] == "main-2"
     assert "container" in templates(workflow)["api-service"]  # the stage keeps its name
     steps = templates(workflow)["api"]["steps"]
-    assert [[s["template"] for s in group] for group in steps] == [["api-deployment", "api-service-2"]]
+    assert [[s["template"] for s in group] for group in steps] == [
+        ["api-deployment", "api-service-2", "api-network-policy"]]
     for name in names:
         assert re.fullmatch(r"[a-z0-9][-a-z0-9]*", name) and len(name) <= 128
 
@@ -242,10 +253,75 @@ def test_serve_stages_apply_the_kubernetes_deployment_and_service(path):
         assert applied["Service"][0] == by_kind(k8s_documents, "Service")[pipeline.object_name(stage.name)]
 
 
-def test_parameters_stay_symbolic_in_serve_manifests():
+def test_parameters_never_reach_serve_manifests_raw():
+    """Argo pastes a parameter into a resource template's manifest text as it is:
+    a serve stage's parameters are fixed when compiling, so the manifest is
+    YAML aipc wrote, whatever value is given, and the parameter is not offered."""
     workflow = example("recommender")
     manifest = templates(workflow)["candidates-deployment"]["resource"]["manifest"]
-    assert "value: '{{workflow.parameters.top_k}}'" in manifest
+    assert "{{" not in manifest and "value: '500'" in manifest
+    assert "top_k" not in {p["name"] for p in workflow["spec"]["arguments"]["parameters"]}
+
+
+HOSTILE_DEFAULT = "it's fine\"\n      hostNetwork: true\n      containers: [{name: x, image: evil}]"
+
+
+@pytest.mark.parametrize("value", [None, HOSTILE_DEFAULT])
+def test_a_crafted_parameter_value_stays_one_string_in_the_manifest(value):
+    text = f'''param note: string = "it's fine"
+data prep {{ image = "etl:1.0"  command = ["echo", "${{note}}"] }}
+serve api {{ image = "api:1.0"  after = [prep]  port = 8080  env = {{ NOTE = "${{note}}" }} }}
+'''
+    pipeline = compile_ok(text, {"note": value} if value else None)
+    emitted = emit("argo", pipeline)
+    (workflow,) = read_back(emit_yaml("argo", pipeline))
+    manifest = templates(workflow)["api-deployment"]["resource"]["manifest"]
+    deployment = yaml.safe_load(manifest)
+    pod = deployment["spec"]["template"]["spec"]
+    assert "hostNetwork" not in pod and [c["name"] for c in pod["containers"]] == ["api"]
+    assert {"name": "NOTE", "value": value or "it's fine"} in pod["containers"][0]["env"]
+    # one value everywhere: the batch stage gets the same, and nothing is offered for submission
+    assert templates(workflow)["prep"]["container"]["command"] == ["echo", value or "it's fine"]
+    assert "arguments" not in workflow["spec"]
+    (warning,) = emitted.diagnostics
+    assert warning.code == "B101" and "serve stage `api`" in warning.message
+    assert text[warning.span.start:warning.span.end] == '"${note}"' and warning.span.start > text.index("serve")
+
+
+def test_a_parameter_in_a_number_is_fixed_everywhere_and_not_offered():
+    """`argo submit -p gpus=4` would change the argv but not nvidia.com/gpu: such a
+    parameter is fixed at its compiled value in every use, and a warning says where."""
+    text = '''param gpus: int = 8
+param epochs: int = 3
+param unused: string = "x"
+train t {
+  image   = "trainer:1.0"
+  command = ["torchrun", "--nproc-per-node", "${gpus}", "--epochs", "${epochs}"]
+  resources { gpu = "${gpus}" }
+}
+'''
+    pipeline = compile_ok(text, {"gpus": "4"})
+    emitted = emit("argo", pipeline)
+    (workflow,) = read_back(emit_yaml("argo", pipeline))
+    container = templates(workflow)["t"]["container"]
+    assert container["command"] == ["torchrun", "--nproc-per-node", "4", "--epochs", "{{workflow.parameters.epochs}}"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 4
+    assert workflow["spec"]["arguments"]["parameters"] == [{"name": "epochs", "value": "3"}]  # not gpus, not unused
+    (warning,) = emitted.diagnostics
+    assert warning.code == "B101" and "`gpus`" in warning.message and "`gpu` of stage `t`" in warning.message
+    assert text[warning.span.start:warning.span.end] == "${gpus}"
+    assert "argo submit -p gpus=" in warning.help
+
+
+def test_every_place_a_parameter_is_fixed_is_shown():
+    text = '''param where: string = "/data"
+volume v { size = 1Gi }
+data a { image = "e:1"  mount v at "${where}"  command = ["ls", "${where}"] }
+serve b { image = "e:1"  port = 80  env = { W = "${where}" } }
+'''
+    (warning,) = emit("argo", compile_ok(text)).diagnostics
+    assert "`mount` of stage `a`" in warning.message
+    assert [text[label.span.start:label.span.end] for label in warning.related] == ['"${where}"']
 
 
 # ------------------------------------------------------------------ the Workflow
@@ -260,18 +336,162 @@ def test_workflow_settings():
     assert workflow["metadata"]["labels"]["app.kubernetes.io/managed-by"] == "aipc"
     assert workflow["metadata"]["annotations"] == {"workflows.argoproj.io/description": "Nightly retrain of the fraud model"}
     spec = workflow["spec"]
-    assert spec["serviceAccountName"] == "argo-workflow"
+    assert spec["serviceAccountName"] == "fraud-detection-runner"  # batch steps: what the executor needs
     assert spec["podGC"] == {"strategy": "OnPodSuccess"}
     assert spec["ttlStrategy"] == {"secondsAfterCompletion": 86400}
     assert spec["securityContext"]["runAsNonRoot"] is True
     assert spec["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
     ingest, model = templates(workflow)["ingest"], templates(workflow)["model"]
-    assert ingest["retryStrategy"] == {"limit": 2} and ingest["activeDeadlineSeconds"] == 1800
+    assert ingest["activeDeadlineSeconds"] == 1800  # one attempt; and all of them:
+    assert ingest["retryStrategy"] == {"limit": 2, "backoff": {"duration": "0s", "maxDuration": "1800s"}}
     assert "retryStrategy" not in model and model["activeDeadlineSeconds"] == 12 * 3600
     assert model["container"]["resources"]["limits"]["nvidia.com/gpu"] == 4
     assert model["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}
     assert {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "16Gi"}} in model["volumes"]
     assert ingest["container"]["envFrom"] == [{"secretRef": {"name": "s3"}}]
+
+
+def test_a_timeout_bounds_the_whole_stage_with_its_retries():
+    """`timeout` is the deadline of the whole stage (LANGUAGE.md); Argo's
+    activeDeadlineSeconds is per attempt, so (retries + 1) x timeout without
+    retryStrategy.backoff.maxDuration."""
+    text = '''data a { image = "e:1"  retries = 3  timeout = 1h }
+data b { image = "e:1"  timeout = 10m }
+data c { image = "e:1"  retries = 2 }
+'''
+    by_name = templates(workflow_of(compile_ok(text)))
+    assert by_name["a"]["retryStrategy"] == {"limit": 3, "backoff": {"duration": "0s", "maxDuration": "3600s"}}
+    assert by_name["a"]["activeDeadlineSeconds"] == 3600
+    assert "retryStrategy" not in by_name["b"] and by_name["b"]["activeDeadlineSeconds"] == 600
+    assert by_name["c"]["retryStrategy"] == {"limit": 2} and "activeDeadlineSeconds" not in by_name["c"]
+
+
+# --------------------------------------------------------- least privilege
+
+
+RESOURCES = {"NetworkPolicy": ("networking.k8s.io", "networkpolicies"), "Deployment": ("apps", "deployments"),
+             "Service": ("", "services"), "PersistentVolumeClaim": ("", "persistentvolumeclaims"),
+             "Job": ("batch", "jobs"), "JobSet": ("jobset.x-k8s.io", "jobsets")}
+
+
+def allows(role: dict, group: str, resource: str, verb: str, name: str | None = None) -> bool:
+    """What the Kubernetes RBAC authorizer decides for one request under ``role``
+    (a rule matches its groups, resources and verbs, and names when it lists any)."""
+    return any(group in rule["apiGroups"] and resource in rule["resources"] and verb in rule["verbs"]
+               and (not rule.get("resourceNames") or name in rule["resourceNames"]) for rule in role["rules"])
+
+
+def rbac_output(pipeline: ir.Pipeline, **options) -> tuple[dict[tuple[str, str], dict], dict]:
+    documents = read_back(emit_yaml("argo", pipeline, rbac=True, **options))
+    assert documents[-1]["kind"] == "Workflow"
+    return {(d["kind"], d["metadata"]["name"]): d for d in documents[:-1]}, documents[-1]
+
+
+# Instances of a matrix of serve stages: each applies its own objects, as another serve stage would.
+SERVE_MATRIX = """\
+pipeline "grid" { image = "api:1.0" }
+serve api { matrix = { port = [8080, 8081] }  port = "${matrix.port}" }
+"""
+
+
+@pytest.mark.parametrize("path", CLUSTER_EXAMPLES + [None, "matrix"],
+                         ids=lambda p: p.stem if isinstance(p, Path) else p or "clash")
+def test_batch_steps_may_do_only_what_the_executor_needs_and_apply_steps_only_their_objects(path):
+    if isinstance(path, Path):
+        pipeline = example_ir(path)
+    else:
+        pipeline = compile_ir(SERVE_MATRIX if path else COLLIDING_PROGRAM)
+    rbac, workflow = rbac_output(pipeline)
+    runner, deployer = f"{pipeline.dns_name}-runner", f"{pipeline.dns_name}-deployer"
+    assert sorted(rbac) == sorted((kind, name) for name in (runner, deployer)
+                                  for kind in ("ServiceAccount", "Role", "RoleBinding"))
+    for name in (runner, deployer):
+        binding = rbac[("RoleBinding", name)]
+        assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": name}
+        assert [s["name"] for s in binding["subjects"]] == [name]
+    executor = {"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]}
+    assert rbac[("Role", runner)]["rules"] == [executor]  # and nothing else: no Deployments, no pods
+    assert workflow["spec"]["serviceAccountName"] == runner
+    role = rbac[("Role", deployer)]
+    assert allows(role, "argoproj.io", "workflowtaskresults", "create")
+    applied = set()
+    for template in workflow["spec"]["templates"]:
+        if "container" in template:
+            assert "serviceAccountName" not in template  # batch steps: the workflow's, the runner
+        if "resource" not in template:
+            continue
+        assert template["serviceAccountName"] == deployer
+        manifest = yaml.safe_load(template["resource"]["manifest"])
+        group, resource = RESOURCES[manifest["kind"]]
+        name = manifest["metadata"]["name"]
+        if template["resource"]["action"] == "create":
+            # a multi-node stage's Service and Job, named after the run: created, then read by the
+            # success condition, whatever the run's name (tests/backends/test_multinode.py)
+            assert name.startswith("{{workflow.name}}-")
+            for verb in ("get", "create"):
+                assert allows(role, group, resource, verb, name.replace("{{workflow.name}}", "any-run")), verb
+            assert not allows(role, group, resource, "patch", name) and not allows(role, group, resource, "delete", name)
+            continue
+        applied.add((group, resource, name))
+        # kubectl apply reads the object, then creates or patches it; the success condition reads it
+        for verb in ("get", "create", "patch"):
+            assert allows(role, group, resource, verb, name), (verb, resource, name)
+    # nothing but those objects: not another Deployment, not a Secret, no deletes
+    for group, resource, name in applied:
+        assert not allows(role, group, resource, "get", name + "-other")
+        assert not allows(role, group, resource, "delete", name)
+    assert not any(allows(role, "", "secrets", verb, "x") for verb in ("get", "list", "create"))
+    assert not allows(role, "", "pods", "create") and not allows(role, "apps", "deployments", "list")
+
+
+def test_rbac_names_follow_the_options_and_stay_out_without_the_flag():
+    pipeline = compile_ir(EDGE_PROGRAM)
+    assert [d["kind"] for d in read_back(emit_yaml("argo", pipeline))] == ["Workflow"]
+    rbac, workflow = rbac_output(pipeline, service_account="steps", deploy_service_account="apply")
+    assert {name for _, name in rbac} == {"steps", "apply"}
+    assert workflow["spec"]["serviceAccountName"] == "steps"
+    assert {t["serviceAccountName"] for t in workflow["spec"]["templates"] if "resource" in t} == {"apply"}
+    # no namespace in the program: the objects, and the binding's subject, are in the one they are applied to
+    assert all("namespace" not in d["metadata"] for d in rbac.values())
+    assert rbac[("RoleBinding", "steps")]["subjects"] == [{"kind": "ServiceAccount", "name": "steps"}]
+
+
+@pytest.mark.parametrize("version", ["1.28.0", kubernetes_validate.latest_version()])
+def test_rbac_output_validates_strictly(version):
+    for pipeline in [example_ir(path) for path in CLUSTER_EXAMPLES] + [compile_ir(EDGE_PROGRAM)]:
+        rbac, _ = rbac_output(pipeline)
+        for document in rbac.values():
+            try:
+                kubernetes_validate.validate(document, version, strict=True)
+            except kubernetes_validate.ValidationError as error:
+                pytest.fail(f"{pipeline.name}: {document['kind']} {document['metadata']['name']}: {error.message}")
+
+
+def test_checkov_rbac_output(tmp_path):
+    outputs = {path.stem: emit_yaml("argo", example_ir(path), rbac=True) for path in CLUSTER_EXAMPLES}
+    rbac_only = {name: to_yaml([d for d in read_back(text) if d["kind"] != "Workflow"])
+                 for name, text in outputs.items()}
+    results = run_checkov(write_outputs(tmp_path / "rbac", rbac_only), "kubernetes")
+    assert set(results) == {f"{name}.yaml" for name in outputs}
+    for name, result in results.items():
+        failed = {check for check, _ in result["failed_checks"]}
+        if example_ir(ROOT / "examples" / name.replace(".yaml", ".aip")).namespace is None:
+            failed.discard("CKV_K8S_21")  # names no namespace: the default namespace, as on Kubernetes
+        assert not failed, name
+        assert {check for check, _ in result["passed_checks"]} >= {"CKV_K8S_157", "CKV_K8S_158"}, name
+
+
+def test_network_policies_are_applied_before_any_pod_and_with_each_serve_stage():
+    pipeline = example_ir(ROOT / "examples" / "recommender.aip")
+    workflow = workflow_of(pipeline)
+    k8s_policies = by_kind(read_back(emit_yaml("k8s", pipeline)), "NetworkPolicy")
+    first = yaml.safe_load(templates(workflow)["network-policy"]["resource"]["manifest"])
+    assert first == k8s_policies["recommender"]
+    for stage in ("candidates", "ranker"):
+        (group,) = templates(workflow)[stage]["steps"]
+        (policy,) = [step for step in group if step["name"] == "network-policy"]
+        applied = yaml.safe_load(templates(workflow)[policy["template"]]["resource"]["manifest"])
+        assert applied == k8s_policies[f"recommender-{stage}"]
 
 
 def test_stable_name_service_account_and_no_namespace():
@@ -304,7 +524,7 @@ def test_parameters_are_workflow_arguments_and_references():
     assert templates(overridden)["model"]["container"]["command"][3] == "{{workflow.parameters.epochs}}"
     tokenize = templates(example("llm-finetune"))["tokenize"]["container"]["args"][0]
     assert '--model "{{workflow.parameters.base_model}}"' in tokenize
-    assert "--max-seq-len {{workflow.parameters.max_seq_len}}" in tokenize
+    assert "--max-seq-len 4096" in tokenize  # the serve stage uses it too: fixed, in every stage
     edge = templates(workflow_of(compile_ir(EDGE_PROGRAM)))["prepare"]["container"]
     assert {"name": "SHARDS", "value": "{{workflow.parameters.shards}}"} in edge["env"]
 
@@ -322,7 +542,7 @@ def test_size_warning_over_one_mebibyte():
     emitted = emit("argo", pipeline)
     assert [d.code for d in emitted.diagnostics] == ["B103"]
     assert not emitted.diagnostics[0].is_error and emitted.documents
-    assert emit("argo", example_ir(ROOT / "examples" / "llm-finetune.aip")).diagnostics == ()
+    assert "B103" not in {d.code for d in emit("argo", example_ir(ROOT / "examples" / "llm-finetune.aip")).diagnostics}
 
 
 def test_cli_target_and_flags(tmp_path):

@@ -227,11 +227,20 @@ def test_hardening_on_every_pod():
             assert any(m["mountPath"] == "/tmp" for m in container(document)["volumeMounts"])
 
 
-def test_network_policies_deny_ingress_except_serve_ports():
+def test_network_policies_deny_ingress_except_serve_ports_and_egress_to_the_metadata_service():
     policies = by_kind(example("recommender"), "NetworkPolicy")
     deny = policies["recommender"]["spec"]
-    assert deny == {"podSelector": {"matchLabels": {"app.kubernetes.io/part-of": "recommender"}},
-                    "policyTypes": ["Ingress"]}
+    pipeline_pods = {"matchLabels": {"app.kubernetes.io/part-of": "recommender"}}
+    assert deny == {
+        "podSelector": pipeline_pods,
+        "policyTypes": ["Ingress", "Egress"],  # no ingress rule: none but what the serve policies admit
+        "egress": [
+            {"ports": [{"protocol": "UDP", "port": 53}, {"protocol": "TCP", "port": 53}]},  # DNS
+            {"to": [{"podSelector": pipeline_pods}]},  # the pipeline's own pods
+            {"to": [{"ipBlock": {"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}},  # not the metadata
+                    {"ipBlock": {"cidr": "::/0", "except": ["fd00:ec2::254/128"]}}]},
+        ],
+    }
     assert policies["recommender-candidates"]["spec"]["ingress"] == [{"ports": [{"protocol": "TCP", "port": 9000}]}]
     assert policies["recommender-ranker"]["spec"]["podSelector"]["matchLabels"] == {
         "app.kubernetes.io/name": "ranker", "app.kubernetes.io/part-of": "recommender"}

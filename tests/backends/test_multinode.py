@@ -163,9 +163,14 @@ def manifest(template: dict, run: str = "run-1") -> dict:
 def test_argo_creates_the_service_then_the_indexed_job_and_ends_with_the_job():
     pipeline = contract()
     templates = argo_templates(pipeline)
-    assert templates["pretrain"]["steps"] == [[{"name": "service", "template": "pretrain-service"}],
+    assert templates["pretrain"]["steps"] == [[{"name": "network-policy", "template": "pretrain-network-policy"},
+                                               {"name": "service", "template": "pretrain-service"}],
                                               [{"name": "job", "template": "pretrain-job"}]]
+    # the Workflow's own policy denies ingress: the group's pods are admitted to each other
+    policy = manifest(templates["pretrain-network-policy"])
+    assert policy["spec"]["ingress"] == [{"from": [{"podSelector": policy["spec"]["podSelector"]}]}]
     job_template, service_template = templates["pretrain-job"], templates["pretrain-service"]
+    assert job_template["serviceAccountName"] == service_template["serviceAccountName"] == "pretrain-deployer"
     resource = job_template["resource"]
     assert (resource["action"], resource["setOwnerReference"]) == ("create", True)
     # label-selector expressions Argo evaluates on the Job's status: all 4 pods, or more failures than backoffLimit
@@ -247,17 +252,19 @@ def test_a_matrix_of_groups_is_a_group_per_instance_warned_about_once():
 
 def test_argo_with_jobset_creates_the_jobset_and_ends_with_its_terminal_state():
     templates = argo_templates(contract(), kubernetes=k8s.Options(multinode="jobset"))
-    resource = templates["pretrain"]["resource"]
+    assert templates["pretrain"]["steps"] == [[{"name": "network-policy", "template": "pretrain-network-policy"}],
+                                              [{"name": "jobset", "template": "pretrain-jobset"}]]
+    resource = templates["pretrain-jobset"]["resource"]
     assert (resource["action"], resource["setOwnerReference"]) == ("create", True)
     assert resource["successCondition"] == "status.terminalState == Completed"
     assert resource["failureCondition"] == "status.terminalState == Failed"
-    jobset = manifest(templates["pretrain"])
+    jobset = manifest(templates["pretrain-jobset"])
     assert jobset_errors(jobset) == []
     assert jobset["metadata"]["name"] == jobset["spec"]["network"]["subdomain"] == "run-1-pretrain"
     assert "aipc.dev/depends-on" not in jobset["metadata"]["annotations"]
     job = jobset["spec"]["replicatedJobs"][0]["template"]["spec"]
     assert_contract(env_of(job["template"]["spec"]), master="run-1-pretrain-node-0-0.run-1-pretrain")
-    assert not [name for name in templates if name.startswith("pretrain-")]  # no Service of its own
+    assert "pretrain-service" not in templates  # the JobSet makes its own
     from tests.backends.argo_schema import workflow_errors
 
     for form in ("job", "jobset"):
@@ -272,3 +279,25 @@ def test_the_multinode_option_reaches_argo_from_the_command_line(tmp_path):
     source.write_text(CONTRACT)
     assert cli.main(["compile", str(source), "-t", "argo", "--multinode", "jobset", "-o", str(tmp_path / "w.yaml")]) == 0
     assert "kind: JobSet" in (tmp_path / "w.yaml").read_text()
+
+
+@pytest.mark.parametrize("form, created", [("job", [("", "services"), ("batch", "jobs")]),
+                                           ("jobset", [("jobset.x-k8s.io", "jobsets")])])
+def test_argo_the_deployer_may_create_and_get_what_a_group_creates(form, created):
+    (workflow, *rbac) = emit("argo", contract(), rbac=True, kubernetes=k8s.Options(multinode=form)).documents
+    (role,) = [d for d in rbac if d["kind"] == "Role" and d["metadata"]["name"] == "pretrain-deployer"]
+    for group, resource in created:  # named after the run: no resourceNames
+        assert {"apiGroups": [group], "resources": [resource], "verbs": ["create", "get"]} in role["rules"]
+    assert {"apiGroups": ["networking.k8s.io"], "resources": ["networkpolicies"],
+            "resourceNames": ["pretrain", "pretrain-pretrain"], "verbs": ["get", "patch"]} in role["rules"]
+
+
+def test_argo_a_parameter_of_a_group_is_compiled_in_as_a_serve_stages_is():
+    text = 'param epochs: string = "3"\ntrain t { image = "t:1"  nodes = 2  command = ["run", "${epochs}"] }\n'
+    emitted = emit("argo", compile_ir(text, path="p.aip"))
+    (workflow,) = emitted.documents
+    assert "arguments" not in workflow["spec"]
+    job = manifest({t["name"]: t for t in workflow["spec"]["templates"]}["t-job"])
+    assert pod_spec(job)["containers"][0]["command"] == ["run", "3"]
+    (warning,) = [d for d in emitted.diagnostics if d.code == "B101"]
+    assert "multi-node stage `t` uses it" in warning.message

@@ -14,13 +14,15 @@ from aipc.backends import TARGETS, get_backend
 from aipc.backends.writer import NotData, to_yaml
 from aipc.compiler import ir, schema
 from aipc.diagnostics import Source, Span
+from aipc.compiler import check_source
 from tests.helpers import compile_ok
 
-# Every string attribute of a stage holds the parameter `p` (and `{{` for Argo's warning).
+# Every string attribute of a stage holds the parameter `p` (and `{{` for Argo's
+# warning, except `image`: braces are no part of an image reference, E403).
 EVERY_STRING = '''
 param p: string = "VALUE"
 data a {
-  image   = "e:1-${p}{{x}}"
+  image   = "e:1-${p}"
   command = ["${p}", "x${p}{{x}}"]
   workdir = "/${p}{{x}}"
   env     = { A = "${p}{{x}}", B = "plain" }
@@ -60,7 +62,7 @@ def test_every_text_field_of_a_stage_is_exercised_here():
 # The same strings with a service address in each but the image (which names no
 # address): `${s.url}` is the Service's (port 80, `expose`) on Kubernetes and Argo,
 # the container port on compose.
-EVERY_ADDRESS = EVERY_STRING.replace('"e:1-${p}{{x}}"', '"e:1"').replace("${p}", "${s.url}") \
+EVERY_ADDRESS = EVERY_STRING.replace('"e:1-${p}"', '"e:1"').replace("${p}", "${s.url}") \
     .replace("{{x}}", "").replace('port = 8080', 'port = 8080  expose = 80') \
     .replace("param p: string = \"VALUE\"", "")
 
@@ -80,14 +82,19 @@ def test_every_target_renders_every_service_address(target):
 
 @pytest.mark.parametrize("target", TARGETS)
 def test_every_target_renders_every_string(target):
+    # On Argo a serve stage fixes its parameters (it is applied as manifest text), so
+    # `p` has its value in every string, as on the other targets.
     emitted = get_backend(target).emit(compile_ok(EVERY_STRING, {"p": "OVERRIDDEN"}))
     text = to_yaml(emitted.documents)
     assert "VALUE" not in text
-    if target == "argo":  # parameters stay the Workflow's own: the value appears once, as its default
-        assert text.count("OVERRIDDEN") == 1
-        assert text.count("{{workflow.parameters.p}}") >= 8  # health is in three probes
-    else:
-        assert text.count("OVERRIDDEN") >= 8 and "{{workflow" not in text
+    assert text.count("OVERRIDDEN") >= 8 and "{{workflow" not in text  # health is in three probes
+
+
+def test_argo_keeps_the_parameters_of_batch_stages_the_workflows_own():
+    batch_only = EVERY_STRING[:EVERY_STRING.index("serve s")]
+    text = to_yaml(get_backend("argo").emit(compile_ok(batch_only, {"p": "OVERRIDDEN"})).documents)
+    assert text.count("OVERRIDDEN") == 1  # the argument's default
+    assert text.count("{{workflow.parameters.p}}") >= 6
 
 
 def test_the_writer_refuses_what_a_backend_did_not_render():
@@ -114,17 +121,20 @@ def test_argo_warns_about_braces_in_every_string_attribute():
     emitted = get_backend("argo").emit(compile_ok(EVERY_STRING))
     source = Source("t.aip", EVERY_STRING)
     warned = sorted(EVERY_STRING[d.span.start:d.span.end].split(" ")[0] for d in emitted.diagnostics
-                    if d.code == "B101" and "of `c`" not in d.message)
+                    if d.code == "B101" and "template expression" in d.message and "of `c`" not in d.message)
     written = sorted(name for name, spec in schema.STAGE.items()
                      if spec.type in (schema.Type.STRING, schema.Type.PATH, schema.Type.STRING_LIST,
-                                      schema.Type.STRING_MAP) and name != "labels")
-    assert warned == written == ["command", "env", "health", "image", "script", "workdir"]
+                                      schema.Type.STRING_MAP) and name not in ("labels", "image"))
+    assert warned == written == ["command", "env", "health", "script", "workdir"]
     assert len([d for d in emitted.diagnostics if "`health.command` of `c`" in d.message]) == 1
     health = next(d for d in emitted.diagnostics if "`health`" in d.message)
     assert source.position(health.span.start).line == 10 and "`s`" in health.message
 
 
-def test_argo_warns_once_at_a_default_image_with_braces():
+def test_braces_in_a_default_image_are_one_error_at_the_header():
+    """No registry accepts `{{` in a reference, so Argo never sees one in an image."""
     text = 'pipeline "p" { image = "e:{{x}}" }\ndata a { }\ndata b { }\n'
-    (warning,) = get_backend("argo").emit(compile_ok(text)).diagnostics
-    assert warning.code == "B101" and text[warning.span.start:warning.span.end] == '"e:{{x}}"'
+    checked = check_source(text, "t.aip")
+    (error,) = checked.diagnostics
+    assert error.code == "E403" and text[error.span.start:error.span.end] == '"e:{{x}}"'
+    assert checked.ir is None

@@ -169,7 +169,7 @@ def test_host_and_claim_volumes():
     ('volume v { size = 0 }', "E209"),
     ('volume v { size = 1Gi  class = "Fast SSD" }', "E111"),
     ('secret s { keys = [] }', "E203"),
-    ('secret s { keys = [AWS_KEY, "OTHER"] }', "W101"),  # keys as words are fine; no stage lists it
+    ('secret s { keys = [AWS_KEY, "OTHER"] }\ndata a { image = "e:1"  secrets = [s] }', None),
     ('serve a { image = "e:1"  port = 80  health = "healthz" }', "E205"),
     ('data a { image = "e:1"  workdir = "app" }', "E205"),
     ('data a { image = ""  }', "E202"),
@@ -231,3 +231,34 @@ def test_every_stage_attribute_and_block_of_the_schema_has_its_lowering():
 def test_the_language_page_multi_node_program_is_the_multinode_example():
     (program,) = [program for program in language_page_programs() if "nodes   =" in program]
     assert (ROOT / "examples" / "multinode.aip").read_text() == program
+
+
+def test_the_ir_records_where_a_parameter_value_is_compiled_in():
+    """A parameter inside a stage's string stays a reference (a ParamRef each
+    target renders); anywhere else its value is fixed, and ir.Param.fixed_at says
+    where, so a target that takes values at submission knows it cannot."""
+    text = '''pipeline "p" { namespace = "ns-${env}"  labels = { run = "${env}" } }
+param env: string = "dev"
+param gpus: int = 2
+param mem: string = "1Gi..2Gi"
+param path: string = "/data"
+param tag: string = "1.0"
+volume v { size = 1Gi  class = "${env}" }
+train t {
+  image   = "e:${tag}"
+  command = ["run", "${gpus}"]
+  mount v at "${path}"
+  resources { gpu = "${gpus}"  memory = "${mem}" }
+}
+'''
+    params = {p.name: p for p in compile_ok(text).params}
+    where = {name: [(u.declaration, u.name, u.attribute, text[u.span.start:u.span.end]) for u in p.fixed_at]
+             for name, p in params.items()}
+    assert where == {
+        "env": [("pipeline", "p", "namespace", "${env}"), ("pipeline", "p", "labels", "${env}"),
+                ("volume", "v", "class", "${env}")],
+        "gpus": [("stage", "t", "gpu", "${gpus}")],  # not the command: that one is a ParamRef
+        "mem": [("stage", "t", "memory", "${mem}")],
+        "path": [("stage", "t", "mount", "${path}")],
+        "tag": [],
+    }

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from aipc.compiler import check_source
-from aipc.compiler.sources import read_text
+from aipc.compiler.sources import Unreadable, read_text
 from aipc.diagnostics import Source, render_human, render_json
 
 HERE = Path(__file__).parent
@@ -30,8 +30,17 @@ def run_case(path: Path):
     text = path.read_text()
     params = dict(PARAMS.findall(text))
     name = f"cases/{path.name}"
-    checked = check_source(text, name, params, read=lambda imported: read_text(str(HERE / imported)))
+    checked = check_source(text, name, params, read=read_beside_cases)
     return text, name, checked
+
+
+def read_beside_cases(imported: str) -> str:
+    """A file a case imports; a message about it names it from this directory, so
+    that snapshots do not depend on where the repository is checked out."""
+    try:
+        return read_text(str(HERE / imported))
+    except Unreadable as error:
+        raise Unreadable(error.message.replace(f"{HERE}/", ""), error.help) from None
 
 
 def sources_of(text: str, name: str, checked) -> dict[str, Source]:

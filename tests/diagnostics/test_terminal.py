@@ -38,12 +38,12 @@ def test_messages_and_source_lines_show_controls_as_escapes(control):
 
 
 def test_the_caret_points_at_the_character_after_escapes():
-    text = 'data a { image = "e\x1b[31m:1\t"  after = [b] }\n'
+    text = 'data a { image = "e:1"  workdir = "/e\x1b[31m:1\t"  after = [b] }\n'
     rendered = render_human(check_source(text, "t.aip").diagnostics, {"t.aip": Source("t.aip", text)})
     lines = rendered.splitlines()
     (shown,) = [line for line in lines if line.startswith("1 | ")]
     caret = lines[lines.index(shown) + 1]
-    assert shown == '1 | data a { image = "e\\x1b[31m:1    "  after = [b] }'  # the tab as four spaces
+    assert shown == '1 | data a { image = "e:1"  workdir = "/e\\x1b[31m:1    "  after = [b] }'  # the tab as four spaces
     assert caret.index("^") == shown.index("[b]") + 1
 
 

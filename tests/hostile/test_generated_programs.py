@@ -68,9 +68,9 @@ def asked_for(target: str, program: Program, pipeline: ir.Pipeline, documents: l
         (workflow,) = documents
         assert workflow["kind"] == "Workflow"
         stage_templates = {ir.dns_label(s) for s in stages}
-        allowed = {"main"} | stage_templates
+        allowed = {"main", "network-policy"} | stage_templates
         allowed |= {f"{ir.dns_label(s)}-{part}" for s, k in stages.items() if k == "serve"
-                    for part in ("deployment", "service")}
+                    for part in ("deployment", "service", "network-policy")}
         allowed |= {f"{ir.dns_label(v)}-volume" for v in volumes}
         templates = {t["name"] for t in workflow["spec"]["templates"]}
         assert {re.sub(r"-\d+$", "", t) for t in templates} <= allowed | {re.sub(r"-\d+$", "", t) for t in allowed}

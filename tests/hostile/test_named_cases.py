@@ -259,3 +259,52 @@ def test_reading_stops_at_the_limit(tmp_path):
 def test_the_limit_is_documented():
     assert f"larger than {MAX_INPUT_MIB} MiB" in " ".join(CODES["E001"].explanation.split())
     assert f"{MAX_INPUT_MIB} MiB" in (ROOT / "README.md").read_text()
+
+
+# ------------------------------------------------------- dangerous programs (issue 12)
+
+DANGEROUS = {  # a program that type-checks, and what the checker must say about it
+    "docker-socket": ('volume s { host = "/var/run/docker.sock" }\n'
+                      'data a { image = "docker:27.1"  mount s at "/var/run/docker.sock" }\n', ["W401"]),
+    "host-root": ('volume r { host = "/" }\ndata a { image = "e:1"  mount r at "/host" readonly }\n', ["W401"]),
+    "ssh-keys": ('volume k { host = "$HOME/.ssh" }\ndata a { image = "e:1"  mount k at "/k" }\n', ["W401"]),
+    "mount-over-proc": ('volume v { size = 1Gi }\ndata a { image = "e:1"  mount v at "/proc/../proc" }\n', ["E401"]),
+    "mount-over-root": ('volume v { size = 1Gi }\ndata a { image = "e:1"  mount v at "//" }\n', ["E401"]),
+    "env-over-secret": ('secret s { keys = ["TOKEN"] }\n'
+                        'data a { image = "e:1"  secrets = [s]  env = { TOKEN = "plain" } }\n', ["E402"]),
+    "password-in-env": ('data a { image = "e:1"  env = { DB_PASSWORD = "hunter2" } }\n', ["W402"]),
+    "image-with-newline": ('data a { image = "python:3.11\\n" }\n', ["E403"]),
+    "image-lookalike": ('data a { image = "pyth\u043en:3.11" }\n', ["E403"]),
+    "image-with-scheme": ('data a { image = "https://ghcr.io/a/b:1" }\n', ["E403"]),
+    "registry-with-scheme": ('pipeline "p" { registry = "http://r.example.com" }\ndata a { image = "b:1" }\n',
+                             ["E403"]),
+    "bad-digest": ('data a { image = "b@sha256:' + "g" * 64 + '" }\n', ["E403"]),
+    "no-stages": ('pipeline "p" { namespace = "ml" }\n', ["W403"]),
+}
+
+
+@pytest.mark.parametrize("name", DANGEROUS)
+def test_dangerous_programs_are_not_accepted_silently(tmp_path, name):
+    program, expected = DANGEROUS[name]
+    result = aipc(tmp_path, "check", "--format", "json", write(tmp_path, "p.aip", program))
+    assert codes(result) == expected
+    assert result.returncode == (1 if any(code.startswith("E") for code in expected) else 0)
+
+
+def test_an_argo_parameter_never_reaches_a_manifest_raw(tmp_path):
+    """`-p` (or, on a Workflow, `argo submit -p`) with YAML in the value: the serve
+    stage's manifest is still the one object aipc wrote, with the value one string."""
+    injected = "it's fine\n      hostNetwork: true\n      containers: [{name: x, image: evil}]"
+    program = ('param note: string = "ok"\n'
+               'serve api { image = "api:1.0"  port = 8080  env = { NOTE = "${note}" } }\n')
+    name = write(tmp_path, "inject.aip", program)
+    result = aipc(tmp_path, "compile", "-t", "argo", name, "-p", f"note={injected}")
+    assert result.returncode == 0, result.stderr.decode()
+    (workflow,) = [d for d in yaml.safe_load_all(result.stdout) if d]
+    assert "arguments" not in workflow["spec"]  # nothing left to submit into the manifest
+    manifests = [yaml.safe_load(t["resource"]["manifest"]) for t in workflow["spec"]["templates"] if "resource" in t]
+    (deployment,) = [m for m in manifests if m["kind"] == "Deployment"]
+    pod = deployment["spec"]["template"]["spec"]
+    assert "hostNetwork" not in pod and len(pod["containers"]) == 1
+    assert {"name": "NOTE", "value": injected} in pod["containers"][0]["env"]
+    assert b"B101" in result.stderr

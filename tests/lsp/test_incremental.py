@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -89,3 +90,28 @@ def test_successive_edits_give_the_whole_file_diagnostics(which, edits):
             assert found == check_source(text, "example.aip").diagnostics
         else:  # only an unclosed triple quote can reach past its chunk; the server checks the whole file
             assert '"""' in text
+
+
+def test_a_cancelled_parse_keeps_what_it_parsed_for_the_next_version():
+    """The server gives up a stale parse between chunks; the chunks parsed so far
+    are not lost: the next version parses only what is new to it."""
+    from aipc.lsp.incremental import Cancelled
+
+    text = "".join(f'data s{i} {{ image = "e:1" }}\n' for i in range(40))
+    parser = IncrementalParser("t.aip")
+    asked = []
+
+    def cancelled() -> bool:
+        asked.append(True)
+        return len(asked) > 25  # after 25 chunks
+
+    with pytest.raises(Cancelled):
+        parser.parse(text, cancelled)
+    calls = []
+    original = parser._parse_chunk
+    parser._parse_chunk = lambda piece: calls.append(piece) or original(piece)
+    edited = text.replace('data s39 { image = "e:1" }', 'data s39 { image = "e:2" }')
+    document = parser.parse(edited)
+    assert len(calls) == 40 - 25 and calls[-1].startswith("data s39")
+    assert [d.name.value for d in document.program.declarations] == [f"s{i}" for i in range(40)]
+    assert document.exact

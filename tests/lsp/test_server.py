@@ -9,6 +9,7 @@ import sys
 import pytest
 import pytest_lsp
 from lsprotocol import types
+from pygls.exceptions import JsonRpcInvalidParams
 from pytest_lsp import ClientServerConfig, LanguageClient, client_capabilities
 
 from aipc.compiler.check import check_source
@@ -121,7 +122,7 @@ async def test_diagnostics_follow_edits_and_drop_stale_results(client: LanguageC
         text = change(client, uri, text, version, "]", char + "]", text.index("after"))
     assert "after = [ingest]" in text
     final = await wait_for(client, uri, lambda d: not any(x.code == "E102" for x in d))
-    assert [d.code for d in final] == ["W201"]  # the emoji image has no tag
+    assert [d.code for d in final] == ["E403"]  # an emoji is no image reference
     # then a syntax error two lines up: reported where it is, at once
     text = change(client, uri, text, 20, "= \"etl", ": \"etl")
     diagnostics = await wait_for(client, uri, lambda d: any(x.code == "E002" for x in d))
@@ -268,3 +269,86 @@ async def test_a_client_that_counts_utf8_bytes_gets_byte_columns(utf8_client: La
     found = await utf8_client.text_document_definition_async(types.DefinitionParams(
         text_document=types.TextDocumentIdentifier(uri=uri), position=types.Position(line=5, character=12)))
     assert found is None  # inside the emoji string: not a name
+
+
+# ------------------------------------------------------------------ work off the event loop
+
+
+def huge_pipeline(stages: int) -> str:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from generate import pipeline
+
+    return pipeline(stages)
+
+
+async def test_a_huge_document_does_not_delay_another_documents_diagnostics(client: LanguageClient):
+    """Parsing and checking run on worker threads, a document at a time each: the
+    event loop keeps answering, and a small file opened next to a huge one gets its
+    diagnostics in a fraction of the time the huge one takes."""
+    loop = asyncio.get_running_loop()
+    huge = huge_pipeline(3000)  # about a megabyte: seconds to parse and check
+    started = loop.time()
+    huge_uri = open_document(client, "huge", huge)
+    small_uri = open_document(client, "next-to-huge", BROKEN_AFTER)
+    await wait_for(client, small_uri, lambda d: any(x.code == "E102" for x in d), timeout=60)
+    small = loop.time() - started
+    hover = await client.text_document_hover_async(types.HoverParams(  # requests are answered too
+        text_document=types.TextDocumentIdentifier(uri=small_uri), position=position(BROKEN_AFTER, "image")))
+    answered = loop.time() - started
+    assert hover is not None
+    await wait_for(client, huge_uri, lambda d: True, timeout=300)
+    whole = loop.time() - started
+    client.text_document_did_close(types.DidCloseTextDocumentParams(
+        text_document=types.TextDocumentIdentifier(uri=huge_uri)))
+    assert whole > 1.0, f"the huge document took only {whole:.2f} s: not huge enough to show anything"
+    assert small < whole / 4, f"the small document waited {small:.2f} s of the huge one's {whole:.2f} s"
+    assert answered < whole / 4, f"a hover on it waited {answered:.2f} s of {whole:.2f} s"
+
+
+async def test_a_position_outside_the_document_gets_an_error(client: LanguageClient):
+    uri = open_document(client, "outside", FRAUD)
+    await wait_for(client, uri, lambda d: True)
+    document = types.TextDocumentIdentifier(uri=uri)
+    last_line = FRAUD.count("\n")  # the empty line after the last line break
+    outside = types.Position(line=last_line + 1, character=0)
+    requests = [
+        client.text_document_hover_async(types.HoverParams(text_document=document, position=outside)),
+        client.text_document_completion_async(types.CompletionParams(text_document=document, position=outside)),
+        client.text_document_definition_async(types.DefinitionParams(text_document=document, position=outside)),
+        client.text_document_references_async(types.ReferenceParams(
+            text_document=document, position=outside, context=types.ReferenceContext(include_declaration=True))),
+        client.text_document_document_highlight_async(types.DocumentHighlightParams(
+            text_document=document, position=outside)),
+        client.text_document_prepare_rename_async(types.PrepareRenameParams(text_document=document, position=outside)),
+        client.text_document_rename_async(types.RenameParams(text_document=document, position=outside, new_name="x")),
+    ]
+    for request in requests:
+        with pytest.raises(JsonRpcInvalidParams, match="outside the document"):
+            await asyncio.wait_for(request, 15)
+    # the last line itself, and a column past a line's end (LSP: the line's end), are answered
+    await client.text_document_hover_async(types.HoverParams(
+        text_document=document, position=types.Position(line=last_line, character=0)))
+    await client.text_document_hover_async(types.HoverParams(
+        text_document=document, position=types.Position(line=1, character=999)))
+
+
+async def test_a_request_whose_document_changes_meanwhile_gets_content_modified():
+    """In-process: the document changes after the request took its version and
+    before its parse ran; the parse gives up, and the editor is told to ask again."""
+    from pygls.exceptions import JsonRpcContentModified
+
+    from aipc.lsp.server import AipcLanguageServer, hover
+
+    ls = AipcLanguageServer()
+    ls.open("file:///work/moving.aip", FRAUD, 1)
+    document = ls.document("file:///work/moving.aip")
+    params = types.HoverParams(text_document=types.TextDocumentIdentifier(uri=document.uri),
+                               position=position(FRAUD, "image"))
+    async with document.lock:  # the document's earlier work, still running
+        request = asyncio.ensure_future(hover(ls, params))
+        await asyncio.sleep(0.05)  # the request took version 1 and waits for the document
+        document.update(FRAUD.replace("ingest", "ingest_v2"), 2)
+    with pytest.raises(JsonRpcContentModified):
+        await request
+    answer = await hover(ls, params)  # asked again: answered from version 2
+    assert answer is not None
