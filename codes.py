@@ -555,8 +555,9 @@ $ aipc check train.aip -p epochs=ten     # error: `ten` is not an int
 RANGE_NOT_ALLOWED = _code(
     "E212", "range not allowed here",
     """Only `cpu` and `memory` take a `LOW..HIGH` range, meaning request..limit:
-    the scheduler reserves the low end and the container may burst to the high end.
-    GPUs, shared memory, disk, ports and counts are single values.""",
+    the scheduler reserves the low end and the container may burst to the high end;
+    and a serve stage's `replicas`, meaning autoscaling between MIN and MAX. GPUs,
+    shared memory, disk, ports and other counts are single values.""",
     """
 train model { image = "trainer:1.0"  resources { gpu = 1..2 } }    # error
 """,
@@ -634,10 +635,54 @@ train model {
 """,
 )
 
+# Scheduling on real clusters (issue 15): E25x, W25x and B150, numbered apart from
+# the codes other v1 constructs add at the same time.
+
+UNKNOWN_GPU_MODEL = _code(
+    "E250", "unknown portable GPU model",
+    """`gpu_model` is a portable model name (`A100-40GB`, `A100-80GB`, `H100-80GB`,
+    `H200`, `B200`, `L4`, `L40S`, `T4`, `A10G`, `V100`, `MI300X`; any letter case),
+    which every target turns into the node labels of the cluster's convention, or a
+    node label value written as the nodes carry it (`NVIDIA-A100-SXM4-80GB`). Text
+    shaped like a model name that is neither (`H100`, `A100-40G`) would select no node
+    and leave the pods pending, so it is an error naming the models it may mean. A
+    portable model names the vendor too: `MI300X` is an AMD GPU.""",
+    """
+train big { image = "trainer:2.1"  resources { gpu = 8  gpu_model = "H100" } }
+# error: `H100` is not a portable GPU model; did you mean `H100-80GB`?
+""",
+)
+
+INVALID_TOLERATION = _code(
+    "E251", "invalid toleration",
+    """`schedule { tolerate = [...] }` lists node taints in kubectl's taint syntax:
+    `KEY` (any value, any effect), `KEY=VALUE`, `KEY:EFFECT` or `KEY=VALUE:EFFECT`.
+    The key is a label key, the value a label value, and the effect one of
+    `NoSchedule`, `PreferNoSchedule` and `NoExecute`, spelt so.""",
+    """
+train big { image = "trainer:2.1"  schedule { tolerate = ["spot=true:noschedule"] } }
+# error: `noschedule` is not a taint effect; did you mean `NoSchedule`?
+""",
+)
+
+AUTOSCALING = _code(
+    "E252", "autoscaling that cannot work",
+    """`replicas = MIN..MAX` on a serve stage autoscales it, on CPU use (`autoscale {
+    cpu = PERCENT }`, 80 by default) or on a per-pod custom metric (`autoscale {
+    metric = "NAME"  target = N }`). An `autoscale` block needs such a range; and a
+    range from 0 needs a custom metric: with no pod running there is no CPU use to
+    measure, so nothing would ever start one again.""",
+    """
+serve api { image = "api:2.1"  port = 8080  autoscale { cpu = 70 } }     # error: no replica range
+serve api { image = "api:2.1"  port = 8080  replicas = 0..4 }            # error: 0 needs a metric
+serve api { image = "api:2.1"  port = 8080  replicas = 2..10  autoscale { cpu = 70 } }   # fixed
+""",
+)
+
 # ------------------------------------------------------------------------- graph
 
 NODE_VARIABLE_SET = _code(
-    "E250", "an environment variable that `nodes` sets",
+    "E260", "an environment variable that `nodes` sets",
     """A stage with `nodes = N` runs as N containers, and aipc gives each the
     variables that make them one group: `MASTER_ADDR` (node 0's name),
     `MASTER_PORT` (29500), `NNODES`, `NODE_RANK` (0..N-1, different on each node),
@@ -778,7 +823,7 @@ train model {
 )
 
 MULTINODE_RWO_VOLUME = _code(
-    "W250", "a multi-node stage writes a single-node volume",
+    "W260", "a multi-node stage writes a single-node volume",
     """The nodes of a stage with `nodes = N` are pods that Kubernetes may place on
     different machines, and an `rwo` (ReadWriteOnce) volume is attached to one
     machine at a time: pods elsewhere wait for it forever, or see a volume another
@@ -792,6 +837,19 @@ train pretrain {
   mount checkpoints at "/ckpt"                            # warning
 }
 volume checkpoints { size = 500Gi  access = rwx }       # fixed
+""",
+)
+
+GPU_SERVICE_SCALED_ON_CPU = _code(
+    "W250", "a GPU service autoscaled on CPU use",
+    """A serve stage with GPUs that autoscales on CPU (`autoscale { cpu = ... }`, or a
+    replica range without `autoscale`, which means 80% CPU) scales on the wrong
+    signal: a model server is busy on its GPU while its CPU idles, so it would not
+    scale out under load. Scale on a custom metric of the server instead (queue
+    length, requests in flight, GPU use from DCGM), served by a custom metrics adapter.""",
+    """
+serve llm { image = "vllm/vllm-openai:v0.6.3"  port = 8000  replicas = 1..4  resources { gpu = 1 } }
+# warning: scale on `autoscale { metric = "vllm_num_requests_waiting"  target = 5 }`
 """,
 )
 
@@ -841,7 +899,10 @@ NOT_PORTABLE = _code(
     "B001", "construct not available on this target",
     """Some constructs only exist on some targets. A `host` volume is a bind mount
     of a path on the Docker host: a cluster has no such path, so the Kubernetes and
-    Argo targets reject stages that mount one. Use a sized volume or a `claim`.""",
+    Argo targets reject stages that mount one. Use a sized volume or a `claim`. A
+    portable `gpu_model` that the cluster's node label convention (`--gpu-labels`,
+    the header's `gpu_labels`) has no nodes of (GKE offers no L40S, A10G or MI300X;
+    EC2 no MI300X) is rejected the same way: no node would ever take the pods.""",
     """
 volume scratch { host = "./scratch" }
 data ingest { image = "etl:1.0"  mount scratch at "/scratch" }
@@ -854,14 +915,16 @@ IGNORED_ON_TARGET = _code(
     """The target has no way to express this attribute as written, so the compiled
     output runs without it: docker-compose cannot select a GPU model (`gpu_model`),
     stop a container after a deadline (`timeout`), limit its local storage (`disk`)
-    or reserve a number of Intel GPUs (it passes every GPU under /dev/dri); Argo
-    Workflows evaluates `{{...}}` in a template's text as its own expression, with
-    no way to write the braces literally. On Argo a parameter is offered at
-    submission (`argo submit -p NAME=VALUE`) only when batch stages' strings are
-    its only uses: one that sets a number, size, duration, path or label, or that
-    a serve stage uses (Argo would paste it unquoted into the applied manifest),
-    is fixed at its compiled value in every stage, so that it means one value
-    everywhere.""",
+    or reserve a number of Intel GPUs (it passes every GPU under /dev/dri), and
+    neither it nor `aipc run` knows node selectors, tolerations, priority classes or
+    Kueue queues (`schedule`) or autoscaling (a serve stage starts its minimum
+    number of replicas); Argo Workflows evaluates `{{...}}` in a template's text as
+    its own expression, with no way to write the braces literally. On Argo a
+    parameter is offered at submission (`argo submit -p NAME=VALUE`) only when batch
+    stages' strings are its only uses: one that sets a number, size, duration, path
+    or label, or that a serve stage uses (Argo would paste it unquoted into the
+    applied manifest), is fixed at its compiled value in every stage, so that it
+    means one value everywhere.""",
     """
 train model { image = "trainer:1.0"  timeout = 12h }
 $ aipc compile p.aip --target compose     # warning: compose has no timeout; it is ignored
@@ -910,6 +973,22 @@ NODES_ON_ONE_HOST = _code(
     """
 train pretrain { image = "trainer:2.1"  nodes = 4  command = ["torchrun", "train.py"] }
 $ aipc compile p.aip --target compose     # warning: 4 containers on one host
+""",
+)
+
+TOO_MANY_GPUS = _code(
+    "B150", "more GPUs at once than the machine has",
+    """On one machine (`aipc compile --target compose --gpus N`, `aipc plan --gpus N`)
+    each GPU stage gets GPUs of its own, so that stages that may run at the same time
+    never share one. Stages may run at the same time unless one waits, directly or
+    through others, for the other to finish; a serve stage never finishes. When such
+    stages need more GPUs together than the machine has, compose would start them on
+    shared GPUs: the message names them. Order them with `after`, ask for fewer GPUs,
+    or use `aipc run`, which waits until a stage's GPUs are free.""",
+    """
+train a { image = "trainer:2.1"  resources { gpu = 4 } }
+train b { image = "trainer:2.1"  resources { gpu = 4 } }
+$ aipc compile p.aip --target compose --gpus 6     # error: a and b may run together and need 8
 """,
 )
 

@@ -44,7 +44,12 @@ What a program becomes
   side, the Deployment (a ``resource`` template that succeeds once every
   replica is updated and available, so a dependant, batch or serve, waits for
   a healthy service), the Service and the NetworkPolicy admitting its port that
-  the Kubernetes backend builds;
+  the Kubernetes backend builds, and with ``replicas = MIN..MAX`` its
+  HorizontalPodAutoscaler (which the deployer account may then create, get and
+  patch, as the rest);
+- scheduling as on Kubernetes (node selector, GPU model affinity, tolerations,
+  priority class on the container template); a batch stage's pod carries the
+  Kueue queue label, for Kueue's pod integration;
 - a multi-node stage (``nodes = N``): a steps template applying the
   NetworkPolicy that admits the group's pods to each other and creating the
   Kubernetes backend's headless Service, then creating its Indexed Job (the two
@@ -146,7 +151,7 @@ def options_from(args) -> Options:
                    service_account=getattr(args, "service_account", None) or None,
                    deploy_service_account=getattr(args, "deploy_service_account", None) or None,
                    rbac=bool(getattr(args, "rbac", False)),
-                   kubernetes=k8s.Options(multinode=getattr(args, "multinode", None) or "job"))
+                   kubernetes=k8s.options_from(args))  # --gpu-labels, --multinode
 
 
 # -------------------------------------------------------------------- strings
@@ -322,7 +327,10 @@ def build_apply_template(name: str, document: dict, account: str, success: str |
 def build_container_template(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, texts: ArgoTexts) -> dict:
     parts = k8s.build_pod_parts(pipeline, stage, options.kubernetes, texts.renderer(stage))
     container = {**parts.container, "name": "main"}  # Argo's name for the stage's container
-    template: dict = {"name": task_name(stage), "metadata": {"labels": k8s.stage_labels(pipeline, stage)}}
+    # The pod is the workload here: Kueue's pod integration queues it by the label on
+    # the template's metadata (kubernetes-sigs/kueue site/content/en/docs/tasks/run/
+    # external_workloads/argo_workflow.md, "Targeting a different LocalQueue per template").
+    template: dict = {"name": task_name(stage), "metadata": {"labels": k8s.workload_labels(pipeline, stage)}}
     annotations = k8s.instance_annotations(stage, limit=False)  # `parallelism` limits instances here
     if annotations:
         template["metadata"]["annotations"] = annotations
@@ -332,8 +340,12 @@ def build_container_template(pipeline: ir.Pipeline, stage: ir.Stage, options: Op
         template["activeDeadlineSeconds"] = stage.timeout
     if parts.node_selector:
         template["nodeSelector"] = parts.node_selector
+    if parts.affinity:
+        template["affinity"] = parts.affinity
     if parts.tolerations:
         template["tolerations"] = parts.tolerations
+    if parts.priority_class is not None:
+        template["priorityClassName"] = parts.priority_class
     if parts.scratch_volumes:
         template["volumes"] = parts.scratch_volumes
     template["container"] = container
@@ -366,8 +378,10 @@ def serve_manifests(pipeline: ir.Pipeline, stage: ir.Stage, options: Options,
 
 def build_serve_templates(pipeline: ir.Pipeline, stage: ir.Stage, options: Options,
                           names: TemplateNames, texts: ArgoTexts) -> list[dict]:
-    """A steps template applying, side by side, the stage's Deployment, Service and
-    the NetworkPolicy admitting traffic to its port, as on Kubernetes."""
+    """A steps template applying, side by side, the stage's Deployment (done once
+    ``replicas`` of it are available: with autoscaling its minimum, at least 1),
+    Service, the NetworkPolicy admitting traffic to its port and, when it
+    autoscales, its HorizontalPodAutoscaler, as on Kubernetes."""
     deployment, service = serve_manifests(pipeline, stage, options, texts)
     base = task_name(stage)
     deployment_template, service_template = names.add(f"{base}-deployment"), names.add(f"{base}-service")
@@ -375,15 +389,17 @@ def build_serve_templates(pipeline: ir.Pipeline, stage: ir.Stage, options: Optio
     deployer = accounts(pipeline, options).deployer
     ready = stage.replicas - 1
     success = f"status.updatedReplicas > {ready},status.availableReplicas > {ready}"
-    return [
-        {"name": base,
-         "steps": [[{"name": "deployment", "template": deployment_template},
-                    {"name": "service", "template": service_template},
-                    {"name": "network-policy", "template": policy_template}]]},
-        build_apply_template(deployment_template, deployment, deployer, success),
-        build_apply_template(service_template, service, deployer),
-        build_apply_template(policy_template, k8s.build_allow_port(pipeline, stage), deployer),
-    ]
+    steps = [{"name": "deployment", "template": deployment_template},
+             {"name": "service", "template": service_template},
+             {"name": "network-policy", "template": policy_template}]
+    templates = [build_apply_template(deployment_template, deployment, deployer, success),
+                 build_apply_template(service_template, service, deployer),
+                 build_apply_template(policy_template, k8s.build_allow_port(pipeline, stage), deployer)]
+    if stage.autoscale is not None:
+        autoscaler_template = names.add(f"{base}-autoscaler")
+        steps.append({"name": "autoscaler", "template": autoscaler_template})
+        templates.append(build_apply_template(autoscaler_template, k8s.build_autoscaler(pipeline, stage), deployer))
+    return [{"name": base, "steps": [steps]}, *templates]
 
 
 # A multi-node stage's Indexed Job and headless Service are named after the run
@@ -610,6 +626,8 @@ def applied_objects(pipeline: ir.Pipeline) -> dict[tuple[str, str], list[str]]:
             objects.setdefault(("apps", "deployments"), []).append(name)
             objects.setdefault(("", "services"), []).append(name)
             objects[("networking.k8s.io", "networkpolicies")].append(name)
+            if stage.autoscale is not None:
+                objects.setdefault(("autoscaling", "horizontalpodautoscalers"), []).append(name)
         elif stage.nodes is not None:
             objects[("networking.k8s.io", "networkpolicies")].append(pipeline.object_name(stage.name))
     return objects
@@ -670,6 +688,7 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     k8s.check_host_mounts(pipeline, sink, "Argo Workflows")
     # A generated Workflow name is the pipeline's and 6 characters (`-` and 5 random ones).
     k8s.check_group_names(pipeline, options.kubernetes, sink, run_suffix=0 if options.stable_name else 6)
+    k8s.check_scheduling(pipeline, options.kubernetes, sink, "Argo Workflows")
     report_coarse_pairing(pipeline, sink)
     if sink.has_errors:
         return Emitted((), tuple(sink.sorted()))

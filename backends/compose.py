@@ -31,7 +31,10 @@ a service, and adds what compose itself decides:
 
 ``timeout`` has no compose equivalent and is reported as a B101 warning at the
 attribute, as are what no Docker container can express (``gpu_model``,
-``disk``, a number of Intel GPUs; see :func:`aipc.backends.docker.report_unsupported`).
+``disk``, a number of Intel GPUs, ``schedule``, autoscaling, which starts the
+low end; see :mod:`aipc.backends.docker`). With ``--gpus N`` each GPU stage's
+device reservation names ``device_ids`` of its own (:mod:`aipc.backends.devices`);
+without it, ``count``.
 """
 
 from __future__ import annotations
@@ -41,10 +44,10 @@ import posixpath
 from dataclasses import dataclass
 
 from aipc import codes
-from aipc.backends import Emitted, docker
+from aipc.backends import Emitted, devices, docker
 from aipc.compiler import ir
 from aipc.compiler.ir import format_duration
-from aipc.diagnostics import Diagnostics
+from aipc.diagnostics import Diagnostics, Label
 
 TARGET = "docker-compose"  # how messages name this target
 DEFAULT_FILENAME = "compose.yaml"  # a name docker-compose 1.29 and v2 both find by themselves
@@ -64,6 +67,8 @@ class Options:
     # paths against (the compose file's; the current one for a file read from stdin):
     # a `host` path is relative to the .aip file, so it is written relative to this.
     input_directory: str = "."
+    # The GPUs of the machine: each GPU stage gets device ids of its own (backends/devices.py).
+    gpus: int | None = None
 
 
 def _address(text: str) -> str:
@@ -73,30 +78,54 @@ def _address(text: str) -> str:
         raise argparse.ArgumentTypeError(str(error)) from None
 
 
+def gpu_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"`{text}` is not a whole number of GPUs") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be at least 1")
+    return value
+
+
 def add_arguments(group) -> None:
     group.add_argument("--publish-address", "--compose-publish-address", dest="publish_address",
                        metavar="ADDRESS", type=_address, default=docker.DEFAULT_PUBLISH_ADDRESS,
                        help="compose: the host address serve stages' ports are published on, an IP address or "
                        f"localhost (default {docker.DEFAULT_PUBLISH_ADDRESS}, as `aipc run`; 0.0.0.0 for every "
                        "interface)")
+    group.add_argument("--gpus", metavar="N", type=gpu_count,
+                       help="compose: the machine has N GPUs; give each GPU stage device_ids of its own, so "
+                       "that stages that may run at the same time never share one (an error when they need "
+                       "more than N)")
 
 
 def options_from(args) -> Options:
     return Options(publish_address=getattr(args, "publish_address", None) or docker.DEFAULT_PUBLISH_ADDRESS,
-                   input_directory=getattr(args, "input_directory", "."))
+                   input_directory=getattr(args, "input_directory", "."), gpus=getattr(args, "gpus", None))
 
 
 def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     options = options or Options()
     sink = Diagnostics(pipeline.file)
+    assigned = None
+    assignment = None
+    if options.gpus is not None:
+        assignment = devices.assign_devices(pipeline, options.gpus)
+        if isinstance(assignment, devices.Shortfall):
+            devices.report_shortfall(assignment, sink)
+            return Emitted((), tuple(sink.sorted()))
+        report_shared_replicas(pipeline, assignment, sink)
+        assigned = {name: assignment.of(name) for name in assignment.devices}
     services = {}
-    for stage, spec in docker.each_container(pipeline, pipeline.stages, sink, TARGET):
+    for stage, spec in docker.each_container(pipeline, pipeline.stages, sink, TARGET, assigned):
         report_timeout(stage, sink)
         if stage.nodes is None:
             services[stage.name] = build_service(pipeline, stage, spec, options, sink)
-        else:
+        else:  # each node its own service, and with --gpus its own devices
+            per_node = assignment.devices.get(stage.name) if assignment is not None else None
             for rank in range(stage.nodes):
-                node = docker.node_spec(pipeline, stage, spec, rank)
+                node = docker.node_spec(pipeline, stage, spec, rank, per_node[rank] if per_node else None)
                 services[docker.node_service(stage, rank)] = build_service(pipeline, stage, node, options, sink)
     document: dict = {"services": services}
     volumes = build_volumes(pipeline)
@@ -255,7 +284,10 @@ def build_resources(spec: docker.ContainerSpec) -> dict:
     if spec.memory is not None:
         limits["memory"] = compose_bytes(spec.memory.limit)
         reservations["memory"] = compose_bytes(spec.memory.request)
-    if spec.gpu is not None:
+    if spec.gpu is not None and spec.gpu.device_ids:  # `count` and `device_ids` exclude each other
+        reservations["devices"] = [{"driver": spec.gpu.driver, "device_ids": list(spec.gpu.device_ids),
+                                    "capabilities": ["gpu"]}]
+    elif spec.gpu is not None:
         reservations["devices"] = [{"driver": spec.gpu.driver, "count": spec.gpu.count, "capabilities": ["gpu"]}]
     out: dict = {}
     if limits:
@@ -289,6 +321,18 @@ def report_timeout(stage: ir.Stage, sink: Diagnostics) -> None:
                      label="ignored on docker-compose",
                      help=f"bound the whole run yourself (`timeout {stage.timeout}s docker-compose up`), "
                      "or use the kubernetes or argo target, which enforce it")
+
+
+def report_shared_replicas(pipeline: ir.Pipeline, assignment: devices.Assignment, sink: Diagnostics) -> None:
+    """compose has one device list per service, so its replicas share them (the
+    nodes of a multi-node stage are services of their own, each with its devices)."""
+    for stage in pipeline.stages:
+        if stage.name in assignment.devices and not stage.is_batch and devices.containers(stage) > 1:
+            sink.warning(codes.IGNORED_ON_TARGET, stage.span_of("gpu"),
+                         f"docker-compose gives every replica of `{stage.name}` the same GPUs: its "
+                         f"{stage.replicas} replicas share devices {', '.join(assignment.of(stage.name))}",
+                         label="shared by the replicas",
+                         help="`aipc run --gpus N` gives each replica GPUs of its own; or run one replica")
 
 
 # ------------------------------------------------------------------------ volumes

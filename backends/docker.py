@@ -36,9 +36,13 @@ the compose backend writes a :class:`ContainerSpec` as a service, and the runner
   matrix stage (``aipc.dev/matrix``) and its exact coordinates as JSON
   (``aipc.dev/matrix-coordinates``), which Kubernetes keeps in annotations.
 
+The GPUs of a device request are the first ``count`` of the machine, or the
+``device_ids`` one machine's assignment gives the stage (:mod:`aipc.backends.devices`).
+
 What a Docker container cannot express (a GPU model, a limit on local storage,
-a number of Intel GPUs) is reported by :func:`report_unsupported`, as the same
-B101 warning on both targets.
+a number of Intel GPUs) is reported by :func:`report_unsupported`, and what one
+machine has no use for (``schedule``, autoscaling) by :func:`report_scheduling`,
+as the same B101 warnings on both targets.
 """
 
 from __future__ import annotations
@@ -48,12 +52,12 @@ import functools
 import ipaddress
 import shlex
 from dataclasses import dataclass, field, fields
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Mapping
 
 from aipc import codes
 from aipc.compiler import ir
 from aipc.compiler.ir import format_bytes
-from aipc.diagnostics import Diagnostics, Label
+from aipc.diagnostics import Diagnostics, Label, Span
 
 HARDENING_TMP = "/tmp"
 DEFAULT_PUBLISH_ADDRESS = "127.0.0.1"  # where compose and `aipc run` publish serve stages' ports
@@ -72,6 +76,7 @@ class Mount:
 class GpuRequest:
     driver: str  # `nvidia` or `amd`
     count: int
+    device_ids: tuple[str, ...] = ()  # which GPUs of the machine (`--gpus N`); else the first `count`
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,17 +171,21 @@ def container_specs(pipeline: ir.Pipeline, stages: Iterable[ir.Stage], sink: Dia
     return {stage.name: spec for stage, spec in each_container(pipeline, stages, sink, target)}
 
 
-def each_container(pipeline: ir.Pipeline, stages: Iterable[ir.Stage], sink: Diagnostics,
-                   target: str) -> Iterator[tuple[ir.Stage, ContainerSpec]]:
-    """``container_specs`` one stage at a time, for a caller that writes each as it comes."""
+def each_container(pipeline: ir.Pipeline, stages: Iterable[ir.Stage], sink: Diagnostics, target: str,
+                   devices: Mapping[str, tuple[str, ...]] | None = None) -> Iterator[tuple[ir.Stage, ContainerSpec]]:
+    """``container_specs`` one stage at a time, for a caller that writes each as it
+    comes; ``devices``: the GPU device ids each stage gets (compose's ``--gpus``)."""
     stages = list(stages)
     ports = plan_host_ports(pipeline, stages, sink)
+    report_scheduling(stages, sink, target)
     for stage in stages:
         report_unsupported(stage, sink, target)
-        yield stage, container_spec(pipeline, stage, ports.get(stage.name, ()))
+        yield stage, container_spec(pipeline, stage, ports.get(stage.name, ()),
+                                    devices.get(stage.name, ()) if devices else ())
 
 
-def container_spec(pipeline: ir.Pipeline, stage: ir.Stage, publish: tuple[Publish, ...]) -> ContainerSpec:
+def container_spec(pipeline: ir.Pipeline, stage: ir.Stage, publish: tuple[Publish, ...],
+                   devices: tuple[str, ...] = ()) -> ContainerSpec:
     entrypoint, command = program(stage)
     resources = stage.resources
     serving = not stage.is_batch
@@ -194,7 +203,8 @@ def container_spec(pipeline: ir.Pipeline, stage: ir.Stage, publish: tuple[Publis
         security_opt=("no-new-privileges:true",),
         cpu=resources.cpu,
         memory=resources.memory,
-        gpu=(gpu_request(resources.gpu_vendor.value, resources.gpu)
+        gpu=((GpuRequest(resources.gpu_vendor.value, len(devices), devices) if devices
+              else gpu_request(resources.gpu_vendor.value, resources.gpu))
              if resources.gpu > 0 and resources.gpu_vendor is not ir.GpuVendor.INTEL else None),
         devices=(INTEL_GPU_DEVICES,) if resources.gpu > 0 and resources.gpu_vendor is ir.GpuVendor.INTEL else (),
         shm_size=resources.shm,
@@ -205,15 +215,20 @@ def container_spec(pipeline: ir.Pipeline, stage: ir.Stage, publish: tuple[Publis
     )
 
 
-def node_spec(pipeline: ir.Pipeline, stage: ir.Stage, spec: ContainerSpec, rank: int) -> ContainerSpec:
+def node_spec(pipeline: ir.Pipeline, stage: ir.Stage, spec: ContainerSpec, rank: int,
+              devices: tuple[str, ...] | None = None) -> ContainerSpec:
     """The container of node ``rank`` of a multi-node stage: the stage's, with the
     group's variables, its rank among them, and the name the other nodes reach it
-    by (node 0's is ``MASTER_ADDR``), as on Kubernetes (:func:`aipc.compiler.ir.node_host`)."""
+    by (node 0's is ``MASTER_ADDR``), as on Kubernetes (:func:`aipc.compiler.ir.node_host`);
+    ``devices``: the GPUs of this node alone (compose's ``--gpus``)."""
     master = ir.node_host(pipeline.name, stage.name, 0)
     variables = tuple((name, value or str(rank)) for name, value in ir.node_environment(stage, master, str(rank)))
     host = ir.node_host(pipeline.name, stage.name, rank)
+    gpu = spec.gpu
+    if gpu is not None and devices:
+        gpu = GpuRequest(gpu.driver, len(devices), tuple(devices))
     return dataclasses.replace(spec, environment=spec.environment + variables, aliases=(*spec.aliases, host),
-                               hostname=host.partition(".")[0])
+                               hostname=host.partition(".")[0], gpu=gpu)
 
 
 def node_service(stage: ir.Stage, rank: int) -> str:
@@ -397,7 +412,7 @@ def report_unsupported(stage: ir.Stage, sink: Diagnostics, target: str) -> None:
                      f"of `{stage.name}` is ignored",
                      label=f"ignored on {target}",
                      help="the stage gets whichever GPUs the host has; the kubernetes and argo targets "
-                     "select the model with a node selector")
+                     "select the model by its node labels")
     if resources.disk is not None:
         sink.warning(codes.IGNORED_ON_TARGET, stage.span_of("disk"),
                      f"{target} cannot limit a container's local storage: `disk = "
@@ -410,3 +425,34 @@ def report_unsupported(stage: ir.Stage, sink: Diagnostics, target: str) -> None:
                      f"of the host (/dev/dri), not {resources.gpu}",
                      label="the count is ignored",
                      help="limit the GPUs the container sees yourself, e.g. with ZE_AFFINITY_MASK in `env`")
+
+
+_SCHEDULE_KEYS = {
+    "node": "select nodes by label", "tolerate": "tolerate node taints",
+    "priority": "give containers a priority class", "queue": "queue workloads in Kueue",
+}
+
+
+def report_scheduling(stages: list[ir.Stage], sink: Diagnostics, target: str) -> None:
+    """`schedule` keys and autoscaling, which one Docker host does not have: once per
+    place they are written (a header key that every stage inherits is one warning)."""
+    reported: set[tuple[str, Span]] = set()
+    for stage in stages:
+        for key, span in stage.schedule.spans:
+            if (key, span) in reported:
+                continue
+            reported.add((key, span))
+            sink.warning(codes.IGNORED_ON_TARGET, span,
+                         f"{target} runs on one machine and cannot {_SCHEDULE_KEYS[key]}: `{key}` of "
+                         f"`schedule` is ignored",
+                         label=f"ignored on {target}",
+                         help="the kubernetes and argo targets apply it; here every stage runs on this machine")
+        autoscale = stage.autoscale
+        if autoscale is not None:
+            sink.warning(codes.IGNORED_ON_TARGET, autoscale.span,
+                         f"{target} does not autoscale: `{stage.name}` runs {stage.replicas} "
+                         f"replica{'s' if stage.replicas != 1 else ''}, the low end of "
+                         f"{autoscale.minimum}..{autoscale.maximum}"
+                         + (" (at least one)" if autoscale.minimum == 0 else ""),
+                         label=f"{stage.replicas} on {target}",
+                         help="the kubernetes and argo targets scale it with a HorizontalPodAutoscaler")

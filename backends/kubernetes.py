@@ -24,6 +24,14 @@ What a program becomes
   ``periodSeconds`` = ``interval``, ``timeoutSeconds`` = ``timeout``; the
   startup probe allows ``ceil(start / interval)`` failures, the readiness and
   liveness probes ``failures``;
+  with ``replicas = MIN..MAX`` an ``autoscaling/v2`` HorizontalPodAutoscaler
+  next to the Deployment, which then has no ``replicas`` of its own;
+- scheduling: ``schedule.node`` and a ``gpu_model`` written as a label value are
+  the ``nodeSelector``; a portable ``gpu_model`` a required node affinity on the
+  labels of the convention (``--gpu-labels``, the header's ``gpu_labels``, else
+  GPU feature discovery's); GPU stages tolerate their vendor's GPU taint, then
+  ``schedule.tolerate``; ``schedule.priority`` is the ``priorityClassName``;
+  ``schedule.queue`` Kueue's queue label on the Job;
 - a sized volume: a PersistentVolumeClaim ``<pipeline>-<volume>``; a ``claim``
   volume references the existing claim and creates nothing; mounting a
   ``host`` volume is an error (B001) on this target;
@@ -101,11 +109,10 @@ GPU_RESOURCE = {
     ir.GpuVendor.AMD: "amd.com/gpu",
     ir.GpuVendor.INTEL: "gpu.intel.com/i915",
 }
-GPU_PRODUCT_LABEL = {  # node labels set by each vendor's feature discovery
-    ir.GpuVendor.NVIDIA: "nvidia.com/gpu.product",
-    ir.GpuVendor.AMD: "amd.com/gpu.product-name",
-    ir.GpuVendor.INTEL: "gpu.intel.com/product",
-}
+# Kueue's LocalQueue label on a workload (kubernetes-sigs/kueue
+# pkg/controller/constants/constants.go: QueueLabel; the annotation of that name is
+# deprecated). Kueue suspends a labelled Job and resumes it once admitted.
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 ACCESS_MODE = {
     ir.Access.RWO: "ReadWriteOnce",
     ir.Access.RWX: "ReadWriteMany",
@@ -128,6 +135,7 @@ class Options:
     # What a multi-node stage's Indexed Job and Service are named after instead of
     # the pipeline: Argo names them after each run (`{{workflow.name}}`).
     group_prefix: str | None = None
+    gpu_labels: ir.GpuLabels | None = None  # the node labels that select a GPU model; None: the header's, or gfd
 
 
 def default_filename(pipeline: ir.Pipeline) -> str:
@@ -141,11 +149,22 @@ def add_arguments(group) -> None:
                        help="k8s and argo: what a stage with `nodes = N` becomes: an Indexed Job and a headless "
                        "Service (`job`, the default: any cluster), or a JobSet (`jobset`: needs the JobSet "
                        "controller; the whole group restarts on a failure and Kueue admits it as one)")
+    group.add_argument("--gpu-labels", choices=[c.value for c in ir.GpuLabels], metavar="CONVENTION",
+                       help="k8s and argo: the node labels that select a `gpu_model`: gfd (NVIDIA GPU feature "
+                       "discovery, the default), gke (GKE's accelerator label) or karpenter (Karpenter's GPU "
+                       "name); overrides the header's `gpu_labels`")
 
 
 def options_from(args) -> Options:
+    labels = getattr(args, "gpu_labels", None)
     return Options(namespace_object=bool(getattr(args, "namespace_object", False)),
+                   gpu_labels=ir.GpuLabels(labels) if labels else None,
                    multinode=getattr(args, "multinode", None) or "job")
+
+
+def gpu_convention(pipeline: ir.Pipeline, options: Options) -> ir.GpuLabels:
+    """The command line's choice, else the header's, else GPU feature discovery's labels."""
+    return options.gpu_labels or pipeline.gpu_labels or ir.GpuLabels.GFD
 
 
 # ----------------------------------------------------------------- strings
@@ -301,19 +320,48 @@ def build_resources(resources: ir.Resources, options: Options) -> dict:
     return {"requests": requests, "limits": limits}
 
 
-def build_tolerations(resources: ir.Resources) -> list[dict]:
-    """GPU nodes are usually tainted with their resource name; GPU stages tolerate it."""
-    if resources.gpu <= 0 and resources.gpu_model is None:
-        return []
-    return [{"key": GPU_RESOURCE[resources.gpu_vendor], "operator": "Exists", "effect": "NoSchedule"}]
+def build_tolerations(stage: ir.Stage) -> list[dict]:
+    """GPU nodes are usually tainted with their resource name; GPU stages tolerate it.
+    Then the stage's `schedule.tolerate`, in the order written."""
+    resources = stage.resources
+    tolerations = []
+    if resources.gpu > 0 or resources.gpu_model is not None:
+        tolerations.append({"key": GPU_RESOURCE[resources.gpu_vendor], "operator": "Exists", "effect": "NoSchedule"})
+    for toleration in stage.schedule.tolerate:
+        item = {"key": toleration.key, "operator": toleration.operator}
+        if toleration.value is not None:
+            item["value"] = toleration.value
+        if toleration.effect is not None:
+            item["effect"] = toleration.effect
+        if item not in tolerations:
+            tolerations.append(item)
+    return tolerations
 
 
-def build_node_selector(resources: ir.Resources) -> dict:
-    """``gpu_model`` as the product label GPU feature discovery sets, which writes
-    the product name with ``-`` for spaces (``Tesla T4`` is ``Tesla-T4``)."""
-    if resources.gpu_model is None:
+def gpu_requirements(stage: ir.Stage, convention: ir.GpuLabels) -> tuple[ir.NodeRequirement, ...]:
+    nodes = stage.resources.gpu_nodes
+    return nodes.requirements(convention) if nodes is not None else ()
+
+
+def build_node_selector(stage: ir.Stage, convention: ir.GpuLabels) -> dict:
+    """``schedule.node``, and a ``gpu_model`` written as a label value: the label of
+    the convention (feature discovery's product label, GKE's accelerator...)."""
+    selector = dict(stage.schedule.node)
+    nodes = stage.resources.gpu_nodes
+    if nodes is not None and not nodes.portable:
+        for requirement in nodes.requirements(convention):
+            selector.setdefault(requirement.key, requirement.values[0])
+    return selector
+
+
+def build_affinity(stage: ir.Stage, convention: ir.GpuLabels) -> dict:
+    """A portable ``gpu_model`` matches several label values (every product string of
+    the model), which a node selector cannot say: a required node affinity does."""
+    nodes = stage.resources.gpu_nodes
+    if nodes is None or not nodes.portable or not nodes.requirements(convention):
         return {}
-    return {GPU_PRODUCT_LABEL[resources.gpu_vendor]: "-".join(resources.gpu_model.split())}
+    term = {"matchExpressions": [r.match_expression() for r in nodes.requirements(convention)]}
+    return {"nodeAffinity": {"requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}}}
 
 
 def container_security_context() -> dict:
@@ -444,16 +492,21 @@ class PodParts:
     scratch_volumes: list
     claim_volumes: list
     node_selector: dict
+    affinity: dict
     tolerations: list
+    priority_class: str | None
 
 
 def build_pod_parts(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render) -> PodParts:
+    convention = gpu_convention(pipeline, options)
     return PodParts(
         container=build_container(pipeline, stage, options, render),
         scratch_volumes=scratch_volumes(pipeline, stage),
         claim_volumes=claim_volumes(pipeline, stage),
-        node_selector=build_node_selector(stage.resources),
-        tolerations=build_tolerations(stage.resources),
+        node_selector=build_node_selector(stage, convention),
+        affinity=build_affinity(stage, convention),
+        tolerations=build_tolerations(stage),
+        priority_class=stage.schedule.priority,
     )
 
 
@@ -469,14 +522,27 @@ def build_pod_spec(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, ren
     spec["securityContext"] = pod_security_context(options)
     if parts.node_selector:
         spec["nodeSelector"] = parts.node_selector
+    if parts.affinity:
+        spec["affinity"] = parts.affinity
     if parts.tolerations:
         spec["tolerations"] = parts.tolerations
+    if parts.priority_class is not None:
+        spec["priorityClassName"] = parts.priority_class
     spec["containers"] = [parts.container]
     spec["volumes"] = parts.claim_volumes + parts.scratch_volumes
     return spec
 
 
 # ---------------------------------------------------------------- workloads
+
+
+def workload_labels(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
+    """A batch workload's own labels: the stage's, and its Kueue queue (on the
+    workload, where Kueue reads it, not on its pods)."""
+    labels = stage_labels(pipeline, stage)
+    if stage.schedule.queue is not None:
+        labels[QUEUE_LABEL] = stage.schedule.queue
+    return labels
 
 
 def build_job(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render = substituted) -> dict:
@@ -498,7 +564,8 @@ def build_job(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: 
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": metadata(pipeline, name, labels, stage_annotations(pipeline, stage, options)),
+        "metadata": metadata(pipeline, name, workload_labels(pipeline, stage),
+                             stage_annotations(pipeline, stage, options)),
         "spec": spec,
     }
 
@@ -597,7 +664,8 @@ def build_jobset(pipeline: ir.Pipeline, stage: ir.Stage, options: Options) -> di
     return {
         "apiVersion": JOBSET_API_VERSION,
         "kind": "JobSet",
-        "metadata": metadata(pipeline, name, labels, stage_annotations(pipeline, stage, options)),
+        "metadata": metadata(pipeline, name, workload_labels(pipeline, stage),  # Kueue admits the JobSet
+                             stage_annotations(pipeline, stage, options)),
         "spec": {
             "failurePolicy": {"maxRestarts": stage.retries},
             "network": {"enableDNSHostnames": True, "publishNotReadyAddresses": True, "subdomain": name},
@@ -640,18 +708,48 @@ def group_documents(pipeline: ir.Pipeline, stage: ir.Stage, options: Options) ->
 
 def build_deployment(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render) -> dict:
     labels = stage_labels(pipeline, stage)
+    spec: dict = {}
+    if stage.autoscale is None:  # else the autoscaler sets it, and applying again must not reset it
+        spec["replicas"] = stage.replicas
+    spec["selector"] = {"matchLabels": selector_labels(pipeline, stage)}
+    spec["template"] = {"metadata": {"labels": labels}, "spec": build_pod_spec(pipeline, stage, options, render)}
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
         "metadata": metadata(pipeline, pipeline.object_name(stage.name), labels,
                              stage_annotations(pipeline, stage, options)),
+        "spec": spec,
+    }
+
+
+def build_autoscaler(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
+    """An ``autoscaling/v2`` HorizontalPodAutoscaler of the stage's Deployment.
+
+    CPU use is a ``Resource`` metric in percent of the pods' CPU requests (every
+    container here has one); a custom metric a ``Pods`` metric whose per-pod average
+    is kept at ``target``. ``minReplicas: 0`` is accepted only with an ``Object`` or
+    ``External`` metric (and the HPAScaleToZero feature gate), so a range from 0 names
+    its metric as ``External``, averaged over the pods (K8s OpenAPI, autoscaling/v2
+    HorizontalPodAutoscalerSpec, MetricSpec; docs/research/v1-facts.md)."""
+    autoscale = stage.autoscale
+    assert autoscale is not None
+    if autoscale.metric is None:
+        metric: dict = {"type": "Resource", "resource": {"name": "cpu", "target": {
+            "type": "Utilization", "averageUtilization": autoscale.cpu}}}
+    else:
+        kind = "External" if autoscale.minimum == 0 else "Pods"
+        metric = {"type": kind, kind.lower(): {"metric": {"name": autoscale.metric}, "target": {
+            "type": "AverageValue", "averageValue": str(autoscale.target)}}}
+    name = pipeline.object_name(stage.name)
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": metadata(pipeline, name, stage_labels(pipeline, stage)),
         "spec": {
-            "replicas": stage.replicas,
-            "selector": {"matchLabels": selector_labels(pipeline, stage)},
-            "template": {
-                "metadata": {"labels": labels},
-                "spec": build_pod_spec(pipeline, stage, options, render),
-            },
+            "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": name},
+            "minReplicas": autoscale.minimum,
+            "maxReplicas": autoscale.maximum,
+            "metrics": [metric],
         },
     }
 
@@ -754,11 +852,43 @@ def check_host_mounts(pipeline: ir.Pipeline, sink: Diagnostics, target: str) -> 
                 )
 
 
+def check_scheduling(pipeline: ir.Pipeline, options: Options, sink: Diagnostics, target: str) -> None:
+    """What the node label convention cannot select (B001), a node label asked for
+    twice with two values (E204), and scaling from zero's demands (B101)."""
+    convention = gpu_convention(pipeline, options)
+    for stage in pipeline.stages:
+        nodes = stage.resources.gpu_nodes
+        if nodes is not None and nodes.portable and not nodes.requirements(convention):
+            sink.error(codes.NOT_PORTABLE, stage.span_of("gpu_model"),
+                       f"no node of the `{convention.value}` label convention has the GPU model "
+                       f"`{stage.resources.gpu_model}` of `{stage.name}`",
+                       label=f"not offered under --gpu-labels {convention.value}",
+                       help="choose a model the cloud offers, or the convention of your cluster "
+                       "(`--gpu-labels gfd` selects by NVIDIA GPU feature discovery's product label)")
+        if nodes is not None and not nodes.portable:
+            for requirement in nodes.requirements(convention):
+                written = dict(stage.schedule.node).get(requirement.key)
+                if written is not None and written != requirement.values[0]:
+                    sink.error(codes.CONFLICTING_ATTRIBUTES, stage.schedule.span_of("node") or stage.span,
+                               f"`schedule.node` of `{stage.name}` asks for `{requirement.key}` = "
+                               f"`{written}`, its `gpu_model` for `{requirement.values[0]}`",
+                               label="conflicts", help="keep one of them: no node has both")
+        autoscale = stage.autoscale
+        if autoscale is not None and autoscale.minimum == 0:
+            sink.warning(codes.IGNORED_ON_TARGET, autoscale.span,
+                         f"{target} scales `{stage.name}` to zero only with the HPAScaleToZero feature gate, "
+                         f"and reads `{autoscale.metric}` as an External metric",
+                         label="minReplicas: 0",
+                         help="the API server refuses `minReplicas: 0` without the gate; an external metrics "
+                         "adapter (KEDA, prometheus-adapter) must serve the metric; or start from 1")
+
+
 def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     options = options or Options()
     sink = Diagnostics(pipeline.file)
     check_host_mounts(pipeline, sink, "Kubernetes")
     check_group_names(pipeline, options, sink)
+    check_scheduling(pipeline, options, sink, "Kubernetes")
     if sink.has_errors:
         return Emitted((), tuple(sink.sorted()))
     documents: list[dict] = []
@@ -773,6 +903,8 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
         elif stage.is_batch:
             documents.append(build_job(pipeline, stage, options))
         else:
-            documents += [build_deployment(pipeline, stage, options, substituted), build_service(pipeline, stage),
-                          build_allow_port(pipeline, stage)]
+            documents.append(build_deployment(pipeline, stage, options, substituted))
+            if stage.autoscale is not None:
+                documents.append(build_autoscaler(pipeline, stage))
+            documents += [build_service(pipeline, stage), build_allow_port(pipeline, stage)]
     return Emitted(tuple(documents), tuple(sink.sorted()))

@@ -59,6 +59,7 @@ SELECTOR_LABELS = (ir.LABEL_PART_OF, ir.LABEL_MANAGED_BY)
 API_CLASSES = {
     "v1": "CoreV1Api",
     "apps/v1": "AppsV1Api",
+    "autoscaling/v2": "AutoscalingV2Api",
     "batch/v1": "BatchV1Api",
     "networking.k8s.io/v1": "NetworkingV1Api",
     "policy/v1": "PolicyV1Api",

@@ -40,6 +40,14 @@ runs (`aipc down -v` removes them); host folders are relative to the .aip file,
 and one that does not exist is an error when the run only reads it. Secrets come
 from the environment: every key of every secret a selected stage uses must be set.
 
+GPUs: a stage that asks for GPUs gets devices of its own and starts once enough
+of the machine's GPUs are free (it shows as "waiting for GPUs" until then);
+stages that run at the same time never share one. The machine's NVIDIA GPUs are
+counted with nvidia-smi in a container, or given with --gpus N (needed for AMD
+GPUs). --gpu-request env hands containers their GPUs through
+NVIDIA_VISIBLE_DEVICES, for engines whose default runtime is the NVIDIA
+container runtime.
+
 exit status: 0 success, 1 errors in the input, a failed stage or no Docker
 engine, 2 usage, 130 interrupted"""
 
@@ -74,6 +82,8 @@ def publish_address(text: str) -> str:
 
 
 def configure(parser) -> None:
+    from aipc.backends.compose import gpu_count
+
     parser.add_argument("file", metavar="FILE", help="the .aip file")
     add_param_option(parser)
     selection = parser.add_mutually_exclusive_group()
@@ -99,6 +109,13 @@ def configure(parser) -> None:
     parser.add_argument("--health-timeout", type=positive_seconds, default=None, metavar="SECONDS",
                         help="how long a serve stage may take to become healthy (default: what its health "
                              "check allows, `start` and then `failures` checks)")
+    parser.add_argument("--gpus", type=gpu_count, metavar="N",
+                        help="the machine has N GPUs (device ids 0 to N-1); default: count the NVIDIA GPUs with "
+                             "nvidia-smi when a selected stage needs GPUs")
+    parser.add_argument("--gpu-request", choices=("device", "env"), default="device",
+                        help="how a container gets its GPUs: a Docker device request (default), or env: "
+                             "NVIDIA_VISIBLE_DEVICES, read by the NVIDIA container runtime when it is the "
+                             "engine's default runtime (other containers get `void`)")
 
 
 def error(text: str) -> None:
@@ -186,7 +203,7 @@ def run(args) -> int:
     reporter = RunRecorder(PipelineState(PipelineId.of(pipeline)), names.run_id, names.file, list(selected), shown)
     driver = DockerDriver(client, pipeline, specs, names, reporter.log, reporter.note, environ=dict(os.environ),
                           base_dir=os.path.dirname(os.path.realpath(args.file)), bind_address=args.publish_address,
-                          health_timeout=args.health_timeout)
+                          health_timeout=args.health_timeout, gpu_request=args.gpu_request)
     scheduler = Scheduler(pipeline, selected, driver, reporter, args.jobs, keep_going=args.keep_going)
     started = time.monotonic()
 
@@ -201,10 +218,13 @@ def run(args) -> int:
         try:
             try:
                 driver.prepare([pipeline.stage(name) for name in selected])
+                gpus = machine_gpus(args, driver, [pipeline.stage(name) for name in selected], specs)
             except PreflightError as problem:
                 for text in problem.problems:
                     error(text)
                 return 1
+            if gpus is not None:
+                scheduler.use_gpus(gpus)
             reporter.open()
             reporter.note(f"run {names.run_id} of {names.pipeline}: {intro(pipeline, selected, args.jobs)}")
             shown.start([scheduler.results[name] for name in selected])
@@ -236,6 +256,33 @@ def run(args) -> int:
         finally:
             shown.stop()
             driver.close(keep_services=keep_services)
+
+
+def machine_gpus(args, driver, stages, specs) -> list[str] | None:
+    """The machine's GPU device ids, when a stage needs GPUs: ``--gpus N``, or the
+    NVIDIA GPUs the engine has; None leaves GPUs unassigned (AMD ones without
+    --gpus: each stage asks for a number). Raises PreflightError for a stage that
+    needs more GPUs than there are."""
+    from aipc.backends.devices import device_demand
+    from aipc.runner.docker_driver import PreflightError
+
+    needing = [stage for stage in stages if device_demand(stage)]
+    if args.gpus is not None:
+        gpus = [str(number) for number in range(args.gpus)]
+        source = "--gpus"
+    elif any(specs[stage.name].gpu.driver == "nvidia" for stage in needing):
+        gpus = driver.count_gpus(specs[needing[0].name].image)
+        source = "found with nvidia-smi"
+    else:
+        return None
+    too_many = [f"`{stage.name}` needs {device_demand(stage)}" for stage in needing if device_demand(stage) > len(gpus)]
+    if too_many:
+        raise PreflightError([f"the machine has {len(gpus)} GPU{'s' if len(gpus) != 1 else ''} ({source}), and "
+                              + ", ".join(too_many) + "; ask for fewer, or run it where there are more"])
+    if needing:
+        driver.note(f"{len(gpus)} GPU{'s' if len(gpus) != 1 else ''} ({source}): a GPU stage starts once its "
+                    "GPUs are free")
+    return gpus
 
 
 def intro(pipeline, selected, jobs: int) -> str:

@@ -44,40 +44,25 @@ program that wrote a real label value keeps its meaning.
 
 from __future__ import annotations
 
-import enum
+import difflib
+import re
 from dataclasses import dataclass
 
-from aipc.compiler.ir import GpuVendor
+from aipc.compiler.ir import GpuLabels, GpuNodes, GpuVendor, NodeRequirement
 
-
-class LabelConvention(str, enum.Enum):
-    """Which node labels select a GPU model (``--gpu-labels``, header ``gpu_labels``)."""
-
-    GFD = "gfd"
-    GKE = "gke"
-    KARPENTER = "karpenter"
-
+# The conventions and node requirements are IR types: backends read them there.
+LabelConvention = GpuLabels
 
 GFD_PRODUCT_LABEL = {
     GpuVendor.NVIDIA: "nvidia.com/gpu.product",
     GpuVendor.AMD: "amd.com/gpu.product-name",
+    # Node Feature Discovery's rules of Intel's GPU plugin, `_` for spaces (as SkyPilot's
+    # Kubernetes docs show them: gpu.intel.com/product=Arc_B580); no portable Intel model.
+    GpuVendor.INTEL: "gpu.intel.com/product",
 }
 GKE_ACCELERATOR_LABEL = "cloud.google.com/gke-accelerator"
 KARPENTER_GPU_NAME_LABEL = "karpenter.k8s.aws/instance-gpu-name"
 KARPENTER_GPU_MEMORY_LABEL = "karpenter.k8s.aws/instance-gpu-memory"
-
-
-@dataclass(frozen=True)
-class NodeRequirement:
-    """A node label that must have one of ``values`` (a NodeSelectorRequirement with
-    operator ``In``; core/v1 NodeSelectorRequirement). Several requirements of one
-    model must all hold, so they go in one ``nodeSelectorTerms`` entry."""
-
-    key: str
-    values: tuple[str, ...]
-
-    def match_expression(self) -> dict:
-        return {"key": self.key, "operator": "In", "values": list(self.values)}
 
 
 @dataclass(frozen=True)
@@ -166,3 +151,79 @@ def node_affinity_values(model: GpuModel, convention: LabelConvention) -> tuple[
     requirement); empty when the convention has no such GPU."""
     requirements = node_requirements(model, convention)
     return requirements[0].values if requirements else ()
+
+
+def describe(text: str) -> str | None:
+    """Markdown saying which nodes the portable model ``text`` selects under each
+    convention (the language server's hover on a `gpu_model` value); None for any
+    other text."""
+    model = lookup(text)
+    if model is None:
+        return None
+    vendor = {GpuVendor.NVIDIA: "NVIDIA", GpuVendor.AMD: "AMD", GpuVendor.INTEL: "Intel"}[model.vendor]
+    lines = [f"`{model.name}`: a portable {vendor} GPU model; the nodes it selects under each label "
+             "convention (`--gpu-labels`, the header's `gpu_labels`):", ""]
+    for convention in LabelConvention:
+        requirements = node_requirements(model, convention)
+        selects = "; ".join(f"`{r.key}` in " + ", ".join(f"`{value}`" for value in r.values) for r in requirements)
+        lines.append(f"- {convention.value}: " + (selects or "no such nodes (an error on Kubernetes and Argo)"))
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ what `gpu_model` selects
+
+# A name shaped like the portable ones: a model code (letters, then digits, perhaps a
+# letter or two: H100, L40S, MI300X, RTX4090) and at most one more part (-80GB). Feature
+# discovery's product values start with a vendor or family word (NVIDIA-, Tesla-,
+# AMD_), so such text is a misspelt or unknown portable name, not a label value.
+_PORTABLE_SHAPE = re.compile(r"[A-Za-z]{1,3}[0-9]{1,4}[A-Za-z]{0,2}(?:[-_ ][A-Za-z0-9]{1,8})?")
+# Product values shaped so (`A100-SXM4-40GB` from drivers before R470) stay label values.
+# Karpenter's bare codes (`h100`) do not: a portable name selects the same nodes.
+_PRODUCT_VALUES = frozenset(product.casefold() for model in MODELS for product in model.products)
+
+
+def looks_portable(text: str) -> bool:
+    """Whether ``text``, which is no portable name, reads as a misspelt or unknown one
+    (``H100``, ``A100-40G``) rather than a node label value (``Tesla-T4``): that is an
+    error, where a label value no node carries would leave the pod pending."""
+    text = text.strip()
+    return _PORTABLE_SHAPE.fullmatch(text) is not None and text.casefold() not in _PRODUCT_VALUES
+
+
+def closest_names(text: str) -> list[str]:
+    """The portable names ``text`` may have meant: those of its model code (``A100``:
+    both A100s), else the nearest in spelling."""
+    code = re.split(r"[-_ ]", text.strip().casefold(), maxsplit=1)[0]
+    same_code = [name for name in PORTABLE_NAMES if name.casefold().split("-", 1)[0] == code]
+    if same_code:
+        return same_code
+    folded = {name.casefold(): name for name in PORTABLE_NAMES}
+    return [folded[match] for match in
+            difflib.get_close_matches(text.strip().casefold(), list(folded), n=2, cutoff=0.6)]
+
+
+def raw_label_key(vendor: GpuVendor, convention: LabelConvention) -> str:
+    """The node label a GPU label value written as is belongs to."""
+    if convention is LabelConvention.GFD:
+        return GFD_PRODUCT_LABEL[vendor]
+    return GKE_ACCELERATOR_LABEL if convention is LabelConvention.GKE else KARPENTER_GPU_NAME_LABEL
+
+
+def raw_label_value(text: str, vendor: GpuVendor, convention: LabelConvention) -> str:
+    """A GPU label value written as is, spaces as nodes carry them: NVIDIA's feature
+    discovery writes ``-`` for a space, AMD's and Intel's labellers ``_`` (see above)."""
+    joiner = "_" if convention is LabelConvention.GFD and vendor is not GpuVendor.NVIDIA else "-"
+    return joiner.join(text.split())
+
+
+def gpu_nodes(text: str, vendor: GpuVendor) -> GpuNodes:
+    """What ``gpu_model = text`` selects under each convention: a portable model's
+    requirements, or ``text`` as the value of the convention's GPU label."""
+    model = lookup(text)
+    if model is not None:
+        return GpuNodes(True, tuple((convention, node_requirements(model, convention))
+                                    for convention in LabelConvention))
+    return GpuNodes(False, tuple(
+        (convention, (NodeRequirement(raw_label_key(vendor, convention),
+                                      (raw_label_value(text, vendor, convention),)),))
+        for convention in LabelConvention))

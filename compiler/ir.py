@@ -191,15 +191,112 @@ class Range:
     limit: int
 
 
+class GpuLabels(str, enum.Enum):
+    """Which node labels select a GPU model (``aipc compile --gpu-labels``, the header's
+    ``gpu_labels``): GPU feature discovery's, GKE's or Karpenter's (compiler/gpus.py)."""
+
+    GFD = "gfd"
+    GKE = "gke"
+    KARPENTER = "karpenter"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRequirement:
+    """A node label that must have one of ``values`` (a NodeSelectorRequirement with
+    operator ``In``; core/v1 NodeSelectorRequirement). The requirements of one GPU
+    model must all hold, so they go in one ``nodeSelectorTerms`` entry."""
+
+    key: str
+    values: tuple[str, ...]
+
+    def match_expression(self) -> dict:
+        return {"key": self.key, "operator": "In", "values": list(self.values)}
+
+
+@dataclass(frozen=True, slots=True)
+class GpuNodes:
+    """The nodes that have the GPU model a stage asks for, under each label convention.
+
+    ``portable``: ``gpu_model`` named a portable model (``H100-80GB``), which matches
+    several label values, so targets select it with node affinity; otherwise it is a
+    label value written as is, one ``nodeSelector`` entry. A convention without
+    requirements has no node with that model (GKE has no L40S)."""
+
+    portable: bool
+    by_convention: tuple[tuple[GpuLabels, tuple[NodeRequirement, ...]], ...]
+
+    def requirements(self, convention: GpuLabels) -> tuple[NodeRequirement, ...]:
+        for name, requirements in self.by_convention:
+            if name is convention:
+                return requirements
+        return ()
+
+
 @dataclass(frozen=True, slots=True)
 class Resources:
     cpu: Range | None = None  # millicores
     memory: Range | None = None  # bytes
     gpu: int = 0
     gpu_vendor: GpuVendor = GpuVendor.NVIDIA
-    gpu_model: str | None = None
+    gpu_model: str | None = None  # as written
     shm: int | None = None  # bytes
     disk: int | None = None  # bytes
+    gpu_nodes: GpuNodes | None = None  # what `gpu_model` selects, when it is set
+
+
+TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")  # core/v1 Taint.effect
+
+
+@dataclass(frozen=True, slots=True)
+class Toleration:
+    """``KEY``, ``KEY=VALUE``, ``KEY:EFFECT`` or ``KEY=VALUE:EFFECT`` (kubectl's taint
+    syntax): a value means operator ``Equal``, none ``Exists``; no effect matches every
+    effect (core/v1 Toleration)."""
+
+    key: str
+    value: str | None = None
+    effect: str | None = None
+
+    @property
+    def operator(self) -> str:
+        return "Exists" if self.value is None else "Equal"
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """Where a stage's pods may run and how they wait: the stage's ``schedule`` block
+    merged over the header's, key by key (a map value such as ``node`` replaced whole).
+
+    ``spans``: where each key that is set was written (the stage's block, or the
+    header's for a key the stage inherits), for the targets that ignore it."""
+
+    node: tuple[tuple[str, str], ...] = ()  # node labels that must match, as written
+    tolerate: tuple[Toleration, ...] = ()
+    priority: str | None = None  # a PriorityClass
+    queue: str | None = None  # a Kueue LocalQueue (batch stages)
+    spans: tuple[tuple[str, Span], ...] = ()
+
+    def span_of(self, key: str) -> Span | None:
+        for name, span in self.spans:
+            if name == key:
+                return span
+        return None
+
+
+DEFAULT_CPU_UTILIZATION = 80  # percent: what a replica range without `autoscale` keeps (as the HPA's own default)
+
+
+@dataclass(frozen=True, slots=True)
+class Autoscale:
+    """``replicas = MIN..MAX`` on a serve stage, by average CPU use (percent of the
+    request) or by a per-pod custom metric's average ``target``."""
+
+    minimum: int
+    maximum: int
+    cpu: int | None = DEFAULT_CPU_UTILIZATION  # percent; None when a metric is used
+    metric: str | None = None
+    target: int | None = None
+    span: Span = Span(0, 0)  # the replica range
 
 
 @dataclass(frozen=True, slots=True)
@@ -404,10 +501,12 @@ class Stage:
     port: int | None = None
     expose: int | None = None  # the port clients use for `port` (None: `port` itself)
     ports: tuple[NamedPort, ...] = ()  # extra named ports, in the order written
-    replicas: int = 1
+    replicas: int = 1  # how many start; with autoscaling, its minimum (at least 1)
     nodes: int | None = None  # `nodes = N`: a group of N containers (see node_environment); None: one
     health: Health | None = None
     labels: tuple[tuple[str, str], ...] = ()
+    schedule: Schedule = field(default_factory=Schedule)
+    autoscale: Autoscale | None = None  # serve stages with `replicas = MIN..MAX`
     level: int = 0  # length of the longest chain of dependencies before it
     span: Span = Span(0, 0)
     # Where each attribute was written, for target-specific diagnostics: ("timeout", span)
@@ -511,6 +610,7 @@ class Pipeline:
     volumes: tuple[Volume, ...] = ()  # by name
     secrets: tuple[Secret, ...] = ()  # by name
     stages: tuple[Stage, ...] = ()  # topological, ties by name
+    gpu_labels: GpuLabels | None = None  # the header's choice; targets default to GFD
     matrices: tuple[Matrix, ...] = ()  # each matrix stage, in the order of its first instance
     span: Span = Span(0, 0)
 

@@ -18,13 +18,15 @@ from pathlib import PurePath
 from typing import Any, Callable, Mapping
 
 from aipc import codes
+from aipc.compiler import gpus
 from aipc.compiler import graph as dag
 from aipc.compiler import ir, safety
 from aipc.compiler.matrix import Expansion, Sweep, check_pairing, has_matrix, read_sweeps
 from aipc.compiler.params import bind_params
 from aipc.compiler.resolve import Symbols, collect_declarations
 from aipc.compiler.schema import (
-    HEADER, HEALTH, HEALTH_CHECKS, RESOURCES, SECRET, STAGE, STAGE_BLOCKS, VOLUME, AttributeSpec, Type,
+    AUTOSCALE, HEADER, HEADER_BLOCKS, HEALTH, HEALTH_CHECKS, RESOURCES, SCHEDULE, SECRET, STAGE, STAGE_BLOCKS,
+    VOLUME, AttributeSpec, Type, block_kinds,
 )
 from aipc.compiler.services import Services
 from aipc.compiler.units import abbreviate
@@ -39,7 +41,7 @@ DNS_SUBDOMAIN = re.compile(r"[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?")
 LABEL_NAME = re.compile(r"[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?")
 LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
 _WHERE = {"header": "the `pipeline` header", "volume": "a volume", "secret": "a secret",
-          "resources": "`resources`", "health": "`health`"}
+          "resources": "`resources`", "health": "`health`", "schedule": "`schedule`", "autoscale": "`autoscale`"}
 PORT_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")  # IANA_SVC_NAME, with the rules below
 
 
@@ -58,6 +60,7 @@ class _Block:
 def _read_block(items, table: Mapping[str, AttributeSpec], sink: Diagnostics, where: str,
                 stage_kind: str | None = None) -> _Block:
     block = _Block()
+    blocks = STAGE_BLOCKS if stage_kind is not None else HEADER_BLOCKS if where == "header" else {}
     for item in items:
         if isinstance(item, (m.Output, m.Input)):
             keyword = item.item
@@ -77,17 +80,16 @@ def _read_block(items, table: Mapping[str, AttributeSpec], sink: Diagnostics, wh
                 block.mounts.append(item)
             continue
         if isinstance(item, m.Block) or (
-            isinstance(item, m.Attribute) and stage_kind is not None
-            and item.name in STAGE_BLOCKS and isinstance(item.value, m.MapValue)
+            isinstance(item, m.Attribute) and item.name in blocks and isinstance(item.value, m.MapValue)
         ):
-            _read_nested(item, block, sink, where, stage_kind)
+            _read_nested(item, block, sink, where, stage_kind, blocks)
             continue
         spec = table.get(item.name)
         if spec is None:
             _unknown_attribute(item, table, sink, where, stage_kind)
             continue
         if stage_kind is not None and stage_kind not in spec.kinds:
-            _not_for_kind(item, spec, stage_kind, sink)
+            _not_for_kind(item, spec.kinds, stage_kind, sink)
             continue
         if item.name in block.attributes:
             sink.error(codes.DUPLICATE_ATTRIBUTE, item.name_span, f"`{item.name}` is set twice",
@@ -103,27 +105,27 @@ _NOT_FOR_KIND_HELP = {"nodes": "a serve stage runs more copies with `replicas = 
                                "stage whose containers work as one group, such as distributed training"}
 
 
-def _not_for_kind(item, spec: AttributeSpec, stage_kind: str, sink: Diagnostics) -> None:
-    allowed = "serve stages" if spec.kinds == frozenset({"serve"}) else "batch stages (data, train, eval)"
+def _not_for_kind(item, kinds, stage_kind: str, sink: Diagnostics) -> None:
     why = _NOT_FOR_KIND_HELP.get(item.name) or (
-        "a serve stage runs until stopped" if "serve" not in spec.kinds
+        "a serve stage runs until stopped" if "serve" not in kinds
         else "a batch stage runs to completion and serves nothing")
     sink.error(codes.ATTRIBUTE_NOT_FOR_KIND, item.name_span,
-               f"`{item.name}` is only for {allowed}, not `{stage_kind}` stages",
+               f"`{item.name}` is only for {_kinds_text(kinds)}, not `{stage_kind}` stages",
                label=f"not allowed on a `{stage_kind}` stage", help=why)
 
 
-def _read_nested(item, block: _Block, sink: Diagnostics, where: str, stage_kind: str | None) -> None:
-    if stage_kind is None or item.name not in STAGE_BLOCKS:
-        choices = list(STAGE_BLOCKS) if stage_kind is not None else []
+def _read_nested(item, block: _Block, sink: Diagnostics, where: str, stage_kind: str | None,
+                 blocks: Mapping[str, Mapping[str, AttributeSpec]]) -> None:
+    if item.name not in blocks:
+        owner = "a stage" if stage_kind is not None else "the `pipeline` header"
         sink.error(codes.UNKNOWN_ATTRIBUTE, item.name_span, f"unknown block `{item.name}` in {_WHERE.get(where, where)}",
-                   help=did_you_mean(item.name, choices) or
-                   ("the blocks of a stage are " + ", ".join(f"`{name} {{ ... }}`" for name in STAGE_BLOCKS)
-                    if stage_kind else None))
+                   help=did_you_mean(item.name, list(blocks)) or (
+                       f"the blocks of {owner} are " + ", ".join(f"`{name} {{ ... }}`" for name in blocks) if blocks
+                       else None))
         return
-    spec = STAGE.get(item.name)  # a block that is another way to write an attribute: its kinds
-    if spec is not None and stage_kind not in spec.kinds:
-        _not_for_kind(item, spec, stage_kind, sink)
+    kinds = block_kinds(item.name)  # a block named like an attribute (`health`) has its kinds
+    if stage_kind is not None and stage_kind not in kinds:
+        _not_for_kind(item, kinds, stage_kind, sink)
         return
     if item.name in block.blocks:
         sink.error(codes.DUPLICATE_ATTRIBUTE, item.name_span, f"`{item.name}` is set twice",
@@ -136,6 +138,10 @@ def _read_nested(item, block: _Block, sink: Diagnostics, where: str, stage_kind:
         inner = [m.Attribute.model_construct(span=e.span, name=e.key, name_span=e.key_span, value=e.value)
                  for e in item.value.entries]
     block.blocks[item.name] = (item.name_span, inner)
+
+
+def _kinds_text(kinds) -> str:
+    return "serve stages" if kinds == frozenset({"serve"}) else "batch stages (data, train, eval)"
 
 
 def _unknown_attribute(item: m.Attribute, table, sink: Diagnostics, where: str, stage_kind: str | None) -> None:
@@ -170,18 +176,18 @@ def _keyword(span: Span, keyword: str) -> Span:
 # ----------------------------------------------------------------------- checks
 
 
-def _check_labels(pairs: list[tuple[str, Text, m.Entry]], sink: Diagnostics) -> tuple[tuple[str, str], ...]:
+def _check_labels(pairs: list[tuple[str, Text, m.Entry]], sink: Diagnostics,
+                  own: bool = True) -> tuple[tuple[str, str], ...]:
+    """Label keys and values, checked; ``own``: labels aipc puts on its objects (not
+    node labels to match), where the standard keys are taken."""
     out = []
     for key, text, entry in pairs:
-        prefix, _, name = key.rpartition("/")
-        if key in ir.RESERVED_LABELS:
+        if own and key in ir.RESERVED_LABELS:
             sink.error(codes.INVALID_LABEL, entry.key_span, f"the label `{key}` is set by aipc",
                        help="aipc sets the app.kubernetes.io/ name, part-of, component and managed-by labels itself "
                        f"(and `{ir.MATRIX_LABEL}` on the instances of a matrix stage); choose another key")
             continue
-        if (not LABEL_NAME.fullmatch(name) or len(name) > 63
-                or (prefix and (not DNS_SUBDOMAIN.fullmatch(prefix) or len(prefix) > 253))
-                or (not prefix and "/" in key)):
+        if not _label_key(key):
             sink.error(codes.INVALID_LABEL, entry.key_span, f"`{key}` is not a valid label key",
                        help="a key is an optional DNS prefix and `/`, then up to 63 letters, digits, `-`, `_` or `.`")
             continue
@@ -193,6 +199,16 @@ def _check_labels(pairs: list[tuple[str, Text, m.Entry]], sink: Diagnostics) -> 
             continue
         out.append((key, text.value))
     return tuple(sorted(out))
+
+
+def _label_key(key: str) -> bool:
+    """A qualified name: an optional DNS subdomain and `/`, then a name of up to 63 characters."""
+    prefix, _, name = key.rpartition("/")
+    if not LABEL_NAME.fullmatch(name) or len(name) > 63:
+        return False
+    if prefix:
+        return DNS_SUBDOMAIN.fullmatch(prefix) is not None and len(prefix) <= 253
+    return "/" not in key
 
 
 def port_name_problem(name: str) -> str | None:
@@ -224,6 +240,37 @@ def _check_env_name(name: str, span: Span, sink: Diagnostics) -> bool:
     return False
 
 
+_TOLERATION = re.compile(r"(?P<key>[^=:]*)(?:=(?P<value>[^:]*))?(?::(?P<effect>.*))?", re.S)
+
+
+def _toleration(text: str, span: Span, sink: Diagnostics) -> ir.Toleration | object:
+    """``KEY``, ``KEY=VALUE``, ``KEY:EFFECT`` or ``KEY=VALUE:EFFECT`` (kubectl's taint syntax)."""
+    match = _TOLERATION.fullmatch(text)
+    assert match is not None  # every group is optional
+    key, value, effect = match.group("key"), match.group("value"), match.group("effect")
+    forms = "write `KEY`, `KEY=VALUE`, `KEY:EFFECT` or `KEY=VALUE:EFFECT`"
+    if not _label_key(key):
+        what = "has no key" if not key else f"has the key `{key}`, which is not a valid label key"
+        sink.error(codes.INVALID_TOLERATION, span, f"the toleration `{text}` {what}", help=forms)
+        return INVALID
+    if value is not None and (not value or not _label_value(value)):
+        sink.error(codes.INVALID_TOLERATION, span,
+                   f"the toleration `{text}` has " + (f"the value `{value}`, which is not a valid label value"
+                                                       if value else "an empty value"),
+                   help=f"write `{key}` to tolerate the taint `{key}` with any value" if not value else
+                   "a value is up to 63 letters, digits, `-`, `_` or `.`, starting and ending with a letter or digit")
+        return INVALID
+    if effect is not None and effect not in ir.TAINT_EFFECTS:
+        same = [e for e in ir.TAINT_EFFECTS if e.casefold() == effect.casefold()]
+        suggestion = f"did you mean `{same[0]}`?" if same else did_you_mean(effect, ir.TAINT_EFFECTS)
+        sink.error(codes.INVALID_TOLERATION, span, f"`{effect}` is not a taint effect",
+                   label="in this toleration",
+                   help=(suggestion + " " if suggestion else "") + "the effects are `NoSchedule`, "
+                   "`PreferNoSchedule` and `NoExecute`; leave it out to tolerate every effect")
+        return INVALID
+    return ir.Toleration(key, value, effect)
+
+
 def _has_registry_host(image: str) -> bool:
     first, slash, _ = image.partition("/")
     return bool(slash) and ("." in first or ":" in first or first == "localhost")
@@ -248,6 +295,8 @@ class _Header:
     registry: str | None = None
     image: Text | None = None
     image_span: Span | None = None
+    gpu_labels: ir.GpuLabels | None = None
+    schedule: dict[str, tuple[object, Span]] = field(default_factory=dict)  # key -> (value, where written)
 
 
 class _Lowering:
@@ -345,6 +394,59 @@ class _Lowering:
             pairs = self.evaluator.string_map(HEADER["labels"], block.attributes["labels"].value, None)
             if pairs is not INVALID:
                 self.header.labels = _check_labels(pairs, self.sink)
+        if "gpu_labels" in block.attributes:
+            choice = self.evaluator.choice(HEADER["gpu_labels"], block.attributes["gpu_labels"].value)
+            if choice is not INVALID:
+                self.header.gpu_labels = ir.GpuLabels(choice)
+        if "schedule" in block.blocks:
+            self.header.schedule = self.lower_schedule(block.blocks["schedule"][1], None, None)
+
+    # scheduling (a stage's block, or the header's defaults) ---------------------------
+
+    def lower_schedule(self, items, stage: str | None, kind: str | None) -> dict[str, tuple[object, Span]]:
+        """The keys of a `schedule` block, checked: ``{key: (value, span of the attribute)}``."""
+        block = _read_block(items, SCHEDULE, self.sink, "schedule")
+        out: dict[str, tuple[object, Span]] = {}
+        for name, attribute in block.attributes.items():
+            spec = SCHEDULE[name]
+            if kind is not None and kind not in spec.kinds:
+                self.sink.error(codes.ATTRIBUTE_NOT_FOR_KIND, attribute.name_span,
+                                f"`{name}` is only for {_kinds_text(spec.kinds)}, not `{kind}` stages",
+                                label=f"not allowed on a `{kind}` stage",
+                                help="Kueue queues workloads that run to completion; a service's pods are not "
+                                "queued (a `queue` in the header applies to the batch stages only)")
+                continue
+            if name == "node":
+                pairs = self.evaluator.string_map(spec, attribute.value, stage)
+                value = INVALID if pairs is INVALID else _check_labels(pairs, self.sink, own=False)
+            elif name == "tolerate":
+                items_ = self.evaluator.string_list(spec, attribute.value, stage)
+                value = INVALID if items_ is INVALID else self._tolerations(items_)
+            else:  # priority, queue: object names (a PriorityClass, a LocalQueue and a label value)
+                text = self.evaluator.string(spec, attribute.value, stage)
+                value = INVALID if text is INVALID else self._scheduling_name(name, text.value, attribute.value.span)
+            if value is not INVALID:
+                out[name] = (value, attribute.span)
+        return out
+
+    def _tolerations(self, items: list[tuple[Text, Span]]) -> tuple[ir.Toleration, ...] | object:
+        out = []
+        for text, span in items:
+            toleration = _toleration(text.value, span, self.sink)
+            if toleration is INVALID:
+                return INVALID
+            out.append(toleration)
+        return tuple(out)
+
+    def _scheduling_name(self, name: str, text: str, span: Span) -> str | object:
+        longest = 63 if name == "queue" else 253  # a queue name is also a label value
+        if DNS_SUBDOMAIN.fullmatch(text) and len(text) <= longest:
+            return text
+        what = "a Kueue LocalQueue" if name == "queue" else "a PriorityClass"
+        self.sink.error(codes.INVALID_OBJECT_NAME, span, f"`{text}` is not a valid name of {what}",
+                        help=f"at most {longest} lowercase letters, digits, `-` and `.`, starting and ending "
+                        "with a letter or digit")
+        return INVALID
 
     def _strings(self, block: _Block, table, stage: str | None) -> dict[str, Text]:
         """Every STRING/PATH attribute of a block, evaluated."""
@@ -523,7 +625,7 @@ class _Lowering:
             params=self._params_with_fixed_uses(stages),
             volumes=tuple(volumes[n] for n in sorted(volumes)),
             secrets=tuple(secrets[n] for n in sorted(secrets)),
-            stages=stages,
+            stages=stages, gpu_labels=header.gpu_labels,
             matrices=expansion.matrices(stages) if expansion is not None else (),
             span=self.symbols.header.span if self.symbols.header else Span(0, 0),
         )
@@ -658,6 +760,9 @@ class _StageLowering:
         self.spans: list[tuple[str, Span]] = []
         self.after: list[tuple[str, Span]] = []
         self.env_keys: dict[str, Span] = {}
+        self.schedule: dict[str, tuple[object, Span]] = {}  # the stage's own `schedule` keys
+        self.autoscale: dict[str, tuple[object, Span]] = {}  # the `autoscale` block's keys
+        self.replica_range: tuple[int, int, Span] | None = None  # `replicas = MIN..MAX`
 
     def _set(self, field_name: str, value) -> None:
         if value is not INVALID:
@@ -685,6 +790,8 @@ class _StageLowering:
             self.spans.append((name, span))
             LOWER_STAGE_BLOCK[name](self, items)
         self._check_env(attributes.get("env"))
+        self.fields["schedule"] = self._merged_schedule()
+        self._check_autoscaling(block.blocks["autoscale"][0] if "autoscale" in block.blocks else None)
         mounts, uses = self._mounts(block.mounts)
         self._check_nodes(self.env_keys, mounts)
         if self.kind == "serve" and "port" not in attributes:
@@ -860,14 +967,111 @@ class _StageLowering:
         self._set("port", self.evaluator.quantity(spec, value, self.name))
 
     def _replicas(self, spec, value) -> None:
-        self._set("replicas", self.evaluator.quantity(spec, value, self.name))
+        if not self._is_range(value):
+            self._set("replicas", self.evaluator.quantity(spec, value, self.name))
+            return
+        # MIN..MAX: autoscaled; MIN may be 0 (with a custom metric, see _check_autoscaling)
+        scaled = self.evaluator.quantity(dataclasses.replace(spec, minimum=0, ranges=True), value, self.name)
+        if scaled is INVALID:
+            return
+        if scaled.limit < 1:
+            self.sink.error(codes.OUT_OF_RANGE, value.span, "`replicas` must reach at least 1, found 0..0",
+                            help="write a range such as `replicas = 1..4`, or leave the stage out")
+            return
+        self.replica_range = (scaled.request, scaled.limit, value.span)
+        self.fields["replicas"] = max(scaled.request, 1)
+
+    def _is_range(self, value) -> bool:
+        """``LOW..HIGH``, or a quoted ``${param}`` whose value is one."""
+        if isinstance(value, m.RangeValue):
+            return True
+        interpolation = value.sole_interpolation if isinstance(value, m.Str) else None
+        param = self.evaluator.params.get(interpolation.name) if interpolation is not None else None
+        return param is not None and ".." in param.text
+
+    # scheduling ------------------------------------------------------------------------
+
+    def _schedule(self, items) -> None:
+        self.schedule = self.lowering.lower_schedule(items, self.name, self.kind)
+
+    def _merged_schedule(self) -> ir.Schedule:
+        """The header's `schedule` under the stage's own, key by key (a key's value,
+        such as the map of `node`, is replaced whole); a queue only for batch stages."""
+        merged = {key: value for key, value in self.lowering.header.schedule.items()
+                  if key != "queue" or self.kind != "serve"}
+        merged.update(self.schedule)
+        if not merged:
+            return ir.Schedule()
+        value = {key: written for key, (written, _) in merged.items()}
+        return ir.Schedule(node=value.get("node", ()), tolerate=value.get("tolerate", ()),
+                           priority=value.get("priority"), queue=value.get("queue"),
+                           spans=tuple((key, merged[key][1]) for key in SCHEDULE if key in merged))
+
+    def _autoscale_block(self, items) -> None:
+        block = _read_block(items, AUTOSCALE, self.sink, "autoscale")
+        for name, attribute in block.attributes.items():
+            spec = AUTOSCALE[name]
+            if spec.type is Type.STRING:
+                text = self.evaluator.string(spec, attribute.value, self.name)
+                value = INVALID if text is INVALID else text.value
+                if value is not INVALID and not value.strip():
+                    self.sink.error(codes.WRONG_TYPE, attribute.value.span, "`metric` is empty",
+                                    help='name the metric: `metric = "requests_per_second"`')
+                    value = INVALID
+            else:
+                value = self.evaluator.quantity(spec, attribute.value, self.name)
+            self.autoscale[name] = (value, attribute.span)  # INVALID when reported: nothing more is said
+
+    def _check_autoscaling(self, block_span: Span | None) -> None:
+        """`replicas = MIN..MAX` with its `autoscale` block, or the CPU default."""
+        if self.replica_range is None:
+            if block_span is not None:
+                self.sink.error(codes.AUTOSCALING, block_span, "`autoscale` needs a replica range",
+                                label="scales between what?",
+                                help="write the range it scales in: `replicas = 2..10`")
+            return
+        low, high, span = self.replica_range
+        written = self.autoscale
+        if any(value is INVALID for value, _ in written.values()):
+            return
+        if "metric" in written and "cpu" in written:
+            self.sink.error(codes.CONFLICTING_ATTRIBUTES, written["cpu"][1],
+                            "`autoscale` scales on `cpu` or on a `metric`, not both",
+                            related=[Label(written["metric"][1], "with this")], help="keep one of them")
+            return
+        for present, missing in (("metric", "target"), ("target", "metric")):
+            if present in written and missing not in written:
+                self.sink.error(codes.MISSING_ATTRIBUTE, written[present][1],
+                                f"`{present}` needs `{missing}` in `autoscale`",
+                                help='scale on a custom metric with both: `autoscale { metric = '
+                                '"requests_per_second"  target = 100 }`')
+                return
+        metric = written.get("metric", (None,))[0]
+        cpu = None if metric is not None else written.get("cpu", (ir.DEFAULT_CPU_UTILIZATION, span))[0]
+        if metric is None and low == 0:
+            self.sink.error(codes.AUTOSCALING, written["cpu"][1] if "cpu" in written else span,
+                            f"`{self.name}` scales from 0 replicas on CPU use, which no running pod reports",
+                            label="from 0", help='scale on a custom metric of the service: `autoscale { metric = '
+                            '"requests_waiting"  target = 10 }`, or start from 1: `replicas = '
+                            f'1..{high}`')
+            return
+        resources = self.fields["resources"]
+        if metric is None and resources.gpu > 0:
+            where = written["cpu"][1] if "cpu" in written else span
+            self.sink.warning(codes.GPU_SERVICE_SCALED_ON_CPU, where,
+                              f"GPU service `{self.name}` autoscales on CPU use",
+                              label=f"{cpu}% CPU" + ("" if "cpu" in written else " (the default)"),
+                              help="a model server works on its GPU while its CPU idles: scale on a metric "
+                              'of the server, e.g. `autoscale { metric = "num_requests_waiting"  target = 5 }`')
+        self.fields["autoscale"] = ir.Autoscale(low, high, cpu=cpu, metric=metric,
+                                                target=written.get("target", (None,))[0], span=span)
 
     def _nodes(self, spec, value) -> None:
         self._set("nodes", self.evaluator.quantity(spec, value, self.name))
 
     def _check_nodes(self, env_keys: Mapping[str, Span], mounts: tuple[ir.Mount, ...]) -> None:
-        """A multi-node stage's own variables are aipc's (E250); an `rwo` volume it
-        writes is attached to one machine at a time, and its nodes may be on several (W250)."""
+        """A multi-node stage's own variables are aipc's (E260); an `rwo` volume it
+        writes is attached to one machine at a time, and its nodes may be on several (W260)."""
         nodes = self.fields.get("nodes")
         if nodes is None:
             return
@@ -1048,7 +1252,10 @@ class _StageLowering:
                     values[name] = ir.GpuVendor(choice)
             elif spec.type is Type.STRING:
                 text = self.evaluator.string(spec, attribute.value, self.name)
-                if text is not INVALID and name == "gpu_model" and not _label_value("-".join(text.value.split())):
+                if text is not INVALID and name == "gpu_model" and gpus.lookup(text.value) is None \
+                        and gpus.looks_portable(text.value):
+                    self._unknown_gpu_model(text.value, attribute.value.span)
+                elif text is not INVALID and name == "gpu_model" and not _label_value("-".join(text.value.split())):
                     self.sink.error(codes.INVALID_LABEL, attribute.value.span,
                                     f"`{text.value}` cannot be a GPU model: it is matched against a node label",
                                     help="write the product as the node label shows it, e.g. "
@@ -1059,7 +1266,30 @@ class _StageLowering:
                 value = self.evaluator.quantity(spec, attribute.value, self.name)
                 if value is not INVALID:
                     values[name] = value
+        if "gpu_model" in values:
+            self._gpu_model(values, block)
         self.fields["resources"] = ir.Resources(**values)
+
+    def _gpu_model(self, values: dict, block: _Block) -> None:
+        """A portable model names its vendor; what the model selects on each convention."""
+        model = gpus.lookup(values["gpu_model"])
+        if model is not None and "gpu_vendor" in block.attributes and values.get("gpu_vendor") not in (None, model.vendor):
+            self.lowering._conflict(block.attributes["gpu_vendor"], block.attributes["gpu_model"],
+                                    f"`{model.name}` is an {model.vendor.value.upper()} GPU, not "
+                                    f"{values['gpu_vendor'].value}")
+            return
+        if model is not None:
+            values["gpu_vendor"] = model.vendor
+        values["gpu_nodes"] = gpus.gpu_nodes(values["gpu_model"], values.get("gpu_vendor", ir.GpuVendor.NVIDIA))
+
+    def _unknown_gpu_model(self, text: str, span: Span) -> None:
+        names = gpus.closest_names(text)
+        meant = " or ".join(f"`{name}`" for name in names)
+        self.sink.error(codes.UNKNOWN_GPU_MODEL, span, f"`{text}` is not a portable GPU model",
+                        label="no node carries this label",
+                        help=(f"did you mean {meant}? " if names else "")
+                        + "the portable models are " + ", ".join(gpus.PORTABLE_NAMES)
+                        + "; a node label value is used as written (e.g. `NVIDIA-H100-80GB-HBM3`)")
 
     def _mounts(self, mounts: list[m.Mount]) -> tuple[tuple[ir.Mount, ...], list[tuple[str, dag.Use]]]:
         out: list[ir.Mount] = []
@@ -1141,6 +1371,8 @@ LOWER_STAGE_BLOCK: dict[str, Callable[[_StageLowering, list], None]] = {
     "resources": _StageLowering._resources,
     "health": _StageLowering._health_block,
     "matrix": _StageLowering._swept_block,
+    "schedule": _StageLowering._schedule,
+    "autoscale": _StageLowering._autoscale_block,
 }
 
 

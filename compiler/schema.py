@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from typing import Callable
 
 from aipc.compiler import units
+from aipc.compiler import gpus
 from aipc.compiler.units import Kind
 from aipc.dsl.vocabulary import BATCH_KINDS, SERVICE_KINDS, STAGE_KINDS
 
@@ -53,6 +55,8 @@ class AttributeSpec:
     maximum: int | None = None
     ranges: bool = False  # accepts LOW..HIGH (request..limit)
     example: str = ""
+    suggestions: tuple[str, ...] = ()  # string values completion offers; others are allowed too
+    explain: Callable[[str], str | None] | None = None  # what a string value means (hover), if known
 
 
 def _table(*specs: AttributeSpec) -> dict[str, AttributeSpec]:
@@ -71,6 +75,11 @@ HEADER = _table(
                   example='registry = "registry.example.com/risk"'),
     AttributeSpec("image", Type.STRING, "The image of stages that do not set their own.",
                   example='image = "python:3.11-slim"'),
+    AttributeSpec("gpu_labels", Type.CHOICE,
+                  "Which node labels select a `gpu_model` on Kubernetes: `gfd` (NVIDIA GPU feature "
+                  "discovery, the default), `gke` (GKE's accelerator label) or `karpenter` (Karpenter's "
+                  "GPU name); `aipc compile --gpu-labels` overrides it.",
+                  choices=("gfd", "gke", "karpenter"), example="gpu_labels = gke"),
 )
 
 VOLUME = _table(
@@ -127,8 +136,9 @@ STAGE = _table(
                   "More ports the service listens on, by name (at most 15 lower-case letters, digits "
                   "and `-`, with a letter); published and admitted like `port`.",
                   kinds=SERVE, minimum=1, maximum=65535, example="ports = { metrics = 9090 }"),
-    AttributeSpec("replicas", Type.INT, "How many copies of the service run.", kinds=SERVE, minimum=1,
-                  maximum=units.INT32_MAX, example="replicas = 3"),
+    AttributeSpec("replicas", Type.INT,
+                  "How many copies of the service run; `MIN..MAX` autoscales between them (see `autoscale`).",
+                  kinds=SERVE, minimum=1, maximum=units.INT32_MAX, example="replicas = 3"),
     AttributeSpec("health", Type.PATH,
                   "The HTTP path probed for startup, readiness and liveness; or a block "
                   "`health { http, tcp, command, port, start, interval, timeout, failures }`.",
@@ -176,12 +186,38 @@ RESOURCES = _table(
     AttributeSpec("gpu", Type.INT, "The number of GPUs.", minimum=0, maximum=units.MAX_COUNT, example="gpu = 4"),
     AttributeSpec("gpu_vendor", Type.CHOICE, "The GPU vendor: `nvidia` (default), `amd` or `intel`.",
                   choices=("nvidia", "amd", "intel"), example="gpu_vendor = amd"),
-    AttributeSpec("gpu_model", Type.STRING, "A GPU product, matched against the node's GPU label.",
-                  example='gpu_model = "NVIDIA-A100-SXM4-80GB"'),
+    AttributeSpec("gpu_model", Type.STRING,
+                  "A GPU model: a portable name (" + ", ".join(f"`{name}`" for name in gpus.PORTABLE_NAMES)
+                  + "), which selects the nodes of that model under the cluster's label convention, or a node "
+                  "label value written as is.",
+                  example='gpu_model = "H100-80GB"', suggestions=gpus.PORTABLE_NAMES, explain=gpus.describe),
     AttributeSpec("shm", Type.BYTES, "The size of /dev/shm (shared memory for data loaders, NCCL).",
                   minimum=1, maximum=units.MAX_BYTES, example="shm = 16Gi"),
     AttributeSpec("disk", Type.BYTES, "Ephemeral local storage.", minimum=1, maximum=units.MAX_BYTES,
                   example="disk = 100Gi"),
+)
+
+SCHEDULE = _table(
+    AttributeSpec("node", Type.STRING_MAP, "Node labels the stage's nodes must have (a node selector).",
+                  example='node = { "cloud.google.com/gke-spot" = "true" }'),
+    AttributeSpec("tolerate", Type.STRING_LIST,
+                  "Node taints the stage tolerates: `KEY`, `KEY=VALUE`, `KEY:EFFECT` or `KEY=VALUE:EFFECT` "
+                  "(effects: NoSchedule, PreferNoSchedule, NoExecute).",
+                  example='tolerate = ["spot=true:NoSchedule"]'),
+    AttributeSpec("priority", Type.STRING, "The PriorityClass of the stage's pods.",
+                  example='priority = "batch-high"'),
+    AttributeSpec("queue", Type.STRING,
+                  "The Kueue LocalQueue a batch stage waits in (its `kueue.x-k8s.io/queue-name` label).",
+                  kinds=BATCH, example='queue = "team-a"'),
+)
+
+AUTOSCALE = _table(
+    AttributeSpec("cpu", Type.INT, "The average CPU use to keep, percent of the CPU request (default 80).",
+                  minimum=1, maximum=units.INT32_MAX, example="cpu = 70"),
+    AttributeSpec("metric", Type.STRING, "A per-pod custom metric to scale on, with `target`.",
+                  example='metric = "requests_per_second"'),
+    AttributeSpec("target", Type.INT, "The average value of `metric` per pod to keep.", minimum=1,
+                  maximum=units.MAX_COUNT, example="target = 100"),
 )
 
 # `matrix { AXIS = [VALUES] ... }`: its attributes are axes the user names, one
@@ -194,7 +230,22 @@ MAX_INSTANCES = 1000
 
 # Blocks of a stage. A block named like a stage attribute (`health`) is another
 # way to write that attribute, for the same kinds of stage.
-STAGE_BLOCKS = {"resources": RESOURCES, "health": HEALTH, "matrix": MATRIX}
+STAGE_BLOCKS = {"resources": RESOURCES, "health": HEALTH, "matrix": MATRIX, "schedule": SCHEDULE,
+                "autoscale": AUTOSCALE}
+HEADER_BLOCKS = {"schedule": SCHEDULE}  # defaults for every stage, merged key by key
+BLOCK_KINDS = {"autoscale": SERVE}  # blocks only some kinds of stage take, besides those named like attributes
+BLOCKS = {"stage": STAGE_BLOCKS, "pipeline": HEADER_BLOCKS}  # the blocks of each declaration that has some
+
+
+def block_kinds(name: str) -> frozenset[str]:
+    """The kinds of stage that take the block ``name``."""
+    return BLOCK_KINDS.get(name) or (STAGE[name].kinds if name in STAGE else ALL_KINDS)
+
+
+def blocks_for(declaration: str, kind: str | None = None) -> dict[str, dict[str, AttributeSpec]]:
+    """The blocks a declaration (``stage``, ``pipeline``) takes, for a stage of ``kind`` when known."""
+    return {name: table for name, table in BLOCKS.get(declaration, {}).items()
+            if kind is None or kind in block_kinds(name)}
 
 PARAM_TYPES = ("string", "int", "float", "bool", "duration")
 

@@ -43,11 +43,16 @@ KEYWORD_DOCS = {
     "as": '`import "PATH" as NAME`: the name the imported templates are used by (`NAME.TEMPLATE`)',
     **{keyword: spec.documentation for keyword, spec in schema.STATEMENTS.items()},
 }
-_BLOCK_PURPOSES = {"resources": "what the stage requests and is limited to",
-                   "health": "how and when the service is checked (serve stages)"}
-BLOCK_DOCS = {  # a stage's blocks, as the schema has them
+_BLOCK_PURPOSES = {
+    "resources": "what the stage requests and is limited to",
+    "health": "how and when the service is checked (serve stages)",
+    "schedule": "where the stage's pods may run and how they wait: a node selector, tolerations, a "
+                "PriorityClass and a Kueue queue (in the `pipeline` header: defaults for every stage)",
+    "autoscale": "how `replicas = MIN..MAX` scales: on CPU use (`cpu`, percent) or a per-pod `metric`",
+}
+BLOCK_DOCS = {  # the blocks of stages and of the header, as the schema has them
     name: f"`{name} {{ {', '.join(table)} }}`" + (f": {_BLOCK_PURPOSES[name]}" if name in _BLOCK_PURPOSES else "")
-    for name, table in schema.STAGE_BLOCKS.items()
+    for blocks in schema.BLOCKS.values() for name, table in blocks.items()
 }
 BLOCK_DOCS["matrix"] = schema.MATRIX_DOC  # its attributes are the axes the user names
 REFERENCE_KINDS = tuple(resolve.WHAT)
@@ -194,8 +199,8 @@ def _place_in(declaration, offset: int) -> Place:
     for item in items:
         if isinstance(item, m.Attribute) and _contains(item.span, offset):
             table = _table(declaration, block)
-            if block is None and isinstance(item.value, m.MapValue) and item.name in schema.STAGE_BLOCKS \
-                    and isinstance(declaration, (m.StageDecl, m.TemplateDecl)) \
+            owner = {m.StageDecl: "stage", m.TemplateDecl: "stage", m.PipelineDecl: "pipeline"}.get(type(declaration), "")
+            if block is None and isinstance(item.value, m.MapValue) and item.name in schema.blocks_for(owner) \
                     and not _contains(item.name_span, offset):
                 for entry in item.value.entries:
                     if _contains(entry.span, offset):
@@ -267,6 +272,9 @@ def _describe_attribute(document: ParsedDocument, place: Place) -> str:
         normalised = describe_quantity(spec, value)
         if normalised:
             lines += [normalised, ""]
+        meaning = spec.explain(value.literal) if spec.explain and isinstance(value, m.Str) else None
+        if meaning:
+            lines += [meaning, ""]
     if spec is None and place.block == "matrix":
         return f"**`{name}`**: an axis of the matrix; each instance sees one of its values as `${{matrix.{name}}}`"
     if spec is None:

@@ -100,7 +100,7 @@ def complete(text: str, offset: int, chunk_start: int, index: Index) -> Completi
         if last.kind == "comment":
             return Completions([], Span(offset, offset))
         if last.kind in ("string", "long") and not last.closed:
-            return _in_string(last, offset, text, index)
+            return _in_string(last, offset, text, index, scanned[:-1])
         if last.kind == "word":
             prefix_start = last.start
             scanned = scanned[:-1]
@@ -191,7 +191,7 @@ def _step_body(frame: _Frame, token: Token, frames: list[_Frame]) -> None:
         if text == "=":
             frame.state = "value"
         elif text == "{":
-            table = frame.name if frame.table == "stage" and frame.name in schema.STAGE_BLOCKS else "unknown"
+            table = frame.name if frame.name in schema.blocks_for(frame.table) else "unknown"
             frame.state = "item"
             frames.append(_Frame("body", table))
         else:
@@ -270,6 +270,8 @@ def _candidates(frames: list[_Frame], top: list[str], index: Index) -> list[Cand
         spec = _table(frame).get(frame.name or "")
         if spec is not None and spec.choices:
             return [Candidate(choice, "value", f"{frame.name}") for choice in spec.choices]
+        if spec is not None and spec.suggestions:  # `gpu_model = `: the portable names, quoted
+            return [_suggestion(spec, value, f'"{value}"') for value in spec.suggestions]
         kind = NAME_LISTS.get(spec.type) if spec is not None else None  # one name: `matrix = `
         if kind is not None:
             itself = frame.stage_name if kind == "stage" else None
@@ -291,11 +293,9 @@ def _attributes(frame: _Frame) -> list[Candidate]:
         for keyword, spec in schema.STATEMENTS.items():
             if frame.stage_kind is None or frame.stage_kind in spec.kinds:
                 out.append(Candidate(keyword, "keyword", spec.form, KEYWORD_DOCS[keyword], keyword + " "))
-        for name, doc in BLOCK_DOCS.items():
-            attribute = table.get(name)  # a block that is another way to write an attribute: its kinds
-            if name not in seen and (attribute is None or frame.stage_kind is None
-                                     or frame.stage_kind in attribute.kinds):
-                out.append(Candidate(name, "block", "block", doc, name + " { "))
+    for name in schema.blocks_for(frame.table, frame.stage_kind):
+        if name not in seen:
+            out.append(Candidate(name, "block", "block", BLOCK_DOCS[name], name + " { "))
     return out
 
 
@@ -346,11 +346,11 @@ def _top_level(top: list[str], index: Index) -> list[Candidate]:
 _OPEN_INTERPOLATION = re.compile(r"(?<!\$)\$\{\s*([A-Za-z0-9_.]*)$")
 
 
-def _in_string(token: Token, offset: int, text: str, index: Index) -> Completions:
+def _in_string(token: Token, offset: int, text: str, index: Index, scanned: list[Token]) -> Completions:
     before = text[token.start:offset]
     match = _OPEN_INTERPOLATION.search(before)
     if match is None:
-        return Completions([], Span(offset, offset))
+        return _suggested(token, offset, text, scanned)
     start = token.start + match.start(1)
     closing = "" if text[offset:offset + 1] == "}" else "}"
     items = [Candidate(name, "param", detail, insert=name + closing) for name, detail in index.known_names("param")]
@@ -361,6 +361,23 @@ def _in_string(token: Token, offset: int, text: str, index: Index) -> Completion
     items += [Candidate(f"{MATRIX_PREFIX}{axis}", "param", "an axis of this stage's matrix",
                         insert=f"{MATRIX_PREFIX}{axis}{closing}") for axis in _axes_at(index, offset)]
     return Completions(items, Span(start, offset))
+
+
+def _suggested(token: Token, offset: int, text: str, scanned: list[Token]) -> Completions:
+    """In the string value of an attribute the schema suggests values for
+    (`gpu_model = "H1`): those values, replacing what is typed."""
+    frames, _ = _run(scanned)
+    frame = frames[-1] if frames else None
+    spec = _table(frame).get(frame.name or "") if frame is not None and frame.state == "value" else None
+    start = token.start + 1  # after the opening quote
+    if spec is None or not spec.suggestions or token.kind != "string" or "${" in text[start:offset]:
+        return Completions([], Span(offset, offset))
+    closing = "" if text[offset:offset + 1] == '"' else '"'
+    return Completions([_suggestion(spec, value, value + closing) for value in spec.suggestions], Span(start, offset))
+
+
+def _suggestion(spec: schema.AttributeSpec, value: str, insert: str) -> Candidate:
+    return Candidate(value, "value", spec.name, spec.explain(value) or "" if spec.explain else "", insert)
 
 
 def _axes_at(index: Index, offset: int) -> list[str]:

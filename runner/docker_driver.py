@@ -9,6 +9,20 @@ belongs to one run: names, the run's labels (:mod:`aipc.runner.selection`,
 which is how ``aipc down`` and the Ctrl-C clean-up find everything), the run's
 Docker volumes and network, the address ports are published on, and ``--init``
 so that stopping a container is prompt.
+
+GPUs: with the machine's GPUs known (``aipc run --gpus N``, or counted by
+:meth:`DockerDriver.count_gpus`), the scheduler hands each container its device
+ids, which reach the engine one of two ways (``--gpu-request``):
+
+- ``device`` (the default): a device request naming them (``docker run --gpus
+  '"device=0,1"'``); the engine's NVIDIA or AMD driver hands them over;
+- ``env``: ``NVIDIA_VISIBLE_DEVICES=0,1`` in the container's environment, which the
+  NVIDIA container runtime reads when it is the engine's default runtime
+  (``"default-runtime": "nvidia"`` in daemon.json, common on GPU machines and what
+  Kubernetes' GPU nodes run); every other container gets ``void``, so an image
+  that sets ``all`` (the CUDA images do) sees no GPU (docs.nvidia.com
+  container-toolkit, "Specialized Configurations with Docker", GPU Enumeration).
+  The engine then needs no GPU driver of its own.
 """
 
 from __future__ import annotations
@@ -16,6 +30,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import queue
+import re
 import threading
 import time
 import urllib.parse
@@ -33,7 +48,7 @@ from aipc.backends.docker import (
 )
 from aipc.compiler import ir
 from aipc.redact import redact
-from aipc.runner.scheduler import Attempt
+from aipc.runner.scheduler import Attempt, Devices
 from aipc.runner.selection import (
     LABEL_FILE, LABEL_PIPELINE, LABEL_RUN, LABEL_STAGE, PipelineId, RunNames, label_filter,
 )
@@ -123,9 +138,19 @@ def mount_option(mount: Mount, names: RunNames, base_dir: str) -> docker.types.M
     return docker.types.Mount(mount.target, names.volume(volume), type="volume", read_only=mount.read_only)
 
 
-def resource_options(spec: ContainerSpec) -> dict:
+GPU_REQUESTS = ("device", "env")  # how a container's GPUs reach the engine (--gpu-request)
+VISIBLE_DEVICES = "NVIDIA_VISIBLE_DEVICES"
+
+
+def resource_options(spec: ContainerSpec, devices: tuple[str, ...] = (), gpu_request: str = "device") -> dict:
+    """``devices``: the GPUs this container gets (else the first ``count`` of the machine)."""
     options: dict = {}
-    if spec.gpu is not None:
+    if spec.gpu is not None and gpu_request == "env" and spec.gpu.driver == "nvidia" and devices:
+        pass  # NVIDIA_VISIBLE_DEVICES names them (container_options)
+    elif spec.gpu is not None and devices:
+        options["device_requests"] = [docker.types.DeviceRequest(driver=spec.gpu.driver, device_ids=list(devices),
+                                                                 capabilities=[["gpu"]])]
+    elif spec.gpu is not None:
         options["device_requests"] = [docker.types.DeviceRequest(driver=spec.gpu.driver, count=spec.gpu.count,
                                                                  capabilities=[["gpu"]])]
     if spec.devices:
@@ -142,15 +167,20 @@ def resource_options(spec: ContainerSpec) -> dict:
 
 def container_options(stage: ir.Stage, spec: ContainerSpec, names: RunNames, number: int, *,
                       environ: Mapping[str, str], base_dir: str, network: str | None,
-                      bind_address: str = "127.0.0.1", rank: int | None = None) -> dict:
+                      bind_address: str = "127.0.0.1", devices: tuple[str, ...] = (),
+                      gpu_request: str = "device", rank: int | None = None) -> dict:
     """Keyword arguments of ``client.containers.create`` for one attempt (batch) or
-    replica (serve) of ``stage``, whose container is ``spec``; of node ``rank`` of
-    a multi-node stage's attempt."""
+    replica (serve) of ``stage``, whose container is ``spec``; ``devices``: its GPUs;
+    ``rank``: which node of a multi-node stage's attempt it is."""
+    environment = {**dict(spec.environment), **{key: environ.get(key, "") for key in spec.secret_keys}}
+    if gpu_request == "env":  # the assignment wins over an `env` of the stage: GPUs are shared
+        visible = ",".join(devices) if spec.gpu is not None and spec.gpu.driver == "nvidia" and devices else "void"
+        environment[VISIBLE_DEVICES] = visible
     options: dict = {
         **spec.engine_options(),  # image, working_dir, hardening, a node's hostname...: as the engine takes them
         "name": names.container(stage.name if rank is None else node_service(stage, rank), number),
         "labels": {**dict(spec.labels), **names.stage_labels(stage)},  # ours last: `aipc down` finds it
-        "environment": {**dict(spec.environment), **{key: environ.get(key, "") for key in spec.secret_keys}},
+        "environment": environment,
         "mounts": [mount_option(mount, names, base_dir) for mount in spec.mounts],
         "init": True,
     }
@@ -159,7 +189,7 @@ def container_options(stage: ir.Stage, spec: ContainerSpec, names: RunNames, num
         options["command"] = list(spec.command or ())
     if spec.tmpfs:
         options["tmpfs"] = {path: "" for path in spec.tmpfs}
-    options.update(resource_options(spec))
+    options.update(resource_options(spec, devices, gpu_request))
     if network:
         options["network"] = network
         aliases = sorted({stage.name, ir.dns_label(stage.name), *spec.aliases})
@@ -292,6 +322,7 @@ class DockerDriver:
     base_dir: str = "."
     bind_address: str = "127.0.0.1"
     health_timeout: float | None = None  # None: as long as each service's health check allows
+    gpu_request: str = "device"  # how containers get their GPUs: a device request, or NVIDIA_VISIBLE_DEVICES
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
     _live: dict = field(default_factory=dict, init=False)  # container id -> (container, is_service)
     _replicas: list[Replica] = field(default_factory=list, init=False)
@@ -497,7 +528,41 @@ class DockerDriver:
 
     # -- containers ----------------------------------------------------------------------
 
-    def _create(self, stage: ir.Stage, number: int, is_service: bool, rank: int | None = None):
+    def count_gpus(self, image: str) -> list[str]:
+        """The device ids of the engine's NVIDIA GPUs, read with ``nvidia-smi -L`` in a
+        container of ``image`` given every GPU: the NVIDIA container toolkit mounts
+        ``nvidia-smi`` into it for the ``utility`` capability (moby
+        daemon/nvidia_linux.go turns a device request's capabilities into
+        NVIDIA_DRIVER_CAPABILITIES). Raises PreflightError when there are none."""
+        options: dict = {"image": image, "entrypoint": ["nvidia-smi"], "command": ["-L"],
+                         "name": self.names.container("gpus", 0), "labels": self.names.run_labels()}
+        if self.gpu_request == "env":
+            options["environment"] = {VISIBLE_DEVICES: "all", "NVIDIA_DRIVER_CAPABILITIES": "utility"}
+        else:
+            options["device_requests"] = [docker.types.DeviceRequest(driver="nvidia", count=-1,
+                                                                     capabilities=[["gpu", "utility"]])]
+        container = None
+        try:
+            container = self.client.containers.create(**options)
+            container.start()
+            code = container.wait(timeout=60).get("StatusCode")
+            output = container.logs().decode("utf-8", "replace")
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+            code, output = None, engine_message(error)
+        finally:
+            if container is not None:
+                self._discard(container, graceful=False)
+        found = re.findall(r"^GPU (\d+):", output, re.M) if code == 0 else []
+        if not found:
+            raise PreflightError([
+                f"the stages need GPUs, and the Docker engine offers none (nvidia-smi -L: "
+                f"{' '.join(output.split())[:300] or f'exit code {code}'}); on a machine with NVIDIA GPUs install the "
+                "NVIDIA Container Toolkit, use --gpu-request env when its runtime is Docker's default, or say "
+                "how many GPUs there are with --gpus N"])
+        return found
+
+    def _create(self, stage: ir.Stage, number: int, is_service: bool, devices: tuple[str, ...] = (),
+                rank: int | None = None):
         """A created (not started) container, or None when the run was aborted meanwhile.
         A container that already has the name is not this run's: it is left alone."""
         spec = self.specs[stage.name]
@@ -505,7 +570,8 @@ class DockerDriver:
             spec = node_spec(self.pipeline, stage, spec, rank)
         options = container_options(stage, spec, self.names, number, environ=self.environ,
                                     base_dir=self.base_dir, network=self._network,
-                                    bind_address=self.bind_address, rank=rank)
+                                    bind_address=self.bind_address, devices=devices, gpu_request=self.gpu_request,
+                                    rank=rank)
         try:
             container = self.client.containers.create(**options)
         except docker.errors.APIError as error:
@@ -557,11 +623,11 @@ class DockerDriver:
 
     # -- Driver: batch stages --------------------------------------------------------------
 
-    def run_batch(self, stage: ir.Stage, attempt: int, deadline: float | None) -> Attempt:
+    def run_batch(self, stage: ir.Stage, attempt: int, deadline: float | None, devices: Devices = ()) -> Attempt:
         if stage.nodes is not None:
-            return self._run_group(stage, attempt, deadline)
+            return self._run_group(stage, attempt, deadline, devices)
         try:
-            container = self._create(stage, attempt, is_service=False)
+            container = self._create(stage, attempt, is_service=False, devices=devices[0] if devices else ())
         except NameTaken as error:
             return Attempt(error=str(error))
         except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
@@ -606,15 +672,17 @@ class DockerDriver:
 
     # -- Driver: multi-node stages ---------------------------------------------------------
 
-    def _run_group(self, stage: ir.Stage, attempt: int, deadline: float | None) -> Attempt:
+    def _run_group(self, stage: ir.Stage, attempt: int, deadline: float | None, devices: Devices = ()) -> Attempt:
         """One attempt of a multi-node stage: its N containers together (each node's
         variables, names and rank from backends/docker.py). It succeeds when every
         node exits 0; the first node that fails (or the deadline) stops the others,
-        and a retry runs the whole group again, as a JobSet restarts it."""
+        and a retry runs the whole group again, as a JobSet restarts it. ``devices``:
+        each node's GPUs, one tuple per node (the scheduler's, when it assigns them)."""
         containers: list = []
         try:
             for rank in range(stage.node_count):
-                container = self._create(stage, attempt, is_service=False, rank=rank)
+                container = self._create(stage, attempt, is_service=False,
+                                         devices=devices[rank] if devices else (), rank=rank)
                 if container is None:
                     return Attempt(cancelled=True)
                 containers.append(container)
@@ -683,11 +751,12 @@ class DockerDriver:
 
     # -- Driver: serve stages --------------------------------------------------------------
 
-    def start_service(self, stage: ir.Stage) -> Attempt:
+    def start_service(self, stage: ir.Stage, devices: Devices = ()) -> Attempt:
         replicas: list[Replica] = []
         try:
             for number in range(1, stage.replicas + 1):
-                container = self._create(stage, number, is_service=True)
+                container = self._create(stage, number, is_service=True,
+                                         devices=devices[number - 1] if devices else ())
                 if container is None:
                     return Attempt(cancelled=True)
                 replica = Replica(stage.name, number, container)

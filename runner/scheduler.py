@@ -22,6 +22,13 @@ A pending stage says why it waits (:class:`Waiting`): each of
 are an open set: dependencies and a free slot here, others (GPUs, a window of a
 sweep) are more gates.
 
+GPUs on one machine (``gpus``: the machine's device ids) are such a gate: a GPU
+stage starts once enough GPUs are free, with devices of its own (one set per
+container: each replica of a serve stage gets its own), and gives them back when
+it ends. A service keeps its GPUs while it serves: a stage that waits for GPUs
+only services hold fails. Without ``gpus`` every stage starts at once and its
+driver asks for a number of GPUs.
+
 All state changes happen on the thread that calls :meth:`Scheduler.run`;
 workers only execute stages through the :class:`Driver` and post what happened.
 Interrupting :meth:`Scheduler.run` (Ctrl-C) aborts the driver, waits for the
@@ -37,6 +44,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Protocol, Sequence
 
+from aipc.backends.devices import device_demand, gpus_per_container
 from aipc.compiler import ir
 
 
@@ -83,14 +91,19 @@ class Attempt:
         return self.exit_code == 0 and not (self.timed_out or self.error or self.cancelled)
 
 
+# The GPU device ids a stage's containers get, one tuple per container (a batch
+# stage's one container, each replica of a serve stage); () when GPUs are not assigned.
+Devices = tuple[tuple[str, ...], ...]
+
+
 class Driver(Protocol):
     """Executes stages. Methods other than :meth:`abort` are called from worker threads."""
 
-    def run_batch(self, stage: ir.Stage, attempt: int, deadline: float | None) -> Attempt:
+    def run_batch(self, stage: ir.Stage, attempt: int, deadline: float | None, devices: Devices = ()) -> Attempt:
         """Run one attempt to completion; kill it at ``deadline`` (a ``time.monotonic``
         value) and return ``timed_out``."""
 
-    def start_service(self, stage: ir.Stage) -> Attempt:
+    def start_service(self, stage: ir.Stage, devices: Devices = ()) -> Attempt:
         """Start every replica and return once they are healthy (exit code 0) or
         have failed to become so."""
 
@@ -189,6 +202,34 @@ class _Finished:
     attempts: int
 
 
+class GpuPool:
+    """The machine's GPUs, by device id; a stage takes the lowest free ones."""
+
+    def __init__(self, devices: Sequence[str]) -> None:
+        self.devices = tuple(devices)
+        self.free = list(self.devices)
+        self.held: dict[str, Devices] = {}
+
+    demand = staticmethod(device_demand)
+
+    def take(self, stage: ir.Stage) -> Devices:
+        """Devices for each of the stage's containers (the caller checked there are enough)."""
+        need = self.demand(stage)
+        if need == 0:
+            return ()
+        taken, self.free = self.free[:need], self.free[need:]
+        size = gpus_per_container(stage)
+        devices = tuple(tuple(taken[i:i + size]) for i in range(0, need, size))
+        self.held[stage.name] = devices
+        return devices
+
+    def give_back(self, name: str) -> None:
+        for ids in self.held.pop(name, ()):
+            self.free.extend(ids)
+        order = {device: index for index, device in enumerate(self.devices)}
+        self.free.sort(key=order.__getitem__)
+
+
 class Scheduler:
     """Runs the selected stages of a pipeline through a driver. Use once."""
 
@@ -196,7 +237,8 @@ class Scheduler:
     ABORT_GRACE = 60.0  # seconds to wait for workers after an abort
 
     def __init__(self, pipeline: ir.Pipeline, selected: Sequence[str], driver: Driver, reporter: Reporter,
-                 jobs: int, clock: Callable[[], float] = time.monotonic, keep_going: bool = False) -> None:
+                 jobs: int, clock: Callable[[], float] = time.monotonic, keep_going: bool = False,
+                 gpus: Sequence[str] | None = None) -> None:
         if jobs < 1:
             raise ValueError("jobs must be at least 1")
         self.pipeline = pipeline
@@ -224,6 +266,15 @@ class Scheduler:
         self.gates: list[Callable[[ir.Stage], Waiting | None]] = [
             self._wait_for_dependencies, self._wait_for_batch_stages, self._wait_for_window, self._wait_for_slot,
         ]
+        self.gpus: GpuPool | None = None
+        if gpus is not None:
+            self.use_gpus(gpus)
+
+    def use_gpus(self, gpus: Sequence[str]) -> None:
+        """The machine's GPU device ids, once known (before :meth:`run`): GPU stages
+        then wait for free ones and get their own."""
+        self.gpus = GpuPool(gpus)
+        self.gates.append(self._wait_for_gpus)
 
     def _services_batch_stages_wait_for(self) -> frozenset[str]:
         """Serve stages a selected batch stage waits for, directly or through serve stages."""
@@ -240,6 +291,7 @@ class Scheduler:
             while True:
                 self._start_ready()
                 if not any(result.status.is_active for result in self.results.values()):
+                    self._fail_starved()
                     break
                 try:
                     event = self._events.get(timeout=self.POLL)
@@ -291,6 +343,33 @@ class Scheduler:
             return None
         return Waiting("slot", f"waiting for a free slot ({running} running, --jobs {self.jobs})")
 
+    def _wait_for_gpus(self, stage: ir.Stage) -> Waiting | None:
+        assert self.gpus is not None
+        need = GpuPool.demand(stage)
+        if need <= len(self.gpus.free):
+            return None
+        return Waiting("gpus", f"waiting for GPUs (needs {need} of the {len(self.gpus.devices)})")
+
+    def _fail_starved(self) -> None:
+        """Stages still waiting for GPUs when nothing runs: services hold the rest."""
+        if self.gpus is None:
+            return
+        holders = [name for name in self.gpus.held if self.results[name].status is Status.SERVING]
+        for stage in self.stages:
+            result = self.results[stage.name]
+            if result.status is not Status.PENDING or result.waiting is None or result.waiting.kind != "gpus":
+                continue
+            need, total = GpuPool.demand(stage), len(self.gpus.devices)
+            result.status, result.waiting, result.ended = Status.FAILED, None, self.clock()
+            if need > total:
+                result.message = f"needs {_gpus_text(need)}; the machine has {total}"
+            else:
+                hold = f"{_names(holders)} holds" if len(holders) == 1 else f"{_names(holders) or 'services'} hold"
+                result.message = (f"needs {_gpus_text(need)}, but only {len(self.gpus.free)} of the {total} are "
+                                  f"free: {hold} the rest while serving")
+            self.reporter.stage_changed(result)
+            self._skip_downstream(stage.name)
+
     def _start_ready(self) -> None:
         stop = self._run_failed()  # after a failure nothing new starts (but batch stages with --keep-going)
         for stage in self.stages:
@@ -306,19 +385,19 @@ class Scheduler:
                     break
             if waiting is None:
                 result.waiting = None
-                self._launch(stage)
+                self._launch(stage, self.gpus.take(stage) if self.gpus is not None else ())
             elif waiting != result.waiting:
                 result.waiting = waiting
                 if waiting.worth_announcing:
                     self.reporter.stage_changed(result)
 
-    def _launch(self, stage: ir.Stage) -> None:
+    def _launch(self, stage: ir.Stage, devices: Devices = ()) -> None:
         result = self.results[stage.name]
         result.status = Status.RUNNING if stage.is_batch else Status.STARTING
         result.started = self.clock()
         result.attempts = 0 if stage.is_batch else 1
         target = self._run_batch if stage.is_batch else self._start_service
-        worker = threading.Thread(target=target, args=(stage,), name=f"aipc-{stage.name}", daemon=True)
+        worker = threading.Thread(target=target, args=(stage, devices), name=f"aipc-{stage.name}", daemon=True)
         self._workers[stage.name] = worker
         if not stage.is_batch:
             self.reporter.stage_changed(result)
@@ -336,6 +415,8 @@ class Scheduler:
             result.message = None
         elif isinstance(event, _Finished):
             self._workers.pop(event.name, None)
+            if self.gpus is not None and not (event.outcome.ok and not result.is_batch):
+                self.gpus.give_back(event.name)  # a service that serves keeps its GPUs
             self._finish(result, event.outcome)
 
     def _finish(self, result: StageResult, outcome: Attempt) -> None:
@@ -382,7 +463,7 @@ class Scheduler:
 
     # -- workers --------------------------------------------------------------------------
 
-    def _run_batch(self, stage: ir.Stage) -> None:
+    def _run_batch(self, stage: ir.Stage, devices: Devices) -> None:
         deadline = self.clock() + stage.timeout if stage.timeout else None
         attempts = 1 + stage.retries
         outcome = Attempt(cancelled=True)
@@ -396,7 +477,7 @@ class Scheduler:
                     outcome = Attempt(timed_out=True, exit_code=outcome.exit_code)
                     break
                 self._events.put(_AttemptStarted(stage.name, number))
-                outcome = self.driver.run_batch(stage, number, deadline)
+                outcome = self.driver.run_batch(stage, number, deadline, devices)
                 if outcome.ok or outcome.timed_out or outcome.cancelled or outcome.error:
                     break
                 if number < attempts:
@@ -407,9 +488,9 @@ class Scheduler:
             outcome = Attempt(cancelled=True, exit_code=outcome.exit_code)
         self._events.put(_Finished(stage.name, outcome, number))
 
-    def _start_service(self, stage: ir.Stage) -> None:
+    def _start_service(self, stage: ir.Stage, devices: Devices) -> None:
         try:
-            outcome = self.driver.start_service(stage)
+            outcome = self.driver.start_service(stage, devices)
         except Exception as error:  # noqa: BLE001
             outcome = Attempt(error=f"internal error in the runner: {type(error).__name__}: {error}")
         if self._aborting.is_set() and not outcome.ok:
@@ -450,6 +531,10 @@ def _describe(outcome: Attempt, retrying: bool) -> str:
     if outcome.detail:
         text += f" ({outcome.detail})"
     return text + ("; retrying" if retrying else "")
+
+
+def _gpus_text(count: int) -> str:
+    return f"{count} GPU{'s' if count != 1 else ''}"
 
 
 def _names(names: Sequence[str]) -> str:

@@ -43,6 +43,7 @@ class Case:
     env: dict[str, str] = field(default_factory=dict)
     files: dict[str, str] = field(default_factory=dict)  # files it imports, by path next to it
     xfail: dict[str, str] = field(default_factory=dict)  # target -> why that row fails today
+    args: dict[str, tuple[str, ...]] = field(default_factory=dict)  # target -> more `aipc compile` options
 
 
 # ------------------------------------------------------------ paths per target
@@ -138,6 +139,20 @@ A100 = {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-80GB"}  # the node labels a 
 MI250X = {"amd.com/gpu.product-name": "AMD-Instinct-MI250X"}
 ARC = {"gpu.intel.com/product": "Arc-A770"}
 COMPLETED = {"condition": "service_completed_successfully"}
+QUEUE = "kueue.x-k8s.io/queue-name"
+GPU_NODES = "affinity.nodeAffinity.requiredDuringSchedulingIgnoredDuringExecution.nodeSelectorTerms"
+
+
+def gpu_affinity(spec: str, key: str, *values: str) -> tuple:
+    """A portable GPU model: the node label ``key`` must have one of ``values``."""
+    return (f"{spec}.{GPU_NODES}", [{"matchExpressions": [{"key": key, "operator": "In", "values": list(values)}]}])
+
+
+def hpa(name: str) -> str:
+    return f"[HorizontalPodAutoscaler/{name}].spec"
+
+
+CPU_70 = [{"type": "Resource", "resource": {"name": "cpu", "target": {"type": "Utilization", "averageUtilization": 70}}}]
 
 
 def gpus_compose(stage: str, driver: str, count: int) -> tuple:
@@ -176,12 +191,72 @@ def example(name: str) -> Path:
 FRAUD = "fraud-detection"
 FRAUD_SECRETS = {"AWS_ACCESS_KEY_ID": "AKIA-table-test-key-id", "AWS_SECRET_ACCESS_KEY": "table-test-secret-value"}
 LLM = "llm-finetune"
+PRETRAIN = "pretrain"  # examples/gpu-cluster.aip
+H100 = ("NVIDIA-H100-80GB-HBM3", "NVIDIA-H100-PCIe")
+SPOT = [NVIDIA_TAINT, {"key": "cloud.google.com/gke-spot", "operator": "Equal", "value": "true",
+                       "effect": "NoSchedule"}, {"key": "ondemand", "operator": "Exists"}]
+WAITING = [{"type": "Pods", "pods": {"metric": {"name": "vllm_num_requests_waiting"},
+                                     "target": {"type": "AverageValue", "averageValue": "5"}}}]
 REC = "recommender"
 AMD = "vision-amd"
 
 SWEEP_INSTANCES = [("1e-4", "1"), ("1e-4", "2"), ("3e-4", "1"), ("3e-4", "2"), ("3e-4", "3")]  # (lr, seed)
 
 EXAMPLE_CASES = {
+    "gpu-cluster": Case(example("gpu-cluster"), facts={
+        "compose": [
+            Warns("B101", 6, 14), Warns("B101", 6, 32), Warns("B101", 19, 14),  # queue and priorities
+            Warns("B101", 30, 5), Warns("B101", 31, 5),  # node and tolerate
+            Warns("B101", 28, 24), Warns("B101", 42, 24), Warns("B101", 54, 24),  # GPU models
+            Warns("B101", 34, 3),  # timeout
+            Warns("B101", 52, 14), Warns("B101", 62, 14),  # autoscaling: the low end starts
+            (f"{svc('completions')}.deploy.replicas", 1),
+            (f"{svc('gateway')}.deploy.replicas", 2),
+            gpus_compose("pretrain", "nvidia", 8),
+            (f"{svc('pretrain')}.shm_size", "128g"),
+            *hardened_compose("shard", "pretrain", "humaneval", "completions", "gateway"),
+        ],
+        "k8s": [
+            Quiet(),
+            (f"{obj('Job', PRETRAIN + '-shard')}.metadata.labels[{QUEUE}]", "team-a"),
+            (f"{pod('Job', PRETRAIN + '-shard')}.priorityClassName", "batch-low"),
+            (f"{obj('Job', PRETRAIN + '-pretrain')}.metadata.labels[{QUEUE}]", "team-a"),
+            (f"{pod('Job', PRETRAIN + '-pretrain')}.spec", ABSENT),
+            (f"{pod('Job', PRETRAIN + '-pretrain')}.priorityClassName", "batch-high"),
+            (f"{pod('Job', PRETRAIN + '-pretrain')}.nodeSelector", {"cloud.google.com/gke-spot": "true"}),
+            gpu_affinity(pod("Job", PRETRAIN + "-pretrain"), "nvidia.com/gpu.product", *H100),
+            (f"{pod('Job', PRETRAIN + '-pretrain')}.tolerations", SPOT),
+            gpu_affinity(pod("Job", PRETRAIN + "-humaneval"), "nvidia.com/gpu.product", "NVIDIA-L4"),
+            (f"{obj('Deployment', PRETRAIN + '-completions')}.spec.replicas", ABSENT),
+            (f"{obj('Deployment', PRETRAIN + '-completions')}.metadata.labels[{QUEUE}]", ABSENT),
+            (f"{pod('Deployment', PRETRAIN + '-completions')}.priorityClassName", "batch-high"),
+            (f"{hpa(PRETRAIN + '-completions')}.scaleTargetRef.name", PRETRAIN + "-completions"),
+            (f"{hpa(PRETRAIN + '-completions')}.minReplicas", 1),
+            (f"{hpa(PRETRAIN + '-completions')}.maxReplicas", 4),
+            (f"{hpa(PRETRAIN + '-completions')}.metrics", WAITING),
+            (f"{hpa(PRETRAIN + '-gateway')}.minReplicas", 2),
+            (f"{hpa(PRETRAIN + '-gateway')}.maxReplicas", 10),
+            (f"{hpa(PRETRAIN + '-gateway')}.metrics", CPU_70),
+            *hardened_k8s(PRETRAIN, jobs=("shard", "pretrain", "humaneval"), deployments=("completions", "gateway")),
+        ],
+        "argo": [
+            Quiet(),
+            (f"{tpl('shard')}.metadata.labels[{QUEUE}]", "team-a"),
+            (f"{tpl('shard')}.priorityClassName", "batch-low"),
+            (f"{tpl('pretrain')}.priorityClassName", "batch-high"),
+            (f"{tpl('pretrain')}.nodeSelector", {"cloud.google.com/gke-spot": "true"}),
+            gpu_affinity(tpl("pretrain"), "nvidia.com/gpu.product", *H100),
+            (f"{tpl('pretrain')}.tolerations", SPOT),
+            (f"{tpl('pretrain')}.retryStrategy.limit", 2),
+            (f"{applied('completions')}spec.replicas", ABSENT),
+            (f"{applied('completions')}spec.template.spec.priorityClassName", "batch-high"),
+            (f"{applied('completions', 'autoscaler')}spec.metrics", WAITING),
+            (f"{applied('gateway', 'autoscaler')}spec.minReplicas", 2),
+            (f"{applied('gateway', 'autoscaler')}spec.maxReplicas", 10),
+            (f"{applied('gateway', 'autoscaler')}spec.metrics", CPU_70),
+            *hardened_argo(batch=("shard", "pretrain", "humaneval"), serve=("completions", "gateway")),
+        ],
+    }),
     "fraud-detection": Case(example("fraud-detection"), env=FRAUD_SECRETS, facts={
         "compose": [
             (f"{svc('ingest')}.environment", Has("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "LOG_LEVEL=info")),
@@ -734,6 +809,20 @@ data job   { image = "x:1" }
 serve web  { image = "x:1"  port = 80 }
 """
 
+# Portable GPU models under GKE's and Karpenter's labels, and a label value as written.
+GPU_LABELS = """\
+train big  { image = "x:1"  resources { gpu = 8  gpu_model = "A100-40GB" } }
+train raw  { image = "x:1"  resources { gpu = 1  gpu_model = "nvidia-tesla-t4" } }
+"""
+
+# One GPU box: `a` and `b` may run together; `both` after them; a service with two replicas.
+GPU_BOX = """\
+train a     { image = "x:1"  resources { gpu = 2 } }
+train b     { image = "x:1"  resources { gpu = 1 } }
+eval  both  { image = "x:1"  after = [a, b]  resources { gpu = 3 } }
+serve api   { image = "x:1"  after = [both]  port = 80  replicas = 2  resources { gpu = 1 } }
+"""
+
 # A parameter that sets a number and one that a serve stage uses: on Argo, where
 # parameters are taken at submission, both are fixed so that each means one value.
 FIXED_PARAMS = """\
@@ -1185,6 +1274,49 @@ CASES = {
             (f"{tpl('model')}.container.env[name=RUN].value", "t-model"),
         ],
     }),
+    "gpu-labels-gke": Case(GPU_LABELS, args={"k8s": ("--gpu-labels", "gke"), "argo": ("--gpu-labels", "gke")}, facts={
+        "compose": [Warns("B101", 1, 50), Warns("B101", 2, 50), gpus_compose("big", "nvidia", 8)],
+        "k8s": [
+            gpu_affinity(pod("Job", "t-big"), "cloud.google.com/gke-accelerator", "nvidia-tesla-a100"),
+            (f"{pod('Job', 't-raw')}.nodeSelector", {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}),
+            (f"{pod('Job', 't-raw')}.affinity", ABSENT),
+        ],
+        "argo": [
+            gpu_affinity(tpl("big"), "cloud.google.com/gke-accelerator", "nvidia-tesla-a100"),
+            (f"{tpl('raw')}.nodeSelector", {"cloud.google.com/gke-accelerator": "nvidia-tesla-t4"}),
+        ],
+    }),
+    "gpu-labels-karpenter": Case(GPU_LABELS, args={"k8s": ("--gpu-labels", "karpenter"),
+                                                   "argo": ("--gpu-labels", "karpenter")}, facts={
+        "compose": [Warns("B101", 1, 50), gpus_compose("raw", "nvidia", 1)],
+        "k8s": [
+            (f"{pod('Job', 't-big')}.{GPU_NODES}[0].matchExpressions", [
+                {"key": "karpenter.k8s.aws/instance-gpu-name", "operator": "In", "values": ["a100"]},
+                {"key": "karpenter.k8s.aws/instance-gpu-memory", "operator": "In", "values": ["40960"]}]),
+            (f"{pod('Job', 't-raw')}.nodeSelector", {"karpenter.k8s.aws/instance-gpu-name": "nvidia-tesla-t4"}),
+        ],
+        "argo": [
+            (f"{tpl('big')}.{GPU_NODES}[0].matchExpressions[0].values", ["a100"]),
+        ],
+    }),
+    "gpu-box": Case(GPU_BOX, args={"compose": ("--gpus", "3")}, facts={
+        "compose": [
+            (f"{svc('a')}.deploy.resources.reservations.devices",
+             [{"driver": "nvidia", "device_ids": ["0", "1"], "capabilities": ["gpu"]}]),
+            (f"{svc('b')}.deploy.resources.reservations.devices[0].device_ids", ["2"]),
+            (f"{svc('both')}.deploy.resources.reservations.devices[0].device_ids", ["0", "1", "2"]),
+            (f"{svc('api')}.deploy.resources.reservations.devices[0].device_ids", ["0", "1"]),
+            Warns("B101", 4, 83),  # compose replicas share their service's devices
+        ],
+        "k8s": [(f"{ctr('Job', 't-a')}.resources.limits[nvidia.com/gpu]", 2),
+                (f"{ctr('Deployment', 't-api')}.resources.limits[nvidia.com/gpu]", 1)],
+        "argo": [(f"{tpl('a')}.container.resources.limits[nvidia.com/gpu]", 2)],
+    }),
+    "gpu-box-too-small": Case(GPU_BOX, args={"compose": ("--gpus", "2")}, facts={
+        "compose": [Fails("B150", (1, 42))],  # `a` and `b` together need 3 (as `both` alone: the first is named)
+        "k8s": [(f"{ctr('Job', 't-both')}.resources.limits[nvidia.com/gpu]", 3)],
+        "argo": [(f"{tpl('both')}.container.resources.limits[nvidia.com/gpu]", 3)],
+    }),
     "hardening": Case(HARDENING, facts={
         "compose": hardened_compose("job", "web"),
         "k8s": [*hardened_k8s("t", jobs=("job",), deployments=("web",)),
@@ -1284,7 +1416,7 @@ def compile_case(case: Case, target: str, tmp_path: Path, capsys, monkeypatch) -
             (tmp_path / name).write_text(text)
     params = [arg for param in case.params for arg in ("-p", param)]
     monkeypatch.chdir(path.parent)  # in the project's directory: compose reads host paths from here
-    status = cli.main(["compile", str(path), "-t", target, "--format", "json", *params])
+    status = cli.main(["compile", str(path), "-t", target, "--format", "json", *params, *case.args.get(target, ())])
     out, err = capsys.readouterr()
     diagnostics = json.loads(err) if err.strip() else []
     documents = [d for d in yaml.safe_load_all(out) if d is not None]

@@ -55,6 +55,13 @@ PAIRED = "one to one"  # the label of an edge between matrix stages whose instan
 # ------------------------------------------------------------------ what is drawn
 
 
+def replica_text(stage: ir.Stage) -> str | None:
+    """``x3``, or ``x2..10`` for an autoscaled service; None for one replica."""
+    if stage.autoscale is not None:
+        return f"x{stage.autoscale.minimum}..{stage.autoscale.maximum}"
+    return f"x{stage.replicas}" if stage.kind is ir.StageKind.SERVE and stage.replicas > 1 else None
+
+
 def drawn_stages(pipeline: ir.Pipeline) -> list[ir.Stage]:
     """The stages drawn: each stage, and a matrix stage's first instance for all of them."""
     return [stage for stage in pipeline.stages
@@ -68,8 +75,8 @@ def stage_lines(stage: ir.Stage) -> list[str]:
     kind = stage.kind.value
     if stage.kind is ir.StageKind.SERVE:
         kind += f" :{stage.port}" if stage.port else ""
-        if stage.replicas > 1:
-            kind += f" x{stage.replicas}"
+        if replica_text(stage):
+            kind += f" {replica_text(stage)}"
     elif stage.nodes is not None:
         kind += f" x{stage.nodes}"
     lines.append(kind)
@@ -81,7 +88,7 @@ def stage_lines(stage: ir.Stage) -> list[str]:
     resources = stage.resources
     if resources.gpu:
         gpu = f"{resources.gpu} GPU {resources.gpu_vendor.value}"
-        if stage.kind is ir.StageKind.SERVE and stage.replicas > 1:
+        if replica_text(stage):
             gpu += " per replica"
         elif stage.nodes is not None and stage.nodes > 1:
             gpu += " per node"

@@ -54,10 +54,10 @@ import json
 import textwrap
 from dataclasses import dataclass
 
-import networkx as nx
-
+from aipc.backends.devices import Assignment, Shortfall, assign_devices, heaviest_overlap
 from aipc.compiler import ir
 from aipc.compiler.units import format_bytes, format_cpu
+from aipc.viz.graph import replica_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,6 +106,7 @@ class Plan:
     peak: GpuPeak
     worst_case: GpuPeak
     matrices: tuple[ir.Matrix, ...] = ()
+    devices: Assignment | Shortfall | None = None  # on one machine of `--gpus N` GPUs
 
 
 def replicas(stage: ir.Stage) -> int:
@@ -164,7 +165,7 @@ def counted(stages: tuple[ir.Stage, ...]) -> tuple[ir.Stage, ...]:
     return tuple(stage for stage in stages if stage.name not in left_out)
 
 
-def plan_pipeline(pipeline: ir.Pipeline) -> Plan:
+def plan_pipeline(pipeline: ir.Pipeline, gpus: int | None = None) -> Plan:
     by_level: dict[int, list[ir.Stage]] = {}
     for stage in pipeline.stages:  # topological, ties by name: the order within a level
         by_level.setdefault(stage.level, []).append(stage)
@@ -181,54 +182,16 @@ def plan_pipeline(pipeline: ir.Pipeline) -> Plan:
         if level.demand.gpu_total > peak.gpus:
             names = tuple(s.name for s in counted(level.running) if s.resources.gpu)
             peak = GpuPeak(level.demand.gpu_total, level.index, names, level.demand.gpus)
-    return Plan(pipeline.name, tuple(levels), peak, worst_case_gpus(pipeline), pipeline.matrices)
-
-
-def finishes_before(pipeline: ir.Pipeline) -> dict[str, set[str]]:
-    """For each stage, the stages that must have finished before it starts: its
-    batch ancestors (a serve stage never finishes, so it never counts), and under
-    ``max_parallel`` the instance its window waits for, with its own."""
-    before: dict[str, set[str]] = {}
-    for stage in pipeline.stages:
-        names: set[str] = set()
-        window = stage.instance.window_predecessor if stage.instance is not None else None
-        for dependency in stage.after + ((window,) if window is not None else ()):
-            names |= before[dependency]
-            if pipeline.stage(dependency).is_batch:
-                names.add(dependency)
-        before[stage.name] = names
-    return before
+    devices = assign_devices(pipeline, gpus) if gpus is not None else None
+    return Plan(pipeline.name, tuple(levels), peak, worst_case_gpus(pipeline), pipeline.matrices, devices)
 
 
 def worst_case_gpus(pipeline: ir.Pipeline) -> GpuPeak:
-    """The heaviest set of GPU stages that may all run at one instant.
-
-    Weighted Dilworth: with a source edge to ``L(x)`` and a sink edge from
-    ``R(x)`` of capacity ``gpus(x)``, and an unbounded edge ``L(x) -> R(y)``
-    whenever ``x`` finishes before ``y`` starts, the heaviest antichain weighs
-    the total minus the maximum flow, and is the set of stages whose ``L`` is on
-    the source side of a minimum cut and whose ``R`` is on the sink side.
-    """
-    weighted = [s for s in pipeline.stages if stage_gpus(s)]
-    if not weighted:
-        return GpuPeak(0, None, ())
-    before = finishes_before(pipeline)
-    network = nx.DiGraph()
-    network.add_node("source")
-    network.add_node("sink")
-    for stage in weighted:
-        network.add_edge("source", ("L", stage.name), capacity=stage_gpus(stage))
-        network.add_edge(("R", stage.name), "sink", capacity=stage_gpus(stage))
-    for later in weighted:
-        for earlier in weighted:
-            if earlier.name in before[later.name]:
-                network.add_edge(("L", earlier.name), ("R", later.name))  # no capacity: unbounded
-    flow, (source_side, _) = nx.minimum_cut(network, "source", "sink")
-    chosen = tuple(s for s in weighted
-                   if ("L", s.name) in source_side and ("R", s.name) not in source_side)
-    total = sum(stage_gpus(s) for s in weighted) - flow
-    assert total == sum(stage_gpus(s) for s in chosen), "aipc bug: the minimum cut is not an antichain"
-    return GpuPeak(total, None, tuple(s.name for s in chosen), demand_of(chosen).gpus)
+    """The heaviest set of GPU stages that may all run at one instant (see
+    :mod:`aipc.backends.devices`, which assigns GPUs on one machine from the same
+    analysis)."""
+    overlap = heaviest_overlap(pipeline, stage_gpus)
+    return GpuPeak(overlap.total, None, tuple(s.name for s in overlap.stages), demand_of(overlap.stages).gpus)
 
 
 # ------------------------------------------------------------------ rendering
@@ -258,8 +221,8 @@ def memory_text(level: Level) -> str:
 def stage_text(stage: ir.Stage, serving: bool = False) -> str:
     if serving:
         return f"{stage.name} (serving)"
-    if stage.kind is ir.StageKind.SERVE and stage.replicas > 1:
-        return f"{stage.name} (serve x{stage.replicas})"
+    if replica_text(stage):
+        return f"{stage.name} (serve {replica_text(stage)})"
     if stage.nodes is not None:
         return f"{stage.name} ({stage.kind.value} x{stage.nodes} nodes)"
     return f"{stage.name} ({stage.kind.value})"
@@ -267,7 +230,7 @@ def stage_text(stage: ir.Stage, serving: bool = False) -> str:
 
 def matrix_text(matrix: ir.Matrix, stage: ir.Stage, count: int, serving: bool = False) -> str:
     """A matrix stage as one row: ``model (train, 5 instances of lr x seed, 2 at a time)``."""
-    what = "serving" if serving else (f"serve x{stage.replicas}" if not stage.is_batch and stage.replicas > 1
+    what = "serving" if serving else (f"serve {replica_text(stage)}" if replica_text(stage)
                                       else f"{stage.kind.value} x{stage.nodes} nodes" if stage.nodes is not None
                                       else stage.kind.value)
     total = len(matrix.instances)
@@ -361,10 +324,36 @@ def note_lines(plan: Plan, instances: bool = False) -> list[str]:
     groups = any(stage.nodes is not None for level in plan.levels for stage in level.stages)
     lines.append("CPU and memory: request / limit (one value when equal), summed over the stages "
                  "running in the level; a serve stage counts once per replica"
-                 + (", a multi-node stage once per node." if groups else "."))
+                 + (", an autoscaled one (x MIN..MAX) for its minimum" if _autoscaled(plan) else "")
+                 + (", a multi-node stage once per node" if groups else "") + ".")
     if any(level.serving for level in plan.levels):
         lines.append("serve stages keep running once started: they count in every later level (serving).")
     return lines
+
+
+def device_lines(plan: Plan) -> list[str]:
+    """The GPUs each stage gets on one machine (`--gpus N`), one line per stage."""
+    devices = plan.devices
+    if devices is None:
+        return []
+    if isinstance(devices, Shortfall):
+        return [f"on one machine with {devices.count} GPU{'s' if devices.count != 1 else ''}: {devices.message}"]
+    if not devices.devices:
+        return [f"on one machine with {devices.count} GPUs: no stage asks for a GPU it could be given"]
+    width = max(len(name) for name in devices.devices)
+    lines = [f"on one machine with {devices.count} GPU{'s' if devices.count != 1 else ''}, the devices of each "
+             "GPU stage (stages that may run at the same time never share one):"]
+    for name, containers in devices.devices.items():
+        if len(containers) == 1:
+            text = ",".join(containers[0])
+        else:
+            text = "; ".join(f"replica {number}: {','.join(ids)}" for number, ids in enumerate(containers, 1))
+        lines.append(f"  {name.ljust(width)}  {text}")
+    return lines
+
+
+def _autoscaled(plan: Plan) -> bool:
+    return any(stage.autoscale is not None for level in plan.levels for stage in level.stages)
 
 
 def legend(plan: Plan, instances: bool = False) -> list[tuple[str, str]]:
@@ -417,6 +406,9 @@ def render_text(plan: Plan, instances: bool = False) -> str:
     for mark, text in legend(plan, instances):  # `*  text`, its continuation lines under the text
         out += textwrap.wrap(text, width=NOTE_WIDTH, initial_indent=mark.ljust(3), subsequent_indent="   ",
                              break_on_hyphens=False)
+    if plan.devices is not None:
+        out.append("")
+        out += device_lines(plan)
     return "\n".join(out) + "\n"
 
 
@@ -436,6 +428,8 @@ def render_rich(plan: Plan, console, instances: bool = False) -> None:
         console.print(line, highlight=False, markup=False)
     for mark, text in legend(plan, instances):
         console.print(mark.ljust(3) + text, highlight=False, markup=False)
+    for line in device_lines(plan):
+        console.print(line, highlight=False, markup=False)
 
 
 def to_json(plan: Plan) -> str:
@@ -460,4 +454,11 @@ def to_json(plan: Plan) -> str:
     if plan.matrices:  # the stages above are instances; each matrix stage, with its own
         data["matrices"] = [{"stage": m.stage, "axes": list(m.axes), "instances": list(m.instances),
                              "max_parallel": m.max_parallel} for m in plan.matrices]
+    if isinstance(plan.devices, Assignment):
+        data["gpu_devices"] = {"gpus": plan.devices.count,
+                               "stages": {name: [list(ids) for ids in containers]
+                                          for name, containers in plan.devices.devices.items()}}
+    elif isinstance(plan.devices, Shortfall):
+        data["gpu_devices"] = {"gpus": plan.devices.count, "needed": plan.devices.needed,
+                               "overlapping": [stage.name for stage in plan.devices.stages]}
     return json.dumps(data, indent=2) + "\n"

@@ -50,6 +50,7 @@ KINDS = {  # plural -> (apiVersion, kind)
     "deployments": ("apps/v1", "Deployment"),
     "networkpolicies": ("networking.k8s.io/v1", "NetworkPolicy"),
     "jobsets": ("jobset.x-k8s.io/v1alpha2", "JobSet"),
+    "horizontalpodautoscalers": ("autoscaling/v2", "HorizontalPodAutoscaler"),
 }
 NAMESPACED = re.compile(r"^/(api/v1|apis/[^/]+/[^/]+)/namespaces/([^/]+)/([^/]+)(?:/([^/]+))?$")
 NAMESPACE = re.compile(r"^/api/v1/namespaces/([^/]+)$")

@@ -56,7 +56,8 @@ def object_path(document: dict) -> str:
     group_version = document["apiVersion"]
     prefix = "/api/v1" if group_version == "v1" else f"/apis/{group_version}"
     plural = {"NetworkPolicy": "networkpolicies", "PersistentVolumeClaim": "persistentvolumeclaims",
-              "Service": "services", "Job": "jobs", "Deployment": "deployments"}[document["kind"]]
+              "Service": "services", "Job": "jobs", "Deployment": "deployments",
+              "HorizontalPodAutoscaler": "horizontalpodautoscalers"}[document["kind"]]
     return f"{prefix}/namespaces/{document['metadata']['namespace']}/{plural}/{document['metadata']['name']}"
 
 
@@ -90,7 +91,7 @@ def assert_dependency_order(cluster: StubCluster, path) -> None:
 # ------------------------------------------------------------------ applying
 
 
-@pytest.mark.parametrize("stem", ["recommender", "fraud-detection", "llm-finetune", "vision-amd"])
+@pytest.mark.parametrize("stem", ["recommender", "fraud-detection", "llm-finetune", "vision-amd", "gpu-cluster"])
 def test_apply_creates_jobs_as_their_dependencies_complete(stem, stub, capsys):
     server = stub()
     path = example(stem)

@@ -371,7 +371,8 @@ data c { image = "e:1"  retries = 2 }
 
 RESOURCES = {"NetworkPolicy": ("networking.k8s.io", "networkpolicies"), "Deployment": ("apps", "deployments"),
              "Service": ("", "services"), "PersistentVolumeClaim": ("", "persistentvolumeclaims"),
-             "Job": ("batch", "jobs"), "JobSet": ("jobset.x-k8s.io", "jobsets")}
+             "Job": ("batch", "jobs"), "JobSet": ("jobset.x-k8s.io", "jobsets"),
+             "HorizontalPodAutoscaler": ("autoscaling", "horizontalpodautoscalers")}
 
 
 def allows(role: dict, group: str, resource: str, verb: str, name: str | None = None) -> bool:

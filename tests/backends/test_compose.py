@@ -101,7 +101,7 @@ train fit {
   mount data at "/data" readonly
   mount shared at "/datasets" readonly
   mount tmp at "/tmp"
-  resources { gpu = 2  gpu_model = "H100"  shm = 1500M }
+  resources { gpu = 2  gpu_model = "H100-80GB"  shm = 1500M }
 }
 eval amd { image = "rocm:6.1"  after = [fit]  resources { gpu = 1  gpu_vendor = amd } }
 eval intel { image = "oneapi:2024"  after = [fit]  resources { gpu = 1  gpu_vendor = intel } }
@@ -540,7 +540,7 @@ def test_what_compose_cannot_express_is_a_warning_at_the_attribute():
     assert warnings_at(EVERYTHING) == [
         ("B101", 20, 52, "disk = 10Gi"),
         ("B101", 22, 3, "timeout = 1h30m"),
-        ("B101", 32, 24, 'gpu_model = "H100"'),
+        ("B101", 32, 24, 'gpu_model = "H100-80GB"'),
         ("B101", 35, 64, "gpu = 1"),
     ]
 

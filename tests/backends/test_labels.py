@@ -31,7 +31,8 @@ def test_a_stage_has_the_same_labels_on_every_target_and_under_aipc_run(path):
         for service in compose.services_of(stage):  # each node of a multi-node stage
             assert services[service]["labels"] == {**expected, **coordinates}
         if workloads:
-            assert workloads[stage.name]["metadata"]["labels"] == expected
+            queue = {kubernetes.QUEUE_LABEL: stage.schedule.queue} if stage.schedule.queue else {}
+            assert workloads[stage.name]["metadata"]["labels"] == {**expected, **queue}  # Kueue reads a Job's
             assert workloads[stage.name]["spec"]["template"]["metadata"]["labels"] == expected
             assert coordinates.items() <= workloads[stage.name]["metadata"]["annotations"].items()
         run = {**dict(specs[stage.name].labels), **names.stage_labels(stage)}

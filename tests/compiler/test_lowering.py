@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from aipc.compiler import check_source, ir
+from aipc.compiler import check_source, gpus, ir
 from aipc.compiler.sources import read_text
 from tests.helpers import EXAMPLES, ROOT, codes_of, compile_ok, plain
 
@@ -42,12 +42,20 @@ def test_every_other_program_of_the_language_page_checks_clean(index):
 
 
 def test_the_readme_tour_checks_clean():
-    (program,) = re.findall(r"```aip\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    program = re.findall(r"```aip\n(.*?)```", (ROOT / "README.md").read_text(), re.S)[0]
     checked = check_source(program, "tour.aip")
     assert checked.diagnostics == [] and checked.ir is not None  # no unused declaration either (W101)
     # Its first comment names one step per stage: `# Nightly fraud model: ingest -> train -> serve`.
     steps = program.splitlines()[0].split(":", 1)[1].split("->")
     assert len(steps) == len(checked.ir.stages)
+
+
+def test_every_program_of_the_readme_checks_clean():
+    programs = re.findall(r"```aip\n(.*?)```", (ROOT / "README.md").read_text(), re.S)
+    assert len(programs) >= 2  # the tour, and v1's scheduling program
+    for program in programs:
+        checked = check_source(program, "readme.aip")
+        assert checked.diagnostics == [] and checked.ir is not None
 
 
 def test_fraud_detection_lowers_as_the_language_page_says():
@@ -65,7 +73,8 @@ def test_fraud_detection_lowers_as_the_language_page_says():
     assert plain(model.command) == ("python", "train.py", "--epochs", "10", "--lr", "3e-4", "--amp=true")
     assert model.resources == ir.Resources(
         cpu=ir.Range(8000, 8000), memory=ir.Range(64 * 2**30, 64 * 2**30), gpu=4,
-        gpu_model="NVIDIA-A100-SXM4-80GB", shm=16 * 2**30)
+        gpu_model="NVIDIA-A100-SXM4-80GB", shm=16 * 2**30,
+        gpu_nodes=gpus.gpu_nodes("NVIDIA-A100-SXM4-80GB", ir.GpuVendor.NVIDIA))
     assert model.timeout == 12 * 3600
     assert [(m.volume.name, m.path, m.readonly) for m in model.mounts] == [
         ("features", "/data/features", True), ("models", "/models", False)]

@@ -42,14 +42,14 @@ def test_nodes_is_for_batch_stages_only():
 
 def test_every_variable_of_the_contract_is_aipcs_on_a_group():
     for name in ir.NODE_VARIABLES:
-        assert codes_of(f'train t {{ image = "t:1"  nodes = 2  env = {{ {name} = "1" }} }}') == ["E250"]
+        assert codes_of(f'train t {{ image = "t:1"  nodes = 2  env = {{ {name} = "1" }} }}') == ["E260"]
     # without `nodes` they are the user's
     assert compile_ok('train t { image = "t:1"  env = { MASTER_PORT = "1" } }').stages[0].env
 
 
 def test_a_group_writing_an_rwo_volume_is_warned_about_and_rwx_or_readonly_is_not():
     mounted = 'volume v {{ size = 1Gi {access} }}\ntrain t {{ image = "t:1"  nodes = {n}  mount v at "/v" {ro} }}'
-    assert codes_of(mounted.format(access="", n=2, ro="")) == ["W250"]
+    assert codes_of(mounted.format(access="", n=2, ro="")) == ["W260"]
     assert codes_of(mounted.format(access="access = rwx", n=2, ro="")) == []
     assert codes_of(mounted.format(access="", n=2, ro="readonly")) == []
     assert codes_of(mounted.format(access="", n=1, ro="")) == []  # one pod: one machine

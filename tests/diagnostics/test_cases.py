@@ -2,16 +2,21 @@
 
 Each case file states what it must produce in `# expect: CODE LINE:COLUMN`
 comments (`# expect: CODE LINE:COLUMN in PATH` for one in a file it imports,
-PATH as diagnostics name it), and `# params: NAME=VALUE` for `-p` overrides.
-Files that cases import live under cases/lib/ (not cases themselves). The test asserts
+PATH as diagnostics name it), `# params: NAME=VALUE` for `-p` overrides, and
+`# compile: --target TARGET [OPTIONS]` adds what that target reports, for a
+diagnostic only a target gives. Files that cases import live under cases/lib/
+(not cases themselves). The test asserts
 exactly those diagnostics at exactly those places, then snapshots the rendered
 human and JSON output so that a change in wording is reviewed like code.
 """
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import json
 import re
+import shlex
 from pathlib import Path
 
 import pytest
@@ -24,6 +29,7 @@ HERE = Path(__file__).parent
 CASES = sorted((HERE / "cases").glob("*.aip"))
 EXPECT = re.compile(r"#\s*expect:\s*([EWB]\d{3})\s+(\d+):(\d+)(?:\s+in\s+(\S+))?")
 PARAMS = re.compile(r"#\s*params:\s*(\S+)=(\S*)")
+COMPILE = re.compile(r"#\s*compile:\s*(.+)")
 
 
 def run_case(path: Path):
@@ -31,6 +37,10 @@ def run_case(path: Path):
     params = dict(PARAMS.findall(text))
     name = f"cases/{path.name}"
     checked = check_source(text, name, params, read=read_beside_cases)
+    compiled = COMPILE.search(text)
+    if compiled is not None and checked.ir is not None:
+        checked = dataclasses.replace(
+            checked, diagnostics=checked.diagnostics + target_diagnostics(checked.ir, compiled.group(1)))
     return text, name, checked
 
 
@@ -45,6 +55,19 @@ def read_beside_cases(imported: str) -> str:
 
 def sources_of(text: str, name: str, checked) -> dict[str, Source]:
     return {name: Source(name, text), **{f.path: Source(f.path, f.text) for f in checked.imported}}
+
+
+def target_diagnostics(pipeline, command_line: str) -> list:
+    """What `aipc compile --target TARGET OPTIONS` adds, through the backend's own options."""
+    from aipc.backends import get_backend
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--target", required=True)
+    options, rest = parser.parse_known_args(shlex.split(command_line))
+    backend = get_backend(options.target)
+    backend_parser = argparse.ArgumentParser()
+    backend.add_arguments(backend_parser)
+    return list(backend.emit(pipeline, backend.options_from(backend_parser.parse_args(rest))).diagnostics)
 
 
 @pytest.mark.parametrize("case", CASES, ids=lambda p: p.stem)

@@ -78,6 +78,20 @@ def test_completion_inside_resources_and_map_forms():
     assert "memory" in labels and "cpu" not in labels
 
 
+def test_completion_of_scheduling_blocks_in_the_header_and_stages():
+    labels, _ = complete_at('pipeline "p" {\n  |\n}')
+    assert "schedule" in labels and "gpu_labels" in labels and "autoscale" not in labels
+    labels, _ = complete_at('pipeline "p" {\n  schedule {\n    queue = "q"\n    |\n  }\n}')
+    assert labels == ["node", "tolerate", "priority"]
+    labels, _ = complete_at('pipeline "p" { schedule = { | } }')
+    assert labels == ["node", "tolerate", "priority", "queue"]
+    labels, _ = complete_at('pipeline "p" { gpu_labels = | }')
+    assert labels == ["gfd", "gke", "karpenter"]
+    assert "autoscale" not in complete_at("train t {\n  |\n}")[0]  # a serve stage's block
+    assert {"schedule", "autoscale"} <= set(complete_at("serve s {\n  |\n}")[0])
+    assert complete_at("serve s {\n  autoscale { | }\n}")[0] == ["cpu", "metric", "target"]
+
+
 def test_hover_on_units_attributes_and_names():
     document = IncrementalParser("t.aip").parse(FRAUD)
     index = build_index(document)
@@ -246,3 +260,41 @@ def test_completion_of_matrix_axes(stage, expected):
 def test_completion_after_matrix_equals_offers_the_other_stages():
     labels, _ = complete_at(SWEEP + "\neval again {\n  matrix = |\n}")
     assert set(labels) == {"model", "score", "pick_best"}
+
+
+def test_completion_and_hover_of_portable_gpu_models():
+    from aipc.compiler import gpus
+
+    labels, result = complete_at("train t {\n  resources { gpu = 8  gpu_model = | }\n}")
+    assert labels == list(gpus.PORTABLE_NAMES)
+    (h100,) = [c for c in result.items if c.label == "H100-80GB"]
+    assert h100.insert == '"H100-80GB"'
+    assert "`cloud.google.com/gke-accelerator` in `nvidia-h100-80gb`" in h100.documentation
+    text = 'train t {\n  resources { gpu = 8  gpu_model = "H1| }\n}'
+    labels, result = complete_at(text)
+    assert "H100-80GB" in labels and result.replace == (text.index('"H1') + 1, text.index("|"))
+    assert [c.insert for c in result.items if c.label == "L4"] == ['L4"']
+    labels, _ = complete_at('train t {\n  image = "tr|\n}')  # no suggestions for a free string
+    assert labels == []
+    source = 'train t {\n  resources { gpu = 8  gpu_model = "h100-80gb" }\n}\n'
+    document = IncrementalParser("t.aip").parse(source)
+    answer = hover(document, build_index(document), source.index("h100-80gb") + 2)
+    assert answer is not None
+    assert "`H100-80GB`: a portable NVIDIA GPU model" in answer[0]
+    assert "- gfd: `nvidia.com/gpu.product` in `NVIDIA-H100-80GB-HBM3`, `NVIDIA-H100-PCIe`" in answer[0]
+    raw = source.replace("h100-80gb", "Tesla-T4")
+    document = IncrementalParser("t.aip").parse(raw)
+    answer = hover(document, build_index(document), raw.index("Tesla-T4") + 2)
+    assert answer is not None and "GPU model; the nodes it selects" not in answer[0]  # a label value as is
+
+
+def test_hover_on_the_schedule_block_and_its_keys():
+    source = 'pipeline "p" {\n  schedule { queue = "team-a" }\n}\ntrain t {\n  schedule { tolerate = ["spot"] }\n}\n'
+    document = IncrementalParser("t.aip").parse(source)
+    index = build_index(document)
+    block = hover(document, index, source.index("schedule"))
+    assert block is not None and block[0].startswith("`schedule { node, tolerate, priority, queue }`")
+    key = hover(document, index, source.index("tolerate"))
+    assert key is not None and "KEY=VALUE:EFFECT" in key[0]
+    queue = hover(document, index, source.index("queue"))
+    assert queue is not None and "kueue.x-k8s.io/queue-name" in queue[0]

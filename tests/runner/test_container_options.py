@@ -357,7 +357,7 @@ def test_what_docker_cannot_express_is_the_same_warning_under_aipc_run_and_compo
     from aipc.backends import compose
 
     pipeline = compile_ok('''
-data a { image = "e:1"  timeout = 1h  resources { gpu = 1  gpu_model = "H100"  disk = 10Gi } }
+data a { image = "e:1"  timeout = 1h  resources { gpu = 1  gpu_model = "H100-80GB"  disk = 10Gi } }
 data b { image = "e:1"  resources { gpu = 2  gpu_vendor = intel } }
 ''')
     sink = Diagnostics(pipeline.file)

@@ -272,7 +272,14 @@ def test_a_gpu_stage_fails_cleanly_without_gpus(pipeline, capsys):
 train gpu { script = "nvidia-smi" resources { gpu = 1 } retries = 2 }
 eval after_gpu { after = [gpu] script = "echo never" }
 """)
+    # Counting the engine's GPUs finds none: nothing starts.
     code, out, err = aipc(capsys, "run", str(pipeline.path), "--progress", "plain")
+    assert code == 1
+    assert "the stages need GPUs, and the Docker engine offers none" in err
+    assert "--gpus N" in err and "gpu:" not in out
+    assert pipeline.containers() == []
+    # Told there is one, the stage asks the engine for GPU 0, which it cannot give.
+    code, out, err = aipc(capsys, "run", str(pipeline.path), "--progress", "plain", "--gpus", "1")
     assert code == 1
     assert "gpu: failed: Docker cannot start it: could not select device driver" in out
     # ... and what to do about it

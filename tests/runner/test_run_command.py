@@ -83,7 +83,7 @@ def test_missing_secrets_only_count_for_selected_stages(aip, capsys, monkeypatch
 def test_what_docker_cannot_express_is_reported_as_compose_reports_it(tmp_path, capsys, monkeypatch):
     path = tmp_path / "gpu.aip"
     path.write_text(PIPELINE + 'eval score { after = [model] command = ["true"] '
-                               'resources { gpu_model = "H100"  disk = 1Gi } }\n')
+                               'resources { gpu_model = "H100-80GB"  disk = 1Gi } }\n')
     monkeypatch.delenv("AIPC_TEST_UNSET_TOKEN", raising=False)
     code, out, err = run(capsys, "run", str(path))
     assert code == 1 and "secrets need" in err  # stops before any engine is asked
@@ -129,3 +129,19 @@ def test_localhost_publishes_on_127_0_0_1():
 
     assert [publish_address(a) for a in ("localhost", "LOCALHOST", "0.0.0.0", "::", "[::1]", "10.1.2.3")] == [
         "127.0.0.1", "127.0.0.1", "0.0.0.0", "::", "::1", "10.1.2.3"]
+
+
+def test_scheduling_and_autoscaling_are_warned_about_where_written(tmp_path, capsys, monkeypatch):
+    """One Docker host has no nodes, taints, priority classes, queues or autoscaler:
+    `aipc run` says so once per place each is written, and starts a service's minimum."""
+    path = tmp_path / "sched.aip"
+    path.write_text(PIPELINE.replace('image = "busybox:1.36" }', 'image = "busybox:1.36"\n'
+                                     '  schedule { priority = "batch-high"  queue = "team-a" } }')
+                    + 'serve api { after = [model]  port = 8080  replicas = 2..4  autoscale { cpu = 70 } }\n')
+    monkeypatch.delenv("AIPC_TEST_UNSET_TOKEN", raising=False)
+    code, out, err = run(capsys, "run", str(path))
+    assert code == 1 and "secrets need" in err  # stops before any engine is asked
+    assert err.count("warning[B101]") == 3
+    assert "`aipc run` runs on one machine and cannot give containers a priority class" in err
+    assert "`aipc run` runs on one machine and cannot queue workloads in Kueue" in err
+    assert "`aipc run` does not autoscale: `api` runs 2 replicas, the low end of 2..4" in err

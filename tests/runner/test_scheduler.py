@@ -31,6 +31,7 @@ class FakeDriver:
         self.peak = 0
         self.aborted = threading.Event()
         self.abort_calls = 0
+        self.devices: dict[str, list] = {}  # the GPUs each attempt or service was given
 
     def _sleep(self, seconds: float, deadline: float | None) -> str:
         end = time.monotonic() + seconds
@@ -42,8 +43,9 @@ class FakeDriver:
             time.sleep(0.005)
         return "done"
 
-    def run_batch(self, stage, attempt, deadline):
+    def run_batch(self, stage, attempt, deadline, devices=()):
         with self.lock:
+            self.devices.setdefault(stage.name, []).append(devices)
             self.running += 1
             self.peak = max(self.peak, self.running)
         started = time.monotonic()
@@ -63,8 +65,9 @@ class FakeDriver:
                 self.running -= 1
                 self.spans.setdefault(stage.name, []).append((started, time.monotonic()))
 
-    def start_service(self, stage):
+    def start_service(self, stage, devices=()):
         with self.lock:
+            self.devices.setdefault(stage.name, []).append(devices)
             self.services.append(stage.name)
             self.spans.setdefault(stage.name, []).append((time.monotonic(), time.monotonic()))
         if stage.name in self.unhealthy:
@@ -85,20 +88,23 @@ class FakeDriver:
 class Events:
     def __init__(self):
         self.changes: list[tuple[str, Status, int]] = []
+        self.waiting: list[tuple[str, str]] = []  # (stage, why) as announced
         self.notes: list[str] = []
 
     def stage_changed(self, result):
         self.changes.append((result.name, result.status, result.attempts))
+        if result.waiting is not None:
+            self.waiting.append((result.name, result.waiting.text))
 
     def note(self, text):
         self.notes.append(text)
 
 
-def schedule(source: str, driver: FakeDriver, jobs: int = 4, only=(), start=None, keep_going=False):
+def schedule(source: str, driver: FakeDriver, jobs: int = 4, only=(), start=None, keep_going=False, gpus=None):
     pipeline = compile_ok(IMAGE + source)
     selected = select_stages(pipeline, only, start)
     events = Events()
-    result = Scheduler(pipeline, selected, driver, events, jobs, keep_going=keep_going).run()
+    result = Scheduler(pipeline, selected, driver, events, jobs, keep_going=keep_going, gpus=gpus).run()
     return result, events
 
 
@@ -368,8 +374,8 @@ def test_a_pending_stage_says_why_it_waits_and_other_reasons_are_gates():
     seen: dict[str, list] = {}
 
     class Watching(FakeDriver):
-        def run_batch(self, stage, attempt, deadline):
-            outcome = super().run_batch(stage, attempt, deadline)
+        def run_batch(self, stage, attempt, deadline, devices=()):
+            outcome = super().run_batch(stage, attempt, deadline, devices)
             for name, result in scheduler.results.items():  # as the scheduler left them meanwhile
                 seen.setdefault(name, []).append(result.waiting.text if result.waiting else None)
             return outcome
@@ -398,6 +404,101 @@ def test_a_pending_stage_says_why_it_waits_and_other_reasons_are_gates():
     assert all(result.status is Status.SUCCEEDED for result in gated.run().stages)
     assert driver.first_start("b") >= driver.last_end("c")
     assert ("b", Status.PENDING, 0) in events.changes
+
+
+# ------------------------------------------------------------------ GPUs on one machine
+
+FOUR_GPU_STAGES = "\n".join(f'train t{i} {{ command = ["x"]  resources {{ gpu = 2 }} }}' for i in range(4)) + """
+data cpu { command = ["x"] }
+"""
+
+
+def overlapping(driver: FakeDriver, first: str, second: str) -> bool:
+    (a_start, a_end), (b_start, b_end) = driver.spans[first][0], driver.spans[second][0]
+    return a_start < b_end and b_start < a_end
+
+
+def test_gpu_stages_wait_for_free_gpus_and_never_share_one():
+    driver = FakeDriver(durations={f"t{i}": 0.15 for i in range(4)})
+    result, events = schedule(FOUR_GPU_STAGES, driver, jobs=8, gpus=["0", "1", "2", "3"])
+    assert all(status is Status.SUCCEEDED for status in statuses(result).values())
+    assert driver.peak <= 3  # two GPU stages and the CPU stage at most
+    for name in ("t0", "t1", "t2", "t3"):
+        (devices,) = driver.devices[name]
+        assert len(devices) == 1 and len(devices[0]) == 2  # one container, two GPUs
+    for first, second in [("t0", "t1"), ("t0", "t2"), ("t0", "t3"), ("t1", "t2"), ("t1", "t3"), ("t2", "t3")]:
+        if overlapping(driver, first, second):
+            assert set(driver.devices[first][0][0]).isdisjoint(driver.devices[second][0][0])
+    assert sorted(set(events.waiting)) == [("t2", "waiting for GPUs (needs 2 of the 4)"),
+                                           ("t3", "waiting for GPUs (needs 2 of the 4)")]
+    assert driver.devices["cpu"] == [()]
+    # the stages that waited started only once an earlier one had given its GPUs back
+    assert min(driver.first_start("t2"), driver.first_start("t3")) >= min(driver.last_end("t0"), driver.last_end("t1"))
+
+
+def test_a_waiting_stage_is_described_with_the_gpus_it_needs():
+    from aipc.runner.report import describe_change
+
+    driver = FakeDriver(durations={"t0": 0.1, "t1": 0.1})
+    result, events = schedule('train t0 { command = ["x"] resources { gpu = 2 } }\n'
+                              'train t1 { command = ["x"] resources { gpu = 2 } }', driver, gpus=["0", "1", "2"])
+    assert statuses(result) == {"t0": Status.SUCCEEDED, "t1": Status.SUCCEEDED}
+    assert events.waiting == [("t1", "waiting for GPUs (needs 2 of the 3)")]  # announced once
+    waiting = result.get("t1")
+    waiting.status, waiting.waiting = Status.PENDING, Waiting("gpus", "waiting for GPUs (needs 2 of the 3)")
+    assert describe_change(waiting) == "t1: waiting for GPUs (needs 2 of the 3)"
+
+
+def test_each_replica_of_a_service_gets_gpus_of_its_own():
+    driver = FakeDriver()
+    result, _ = schedule('serve api { port = 80  replicas = 3  resources { gpu = 1 } }', driver,
+                         gpus=["0", "1", "2", "3"])
+    assert result.get("api").status is Status.SERVING
+    assert driver.devices["api"] == [(("0",), ("1",), ("2",))]
+
+
+def test_a_failed_stage_gives_its_gpus_back():
+    driver = FakeDriver(codes={"bad": [3]}, durations={"bad": 0.05, "next": 0.05})
+    result, _ = schedule('train bad { command = ["x"] resources { gpu = 2 } }\n'
+                         'train next { command = ["x"] resources { gpu = 2 } }', driver, gpus=["0", "1"],
+                         keep_going=True)
+    assert statuses(result) == {"bad": Status.FAILED, "next": Status.SUCCEEDED}
+    assert driver.devices["next"] == [(("0", "1"),)]
+
+
+def test_a_stage_waiting_for_gpus_that_services_hold_fails_and_says_so():
+    driver = FakeDriver()
+    result, _ = schedule('serve a { port = 80  resources { gpu = 2 } }\n'
+                         'serve b { port = 81  resources { gpu = 2 } }', driver, gpus=["0", "1", "2"])
+    assert result.get("a").status is Status.SERVING
+    assert result.get("b").status is Status.FAILED
+    assert result.get("b").message == "needs 2 GPUs, but only 1 of the 3 are free: `a` holds the rest while serving"
+
+
+def test_without_the_machines_gpus_stages_are_not_held_back():
+    driver = FakeDriver(durations={f"t{i}": 0.1 for i in range(4)})
+    result, events = schedule(FOUR_GPU_STAGES, driver, jobs=8)
+    assert driver.peak == 5 and all(driver.devices[f"t{i}"] == [()] for i in range(4))
+    assert events.waiting == []
+
+
+def test_the_live_view_says_a_stage_waits_for_gpus_not_for_its_dependencies():
+    from io import StringIO
+
+    from rich.console import Console
+
+    from aipc.compiler import ir
+    from aipc.runner.report import LiveReporter
+    from aipc.runner.scheduler import StageResult
+
+    reporter = LiveReporter(["t1", "t2"], Console(file=StringIO()))
+    reporter.results = [
+        StageResult("t1", ir.StageKind.TRAIN, waiting=Waiting("gpus", "waiting for GPUs (needs 2 of the 4)")),
+        StageResult("t2", ir.StageKind.TRAIN, waiting=Waiting("dependencies", "waiting for `t1`"))]
+    screen = Console(file=StringIO(), width=120)
+    screen.print(reporter._table())
+    rows = [row for row in screen.file.getvalue().splitlines() if " t1 " in row or " t2 " in row]
+    assert "waiting for GPUs (needs 2 of the 4)" in rows[0] and "waiting for `t1`" in rows[1]
 
 
 # ------------------------------------------------------------ matrix stages (issue 18)

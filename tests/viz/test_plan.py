@@ -196,6 +196,40 @@ def test_worst_case_is_the_heaviest_set_that_can_overlap(pipeline):
     assert sum(s.resources.gpu * s.replicas for s in chosen.values()) == worst.gpus
 
 
+def test_gpus_shows_the_devices_of_each_stage_on_one_machine(capsys, tmp_path):
+    path = next(p for p in EXAMPLES if p.stem == "gpu-cluster")
+    code, out, err = plan_cli(capsys, str(path), "--gpus", "8")
+    assert code == 0, err
+    lines = out.splitlines()
+    start = lines.index("on one machine with 8 GPUs, the devices of each GPU stage (stages that may run at the "
+                        "same time never share one):")
+    assert lines[start + 1].split() == ["pretrain", "0,1,2,3,4,5,6,7"]
+    assert [line.split()[0] for line in lines[start + 1:]] == ["pretrain", "humaneval", "completions"]
+    code, out, err = plan_cli(capsys, str(path), "--gpus", "8", "--format", "json")
+    devices = json.loads(out)["gpu_devices"]
+    assert devices["gpus"] == 8 and devices["stages"]["pretrain"] == [[str(n) for n in range(8)]]
+    source = tmp_path / "replicas.aip"
+    source.write_text('serve api { image = "x:1"  port = 80  replicas = 2  resources { gpu = 2 } }\n')
+    code, out, err = plan_cli(capsys, str(source), "--gpus", "4")
+    assert "  api  replica 1: 0,1; replica 2: 2,3" in out
+
+
+def test_gpus_fewer_than_needed_is_an_error_naming_the_stages(capsys, tmp_path):
+    source = tmp_path / "box.aip"
+    source.write_text('train a { image = "x:1"  resources { gpu = 4 } }\n'
+                      'train b { image = "x:1"  resources { gpu = 4 } }\n')
+    code, out, err = plan_cli(capsys, str(source), "--gpus", "6")
+    assert code == 1
+    assert "error[B150]: stages that may run at the same time need 8 GPUs, more than the 6 of this machine: " \
+           "`a` and `b` at level 0" in err
+    assert "level" in out  # the plan itself is still shown
+    code, out, err = plan_cli(capsys, str(source), "--gpus", "6", "--format", "json")
+    assert code == 1 and json.loads(out)["gpu_devices"] == {"gpus": 6, "needed": 8, "overlapping": ["a", "b"]}
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["plan", str(source), "--gpus", "0"])
+    assert exit_info.value.code == 2 and "--gpus: must be at least 1" in capsys.readouterr().err
+
+
 # ------------------------------------------------------------ matrix stages (issue 18)
 
 SWEEP = next(p for p in EXAMPLES if p.stem == "sweep")

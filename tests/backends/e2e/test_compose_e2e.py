@@ -424,6 +424,27 @@ def eventually_exited(project: Project, service: str, seconds: float = 60) -> di
         time.sleep(0.5)
 
 
+GPU_BOX = '''
+train a    { image = "IMAGE"  command = ["true"]  resources { gpu = 2 } }
+train b    { image = "IMAGE"  command = ["true"]  resources { gpu = 1 } }
+data  cpu  { image = "IMAGE"  command = ["true"] }
+'''
+
+
+def test_gpus_n_gives_the_engine_each_services_own_device_ids(project):
+    """docker-compose 1.29 hands `device_ids` to the engine as the containers' device
+    requests (created, not started: this engine has no GPU driver; no `after` either,
+    as `up --no-start` would wait for a dependency to complete)."""
+    project.compile(GPU_BOX, "--gpus", "3")
+    create = project.compose("up", "--no-start")
+    assert create.returncode == 0, create.stderr
+    requests = {service: project.one(service)["HostConfig"]["DeviceRequests"] for service in ("a", "b", "cpu")}
+    assert requests["cpu"] is None
+    assert requests["a"] == [{"Driver": "nvidia", "Count": 0, "DeviceIDs": ["0", "1"], "Capabilities": [["gpu"]],
+                              "Options": {}}]
+    assert requests["b"][0]["DeviceIDs"] == ["2"]  # a and b may run at the same time
+
+
 # LANGUAGE.md's sweep, made to run: a 2 x 3 matrix, two instances at a time; each
 # `score` instance checks that it reads the value its own `model` instance wrote.
 SWEEP = '''
