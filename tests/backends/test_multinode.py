@@ -301,3 +301,35 @@ def test_argo_a_parameter_of_a_group_is_compiled_in_as_a_serve_stages_is():
     assert pod_spec(job)["containers"][0]["command"] == ["run", "3"]
     (warning,) = [d for d in emitted.diagnostics if d.code == "B101"]
     assert "multi-node stage `t` uses it" in warning.message
+
+
+def test_compose_with_gpus_gives_each_node_devices_of_its_own():
+    pipeline = compile_ir('train t { image = "t:1"  nodes = 2  resources { gpu = 2 } }\n'
+                          'train u { image = "t:1"  after = [t]  resources { gpu = 4 } }\n', path="p.aip")
+    emitted = emit("compose", pipeline, gpus=4)
+    services = emitted.documents[0]["services"]
+    ids = [services[f"t-node-{rank}"]["deploy"]["resources"]["reservations"]["devices"][0]["device_ids"]
+           for rank in range(2)]
+    assert sorted(ids[0] + ids[1]) == ["0", "1", "2", "3"] and len(ids[0]) == 2
+    assert not [d for d in emitted.diagnostics if d.code == "B101"]  # not shared, unlike a service's replicas
+    # a group needs all of its nodes' GPUs at once
+    (diagnostic,) = [d for d in emit_raw("compose", pipeline, gpus=3).diagnostics if d.is_error]
+    assert diagnostic.code == "B150" and "needs 4 GPUs" in diagnostic.message
+
+
+def emit_raw(target: str, pipeline: ir.Pipeline, **options):
+    backend = __import__("aipc.backends", fromlist=["get_backend"]).get_backend(target)
+    return backend.emit(pipeline, backend.Options(**options))
+
+
+def test_kueue_admits_the_indexed_job_or_the_jobset_by_the_queue_label_on_it():
+    text = CONTRACT.replace("  retries = 2", '  retries = 2\n  schedule { queue = "team-a" }')
+    pipeline = compile_ir(text, path="pretrain.aip")
+    (job,) = by_kind(read_back(emit_yaml("k8s", pipeline)), "Job").values()
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+    (jobset,) = by_kind(read_back(emit_yaml("k8s", pipeline, multinode="jobset")), "JobSet").values()
+    assert jobset["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
+    assert jobset_errors(jobset) == []
+    inner = jobset["spec"]["replicatedJobs"][0]["template"]
+    assert "kueue.x-k8s.io/queue-name" not in inner["metadata"]["labels"]  # Kueue admits the JobSet whole
+    assert "kueue.x-k8s.io/queue-name" not in inner["spec"]["template"]["metadata"]["labels"]
