@@ -27,6 +27,7 @@ ids, which reach the engine one of two ways (``--gpu-request``):
 
 from __future__ import annotations
 
+import collections
 import ipaddress
 import os
 import queue
@@ -249,7 +250,17 @@ class LogPump(threading.Thread):
     line is not re-scanned at every chunk). The stream ends once the container
     has stopped and the engine has sent everything: :meth:`drain` waits for that,
     as long as bytes keep coming.
+
+    A followed stream can end before the log does (the connection breaks, or the
+    engine closes it as the container stops while the reader is behind). So once
+    it ends, the log's last entry is compared with what arrived; when they differ,
+    the log is read again without following and what the stream missed is passed
+    on: the engine sends the same bytes in the same order, so the first
+    ``received`` bytes are skipped. A stream that broke while the container still
+    runs is followed again the same way.
     """
+
+    RESUMES = 5  # times a stream may end early in a row, without a byte more, before the pump gives up
 
     def __init__(self, container, source: str, log: Callable[[str, str], None], follow: bool = True) -> None:
         super().__init__(name=f"logs-{source}", daemon=True)
@@ -257,31 +268,81 @@ class LogPump(threading.Thread):
         self.source = source
         self.log = log
         self.follow = follow  # False: what the log holds now, then stop
-        self.received = 0  # bytes so far; drain() watches it move
+        self.received = 0  # bytes passed on so far
+        self.read = 0  # bytes read from the engine, skipped ones too; drain() watches it move
+        self._pending = bytearray()
+        self._recent: collections.deque[bytes] = collections.deque()  # the last chunks (TAIL bytes and a few)
+        self._recent_size = 0
+
+    TAIL = 2**16
 
     def _emit(self, data: bytes) -> None:
         self.log(self.source, data.rstrip(b"\r").decode("utf-8", "replace"))
 
-    def run(self) -> None:
-        pending = bytearray()
+    def _take(self, chunk: bytes) -> None:
+        self.received += len(chunk)
+        self._recent.append(chunk)
+        self._recent_size += len(chunk)
+        while self._recent_size - len(self._recent[0]) >= self.TAIL:
+            self._recent_size -= len(self._recent.popleft())
+        pending = self._pending
+        end = chunk.rfind(b"\n")
+        if end < 0:  # still the same line
+            pending += chunk
+            while len(pending) >= MAX_LINE:
+                self._emit(bytes(pending[:MAX_LINE]))
+                del pending[:MAX_LINE]
+            return
+        pending += chunk[:end]
+        for line in bytes(pending).split(b"\n"):
+            self._emit(line)
+        self._pending = bytearray(chunk[end + 1:])
+
+    def _pass_on(self, follow: bool) -> bool:
+        """Reads the log (from its start, skipping what was passed on); True when the
+        stream ended by itself, False when it broke."""
+        skip = self.received
         try:
-            for chunk in self.container.logs(stream=True, follow=self.follow):
-                self.received += len(chunk)
-                end = chunk.rfind(b"\n")
-                if end < 0:  # still the same line
-                    pending += chunk
-                    while len(pending) >= MAX_LINE:
-                        self._emit(bytes(pending[:MAX_LINE]))
-                        del pending[:MAX_LINE]
-                    continue
-                pending += chunk[:end]
-                for line in bytes(pending).split(b"\n"):
-                    self._emit(line)
-                pending = bytearray(chunk[end + 1:])
-        except Exception:  # noqa: BLE001 - the container went away mid-stream (Ctrl-C, removed)
-            pass
-        if pending:
-            self._emit(bytes(pending))
+            for chunk in self.container.logs(stream=True, follow=follow):
+                self.read += len(chunk)
+                if skip:
+                    if len(chunk) <= skip:
+                        skip -= len(chunk)
+                        continue
+                    chunk, skip = chunk[skip:], 0
+                self._take(chunk)
+        except Exception:  # noqa: BLE001 - the connection broke, or the container went away (Ctrl-C, removed)
+            return False
+        return True
+
+    def _complete(self) -> bool | None:
+        """Whether the stopped container's log ends with what arrived; None while it
+        still runs (or once it is gone: nothing more can be read)."""
+        try:
+            self.container.reload()
+            if self.container.status in ("running", "restarting", "paused"):
+                return None
+            last = self.container.logs(stream=False, follow=False, tail=1)
+        except Exception:  # noqa: BLE001 - removed meanwhile (Ctrl-C, aipc down)
+            return True
+        return b"".join(self._recent).endswith(last)
+
+    def run(self) -> None:
+        follow, idle = self.follow, 0
+        while True:
+            before = self.received
+            ended = self._pass_on(follow)
+            if not self.follow:
+                break
+            complete = self._complete()
+            if complete:
+                break
+            idle = 0 if self.received > before else idle + 1
+            if idle >= self.RESUMES or (complete is None and ended):
+                break  # a running container whose stream ends by itself: it is being removed
+            follow = complete is None
+        if self._pending:
+            self._emit(bytes(self._pending))
 
     def drain(self) -> None:
         """Wait until the whole log has been read (the container has ended), for as
@@ -289,8 +350,8 @@ class LogPump(threading.Thread):
         seen, since = -1, time.monotonic()
         while self.is_alive():
             self.join(timeout=0.5)
-            if self.received != seen:
-                seen, since = self.received, time.monotonic()
+            if self.read != seen:
+                seen, since = self.read, time.monotonic()
             elif time.monotonic() - since > LOG_STALL:
                 self.log(self.source, f"[aipc: the engine stopped sending this log for {LOG_STALL:g}s; "
                                       "the rest of it was not read]")

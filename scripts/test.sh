@@ -92,9 +92,18 @@ PATH="$AIPC_VSCODE_NODE:$PATH" bash scripts/build-vscode-extension.sh --deps
   || .venv/bin/python -m pip install -q "playwright==$PLAYWRIGHT_VERSION"
 export AIPC_CHROMIUM=/usr/lib/chromium/chromium
 
-# 4. Run everything. Docker is required here: tests that need it fail, not skip.
+# 4. Run everything, on AIPC_TEST_WORKERS pytest-xdist workers (4 by default: the
+#    slow tests mostly wait on the Docker engine and on subprocesses, so a 2-core
+#    machine keeps 4 busy; `-n 0` among the arguments runs in one process). Tests of
+#    a module that share a module-scoped fixture stay on one worker (--dist loadgroup,
+#    tests/conftest.py marks them). Docker is required here: tests that need it fail,
+#    not skip. Syrupy sees every worker's snapshots: unused ones still fail the run.
 export AIPC_REQUIRE_DOCKER=1
-.venv/bin/python -m pytest "$@"
+parallel=(-n "${AIPC_TEST_WORKERS:-4}" --dist loadgroup)
+started=$SECONDS
+took() { printf '%dm%02ds' $(($1 / 60)) $(($1 % 60)); }
+trap 'echo "test.sh: the tests took $(took $((SECONDS - started))) of wall time (the whole script $(took $SECONDS))"' EXIT
+.venv/bin/python -m pytest "${parallel[@]}" "$@"
 
 # 5. The diagnostics and hostile-input tests again with the parser's fast path
 #    off (lark's own parser then parses every file): both ways must give the
@@ -105,4 +114,4 @@ for argument in "$@"; do
   [ -e "${argument%%::*}" ] || [ "$argument" = --snapshot-update ] || options+=("$argument")
 done
 echo "test.sh: the diagnostics and hostile-input tests with AIPC_PARSER_FASTPATH=0"
-AIPC_PARSER_FASTPATH=0 exec .venv/bin/python -m pytest ${options[@]+"${options[@]}"} tests/diagnostics tests/hostile
+AIPC_PARSER_FASTPATH=0 .venv/bin/python -m pytest "${parallel[@]}" ${options[@]+"${options[@]}"} tests/diagnostics tests/hostile

@@ -23,7 +23,9 @@ def wheel(tmp_path_factory) -> Path:
     # build would otherwise put modules that no longer exist into the wheel.
     tree = tmp_path_factory.mktemp("tree") / "aipc"
     shutil.copytree(ROOT, tree, ignore=shutil.ignore_patterns(
-        ".git", ".venv", ".tools", "build", "dist", "*.egg-info", "__pycache__", ".hypothesis", "node_modules"))
+        ".git", ".venv", ".tools", "build", "dist", "*.egg-info", "__pycache__", ".hypothesis", "node_modules",
+        # what other tests write into the tree while this one copies it (they may run at the same time)
+        "test-artifacts", ".pytest_cache"))
     out = tmp_path_factory.mktemp("wheel")
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
                     "-w", str(out), str(tree)], check=True, capture_output=True, timeout=300)

@@ -9,7 +9,7 @@ import pytest
 from aipc import cli
 from aipc.backends.kubernetes import emit
 from tests.apply.stub_api import StubCluster, StubServer, kubeconfig
-from tests.helpers import EXAMPLES, compile_example, compile_ok
+from tests.helpers import EXAMPLES, compile_example, compile_ok, free_port
 
 PROXY_VARIABLES = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "all_proxy")
 
@@ -362,15 +362,6 @@ def test_second_apply_finds_completed_jobs(stub, capsys):
 
 
 # ------------------------------------------------------------------ no cluster, bad input
-
-
-def free_port() -> int:
-    """A port nobody listens on."""
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 @pytest.mark.parametrize(("userinfo", "shown"), [("", ""), ("alice:s3cret-pw@", "alice:***@")],

@@ -126,7 +126,8 @@ def test_without_the_fast_path_the_error_limit_holds(monkeypatch):
 
 def test_the_test_command_runs_the_diagnostics_and_hostile_tests_without_the_fast_path():
     script = (ROOT / "scripts" / "test.sh").read_text()
-    assert f"{fastpath.SWITCH}=0 exec .venv/bin/python -m pytest" in script
+    # on the same pytest-xdist workers as the main pass
+    assert f'{fastpath.SWITCH}=0 .venv/bin/python -m pytest "${{parallel[@]}}"' in script
     assert script.rstrip().endswith("tests/diagnostics tests/hostile")
 
 

@@ -5,11 +5,9 @@ removes all of them afterwards."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from aipc.cli import main
+from tests.helpers import engine_events, free_port
 
 pytestmark = pytest.mark.docker
 
@@ -92,24 +91,6 @@ def summary_row(out: str, stage: str) -> list[str]:
         if cells and cells[0] == stage:
             return cells
     raise AssertionError(f"no summary row for {stage} in:\n{out}")
-
-
-def free_port(count: int = 1) -> int:
-    """The first of ``count`` consecutive free ports on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = probe.getsockname()[1]
-        if first + count - 1 > 65535:
-            continue
-        try:
-            for port in range(first + 1, first + count):
-                with socket.socket() as probe:
-                    probe.bind(("127.0.0.1", port))
-        except OSError:
-            continue
-        return first
-    raise AssertionError("no free ports")
 
 
 def test_three_stages_pass_data_through_a_volume_and_leave_no_container(pipeline, capsys):
@@ -442,15 +423,6 @@ def test_no_docker_engine_is_a_clear_error(tmp_path, capsys, monkeypatch):
     assert code == 1 and "no Docker engine answers" in err
 
 
-def docker_events(labels: str, since: float) -> list[dict]:
-    """The engine's container events since ``since`` for containers with ``labels``
-    (they outlive the removed batch containers)."""
-    out = subprocess.run(["docker", "events", "--since", f"{since:.3f}", "--until", f"{time.time() + 1:.3f}",
-                          "--filter", "type=container", "--filter", f"label={labels}", "--format", "{{json .}}"],
-                         capture_output=True, text=True, check=True, timeout=60).stdout
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
-
-
 def moments(found: list[dict], action: str, stage: str) -> list[int]:
     return [event["timeNano"] for event in found
             if event["Action"] == action and event["Actor"]["Attributes"].get("dev.aipc.stage") == stage]
@@ -494,12 +466,11 @@ data client {{
 }}
 serve late {{ script = "exec httpd -f -p 7002 -h /www"  port = 7002  expose = {first + 2} }}
 """)
-    since = time.time() - 1
-    code, out, err = aipc(capsys, "run", str(pipeline.path), "--detach", "--progress", "plain")
+    with engine_events(pipeline.labels().removeprefix("label="), pipeline.image) as found:
+        code, out, err = aipc(capsys, "run", str(pipeline.path), "--detach", "--progress", "plain")
     assert code == 0, out + err
     assert lines_of(out, "client") == ["pong", "up", "client done"]
     assert summary_row(out, "client")[1] == "succeeded"
-    found = docker_events(pipeline.labels().removeprefix("label="), since)
     started = moments(found, "start", "client")
     for service in ("db", "web"):
         healthy = moments(found, "health_status: healthy", service)
@@ -526,10 +497,10 @@ def test_a_sweep_runs_six_instances_two_at_a_time_and_pairs_them(pipeline, capsy
 
     pipeline.path.write_text(SWEEP.replace("IMAGE", pipeline.image).replace('pipeline "e2e-sweep" { }',
                                                                             f'pipeline "{pipeline.name}" {{ }}'))
-    since = time.time() - 1
-    code, out, err = aipc(capsys, "run", str(pipeline.path), "--progress", "plain", "--jobs", "6")
+    with engine_events(pipeline.labels().removeprefix("label="), pipeline.image) as found:
+        code, out, err = aipc(capsys, "run", str(pipeline.path), "--progress", "plain", "--jobs", "6")
     assert code == 0, out + err
-    spans = container_spans(docker_events(pipeline.labels().removeprefix("label="), since))
+    spans = container_spans(found)
     models = [f"model-{lr}-{seed}" for lr, seed in SWEEP_COORDINATES]
     assert sorted(spans) == sorted(models + [name.replace("model", "score") for name in models])
     assert most_at_once([span for name in models for span in spans[name]]) == 2

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import itertools
 import tarfile
+import uuid
 
 import docker
 import pytest
@@ -106,9 +107,10 @@ for n in 0 1 2; do echo "GPU $n: NVIDIA H100 80GB HBM3 (UUID: GPU-0000000$n-aaaa
 
 @pytest.fixture(scope="module")
 def nvidia_smi_image(busybox_image):
-    """The busybox image with that `nvidia-smi` in /bin, removed after the tests."""
+    """The busybox image with that `nvidia-smi` in /bin, removed after the tests; its
+    tag is this fixture's own (another test run on the same engine makes and removes its own)."""
     client = docker.from_env()
-    tag = "aipc-test/fake-nvidia-smi:1.0"
+    tag = f"aipc-test/fake-nvidia-smi:{uuid.uuid4().hex[:8]}"
     archive = io.BytesIO()
     with tarfile.open(fileobj=archive, mode="w") as tar:
         data = FAKE_NVIDIA_SMI.encode()

@@ -76,7 +76,10 @@ eval report { after = [broken] script = "echo never" }
     command = shlex.join([sys.executable, "-m", "aipc", "run", str(pipeline.path), "--jobs", "1"])
     environment = " ".join(f"{name}={shlex.quote(os.environ[name])}" for name in ("XDG_STATE_HOME", "PATH")
                            if name in os.environ)
-    terminal("new-session", "-d", "-s", "run", "-x", "120", "-y", "40", "-c", str(ROOT),
+    # 120 columns, or wider when the temporary folder is deep (a pytest-xdist worker's
+    # is): the lines read back below name the pipeline's path and must not wrap.
+    width = max(120, len(f"re-run from it: aipc run {pipeline.path} --from broken") + 10)
+    terminal("new-session", "-d", "-s", "run", "-x", str(width), "-y", "40", "-c", str(ROOT),
              f"env {environment} {command}; echo EXIT=$?; sleep 600")
     try:
         # While `first` runs: how far the run is, and why each pending stage waits.

@@ -15,14 +15,48 @@ from aipc.compiler import ir
 
 
 class FakeContainer:
-    """A container whose log is ``chunks``."""
+    """A stopped container whose log is ``chunks``."""
+
+    status = "exited"
 
     def __init__(self, chunks) -> None:
         self.chunks = chunks
 
-    def logs(self, stream: bool, follow: bool):
-        assert stream
+    def reload(self) -> None:
+        pass
+
+    def logs(self, stream: bool, follow: bool, tail: int | None = None):
+        if not stream:  # only the last entry is asked for this way
+            assert tail == 1
+            return self.chunks[-1] if isinstance(self.chunks, list) and self.chunks else b""
         return iter(self.chunks)
+
+
+class BrokenStream(FakeContainer):
+    """A container whose followed log stream ends early (``cut`` entries in), by
+    breaking (``error``) or as if it were complete; read again, it is whole."""
+
+    def __init__(self, entries: list[bytes], cut: int, error: Exception | None, running_until: int = 0) -> None:
+        super().__init__(entries)
+        self.cut, self.error, self.reads = cut, error, []
+        self.running_until = running_until  # reloads that still see it running
+
+    def reload(self) -> None:
+        self.status = "running" if self.running_until > 0 else "exited"
+        self.running_until -= 1
+
+    def logs(self, stream: bool, follow: bool, tail: int | None = None):
+        if not stream:
+            return super().logs(stream, follow, tail)
+        self.reads.append(follow)
+        if len(self.reads) > 1:
+            return iter(self.chunks)
+        return self._first()
+
+    def _first(self):
+        yield from self.chunks[:self.cut]
+        if self.error is not None:
+            raise self.error
 
 
 def pumped(chunks) -> list[str]:
@@ -47,6 +81,46 @@ def test_a_huge_line_costs_linear_time_and_bounded_memory():
     lines = pumped(chunk for _ in range(count))
     assert time.monotonic() - started < 20
     assert [len(line) for line in lines] == [MAX_LINE] * 64
+
+
+ENTRIES = [f"{number}\n".encode() for number in range(1, 2001)] + [b"the error at the end\n"]
+
+
+def test_a_stream_that_breaks_is_read_again_and_nothing_is_lost_or_repeated():
+    container = BrokenStream(ENTRIES, cut=700, error=ConnectionError("Connection broken: IncompleteRead"))
+    lines: list[str] = []
+    pump = LogPump(container, "s", lambda source, line: lines.append(line))
+    pump.start()
+    pump.drain()
+    assert lines == [entry.decode().rstrip("\n") for entry in ENTRIES]
+    assert container.reads == [True, False]  # the stopped container's log, once more, not followed
+
+
+def test_a_stream_the_engine_ends_early_is_caught_up_by_the_log_s_last_entry():
+    # No error: the stream just stops (the engine closed it as the container stopped).
+    container = BrokenStream(ENTRIES, cut=1234, error=None)
+    lines = []
+    pump = LogPump(container, "s", lambda source, line: lines.append(line))
+    pump.start()
+    pump.drain()
+    assert lines[-2:] == ["2000", "the error at the end"] and len(lines) == len(ENTRIES)
+
+
+def test_a_stream_that_breaks_while_the_container_runs_is_followed_again():
+    container = BrokenStream(ENTRIES, cut=10, error=ConnectionError("reset"), running_until=1)
+    lines = []
+    pump = LogPump(container, "s", lambda source, line: lines.append(line))
+    pump.start()
+    pump.drain()
+    assert container.reads[:2] == [True, True] and len(lines) == len(ENTRIES)
+
+
+def test_a_complete_stream_is_not_read_twice():
+    container = BrokenStream(ENTRIES, cut=len(ENTRIES), error=None)
+    pump = LogPump(container, "s", lambda source, line: None)
+    pump.start()
+    pump.drain()
+    assert container.reads == [True]
 
 
 def test_drain_waits_for_a_log_that_keeps_coming():

@@ -31,6 +31,7 @@ class FakeDriver:
         self.peak = 0
         self.aborted = threading.Event()
         self.abort_calls = 0
+        self.started = threading.Event()  # set when the first stage starts running
         self.devices: dict[str, list] = {}  # the GPUs each attempt or service was given
 
     def _sleep(self, seconds: float, deadline: float | None) -> str:
@@ -48,6 +49,7 @@ class FakeDriver:
             self.devices.setdefault(stage.name, []).append(devices)
             self.running += 1
             self.peak = max(self.peak, self.running)
+        self.started.set()
         started = time.monotonic()
         try:
             if stage.name in self.errors:
@@ -298,15 +300,18 @@ def test_no_service_starts_after_a_failure_even_one_a_batch_stage_waits_for():
 
 def test_ctrl_c_aborts_the_driver_and_marks_the_stages():
     pipeline = compile_ok(IMAGE + DIAMOND)
-    driver = FakeDriver(durations={"a": 10.0})
+    driver = FakeDriver(durations={"a": 60.0})
     events = Events()
     scheduler = Scheduler(pipeline, select_stages(pipeline), driver, events, jobs=2)
-    timer = threading.Timer(0.2, _interrupt_main)
-    timer.start()
+    # Ctrl-C while `a` runs: sent when the driver has started it, not after a fixed
+    # delay (on a loaded machine a delay may end before the scheduler is even running).
+    interrupter = threading.Thread(target=_interrupt_main_once, args=(driver.started,), daemon=True)
     started = time.monotonic()
     with pytest.raises(KeyboardInterrupt):
+        interrupter.start()
         scheduler.run()
-    assert time.monotonic() - started < 5
+    # Far less than `a` would take: the abort ended it, nothing waited for it.
+    assert time.monotonic() - started < 30
     assert driver.abort_calls == 1
     result = scheduler.interrupted_result()
     assert result.interrupted
@@ -314,9 +319,10 @@ def test_ctrl_c_aborts_the_driver_and_marks_the_stages():
                                 "d": Status.SKIPPED}
 
 
-def _interrupt_main():
+def _interrupt_main_once(running: threading.Event):
     import _thread
 
+    running.wait(timeout=60)
     _thread.interrupt_main()
 
 

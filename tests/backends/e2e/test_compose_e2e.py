@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import time
 import urllib.request
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from aipc.cli import main
+from tests.helpers import engine_events, free_port
 
 pytestmark = pytest.mark.docker
 
@@ -93,28 +93,6 @@ def moment(text: str) -> datetime:
 
 def never_started(container: dict) -> bool:
     return container["State"]["StartedAt"].startswith("0001-01-01")
-
-
-def free_ports(count: int) -> int:
-    """The first of `count` consecutive ports that nothing listens on."""
-    for _ in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            first = probe.getsockname()[1]
-        if first + count > 60000:
-            continue
-        sockets = []
-        try:
-            for port in range(first, first + count):
-                sockets.append(socket.socket())
-                sockets[-1].bind(("0.0.0.0", port))
-            return first
-        except OSError:
-            continue
-        finally:
-            for s in sockets:
-                s.close()
-    raise AssertionError("no free ports")
 
 
 CHAIN = '''
@@ -265,7 +243,7 @@ def http_get(url: str) -> str:
 
 
 def test_a_service_becomes_healthy_after_its_batch_dependency(project):
-    port = free_ports(3)
+    port = free_port(3)
     project.compile(SERVING, "-p", f"port={port}", "-p", f"front_port={port + 2}",
                     "--compose-publish-address", "127.0.0.1")
     up = project.compose("up", "--detach")
@@ -311,16 +289,6 @@ def test_a_gpu_stage_without_a_gpu_fails_with_dockers_device_error(project):
     assert all(never_started(c) for c in project.containers("after_gpu"))
 
 
-def events(labels: str, since: float) -> list[dict]:
-    """The engine's container events since ``since`` (epoch seconds) for containers
-    with ``labels``: `start` and `health_status: healthy`, with nanosecond times. They
-    outlive the containers, so `aipc run`'s removed batch containers are there too."""
-    out = subprocess.run(["docker", "events", "--since", f"{since:.3f}", "--until", f"{time.time() + 1:.3f}",
-                          "--filter", "type=container", "--filter", f"label={labels}", "--format", "{{json .}}"],
-                         capture_output=True, text=True, check=True, timeout=60).stdout
-    return [json.loads(line) for line in out.splitlines() if line.strip()]
-
-
 def moment_of(found: list[dict], action: str, attribute: str, value: str) -> list[int]:
     return [event["timeNano"] for event in found
             if event["Action"] == action and event["Actor"]["Attributes"].get(attribute) == value]
@@ -345,7 +313,7 @@ def same_port(first: int) -> str:
 
 
 def test_three_services_on_one_container_port_run_side_by_side_through_expose(project):
-    first = free_ports(3)
+    first = free_port(3)
     text = project.compile(same_port(first), "-p", f"base={first}")
     assert text.count(":8000\n") == 3 and "B102" not in text
     up = project.compose("up", "--detach")
@@ -398,17 +366,16 @@ def after_serve(first: int) -> str:
 
 
 def test_a_batch_stage_after_services_starts_once_they_are_healthy(project):
-    first = free_ports(2)
+    first = free_port(2)
     text = project.compile(after_serve(first))
     assert text.count("condition: service_healthy") == 2
-    since = time.time() - 1
-    up = project.compose("up", "--detach")
-    assert up.returncode == 0, up.stdout + up.stderr
-    client = eventually_exited(project, "client")
+    with engine_events(f"com.docker.compose.project={project.name}", IMAGE) as found:
+        up = project.compose("up", "--detach")
+        assert up.returncode == 0, up.stdout + up.stderr
+        client = eventually_exited(project, "client")
     logs = project.compose("logs", "--no-color", "client").stdout
     assert client["State"]["ExitCode"] == 0, logs
     assert "pong" in logs and "up" in logs and "client done" in logs
-    found = events(f"com.docker.compose.project={project.name}", since)
     started = moment_of(found, "start", "com.docker.compose.service", "client")
     for service in ("db", "web"):
         healthy = moment_of(found, "health_status: healthy", "com.docker.compose.service", service)
