@@ -132,15 +132,14 @@ NOT_IMPLEMENTED = _code(
     "E009", "part of the v1 language, not implemented in this build",
     """The construct is written correctly: it is part of the v1 language
     (LANGUAGE.md), and this build of aipc reads it but cannot compile it yet:
-    `output` and `input` statements, and a secret's key as an environment value
-    (`hf.token`). Each is reported once, where it is written; the rest of the
-    file is checked as usual. Leave it out (the help line says how) or use a
-    build that implements it.""",
+    a secret's key as an environment value (`hf.token`). Each is reported once,
+    where it is written; the rest of the file is checked as usual. Leave it out
+    (the help line says how) or use a build that implements it.""",
     """
-train model { image = "trainer:1.0"  output metrics at "/out/metrics" }   # error: not implemented here
-# until then, a volume:
-volume metrics { size = 1Gi }
-train model { image = "trainer:1.0"  mount metrics at "/out/metrics" }
+secret hf { keys = ["token"] }
+eval score { image = "eval:1.0"  env = { HF_TOKEN = hf.token } }   # error: not implemented here
+# until then, every key of the secret:
+eval score { image = "eval:1.0"  secrets = [hf] }
 """,
 )
 
@@ -319,6 +318,27 @@ train model {
   matrix  { lr = [1e-4, 3e-4] }
   command = ["train", "--lr", "${matrix.rate}"]    # error: did you mean `lr`?
 }
+""",
+)
+
+UNKNOWN_OUTPUT = _code(
+    "E131", "unknown output",
+    """`input STAGE.OUTPUT at "/path"` reads a directory STAGE declares with
+    `output OUTPUT at "/path"`: STAGE must have an output of that name.""",
+    """
+train model { image = "trainer:1.0"  output weights at "/out/weights" }
+eval score  { image = "trainer:1.0"  input model.weigths at "/in/weights" }    # error: did you mean `weights`?
+""",
+)
+
+INPUT_FROM_SERVICE = _code(
+    "E132", "an input from a serve stage",
+    """Only batch stages (data, train, eval) have outputs: a serve stage runs until
+    stopped, so what it writes is never complete. Read a batch stage's output, or
+    reach the service through its address (`${STAGE.url}`).""",
+    """
+serve api  { image = "api:1.0"  port = 8000 }
+eval  load { image = "k6:1.0"  input api.logs at "/in/logs" }    # error: `api` is a serve stage
 """,
 )
 
@@ -580,6 +600,21 @@ INVALID_ENV_NAME = _code(
     target accepts them. Secret keys become variables of the same name.""",
     """
 secret s3 { keys = ["aws-key"] }    # error: write "AWS_KEY"
+""",
+)
+
+NESTED_OUTPUT = _code(
+    "E215", "an output inside another mount, or around one",
+    """An output is a directory of its own that aipc keeps apart (a Docker volume, a
+    subPath of the artifacts claim): another mount, output or input inside it, or
+    around it, would hide files or send them to the wrong place. Give each output a
+    path apart from every other mount of the stage.""",
+    """
+train model {
+  image = "trainer:1.0"
+  mount  scratch at "/out"
+  output weights at "/out/weights"    # error: inside the mount at /out
+}
 """,
 )
 
@@ -910,6 +945,19 @@ $ aipc compile p.aip --target k8s     # error: a host volume cannot be mounted o
 """,
 )
 
+NO_ARTIFACT_STORE = _code(
+    "B002", "outputs without `artifacts { }` on a cluster",
+    """On Kubernetes and Argo every stage's outputs live in one PersistentVolumeClaim
+    of the pipeline, each output a subPath of it; the `pipeline` header says how big
+    it is and where: `artifacts { size = 100Gi  class = "..."  access = rwx }`.
+    docker-compose and `aipc run` keep outputs in Docker volumes and need no such block.""",
+    """
+pipeline "churn" { }
+train model { image = "trainer:1.0"  output weights at "/out/weights" }
+$ aipc compile p.aip --target k8s     # error: add `artifacts { size = 100Gi }` to the header
+""",
+)
+
 IGNORED_ON_TARGET = _code(
     "B101", "attribute ignored or changed on this target",
     """The target has no way to express this attribute as written, so the compiled
@@ -945,6 +993,33 @@ HOST_PORTS_OVERLAP = _code(
 serve candidates { image = "retrieval:2.0"  port = 8081  replicas = 2 }   # host ports 8081-8082
 serve ranker     { image = "ranking:2.0"    port = 8080  replicas = 3 }   # warning: 8080-8082 overlap
 # fixed: port = 8090 for ranker (8090-8092)
+""",
+)
+
+SINGLE_NODE_ARTIFACTS = _code(
+    "B104", "outputs on a claim one node at a time may mount",
+    """An `access = rwo` claim (the default) is mounted read-write by one node at a
+    time: a stage that reads an output, scheduled on another node than the one whose
+    pod holds the claim, waits until that pod ends, and two stages that run at once
+    on different nodes cannot both mount it. Use `access = rwx` with a storage class
+    that offers it, or accept that the stages run one node at a time.""",
+    """
+pipeline "churn" { artifacts { size = 100Gi } }    # warning on k8s: rwo
+""",
+)
+
+TAG_KEYED_CACHE = _code(
+    "B105", "the cluster cache is keyed by an image tag",
+    """On Kubernetes and Argo each batch stage carries the compile-time part of its
+    cache key (`aipc.dev/cache-key`; Argo memoizes with it, `aipc apply` skips a Job
+    whose key completed): the image as written, its command, env, mounts and the
+    keys of the stages it reads. An image named by a tag is keyed by the tag, so a
+    tag pushed again with other contents still matches an earlier run. Pin the
+    image by digest (`repo@sha256:...`) where that matters. `aipc run` always keys
+    by the image's content.""",
+    """
+train model { image = "trainer:2.1"  output weights at "/out/w" }
+$ aipc compile p.aip --target k8s     # warning: the cache key holds the tag `trainer:2.1`
 """,
 )
 

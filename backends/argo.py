@@ -66,6 +66,14 @@ What a program becomes
   and the network policy's);
 - a ``claim`` volume: the existing claim, in ``spec.volumes``; a mounted
   ``host`` volume is an error (B001), as on Kubernetes;
+- the cache: each batch stage that may be cached carries the compile-time part
+  of its key as the annotation ``aipc.dev/cache-key``, as on Kubernetes, and is
+  memoized with it (``memoize``, in the ConfigMap ``<pipeline>-cache``) unless its
+  container reads a workflow parameter, whose value is set after compiling, or it
+  has outputs: each run's claim is new, so a step skipped would leave them empty;
+- outputs: the claim of the header's ``artifacts { }``, a volume claim template
+  of the run like a sized volume (applied like one when a serve stage reads an
+  output), each output its subPath ``<stage>/<output>``, as on Kubernetes;
 - a matrix stage: each instance a stage as above (its coordinates in its pod's
   annotations; the same accounts, network policies and parameter rules); under
   ``max_parallel = N`` (fewer than its instances) they are the tasks of a DAG
@@ -88,6 +96,7 @@ from dataclasses import dataclass, field
 from aipc import codes
 from aipc.backends import Emitted
 from aipc.backends import kubernetes as k8s
+from aipc.backends.cachekey import CACHE_KEY_ANNOTATION, compile_keys, report_tag_keys
 from aipc.compiler import ir
 from aipc.diagnostics import Diagnostics, Label
 
@@ -98,6 +107,7 @@ NETWORK_POLICY_TASK = "network-policy"
 # outputs as a WorkflowTaskResult): argoproj/argo-workflows docs/workflow-rbac.md
 # and manifests/quick-start/base/executor/emissary/executor-role.yaml.
 EXECUTOR_RULES = ({"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]},)
+MEMOIZE_MAX_AGE = "8760h"  # how long a memoized step counts (a year): Argo's schema requires a maxAge
 
 
 @dataclass(frozen=True)
@@ -270,17 +280,32 @@ def task_name(stage: ir.Stage) -> str:
 # -------------------------------------------------------------------- volumes
 
 
+def volumes_of(pipeline: ir.Pipeline) -> list[ir.Volume]:
+    """The pipeline's volumes, and the claim of its outputs when it has any."""
+    store = k8s.artifact_store(pipeline)
+    return [*pipeline.volumes, store] if store is not None else list(pipeline.volumes)
+
+
+def mounted_names(stage: ir.Stage, store: str) -> set[str]:
+    """The names of the volumes a stage mounts: the outputs' claim for its outputs and inputs."""
+    names = {mount.volume.name for mount in stage.mounts}
+    return names | {store} if stage.outputs or stage.inputs else names
+
+
 def mounted_volumes(pipeline: ir.Pipeline) -> list[ir.Volume]:
-    used = {mount.volume.name for stage in pipeline.stages for mount in stage.mounts}
-    return [volume for volume in pipeline.volumes if volume.name in used]
+    store = k8s.scratch_names(pipeline).artifacts
+    used = {name for stage in pipeline.stages for name in mounted_names(stage, store)}
+    return [volume for volume in volumes_of(pipeline) if volume.name in used]
 
 
 def served_volumes(pipeline: ir.Pipeline) -> list[ir.Volume]:
-    """Sized volumes a serve stage mounts (they must outlive the Workflow) or a
-    multi-node stage does (its Job's pods are not the Workflow's): claims of their own."""
-    served = {mount.volume.name for stage in pipeline.stages if not stage.is_batch or stage.nodes is not None
-              for mount in stage.mounts}
-    return [v for v in pipeline.volumes if v.name in served and v.kind is ir.VolumeKind.SIZED]
+    """Sized volumes a serve stage mounts (the outputs' claim, for its inputs): they must
+    outlive the Workflow; and those a multi-node stage mounts (its Job's pods are not
+    the Workflow's): claims of their own."""
+    store = k8s.scratch_names(pipeline).artifacts
+    served = {name for stage in pipeline.stages if not stage.is_batch or stage.nodes is not None
+              for name in mounted_names(stage, store)}
+    return [v for v in volumes_of(pipeline) if v.name in served and v.kind is ir.VolumeKind.SIZED]
 
 
 def first_users(pipeline: ir.Pipeline, volume: ir.Volume) -> list[ir.Stage]:
@@ -289,7 +314,8 @@ def first_users(pipeline: ir.Pipeline, volume: ir.Volume) -> list[ir.Stage]:
     ancestors: dict[str, set[str]] = {}
     for stage in pipeline.stages:  # topological
         ancestors[stage.name] = set(stage.after).union(*(ancestors[name] for name in stage.after))
-    users = {stage.name for stage in pipeline.stages if any(m.volume.name == volume.name for m in stage.mounts)}
+    store = k8s.scratch_names(pipeline).artifacts
+    users = {stage.name for stage in pipeline.stages if volume.name in mounted_names(stage, store)}
     return [stage for stage in pipeline.stages if stage.name in users and not ancestors[stage.name] & users]
 
 
@@ -324,7 +350,9 @@ def build_apply_template(name: str, document: dict, account: str, success: str |
 # ------------------------------------------------------------------ templates
 
 
-def build_container_template(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, texts: ArgoTexts) -> dict:
+def build_container_template(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, texts: ArgoTexts,
+                             key: str | None = None) -> dict:
+    """A batch stage's template; ``key`` the compile-time part of its cache key, when it may be cached."""
     parts = k8s.build_pod_parts(pipeline, stage, options.kubernetes, texts.renderer(stage))
     container = {**parts.container, "name": "main"}  # Argo's name for the stage's container
     # The pod is the workload here: Kueue's pod integration queues it by the label on
@@ -332,8 +360,12 @@ def build_container_template(pipeline: ir.Pipeline, stage: ir.Stage, options: Op
     # external_workloads/argo_workflow.md, "Targeting a different LocalQueue per template").
     template: dict = {"name": task_name(stage), "metadata": {"labels": k8s.workload_labels(pipeline, stage)}}
     annotations = k8s.instance_annotations(stage, limit=False)  # `parallelism` limits instances here
+    if key is not None:
+        annotations[CACHE_KEY_ANNOTATION] = key
     if annotations:
         template["metadata"]["annotations"] = annotations
+    if key is not None and not uses_parameters(stage, texts.offered) and not stage.outputs:
+        template["memoize"] = build_memoize(pipeline, key)
     if stage.retries > 0:
         template["retryStrategy"] = build_retry_strategy(stage)
     if stage.timeout is not None:
@@ -365,6 +397,21 @@ def build_retry_strategy(stage: ir.Stage) -> dict:
     if stage.timeout is not None:
         strategy["backoff"] = {"duration": "0s", "maxDuration": f"{stage.timeout}s"}
     return strategy
+
+
+def uses_parameters(stage: ir.Stage, offered: frozenset[str]) -> bool:
+    """Whether a stage's container reads a parameter the Workflow offers: its value is
+    set when the Workflow is submitted, after the key was computed, so such a stage is
+    not memoized."""
+    texts = [stage.image, *(stage.command or ()), *(value for _, value in stage.env)]
+    texts += [text for text in (stage.script, stage.workdir) if text is not None]
+    return any(part.__class__ is ir.ParamRef and part.name in offered for text in texts for part in text.parts)
+
+
+def build_memoize(pipeline: ir.Pipeline, key: str) -> dict:
+    """Argo's memoization (docs/memoization.md): a step whose key was recorded in the
+    cache ConfigMap (made by the controller when missing) is not run again."""
+    return {"key": key, "maxAge": MEMOIZE_MAX_AGE, "cache": {"configMap": {"name": pipeline.object_name("cache")}}}
 
 
 def serve_manifests(pipeline: ir.Pipeline, stage: ir.Stage, options: Options,
@@ -435,7 +482,7 @@ def build_group_templates(pipeline: ir.Pipeline, stage: ir.Stage, options: Optio
         first, objects = [{"name": "network-policy", "template": policy_template}], [policy, created]
         second = [{"name": "jobset", "template": jobset_template}]
     else:
-        job = k8s.build_job(pipeline, stage, kube, texts.renderer(stage))
+        job = k8s.build_job(pipeline, stage, kube, render=texts.renderer(stage))
         _drop_dependency_annotations(job)
         service = k8s.build_headless_service(pipeline, stage, kube)
         job_template, service_template = names.add(f"{base}-job"), names.add(f"{base}-service")
@@ -514,7 +561,7 @@ def build_dag(pipeline: ir.Pipeline, volume_tasks: dict[str, str], policy_task: 
 
 
 def pipeline_volume(pipeline: ir.Pipeline, name: str) -> ir.Volume:
-    return next(volume for volume in pipeline.volumes if volume.name == name)
+    return next(volume for volume in volumes_of(pipeline) if volume.name == name)
 
 
 # ------------------------------------------------------------------- workflow
@@ -558,11 +605,13 @@ def build_workflow(pipeline: ir.Pipeline, options: Options, texts: ArgoTexts) ->
     templates = [{**main, "name": entrypoint}, *groups,
                  build_apply_template(policy_task, k8s.build_default_deny(pipeline), deployer)]
     templates += [build_apply_template(volume_tasks[v.name], k8s.build_pvc(pipeline, v), deployer) for v in served]
+    keys = compile_keys(pipeline)
+    report_tag_keys(pipeline, keys, texts.sink, "Argo Workflows")
     for stage in pipeline.stages:
         if stage.nodes is not None:
             templates += build_group_templates(pipeline, stage, options, names, texts)
         elif stage.is_batch:
-            templates.append(build_container_template(pipeline, stage, options, texts))
+            templates.append(build_container_template(pipeline, stage, options, texts, keys.get(stage.name)))
         else:
             templates += build_serve_templates(pipeline, stage, options, names, texts)
 
@@ -689,6 +738,7 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     # A generated Workflow name is the pipeline's and 6 characters (`-` and 5 random ones).
     k8s.check_group_names(pipeline, options.kubernetes, sink, run_suffix=0 if options.stable_name else 6)
     k8s.check_scheduling(pipeline, options.kubernetes, sink, "Argo Workflows")
+    k8s.check_artifact_store(pipeline, sink, "Argo Workflows")
     report_coarse_pairing(pipeline, sink)
     if sink.has_errors:
         return Emitted((), tuple(sink.sorted()))

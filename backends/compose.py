@@ -19,6 +19,8 @@ a service, and adds what compose itself decides:
 - sized volumes are named volumes, ``host`` volumes bind mounts (a relative path
   resolves against the compose file's directory), ``claim`` volumes external
   named volumes; read-only mounts (``readonly``, or a ``rox`` volume) end in ``:ro``;
+  each output of each stage is a named volume ``<stage>.<output>``, mounted
+  read-only (``:ro``) by the stages that read it;
 - a serve stage's aliases are network aliases; its published ports are
   ``ADDRESS:FIRST-LAST:PORT``, on 127.0.0.1 unless ``--publish-address`` says
   otherwise (the default of `aipc run` too), ``port`` from ``expose`` up and each
@@ -347,6 +349,8 @@ def build_volumes(pipeline: ir.Pipeline) -> dict:
             volumes[volume.name] = build_named_volume(pipeline, volume)
         elif volume.kind is ir.VolumeKind.CLAIM:
             volumes[volume.name] = build_external_volume(volume)
+    for output in pipeline.outputs():  # `model.metrics`: no volume's name has a `.`
+        volumes[output.key] = build_named_volume(pipeline, output.volume)
     return volumes
 
 

@@ -13,7 +13,9 @@ the compose backend writes a :class:`ContainerSpec` as a service, and the runner
   environment and is never written anywhere);
 - mounts: the volume and its path, read-only for a ``readonly`` mount and for
   any mount of a ``rox`` volume; each consumer names the volume (a compose
-  volume or bind path, a run's Docker volume);
+  volume or bind path, a run's Docker volume); each output is a volume of its
+  own, ``<stage>.<output>``, which its inputs mount read-only (a fan-in mounts
+  each instance's at ``PATH/<instance>``);
 - hardening: every capability dropped, no new privileges, a read-only root and
   a tmpfs at ``/tmp`` unless a volume is mounted there;
 - resources: cpu and memory ranges (a limit and a reservation), NVIDIA and AMD
@@ -196,8 +198,8 @@ def container_spec(pipeline: ir.Pipeline, stage: ir.Stage, publish: tuple[Publis
         working_dir=rendered(stage.workdir) if stage.workdir is not None else None,
         environment=tuple([(name, rendered(value)) for name, value in stage.env]),
         secret_keys=secret_keys(stage) if stage.secrets else (),
-        mounts=tuple([Mount(m.volume, m.path, m.read_only) for m in stage.mounts]),
-        tmpfs=() if any([m.path == HARDENING_TMP for m in stage.mounts]) else (HARDENING_TMP,),
+        mounts=tuple([Mount(m.volume, m.path, m.read_only) for m in (*stage.mounts, *stage.artifact_mounts())]),
+        tmpfs=() if stage.mounts_at(HARDENING_TMP) else (HARDENING_TMP,),
         read_only=True,
         cap_drop=("ALL",),
         security_opt=("no-new-privileges:true",),

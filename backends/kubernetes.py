@@ -35,6 +35,15 @@ What a program becomes
 - a sized volume: a PersistentVolumeClaim ``<pipeline>-<volume>``; a ``claim``
   volume references the existing claim and creates nothing; mounting a
   ``host`` volume is an error (B001) on this target;
+- the cache: each batch stage that may be cached carries the compile-time part
+  of its key (:func:`aipc.backends.cachekey.compile_keys`) as the annotation
+  ``aipc.dev/cache-key``, which `aipc apply` compares with the Jobs that completed
+  (B105 when an image with outputs is a tag: the key holds the tag);
+- outputs: one PersistentVolumeClaim ``<pipeline>-artifacts`` from the header's
+  ``artifacts { }`` (B002 when a stage has an output and there is none; B104 when
+  it is ``rwo`` and a stage reads an output), each output the subPath
+  ``<stage>/<output>`` of it, mounted read-only by the stages that read it (a
+  fan-in mounts each instance's at ``PATH/<instance>``);
 - a secret: ``envFrom: [{secretRef: {name: <secret>}}]`` to a Secret named after
   the secret (``_`` becomes ``-``), created by the user; no Secret is generated.
   Workloads that read secrets carry a ``checkov.io/skip1`` annotation for
@@ -89,6 +98,7 @@ from typing import Callable
 
 from aipc import codes
 from aipc.backends import Emitted
+from aipc.backends.cachekey import CACHE_KEY_ANNOTATION, compile_keys, report_tag_keys
 from aipc.compiler import ir
 from aipc.compiler.ir import format_bytes, format_cpu
 from aipc.diagnostics import Diagnostics
@@ -272,6 +282,7 @@ class ScratchNames:
 
     tmp: str
     shm: str
+    artifacts: str  # the claim of every output, `<pipeline>-artifacts` unless a volume has that name
 
 
 def scratch_names(pipeline: ir.Pipeline) -> ScratchNames:
@@ -285,7 +296,17 @@ def scratch_names(pipeline: ir.Pipeline) -> ScratchNames:
         taken.add(name)
         return name
 
-    return ScratchNames(tmp=free("tmp"), shm=free("dshm"))
+    return ScratchNames(tmp=free("tmp"), shm=free("dshm"), artifacts=free("artifacts"))
+
+
+def artifact_store(pipeline: ir.Pipeline) -> ir.Volume | None:
+    """The claim that holds every stage's outputs, each a subPath ``<stage>/<output>``
+    (from the header's ``artifacts { }``), when a stage has an output."""
+    store = pipeline.artifacts
+    if store is None or not pipeline.outputs():
+        return None
+    return ir.Volume(scratch_names(pipeline).artifacts, ir.VolumeKind.SIZED, access=store.access, size=store.size,
+                     storage_class=store.storage_class, span=store.span)
 
 
 def pvc_spec(volume: ir.Volume) -> dict:
@@ -436,7 +457,12 @@ def build_volume_mounts(stage: ir.Stage, scratch: ScratchNames) -> list[dict]:
         if mount.read_only:
             item["readOnly"] = True
         mounts.append(item)
-    if not any(m.path == "/tmp" for m in stage.mounts):
+    for artifact in stage.artifact_mounts():  # its outputs, then its inputs read-only
+        item = {"name": scratch.artifacts, "mountPath": artifact.path, "subPath": artifact.sub_path}
+        if artifact.read_only:
+            item["readOnly"] = True
+        mounts.append(item)
+    if not stage.mounts_at("/tmp"):
         mounts.append({"name": scratch.tmp, "mountPath": "/tmp"})
     if stage.resources.shm is not None:
         mounts.append({"name": scratch.shm, "mountPath": "/dev/shm"})
@@ -468,7 +494,7 @@ def scratch_volumes(pipeline: ir.Pipeline, stage: ir.Stage) -> list[dict]:
     """The emptyDirs every pod gets: a writable /tmp, and /dev/shm sized by `shm`."""
     scratch = scratch_names(pipeline)
     volumes: list[dict] = []
-    if not any(m.path == "/tmp" for m in stage.mounts):
+    if not stage.mounts_at("/tmp"):
         volumes.append({"name": scratch.tmp, "emptyDir": {}})
     if stage.resources.shm is not None:
         volumes.append({"name": scratch.shm, "emptyDir": {"medium": "Memory", "sizeLimit": format_bytes(stage.resources.shm)}})
@@ -481,6 +507,9 @@ def claim_volumes(pipeline: ir.Pipeline, stage: ir.Stage) -> list[dict]:
     for mount in stage.mounts:
         source = {"claimName": claim_name(pipeline, mount.volume)}
         volumes.append({"name": volume_name(mount.volume), "persistentVolumeClaim": source})
+    store = artifact_store(pipeline) if stage.outputs or stage.inputs else None
+    if store is not None:
+        volumes.append({"name": volume_name(store), "persistentVolumeClaim": {"claimName": claim_name(pipeline, store)}})
     return volumes
 
 
@@ -545,11 +574,16 @@ def workload_labels(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
     return labels
 
 
-def build_job(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render = substituted) -> dict:
-    """A stage's Job; a multi-node stage's an Indexed Job of ``nodes`` pods at once,
-    whose pods take the group's headless Service as their ``subdomain``."""
+def build_job(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, key: str | None = None,
+              render: Render = substituted) -> dict:
+    """A batch stage's Job; ``key`` the compile-time part of its cache key, when it may
+    be cached. A multi-node stage's is an Indexed Job of ``nodes`` pods at once, whose
+    pods take the group's headless Service as their ``subdomain``."""
     labels = stage_labels(pipeline, stage)
     name = group_name(pipeline, stage, options)
+    annotations = stage_annotations(pipeline, stage, options)
+    if key is not None:
+        annotations[CACHE_KEY_ANNOTATION] = key
     spec: dict = {}
     if stage.nodes is not None:
         spec.update(completionMode="Indexed", completions=stage.nodes, parallelism=stage.nodes)
@@ -564,8 +598,7 @@ def build_job(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: 
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": metadata(pipeline, name, workload_labels(pipeline, stage),
-                             stage_annotations(pipeline, stage, options)),
+        "metadata": metadata(pipeline, name, workload_labels(pipeline, stage), annotations),
         "spec": spec,
     }
 
@@ -697,13 +730,13 @@ def check_group_names(pipeline: ir.Pipeline, options: Options, sink: Diagnostics
                        help="shorten the stage name or the pipeline name")
 
 
-def group_documents(pipeline: ir.Pipeline, stage: ir.Stage, options: Options) -> list[dict]:
+def group_documents(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, key: str | None = None) -> list[dict]:
     """A multi-node stage's objects, in the order they are created: its name first
     (the headless Service, which a JobSet makes itself), the policy, the workload."""
     if options.multinode == "jobset":
         return [build_allow_group(pipeline, stage), build_jobset(pipeline, stage, options)]
     return [build_headless_service(pipeline, stage, options), build_allow_group(pipeline, stage),
-            build_job(pipeline, stage, options)]
+            build_job(pipeline, stage, options, key)]
 
 
 def build_deployment(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render) -> dict:
@@ -852,6 +885,31 @@ def check_host_mounts(pipeline: ir.Pipeline, sink: Diagnostics, target: str) -> 
                 )
 
 
+def check_artifact_store(pipeline: ir.Pipeline, sink: Diagnostics, target: str) -> None:
+    """Outputs need the header's `artifacts { }` on a cluster (B002); on an `rwo` claim
+    a stage that reads an output may land on another node than its writer (B104)."""
+    outputs = pipeline.outputs()
+    if not outputs:
+        return
+    if pipeline.artifacts is None:
+        first = outputs[0]
+        stage = pipeline.stage(first.producer)
+        output = next(o for o in stage.outputs if o.name == first.output)
+        sink.error(codes.NO_ARTIFACT_STORE, output.span,
+                   f"`{stage.group}` has an output, `{first.output}`, and the pipeline says nowhere to keep outputs "
+                   f"on {target}", label=f"needs `artifacts {{ }}` on {target}",
+                   help="add to the `pipeline` header the claim that holds every output, each a subPath: "
+                   "`artifacts { size = 100Gi  access = rwx }`")
+        return
+    if pipeline.artifacts.access is ir.Access.RWO and any(stage.inputs for stage in pipeline.stages):
+        sink.warning(codes.SINGLE_NODE_ARTIFACTS, pipeline.artifacts.span,
+                     f"the outputs live on an `rwo` claim, which one node at a time may mount: on {target}, "
+                     "a stage that reads an output waits if it lands on another node than the pod holding it",
+                     label="`access` is `rwo`",
+                     help="write `access = rwx` with a storage class that offers it, so that stages on any "
+                     "node read and write their outputs at once")
+
+
 def check_scheduling(pipeline: ir.Pipeline, options: Options, sink: Diagnostics, target: str) -> None:
     """What the node label convention cannot select (B001), a node label asked for
     twice with two values (E204), and scaling from zero's demands (B101)."""
@@ -888,6 +946,7 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     sink = Diagnostics(pipeline.file)
     check_host_mounts(pipeline, sink, "Kubernetes")
     check_group_names(pipeline, options, sink)
+    check_artifact_store(pipeline, sink, "Kubernetes")
     check_scheduling(pipeline, options, sink, "Kubernetes")
     if sink.has_errors:
         return Emitted((), tuple(sink.sorted()))
@@ -897,11 +956,16 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     if pipeline.stages:
         documents.append(build_default_deny(pipeline))
     documents += [build_pvc(pipeline, v) for v in pipeline.volumes if v.kind is ir.VolumeKind.SIZED]
+    store = artifact_store(pipeline)
+    if store is not None:
+        documents.append(build_pvc(pipeline, store))
+    keys = compile_keys(pipeline)
+    report_tag_keys(pipeline, keys, sink, "Kubernetes")
     for stage in pipeline.stages:
         if stage.nodes is not None:
-            documents += group_documents(pipeline, stage, options)
+            documents += group_documents(pipeline, stage, options, keys.get(stage.name))
         elif stage.is_batch:
-            documents.append(build_job(pipeline, stage, options))
+            documents.append(build_job(pipeline, stage, options, keys.get(stage.name)))
         else:
             documents.append(build_deployment(pipeline, stage, options, substituted))
             if stage.autoscale is not None:

@@ -19,7 +19,10 @@ What ``aipc apply`` does, in this order:
    A multi-node stage's headless Service and NetworkPolicy are applied in step 1,
    before its Job. Roots go first. An instance of
    a matrix stage with ``aipc.dev/max-parallel: N`` also waits until fewer
-   than N instances of its matrix stage (``aipc.dev/matrix``) are running.
+   than N instances of its matrix stage (``aipc.dev/matrix``) are running. A
+   Job whose ``aipc.dev/cache-key`` is that of the Job of its name that
+   completed in the cluster (listed before anything is applied) is not applied
+   again: its stage is cached, done.
 4. Waiting ends when every stage has been applied, or with ``wait`` when every
    Job has completed and every Deployment is available. A Job that fails (or a
    Deployment whose rollout stalls) stops everything: no dependant is applied,
@@ -41,6 +44,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
+from aipc.backends.cachekey import CACHE_KEY_ANNOTATION
 from aipc.backends.kubernetes import (
     DEPENDS_ON_ANNOTATION, JOBSET_API_VERSION, MATRIX_ANNOTATION, MAX_PARALLEL_ANNOTATION, STAGE_ANNOTATION,
 )
@@ -412,6 +416,7 @@ class ApplyRun:
                 for workload in self.objects.workloads:
                     self._apply(workload.ref, workload.document)
                 return
+            self._find_completed()
             self._start_watchers()
             self._apply_ready()
             while not self._finished():
@@ -441,6 +446,12 @@ class ApplyRun:
             for workload in self.objects.workloads:
                 if workload.state == PENDING and all(self.by_ref[d].state == DONE for d in workload.depends_on
                                                      if d in self.by_ref) and self._window_open(workload, running):
+                    if self._completed_before(workload):
+                        workload.state = DONE
+                        self.report.line(f"  {workload.ref} cached: stage {workload.stage} completed before "
+                                         "with the same key")
+                        progress = True
+                        continue
                     data = self._apply(workload.ref, workload.document, workload.stage)
                     workload.state, workload.applied_at = APPLIED, time.monotonic()
                     workload.uid = (data.get("metadata") or {}).get("uid")
@@ -449,6 +460,29 @@ class ApplyRun:
                         running[workload.matrix] = running.get(workload.matrix, 0) + 1
                     self._evaluate(workload)
                     progress = True
+
+    def _find_completed(self) -> None:
+        """The cache keys of the Jobs of these names that completed in the cluster (one
+        list a namespace): a Job whose key matches is not applied again."""
+        self.completed: dict[Ref, str] = {}
+        jobs = [w for w in self.objects.workloads if w.ref.kind == "Job" and cache_key(w.document)]
+        api = self.applier.api("BatchV1Api") if jobs else None
+        for namespace in sorted({w.ref.namespace for w in jobs}):
+            members = [w for w in jobs if w.ref.namespace == namespace]
+            try:
+                response = api.list_namespaced_job(namespace, label_selector=common_selector(members),
+                                                   _preload_content=False, _request_timeout=REQUEST_TIMEOUT)
+                items = read_json(response).get("items") or []
+            except Exception as error:
+                raise ApplyError(self.applier.explain(members[0].ref, error)) from None
+            for job in items:
+                key = cache_key(job)
+                if key is not None and job_outcome(job) == (DONE, ""):
+                    self.completed[Ref("Job", job["metadata"]["name"], namespace)] = key
+
+    def _completed_before(self, workload: Workload) -> bool:
+        key = cache_key(workload.document)
+        return key is not None and self.completed.get(workload.ref) == key
 
     def _running_instances(self) -> dict[str | None, int]:
         """How many instances of each matrix stage with `max_parallel` run (applied, not done)."""
@@ -594,6 +628,11 @@ class ApplyRun:
         elif self.objects.workloads:
             text += "; every stage is done" if self.wait else ""
         return text
+
+
+def cache_key(document: dict) -> str | None:
+    """The compile-time part of a stage's cache key, which the backend writes on its Job."""
+    return ((document.get("metadata") or {}).get("annotations") or {}).get(CACHE_KEY_ANNOTATION)
 
 
 def common_selector(workloads: list[Workload]) -> str | None:

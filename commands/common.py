@@ -176,3 +176,20 @@ def run_target(path: str, params: dict[str, str] | None = None) -> RunTarget | N
                       and isinstance(attribute.value, m.Str) and len(attribute.value.parts) == 1
                       and isinstance(attribute.value.parts[0], str)), None)
     return RunTarget(path, ir.clean_name(header.name), namespace, None)
+
+
+def docker_client(command: str, purpose: str):
+    """A client of the local Docker engine, or None once it is said why there is none:
+    the `run` extra is not installed, or no engine answers. ``purpose`` says what
+    needs it (`reading a running service`)."""
+    try:
+        from aipc.runner.docker_driver import EngineUnavailable, connect
+    except ImportError as missing:
+        print(f"aipc {command}: error: {purpose} needs the `run` extra ({missing.name} is not installed): "
+              "pip install 'aipc[run]'", file=sys.stderr)
+        return None
+    try:
+        return connect()
+    except EngineUnavailable as problem:
+        print(f"aipc {command}: error: {problem}", file=sys.stderr)
+        return None

@@ -135,18 +135,14 @@ def _live_services(file: str, pipeline, stages: list[str], state) -> dict | None
     cannot be reached."""
     if state.run_in_progress() is not None or not any(_serving(state, stage) for stage in stages):
         return {}
-    try:
-        from aipc.runner.docker_driver import EngineUnavailable, connect, owned
-        from aipc.runner.selection import LABEL_ROLE, LABEL_STAGE
-    except ImportError as missing:
-        print(f"aipc logs: error: reading a running service needs the `run` extra ({missing.name} is not "
-              "installed): pip install 'aipc[run]'", file=sys.stderr)
+    from aipc.commands.common import docker_client
+
+    client = docker_client("logs", "reading a running service")
+    if client is None:
         return None
-    try:
-        client = connect()
-    except EngineUnavailable as problem:
-        print(f"aipc logs: error: {problem}", file=sys.stderr)
-        return None
+    from aipc.runner.docker_driver import owned
+    from aipc.runner.selection import LABEL_ROLE, LABEL_STAGE
+
     found: dict[str, list] = {}
     for container in owned(lambda f: client.containers.list(filters=f), file, pipeline):
         labels = container.labels

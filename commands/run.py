@@ -36,9 +36,14 @@ the foreground until Ctrl-C, or with --detach until `aipc down FILE`. Ctrl-C
 stops and removes the run's containers. A run belongs to the pipeline (its name
 and namespace), not to the file name: `aipc ps FILE` shows what runs, `aipc logs
 FILE [STAGE]` each stage's output of its last run. Named volumes persist between
-runs (`aipc down -v` removes them); host folders are relative to the .aip file,
-and one that does not exist is an error when the run only reads it. Secrets come
-from the environment: every key of every secret a selected stage uses must be set.
+runs (`aipc down -v` removes them, and the cache with them); host folders are
+relative to the .aip file, and one that does not exist is an error when the run
+only reads it. Secrets come from the environment: every key of every secret a
+selected stage uses must be set.
+
+A batch stage that already succeeded with the same image (its content, not its
+tag), command, env, mounts and input contents, and whose outputs still exist, is
+not run again: it is reported as cached. --no-cache and --rerun STAGE force work.
 
 GPUs: a stage that asks for GPUs gets devices of its own and starts once enough
 of the machine's GPUs are free (it shows as "waiting for GPUs" until then);
@@ -98,6 +103,7 @@ def configure(parser) -> None:
                              "(by default no new stage starts after a failure; running ones finish)")
     parser.add_argument("-j", "--jobs", type=positive_int, default=max(1, os.cpu_count() or 1), metavar="N",
                         help="run at most N stages at a time (default: the number of CPUs)")
+    add_cache_arguments(parser)
     parser.add_argument("-d", "--detach", action="store_true",
                         help="return once the serve stages are up, leaving them running (stop: aipc down FILE)")
     parser.add_argument("--progress", choices=("auto", "live", "plain"), default="auto",
@@ -116,6 +122,28 @@ def configure(parser) -> None:
                         help="how a container gets its GPUs: a Docker device request (default), or env: "
                              "NVIDIA_VISIBLE_DEVICES, read by the NVIDIA container runtime when it is the "
                              "engine's default runtime (other containers get `void`)")
+
+
+def add_cache_arguments(parser) -> None:
+    """--no-cache and --rerun, of `aipc run` and `aipc plan --cache`."""
+    parser.add_argument("--no-cache", action="store_true",
+                        help="run every selected batch stage, even one that already succeeded with the same "
+                             "image, command, env, mounts and inputs (what it leaves is recorded all the same)")
+    parser.add_argument("--rerun", action="append", default=[], metavar="STAGE",
+                        help="run this stage and every stage downstream of it even if cached (repeatable; a "
+                             "matrix stage's name means all of its instances)")
+
+
+def rerun_stages(pipeline, names: list[str]) -> set[str]:
+    """The stages --rerun names, and every stage downstream of them."""
+    from aipc.runner.selection import downstream, stages_named
+
+    rerun: set[str] = set()
+    for stage in names:
+        if not stages_named(pipeline, stage):
+            raise UsageError(f"--rerun: the pipeline has no stage `{stage}`")
+        rerun |= downstream(pipeline, stage)
+    return rerun
 
 
 def error(text: str) -> None:
@@ -171,6 +199,7 @@ def run(args) -> int:
         selected = select_stages(pipeline, only, args.from_stage)
     except SelectionError as problem:
         raise UsageError(str(problem)) from None
+    rerun = rerun_stages(pipeline, args.rerun)
     # Each stage's container, as docker-compose would have it; the same warnings for what Docker cannot express.
     sink = Diagnostics(checked.path)
     specs = container_specs(pipeline, [pipeline.stage(name) for name in selected], sink, TARGET)
@@ -204,7 +233,9 @@ def run(args) -> int:
     driver = DockerDriver(client, pipeline, specs, names, reporter.log, reporter.note, environ=dict(os.environ),
                           base_dir=os.path.dirname(os.path.realpath(args.file)), bind_address=args.publish_address,
                           health_timeout=args.health_timeout, gpu_request=args.gpu_request)
-    scheduler = Scheduler(pipeline, selected, driver, reporter, args.jobs, keep_going=args.keep_going)
+    from aipc.runner.cache import RunCache
+    cache = RunCache(client, pipeline, specs, names, no_cache=args.no_cache, rerun=rerun)
+    scheduler = Scheduler(pipeline, selected, driver, reporter, args.jobs, keep_going=args.keep_going, cache=cache)
     started = time.monotonic()
 
     def finish(result, outcome: str) -> None:

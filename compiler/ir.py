@@ -55,6 +55,7 @@ class VolumeKind(str, enum.Enum):
     SIZED = "sized"  # created by the target (named volume, PVC)
     HOST = "host"  # a bind mount of a path on the Docker host
     CLAIM = "claim"  # an existing claim, referenced by name
+    ARTIFACT = "artifact"  # a stage's output (`output NAME at "/path"`): a Docker volume aipc keeps
 
 
 class ParamType(str, enum.Enum):
@@ -332,6 +333,72 @@ class Mount:
         return self.readonly or self.volume.access is Access.ROX
 
 
+# ------------------------------------------------------------------ artifacts
+# `output NAME at "/path"`: a directory a batch stage writes and aipc keeps;
+# `input STAGE.OUTPUT at "/path"`: that directory, read-only, in another stage.
+# Each output of each stage (or instance) is stored apart: a Docker volume on
+# compose and `aipc run`, a subPath `<stage>/<output>` of the pipeline's one
+# claim (`artifacts { }` in the header) on Kubernetes and Argo.
+
+
+@dataclass(frozen=True, slots=True)
+class Output:
+    name: str
+    path: str
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class Input:
+    """``input STAGE.OUTPUT at PATH``. ``sources`` are the stages whose output it
+    reads: the stage, the paired instance of a matrix stage, or (``fan_in``) every
+    instance of a matrix stage, each at ``PATH/<instance>``."""
+
+    stage: str  # as written: a matrix stage's name for its instances
+    output: str
+    path: str
+    sources: tuple[str, ...]
+    fan_in: bool
+    span: Span
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactMount:
+    """One stored output mounted in a stage: its own (written) or an input (read-only)."""
+
+    producer: str  # the stage or instance that writes it
+    output: str
+    path: str
+    read_only: bool
+
+    @property
+    def key(self) -> str:
+        """Its name, unique in the pipeline and apart from every volume's (no name has a `.`):
+        ``model.metrics``."""
+        return f"{self.producer}.{self.output}"
+
+    @property
+    def volume(self) -> "Volume":
+        """The Docker volume that holds it (compose, `aipc run`)."""
+        return Volume(self.key, VolumeKind.ARTIFACT)
+
+    @property
+    def sub_path(self) -> str:
+        """Where it lies in the pipeline's artifact claim: ``model/metrics``."""
+        return f"{self.producer}/{self.output}"
+
+
+@dataclass(frozen=True, slots=True)
+class ArtifactStore:
+    """``artifacts { size, class, access }`` in the header: the claim that holds every output
+    on Kubernetes and Argo."""
+
+    size: int  # bytes
+    access: Access = Access.RWO
+    storage_class: str | None = None
+    span: Span = Span(0, 0)
+
+
 class HealthKind(str, enum.Enum):
     HTTP = "http"  # GET a path: a 2xx or 3xx answer is healthy
     TCP = "tcp"  # a TCP connection is accepted
@@ -512,6 +579,9 @@ class Stage:
     # Where each attribute was written, for target-specific diagnostics: ("timeout", span)
     spans: tuple[tuple[str, Span], ...] = ()
     instance: Instance | None = None  # set on each instance of a matrix stage
+    cache: bool | None = None  # `cache = ...`; None: cached unless it writes a mounted volume (`aipc run`)
+    outputs: tuple[Output, ...] = ()  # in the order written
+    inputs: tuple[Input, ...] = ()  # in the order written
 
     @property
     def group(self) -> str:
@@ -544,6 +614,20 @@ class Stage:
         if self.port is None:
             return self.ports
         return (NamedPort(self.port_name, self.port), *self.ports)
+
+    def artifact_mounts(self) -> tuple[ArtifactMount, ...]:
+        """Its outputs (written), then its inputs (read-only), one mount per source: a
+        fan-in mounts each instance's output at ``PATH/<instance>``."""
+        mounts = [ArtifactMount(self.name, output.name, output.path, False) for output in self.outputs]
+        for put in self.inputs:
+            for source in put.sources:
+                path = f"{put.path.rstrip('/')}/{source}" if put.fan_in else put.path
+                mounts.append(ArtifactMount(source, put.output, path, True))
+        return tuple(mounts)
+
+    def mounts_at(self, path: str) -> bool:
+        """Whether a volume, an output or an input is mounted at ``path``."""
+        return any(m.path == path for m in self.mounts) or any(m.path == path for m in self.artifact_mounts())
 
     def span_of(self, attribute: str) -> Span:
         for name, span in self.spans:
@@ -612,6 +696,7 @@ class Pipeline:
     stages: tuple[Stage, ...] = ()  # topological, ties by name
     gpu_labels: GpuLabels | None = None  # the header's choice; targets default to GFD
     matrices: tuple[Matrix, ...] = ()  # each matrix stage, in the order of its first instance
+    artifacts: ArtifactStore | None = None  # the header's `artifacts { }`
     span: Span = Span(0, 0)
 
     def stage(self, name: str) -> Stage:
@@ -624,6 +709,15 @@ class Pipeline:
                 index.setdefault(stage.name, stage)
             object.__setattr__(self, "_stage_index", index)
         return index[name]
+
+    def outputs(self) -> tuple[ArtifactMount, ...]:
+        """Every stage's outputs, in the order of the stages (computed once, as ``stage()``'s index)."""
+        outputs = self.__dict__.get("_outputs")
+        if outputs is None:
+            outputs = tuple(ArtifactMount(stage.name, output.name, output.path, False)
+                            for stage in self.stages for output in stage.outputs)
+            object.__setattr__(self, "_outputs", outputs)
+        return outputs
 
     def object_name(self, name: str) -> str:
         """The DNS-1123 name of one of this pipeline's objects: ``<pipeline>-<name>``."""

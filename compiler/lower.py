@@ -25,8 +25,8 @@ from aipc.compiler.matrix import Expansion, Sweep, check_pairing, has_matrix, re
 from aipc.compiler.params import bind_params
 from aipc.compiler.resolve import Symbols, collect_declarations
 from aipc.compiler.schema import (
-    AUTOSCALE, HEADER, HEADER_BLOCKS, HEALTH, HEALTH_CHECKS, RESOURCES, SCHEDULE, SECRET, STAGE, STAGE_BLOCKS,
-    VOLUME, AttributeSpec, Type, block_kinds,
+    ARTIFACTS, AUTOSCALE, HEADER, HEADER_BLOCKS, HEALTH, HEALTH_CHECKS, RESOURCES, SCHEDULE, SECRET, STAGE,
+    STAGE_BLOCKS, STATEMENTS, VOLUME, AttributeSpec, Type, block_kinds,
 )
 from aipc.compiler.services import Services
 from aipc.compiler.units import abbreviate
@@ -41,7 +41,8 @@ DNS_SUBDOMAIN = re.compile(r"[a-z0-9](?:[-a-z0-9.]*[a-z0-9])?")
 LABEL_NAME = re.compile(r"[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?")
 LABEL_VALUE = re.compile(r"(?:[A-Za-z0-9](?:[-A-Za-z0-9_.]*[A-Za-z0-9])?)?")
 _WHERE = {"header": "the `pipeline` header", "volume": "a volume", "secret": "a secret",
-          "resources": "`resources`", "health": "`health`", "schedule": "`schedule`", "autoscale": "`autoscale`"}
+          "resources": "`resources`", "health": "`health`", "schedule": "`schedule`", "autoscale": "`autoscale`",
+          "artifacts": "`artifacts`"}
 PORT_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9]*[a-z0-9])?")  # IANA_SVC_NAME, with the rules below
 
 
@@ -55,6 +56,8 @@ class _Block:
     attributes: dict[str, m.Attribute] = field(default_factory=dict)
     mounts: list[m.Mount] = field(default_factory=list)
     blocks: dict[str, tuple[Span, list]] = field(default_factory=dict)
+    outputs: list[m.Output] = field(default_factory=list)
+    inputs: list[m.Input] = field(default_factory=list)
 
 
 def _read_block(items, table: Mapping[str, AttributeSpec], sink: Diagnostics, where: str,
@@ -67,10 +70,16 @@ def _read_block(items, table: Mapping[str, AttributeSpec], sink: Diagnostics, wh
             if stage_kind is None:
                 sink.error(codes.UNKNOWN_ATTRIBUTE, item.span, f"`{keyword}` is not allowed in {_WHERE[where]}",
                            help=f"`{keyword}` statements belong in a stage")
+            elif keyword == "output" and stage_kind not in STATEMENTS["output"].kinds:
+                sink.error(codes.ATTRIBUTE_NOT_FOR_KIND, _keyword(item.span, keyword),
+                           f"`output` is only for batch stages (data, train, eval), not `{stage_kind}` stages",
+                           label=f"not allowed on a `{stage_kind}` stage",
+                           help="a serve stage runs until stopped, so its files are never complete: write them in "
+                           "a batch stage, or mount a volume (`mount VOLUME at \"/path\"`)")
+            elif keyword == "output":
+                block.outputs.append(item)
             else:
-                _not_implemented(sink, _keyword(item.span, keyword), f"an `{keyword}` statement",
-                                 help='until then, mount a volume at its path: `mount VOLUME at "/path"'
-                                 + (' readonly`' if keyword == "input" else '`'))
+                block.inputs.append(item)
             continue
         if isinstance(item, m.Mount):
             if stage_kind is None:
@@ -295,6 +304,7 @@ class _Header:
     registry: str | None = None
     image: Text | None = None
     image_span: Span | None = None
+    artifacts: ir.ArtifactStore | None = None
     gpu_labels: ir.GpuLabels | None = None
     schedule: dict[str, tuple[object, Span]] = field(default_factory=dict)  # key -> (value, where written)
 
@@ -315,6 +325,11 @@ class _Lowering:
         # Names the stages refer to, by kind; every reference to a declaration marks it here
         # (params through the evaluator), and what is left unmarked is W101.
         self.used: dict[str, set[str]] = {"volume": set(), "secret": set()}
+        # Each stage's outputs by name, read before any stage is lowered (an input may name
+        # a stage declared after it); the first of a name counts.
+        self.outputs: dict[str, dict[str, m.Output]] = {
+            name: {item.name.value: item for item in reversed(declaration.items) if isinstance(item, m.Output)}
+            for name, declaration in self.symbols.stages.items()}
 
     def use(self, kind: str, name: str) -> None:
         """A reference to the declaration ``name`` of ``kind`` (volume, secret)."""
@@ -400,6 +415,32 @@ class _Lowering:
                 self.header.gpu_labels = ir.GpuLabels(choice)
         if "schedule" in block.blocks:
             self.header.schedule = self.lower_schedule(block.blocks["schedule"][1], None, None)
+        if "artifacts" in block.blocks:
+            self.header.artifacts = self._artifacts(*block.blocks["artifacts"])
+
+    def _artifacts(self, span: Span, items) -> ir.ArtifactStore | None:
+        """``artifacts { size, class, access }``: the claim of every output on Kubernetes and Argo."""
+        errors = self.sink.error_count()
+        block = _read_block(items, ARTIFACTS, self.sink, "artifacts")
+        attributes = block.attributes
+        strings = self._strings(block, ARTIFACTS, None)
+        if "size" not in attributes:
+            self.sink.error(codes.MISSING_ATTRIBUTE, span, "`artifacts` has no `size`", label="needs a size",
+                            help="add the size of the claim that holds every output: `size = 100Gi`")
+            return None
+        size = self.evaluator.quantity(ARTIFACTS["size"], attributes["size"].value, None)
+        access = ir.Access.RWO
+        if "access" in attributes:
+            choice = self.evaluator.choice(ARTIFACTS["access"], attributes["access"].value)
+            access = ir.Access(choice) if choice else access
+        storage_class = strings["class"].value if "class" in strings else None
+        if storage_class is not None and not DNS_SUBDOMAIN.fullmatch(storage_class):
+            self.sink.error(codes.INVALID_OBJECT_NAME, attributes["class"].value.span,
+                            f"`{storage_class}` is not a valid Kubernetes name",
+                            help="lowercase letters, digits, `-` and `.`, starting and ending with a letter or digit")
+        if self.sink.error_count() > errors or size is INVALID:
+            return None
+        return ir.ArtifactStore(size, access, storage_class, span)
 
     # scheduling (a stage's block, or the header's defaults) ---------------------------
 
@@ -627,6 +668,7 @@ class _Lowering:
             secrets=tuple(secrets[n] for n in sorted(secrets)),
             stages=stages, gpu_labels=header.gpu_labels,
             matrices=expansion.matrices(stages) if expansion is not None else (),
+            artifacts=header.artifacts,
             span=self.symbols.header.span if self.symbols.header else Span(0, 0),
         )
 
@@ -792,8 +834,12 @@ class _StageLowering:
         self._check_env(attributes.get("env"))
         self.fields["schedule"] = self._merged_schedule()
         self._check_autoscaling(block.blocks["autoscale"][0] if "autoscale" in block.blocks else None)
+        self.paths: dict[str, Span] = {}
         mounts, uses = self._mounts(block.mounts)
         self._check_nodes(self.env_keys, mounts)
+        self._outputs(block.outputs)
+        self._inputs(block.inputs)
+        self._check_covered()
         if self.kind == "serve" and "port" not in attributes:
             self.lowering.missing("stage", self.declared, "port", self.declaration.name.span,
                                   f"serve stage `{self.declared}` has no `port`",
@@ -1097,6 +1143,8 @@ class _StageLowering:
 
     def spans_of(self, attribute: str) -> Span:
         return next((span for name, span in self.spans if name == attribute), self.declaration.name.span)
+    def _cache(self, spec, value) -> None:
+        self._set("cache", self.evaluator.boolean(spec, value, self.name))
 
     def _swept(self, spec, value) -> None:
         """`matrix`, `exclude` and `max_parallel` are read once for all the instances
@@ -1294,7 +1342,7 @@ class _StageLowering:
     def _mounts(self, mounts: list[m.Mount]) -> tuple[tuple[ir.Mount, ...], list[tuple[str, dag.Use]]]:
         out: list[ir.Mount] = []
         uses: list[tuple[str, dag.Use]] = []
-        seen: dict[str, Span] = {}
+        seen = self.paths
         if self.fields["resources"].shm is not None:
             seen["/dev/shm"] = dict(self.spans)["shm"]
         symbols = self.lowering.symbols
@@ -1344,6 +1392,123 @@ class _StageLowering:
         return tuple(out), uses
 
 
+    # outputs and inputs ----------------------------------------------------------------
+
+    def _path(self, string: m.Str, what: str) -> str | None:
+        """A statement's path, absolute and normalised, claimed in the stage's paths (None when
+        it is invalid or taken: said)."""
+        text = self.evaluator.interpolate(string, self.name)
+        if text is INVALID:
+            return None
+        path = text.value
+        if not path.startswith("/"):
+            self.sink.error(codes.RELATIVE_PATH, string.span, f"{what} path `{path}` is not absolute",
+                            label="does not start with `/`", help=f'write "/{path.lstrip("./")}"')
+            return None
+        normal = "/" + posixpath.normpath(path).lstrip("/")
+        if normal in self.paths:
+            first = "`shm` owns /dev/shm" if normal == "/dev/shm" else "first mounted here"
+            self.sink.error(codes.DUPLICATE_MOUNT_PATH, string.span,
+                            f"two mounts at `{normal}` in stage `{self.declared}`",
+                            label="mounted again here", related=[Label(self.paths[normal], first)],
+                            help="give each mount, output and input its own path")
+            return None
+        self.paths[normal] = string.span
+        return normal
+
+    def _outputs(self, items: list[m.Output]) -> None:
+        out: dict[str, ir.Output] = {}
+        first: dict[str, m.Output] = {}
+        for item in items:
+            name = item.name.value
+            if name in first:
+                self.sink.error(codes.DUPLICATE_ATTRIBUTE, item.name.span, f"the output `{name}` is declared twice",
+                                label="declared again here", related=[Label(first[name].name.span, "first here")],
+                                help="give each output its own name")
+                continue
+            first[name] = item
+            path = self._path(item.path, "output")
+            if path is not None:
+                out[name] = ir.Output(name, path, item.span)
+        self.output_spans = {name: first[name].path.span for name in out}
+        self.fields["outputs"] = tuple(out.values())
+
+    def _inputs(self, items: list[m.Input]) -> None:
+        out: list[ir.Input] = []
+        for item in items:
+            source = self._input_source(item)
+            path = self._path(item.path, "input")
+            if source is not None and path is not None:
+                stage, output = source
+                out.append(ir.Input(stage, output, path, (stage,), False, item.span))
+        self.fields["inputs"] = tuple(out)
+
+    def _input_source(self, item: m.Input) -> tuple[str, str] | None:
+        """``STAGE.OUTPUT``, checked: a batch stage other than this one, and one of its outputs.
+        The stage is a dependency (it must complete first)."""
+        parts = item.source.parts
+        if len(parts) != 2:
+            self.sink.error(codes.UNKNOWN_OUTPUT, item.source.span, f"`{item.source.dotted}` names no output",
+                            label="expected STAGE.OUTPUT", help='write `input STAGE.OUTPUT at "/path"`')
+            return None
+        stage, output = parts
+        symbols = self.lowering.symbols
+        declaration = symbols.stages.get(stage.value)
+        if declaration is None:
+            if stage.value in symbols.known("stage"):
+                self.sink.count_reported_error()
+                return None
+            self.sink.error(codes.UNKNOWN_STAGE, stage.span, f"unknown stage `{stage.value}`", label="not declared",
+                            help=did_you_mean(stage.value, symbols.stages)
+                            or "`input` reads an output of a stage declared in this file")
+            return None
+        if declaration.kind == "serve":
+            self.sink.error(codes.INPUT_FROM_SERVICE, stage.span,
+                            f"`{stage.value}` is a serve stage: it has no outputs to read",
+                            label="a serve stage", related=[Label(declaration.name.span, "declared here")],
+                            help="read the output of a batch stage, or reach the service through its address "
+                            f"(`${{{stage.value}.url}}`)")
+            return None
+        if stage.value == self.declared:
+            self.sink.error(codes.DEPENDENCY_CYCLE, stage.span, f"stage `{self.declared}` reads its own output",
+                            label="an input comes from a stage that completed before",
+                            help=f"use the path of `output {output.value}` itself")
+            return None
+        outputs = self.lowering.outputs.get(stage.value, {})
+        if output.value not in outputs:
+            self.sink.error(codes.UNKNOWN_OUTPUT, output.span,
+                            f"stage `{stage.value}` has no output `{output.value}`", label="no such output",
+                            related=[Label(declaration.name.span, f"`{stage.value}` is declared here")],
+                            help=did_you_mean(output.value, outputs) or (
+                                "its outputs are " + ", ".join(f"`{name}`" for name in outputs) if outputs else
+                                f'declare it in `{stage.value}`: `output {output.value} at "/path"`'))
+            return None
+        self.after.append((stage.value, item.source.span))
+        return stage.value, output.value
+
+    def _check_covered(self) -> None:
+        """An output is a directory of its own: no other mount, output or input inside it
+        or around it (what one writes would land in, or hide, the other)."""
+        for output in self.fields.get("outputs", ()):
+            if output.path == "/":
+                self.sink.error(codes.NESTED_OUTPUT, self.output_spans[output.name],
+                                f"the output `{output.name}` at `/` would hide the image's whole file system",
+                                label="the root directory", help='give the output a directory of its own: "/out"')
+                continue
+            for path, span in self.paths.items():
+                if path == output.path:
+                    continue
+                inner, outer = (path, output.path) if path.startswith(output.path + "/") else (output.path, path)
+                if not inner.startswith(outer + "/"):
+                    continue
+                self.sink.error(codes.NESTED_OUTPUT, self.output_spans[output.name],
+                                f"the output `{output.name}` at `{output.path}` "
+                                + (f"holds another mount, at `{path}`" if inner == path
+                                   else f"lies inside another mount, at `{path}`"),
+                                label="overlaps another mount", related=[Label(span, "mounted here")],
+                                help="give the output a directory of its own, apart from every other mount")
+
+
 # How each stage attribute and block of the schema is lowered: one entry per
 # name in schema.STAGE and schema.STAGE_BLOCKS (a test holds the keys equal).
 LOWER_STAGE_ATTRIBUTE: dict[str, Callable[[_StageLowering, AttributeSpec, m.Value], None]] = {
@@ -1363,6 +1528,7 @@ LOWER_STAGE_ATTRIBUTE: dict[str, Callable[[_StageLowering, AttributeSpec, m.Valu
     "replicas": _StageLowering._replicas,
     "nodes": _StageLowering._nodes,
     "health": _StageLowering._health,
+    "cache": _StageLowering._cache,
     "matrix": _StageLowering._swept,
     "exclude": _StageLowering._swept,
     "max_parallel": _StageLowering._swept,

@@ -569,6 +569,7 @@ class Expansion:
 
     def __init__(self, lowered: Mapping[str, list], sweeps: Mapping[str, Sweep]) -> None:
         valid = {name: sweep for name, sweep in sweeps.items() if sweep.valid}
+        self.valid = valid
         self.units: dict[str, object] = {}
         self.nodes: dict[str, dag.Node] = {}
         self.instances: dict[str, ir.Instance] = {}
@@ -603,10 +604,21 @@ class Expansion:
         after = tuple(sorted({dependency for dependency, _ in self.nodes[name].after}))
         stage = self.units[name].stage
         instance = self.instances.get(name)
+        inputs = tuple(self._placed(put, instance) for put in stage.inputs)
         if instance is None:
-            return dataclasses.replace(stage, after=after, level=level)
+            return dataclasses.replace(stage, after=after, level=level, inputs=inputs)
         labels = tuple(sorted((*stage.labels, (ir.MATRIX_LABEL, instance.matrix.stage))))
-        return dataclasses.replace(stage, after=after, level=level, labels=labels, instance=instance)
+        return dataclasses.replace(stage, after=after, level=level, labels=labels, instance=instance, inputs=inputs)
+
+    def _placed(self, put: ir.Input, instance: ir.Instance | None) -> ir.Input:
+        """An input from a matrix stage, as ``after`` is: from the instance of equal
+        coordinates (paired), else from every instance (fan-in, one subdirectory each)."""
+        target = self.valid.get(put.stage)
+        if target is None:
+            return put
+        if instance is not None and self.valid[instance.matrix.stage].root == target.root:
+            return dataclasses.replace(put, sources=(target.names[instance.index],))
+        return dataclasses.replace(put, sources=target.names, fan_in=True)
 
     @staticmethod
     def matrices(stages: Iterable[ir.Stage]) -> tuple[ir.Matrix, ...]:

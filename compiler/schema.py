@@ -95,6 +95,17 @@ VOLUME = _table(
                   example='claim = "shared-datasets"'),
 )
 
+# `artifacts { ... }` in the header: where stages' outputs live on Kubernetes and Argo.
+ARTIFACTS = _table(
+    AttributeSpec("size", Type.BYTES, "The size of the claim that holds every stage's outputs on Kubernetes and "
+                  "Argo (required there when a stage has an `output`).", minimum=1, maximum=units.MAX_BYTES,
+                  example="size = 100Gi"),
+    AttributeSpec("access", Type.CHOICE,
+                  "Who may mount it: `rwo` one node read-write (default), `rwx` many nodes read-write. Stages "
+                  "that hand outputs on may run on different nodes: `rwx` lets them.",
+                  choices=("rwo", "rwx"), example="access = rwx"),
+    AttributeSpec("class", Type.STRING, "The storage class to create it in.", example='class = "standard-rwx"'),
+)
 SECRET = _table(
     AttributeSpec("keys", Type.STRING_LIST,
                   "The secret's keys; each becomes an environment variable of the stages that list it. "
@@ -143,6 +154,11 @@ STAGE = _table(
                   "The HTTP path probed for startup, readiness and liveness; or a block "
                   "`health { http, tcp, command, port, start, interval, timeout, failures }`.",
                   kinds=SERVE, example='health = "/healthz"'),
+    AttributeSpec("cache", Type.BOOL,
+                  "Whether `aipc run` may skip the stage when it already succeeded with the same image, command, "
+                  "env, mounts and inputs, and its outputs still exist: `false` never; `true` also for a stage "
+                  "that writes a mounted volume or runs after a serve stage (by default such a stage always runs).",
+                  kinds=BATCH, example="cache = false"),
     AttributeSpec("matrix", Type.STAGE_NAME,
                   "Sweep the axes (and `exclude`) of another matrix stage: one instance per instance of it; "
                   "`after` that stage then pairs each instance with the one of equal coordinates. "
@@ -232,7 +248,8 @@ MAX_INSTANCES = 1000
 # way to write that attribute, for the same kinds of stage.
 STAGE_BLOCKS = {"resources": RESOURCES, "health": HEALTH, "matrix": MATRIX, "schedule": SCHEDULE,
                 "autoscale": AUTOSCALE}
-HEADER_BLOCKS = {"schedule": SCHEDULE}  # defaults for every stage, merged key by key
+HEADER_BLOCKS = {"schedule": SCHEDULE,  # defaults for every stage, merged key by key
+                 "artifacts": ARTIFACTS}  # where outputs live on Kubernetes and Argo
 BLOCK_KINDS = {"autoscale": SERVE}  # blocks only some kinds of stage take, besides those named like attributes
 BLOCKS = {"stage": STAGE_BLOCKS, "pipeline": HEADER_BLOCKS}  # the blocks of each declaration that has some
 

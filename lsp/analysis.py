@@ -49,6 +49,7 @@ _BLOCK_PURPOSES = {
     "schedule": "where the stage's pods may run and how they wait: a node selector, tolerations, a "
                 "PriorityClass and a Kueue queue (in the `pipeline` header: defaults for every stage)",
     "autoscale": "how `replicas = MIN..MAX` scales: on CPU use (`cpu`, percent) or a per-pod `metric`",
+    "artifacts": "the claim that holds every stage's outputs on Kubernetes and Argo (in the header)",
 }
 BLOCK_DOCS = {  # the blocks of stages and of the header, as the schema has them
     name: f"`{name} {{ {', '.join(table)} }}`" + (f": {_BLOCK_PURPOSES[name]}" if name in _BLOCK_PURPOSES else "")
@@ -182,7 +183,8 @@ def place_at(document: ParsedDocument, offset: int) -> Place | None:
 
 def _table(declaration, block: str | None) -> dict[str, AttributeSpec]:
     if block is not None:
-        return schema.STAGE_BLOCKS.get(block, {})
+        blocks = schema.HEADER_BLOCKS if isinstance(declaration, m.PipelineDecl) else schema.STAGE_BLOCKS
+        return blocks.get(block, {})
     return {m.PipelineDecl: schema.HEADER, m.VolumeDecl: schema.VOLUME, m.SecretDecl: schema.SECRET,
             m.StageDecl: schema.STAGE, m.TemplateDecl: schema.STAGE}.get(type(declaration), {})
 

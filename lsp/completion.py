@@ -21,6 +21,7 @@ from aipc.compiler.matrix import axis_names
 from aipc.compiler.resolve import NAME_LISTS
 from aipc.compiler.values import MATRIX_PREFIX
 from aipc.diagnostics import Span
+from aipc.dsl import model as m
 from aipc.dsl import scanner
 from aipc.dsl import vocabulary as v
 from aipc.lsp.analysis import BLOCK_DOCS, KEYWORD_DOCS, Index
@@ -89,6 +90,7 @@ class _Frame:
     statement: str = ""  # the statement being written: mount, output, input
     seen: list[str] = field(default_factory=list)  # attributes set, or items listed
     last: str = ""  # the previous token's text
+    subject: str = ""  # a statement's subject so far: `model` in `input model.`
 
 
 def complete(text: str, offset: int, chunk_start: int, index: Index) -> Completions:
@@ -202,6 +204,8 @@ def _step_body(frame: _Frame, token: Token, frames: list[_Frame]) -> None:
         frame.state = "after_value"
     elif state == "subject":  # a name, or two joined by `.`
         frame.state = "at" if token.kind == "word" else "item"
+        if token.kind == "word":
+            frame.subject = text
     elif state == "at":
         frame.state = "path" if text == AT else "subject" if text == "." else "item"
     elif state == "path":
@@ -260,6 +264,9 @@ def _candidates(frames: list[_Frame], top: list[str], index: Index) -> list[Cand
         return out
     if frame.state == "subject":
         kind = _SUBJECTS.get(frame.statement)
+        if kind == "stage" and frame.last == ".":  # `input model.`: the outputs of `model`
+            return [Candidate(name, "output", f"output of {frame.subject} at {path}")
+                    for name, path in _outputs_of(index, frame.subject)]
         if kind is None or frame.last == ".":
             return []
         return [_named(name, detail, kind) for name, detail in index.known_names(kind)
@@ -279,9 +286,18 @@ def _candidates(frames: list[_Frame], top: list[str], index: Index) -> list[Cand
     return []
 
 
+def _outputs_of(index: Index, stage: str) -> list[tuple[str, str]]:
+    """``(name, path)`` of each output a stage declares itself (in the order written)."""
+    for declaration in index.document.program.declarations:
+        if isinstance(declaration, m.StageDecl) and declaration.name.value == stage:
+            return [(item.name.value, item.path.literal or "") for item in declaration.items
+                    if isinstance(item, m.Output)]
+    return []
+
+
 def _table(frame: _Frame) -> dict:
     return {"stage": schema.STAGE, "pipeline": schema.HEADER, "volume": schema.VOLUME,
-            "secret": schema.SECRET, **schema.STAGE_BLOCKS}.get(frame.table, {})
+            "secret": schema.SECRET, **schema.STAGE_BLOCKS, **schema.HEADER_BLOCKS}.get(frame.table, {})
 
 
 def _attributes(frame: _Frame) -> list[Candidate]:

@@ -63,7 +63,7 @@ COMPLETION_KINDS = {
     "volume": types.CompletionItemKind.Folder, "secret": types.CompletionItemKind.Constant,
     "param": types.CompletionItemKind.Variable, "value": types.CompletionItemKind.EnumMember,
     "type": types.CompletionItemKind.TypeParameter, "template": types.CompletionItemKind.Class,
-    "import": types.CompletionItemKind.Module,
+    "import": types.CompletionItemKind.Module, "output": types.CompletionItemKind.Folder,
 }
 SYMBOL_KINDS = {
     "pipeline": types.SymbolKind.Module, "param": types.SymbolKind.Variable,

@@ -35,6 +35,7 @@ import re
 import threading
 import time
 import urllib.parse
+import uuid
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
 
@@ -49,6 +50,7 @@ from aipc.backends.docker import (
 )
 from aipc.compiler import ir
 from aipc.redact import redact
+from aipc.runner.cache import LABEL_GENERATION, tree_digest
 from aipc.runner.scheduler import Attempt, Devices
 from aipc.runner.selection import (
     LABEL_FILE, LABEL_PIPELINE, LABEL_RUN, LABEL_STAGE, PipelineId, RunNames, label_filter,
@@ -216,6 +218,8 @@ def used_volumes(stages: Iterable[ir.Stage]) -> list[ir.Volume]:
     for stage in stages:
         for mount in stage.mounts:
             seen.setdefault(mount.volume.name, mount.volume)
+        for artifact in stage.artifact_mounts():
+            seen.setdefault(artifact.key, artifact.volume)
     return [seen[name] for name in sorted(seen)]
 
 
@@ -504,7 +508,7 @@ class DockerDriver:
         another pipeline, is never taken over."""
         problems = []
         for volume in volumes:
-            if volume.kind is not ir.VolumeKind.SIZED:
+            if volume.kind not in (ir.VolumeKind.SIZED, ir.VolumeKind.ARTIFACT):
                 continue
             name = self.names.volume(volume)
             try:
@@ -563,7 +567,7 @@ class DockerDriver:
                 writers = folders[volume.name][1]
                 self.note(f"created the host folder {shown_path(path)} of volume `{volume.name}`, which did not "
                           f"exist ({_names(writers)} write{'s' if len(writers) == 1 else ''} it)")
-            elif volume.kind is ir.VolumeKind.SIZED:
+            elif volume.kind in (ir.VolumeKind.SIZED, ir.VolumeKind.ARTIFACT):
                 name = self.names.volume(volume)
                 try:
                     self.client.volumes.get(name)
@@ -688,6 +692,10 @@ class DockerDriver:
         if stage.nodes is not None:
             return self._run_group(stage, attempt, deadline, devices)
         try:
+            self._renew_outputs(stage)
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+            return Attempt(error=f"cannot empty its outputs: {engine_message(error)}")
+        try:
             container = self._create(stage, attempt, is_service=False, devices=devices[0] if devices else ())
         except NameTaken as error:
             return Attempt(error=str(error))
@@ -729,7 +737,27 @@ class DockerDriver:
             detail = "killed: out of memory"
         if self._aborted:
             return Attempt(cancelled=True, exit_code=exit_code)
-        return Attempt(exit_code=exit_code, timed_out=timed_out, detail=detail)
+        outputs = self._digest_outputs(stage, container) if exit_code == 0 and not timed_out else ()
+        return Attempt(exit_code=exit_code, timed_out=timed_out, detail=detail, outputs=outputs)
+
+    def _renew_outputs(self, stage: ir.Stage) -> None:
+        """Each attempt writes its outputs into new, empty volumes: nothing of an earlier
+        run is left in them, and their creation time tells the cache they changed."""
+        for output in stage.artifact_mounts():
+            if output.read_only:
+                continue
+            name = self.names.volume(output.volume)
+            try:
+                self.client.volumes.get(name).remove()
+            except docker.errors.NotFound:
+                pass
+            self.client.volumes.create(name, driver="local", labels={
+                **self.names.volume_labels(output.volume), LABEL_GENERATION: uuid.uuid4().hex})
+
+    def _digest_outputs(self, stage: ir.Stage, container) -> tuple[tuple[str, str], ...]:
+        """The content digest of each output, read from the stopped container through the
+        engine (its archive of the path), before the container goes."""
+        return tuple((output.name, tree_digest(container.get_archive(output.path)[0])) for output in stage.outputs)
 
     # -- Driver: multi-node stages ---------------------------------------------------------
 

@@ -21,6 +21,7 @@ STATUS_STYLES = {
     Status.PENDING: "dim", Status.RUNNING: "bold blue", Status.STARTING: "bold blue",
     Status.SUCCEEDED: "green", Status.SERVING: "bold green", Status.FAILED: "bold red",
     Status.TIMED_OUT: "bold red", Status.SKIPPED: "yellow", Status.CANCELLED: "yellow", Status.STOPPED: "dim",
+    Status.CACHED: "green",
 }
 
 

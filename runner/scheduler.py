@@ -59,6 +59,7 @@ class Status(str, enum.Enum):
     STARTING = "starting"  # a serve stage waiting to be healthy
     SERVING = "serving"
     STOPPED = "stopped"  # a serve stage that ended (stopped or exited)
+    CACHED = "cached"  # a batch stage skipped: it succeeded before with the same key (runner/cache.py)
 
     @property
     def is_failure(self) -> bool:
@@ -69,7 +70,8 @@ class Status(str, enum.Enum):
         return self in (Status.RUNNING, Status.STARTING)
 
 
-DONE = frozenset({Status.SUCCEEDED, Status.SERVING, Status.STOPPED})  # counted in "n of m done"
+DONE = frozenset({Status.SUCCEEDED, Status.SERVING, Status.STOPPED, Status.CACHED})  # counted in "n of m done"
+COMPLETE = frozenset({Status.SUCCEEDED, Status.SERVING, Status.CACHED})  # what a dependant may start after
 
 
 @dataclass(frozen=True)
@@ -85,6 +87,8 @@ class Attempt:
     error: str | None = None
     cancelled: bool = False
     detail: str | None = None  # an explanation to show with a failure (killed: out of memory)
+    outputs: tuple[tuple[str, str], ...] = ()  # after a success: each output's content digest
+    cached: bool = False  # not run: it succeeded before with the same key
 
     @property
     def ok(self) -> bool:
@@ -110,6 +114,15 @@ class Driver(Protocol):
     def abort(self) -> None:
         """Stop and remove everything started so far; called from the scheduling
         thread while workers may still be inside the methods above."""
+
+
+class Cache(Protocol):
+    """Decides, from a worker thread, whether a batch stage may be skipped
+    (:class:`aipc.runner.cache.RunCache`)."""
+
+    def decide(self, stage: ir.Stage): ...
+
+    def record(self, stage: ir.Stage, parts, digests) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -196,6 +209,12 @@ class _AttemptFailed:
 
 
 @dataclass(frozen=True)
+class _Note:
+    name: str
+    text: str
+
+
+@dataclass(frozen=True)
 class _Finished:
     name: str
     outcome: Attempt
@@ -238,7 +257,7 @@ class Scheduler:
 
     def __init__(self, pipeline: ir.Pipeline, selected: Sequence[str], driver: Driver, reporter: Reporter,
                  jobs: int, clock: Callable[[], float] = time.monotonic, keep_going: bool = False,
-                 gpus: Sequence[str] | None = None) -> None:
+                 gpus: Sequence[str] | None = None, cache: Cache | None = None) -> None:
         if jobs < 1:
             raise ValueError("jobs must be at least 1")
         self.pipeline = pipeline
@@ -247,6 +266,7 @@ class Scheduler:
         self.jobs = jobs
         self.clock = clock
         self.keep_going = keep_going
+        self.cache = cache
         chosen = set(selected)
         self.stages = [stage for stage in pipeline.stages if stage.name in chosen]
         self.by_name = {stage.name: stage for stage in self.stages}
@@ -317,8 +337,7 @@ class Scheduler:
     # -- gates: why a pending stage waits --------------------------------------------------
 
     def _wait_for_dependencies(self, stage: ir.Stage) -> Waiting | None:
-        waiting = [d for d in self.needs[stage.name]
-                   if self.results[d].status not in (Status.SUCCEEDED, Status.SERVING)]
+        waiting = [d for d in self.needs[stage.name] if self.results[d].status not in COMPLETE]
         return Waiting("dependencies", f"waiting for {_names(waiting)}") if waiting else None
 
     def _wait_for_batch_stages(self, stage: ir.Stage) -> Waiting | None:
@@ -405,7 +424,9 @@ class Scheduler:
 
     def _handle(self, event) -> None:
         result = self.results[event.name]
-        if isinstance(event, _AttemptStarted):
+        if isinstance(event, _Note):
+            self.reporter.note(event.text)
+        elif isinstance(event, _AttemptStarted):
             result.attempts = event.attempt
             self.reporter.stage_changed(result)
         elif isinstance(event, _AttemptFailed):
@@ -424,7 +445,9 @@ class Scheduler:
         result.exit_code = None if outcome.ok and not result.is_batch else outcome.exit_code
         if not (outcome.ok and not result.is_batch):
             result.ended = self.clock()  # a service's time runs on while it serves
-        if outcome.ok:
+        if outcome.ok and outcome.cached:
+            result.status = Status.CACHED
+        elif outcome.ok:
             result.status = Status.SUCCEEDED if result.is_batch else Status.SERVING
         elif outcome.cancelled:
             result.status = Status.CANCELLED
@@ -468,7 +491,15 @@ class Scheduler:
         attempts = 1 + stage.retries
         outcome = Attempt(cancelled=True)
         number = 0
+        decision = None
         try:
+            if self.cache is not None:
+                decision = self.cache.decide(stage)
+                if decision.cached:
+                    self._events.put(_Finished(stage.name, Attempt(exit_code=0, cached=True), 0))
+                    return
+                if decision.reason:
+                    self._events.put(_Note(stage.name, f"{stage.name}: runs, {decision.reason}"))
             for number in range(1, attempts + 1):
                 if self._aborting.is_set():
                     outcome = Attempt(cancelled=True)
@@ -482,6 +513,11 @@ class Scheduler:
                     break
                 if number < attempts:
                     self._events.put(_AttemptFailed(stage.name, number, outcome))
+            if outcome.ok and self.cache is not None:
+                try:
+                    self.cache.record(stage, decision.parts if decision is not None else {}, dict(outcome.outputs))
+                except Exception as error:  # noqa: BLE001 - the stage succeeded all the same
+                    self._events.put(_Note(stage.name, f"{stage.name}: could not record it in the cache: {error}"))
         except Exception as error:  # noqa: BLE001 - a driver bug must not hang the run
             outcome = Attempt(error=f"internal error in the runner: {type(error).__name__}: {error}")
         if self._aborting.is_set() and not outcome.ok:

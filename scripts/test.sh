@@ -30,7 +30,9 @@ fi
 # 2. The Docker engine (vfs storage works without kernel overlay support).
 if ! docker info >/dev/null 2>&1; then
   echo "test.sh: starting dockerd"
-  as_root sh -c 'nohup dockerd --storage-driver=vfs >/tmp/aipc-dockerd.log 2>&1 &'
+  # In a session of its own: the engine outlives this run, and a signal to the run's
+  # process group (Ctrl-C, a job runner stopping it) does not take the engine down.
+  as_root setsid -f sh -c 'exec dockerd --storage-driver=vfs >/tmp/aipc-dockerd.log 2>&1 </dev/null'
   for _ in $(seq 1 60); do docker info >/dev/null 2>&1 && break; sleep 1; done
   docker info >/dev/null 2>&1 || { echo "test.sh: dockerd did not start:"; tail -20 /tmp/aipc-dockerd.log; exit 1; }
 fi

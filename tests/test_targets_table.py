@@ -577,6 +577,41 @@ EXAMPLE_CASES = {
             *hardened_argo(batch=("numbers", "model", "check"), serve=("report",)),
         ],
     }),
+    # LANGUAGE.md's artifacts: two outputs, read by the next stage (read-only, implying the order).
+    "churn": Case(example("churn"), facts={
+        "compose": [
+            Quiet(),
+            (f"{svc('model')}.volumes", ["model.model:/out/model", "model.metrics:/out/metrics"]),
+            (f"{svc('evaluate')}.volumes", ["model.model:/in/model:ro", "model.metrics:/in/metrics:ro"]),
+            (f"{svc('evaluate')}.depends_on", {"model": COMPLETED}),
+            ("volumes[model.model].labels[app.kubernetes.io/part-of]", "churn"),
+            *hardened_compose("model", "evaluate"),
+        ],
+        "k8s": [
+            Warns("B105", 6, 11),  # the cluster's cache key holds the image's tag
+            (f"{obj('PersistentVolumeClaim', 'churn-artifacts')}.spec.accessModes", ["ReadWriteMany"]),
+            (f"{obj('PersistentVolumeClaim', 'churn-artifacts')}.spec.storageClassName", "standard-rwx"),
+            (f"{ctr('Job', 'churn-model')}.volumeMounts[0]",
+             {"name": "artifacts", "mountPath": "/out/model", "subPath": "model/model"}),
+            (f"{ctr('Job', 'churn-evaluate')}.volumeMounts[1]",
+             {"name": "artifacts", "mountPath": "/in/metrics", "subPath": "model/metrics", "readOnly": True}),
+            (f"{obj('Job', 'churn-evaluate')}.metadata.annotations[aipc.dev/depends-on]", "Job/churn-model"),
+            (f"{obj('Job', 'churn-evaluate')}.metadata.annotations[aipc.dev/cache-key]", Re(r"[0-9a-f]{64}")),
+            *hardened_k8s("churn", jobs=["model", "evaluate"]),
+        ],
+        "argo": [
+            Warns("B105", 6, 11),
+            ("spec.volumeClaimTemplates[0].metadata.name", "artifacts"),
+            (f"{tpl('model')}.memoize", ABSENT),  # it has outputs: the run's claim is new
+            (f"{tpl('evaluate')}.memoize.key", Re(r"[0-9a-f]{64}")),
+            (f"{tpl('evaluate')}.memoize.cache.configMap.name", "churn-cache"),
+            ("spec.volumeClaimTemplates[0].spec.accessModes", ["ReadWriteMany"]),
+            (f"{tpl('evaluate')}.container.volumeMounts[0]",
+             {"name": "artifacts", "mountPath": "/in/model", "subPath": "model/model", "readOnly": True}),
+            (f"{task('evaluate')}.dependencies", ["model"]),
+            *hardened_argo(batch=("model", "evaluate")),
+        ],
+    }),
     # LANGUAGE.md's sweep: 2 x 3 less one excluded, max_parallel = 2, paired, then fan-in.
     "sweep": Case(example("sweep"), facts={
         "compose": [

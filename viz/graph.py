@@ -8,7 +8,8 @@ Both renderers draw the same graph:
   for (count, vendor, model; per node or replica) — a GPU stage also
   gets a thick border in its vendor's colour;
 - one node per volume (a cylinder) with its size, access mode and class;
-- a solid arrow from each dependency to the stage that waits for it;
+- a solid arrow from each dependency to the stage that waits for it, labelled
+  with the outputs of the dependency that the stage reads (``input``);
 - a mount edge per ``mount``: a stage that may write a volume points at it
   (solid), a volume mounted ``readonly`` points at its reader (dashed), each
   labelled with the mount path.
@@ -139,6 +140,21 @@ def dependency_edges(pipeline: ir.Pipeline) -> list[tuple[str, str]]:
     return list(edges)
 
 
+def edge_lines(pipeline: ir.Pipeline) -> dict[tuple[str, str], list[str]]:
+    """The label of each dependency edge that says something: ``one to one`` between
+    paired matrix stages, and the outputs read along it."""
+    lines: dict[tuple[str, str], list[str]] = {}
+    for dependency, stage in dependency_edges(pipeline):
+        if paired(pipeline, dependency, stage):
+            lines[(dependency, stage)] = [PAIRED]
+    for stage in drawn_stages(pipeline):
+        for put in stage.inputs:
+            label = lines.setdefault((put.stage, stage.group), [])
+            if put.output not in label:
+                label.append(put.output)
+    return lines
+
+
 def paired(pipeline: ir.Pipeline, dependency: str, stage: str) -> bool:
     """Whether the instances of matrix stage ``stage`` wait one to one for those of ``dependency``."""
     return any(matrix.stage == stage and dependency in matrix.pairs for matrix in pipeline.matrices)
@@ -199,8 +215,10 @@ def to_dot(pipeline: ir.Pipeline) -> str:
     dependencies = dependency_edges(pipeline)
     if dependencies:
         out += ["", "  // dependencies: each stage waits for the stages pointing at it"]
+    labels = edge_lines(pipeline)
     for dependency, stage in dependencies:
-        label = f", label={dot_string(PAIRED)}" if paired(pipeline, dependency, stage) else ""
+        lines = labels.get((dependency, stage))
+        label = f", label={dot_label(lines)}" if lines else ""
         out.append(f"  {dot_string('stage:' + dependency)} -> {dot_string('stage:' + stage)} [penwidth=1.6{label}];")
     mounts = mount_edges(pipeline)
     if mounts:
@@ -268,8 +286,10 @@ def to_mermaid(pipeline: ir.Pipeline, fenced: bool = False) -> str:
     mounted = mounted_volumes(pipeline)
     for volume in pipeline.volumes:
         out.append(f"  {volume_id(volume.name)}[({mermaid_label(volume_lines(volume, volume.name in mounted))})]")
+    labels = edge_lines(pipeline)
     for dependency, stage in dependency_edges(pipeline):
-        label = f'|"{PAIRED}"|' if paired(pipeline, dependency, stage) else ""
+        lines = labels.get((dependency, stage))
+        label = f"|{mermaid_label(lines)}|" if lines else ""
         out.append(f"  {stage_id(dependency)} ==>{label} {stage_id(stage)}")
     for edge in mount_edges(pipeline):
         label = '|"' + mermaid_text(edge.path) + '"|'

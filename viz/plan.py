@@ -84,7 +84,7 @@ class Level:
     stages: tuple[ir.Stage, ...]  # the stages that start at this level
     serving: tuple[ir.Stage, ...]  # serve stages started earlier, still running
     demand: Demand
-    writes: tuple[str, ...]  # volume names, sorted
+    writes: tuple[str, ...]  # volume names and outputs (`model.weights`), sorted
 
     @property
     def running(self) -> tuple[ir.Stage, ...]:
@@ -174,7 +174,8 @@ def plan_pipeline(pipeline: ir.Pipeline, gpus: int | None = None) -> Plan:
     for index in sorted(by_level):
         stages = tuple(by_level[index])
         running = stages + tuple(serving)
-        writes = sorted({m.volume.name for s in running for m in s.mounts if not m.readonly})
+        writes = sorted({m.volume.name for s in running for m in s.mounts if not m.readonly}
+                        | {f"{s.group}.{o.name}" for s in stages for o in s.outputs})  # and its outputs
         levels.append(Level(index, stages, tuple(serving), demand_of(counted(running)), tuple(writes)))
         serving += [s for s in stages if s.kind is ir.StageKind.SERVE]
     peak = GpuPeak(0, None, ())

@@ -116,13 +116,15 @@ def test_apply_creates_jobs_as_their_dependencies_complete(stem, stub, capsys):
     others = [object_path(d) for d in documents if d["kind"] not in ("Job", "Deployment")]
     assert [r.path for r in patches[:len(others)]] == others
     assert_dependency_order(cluster, path)
-    # the Jobs were watched, not polled: one list, then watch requests from its version
+    # the Jobs were watched, not polled: a list of the completed ones (when a Job has a cache
+    # key), one to start watching, then watch requests from its version
     job_gets = [r for r in cluster.requests if r.method == "GET" and r.path.endswith("/jobs")]
     assert job_gets[0].param("watch") is None and job_gets[0].param("labelSelector") == \
         f"app.kubernetes.io/part-of={compile_example(path).name},app.kubernetes.io/managed-by=aipc"
     watches = [r for r in job_gets if r.param("watch") == "true"]
     assert watches and all(r.param("resourceVersion") and r.param("timeoutSeconds") for r in watches)
-    assert len(job_gets) - len(watches) == 1
+    keyed = any("aipc.dev/cache-key" in d["metadata"].get("annotations", {}) for d in documents if d["kind"] == "Job")
+    assert len(job_gets) - len(watches) == (2 if keyed else 1)
     assert "applied" in out and "Traceback" not in err
 
 
@@ -519,6 +521,29 @@ def test_a_cluster_without_jobset_is_told_so(stub, capsys, tmp_path):
                            "--multinode", "jobset", "--dry-run")
     assert code == 1
     assert "cannot apply jobset/mn-pretrain: this cluster has no JobSet API" in err
+
+
+def test_a_job_whose_key_completed_in_the_cluster_is_not_applied_again(stub, capsys, tmp_path):
+    server = stub()
+    source = example("churn").read_text()
+    path = tmp_path / "churn.aip"
+    path.write_text(source)
+    config = str(server.kubeconfig)
+    assert apply(capsys, str(path), "--kubeconfig", config, "--wait")[0] == 0
+    jobs = len([r for r in server.cluster.patches if "/jobs/" in r.path])
+    code, out, err = apply(capsys, str(path), "--kubeconfig", config, "--wait")
+    assert code == 0, err
+    assert "job/churn-model cached: stage model completed before with the same key" in out
+    assert "job/churn-evaluate cached" in out
+    assert len([r for r in server.cluster.patches if "/jobs/" in r.path]) == jobs  # neither applied again
+
+    # `evaluate` changes: its key no longer matches, so it is applied; `model` stays cached
+    path.write_text(source.replace('input model.metrics at "/in/metrics"',
+                                   'input model.metrics at "/in/metrics"\n  command = ["score"]'))
+    code, out, err = apply(capsys, str(path), "--kubeconfig", config)
+    assert "job/churn-model cached" in out
+    assert [r.path.rsplit("/", 1)[1] for r in server.cluster.patches if "/jobs/" in r.path][jobs:] == [
+        "churn-evaluate"]
 
 
 # ------------------------------------------------------------------ credentials in messages

@@ -28,7 +28,7 @@ def test_chunks_start_at_declarations_outside_strings_and_comments():
 
 def test_an_edit_reparses_only_its_declaration():
     parser = IncrementalParser("fraud.aip")
-    text = SOURCES[0]
+    text = next(p for p in EXAMPLES if p.stem == "fraud-detection").read_text()
     before = parser.parse(text)
     edited = text.replace("retries = 2", "retries = 20")
     after = parser.parse(edited)

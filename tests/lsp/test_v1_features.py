@@ -37,7 +37,8 @@ STATEMENTS = {"mount", "output", "input"}
     ("template t: |", {"data", "train", "eval", "serve"}),
     ("train x |", {"from"}),
     ("eval e {\n  input |", {"model", "evaluate"}),
-    ("eval e {\n  input model.|", set()),
+    ("eval e {\n  input model.|", {"metrics"}),  # the outputs of `model`
+    ("eval e {\n  input evaluate.|", set()),
     ("eval e {\n  input model.metrics |", {"at"}),
     ("train t {\n  output metrics |", {"at"}),
     ('train t {\n  output metrics at "/m" |', None),

@@ -39,7 +39,7 @@ train after_slow { after = [slow] script = "echo after slow ran" }
     assert code == 1
     assert lines_of(out, "after_slow") == ["after slow ran"]
     assert [summary_row(out, name)[1] for name in ("broken", "slow", "after_slow")] == [
-        "failed", "succeeded", "succeeded"]
+        "failed", "cached", "succeeded"]  # `slow` succeeded before, unchanged
     assert re.search(r"run failed: stage `broken` failed \(exited with code 3\); 2 of 3 stages done in", out)
 
 

@@ -59,7 +59,7 @@ def test_output_is_the_same_on_every_run():
 
 
 def test_dot_shows_kinds_gpus_and_mount_directions():
-    dot = to_dot(compile_example(EXAMPLES[0]))  # fraud-detection
+    dot = to_dot(compile_example(next(p for p in EXAMPLES if p.stem == "fraud-detection")))
     assert '"stage:model" [label="model\\ntrain\\n4 GPU nvidia\\nNVIDIA-A100-SXM4-80GB", shape=box' in dot
     assert 'shape=parallelogram' in dot and 'shape=hexagon' in dot and 'style="rounded,filled"' in dot
     # a writer points at its volume, solid; a readonly reader is pointed at, dashed
