@@ -39,7 +39,8 @@ def digest(value) -> str:
 
 
 # What the container spec says about how a stage runs, not what it computes: not keyed.
-NOT_KEYED = frozenset({"cpu", "memory", "gpu", "devices", "shm_size", "publish", "healthcheck", "aliases", "labels"})
+NOT_KEYED = frozenset({"cpu", "memory", "gpu", "devices", "shm_size", "publish", "healthcheck", "aliases", "labels",
+                       "hostname"})  # a node's name: the group's size is keyed below
 # The spec's fields of the other parts; every field not named here nor above is `security`,
 # so a setting added to the spec is part of the key unless it is said not to be.
 OF_PART = {"image": "image", "entrypoint": "command", "command": "command", "working_dir": "workdir",
@@ -71,6 +72,8 @@ def key_parts(stage: ir.Stage, spec: ContainerSpec, image_id: str, inputs: Mappi
         elif field_.name == "mounts":  # the volumes; outputs are keyed by their paths, inputs by their content
             value = [m for m in value if m.volume.kind is not ir.VolumeKind.ARTIFACT]
         parts[OF_PART.get(field_.name, "security")][field_.name] = _plain(value)
+    if stage.nodes is not None:  # a group: what its nodes are told (NNODES, WORLD_SIZE) follows its size
+        parts["env"]["nodes"] = stage.nodes
     parts["mounts"]["outputs"] = [[o.name, o.path] for o in stage.outputs]
     parts["inputs"]["read"] = [[a.key, a.path, inputs.get(a.key)] for a in stage.artifact_mounts() if a.read_only]
     return {name: digest(parts[name]) for name in KEY_PARTS}
