@@ -757,6 +757,27 @@ serve api { image = "api:2.1"  port = 8080  replicas = 2..10  autoscale { cpu = 
 
 # ------------------------------------------------------------------------- graph
 
+NODE_VARIABLE_SET = _code(
+    "E270", "an environment variable that `nodes` sets",
+    """A stage with `nodes = N` runs as N containers, and aipc gives each the
+    variables that make them one group: `MASTER_ADDR` (node 0's name),
+    `MASTER_PORT` (29500), `NNODES`, `NODE_RANK` (0..N-1, different on each node),
+    `NPROC_PER_NODE` (its GPUs, or 1), `WORLD_SIZE`, and the same values as
+    `PET_MASTER_ADDR`, `PET_MASTER_PORT`, `PET_NNODES`, `PET_NODE_RANK` and
+    `PET_NPROC_PER_NODE`, which torchrun reads. Setting one of them in `env` would
+    give every node the same value and break the group, so it is an error. To
+    change what torchrun does, pass its flags in `command`: a flag wins over its
+    `PET_` variable.""",
+    """
+train pretrain {
+  image   = "trainer:2.1"
+  nodes   = 4
+  env     = { MASTER_PORT = "23456" }                                # error
+  command = ["torchrun", "--master-port", "23456", "train.py"]       # fixed: a flag, no env
+}
+""",
+)
+
 DEPENDENCY_CYCLE = _code(
     "E301", "dependency cycle",
     """`after` edges must form a DAG: a stage cannot (even indirectly) wait for
@@ -874,6 +895,24 @@ train model {
   matrix  { lr = [1e-4, 3e-4]  seed = [1, 2, 3] }
   exclude = [{ lr = 1e-5, seed = 3 }]    # warning: `lr` has no value `1e-5`
 }
+""",
+)
+
+MULTINODE_RWO_VOLUME = _code(
+    "W270", "a multi-node stage writes a single-node volume",
+    """The nodes of a stage with `nodes = N` are pods that Kubernetes may place on
+    different machines, and an `rwo` (ReadWriteOnce) volume is attached to one
+    machine at a time: pods elsewhere wait for it forever, or see a volume another
+    machine writes. Declare the volume `access = rwx`, mount it `readonly`, or
+    give the writing a volume the nodes do not share.""",
+    """
+volume checkpoints { size = 500Gi }                     # rwo by default
+train pretrain {
+  image = "trainer:2.1"
+  nodes = 4
+  mount checkpoints at "/ckpt"                            # warning
+}
+volume checkpoints { size = 500Gi  access = rwx }       # fixed
 """,
 )
 
@@ -1079,6 +1118,22 @@ OUTPUT_TOO_LARGE = _code(
 data prepare { image = "etl:1.0"  script = """ ... 2 MB of shell ... """ }
 $ aipc compile p.aip --target argo     # warning: the Workflow is 2.1 MB; Argo stores at most 1 MiB
 ''',
+)
+
+
+NODES_ON_ONE_HOST = _code(
+    "B120", "a multi-node stage runs on one machine",
+    """docker-compose and `aipc run` run the N nodes of a stage with `nodes = N` as N
+    containers on the one Docker host, which find each other by the same names and
+    variables as on a cluster. That is enough to test the rendezvous and the
+    program's distributed code, not to train faster: the nodes share the host's
+    CPUs, memory and GPUs (each GPU node gets devices of its own when the
+    machine's GPUs are counted). Use the kubernetes or argo target to run on
+    several machines.""",
+    """
+train pretrain { image = "trainer:2.1"  nodes = 4  command = ["torchrun", "train.py"] }
+$ aipc compile p.aip --target compose     # warning: 4 containers on one host
+""",
 )
 
 TOO_MANY_GPUS = _code(

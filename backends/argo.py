@@ -53,8 +53,16 @@ What a program becomes
 - scheduling as on Kubernetes (node selector, GPU model affinity, tolerations,
   priority class on the container template); a batch stage's pod carries the
   Kueue queue label, for Kueue's pod integration;
+- a multi-node stage (``nodes = N``): a steps template applying the
+  NetworkPolicy that admits the group's pods to each other and creating the
+  Kubernetes backend's headless Service, then creating its Indexed Job (the two
+  named after the run and owned by the Workflow), ending with the Job; with
+  ``--multinode jobset`` the policy, then the JobSet (:func:`build_group_templates`).
+  Their strings take parameters' compiled values, as serve stages' do; the
+  deployer may create and get Jobs and Services (JobSets) of any name, since
+  their names are the run's;
 - a sized volume: a ``volumeClaimTemplates`` entry, created for the run and
-  removed with it, unless a serve stage mounts it: the Deployment outlives the
+  removed with it, unless a serve stage or a multi-node stage mounts it: the Deployment outlives the
   Workflow, so that volume is the Kubernetes backend's PersistentVolumeClaim
   ``<pipeline>-<volume>``, applied by a DAG task ``<volume>-volume`` that the
   first stages mounting it depend on (the only dependencies besides ``after``
@@ -84,6 +92,7 @@ written through :class:`ArgoTexts`, which reports it. A Workflow over 1 MiB
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 
@@ -155,7 +164,7 @@ def options_from(args) -> Options:
                    service_account=getattr(args, "service_account", None) or None,
                    deploy_service_account=getattr(args, "deploy_service_account", None) or None,
                    rbac=bool(getattr(args, "rbac", False)),
-                   kubernetes=k8s.options_from(args))  # --gpu-labels
+                   kubernetes=k8s.options_from(args))  # --gpu-labels, --multinode
 
 
 # -------------------------------------------------------------------- strings
@@ -172,8 +181,8 @@ def offered_parameters(pipeline: ir.Pipeline) -> frozenset[str]:
     compiled in somewhere (see the module's docstring)."""
     batch: set[str] = set()
     served: set[str] = set()
-    for stage in pipeline.stages:
-        (batch if stage.is_batch else served).update(ir.param_refs(stage))
+    for stage in pipeline.stages:  # a multi-node stage's strings go into a manifest, as a serve stage's
+        (batch if stage.is_batch and stage.nodes is None else served).update(ir.param_refs(stage))
     return frozenset(batch - served - {param.name for param in pipeline.params if param.fixed_at})
 
 
@@ -185,9 +194,10 @@ def report_fixed_parameters(pipeline: ir.Pipeline, offered: frozenset[str], sink
             continue
         places = [(use.span, f"it sets `{use.attribute or use.declaration}` of {use.declaration} `{use.name}`, "
                    "which Argo cannot take from a submitted value") for use in param.fixed_at]
-        places += [(text.span, f"serve stage `{stage.name}` uses it, and Argo would paste a submitted value "
-                    "into that stage's manifest text unquoted")
-                   for stage in pipeline.stages if not stage.is_batch for text in ir.texts_of(stage)
+        places += [(text.span, f"{'serve' if not stage.is_batch else 'multi-node'} stage `{stage.name}` uses it, "
+                    "and Argo would paste a submitted value into that stage's manifest text unquoted")
+                   for stage in pipeline.stages if not stage.is_batch or stage.nodes is not None
+                   for text in ir.texts_of(stage)
                    if any(part.__class__ is ir.ParamRef and part.name == param.name for part in text.parts)]
         if not places:
             continue  # unused: not offered, nothing to say
@@ -293,9 +303,11 @@ def mounted_volumes(pipeline: ir.Pipeline) -> list[ir.Volume]:
 
 def served_volumes(pipeline: ir.Pipeline) -> list[ir.Volume]:
     """Sized volumes a serve stage mounts (the outputs' claim, for its inputs): they must
-    outlive the Workflow."""
+    outlive the Workflow; and those a multi-node stage mounts (its Job's pods are not
+    the Workflow's): claims of their own."""
     store = k8s.scratch_names(pipeline).artifacts
-    served = {name for stage in pipeline.stages if not stage.is_batch for name in mounted_names(stage, store)}
+    served = {name for stage in pipeline.stages if not stage.is_batch or stage.nodes is not None
+              for name in mounted_names(stage, store)}
     return [v for v in volumes_of(pipeline) if v.name in served and v.kind is ir.VolumeKind.SIZED]
 
 
@@ -322,12 +334,17 @@ def build_claim_reference(pipeline: ir.Pipeline, volume: ir.Volume) -> dict:
             "persistentVolumeClaim": {"claimName": k8s.claim_name(pipeline, volume)}}
 
 
-def build_apply_template(name: str, document: dict, account: str, success: str | None = None) -> dict:
+def build_apply_template(name: str, document: dict, account: str, success: str | None = None,
+                         action: str = "apply") -> dict:
     """A ``resource`` template that applies one object (Argo applies one per
-    template), as the service account that may."""
+    template), as the service account that may; ``create``: an object of this
+    run, owned by the Workflow."""
     from aipc.backends.writer import to_yaml  # YAML only when compiling: `aipc check` stays light
 
-    resource: dict = {"action": "apply", "manifest": to_yaml([document])}
+    resource: dict = {"action": action}
+    if action == "create":
+        resource["setOwnerReference"] = True
+    resource["manifest"] = to_yaml([document])
     if success is not None:
         resource["successCondition"] = success
     return {"name": name, "serviceAccountName": account, "resource": resource}
@@ -410,9 +427,7 @@ def serve_manifests(pipeline: ir.Pipeline, stage: ir.Stage, options: Options,
     """The Kubernetes backend's Deployment and Service, parameters kept symbolic.
     The dependency annotations name Jobs of the Kubernetes output, so they go."""
     deployment = k8s.build_deployment(pipeline, stage, options.kubernetes, texts.renderer(stage))
-    annotations = deployment["metadata"]["annotations"]
-    for key in (k8s.DEPENDS_ON_ANNOTATION, k8s.LEVEL_ANNOTATION):
-        annotations.pop(key, None)
+    _drop_dependency_annotations(deployment)
     return deployment, k8s.build_service(pipeline, stage)
 
 
@@ -440,6 +455,62 @@ def build_serve_templates(pipeline: ir.Pipeline, stage: ir.Stage, options: Optio
         steps.append({"name": "autoscaler", "template": autoscaler_template})
         templates.append(build_apply_template(autoscaler_template, k8s.build_autoscaler(pipeline, stage), deployer))
     return [{"name": base, "steps": [steps]}, *templates]
+
+
+# A multi-node stage's Indexed Job and headless Service are named after the run
+# (Argo substitutes global variables in a resource template's manifest), so that
+# runs of one pipeline, at once or one after another, never meet.
+WORKFLOW_NAME = "{{workflow.name}}"
+
+
+def build_group_templates(pipeline: ir.Pipeline, stage: ir.Stage, options: Options,
+                          names: TemplateNames, texts: ArgoTexts) -> list[dict]:
+    """A multi-node stage: a steps template that applies the NetworkPolicy letting
+    the group's pods reach each other (the Workflow's policy denies ingress) and
+    creates the headless Service, then creates the Indexed Job, and succeeds or
+    fails with the Job. The conditions are label selectors on the Job's status
+    (argo-workflows workflow/executor/resource.go): done when all N pods
+    succeeded, failed once more pods failed than ``backoffLimit`` allows, which is
+    when the Job fails (job.md, "Pod backoff failure policy"). The Service and
+    the Job belong to the Workflow (``setOwnerReference``) and go with it. With
+    ``--multinode jobset``, the JobSet (which makes its Service) instead of both,
+    done or failed with its ``status.terminalState``."""
+    kube = dataclasses.replace(options.kubernetes, group_prefix=WORKFLOW_NAME)
+    deployer = accounts(pipeline, options).deployer
+    base = task_name(stage)
+    policy_template = names.add(f"{base}-network-policy")
+    policy = build_apply_template(policy_template, k8s.build_allow_group(pipeline, stage), deployer)
+    if kube.multinode == "jobset":
+        jobset = k8s.build_jobset(pipeline, stage, kube)
+        _drop_dependency_annotations(jobset)
+        jobset_template = names.add(f"{base}-jobset")
+        created = build_apply_template(jobset_template, jobset, deployer, "status.terminalState == Completed",
+                                       action="create")
+        created["resource"]["failureCondition"] = "status.terminalState == Failed"
+        first, objects = [{"name": "network-policy", "template": policy_template}], [policy, created]
+        second = [{"name": "jobset", "template": jobset_template}]
+    else:
+        job = k8s.build_job(pipeline, stage, kube, render=texts.renderer(stage))
+        _drop_dependency_annotations(job)
+        service = k8s.build_headless_service(pipeline, stage, kube)
+        job_template, service_template = names.add(f"{base}-job"), names.add(f"{base}-service")
+        created = build_apply_template(job_template, job, deployer, f"status.succeeded > {stage.node_count - 1}",
+                                       action="create")
+        created["resource"]["failureCondition"] = f"status.failed > {stage.retries}"
+        first = [{"name": "network-policy", "template": policy_template},
+                 {"name": "service", "template": service_template}]
+        second = [{"name": "job", "template": job_template}]
+        objects = [policy, build_apply_template(service_template, service, deployer, action="create"), created]
+    if stage.timeout is not None:  # a Job past its deadline may fail with fewer failed pods
+        created["timeout"] = f"{stage.timeout}s"
+    return [{"name": base, "steps": [first, second]}, *objects]
+
+
+def _drop_dependency_annotations(document: dict) -> None:
+    """The dependency annotations name the Kubernetes output's objects: here the DAG orders stages."""
+    annotations = document["metadata"]["annotations"]
+    for key in (k8s.DEPENDS_ON_ANNOTATION, k8s.LEVEL_ANNOTATION):
+        annotations.pop(key, None)
 
 
 def limited_matrices(pipeline: ir.Pipeline) -> list[ir.Matrix]:
@@ -545,7 +616,9 @@ def build_workflow(pipeline: ir.Pipeline, options: Options, texts: ArgoTexts) ->
     keys = compile_keys(pipeline)
     report_tag_keys(pipeline, keys, texts.sink, "Argo Workflows")
     for stage in pipeline.stages:
-        if stage.is_batch:
+        if stage.nodes is not None:
+            templates += build_group_templates(pipeline, stage, options, names, texts)
+        elif stage.is_batch:
             templates.append(build_container_template(pipeline, stage, options, texts, keys.get(stage.name)))
         else:
             templates += build_serve_templates(pipeline, stage, options, names, texts)
@@ -614,18 +687,33 @@ def applied_objects(pipeline: ir.Pipeline) -> dict[tuple[str, str], list[str]]:
             objects[("networking.k8s.io", "networkpolicies")].append(name)
             if stage.autoscale is not None:
                 objects.setdefault(("autoscaling", "horizontalpodautoscalers"), []).append(name)
+        elif stage.nodes is not None:
+            objects[("networking.k8s.io", "networkpolicies")].append(pipeline.object_name(stage.name))
     return objects
 
 
-def deployer_rules(pipeline: ir.Pipeline) -> list[dict]:
+def created_kinds(pipeline: ir.Pipeline, multinode: str) -> list[tuple[str, str]]:
+    """(API group, resource) of the objects multi-node stages create, named after the run."""
+    if not any(stage.nodes is not None for stage in pipeline.stages):
+        return []
+    if multinode == "jobset":
+        return [("jobset.x-k8s.io", "jobsets")]
+    return [("", "services"), ("batch", "jobs")]
+
+
+def deployer_rules(pipeline: ir.Pipeline, multinode: str = "job") -> list[dict]:
     """The executor's rules, and for each kind of object the Workflow applies:
     `create` (which RBAC cannot restrict by name), and `get` and `patch` (what
-    `kubectl apply` and the success condition need) on exactly those objects."""
+    `kubectl apply` and the success condition need) on exactly those objects.
+    What multi-node stages create is named after the run, unknown here: `create`
+    and `get` (the success condition) on that kind, as `create` allows any name anyway."""
     rules = [dict(rule) for rule in EXECUTOR_RULES]
     for (group, resource), object_names in applied_objects(pipeline).items():
         rules.append({"apiGroups": [group], "resources": [resource], "verbs": ["create"]})
         rules.append({"apiGroups": [group], "resources": [resource], "resourceNames": sorted(set(object_names)),
                       "verbs": ["get", "patch"]})
+    for group, resource in created_kinds(pipeline, multinode):
+        rules.append({"apiGroups": [group], "resources": [resource], "verbs": ["create", "get"]})
     return rules
 
 
@@ -649,7 +737,8 @@ def build_account(pipeline: ir.Pipeline, name: str, component: str, rules: list[
 def build_rbac(pipeline: ir.Pipeline, options: Options) -> list[dict]:
     names = accounts(pipeline, options)
     return (build_account(pipeline, names.runner, "runner", [dict(rule) for rule in EXECUTOR_RULES])
-            + build_account(pipeline, names.deployer, "deployer", deployer_rules(pipeline)))
+            + build_account(pipeline, names.deployer, "deployer",
+                            deployer_rules(pipeline, options.kubernetes.multinode)))
 
 
 def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
@@ -657,6 +746,8 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     sink = Diagnostics(pipeline.file)
     k8s.check_host_mounts(pipeline, sink, "Argo Workflows")
     k8s.check_shared_memory(pipeline, sink, "Argo Workflows")
+    # A generated Workflow name is the pipeline's and 6 characters (`-` and 5 random ones).
+    k8s.check_group_names(pipeline, options.kubernetes, sink, run_suffix=0 if options.stable_name else 6)
     k8s.check_scheduling(pipeline, options.kubernetes, sink, "Argo Workflows")
     k8s.check_artifact_store(pipeline, sink, "Argo Workflows")
     report_coarse_pairing(pipeline, sink)

@@ -40,7 +40,8 @@ def digest(value) -> str:
 
 
 # What the container spec says about how a stage runs, not what it computes: not keyed.
-NOT_KEYED = frozenset({"pull", "cpu", "memory", "gpu", "devices", "shm_size", "publish", "healthcheck", "aliases", "labels"})
+NOT_KEYED = frozenset({"pull", "cpu", "memory", "gpu", "devices", "shm_size", "publish", "healthcheck", "aliases",
+                       "labels", "hostname"})  # hostname: a node's name; the group's size is keyed below
 # The spec's fields of the other parts; every field not named here nor above is `security`,
 # so a setting added to the spec is part of the key unless it is said not to be.
 OF_PART = {"image": "image", "entrypoint": "command", "command": "command", "working_dir": "workdir",
@@ -74,6 +75,8 @@ def key_parts(stage: ir.Stage, spec: ContainerSpec, image_id: str, inputs: Mappi
         elif field_.name == "tmpfs":  # where; its size is the memory limit's
             value = [path for path, _ in value]
         parts[OF_PART.get(field_.name, "security")][field_.name] = _plain(value)
+    if stage.nodes is not None:  # a group: what its nodes are told (NNODES, WORLD_SIZE) follows its size
+        parts["env"]["nodes"] = stage.nodes
     parts["mounts"]["outputs"] = [[o.name, o.path] for o in stage.outputs]
     parts["inputs"]["read"] = [[a.key, a.path, inputs.get(a.key)] for a in stage.artifact_mounts() if a.read_only]
     return {name: digest(parts[name]) for name in KEY_PARTS}

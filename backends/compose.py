@@ -125,6 +125,7 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     options = options or Options()
     sink = Diagnostics(pipeline.file)
     assigned = None
+    assignment = None
     if options.gpus is not None:
         assignment = devices.assign_devices(pipeline, options.gpus)
         if isinstance(assignment, devices.Shortfall):
@@ -136,7 +137,15 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     services = {docker.VOLUMES_SERVICE: build_volume_setup(setup[0], options)} if setup is not None else {}
     waiting = setup[1] if setup is not None else ()
     for stage, spec in docker.each_container(pipeline, pipeline.stages, sink, TARGET, assigned):
-        services[stage.name] = build_service(pipeline, stage, spec, options, sink, stage.name in waiting)
+        report_timeout(stage, sink)
+        if stage.nodes is None:
+            services[stage.name] = build_service(pipeline, stage, spec, options, sink, stage.name in waiting)
+        else:  # each node its own service, and with --gpus its own devices
+            per_node = assignment.devices.get(stage.name) if assignment is not None else None
+            for rank in range(stage.nodes):
+                node = docker.node_spec(pipeline, stage, spec, rank, per_node[rank] if per_node else None)
+                services[docker.node_service(stage, rank)] = build_service(pipeline, stage, node, options, sink,
+                                                                           stage.name in waiting)
     document: dict = {"services": services}
     volumes = build_volumes(pipeline)
     if volumes:
@@ -149,8 +158,8 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
 
 def build_service(pipeline: ir.Pipeline, stage: ir.Stage, spec: docker.ContainerSpec, options: Options,
                   sink: Diagnostics, after_volume_setup: bool = False) -> dict:
-    """One service, its keys in a fixed order: what runs first, then how."""
-    report_timeout(stage, sink)
+    """One service (one node of a multi-node stage), its keys in a fixed order: what
+    runs first, then how."""
     service: dict = {"image": escape(spec.image)}
     if spec.pull is not None:
         service["pull_policy"] = PULL_POLICY[spec.pull]
@@ -169,6 +178,8 @@ def build_service(pipeline: ir.Pipeline, stage: ir.Stage, spec: docker.Container
         service["volumes"] = [build_mount(mount, options) for mount in spec.mounts]
     if spec.publish:
         service["ports"] = [build_port(publish, options) for publish in spec.publish]
+    if spec.hostname is not None:
+        service["hostname"] = spec.hostname
     if spec.aliases:
         service["networks"] = {"default": {"aliases": list(spec.aliases)}}
     if spec.healthcheck is not None:
@@ -229,8 +240,17 @@ def build_depends_on(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
             condition = "service_healthy"
         else:
             condition = "service_started"
-        depends_on[name] = {"condition": condition}
+        for service in services_of(dependency):
+            depends_on[service] = {"condition": condition}
     return depends_on
+
+
+def services_of(stage: ir.Stage) -> list[str]:
+    """A stage's services: its own, or one per node of a multi-node stage, each of
+    which a dependant waits for, so that it starts only once every node succeeded."""
+    if stage.nodes is None:
+        return [stage.name]
+    return [docker.node_service(stage, rank) for rank in range(stage.nodes)]
 
 
 def build_mount(mount: docker.Mount, options: Options) -> str | dict:
@@ -349,9 +369,10 @@ def report_timeout(stage: ir.Stage, sink: Diagnostics) -> None:
 
 
 def report_shared_replicas(pipeline: ir.Pipeline, assignment: devices.Assignment, sink: Diagnostics) -> None:
-    """compose has one device list per service, so its replicas share them."""
+    """compose has one device list per service, so its replicas share them (the
+    nodes of a multi-node stage are services of their own, each with its devices)."""
     for stage in pipeline.stages:
-        if stage.name in assignment.devices and devices.containers(stage) > 1:
+        if stage.name in assignment.devices and not stage.is_batch and devices.containers(stage) > 1:
             sink.warning(codes.IGNORED_ON_TARGET, stage.span_of("gpu"),
                          f"docker-compose gives every replica of `{stage.name}` the same GPUs: its "
                          f"{stage.replicas} replicas share devices {', '.join(assignment.of(stage.name))}",

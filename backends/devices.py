@@ -50,8 +50,9 @@ Weight = Callable[[ir.Stage], int]
 
 
 def containers(stage: ir.Stage) -> int:
-    """How many containers run the stage at once: a serve stage's replicas, else one."""
-    return stage.replicas if stage.kind is ir.StageKind.SERVE else 1
+    """How many containers run the stage at once: a serve stage's replicas, a
+    multi-node stage's nodes (each with GPUs of its own), else one."""
+    return stage.replicas if stage.kind is ir.StageKind.SERVE else stage.node_count
 
 
 def gpus_per_container(stage: ir.Stage) -> int:

@@ -70,6 +70,7 @@ warnings on both targets.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ipaddress
 import shlex
@@ -172,6 +173,7 @@ class ContainerSpec:
     healthcheck: HealthCheck | None
     aliases: tuple[str, ...]  # names other containers reach it by, besides its own
     labels: tuple[tuple[str, str], ...]
+    hostname: str | None = field(default=None, metadata=AS_IS)  # a node of a group: `<job>-<rank>`, as on Kubernetes
 
     def engine_options(self) -> dict:
         """The fields the engine takes as they are, by name (unset ones left out; tuples as lists)."""
@@ -314,6 +316,25 @@ def volume_setup(pipeline: ir.Pipeline, stages: Iterable[ir.Stage],
         healthcheck=None, aliases=(), labels=tuple(pipeline.labels_for(VOLUMES_SERVICE, "volume").items()),
     )
     return spec, tuple(stage.name for stage in writers)
+def node_spec(pipeline: ir.Pipeline, stage: ir.Stage, spec: ContainerSpec, rank: int,
+              devices: tuple[str, ...] | None = None) -> ContainerSpec:
+    """The container of node ``rank`` of a multi-node stage: the stage's, with the
+    group's variables, its rank among them, and the name the other nodes reach it
+    by (node 0's is ``MASTER_ADDR``), as on Kubernetes (:func:`aipc.compiler.ir.node_host`);
+    ``devices``: the GPUs of this node alone (compose's ``--gpus``)."""
+    master = ir.node_host(pipeline.name, stage.name, 0)
+    variables = tuple((name, value or str(rank)) for name, value in ir.node_environment(stage, master, str(rank)))
+    host = ir.node_host(pipeline.name, stage.name, rank)
+    gpu = spec.gpu
+    if gpu is not None and devices:
+        gpu = GpuRequest(gpu.driver, len(devices), tuple(devices))
+    return dataclasses.replace(spec, environment=spec.environment + variables, aliases=(*spec.aliases, host),
+                               hostname=host.partition(".")[0], gpu=gpu)
+
+
+def node_service(stage: ir.Stage, rank: int) -> str:
+    """The compose service (and `aipc run` container) of node ``rank`` of a group."""
+    return f"{stage.name}-node-{rank}"
 
 
 def container_labels(pipeline: ir.Pipeline, stage: ir.Stage) -> tuple[tuple[str, str], ...]:
@@ -491,6 +512,14 @@ def tcp_probe(port: int, timeout: int) -> str:
 def report_unsupported(stage: ir.Stage, sink: Diagnostics, target: str) -> None:
     """What a Docker container has no way to say, at the attribute that says it."""
     resources = stage.resources
+    if stage.nodes is not None and stage.nodes > 1 and (stage.instance is None or stage.instance.index == 0):
+        each = " (each instance)" if stage.instance is not None else ""  # said once for a matrix stage
+        sink.warning(codes.NODES_ON_ONE_HOST, stage.span_of("nodes"),
+                     f"{target} runs the {stage.nodes} nodes of `{stage.group}`{each} as {stage.nodes} containers "
+                     "on this one host: enough to test the rendezvous, not to train faster",
+                     label="all on one host",
+                     help="the containers find each other by the same names and variables as on a cluster; "
+                     "use the kubernetes or argo target to run them on several machines")
     if resources.gpu_model is not None:
         sink.warning(codes.IGNORED_ON_TARGET, stage.span_of("gpu_model"),
                      f"{target} cannot select a GPU model: `gpu_model = \"{resources.gpu_model}\"` "

@@ -10,6 +10,10 @@ What a program becomes
 ----------------------
 - a batch stage: a ``batch/v1`` Job (``restartPolicy: Never``, ``backoffLimit``
   = retries, ``activeDeadlineSeconds`` = timeout, ``ttlSecondsAfterFinished``);
+- a multi-node stage (``nodes = N``): a headless Service, a NetworkPolicy
+  admitting the group's pods on every port, and an Indexed Job of N pods with
+  that Service as ``subdomain`` and the rank from the completion index; with
+  ``--multinode jobset`` the NetworkPolicy and a JobSet (see "nodes" below);
 - a serve stage: an ``apps/v1`` Deployment and a ``v1`` Service. Its container
   ports are ``port`` (named ``http``, or ``main`` when its health check is
   ``tcp`` or ``command``) and each of ``ports`` under its name; the Service
@@ -145,6 +149,10 @@ class Options:
 
     namespace_object: bool = False  # also emit the Namespace named in the header
     ttl_seconds_after_finished: int = 86400  # finished Jobs are cleaned up after a day
+    multinode: str = "job"  # what a multi-node stage becomes: MULTINODE_FORMS
+    # What a multi-node stage's Indexed Job and Service are named after instead of
+    # the pipeline: Argo names them after each run (`{{workflow.name}}`).
+    group_prefix: str | None = None
     gpu_labels: ir.GpuLabels | None = None  # the node labels that select a GPU model; None: the header's, or gfd
 
 
@@ -155,6 +163,10 @@ def default_filename(pipeline: ir.Pipeline) -> str:
 def add_arguments(group) -> None:
     group.add_argument("--namespace-object", action="store_true",
                        help="k8s: also emit the Namespace object named by the pipeline header")
+    group.add_argument("--multinode", choices=MULTINODE_FORMS, default="job",
+                       help="k8s and argo: what a stage with `nodes = N` becomes: an Indexed Job and a headless "
+                       "Service (`job`, the default: any cluster), or a JobSet (`jobset`: needs the JobSet "
+                       "controller; the whole group restarts on a failure and Kueue admits it as one)")
     group.add_argument("--gpu-labels", choices=[c.value for c in ir.GpuLabels], metavar="CONVENTION",
                        help="k8s and argo: the node labels that select a `gpu_model`: gfd (NVIDIA GPU feature "
                        "discovery, the default), gke (GKE's accelerator label) or karpenter (Karpenter's GPU "
@@ -164,7 +176,8 @@ def add_arguments(group) -> None:
 def options_from(args) -> Options:
     labels = getattr(args, "gpu_labels", None)
     return Options(namespace_object=bool(getattr(args, "namespace_object", False)),
-                   gpu_labels=ir.GpuLabels(labels) if labels else None)
+                   gpu_labels=ir.GpuLabels(labels) if labels else None,
+                   multinode=getattr(args, "multinode", None) or "job")
 
 
 def gpu_convention(pipeline: ir.Pipeline, options: Options) -> ir.GpuLabels:
@@ -221,13 +234,17 @@ def metadata(pipeline: ir.Pipeline, name: str, labels: dict, annotations: dict |
     return meta
 
 
-def workload_kind(stage: ir.Stage) -> str:
-    return "Job" if stage.is_batch else "Deployment"
+def workload_kind(stage: ir.Stage, options: Options | None = None) -> str:
+    if not stage.is_batch:
+        return "Deployment"
+    if stage.nodes is not None and options is not None and options.multinode == "jobset":
+        return "JobSet"
+    return "Job"
 
 
-def stage_annotations(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
+def stage_annotations(pipeline: ir.Pipeline, stage: ir.Stage, options: Options | None = None) -> dict:
     depends_on = ",".join(
-        f"{workload_kind(pipeline.stage(name))}/{pipeline.object_name(name)}" for name in stage.after
+        f"{workload_kind(pipeline.stage(name), options)}/{pipeline.object_name(name)}" for name in stage.after
     )
     annotations = {
         STAGE_ANNOTATION: stage.name,
@@ -423,11 +440,14 @@ def build_program(stage: ir.Stage, render: Render) -> dict:
     return {}
 
 
-def build_env(stage: ir.Stage, render: Render) -> list[dict]:
-    """``env``, each ``SECRET.KEY`` value read from that Secret, then HOME and USER."""
+def build_env(stage: ir.Stage, render: Render, master: str | None = None) -> list[dict]:
+    """``env``, each ``SECRET.KEY`` value read from that Secret, a node's variables
+    (``master``: node 0's name, for a multi-node stage), then HOME and USER."""
     env = [{"name": name, "value": no_expansion(render(value))} for name, value in stage.env]
     env += [{"name": name, "valueFrom": {"secretKeyRef": {"name": ir.dns_label(key.secret), "key": key.key}}}
             for name, key in stage.secret_env]
+    if master is not None:
+        env += build_node_env(stage, master)
     env += [{"name": name, "value": value} for name, value in stage.base_env()]
     return env
 
@@ -481,7 +501,7 @@ def build_container(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, re
     container.update(build_program(stage, render))
     if stage.workdir is not None:
         container["workingDir"] = render(stage.workdir)
-    container["env"] = build_env(stage, render)
+    container["env"] = build_env(stage, render, master_address(pipeline, stage, options))
     if stage.secrets:
         container["envFrom"] = [{"secretRef": {"name": ir.dns_label(s.name)}} for s in stage.secrets]
     if not stage.is_batch and stage.port is not None:
@@ -547,11 +567,14 @@ def build_pod_parts(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, re
     )
 
 
-def build_pod_spec(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render) -> dict:
+def build_pod_spec(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render,
+                   subdomain: str | None = None) -> dict:
     parts = build_pod_parts(pipeline, stage, options, render)
     spec: dict = {}
     if stage.is_batch:
         spec["restartPolicy"] = "Never"
+    if subdomain is not None:
+        spec["subdomain"] = subdomain
     spec["automountServiceAccountToken"] = False
     spec["securityContext"] = pod_security_context(stage.security)
     if pipeline.pull_secrets:
@@ -581,27 +604,169 @@ def workload_labels(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
     return labels
 
 
-def build_job(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, key: str | None = None) -> dict:
-    """A batch stage's Job; ``key`` the compile-time part of its cache key, when it may be cached."""
+def build_job(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, key: str | None = None,
+              render: Render = substituted) -> dict:
+    """A batch stage's Job; ``key`` the compile-time part of its cache key, when it may
+    be cached. A multi-node stage's is an Indexed Job of ``nodes`` pods at once, whose
+    pods take the group's headless Service as their ``subdomain``."""
     labels = stage_labels(pipeline, stage)
-    annotations = stage_annotations(pipeline, stage)
+    name = group_name(pipeline, stage, options)
+    annotations = stage_annotations(pipeline, stage, options)
     if key is not None:
         annotations[CACHE_KEY_ANNOTATION] = key
-    spec: dict = {"backoffLimit": stage.retries}
+    spec: dict = {}
+    if stage.nodes is not None:
+        spec.update(completionMode="Indexed", completions=stage.nodes, parallelism=stage.nodes)
+    spec["backoffLimit"] = stage.retries  # a multi-node stage's: failed pods of the group (each replaced alone)
     if stage.timeout is not None:
         spec["activeDeadlineSeconds"] = stage.timeout
     spec["ttlSecondsAfterFinished"] = options.ttl_seconds_after_finished
     spec["template"] = {
         "metadata": {"labels": labels},
-        "spec": build_pod_spec(pipeline, stage, options, substituted),
+        "spec": build_pod_spec(pipeline, stage, options, render, name if stage.nodes is not None else None),
     }
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",
-        "metadata": metadata(pipeline, pipeline.object_name(stage.name), workload_labels(pipeline, stage),
-                             annotations),
+        "metadata": metadata(pipeline, name, workload_labels(pipeline, stage), annotations),
         "spec": spec,
     }
+
+
+# ----------------------------------------------------------------- nodes
+# A stage with `nodes = N` (docs/research/v1-facts.md, "Kubernetes Indexed Jobs"
+# and "JobSet"). As an Indexed Job, pod i has the hostname `<job>-i`; with the pod
+# `subdomain` naming a headless Service (`clusterIP: None`) that selects the pods,
+# it resolves as `<job>-i.<service>` in the namespace (K8s OpenAPI,
+# JobSpec.completionMode and PodSpec.subdomain), before the pod is Ready only with
+# `publishNotReadyAddresses` (kubernetes/website dns-pod-service.md). A JobSet makes
+# that Service itself; its pods are `<jobset>-<replicatedJob>-<jobIndex>-<podIndex>`
+# (jobset_types.go, Network).
+
+MULTINODE_FORMS = ("job", "jobset")
+# The annotation an Indexed Job's pod carries its index in (batch/v1, since 1.21;
+# the downward API reads it as kubernetes/website's indexed-parallel-processing-static does).
+COMPLETION_INDEX_FIELD = "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+JOBSET_REPLICATED_JOB = "node"  # the one replicated job of a multi-node stage's JobSet
+JOBSET_API_VERSION = "jobset.x-k8s.io/v1alpha2"
+
+
+def group_name(pipeline: ir.Pipeline, stage: ir.Stage, options: Options) -> str:
+    """The name of a stage's workload, and of a multi-node stage's Service."""
+    if options.group_prefix is not None and stage.nodes is not None:
+        return f"{options.group_prefix}-{ir.dns_label(stage.name)}"
+    return pipeline.object_name(stage.name)
+
+
+def master_address(pipeline: ir.Pipeline, stage: ir.Stage, options: Options) -> str | None:
+    """Node 0's name: its hostname and subdomain, which its namespace resolves; None
+    for a stage that is no group."""
+    if stage.nodes is None:
+        return None
+    name = group_name(pipeline, stage, options)
+    if options.multinode == "jobset":
+        return f"{name}-{JOBSET_REPLICATED_JOB}-0-0.{name}"
+    if options.group_prefix is not None:
+        return f"{name}-0.{name}"
+    return ir.node_host(pipeline.name, stage.name, 0)
+
+
+def build_node_env(stage: ir.Stage, master: str) -> list[dict]:
+    """The group's variables; the rank is the pod's completion index."""
+    return [{"name": name, "value": value} if value is not None
+            else {"name": name, "valueFrom": {"fieldRef": {"fieldPath": COMPLETION_INDEX_FIELD}}}
+            for name, value in ir.node_environment(stage, master, None)]
+
+
+def build_headless_service(pipeline: ir.Pipeline, stage: ir.Stage, options: Options) -> dict:
+    """The Service that gives each node of a multi-node stage its DNS name, before
+    any is ready (training pods have no readiness probe)."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": metadata(pipeline, group_name(pipeline, stage, options), stage_labels(pipeline, stage)),
+        "spec": {
+            "clusterIP": "None",
+            "publishNotReadyAddresses": True,
+            "selector": selector_labels(pipeline, stage),
+        },
+    }
+
+
+def build_allow_group(pipeline: ir.Pipeline, stage: ir.Stage) -> dict:
+    """Admit traffic between the nodes of a multi-node stage on every port: the
+    rendezvous port and the ports NCCL picks (an ingress rule without ``ports``
+    matches all; K8s OpenAPI, NetworkPolicyIngressRule)."""
+    selector = selector_labels(pipeline, stage)
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": metadata(pipeline, pipeline.object_name(stage.name), stage_labels(pipeline, stage)),
+        "spec": {
+            "podSelector": {"matchLabels": selector},
+            "policyTypes": ["Ingress"],
+            "ingress": [{"from": [{"podSelector": {"matchLabels": selector}}]}],
+        },
+    }
+
+
+def build_jobset(pipeline: ir.Pipeline, stage: ir.Stage, options: Options) -> dict:
+    """A multi-node stage as one JobSet: one replicated Job of ``nodes`` pods, which
+    fails at its first failed pod (``backoffLimit: 0``, ``restartPolicy: Never``),
+    so that the JobSet restarts the whole group, ``retries`` times at most
+    (``failurePolicy.maxRestarts``). The JobSet makes the headless Service its
+    ``network.subdomain`` names."""
+    labels = stage_labels(pipeline, stage)
+    name = group_name(pipeline, stage, options)
+    job: dict = {"completionMode": "Indexed", "completions": stage.nodes, "parallelism": stage.nodes,
+                 "backoffLimit": 0}
+    if stage.timeout is not None:
+        job["activeDeadlineSeconds"] = stage.timeout  # per attempt of the group
+    job["template"] = {"metadata": {"labels": labels},
+                       "spec": build_pod_spec(pipeline, stage, options, substituted)}
+    return {
+        "apiVersion": JOBSET_API_VERSION,
+        "kind": "JobSet",
+        "metadata": metadata(pipeline, name, workload_labels(pipeline, stage),  # Kueue admits the JobSet
+                             stage_annotations(pipeline, stage, options)),
+        "spec": {
+            "failurePolicy": {"maxRestarts": stage.retries},
+            "network": {"enableDNSHostnames": True, "publishNotReadyAddresses": True, "subdomain": name},
+            "replicatedJobs": [{"name": JOBSET_REPLICATED_JOB, "replicas": 1,
+                                "template": {"metadata": {"labels": labels}, "spec": job}}],
+            "ttlSecondsAfterFinished": options.ttl_seconds_after_finished,
+        },
+    }
+
+
+def check_group_names(pipeline: ir.Pipeline, options: Options, sink: Diagnostics, run_suffix: int = 0) -> None:
+    """The hostname of a multi-node stage's last pod is a DNS label: `<job>-<N-1>`
+    of an Indexed Job; a JobSet's webhook also counts a 5-character suffix on
+    `<jobset>-node-0-<N-1>` (jobset_webhook.go). E110 where it is too long. Argo
+    names the Job after its run, the pipeline's name and ``run_suffix`` characters."""
+    for stage in pipeline.stages:
+        if stage.nodes is None:
+            continue
+        prefix = pipeline.dns_name + ("-" + "x" * (run_suffix - 1) if run_suffix else "")
+        name = f"{prefix}-{ir.dns_label(stage.name)}"
+        last = (f"{name}-{JOBSET_REPLICATED_JOB}-0-{stage.nodes - 1}-xxxxx" if options.multinode == "jobset"
+                else f"{name}-{stage.nodes - 1}")
+        if len(last) > ir.MAX_OBJECT_NAME:
+            shown = last.replace(prefix, pipeline.dns_name + "-xxxxx", 1) if run_suffix else last
+            sink.error(codes.NAME_TOO_LONG, stage.span_of("nodes"),
+                       f"the last node of `{stage.name}` is named `{shown}`, {len(last)} characters; "
+                       f"Kubernetes allows {ir.MAX_OBJECT_NAME} in a hostname",
+                       label=f"{len(last) - ir.MAX_OBJECT_NAME} characters too many",
+                       help="shorten the stage name or the pipeline name")
+
+
+def group_documents(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, key: str | None = None) -> list[dict]:
+    """A multi-node stage's objects, in the order they are created: its name first
+    (the headless Service, which a JobSet makes itself), the policy, the workload."""
+    if options.multinode == "jobset":
+        return [build_allow_group(pipeline, stage), build_jobset(pipeline, stage, options)]
+    return [build_headless_service(pipeline, stage, options), build_allow_group(pipeline, stage),
+            build_job(pipeline, stage, options, key)]
 
 
 def build_deployment(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, render: Render) -> dict:
@@ -614,7 +779,8 @@ def build_deployment(pipeline: ir.Pipeline, stage: ir.Stage, options: Options, r
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
-        "metadata": metadata(pipeline, pipeline.object_name(stage.name), labels, stage_annotations(pipeline, stage)),
+        "metadata": metadata(pipeline, pipeline.object_name(stage.name), labels,
+                             stage_annotations(pipeline, stage, options)),
         "spec": spec,
     }
 
@@ -831,6 +997,7 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     sink = Diagnostics(pipeline.file)
     check_host_mounts(pipeline, sink, "Kubernetes")
     check_shared_memory(pipeline, sink, "Kubernetes")
+    check_group_names(pipeline, options, sink)
     check_artifact_store(pipeline, sink, "Kubernetes")
     check_scheduling(pipeline, options, sink, "Kubernetes")
     if sink.has_errors:
@@ -847,7 +1014,9 @@ def emit(pipeline: ir.Pipeline, options: Options | None = None) -> Emitted:
     keys = compile_keys(pipeline)
     report_tag_keys(pipeline, keys, sink, "Kubernetes")
     for stage in pipeline.stages:
-        if stage.is_batch:
+        if stage.nodes is not None:
+            documents += group_documents(pipeline, stage, options, keys.get(stage.name))
+        elif stage.is_batch:
             documents.append(build_job(pipeline, stage, options, keys.get(stage.name)))
         else:
             documents.append(build_deployment(pipeline, stage, options, substituted))

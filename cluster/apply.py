@@ -9,11 +9,15 @@ What ``aipc apply`` does, in this order:
    takes over fields another manager holds (a previous client-side
    ``kubectl apply``, a manual edit): aipc is the source of truth for the
    objects it emits, as ``kubectl apply --server-side --force-conflicts``.
-2. Watches on the Jobs and Deployments it will wait for (the watch API: one
-   list for the current state, then a stream of changes from that version).
-3. Each Job and Deployment once everything in its ``aipc.dev/depends-on``
-   annotation is met: a Job dependency when the Job has completed, a
-   Deployment dependency when it is available. Roots go first. An instance of
+2. Watches on the Jobs, Deployments and JobSets it will wait for (the watch
+   API: one list for the current state, then a stream of changes from that
+   version).
+3. Each Job, Deployment and JobSet once everything in its ``aipc.dev/depends-on``
+   annotation is met: a Job dependency when the Job has completed (an Indexed
+   Job of a multi-node stage: every node), a JobSet when it has completed
+   (``status.terminalState``), a Deployment dependency when it is available.
+   A multi-node stage's headless Service and NetworkPolicy are applied in step 1,
+   before its Job. Roots go first. An instance of
    a matrix stage with ``aipc.dev/max-parallel: N`` also waits until fewer
    than N instances of its matrix stage (``aipc.dev/matrix``) are running. A
    Job whose ``aipc.dev/cache-key`` is that of the Job of its name that
@@ -42,7 +46,7 @@ from typing import Any, Callable
 
 from aipc.backends.cachekey import CACHE_KEY_ANNOTATION
 from aipc.backends.kubernetes import (
-    DEPENDS_ON_ANNOTATION, MATRIX_ANNOTATION, MAX_PARALLEL_ANNOTATION, STAGE_ANNOTATION,
+    DEPENDS_ON_ANNOTATION, JOBSET_API_VERSION, MATRIX_ANNOTATION, MAX_PARALLEL_ANNOTATION, STAGE_ANNOTATION,
 )
 from aipc.cluster.connect import ClusterError, Connection, describe_error, status_details, status_message
 from aipc.compiler import ir
@@ -65,9 +69,13 @@ API_CLASSES = {
     "policy/v1": "PolicyV1Api",
     "rbac.authorization.k8s.io/v1": "RbacAuthorizationV1Api",
 }
+# Custom resources the backend may emit, by apiVersion: (group, version, plural), for
+# the client's CustomObjectsApi. A JobSet (--multinode jobset) needs the JobSet
+# controller and its CRD in the cluster.
+CUSTOM_RESOURCES = {JOBSET_API_VERSION: ("jobset.x-k8s.io", "v1alpha2", "jobsets")}
 CLUSTER_SCOPED = frozenset({"Namespace", "PersistentVolume", "StorageClass", "ClusterRole",
                             "ClusterRoleBinding", "PriorityClass"})
-WORKLOAD_KINDS = ("Job", "Deployment")
+WORKLOAD_KINDS = ("Job", "Deployment", "JobSet")
 
 PENDING, APPLIED, DONE, FAILED = "pending", "applied", "done", "failed"
 
@@ -195,6 +203,20 @@ def deployment_outcome(deployment: dict) -> tuple[str, str] | None:
     return None
 
 
+def jobset_outcome(jobset: dict) -> tuple[str, str] | None:
+    """``DONE`` once the JobSet completed, ``FAILED`` once it failed (after its
+    restarts): ``status.terminalState``, and the condition of the same type
+    (kubernetes-sigs/jobset api/jobset/v1alpha2/jobset_types.go, JobSetStatus)."""
+    status = jobset.get("status") or {}
+    conditions = [c for c in status.get("conditions") or [] if c.get("status") == "True"]
+    if status.get("terminalState") == "Completed" or any(c.get("type") == "Completed" for c in conditions):
+        return DONE, ""
+    failed = [c for c in conditions if c.get("type") == "Failed"]
+    if status.get("terminalState") == "Failed" or failed:
+        return FAILED, "; ".join(describe_condition(c) for c in failed) or "Failed"
+    return None
+
+
 def describe_condition(condition: dict) -> str:
     text = str(condition.get("type"))
     if condition.get("reason"):
@@ -204,7 +226,8 @@ def describe_condition(condition: dict) -> str:
     return text
 
 
-OUTCOMES: dict[str, Callable[[dict], tuple[str, str] | None]] = {"Job": job_outcome, "Deployment": deployment_outcome}
+OUTCOMES: dict[str, Callable[[dict], tuple[str, str] | None]] = {
+    "Job": job_outcome, "Deployment": deployment_outcome, "JobSet": jobset_outcome}
 
 
 # ------------------------------------------------------------------ talking to the API server
@@ -237,16 +260,23 @@ class Applier:
 
     def apply(self, ref: Ref, document: dict) -> tuple[bool, Any]:
         """Apply; return whether the object was created, and the server's copy."""
-        class_name = API_CLASSES.get(document.get("apiVersion", ""))
+        api_version = document.get("apiVersion", "")
+        class_name = API_CLASSES.get(api_version)
         scope = "patch_namespaced_" if ref.namespace is not None else "patch_"
-        method = getattr(self.api(class_name), f"{scope}{snake_case(ref.kind)}_with_http_info", None) \
-            if class_name else None
+        arguments: dict[str, Any] = {}
+        if api_version in CUSTOM_RESOURCES and ref.namespace is not None:
+            group, version, plural = CUSTOM_RESOURCES[api_version]
+            method = self.api("CustomObjectsApi").patch_namespaced_custom_object_with_http_info
+            arguments.update(group=group, version=version, plural=plural)
+        else:
+            method = getattr(self.api(class_name), f"{scope}{snake_case(ref.kind)}_with_http_info", None) \
+                if class_name else None
         if method is None:
             raise AssertionError(f"aipc bug: aipc apply cannot apply {document.get('apiVersion')} {ref.kind}")
-        arguments: dict[str, Any] = {
+        arguments.update({
             "name": ref.name, "body": document, "field_manager": FIELD_MANAGER, "force": True,
             "_content_type": APPLY_PATCH, "_request_timeout": REQUEST_TIMEOUT,
-        }
+        })
         if ref.namespace is not None:
             arguments["namespace"] = ref.namespace
         if self.dry_run:
@@ -270,6 +300,8 @@ class Applier:
                 return (f"cannot apply {ref}: the namespace `{ref.namespace}` does not exist; create it "
                         f"(`kubectl create namespace {ref.namespace}`), apply with --namespace-object, "
                         "or choose another with --namespace")
+            if error.status == 404 and ref.kind == "JobSet" and details.get("kind") != "namespaces":
+                return f"cannot apply {ref}: {NO_JOBSET_API}"
             if error.status == 422 and ref.kind == "Job" and "immutable" in status_message(error):
                 return (f"cannot apply {ref}: {status_message(error)}; a Job cannot be changed once it "
                         f"exists: delete it first (`kubectl delete job {ref.name} -n {ref.namespace}`)")
@@ -277,6 +309,10 @@ class Applier:
         if message is None:
             raise error
         return message
+
+
+NO_JOBSET_API = ("this cluster has no JobSet API; install the JobSet controller (https://jobset.sigs.k8s.io), "
+                 "or apply without `--multinode jobset` to run each multi-node stage as an Indexed Job")
 
 
 class Watcher(threading.Thread):
@@ -329,8 +365,11 @@ class Watcher(threading.Thread):
                         raise
         except Exception as error:  # noqa: BLE001 - every failure goes to the main thread
             if not self.stopped.is_set():
-                message = describe_error(error, self.host, f"cannot watch {self.kind.lower()}s in "
-                                                           f"namespace `{self.namespace}`")
+                what = f"cannot watch {self.kind.lower()}s in namespace `{self.namespace}`"
+                if self.kind == "JobSet" and getattr(error, "status", None) == 404:
+                    self.events.put(("error", self.kind, f"{what}: {NO_JOBSET_API}"))
+                    return
+                message = describe_error(error, self.host, what)
                 self.events.put(("error", self.kind, message or f"{type(error).__name__}: {error}"))
 
     def stop(self) -> None:
@@ -472,11 +511,27 @@ class ApplyRun:
             workloads = [w for w in self.objects.workloads if w.ref.kind == kind]
             for namespace in sorted({w.ref.namespace for w in workloads}):
                 members = [w for w in workloads if w.ref.namespace == namespace]
-                class_name, function = lists[kind]
-                watcher = Watcher(getattr(self.applier.api(class_name), function), kind, namespace,
+                if kind in lists:
+                    class_name, function = lists[kind]
+                    listing = getattr(self.applier.api(class_name), function)
+                else:
+                    listing = self._custom_listing(members[0].document["apiVersion"])
+                watcher = Watcher(listing, kind, namespace,
                                   common_selector(members), self.events, self.applier.connection.host)
                 self.watchers.append(watcher)
                 watcher.start()
+
+    def _custom_listing(self, api_version: str):
+        """The list (and watch) call of a custom resource, as the typed APIs' are called.
+        A plain function: the client's watch reads no return type from it and hands
+        each event's object over as it came (``raw_object``)."""
+        group, version, plural = CUSTOM_RESOURCES[api_version]
+        api = self.applier.api("CustomObjectsApi")
+
+        def list_custom(namespace: str, **options):
+            return api.list_namespaced_custom_object(group, version, namespace, plural, **options)
+
+        return list_custom
 
     def _stop_watchers(self) -> None:
         for watcher in self.watchers:
@@ -518,7 +573,7 @@ class ApplyRun:
         workload.state, workload.detail = outcome
         elapsed = format_duration(int(time.monotonic() - workload.applied_at))
         if workload.state == DONE:
-            verb = "completed" if workload.ref.kind == "Job" else "available"
+            verb = "available" if workload.ref.kind == "Deployment" else "completed"
             self.report.line(f"  stage {workload.stage} {verb} after {elapsed}")
             return
         raise ApplyError(self._failure_message(workload))
@@ -533,6 +588,10 @@ class ApplyRun:
         running = [w.stage for w in self.objects.workloads if w.state == APPLIED and w is not workload]
         if running:
             lines.append("still running in the cluster: " + ", ".join(running))
+        if workload.ref.kind == "JobSet":
+            ns = workload.ref.namespace
+            lines.append(f"see `kubectl describe jobset/{workload.ref.name} -n {ns}`; delete it (`kubectl delete "
+                         f"jobset {workload.ref.name} -n {ns}`) before applying again")
         if workload.ref.kind == "Job":
             ns = workload.ref.namespace
             lines.append(f"see `kubectl logs job/{workload.ref.name} -n {ns}`; a failed Job stays failed: "

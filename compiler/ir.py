@@ -583,6 +583,45 @@ class Instance:
         return json.dumps({axis: value.value for axis, value in self.coordinates}, ensure_ascii=False)
 
 
+# ------------------------------------------------------------------ nodes
+# `nodes = N`: N containers run a batch stage together and find each other by the
+# same variables on every target. torchrun reads its flags from `PET_<FLAG>`
+# (pytorch/pytorch torch/distributed/argparse_util.py), so with the PET_ names a
+# bare `torchrun train.py` joins the group; the plain names are for programs that
+# start without torchrun (docs/research/v1-facts.md, "torchrun").
+
+MASTER_PORT = 29500  # torchrun's default `--master-port`
+NODE_VARIABLES = ("MASTER_ADDR", "MASTER_PORT", "NNODES", "NODE_RANK", "NPROC_PER_NODE", "WORLD_SIZE",
+                  "PET_MASTER_ADDR", "PET_MASTER_PORT", "PET_NNODES", "PET_NODE_RANK", "PET_NPROC_PER_NODE")
+RANK_VARIABLES = ("NODE_RANK", "PET_NODE_RANK")  # the only ones whose value differs between nodes
+
+
+def processes_per_node(stage: "Stage") -> int:
+    """A node's workers: one per GPU, or one."""
+    return stage.resources.gpu if stage.resources.gpu > 0 else 1
+
+
+def node_environment(stage: "Stage", master: str, rank: str | None) -> tuple[tuple[str, str | None], ...]:
+    """The variables of a node of a multi-node stage, in the order of
+    :data:`NODE_VARIABLES`. ``master`` is node 0's name on the target; ``rank``
+    the node's rank, or None where the target gives each node its own (a
+    Kubernetes completion index): the rank variables then have no value here."""
+    nodes = stage.node_count
+    per_node = processes_per_node(stage)
+    values = {"MASTER_ADDR": master, "MASTER_PORT": str(MASTER_PORT), "NNODES": str(nodes),
+              "NODE_RANK": rank, "NPROC_PER_NODE": str(per_node), "WORLD_SIZE": str(nodes * per_node)}
+    return tuple((name, values[name.removeprefix("PET_")]) for name in NODE_VARIABLES)
+
+
+def node_host(pipeline_name: str, stage: str, rank: int) -> str:
+    """The name node ``rank`` of a multi-node stage answers to, on Kubernetes, Argo,
+    docker-compose and `aipc run` alike: ``<job>-<rank>.<job>``, the hostname an
+    Indexed Job gives its pod and the headless Service of its pod ``subdomain``
+    (K8s OpenAPI, PodSpec.subdomain), a network alias on Docker."""
+    job = object_name(pipeline_name, stage)
+    return f"{job}-{rank}.{job}"
+
+
 @dataclass(frozen=True, slots=True)
 class Stage:
     name: str
@@ -604,6 +643,7 @@ class Stage:
     expose: int | None = None  # the port clients use for `port` (None: `port` itself)
     ports: tuple[NamedPort, ...] = ()  # extra named ports, in the order written
     replicas: int = 1  # how many start; with autoscaling, its minimum (at least 1)
+    nodes: int | None = None  # `nodes = N`: a group of N containers (see node_environment); None: one
     health: Health | None = None
     labels: tuple[tuple[str, str], ...] = ()
     security: Security = HARDENED
@@ -636,6 +676,11 @@ class Stage:
         security = self.security
         return tuple((name, value) for name, value in (("HOME", security.home), ("USER", security.user_name))
                      if name not in taken)
+    @property
+    def node_count(self) -> int:
+        """How many containers run the stage together: ``nodes``, else one."""
+        return self.nodes if self.nodes is not None else 1
+
     @property
     def service_port(self) -> int | None:
         """The port clients use for ``port``: the Service's port, the published host port."""

@@ -111,9 +111,14 @@ def _read_block(items, table: Mapping[str, AttributeSpec], sink: Diagnostics, wh
     return block
 
 
+_NOT_FOR_KIND_HELP = {"nodes": "a serve stage runs more copies with `replicas = N`; `nodes` is for a batch "
+                               "stage whose containers work as one group, such as distributed training"}
+
+
 def _not_for_kind(item, kinds, stage_kind: str, sink: Diagnostics) -> None:
-    why = ("a serve stage runs until stopped" if "serve" not in kinds
-           else "a batch stage runs to completion and serves nothing")
+    why = _NOT_FOR_KIND_HELP.get(item.name) or (
+        "a serve stage runs until stopped" if "serve" not in kinds
+        else "a batch stage runs to completion and serves nothing")
     sink.error(codes.ATTRIBUTE_NOT_FOR_KIND, item.name_span,
                f"`{item.name}` is only for {_kinds_text(kinds)}, not `{stage_kind}` stages",
                label=f"not allowed on a `{stage_kind}` stage", help=why)
@@ -824,6 +829,7 @@ class _StageLowering:
         self.security: SecurityKeys = {}  # the stage's own `security` keys
         self.spans: list[tuple[str, Span]] = []
         self.after: list[tuple[str, Span]] = []
+        self.env_keys: dict[str, Span] = {}
         self.schedule: dict[str, tuple[object, Span]] = {}  # the stage's own `schedule` keys
         self.autoscale: dict[str, tuple[object, Span]] = {}  # the `autoscale` block's keys
         self.replica_range: tuple[int, int, Span] | None = None  # `replicas = MIN..MAX`
@@ -862,6 +868,7 @@ class _StageLowering:
         self._check_autoscaling(block.blocks["autoscale"][0] if "autoscale" in block.blocks else None)
         self.paths: dict[str, Span] = {}
         mounts, uses = self._mounts(block.mounts)
+        self._check_nodes(self.env_keys, mounts)
         self._outputs(block.outputs)
         self._inputs(block.inputs)
         self._check_covered()
@@ -981,6 +988,7 @@ class _StageLowering:
             value = value.model_copy(update={"entries": tuple(strings)})
         pairs = self.evaluator.string_map(spec, value, self.name, addresses=True)
         if pairs is not INVALID:
+            self.env_keys = {key: entry.key_span for key, _, entry in pairs}
             self.fields["env"] = tuple(
                 (key, _text(text, entry.value.span)) for key, text, entry in pairs
                 if _check_env_name(key, entry.key_span, self.sink)
@@ -1180,6 +1188,37 @@ class _StageLowering:
         self.fields["autoscale"] = ir.Autoscale(low, high, cpu=cpu, metric=metric,
                                                 target=written.get("target", (None,))[0], span=span)
 
+    def _nodes(self, spec, value) -> None:
+        self._set("nodes", self.evaluator.quantity(spec, value, self.name))
+
+    def _check_nodes(self, env_keys: Mapping[str, Span], mounts: tuple[ir.Mount, ...]) -> None:
+        """A multi-node stage's own variables are aipc's (E270); an `rwo` volume it
+        writes is attached to one machine at a time, and its nodes may be on several (W270)."""
+        nodes = self.fields.get("nodes")
+        if nodes is None:
+            return
+        for name, span in env_keys.items():
+            if name in ir.NODE_VARIABLES:
+                self.sink.error(codes.NODE_VARIABLE_SET, span,
+                                f"`{name}` is set by `nodes` on every node of `{self.declared}`",
+                                label="set by aipc", related=[Label(self.spans_of("nodes"), "makes the stage a group")],
+                                help="leave it out: aipc gives each node the group's values; to change torchrun's "
+                                "own settings, pass its flags in `command` (a flag wins over `PET_*`)")
+        if nodes < 2:
+            return
+        for mount in mounts:
+            volume = mount.volume
+            if not mount.read_only and volume.access is ir.Access.RWO and volume.kind is not ir.VolumeKind.HOST:
+                self.sink.warning(codes.MULTINODE_RWO_VOLUME, mount.span,
+                                  f"the {nodes} nodes of `{self.declared}` write `{volume.name}`, a single-node "
+                                  "(rwo) volume, but may run on different machines",
+                                  label="mounted writable on every node",
+                                  related=[Label(volume.span, "declared rwo here")],
+                                  help=f"declare `{volume.name}` with `access = rwx`, mount it `readonly`, or let "
+                                  "one node write results to a volume of its own")
+
+    def spans_of(self, attribute: str) -> Span:
+        return next((span for name, span in self.spans if name == attribute), self.declaration.name.span)
     def _cache(self, spec, value) -> None:
         self._set("cache", self.evaluator.boolean(spec, value, self.name))
 
@@ -1585,6 +1624,7 @@ LOWER_STAGE_ATTRIBUTE: dict[str, Callable[[_StageLowering, AttributeSpec, m.Valu
     "expose": _StageLowering._expose,
     "ports": _StageLowering._ports,
     "replicas": _StageLowering._replicas,
+    "nodes": _StageLowering._nodes,
     "health": _StageLowering._health,
     "cache": _StageLowering._cache,
     "matrix": _StageLowering._swept,

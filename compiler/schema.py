@@ -118,6 +118,10 @@ SECRET = _table(
                   example='keys = ["AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"]'),
 )
 
+# An Indexed Job's completions (= parallelism) may be at most 10^5 (K8s OpenAPI,
+# JobSpec.completionMode; docs/research/v1-facts.md).
+MAX_NODES = 100_000
+
 STAGE = _table(
     AttributeSpec("image", Type.STRING, "The container image.", example='image = "python:3.11-slim"'),
     AttributeSpec("pull", Type.CHOICE,
@@ -177,6 +181,11 @@ STAGE = _table(
     AttributeSpec("exclude", Type.MAP_LIST,
                   "Combinations of the `matrix` left out: an instance matching every key of one map.",
                   example="exclude = [{ lr = 1e-4, seed = 3 }]"),
+    AttributeSpec("nodes", Type.INT,
+                  "Run the stage on N machines together (distributed training): N containers, each told "
+                  "the group by `MASTER_ADDR`, `MASTER_PORT`, `NNODES`, `NODE_RANK`, `NPROC_PER_NODE`, "
+                  "`WORLD_SIZE` and the `PET_*` variables torchrun reads; the stage succeeds when every "
+                  "node does.", kinds=BATCH, minimum=1, maximum=MAX_NODES, example="nodes = 4"),
     AttributeSpec("max_parallel", Type.INT, "At most this many instances of the matrix run at once.",
                   kinds=BATCH, minimum=1, maximum=units.INT32_MAX, example="max_parallel = 2"),
 )

@@ -32,6 +32,7 @@ from __future__ import annotations
 import collections
 import ipaddress
 import os
+import queue
 import re
 import threading
 import time
@@ -47,7 +48,8 @@ import requests.exceptions
 from docker.utils import parse_repository_tag
 
 from aipc.backends.docker import (
-    SET_UP_KINDS, VOLUMES_SERVICE, ContainerSpec, HealthCheck, Mount, describe_health, port_range, volume_setup,
+    SET_UP_KINDS, VOLUMES_SERVICE, ContainerSpec, HealthCheck, Mount, describe_health, node_service, node_spec,
+    port_range, volume_setup,
 )
 from aipc.compiler import ir
 from aipc.redact import redact
@@ -177,15 +179,16 @@ def resource_options(spec: ContainerSpec, devices: tuple[str, ...] = (), gpu_req
 def container_options(stage: ir.Stage, spec: ContainerSpec, names: RunNames, number: int, *,
                       environ: Mapping[str, str], base_dir: str, network: str | None,
                       bind_address: str = "127.0.0.1", devices: tuple[str, ...] = (),
-                      gpu_request: str = "device") -> dict:
+                      gpu_request: str = "device", rank: int | None = None) -> dict:
     """Keyword arguments of ``client.containers.create`` for one attempt (batch) or
-    replica (serve) of ``stage``, whose container is ``spec``; ``devices``: its GPUs."""
+    replica (serve) of ``stage``, whose container is ``spec``; ``devices``: its GPUs;
+    ``rank``: which node of a multi-node stage's attempt it is."""
     options = spec_options(spec, names, environ=environ, base_dir=base_dir, devices=devices,
                            gpu_request=gpu_request)
     if gpu_request == "env":  # the assignment wins over an `env` of the stage: GPUs are shared
         visible = ",".join(devices) if spec.gpu is not None and spec.gpu.driver == "nvidia" and devices else "void"
         options["environment"][VISIBLE_DEVICES] = visible
-    options["name"] = names.container(stage.name, number)
+    options["name"] = names.container(stage.name if rank is None else node_service(stage, rank), number)
     options["labels"] = {**dict(spec.labels), **names.stage_labels(stage)}  # ours last: `aipc down` finds it
     if network:
         options["network"] = network
@@ -694,12 +697,17 @@ class DockerDriver:
                 "how many GPUs there are with --gpus N"])
         return found
 
-    def _create(self, stage: ir.Stage, number: int, is_service: bool, devices: tuple[str, ...] = ()):
+    def _create(self, stage: ir.Stage, number: int, is_service: bool, devices: tuple[str, ...] = (),
+                rank: int | None = None):
         """A created (not started) container, or None when the run was aborted meanwhile.
         A container that already has the name is not this run's: it is left alone."""
-        options = container_options(stage, self.specs[stage.name], self.names, number, environ=self.environ,
+        spec = self.specs[stage.name]
+        if rank is not None:
+            spec = node_spec(self.pipeline, stage, spec, rank)
+        options = container_options(stage, spec, self.names, number, environ=self.environ,
                                     base_dir=self.base_dir, network=self._network,
-                                    bind_address=self.bind_address, devices=devices, gpu_request=self.gpu_request)
+                                    bind_address=self.bind_address, devices=devices, gpu_request=self.gpu_request,
+                                    rank=rank)
         try:
             container = self.client.containers.create(**options)
         except docker.errors.APIError as error:
@@ -752,6 +760,8 @@ class DockerDriver:
     # -- Driver: batch stages --------------------------------------------------------------
 
     def run_batch(self, stage: ir.Stage, attempt: int, deadline: float | None, devices: Devices = ()) -> Attempt:
+        if stage.nodes is not None:
+            return self._run_group(stage, attempt, deadline, devices)
         try:
             problem = self._renew_outputs(stage, attempt)
         except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
@@ -826,6 +836,85 @@ class DockerDriver:
         """The content digest of each output, read from the stopped container through the
         engine (its archive of the path), before the container goes."""
         return tuple((output.name, tree_digest(container.get_archive(output.path)[0])) for output in stage.outputs)
+
+    # -- Driver: multi-node stages ---------------------------------------------------------
+
+    def _run_group(self, stage: ir.Stage, attempt: int, deadline: float | None, devices: Devices = ()) -> Attempt:
+        """One attempt of a multi-node stage: its N containers together (each node's
+        variables, names and rank from backends/docker.py). It succeeds when every
+        node exits 0; the first node that fails (or the deadline) stops the others,
+        and a retry runs the whole group again, as a JobSet restarts it. ``devices``:
+        each node's GPUs, one tuple per node (the scheduler's, when it assigns them)."""
+        containers: list = []
+        try:
+            for rank in range(stage.node_count):
+                container = self._create(stage, attempt, is_service=False,
+                                         devices=devices[rank] if devices else (), rank=rank)
+                if container is None:
+                    return Attempt(cancelled=True)
+                containers.append(container)
+            return self._execute_group(stage, containers, attempt, deadline)
+        except NameTaken as error:
+            return Attempt(error=str(error))
+        except docker.errors.NotFound:
+            return Attempt(cancelled=True) if self._aborted else Attempt(error="a container disappeared")
+        except (docker.errors.DockerException, requests.exceptions.RequestException) as error:
+            if self._aborted:
+                return Attempt(cancelled=True)
+            return Attempt(error=engine_message(error))
+        finally:
+            for container in containers:
+                self._discard(container, graceful=False)
+
+    def _execute_group(self, stage: ir.Stage, containers: list, attempt: int, deadline: float | None) -> Attempt:
+        pumps = []
+        for rank, container in enumerate(containers):
+            try:
+                container.start()
+            except docker.errors.APIError as error:
+                return Attempt(error=f"Docker cannot start node {rank}: "
+                                     f"{explain_start_error(error, self.specs[stage.name])}")
+            source = f"{stage.name}#node-{rank}" if attempt == 1 else f"{stage.name}#{attempt}/node-{rank}"
+            pumps.append(self._follow(container, source))
+        ended: queue.Queue = queue.Queue()
+        for rank, container in enumerate(containers):
+            threading.Thread(target=self._wait_node, args=(container, rank, deadline, ended), daemon=True).start()
+        failed: tuple[int, int] | None = None  # the first node that failed, and its exit code
+        timed_out = False
+        for _ in containers:
+            rank, code = ended.get()
+            if failed is None and not timed_out and (code is None or code != 0):
+                timed_out = code is None
+                if not timed_out:
+                    failed = (rank, code)
+                for other in containers:  # the group cannot go on without it
+                    try:
+                        other.kill()
+                    except docker.errors.APIError:
+                        pass  # it ended just now
+        if not self._aborted:
+            for pump in pumps:
+                pump.drain()  # every line, before the containers go
+        if self._aborted:
+            return Attempt(cancelled=True)
+        if timed_out:
+            return Attempt(timed_out=True)
+        if failed is not None:
+            rank, code = failed
+            containers[rank].reload()
+            oom = containers[rank].attrs.get("State", {}).get("OOMKilled")
+            why = "killed: out of memory, " if oom else ""
+            return Attempt(exit_code=code, detail=f"{why}node {rank} of {len(containers)}; the others were stopped")
+        return Attempt(exit_code=0)
+
+    def _wait_node(self, container, rank: int, deadline: float | None, ended: queue.Queue) -> None:
+        """Put ``(rank, exit code)`` on ``ended`` when the node exits (None: the deadline
+        passed; a container gone or an engine error counts as a failure, 1)."""
+        try:
+            code = self._wait(container, deadline)
+        except (docker.errors.DockerException, requests.exceptions.RequestException):
+            code = 1
+        ended.put((rank, code))
 
     # -- Driver: serve stages --------------------------------------------------------------
 

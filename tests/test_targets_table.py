@@ -213,6 +213,13 @@ def shm_pod(spec: str, container: str, size: str) -> list:
             (f"{container}.volumeMounts[name=dshm].mountPath", "/dev/shm")]
 
 
+def node_variables(master: str) -> list[tuple[str, str]]:
+    """The variables of every node of examples/multinode.aip but its rank (4 nodes of 8 GPUs)."""
+    return [("MASTER_ADDR", master), ("MASTER_PORT", "29500"), ("NNODES", "4"), ("NPROC_PER_NODE", "8"),
+            ("WORLD_SIZE", "32"), ("PET_MASTER_ADDR", master), ("PET_MASTER_PORT", "29500"),
+            ("PET_NNODES", "4"), ("PET_NPROC_PER_NODE", "8")]
+
+
 def example(name: str) -> Path:
     (path,) = [p for p in EXAMPLES if p.stem == name]
     return path
@@ -727,6 +734,74 @@ EXAMPLE_CASES = {
             (f"{task('pick-best')}.dependencies", [f"score-{lr}-{seed}" for lr, seed in SWEEP_INSTANCES]),
             *hardened_argo(batch=[f"{stage}-{lr}-{seed}" for stage in ("model", "score")
                                   for lr, seed in SWEEP_INSTANCES] + ["pick-best"]),
+        ],
+    }),
+    # nodes = 4: one group of 4 pods (containers), each told the group by the same variables.
+    "multinode": Case(example("multinode"), facts={
+        "compose": [
+            Warns("B120", 13, 3),  # 4 containers on one host
+            (svc("pretrain"), ABSENT),
+            *[fact for rank in range(4) for fact in (
+                (f"{svc(f'pretrain-node-{rank}')}.entrypoint", ["torchrun"]),
+                (f"{svc(f'pretrain-node-{rank}')}.environment", Has(
+                    *[f"{name}={value}" for name, value in node_variables("multinode-pretrain-0.multinode-pretrain")],
+                    f"NODE_RANK={rank}", f"PET_NODE_RANK={rank}")),
+                (f"{svc(f'pretrain-node-{rank}')}.networks.default.aliases",
+                 [f"multinode-pretrain-{rank}.multinode-pretrain"]),
+                gpus_compose(f"pretrain-node-{rank}", "nvidia", 8),
+                (f"{svc(f'pretrain-node-{rank}')}.shm_size", "128g"),
+                (f"{svc(f'pretrain-node-{rank}')}.restart", "on-failure:2"),
+            )],
+            (f"{svc('score')}.depends_on", {f"pretrain-node-{rank}": COMPLETED for rank in range(4)}),
+            *hardened_compose(*[f"pretrain-node-{rank}" for rank in range(4)], "score"),
+        ],
+        "k8s": [
+            Quiet(),
+            (f"{obj('Job', 'multinode-pretrain')}.spec.completionMode", "Indexed"),
+            (f"{obj('Job', 'multinode-pretrain')}.spec.completions", 4),
+            (f"{obj('Job', 'multinode-pretrain')}.spec.parallelism", 4),
+            (f"{obj('Job', 'multinode-pretrain')}.spec.backoffLimit", 2),
+            (f"{pod('Job', 'multinode-pretrain')}.subdomain", "multinode-pretrain"),
+            (f"{obj('Service', 'multinode-pretrain')}.spec.clusterIP", "None"),
+            (f"{obj('Service', 'multinode-pretrain')}.spec.publishNotReadyAddresses", True),
+            (f"{obj('NetworkPolicy', 'multinode-pretrain')}.spec.ingress",
+             [{"from": [{"podSelector": {"matchLabels": {"app.kubernetes.io/name": "pretrain",
+                                                         "app.kubernetes.io/part-of": "multinode"}}}]}]),
+            *[(f"{ctr('Job', 'multinode-pretrain')}.env[name={name}].value", value)
+              for name, value in node_variables("multinode-pretrain-0.multinode-pretrain")],
+            *[(f"{ctr('Job', 'multinode-pretrain')}.env[name={name}].valueFrom.fieldRef.fieldPath",
+               "metadata.annotations['batch.kubernetes.io/job-completion-index']")
+              for name in ("NODE_RANK", "PET_NODE_RANK")],
+            *gpus_pod(pod("Job", "multinode-pretrain"), ctr("Job", "multinode-pretrain"), "nvidia.com/gpu", 8,
+                      NVIDIA_TAINT),
+            *shm_pod(pod("Job", "multinode-pretrain"), ctr("Job", "multinode-pretrain"), "128Gi"),
+            (f"{obj('Job', 'multinode-score')}.metadata.annotations[aipc.dev/depends-on]", "Job/multinode-pretrain"),
+            *hardened_k8s("multinode", jobs=["pretrain", "score"]),
+        ],
+        "argo": [
+            Warns("B101", 13, 14),  # `${machines}` is a number: compiled in, not offered for submission
+            (f"{tpl('pretrain')}.steps", [[{"name": "network-policy", "template": "pretrain-network-policy"},
+                                           {"name": "service", "template": "pretrain-service"}],
+                                          [{"name": "job", "template": "pretrain-job"}]]),
+            (f"{tpl('pretrain-job')}.resource.successCondition", "status.succeeded > 3"),
+            (f"{tpl('pretrain-job')}.resource.failureCondition", "status.failed > 2"),
+            (f"{tpl('pretrain-job')}.resource.manifest>spec.completionMode", "Indexed"),
+            (f"{tpl('pretrain-job')}.resource.manifest>spec.completions", 4),
+            (f"{tpl('pretrain-job')}.resource.manifest>spec.template.spec.subdomain", "{{workflow.name}}-pretrain"),
+            (f"{tpl('pretrain-service')}.resource.manifest>spec.publishNotReadyAddresses", True),
+            *[(f"{tpl('pretrain-job')}.resource.manifest>spec.template.spec.containers[0].env[name={name}].value",
+               value) for name, value in node_variables("{{workflow.name}}-pretrain-0.{{workflow.name}}-pretrain")],
+            *[(f"{tpl('pretrain-job')}.resource.manifest>spec.template.spec.containers[0]"
+               f".env[name={name}].valueFrom.fieldRef.fieldPath",
+               "metadata.annotations['batch.kubernetes.io/job-completion-index']")
+              for name in ("NODE_RANK", "PET_NODE_RANK")],
+            *_hardened_pod(f"{tpl('pretrain-job')}.resource.manifest>spec.template.spec",
+                           f"{tpl('pretrain-job')}.resource.manifest>spec.template.spec.containers[0]"),
+            # the Job's pods are not the Workflow's: the volume is a claim of its own, created first
+            (f"{tpl('pretrain-job')}.resource.manifest>spec.template.spec.volumes[name=checkpoints]"
+             ".persistentVolumeClaim.claimName", "multinode-checkpoints"),
+            (f"{task('pretrain')}.dependencies", ["checkpoints-volume"]),
+            (f"{task('score')}.dependencies", ["pretrain"]),
         ],
     }),
 }

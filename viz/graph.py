@@ -4,7 +4,8 @@ Both renderers draw the same graph:
 
 - one node per stage, its shape and colour telling the kind (data, train,
   eval, serve), its label the name, the kind, a serve stage's port and
-  replicas, and the GPUs it asks for (count, vendor, model) — a GPU stage also
+  replicas, a multi-node stage's nodes (``train x4``), and the GPUs it asks
+  for (count, vendor, model; per node or replica) — a GPU stage also
   gets a thick border in its vendor's colour;
 - one node per volume (a cylinder) with its size, access mode and class;
 - a solid arrow from each dependency to the stage that waits for it, labelled
@@ -77,6 +78,8 @@ def stage_lines(stage: ir.Stage) -> list[str]:
         kind += f" :{stage.port}" if stage.port else ""
         if replica_text(stage):
             kind += f" {replica_text(stage)}"
+    elif stage.nodes is not None:
+        kind += f" x{stage.nodes}"
     lines.append(kind)
     if stage.instance is not None:
         matrix = stage.instance.matrix
@@ -88,6 +91,8 @@ def stage_lines(stage: ir.Stage) -> list[str]:
         gpu = f"{resources.gpu} GPU {resources.gpu_vendor.value}"
         if replica_text(stage):
             gpu += " per replica"
+        elif stage.nodes is not None and stage.nodes > 1:
+            gpu += " per node"
         lines.append(gpu)
         if resources.gpu_model:
             lines.append(resources.gpu_model)

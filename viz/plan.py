@@ -16,6 +16,9 @@ Serve stages
     in its own level and in every later level (as ``serving``). A serve stage
     needs its resources once per replica.
 
+Multi-node stages
+    A stage with ``nodes = N`` needs its resources N times, once per node.
+
 Totals
     Per level, the sum of requests and of limits of every stage running in it.
     A stage that sets no ``cpu`` (or ``memory``) reserves nothing and has no
@@ -107,7 +110,9 @@ class Plan:
 
 
 def replicas(stage: ir.Stage) -> int:
-    return stage.replicas if stage.kind is ir.StageKind.SERVE else 1
+    """How many times a stage's resources count: a serve stage's replicas, a
+    multi-node stage's nodes (each its own pod or container), else once."""
+    return stage.replicas if stage.kind is ir.StageKind.SERVE else stage.node_count
 
 
 def stage_gpus(stage: ir.Stage) -> int:
@@ -219,12 +224,16 @@ def stage_text(stage: ir.Stage, serving: bool = False) -> str:
         return f"{stage.name} (serving)"
     if replica_text(stage):
         return f"{stage.name} (serve {replica_text(stage)})"
+    if stage.nodes is not None:
+        return f"{stage.name} ({stage.kind.value} x{stage.nodes} nodes)"
     return f"{stage.name} ({stage.kind.value})"
 
 
 def matrix_text(matrix: ir.Matrix, stage: ir.Stage, count: int, serving: bool = False) -> str:
     """A matrix stage as one row: ``model (train, 5 instances of lr x seed, 2 at a time)``."""
-    what = "serving" if serving else (f"serve {replica_text(stage)}" if replica_text(stage) else stage.kind.value)
+    what = "serving" if serving else (f"serve {replica_text(stage)}" if replica_text(stage)
+                                      else f"{stage.kind.value} x{stage.nodes} nodes" if stage.nodes is not None
+                                      else stage.kind.value)
     total = len(matrix.instances)
     shown = f"{count} of {total}" if count != total else str(total)
     limit = f", {matrix.max_parallel} at a time" if matrix.max_parallel is not None else ""
@@ -313,9 +322,11 @@ def note_lines(plan: Plan, instances: bool = False) -> list[str]:
                      "dependencies finish, so stages of different levels can run together")
     if any(matrix.max_parallel is not None for matrix in plan.matrices):
         lines.append("a matrix stage with max_parallel counts only as many instances as may run at once.")
+    groups = any(stage.nodes is not None for level in plan.levels for stage in level.stages)
     lines.append("CPU and memory: request / limit (one value when equal), summed over the stages "
                  "running in the level; a serve stage counts once per replica"
-                 + (", an autoscaled one (x MIN..MAX) for its minimum." if _autoscaled(plan) else "."))
+                 + (", an autoscaled one (x MIN..MAX) for its minimum" if _autoscaled(plan) else "")
+                 + (", a multi-node stage once per node" if groups else "") + ".")
     if any(level.serving for level in plan.levels):
         lines.append("serve stages keep running once started: they count in every later level (serving).")
     return lines

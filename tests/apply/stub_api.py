@@ -18,7 +18,10 @@ serialisation, content types, response and watch-stream deserialisation):
 
 A stored Job "runs": after ``job_delay`` seconds it becomes active, then
 completes (or fails, for names in ``fail_jobs``, with the conditions the Job
-controller writes). A Deployment becomes available after ``job_delay``. Every
+controller writes); an Indexed Job counts all its completions. A JobSet (the
+custom resource, at ``/apis/jobset.x-k8s.io/v1alpha2/.../jobsets``, unless
+``no_jobset_api``) ends the same way after ``job_delay`` seconds, with the
+``terminalState`` and condition the JobSet controller writes. A Deployment becomes available after ``job_delay``. Every
 request and every state change is recorded with one sequence number, so tests
 can assert what happened before what.
 """
@@ -46,6 +49,7 @@ KINDS = {  # plural -> (apiVersion, kind)
     "jobs": ("batch/v1", "Job"),
     "deployments": ("apps/v1", "Deployment"),
     "networkpolicies": ("networking.k8s.io/v1", "NetworkPolicy"),
+    "jobsets": ("jobset.x-k8s.io/v1alpha2", "JobSet"),
     "horizontalpodautoscalers": ("autoscaling/v2", "HorizontalPodAutoscaler"),
 }
 NAMESPACED = re.compile(r"^/(api/v1|apis/[^/]+/[^/]+)/namespaces/([^/]+)/([^/]+)(?:/([^/]+))?$")
@@ -80,6 +84,7 @@ class Transition:
 @dataclass
 class StubCluster:
     fail_jobs: frozenset[str] = frozenset()
+    no_jobset_api: bool = False  # a cluster without the JobSet CRD
     stall_deployments: frozenset[str] = frozenset()
     reject: dict[str, tuple[int, str]] = field(default_factory=dict)  # object name -> (HTTP code, message)
     missing_namespaces: frozenset[str] = frozenset()
@@ -152,13 +157,28 @@ class StubCluster:
             ]}
             self._record_transition("Job", name, "failed")
         else:
-            job["status"] = {"succeeded": 1, "startTime": "2024-12-22T00:00:00Z",
+            job["status"] = {"succeeded": job["spec"].get("completions", 1), "startTime": "2024-12-22T00:00:00Z",
                              "completionTime": "2024-12-22T00:01:00Z", "conditions": [
                                  {"type": "SuccessCriteriaMet", "status": "True"},
                                  {"type": "Complete", "status": "True"},
                              ]}
             self._record_transition("Job", name, "complete")
         self._event(key[0], key[1], "MODIFIED", job)
+
+    def _jobset_finished(self, key) -> None:
+        jobset = self.objects[key]
+        name = key[2]
+        if name in self.fail_jobs:
+            jobset["status"] = {"terminalState": "Failed", "restarts": 2, "conditions": [
+                {"type": "Failed", "status": "True", "reason": "ReachedMaxRestarts",
+                 "message": "jobset failed due to reaching max number of restarts"}]}
+            self._record_transition("JobSet", name, "failed")
+        else:
+            jobset["status"] = {"terminalState": "Completed", "restarts": 0, "conditions": [
+                {"type": "Completed", "status": "True", "reason": "AllJobsCompleted",
+                 "message": "jobset completed successfully"}]}
+            self._record_transition("JobSet", name, "completed")
+        self._event(key[0], key[1], "MODIFIED", jobset)
 
     def _deployment_rollout(self, key) -> None:
         deployment = self.objects[key]
@@ -202,6 +222,8 @@ class StubCluster:
         self._event(plural, namespace, "MODIFIED" if existing else "ADDED", obj)
         if existing is None and plural == "jobs":
             self._later(self.job_delay, self._job_active, key)
+        if existing is None and plural == "jobsets":
+            self._later(self.job_delay, self._jobset_finished, key)
         if plural == "deployments":
             self._later(self.job_delay, self._deployment_rollout, key)
         return (200 if existing else 201), obj
@@ -277,7 +299,8 @@ class Handler(BaseHTTPRequestHandler):
                              "compiler": "gc", "platform": "linux/amd64"})
             return
         match = NAMESPACED.match(request.path)
-        if not match or match.group(4) or match.group(3) not in ("jobs", "deployments"):
+        if not match or match.group(4) or match.group(3) not in ("jobs", "deployments", "jobsets") \
+                or (match.group(3) == "jobsets" and self.cluster.no_jobset_api):
             self._send(404, status(404, "NotFound", "the server could not find the requested resource"))
             return
         namespace, plural = match.group(2), match.group(3)
@@ -359,6 +382,9 @@ class Handler(BaseHTTPRequestHandler):
         if namespace is not None and body["metadata"].get("namespace") not in (None, namespace):
             self._send(400, status(400, "BadRequest", "the namespace of the provided object does not match "
                                                       "the namespace sent on the request"))
+            return
+        if plural == "jobsets" and cluster.no_jobset_api:
+            self._send(404, status(404, "NotFound", "the server could not find the requested resource"))
             return
         if namespace in cluster.missing_namespaces:
             self._send(404, status(404, "NotFound", f'namespaces "{namespace}" not found',

@@ -448,6 +448,81 @@ def test_ctrl_c_stops_creating_jobs(stub, tmp_path):
     assert not [r for r in server.cluster.patches if r.path.endswith("/jobs/two-second")]
 
 
+# ------------------------------------------------------------------ multi-node stages
+
+GROUP = '''
+pipeline "mn" { namespace = "ml" }
+data prep { image = "t:1" }
+train pretrain { image = "t:1"  nodes = 4  after = [prep]  retries = 2  command = ["torchrun", "train.py"] }
+eval score { image = "t:1"  after = [pretrain] }
+'''
+
+
+def write_group(tmp_path):
+    path = tmp_path / "mn.aip"
+    path.write_text(GROUP)
+    return path
+
+
+def test_a_multi_node_stage_gets_its_service_first_and_dependants_wait_for_every_node(stub, capsys, tmp_path):
+    server = stub()
+    code, out, err = apply(capsys, str(write_group(tmp_path)), "--kubeconfig", str(server.kubeconfig), "--wait")
+    assert code == 0, err
+    cluster = server.cluster
+    service = patch_index(cluster, "mn-pretrain", "services")
+    policy = patch_index(cluster, "mn-pretrain", "networkpolicies")
+    job = patch_index(cluster, "mn-pretrain", "jobs")
+    assert service < job and policy < job  # the nodes' names exist before the nodes
+    assert met_at(cluster, "Job", "mn-prep") < job < met_at(cluster, "Job", "mn-pretrain") \
+        < patch_index(cluster, "mn-score", "jobs")
+    (request,) = [r for r in cluster.patches if r.path.endswith("/jobs/mn-pretrain")]
+    assert (request.body["spec"]["completionMode"], request.body["spec"]["completions"]) == ("Indexed", 4)
+    assert "stage pretrain completed" in out
+
+
+def test_a_jobset_is_applied_as_a_custom_object_and_waited_for(stub, capsys, tmp_path):
+    server = stub()
+    code, out, err = apply(capsys, str(write_group(tmp_path)), "--kubeconfig", str(server.kubeconfig),
+                           "--multinode", "jobset", "--wait")
+    assert code == 0, err
+    cluster = server.cluster
+    (request,) = [r for r in cluster.patches if r.path.endswith("/jobsets/mn-pretrain")]
+    assert request.path == "/apis/jobset.x-k8s.io/v1alpha2/namespaces/ml/jobsets/mn-pretrain"
+    assert request.headers["content-type"] == "application/apply-patch+yaml"
+    assert request.param("fieldManager") == "aipc" and request.param("force") == "true"
+    assert request.body["spec"]["failurePolicy"] == {"maxRestarts": 2}
+    (completed,) = [t for t in cluster.transitions("completed") if t.kind == "JobSet"]
+    assert met_at(cluster, "Job", "mn-prep") < request.seq < completed.seq < patch_index(cluster, "mn-score", "jobs")
+    # JobSets were watched
+    watches = [r for r in cluster.requests if r.method == "GET" and r.path.endswith("/jobsets")]
+    assert any(r.param("watch") == "true" for r in watches)
+    assert "stage pretrain completed" in out and "Traceback" not in err
+
+
+def test_a_failed_jobset_stops_its_dependants(stub, capsys, tmp_path):
+    server = stub(fail_jobs=frozenset({"mn-pretrain"}))
+    code, out, err = apply(capsys, str(write_group(tmp_path)), "--kubeconfig", str(server.kubeconfig),
+                           "--multinode", "jobset")
+    assert code == 1
+    assert "stage `pretrain` failed: jobset/mn-pretrain: Failed (ReachedMaxRestarts)" in err
+    assert "not started, as they wait for `pretrain`: score" in err
+    assert "kubectl describe jobset/mn-pretrain -n ml" in err
+    assert not [r for r in server.cluster.patches if r.path.endswith("/jobs/mn-score")]
+
+
+def test_a_cluster_without_jobset_is_told_so(stub, capsys, tmp_path):
+    server = stub(no_jobset_api=True)
+    code, out, err = apply(capsys, str(write_group(tmp_path)), "--kubeconfig", str(server.kubeconfig),
+                           "--multinode", "jobset")
+    assert code == 1
+    assert "this cluster has no JobSet API; install the JobSet controller" in err
+    assert "without `--multinode jobset`" in err and "Traceback" not in err
+    code, out, err = apply(capsys, str(write_group(tmp_path)), "--kubeconfig", str(server.kubeconfig),
+                           "--multinode", "jobset", "--dry-run")
+    assert code == 1
+    assert "cannot apply jobset/mn-pretrain: this cluster has no JobSet API" in err
+
+
 def test_a_job_whose_key_completed_in_the_cluster_is_not_applied_again(stub, capsys, tmp_path):
     server = stub()
     source = example("churn").read_text()

@@ -28,7 +28,8 @@ def test_a_stage_has_the_same_labels_on_every_target_and_under_aipc_run(path):
                     ir.LABEL_COMPONENT: stage.kind.value, ir.LABEL_MANAGED_BY: "aipc",
                     **dict(pipeline.labels), **dict(stage.labels)}
         coordinates = {ir.COORDINATES_ANNOTATION: stage.instance.coordinates_json()} if stage.instance else {}
-        assert services[stage.name]["labels"] == {**expected, **coordinates}
+        for service in compose.services_of(stage):  # each node of a multi-node stage
+            assert services[service]["labels"] == {**expected, **coordinates}
         if workloads:
             queue = {kubernetes.QUEUE_LABEL: stage.schedule.queue} if stage.schedule.queue else {}
             assert workloads[stage.name]["metadata"]["labels"] == {**expected, **queue}  # Kueue reads a Job's

@@ -73,7 +73,7 @@ def run(capsys, tmp_path: Path, text: str, *args: str) -> tuple[int, str]:
 def test_every_number_attribute_has_a_minimum_and_a_maximum():
     assert set(NUMBERS) == {"size", "retries", "timeout", "port", "expose", "ports", "replicas", "cpu", "memory",
                             "gpu", "shm", "disk", "health.port", "health.start", "health.interval",
-                            "health.timeout", "health.failures", "max_parallel"}
+                            "health.timeout", "health.failures", "max_parallel", "nodes"}
     for name, spec in NUMBERS.items():
         assert spec.minimum is not None and spec.maximum is not None, name
         assert spec.maximum <= units.INT64_MAX, name

@@ -237,6 +237,11 @@ def test_every_stage_attribute_and_block_of_the_schema_has_its_lowering():
     assert all(callable(function) for function in lower.LOWER_STAGE_ATTRIBUTE.values())
 
 
+def test_the_language_page_multi_node_program_is_the_multinode_example():
+    (program,) = [program for program in language_page_programs() if "nodes   =" in program]
+    assert (ROOT / "examples" / "multinode.aip").read_text() == program
+
+
 def test_the_ir_records_where_a_parameter_value_is_compiled_in():
     """A parameter inside a stage's string stays a reference (a ParamRef each
     target renders); anywhere else its value is fixed, and ir.Param.fixed_at says

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from aipc.backends.docker import container_specs
+from aipc.backends.docker import container_specs, node_service, node_spec
 from aipc.diagnostics import Diagnostics
 from aipc.runner.docker_driver import container_options, used_volumes
 from aipc.runner.report import Ending, LiveReporter, PlainReporter, failure_lines, outcome_line, summary_text
@@ -53,9 +53,11 @@ serve many { after = [rocm] command = ["serve"] port = 9000 replicas = 3 }
 """
 
 
-def options_of(pipeline: ir.Pipeline, stage: str, names: RunNames, number: int, **kwargs) -> dict:
+def options_of(pipeline: ir.Pipeline, stage: str, names: RunNames, number: int, rank: int | None = None,
+               **kwargs) -> dict:
     specs = container_specs(pipeline, pipeline.stages, Diagnostics(pipeline.file), "`aipc run`")
-    return container_options(pipeline.stage(stage), specs[stage], names, number, **kwargs)
+    spec = specs[stage] if rank is None else node_spec(pipeline, pipeline.stage(stage), specs[stage], rank)
+    return container_options(pipeline.stage(stage), spec, names, number, rank=rank, **kwargs)
 
 
 def build(stage: str, network: str | None = "net", number: int = 1):
@@ -312,10 +314,16 @@ def test_compose_and_aipc_run_make_the_same_container(path):
     names = RunNames.new(pipeline, "/srv/pipelines/p.aip", run_id="abcd1234")
     environ = {key: "from-caller" for stage in pipeline.stages for secret in stage.secrets for key in secret.keys}
     environ.update({key.key: "from-caller" for stage in pipeline.stages for _, key in stage.secret_env})
-    for stage in pipeline.stages:
-        service = unescaped(services[stage.name])
-        options = options_of(pipeline, stage.name, names, 1, environ=environ, base_dir="/srv/pipelines",
+    containers = [(stage, rank) for stage in pipeline.stages
+                  for rank in (range(stage.nodes) if stage.nodes is not None else [None])]  # each node of a group
+    for stage, rank in containers:
+        service = unescaped(services[stage.name if rank is None else node_service(stage, rank)])
+        options = options_of(pipeline, stage.name, names, 1, rank=rank, environ=environ, base_dir="/srv/pipelines",
                              network="net")
+        assert options.get("hostname") == service.get("hostname")
+        if rank is not None:
+            assert set(service["networks"]["default"]["aliases"]) <= set(
+                options["networking_config"]["net"]["Aliases"])
         assert options["image"] == service["image"]
         assert options.get("entrypoint") == service.get("entrypoint")
         assert options.get("command", []) == service.get("command", [])

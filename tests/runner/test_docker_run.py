@@ -516,3 +516,44 @@ def test_a_sweep_runs_six_instances_two_at_a_time_and_pairs_them(pipeline, capsy
         assert lines_of(out, f"score-{lr}-{seed}") == [f"score-{lr}-{seed} read lr={lr} seed={seed}"]
         assert spans[f"score-{lr}-{seed}"][0][0] >= spans[f"model-{lr}-{seed}"][0][1]
     assert pipeline.containers() == []
+
+
+def test_a_three_node_group_meets_at_node_0_and_one_failing_node_fails_it(pipeline, capsys):
+    from tests.backends.e2e.test_compose_e2e import RENDEZVOUS  # the same program as through docker-compose
+
+    pipeline.write(RENDEZVOUS.replace("IMAGE", pipeline.image).replace("FAIL", "none"))
+    code, out, err = aipc(capsys, "run", str(pipeline.path), "--progress", "plain")
+    assert code == 0, out + err
+    assert "B120" in err  # one host
+    node = {rank: lines_of(out, f"group#node-{rank}") for rank in range(3)}
+    master = f"master {pipeline.name}-group-0.{pipeline.name}-group:29500"
+    for rank in range(3):
+        assert node[rank][0] == f"node {rank} of 3 (3), world 3, {master}"
+        assert node[rank][-1] == f"node {rank} done"
+    assert sorted(node[0][1:3]) == ["hello from node 1", "hello from node 2"]
+    assert "node 0 heard every node" in node[0]
+    assert lines_of(out, "after") == ["after every node"]
+    assert [summary_row(out, name)[1] for name in ("group", "after")] == ["succeeded"] * 2
+    assert pipeline.containers() == []
+
+    pipeline.write(RENDEZVOUS.replace("IMAGE", pipeline.image).replace("FAIL", "2"))
+    started = time.monotonic()
+    code, out, err = aipc(capsys, "run", str(pipeline.path), "--progress", "plain")
+    assert code == 1
+    assert time.monotonic() - started < 15  # node 0 is stopped, not left waiting for node 2
+    assert "node 2 fails" in lines_of(out, "group#node-2")
+    assert "stage `group` failed (exited with code 5 (node 2 of 3; the others were stopped))" in out
+    assert summary_row(out, "group")[1] == "failed" and summary_row(out, "after")[1] == "skipped"
+    assert lines_of(out, "after") == []
+    assert pipeline.containers() == []
+
+
+def test_a_group_past_its_timeout_is_stopped_whole(pipeline, capsys):
+    pipeline.write('data group { nodes = 2  timeout = 2s  script = "echo node $NODE_RANK up; sleep 60" }\n')
+    started = time.monotonic()
+    code, out, err = aipc(capsys, "run", str(pipeline.path), "--progress", "plain")
+    assert code == 1
+    assert time.monotonic() - started < 30
+    assert lines_of(out, "group#node-0") == ["node 0 up"] and lines_of(out, "group#node-1") == ["node 1 up"]
+    assert summary_row(out, "group")[1:3] == ["timed", "out"]
+    assert pipeline.containers() == []

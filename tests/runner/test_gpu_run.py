@@ -145,3 +145,19 @@ def test_run_counts_the_engines_gpus_with_nvidia_smi(nvidia_smi_image, tmp_path,
         assert "waiting for GPUs (needs 2 of the 3)" in out
     finally:
         assert program.containers() == []
+
+
+def test_the_nodes_of_a_group_get_gpus_of_their_own(pipeline, capsys):  # noqa: F811
+    pipeline.write('train group {\n  nodes = 2\n  resources { gpu = 2 }\n'
+                   '  script = "echo rank $NODE_RANK of $WORLD_SIZE per node $NPROC_PER_NODE sees $NVIDIA_VISIBLE_DEVICES"\n}\n')
+    code, out, err = aipc(capsys, "run", str(pipeline.path), "--progress", "plain", "--gpus", "4",
+                          "--gpu-request", "env")
+    assert code == 0, out + err
+    seen = {}
+    for rank in range(2):
+        (line,) = lines_of(out, f"group#node-{rank}")
+        words = line.split()
+        assert words[:6] == ["rank", str(rank), "of", "4", "per", "node"] and words[6] == "2"
+        seen[rank] = set(words[-1].split(","))
+    assert len(seen[0]) == len(seen[1]) == 2 and seen[0].isdisjoint(seen[1])
+    assert seen[0] | seen[1] == {"0", "1", "2", "3"}

@@ -208,3 +208,10 @@ def test_a_matrix_stage_is_one_node_and_pairing_one_edge():
     mermaid = to_mermaid(pipeline)
     assert 's_model ==>|"one to one"| s_score' in mermaid and "s_score ==> s_pick_best" in mermaid
     assert "model-1e-4-1" not in mermaid
+
+
+def test_a_multi_node_stage_shows_its_nodes_and_gpus_per_node():
+    from aipc.viz.graph import stage_lines
+
+    (stage,) = compile_ok('train t { image = "t:1"  nodes = 4  resources { gpu = 8 } }').stages
+    assert stage_lines(stage) == ["t", "train x4", "8 GPU nvidia per node"]

@@ -280,3 +280,14 @@ def test_json_lists_instances_and_each_matrix_stage():
     assert data["matrices"][0] == {"stage": "model", "axes": ["lr", "seed"], "max_parallel": 2,
                                    "instances": data["levels"][0]["stages"]}
     assert data["matrices"][1]["stage"] == "score" and data["matrices"][1]["max_parallel"] is None
+
+
+def test_a_multi_node_stage_counts_once_per_node():
+    text = 'train t { image = "t:1"  nodes = 4  resources { gpu = 8  cpu = 2  memory = 16Gi } }'
+    plan = plan_pipeline(compile_ok(text))
+    (level,) = plan.levels
+    assert level.demand.gpus == ((ir.GpuVendor.NVIDIA, 32),)
+    assert (level.demand.cpu_request, level.demand.memory_request) == (8000, 64 * 2**30)
+    assert (plan.peak.gpus, plan.worst_case.gpus) == (32, 32)
+    rendered = render_text(plan)
+    assert "t (train x4 nodes)" in rendered and "a multi-node stage once per node" in rendered

@@ -524,3 +524,58 @@ def test_a_failed_instance_stops_its_chain_and_the_other_chain_goes_on(project):
     assert all(never_started(c) for c in project.containers("step-4"))
     assert [project.one(f"step-{n}")["State"]["ExitCode"] for n in (1, 3, 5)] == [0, 0, 0]
     assert started(project.one("step-5")) >= finished(project.one("step-3"))
+
+
+# A 3-node rendezvous (issue 16): node 0 listens on MASTER_PORT for the other
+# nodes, which connect to MASTER_ADDR and say their rank; `fail` makes one node
+# exit non-zero before it connects. Shared with the `aipc run` test.
+RENDEZVOUS = '''
+data group {
+  image  = "IMAGE"
+  nodes  = 3
+  script = """
+    echo "node $NODE_RANK of $NNODES ($PET_NNODES), world $WORLD_SIZE, master $MASTER_ADDR:$MASTER_PORT"
+    if [ "$NODE_RANK" = "FAIL" ]; then echo "node $NODE_RANK fails"; exit 5; fi
+    if [ "$NODE_RANK" = 0 ]; then
+      heard=0
+      while [ $heard -lt 2 ]; do
+        timeout 20 nc -l -p "$MASTER_PORT" || { echo "node 0 gave up"; exit 7; }
+        heard=$((heard + 1))
+      done
+      echo "node 0 heard every node"
+    else
+      tries=0
+      until echo "hello from node $PET_NODE_RANK" | nc "$PET_MASTER_ADDR" "$PET_MASTER_PORT"; do
+        tries=$((tries + 1)); [ $tries -lt 200 ] || exit 8; sleep 0.1
+      done
+    fi
+    echo "node $NODE_RANK done"
+  """
+}
+eval after { image = "IMAGE"  after = [group]  command = ["echo", "after every node"] }
+'''
+
+
+def test_a_three_node_group_meets_at_node_0_and_its_dependant_waits_for_all(project):
+    text = project.compile(RENDEZVOUS.replace("FAIL", "none"))
+    assert text.count("- MASTER_ADDR=pipeline-group-0.pipeline-group") == 3  # node 0, named as on Kubernetes
+    up = project.compose("up")
+    assert up.returncode == 0, up.stdout + up.stderr
+    for rank in range(3):
+        assert f"node {rank} of 3 (3), world 3, master " in up.stdout
+        assert f"node {rank} done" in up.stdout
+    assert "hello from node 1" in up.stdout and "hello from node 2" in up.stdout
+    assert "node 0 heard every node" in up.stdout
+    nodes = [project.one(f"group-node-{rank}") for rank in range(3)]
+    assert [c["State"]["ExitCode"] for c in nodes] == [0, 0, 0]
+    after = project.one("after")
+    assert after["State"]["ExitCode"] == 0 and started(after) >= max(finished(c) for c in nodes)
+
+
+def test_a_node_that_fails_fails_the_group_and_its_dependant_never_starts(project):
+    project.compile(RENDEZVOUS.replace("FAIL", "2"))
+    up = project.compose("up")
+    assert up.returncode != 0
+    assert "after every node" not in up.stdout
+    assert project.one("group-node-2")["State"]["ExitCode"] == 5
+    assert all(never_started(c) for c in project.containers("after"))
