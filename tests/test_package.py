@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -97,3 +98,17 @@ def test_the_readme_names_only_documents_that_exist():
     for name in set(re.findall(r"\b[A-Z][A-Z_]+\.md\b", readme)):  # DESIGN.md, LANGUAGE.md...
         assert (ROOT / name).exists() or (ROOT / "docs" / name).exists(), name
     assert "docs/DESIGN.md" in links
+
+
+def test_the_quick_start_is_two_commands_and_ci_runs_the_second():
+    """The README's Quick start: one command installs aipc and compiles an example,
+    the other runs the whole suite, and `.ci/run` calls that one and nothing else."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    commands = re.findall(r"```sh\n(.*?)\n```", section, re.S)
+    assert len(commands) == 2 and all("\n" not in command for command in commands), commands
+    install, suite = commands
+    assert "pip install" in install and "aipc compile examples/" in install
+    ci = [line for line in (ROOT / ".ci" / "run").read_text().splitlines()
+          if line.strip() and not line.startswith("#")]
+    assert ci == [f"exec {suite}"]
