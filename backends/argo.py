@@ -411,9 +411,7 @@ def uses_parameters(stage: ir.Stage, offered: frozenset[str]) -> bool:
     """Whether a stage's container reads a parameter the Workflow offers: its value is
     set when the Workflow is submitted, after the key was computed, so such a stage is
     not memoized."""
-    texts = [stage.image, *(stage.command or ()), *(value for _, value in stage.env)]
-    texts += [text for text in (stage.script, stage.workdir) if text is not None]
-    return any(part.__class__ is ir.ParamRef and part.name in offered for text in texts for part in text.parts)
+    return not ir.param_refs(stage).isdisjoint(offered)
 
 
 def build_memoize(pipeline: ir.Pipeline, key: str) -> dict:

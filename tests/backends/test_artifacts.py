@@ -5,6 +5,8 @@ instance; B002 without `artifacts { }` on a cluster, B104 on an `rwo` claim."""
 
 from __future__ import annotations
 
+import pytest
+
 from aipc import codes
 from aipc.backends import get_backend
 from aipc.backends.docker import container_specs
@@ -191,9 +193,10 @@ data off { image = "i:1"  cache = false }
         "aipc.dev/cache-key"] == keys["churn-model"]
 
 
-def test_argo_memoizes_no_stage_that_reads_a_workflow_parameter():
+@pytest.mark.parametrize("reads", ['command = ["t", "${lr}"]', 'args = ["--lr", "${lr}"]'])
+def test_argo_memoizes_no_stage_that_reads_a_workflow_parameter(reads):
     text = 'param lr: float = 0.1\n' + CHURN.replace(
-        'input model.metrics at "/in/metrics"', 'input model.metrics at "/in/metrics"\n  command = ["t", "${lr}"]')
+        'input model.metrics at "/in/metrics"', f'input model.metrics at "/in/metrics"\n  {reads}')
     (workflow,), _ = emit("argo", text)
     templates = {t["name"]: t for t in workflow["spec"]["templates"]}
     assert "memoize" not in templates["evaluate"]  # its value is set when the Workflow is submitted
