@@ -1201,7 +1201,7 @@ class _StageLowering:
             if name in ir.NODE_VARIABLES:
                 self.sink.error(codes.NODE_VARIABLE_SET, span,
                                 f"`{name}` is set by `nodes` on every node of `{self.declared}`",
-                                label="set by aipc", related=[Label(self.spans_of("nodes"), "makes the stage a group")],
+                                label="set by aipc", related=[Label(self.span_of("nodes"), "makes the stage a group")],
                                 help="leave it out: aipc gives each node the group's values; to change torchrun's "
                                 "own settings, pass its flags in `command` (a flag wins over `PET_*`)")
         if nodes < 2:
@@ -1217,8 +1217,6 @@ class _StageLowering:
                                   help=f"declare `{volume.name}` with `access = rwx`, mount it `readonly`, or let "
                                   "one node write results to a volume of its own")
 
-    def spans_of(self, attribute: str) -> Span:
-        return next((span for name, span in self.spans if name == attribute), self.declaration.name.span)
     def _cache(self, spec, value) -> None:
         self._set("cache", self.evaluator.boolean(spec, value, self.name))
 

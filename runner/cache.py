@@ -262,7 +262,7 @@ class RunCache:
         rewritten: set[str] = set()
         out: dict[str, Decision] = {}
         for stage in stages:
-            decision = self.decide(stage) if stage.is_batch else Decision(False, "not cached: a serve stage")
+            decision = self.decide(stage)
             reads = [a.key for a in stage.artifact_mounts() if a.read_only]
             if decision.cached:
                 decision.unless = tuple(key for key in reads if key in rewritten)
