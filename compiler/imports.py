@@ -81,9 +81,9 @@ class _Loader:
 
     def run(self, program: m.Program, path: str) -> Imports:
         root = Module(path, program)
-        root.templates = _first_by_name(d for d in program.declarations if isinstance(d, m.TemplateDecl))
+        root.templates = first_by_name(d for d in program.declarations if isinstance(d, m.TemplateDecl))
         self.modules.append(root)
-        identity = _identity(path) if path not in ("-", "<stdin>") else None
+        identity = file_identity(path) if path not in ("-", "<stdin>") else None
         if identity is not None:
             self.by_identity[identity] = root
         self.stack.append((identity or "", root, None))
@@ -128,7 +128,7 @@ class _Loader:
         return import_path(module.path, literal)
 
     def _load(self, path: str, declaration: m.ImportDecl, via: Span) -> Module | None:
-        identity = _identity(path)
+        identity = file_identity(path)
         if any(entry[0] == identity for entry in self.stack):
             self._report_cycle(declaration, identity)
             return None
@@ -196,7 +196,7 @@ def _encodable(path: str) -> bool:
     return True
 
 
-def _identity(path: str) -> str:
+def file_identity(path: str) -> str:
     """What makes two paths one file (symbolic links followed)."""
     try:
         return os.path.realpath(path)
@@ -204,7 +204,7 @@ def _identity(path: str) -> str:
         return path
 
 
-def _first_by_name(declarations) -> dict:
+def first_by_name(declarations) -> dict:
     out: dict = {}
     for declaration in declarations:
         out.setdefault(declaration.name.value, declaration)

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from typing import Iterable
 
-from aipc.compiler.imports import Reader, import_path
+from aipc.compiler.imports import Reader, file_identity, first_by_name, import_path
 from aipc.compiler.resolve import declared_name
 from aipc.compiler.sources import Unreadable
 from aipc.compiler.templates import Layer, expand
@@ -48,7 +48,7 @@ def read_file(path: str, read: Reader) -> File | None:
 
 
 def same_file(one: str, other: str) -> bool:
-    return os.path.realpath(one) == os.path.realpath(other)
+    return file_identity(one) == file_identity(other)
 
 
 def imports_of(path: str, program: m.Program) -> dict[str, str]:
@@ -91,11 +91,7 @@ class Template:
 
 
 def templates_of(file: File) -> dict[str, m.TemplateDecl]:
-    out: dict[str, m.TemplateDecl] = {}
-    for declaration in file.program.declarations:
-        if isinstance(declaration, m.TemplateDecl):
-            out.setdefault(declaration.name.value, declaration)
-    return out
+    return first_by_name(d for d in file.program.declarations if isinstance(d, m.TemplateDecl))
 
 
 def imported_template(path: str, program: m.Program, reference: m.Reference, read: Reader) -> Template | None:

@@ -11,6 +11,7 @@ from aipc.compiler.schema import AttributeSpec, Type
 from aipc.lsp.analysis import build_index, hover, outline
 from aipc.lsp.completion import chunk_start_at, complete
 from aipc.lsp.incremental import IncrementalParser
+from aipc.lsp.libraries import same_file
 from tests.helpers import EXAMPLES
 
 FRAUD = (EXAMPLES[[p.stem for p in EXAMPLES].index("fraud-detection")]).read_text()
@@ -312,3 +313,8 @@ def test_hover_on_the_schedule_block_and_its_keys():
     assert key is not None and "KEY=VALUE:EFFECT" in key[0]
     queue = hover(document, index, source.index("queue"))
     assert queue is not None and "kueue.x-k8s.io/queue-name" in queue[0]
+
+
+def test_a_file_name_no_file_system_takes_is_still_compared_not_a_crash():
+    # An editor may hand over a path with a NUL byte: os.path.realpath raises on it.
+    assert same_file("/w/p\0.aip", "/w/p\0.aip") and not same_file("/w/p\0.aip", "/w/q.aip")
