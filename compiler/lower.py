@@ -931,20 +931,14 @@ class _StageLowering:
                               label="unpinned", help="pin a version tag (`:1.4.2`) or a digest (`@sha256:...`)")
 
     def _command(self, spec, value) -> None:
-        items = self.evaluator.string_list(spec, value, self.name, addresses=True)
-        if items == []:
-            self.sink.error(codes.WRONG_TYPE, value.span, "`command` is empty",
-                            help="leave `command` out to run the image's own entrypoint")
-        elif items is not INVALID:
-            self.fields["command"] = tuple(_text(text, span) for text, span in items)
+        argv = self._argv(spec, value, empty_help="leave `command` out to run the image's own entrypoint")
+        if argv is not INVALID:
+            self.fields["command"] = argv
 
     def _args(self, spec, value) -> None:
-        items = self.evaluator.string_list(spec, value, self.name, addresses=True)
-        if items == []:
-            self.sink.error(codes.WRONG_TYPE, value.span, "`args` is empty",
-                            help="leave `args` out to run the image's own command")
-        elif items is not INVALID:
-            self.fields["args"] = tuple(_text(text, span) for text, span in items)
+        argv = self._argv(spec, value, empty_help="leave `args` out to run the image's own command")
+        if argv is not INVALID:
+            self.fields["args"] = argv
 
     def _pull(self, spec, value) -> None:
         choice = self.evaluator.choice(spec, value)
@@ -1318,11 +1312,13 @@ class _StageLowering:
         values.pop("tcp", None)
         self.fields["health"] = ir.Health(ir.HealthKind(checks[0]), span=span, **values)
 
-    def _argv(self, spec, value) -> tuple[ir.Text, ...] | Any:
+    def _argv(self, spec, value, empty_help: str | None = None) -> tuple[ir.Text, ...] | Any:
+        """A list of strings that is a program and its arguments (service addresses
+        allowed); an empty one is an error, with ``empty_help`` (by default: write one)."""
         items = self.evaluator.string_list(spec, value, self.name, addresses=True)
         if items == []:
             self.sink.error(codes.WRONG_TYPE, value.span, f"`{spec.name}` is empty",
-                            help=f"write the program to run: `{spec.example}`")
+                            help=empty_help or f"write the program to run: `{spec.example}`")
             return INVALID
         return INVALID if items is INVALID else tuple(_text(text, span) for text, span in items)
 
