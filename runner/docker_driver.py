@@ -166,13 +166,11 @@ def resource_options(spec: ContainerSpec, devices: tuple[str, ...] = (), gpu_req
                                                                  capabilities=[["gpu"]])]
     if spec.devices:
         options["devices"] = [f"{device}:rwm" for device in spec.devices]  # HOST:CONTAINER:cgroup permissions
-    if spec.cpu is not None:
-        options["nano_cpus"] = spec.cpu.limit * 1_000_000
-        options["cpu_shares"] = max(2, spec.cpu.request * 1024 // 1000)
-    if spec.memory is not None:
-        options["mem_limit"] = spec.memory.limit
-        if spec.memory.request < spec.memory.limit:
-            options["mem_reservation"] = spec.memory.request
+    options["nano_cpus"] = spec.cpu.limit * 1_000_000  # every container has limits: the stage's or the defaults
+    options["cpu_shares"] = max(2, spec.cpu.request * 1024 // 1000)
+    options["mem_limit"] = spec.memory.limit
+    if spec.memory.request < spec.memory.limit:
+        options["mem_reservation"] = spec.memory.request
     return options
 
 
