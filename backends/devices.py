@@ -36,6 +36,7 @@ The interface others build on
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -66,15 +67,49 @@ def device_demand(stage: ir.Stage) -> int:
     return containers(stage) * gpus_per_container(stage)
 
 
+def waits_for(pipeline: ir.Pipeline) -> dict[str, tuple[str, ...]]:
+    """For each stage, what it starts after: its ``after``, and under ``max_parallel``
+    the instance its window waits for."""
+    out = {}
+    for stage in pipeline.stages:
+        window = stage.instance.window_predecessor if stage.instance is not None else None
+        out[stage.name] = stage.after + ((window,) if window is not None else ())
+    return out
+
+
+def in_dependency_order(pipeline: ir.Pipeline) -> list[ir.Stage]:
+    """The stages as listed, except that none comes before what it waits for: a window
+    may wait for an instance listed after it (axis values are swept in the order
+    written, instances are listed by name). Of the stages that are ready, the one
+    listed first comes first, so a listing already in order is kept as it is."""
+    index = {stage.name: number for number, stage in enumerate(pipeline.stages)}
+    waits = {name: set(names) for name, names in waits_for(pipeline).items()}
+    dependants: dict[str, list[str]] = {name: [] for name in waits}
+    for name, names in waits.items():
+        for dependency in names:
+            dependants[dependency].append(name)
+    ready = [index[name] for name, names in waits.items() if not names]
+    heapq.heapify(ready)
+    order = []
+    while ready:
+        stage = pipeline.stages[heapq.heappop(ready)]
+        order.append(stage)
+        for dependant in dependants[stage.name]:
+            waits[dependant].discard(stage.name)
+            if not waits[dependant]:
+                heapq.heappush(ready, index[dependant])
+    return order
+
+
 def finishes_before(pipeline: ir.Pipeline) -> dict[str, set[str]]:
     """For each stage, the stages that must have finished before it starts: its
     batch ancestors (a serve stage never finishes, so it never counts), and under
     ``max_parallel`` the instance its window waits for, with its own."""
+    waits = waits_for(pipeline)
     before: dict[str, set[str]] = {}
-    for stage in pipeline.stages:
+    for stage in in_dependency_order(pipeline):
         names: set[str] = set()
-        window = stage.instance.window_predecessor if stage.instance is not None else None
-        for dependency in stage.after + ((window,) if window is not None else ()):
+        for dependency in waits[stage.name]:
             names |= before[dependency]
             if pipeline.stage(dependency).is_batch:
                 names.add(dependency)
@@ -194,7 +229,7 @@ def assign_devices(pipeline: ir.Pipeline, count: int,
     held: dict[str, list[str]] = {}  # what each stage may still hand on, once it has finished
     fresh = iter(str(number) for number in range(count))
     devices: dict[str, tuple[tuple[str, ...], ...]] = {}
-    for stage in pipeline.stages:  # topological: every stage that hands GPUs on is done first
+    for stage in in_dependency_order(pipeline):  # every stage that hands GPUs on is done first
         if not weight(stage):
             continue
         got: list[str] = []

@@ -147,3 +147,15 @@ def test_instances_under_max_parallel_hand_their_gpus_on_along_their_chain():
     assert [assignment.of(f"fit-{n}") for n in (1, 2, 3, 4)] == [("0",), ("1",), ("0",), ("1",)]
     shortfall = assign_devices(compile_ok(text.format(limit="")), 2)
     assert isinstance(shortfall, Shortfall) and shortfall.needed == 4
+
+
+def test_a_window_may_wait_for_an_instance_listed_after_it():
+    # Axis values are swept in the order written (3, 1, 2) and instances listed by name
+    # (fit-1, fit-2, fit-3): fit-1 waits for fit-3, which is listed after it.
+    pipeline = compile_ok('train fit { image = "x:1"  matrix { n = [3, 1, 2] }  max_parallel = 1  nodes = 2\n'
+                          '  resources { gpu = 1  memory = 4Gi } }')
+    assert [s.name for s in pipeline.stages] == ["fit-1", "fit-2", "fit-3"]
+    assignment = assign_devices(pipeline, 2)  # one at a time: the two nodes' GPUs are enough
+    assert isinstance(assignment, Assignment)
+    assert list(assignment.devices) == ["fit-3", "fit-1", "fit-2"]  # in the order they run
+    assert set(assignment.devices.values()) == {(("0",), ("1",))}  # each node a GPU, handed on along the chain
