@@ -66,6 +66,9 @@ MERGE_BY_TYPE: dict[Type, Merge] = {
 # `http` one (the block holds exactly one of them).
 SAME_SLOT = {"script": "command", "args": "command"}
 SAME_SLOT_IN_BLOCK = {"health": {"tcp": "http", "command": "http"}}
+# A block's short form (v0): `health = "/path"` is `health { http = "/path" }`, so a
+# stage's `health { start = 30m }` over a template's `health = "/path"` keeps the path.
+SHORT_FORM = {"health": "http"}
 
 # What a template's body cannot be blamed for on its own: names that its users
 # declare (any "unknown ..." code but attributes) and required attributes its
@@ -135,7 +138,7 @@ def _normal_path(path: m.Str) -> str:
 
 
 def _combine(base, over):
-    if _is_block(base) and _is_block(over) and base.name == over.name:
+    if _is_block(base) and _is_block(over) and base.name == over.name and not (_is_short(base) and _is_short(over)):
         alternatives = SAME_SLOT_IN_BLOCK.get(over.name, {})
 
         def inner_slot(item):
@@ -164,14 +167,22 @@ def _replace(base, over):
 
 
 def _is_block(item) -> bool:
-    """A block, or one written as a map (`resources = { cpu = 2 }`)."""
+    """A block, one written as a map (`resources = { cpu = 2 }`), or its short form."""
     return isinstance(item, m.Block) or (
-        isinstance(item, m.Attribute) and item.name in schema.STAGE_BLOCKS and isinstance(item.value, m.MapValue))
+        isinstance(item, m.Attribute) and item.name in schema.STAGE_BLOCKS and isinstance(item.value, m.MapValue)
+    ) or _is_short(item)
+
+
+def _is_short(item) -> bool:
+    return isinstance(item, m.Attribute) and item.name in SHORT_FORM and not isinstance(item.value, m.MapValue)
 
 
 def _block_items(item) -> tuple:
     if isinstance(item, m.Block):
         return item.items
+    if _is_short(item):
+        return (m.construct(m.Attribute, span=item.span, item="attribute", name=SHORT_FORM[item.name],
+                            name_span=item.name_span, value=item.value),)
     return tuple(m.construct(m.Attribute, span=e.span, item="attribute", name=e.key, name_span=e.key_span,
                              value=e.value) for e in item.value.entries)
 

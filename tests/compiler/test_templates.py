@@ -181,6 +181,22 @@ serve b from api { health { tcp = true } }
     assert (b.health.kind.value, b.health.path, b.health.start, b.health.interval) == ("tcp", None, 120, 10)
 
 
+def test_health_as_a_path_is_the_block_with_that_http_check_when_merged():
+    files = {"p.aip": '''\
+template short: serve { image = "api:1.0"  port = 8080  health = "/healthz" }
+template long: serve { image = "api:1.0"  port = 8080  health { http = "/ready"  start = 30m } }
+serve a from short { health { start = 2m } }
+serve b from long { health = "/live" }
+serve c from short { health = "/live" }
+'''}
+    pipeline = ok(files)
+    a, b, c = (pipeline.stage(name) for name in "abc")
+    assert (a.health.kind.value, plain(a.health.path), a.health.start) == ("http", "/healthz", 120)
+    assert (b.health.kind.value, plain(b.health.path), b.health.start) == ("http", "/live", 1800)
+    assert (plain(c.health.path), c.health.start) == ("/live", ok({"p.aip": 'serve d { image = "api:1.0"  port = 8080  '
+                                                                      'health = "/live" }'}).stage("d").health.start)
+
+
 def test_inside_a_merged_block_a_map_value_is_replaced_whole():
     """`schedule.node` and any map inside a block: the stage's map wins whole."""
     template = parse('template t: train { schedule { node = { a = "1", b = "2" }  queue = "q" } }', "t.aip")
