@@ -151,7 +151,8 @@ def baseline_venv(ref: str) -> tuple[Path, str]:
     directory = TOOLS / f"aipc-{commit[:12]}"
     marker = directory / "aipc-commit.txt"
     with locked(directory):
-        if marker.exists() and marker.read_text() == commit and (directory / "bin" / "python").exists():
+        installed = all((directory / "bin" / name).exists() for name in ("python", "aipc"))
+        if marker.exists() and marker.read_text() == commit and installed:  # else: a broken install, made again
             return directory / "bin" / "python", commit
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", commit],
                                  capture_output=True, check=True).stdout
